@@ -1,0 +1,202 @@
+//! The archive format (v1): member names, the manifest, `SHA256SUMS`, and
+//! the two halves that write and read it. See DESIGN.md §4 and the spec's
+//! Data Models section.
+//!
+//! Member order is part of the format: `database/schema.sql` first, then the
+//! data, `sequences.sql`, `constraints.sql`, `restore.sql`, `config/…`,
+//! `manifest.json`, `BACKUP_INFO.txt`, and `SHA256SUMS` last, so a restore
+//! can stream the archive once without extracting it.
+
+pub mod reader;
+pub mod texts;
+pub mod writer;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Mode;
+
+pub const FORMAT: &str = "lifeboat-archive";
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const SCHEMA: &str = "database/schema.sql";
+pub const SEQUENCES: &str = "database/sequences.sql";
+pub const CONSTRAINTS: &str = "database/constraints.sql";
+pub const RESTORE_SQL: &str = "database/restore.sql";
+pub const DATA_DIR: &str = "database/data/";
+pub const CONFIG_DIR: &str = "config/";
+pub const MANIFEST: &str = "manifest.json";
+pub const INFO: &str = "BACKUP_INFO.txt";
+pub const SUMS: &str = "SHA256SUMS";
+
+/// `database/data/<schema>.<table>.csv`, each part percent-encoded outside
+/// `[A-Za-z0-9_-]` so the name is portable and `.` stays a separator.
+pub fn data_member(schema: &str, table: &str) -> String {
+    format!("{DATA_DIR}{}.{}.csv", encode(schema), encode(table))
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `archive name` → `critical_backup_20261124_020000.tar.gz`.
+pub fn archive_name(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{prefix}_{}.tar.gz", at.format("%Y%m%d_%H%M%S"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    pub tool_version: String,
+    pub created_at: String,
+    pub snapshot_time: String,
+    pub database: String,
+    pub server_version: String,
+    pub pg_dump_version: String,
+    pub tables: Vec<ManifestTable>,
+    pub foreign_keys: Vec<crate::plan::FkPlan>,
+    pub sequences: Vec<SequenceValue>,
+    pub files: Vec<ManifestFile>,
+    /// The `database/*.sql` members.
+    pub members: Vec<ManifestFile>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestTable {
+    pub schema: String,
+    pub name: String,
+    pub mode: Mode,
+    pub unclassified: bool,
+    pub columns: Vec<String>,
+    /// The mode's row filter (closure rows come on top of it).
+    pub filter: Option<String>,
+    pub window: Option<ManifestWindow>,
+    pub rows: u64,
+    pub closure_rows: u64,
+    pub bytes: u64,
+    pub sha256: Option<String>,
+    pub file: Option<String>,
+}
+
+impl ManifestTable {
+    pub fn qualified(&self) -> String {
+        crate::db::qualified(&self.schema, &self.name)
+    }
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestWindow {
+    pub column: String,
+    pub keep: String,
+    pub cutoff: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SequenceValue {
+    pub schema: String,
+    pub name: String,
+    pub last_value: i64,
+    pub is_called: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestFile {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `sha256sum -c` format: `<hex>  <path>` per line.
+pub fn format_sums(sums: &[(String, String)]) -> String {
+    sums.iter().map(|(path, sha)| format!("{sha}  {path}\n")).collect()
+}
+
+pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            let (sha, path) = l.split_once("  ").ok_or_else(|| format!("SHA256SUMS line {} is malformed", i + 1))?;
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("SHA256SUMS line {} has no valid SHA-256", i + 1));
+            }
+            Ok((path.to_string(), sha.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// Counts CSV records as PostgreSQL writes them (`FORMAT csv`): a newline
+/// ends a record only outside quotes, since fields may contain newlines.
+#[derive(Debug, Default, Clone)]
+pub struct CsvCounter {
+    in_quotes: bool,
+    records: u64,
+    pending: bool,
+}
+
+impl CsvCounter {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => {
+                    self.records += 1;
+                    self.pending = false;
+                    continue;
+                }
+                _ => {}
+            }
+            self.pending = true;
+        }
+    }
+
+    /// Data rows, the header excluded.
+    pub fn rows(&self) -> u64 {
+        (self.records + u64::from(self.pending)).saturating_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_counter_respects_quoted_newlines() {
+        let mut c = CsvCounter::default();
+        c.feed(b"id,note\n1,\"multi\nline, \"\"quoted\"\"\"\n2,");
+        c.feed(b"plain\n");
+        assert_eq!(c.rows(), 2);
+        let mut h = CsvCounter::default();
+        h.feed(b"id\n");
+        assert_eq!(h.rows(), 0);
+    }
+
+    #[test]
+    fn data_member_names_are_unambiguous() {
+        assert_eq!(data_member("public", "users"), "database/data/public.users.csv");
+        assert_eq!(data_member("a.b", "c"), "database/data/a%2Eb.c.csv");
+        assert_ne!(data_member("a.b", "c"), data_member("a", "b.c"));
+        assert_eq!(data_member("public", "ผู้ใช้/x").contains('/'), false);
+    }
+
+    #[test]
+    fn sums_round_trip_and_reject_garbage() {
+        let s = vec![("a/b.csv".to_string(), "0".repeat(64))];
+        assert_eq!(parse_sums(&format_sums(&s)).unwrap(), s);
+        assert!(parse_sums("xyz  a\n").is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! The two members written for people: `database/restore.sql` (the manual
+//! restore path, psql only) and `BACKUP_INFO.txt` (summary and exact steps).
+
+use std::fmt::Write as _;
+
+use super::{Manifest, CONSTRAINTS, SCHEMA, SEQUENCES};
+use crate::db::{qualified, quote_ident, quote_literal};
+
+/// A psql script run from the extracted archive's root. One transaction:
+/// with `ON_ERROR_STOP` psql exits at the first error and the server rolls
+/// everything back, so the target is never left half restored.
+pub fn restore_sql(m: &Manifest) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "-- lifeboat archive restore script (format {}).", m.format_version);
+    let _ = writeln!(s, "-- Run it from the directory the archive was extracted into:");
+    let _ = writeln!(s, "--   createdb target && psql -X -v ON_ERROR_STOP=1 -d target -f database/restore.sql");
+    let _ = writeln!(s, "-- Everything happens in one transaction: on any error nothing is kept.");
+    s.push_str("\\set ON_ERROR_STOP on\n\\echo 'lifeboat: creating schema'\nBEGIN;\n");
+    let _ = writeln!(s, "\\i {SCHEMA}");
+    s.push_str("\\echo 'lifeboat: loading rows'\n");
+    for t in &m.tables {
+        if let Some(file) = &t.file {
+            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
+            let _ = writeln!(s, "\\copy {} ({}) FROM {} WITH (FORMAT csv, HEADER)", t.qualified(), cols.join(", "), quote_literal(file));
+        }
+    }
+    s.push_str("\\echo 'lifeboat: setting sequences'\n");
+    let _ = writeln!(s, "\\i {SEQUENCES}");
+    s.push_str("\\echo 'lifeboat: adding constraints and indexes'\n");
+    let _ = writeln!(s, "\\i {CONSTRAINTS}");
+    s.push_str("COMMIT;\nANALYZE;\n\\echo 'lifeboat: restore complete'\n");
+    s
+}
+
+/// `setval` for every sequence, at the values read inside the snapshot.
+pub fn sequences_sql(m: &Manifest) -> String {
+    let mut s = String::from("-- Sequence values captured by lifeboat inside the backup snapshot.\n");
+    for q in &m.sequences {
+        let _ = writeln!(s, "SELECT pg_catalog.setval({}, {}, {});", quote_literal(&qualified(&q.schema, &q.name)), q.last_value, q.is_called);
+    }
+    s
+}
+
+pub fn backup_info(m: &Manifest, archive_name: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "LIFEBOAT BACKUP  {archive_name}");
+    let _ = writeln!(s, "==========================================================================");
+    let _ = writeln!(s, "Created (UTC):     {}", m.created_at);
+    let _ = writeln!(s, "Snapshot time:     {}  (all tables are from this one instant)", m.snapshot_time);
+    let _ = writeln!(s, "Database:          {}  (PostgreSQL {})", m.database, m.server_version);
+    let _ = writeln!(s, "Made with:         lifeboat {}, pg_dump {}", m.tool_version, m.pg_dump_version);
+    let rows: u64 = m.tables.iter().map(|t| t.rows).sum();
+    let _ = writeln!(s, "Tables:            {} ({} rows in the archive)", m.tables.len(), rows);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8}  filter", "table", "mode", "rows", "closure");
+    for t in &m.tables {
+        let filter = match &t.window {
+            Some(w) => format!("{} >= {} ({})", w.column, w.cutoff, w.keep),
+            None if t.mode == crate::config::Mode::Schema => "structure only".to_string(),
+            None => "all rows".to_string(),
+        };
+        let flag = if t.unclassified { "  [unclassified]" } else { "" };
+        let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8}  {filter}{flag}", t.display(), t.mode.to_string(), t.rows, t.closure_rows);
+    }
+    if !m.files.is_empty() {
+        let _ = writeln!(s, "\nConfiguration files (under config/):");
+        for f in &m.files {
+            let _ = writeln!(s, "  {}  ({} bytes, mode {:o})", f.path.trim_start_matches(super::CONFIG_DIR), f.bytes, f.mode.unwrap_or(0o644));
+        }
+    }
+    if !m.warnings.is_empty() {
+        let _ = writeln!(s, "\nWarnings:");
+        for w in &m.warnings {
+            let _ = writeln!(s, "  - {w}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        r#"
+HOW TO RESTORE
+--------------
+1. Check the archive (either command):
+     lifeboat verify {archive_name}
+     tar -xzf {archive_name} -C restore-dir && (cd restore-dir && sha256sum -c SHA256SUMS)
+
+2a. With lifeboat (verifies, loads in one transaction, checks row counts):
+     lifeboat restore {archive_name} --db postgres://USER@HOST:5432/NEW_DB
+     lifeboat restore {archive_name} --db ... --config-dir ./restored-config   # config files too
+
+2b. With nothing but psql (from the extracted directory):
+     cd restore-dir
+     createdb NEW_DB
+     psql -X -v ON_ERROR_STOP=1 -d NEW_DB -f database/restore.sql
+   The script runs in one transaction and stops at the first error.
+   schema.sql and constraints.sql are pg_dump output; if they contain
+   \restrict lines, use psql 15.14 / 16.10 / 17.6 or newer.
+
+3. Configuration files are in config/ with their original relative paths
+   (.env.production holds secrets: keep this archive private).
+
+Rows of window tables are those at or after the cutoff shown above, plus
+"closure" rows: older rows that kept rows reference, so every foreign key
+is valid after the restore."#
+    );
+    s
+}

@@ -1,0 +1,169 @@
+//! What the database contains, read from the system catalogs inside the
+//! snapshot: tables and their columns, foreign keys, sequences and a few
+//! facts worth a warning (large objects). No decisions are made here.
+
+use postgres::Client;
+use serde::Serialize;
+
+use crate::config::TableName;
+use crate::db::db_err;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub type_name: String,
+    /// `GENERATED ALWAYS AS (…) STORED`: never copied (the server computes it).
+    pub generated: bool,
+}
+
+impl Column {
+    /// Whether a window can be measured on this column.
+    pub fn is_time(&self) -> bool {
+        let t = self.type_name.as_str();
+        t == "date" || t.starts_with("timestamp")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    pub oid: u32,
+    pub name: TableName,
+    /// `r` ordinary (incl. partitions), `p` partitioned parent.
+    pub kind: char,
+    pub columns: Vec<Column>,
+    /// Planner estimate; `None` when the table was never analyzed.
+    pub estimated_rows: Option<i64>,
+    /// Heap + TOAST bytes on disk.
+    pub bytes: i64,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Columns whose values are stored (copied out and back in).
+    pub fn stored_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| !c.generated)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub child: u32,
+    pub parent: u32,
+    pub columns: Vec<String>,
+    pub ref_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sequence {
+    pub name: TableName,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Catalog {
+    pub tables: Vec<Table>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub sequences: Vec<Sequence>,
+    pub large_objects: i64,
+}
+
+impl Catalog {
+    pub fn table(&self, oid: u32) -> &Table {
+        self.tables.iter().find(|t| t.oid == oid).expect("oid from this catalog")
+    }
+
+    pub fn find(&self, name: &TableName) -> Option<&Table> {
+        self.tables.iter().find(|t| &t.name == name)
+    }
+}
+
+/// Schemas that belong to the system, never to the application.
+const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'";
+
+/// Objects owned by an extension are recreated by `CREATE EXTENSION`.
+const NOT_EXTENSION_MEMBER: &str =
+    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
+
+pub fn read(client: &mut Client) -> Result<Catalog> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
+                        CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END, \
+                        pg_table_size(c.oid) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND {SYSTEM_SCHEMAS} AND {NOT_EXTENSION_MEMBER} \
+                 ORDER BY n.nspname, c.relname"
+            ),
+            &[],
+        )
+        .map_err(db_err("reading the table list"))?;
+    let mut tables: Vec<Table> = rows
+        .iter()
+        .map(|r| Table {
+            oid: r.get(0),
+            name: TableName::new(r.get(1), r.get(2)),
+            kind: r.get::<_, String>(3).chars().next().unwrap_or('r'),
+            columns: Vec::new(),
+            estimated_rows: r.get(4),
+            bytes: r.get(5),
+        })
+        .collect();
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+
+    let cols = client
+        .query(
+            "SELECT attrelid, attname::text, format_type(atttypid, atttypmod), attgenerated <> '' \
+             FROM pg_attribute WHERE attrelid = ANY($1) AND attnum > 0 AND NOT attisdropped \
+             ORDER BY attrelid, attnum",
+            &[&oids],
+        )
+        .map_err(db_err("reading columns"))?;
+    for r in cols {
+        let oid: u32 = r.get(0);
+        if let Some(t) = tables.iter_mut().find(|t| t.oid == oid) {
+            t.columns.push(Column { name: r.get(1), type_name: r.get(2), generated: r.get(3) });
+        }
+    }
+
+    let fks = client
+        .query(
+            "SELECT con.conname::text, con.conrelid, con.confrelid, \
+                ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i) \
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i), \
+                ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, i) \
+                      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) \
+             FROM pg_constraint con \
+             WHERE con.contype = 'f' AND con.conrelid = ANY($1) AND con.conparentid = 0 \
+             ORDER BY con.conrelid, con.conname",
+            &[&oids],
+        )
+        .map_err(db_err("reading foreign keys"))?;
+    let foreign_keys = fks
+        .iter()
+        .map(|r| ForeignKey { name: r.get(0), child: r.get(1), parent: r.get(2), columns: r.get(3), ref_columns: r.get(4) })
+        .filter(|fk| oids.contains(&fk.parent))
+        .collect();
+
+    let seqs = client
+        .query(
+            &format!(
+                "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'S' AND {SYSTEM_SCHEMAS} AND {NOT_EXTENSION_MEMBER} ORDER BY 1, 2"
+            ),
+            &[],
+        )
+        .map_err(db_err("reading sequences"))?;
+    let sequences = seqs.iter().map(|r| Sequence { name: TableName::new(r.get(0), r.get(1)) }).collect();
+
+    let large_objects: i64 = client
+        .query_one("SELECT count(*) FROM pg_largeobject_metadata", &[])
+        .map_err(db_err("counting large objects"))?
+        .get(0);
+
+    Ok(Catalog { tables, foreign_keys, sequences, large_objects })
+}

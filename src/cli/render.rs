@@ -1,0 +1,152 @@
+//! Text renderings of the engine's reports, for people at a terminal.
+
+use std::fmt::Write as _;
+
+use crate::backup::BackupReport;
+use crate::plan::Plan;
+use crate::restore::{RehearsalReport, RestoreReport};
+use crate::verify::VerifyReport;
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+fn ms(n: u64) -> String {
+    crate::progress::humantime(std::time::Duration::from_millis(n))
+}
+
+pub fn plan(p: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Plan for database {} (PostgreSQL {}), snapshot at {}", p.database, p.server_version, p.snapshot_time);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{:<44} {:<7} {:>12} {:>10} {:>8}  filter", "table", "mode", "est. rows", "est. size", "closure");
+    for t in &p.tables {
+        let filter = match &t.window {
+            Some(w) => format!("{} >= {} ({})", w.column, w.cutoff, w.keep),
+            None if t.mode == crate::config::Mode::Schema => "structure only".into(),
+            None => "all rows".into(),
+        };
+        let flag = if t.unclassified { "  [unclassified]" } else { "" };
+        let _ = writeln!(
+            s,
+            "{:<44} {:<7} {:>12} {:>10} {:>8}  {filter}{flag}",
+            format!("{}.{}", t.schema, t.name),
+            t.mode.to_string(),
+            t.estimated_rows,
+            bytes(t.estimated_bytes.max(0) as u64),
+            t.closure_rows
+        );
+    }
+    let _ = writeln!(s, "\nSequences: {}", p.sequences.len());
+    if p.files.files.is_empty() && p.files.missing.is_empty() {
+        let _ = writeln!(s, "Config files: none configured");
+    } else {
+        let _ = writeln!(s, "Config files:");
+        for f in &p.files.files {
+            let _ = writeln!(s, "  {}  ({})", f.path, bytes(f.bytes));
+        }
+        for m in &p.files.missing {
+            let _ = writeln!(s, "  {}  MISSING{}", m.pattern, if m.required { " (required)" } else { " (optional)" });
+        }
+    }
+    let _ = writeln!(s, "Estimated archive size: ~{}", bytes(p.estimated_archive_bytes.max(0) as u64));
+    for w in &p.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+pub fn backup(r: &BackupReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8} {:>10}", "table", "mode", "rows", "closure", "csv size");
+    for t in &r.tables {
+        let flag = if t.unclassified { "  [unclassified]" } else { "" };
+        let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8} {:>10}{flag}", format!("{}.{}", t.schema, t.name), t.mode.to_string(), t.rows, t.closure_rows, bytes(t.bytes));
+    }
+    let _ = writeln!(s, "\nBackup complete and verified: {}", r.archive.display());
+    let _ = writeln!(
+        s,
+        "  {} tables, {} rows ({} closure), {} config files, {} in {}; snapshot at {}",
+        r.tables.len(),
+        r.rows,
+        r.closure_rows,
+        r.files,
+        bytes(r.size_bytes),
+        ms(r.duration_ms),
+        r.snapshot_time
+    );
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+pub fn verify(r: &VerifyReport) -> String {
+    format!(
+        "OK {}: {} members, {} tables, {} rows, {} config files, {}; checksums, manifest and row counts match\n",
+        r.archive.display(),
+        r.members,
+        r.tables,
+        r.rows,
+        r.files,
+        bytes(r.size_bytes)
+    )
+}
+
+pub fn restore(r: &RestoreReport) -> String {
+    let mut s = String::new();
+    for d in &r.dropped {
+        let _ = writeln!(s, "dropped {d}");
+    }
+    let _ = writeln!(s, "{:<44} {:>10} {:>10}  check", "table", "manifest", "restored");
+    for t in &r.tables {
+        let _ = writeln!(s, "{:<44} {:>10} {:>10}  {}", t.table, t.expected, t.restored, if t.ok { "ok" } else { "MISMATCH" });
+    }
+    for f in &r.files {
+        match &f.previous {
+            Some(p) => {
+                let _ = writeln!(s, "config file {} (mode {:o}; previous kept as {})", f.path.display(), f.mode, p.display());
+            }
+            None => {
+                let _ = writeln!(s, "config file {} (mode {:o})", f.path.display(), f.mode);
+            }
+        }
+    }
+    let phases: Vec<String> = r.phases.iter().map(|(p, t)| format!("{p} {}", ms(*t))).collect();
+    let _ = writeln!(s, "phases: {}", phases.join(", "));
+    if r.ok {
+        let _ = writeln!(s, "Restore complete into {}: {} tables, {} sequences, in {}", r.target, r.tables.len(), r.sequences, ms(r.duration_ms));
+    } else {
+        let _ = writeln!(s, "RESTORE FAILED into {}: {}", r.target, r.problem.as_deref().unwrap_or("see above"));
+    }
+    s
+}
+
+pub fn rehearsal(r: &RehearsalReport) -> String {
+    let mut s = String::new();
+    if r.ok {
+        let _ = writeln!(
+            s,
+            "Restore test OK: {} restored into scratch database {} on {} in {} ({} tables, {} rows, foreign keys valid, sequences current); scratch database dropped",
+            r.archive.display(),
+            r.scratch_database,
+            r.server,
+            ms(r.duration_ms),
+            r.tables,
+            r.rows
+        );
+    } else {
+        let _ = writeln!(s, "Restore test FAILED for {} on {}:", r.archive.display(), r.server);
+        for p in &r.problems {
+            let _ = writeln!(s, "  - {p}");
+        }
+    }
+    s
+}

@@ -1,0 +1,194 @@
+//! pg_dump as a child process: finding one that can dump the server, and
+//! running it on the exported snapshot for the schema (pre-data) and the
+//! constraints (post-data). Its stderr is read concurrently and quoted in
+//! any error.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::config::DatabaseConfig;
+use crate::error::{Error, Result};
+use crate::progress::Watchdog;
+
+#[derive(Debug, Clone)]
+pub struct PgDump {
+    pub path: PathBuf,
+    /// e.g. `15.20`
+    pub version: String,
+    pub major: u32,
+}
+
+/// Runs `pg_dump --version` and parses `pg_dump (PostgreSQL) 15.20 (Debian …)`.
+pub fn probe(path: &Path) -> Option<PgDump> {
+    let out = Command::new(path).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split_whitespace().nth(2)?.to_string();
+    let major = version.split(['.', 'b', 'r']).next()?.parse().ok()?;
+    Some(PgDump { path: path.to_path_buf(), version, major })
+}
+
+/// The configured pg_dump, else the one on PATH when it is new enough, else
+/// the newest under `/usr/lib/postgresql/*/bin` (Debian's layout).
+pub fn locate(configured: Option<&Path>, server_version: &str, server_major: u32) -> Result<PgDump> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    match configured {
+        Some(p) => candidates.push(p.to_path_buf()),
+        None => {
+            candidates.push(PathBuf::from("pg_dump"));
+            let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin/pg_dump"))))
+                .collect();
+            versioned.sort_by(|a, b| b.0.cmp(&a.0));
+            candidates.extend(versioned.into_iter().map(|(_, p)| p));
+        }
+    }
+    let found: Vec<PgDump> = candidates.iter().filter_map(|p| probe(p)).collect();
+    if let Some(ok) = found.iter().find(|d| d.major >= server_major) {
+        return Ok(ok.clone());
+    }
+    match found.into_iter().max_by_key(|d| d.major) {
+        Some(old) => Err(Error::PgDumpTooOld { pg_dump: old.version, server: server_version.to_string(), major: server_major }),
+        None => Err(Error::PgDumpMissing {
+            tried: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            major: server_major,
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Section {
+    PreData,
+    PostData,
+}
+
+impl Section {
+    fn arg(self) -> &'static str {
+        match self {
+            Section::PreData => "pre-data",
+            Section::PostData => "post-data",
+        }
+    }
+}
+
+/// A pg_dump running in the background, writing into `out`.
+pub struct Running {
+    child: std::process::Child,
+    stderr: std::thread::JoinHandle<String>,
+    section: Section,
+    out: tempfile::NamedTempFile,
+}
+
+/// Starts pg_dump for one section on the snapshot. The password goes through
+/// the environment, never the command line (where `ps` would show it).
+pub fn start(pg_dump: &PgDump, db: &DatabaseConfig, snapshot_id: &str, section: Section, tmp_dir: &Path) -> Result<Running> {
+    let out = tempfile::Builder::new()
+        .prefix(".lifeboat-pgdump-")
+        .tempfile_in(tmp_dir)
+        .map_err(|e| Error::io("creating a temporary file in", tmp_dir, e))?;
+    let stdout = out.reopen().map_err(|e| Error::io("opening", out.path(), e))?;
+    let mut cmd = Command::new(&pg_dump.path);
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("PG")) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("PGHOST", &db.host)
+        .env("PGPORT", db.port.to_string())
+        .env("PGDATABASE", &db.name)
+        .env("PGUSER", &db.user)
+        .env("PGAPPNAME", "lifeboat-pg_dump")
+        .env("PGCONNECT_TIMEOUT", db.connect_timeout.approx_duration().as_secs().max(1).to_string());
+    if let Some(p) = &db.password {
+        cmd.env("PGPASSWORD", p.expose());
+    }
+    cmd.arg(format!("--snapshot={snapshot_id}"))
+        .arg(format!("--section={}", section.arg()))
+        .arg(format!("--lock-wait-timeout={}", db.lock_timeout.approx_duration().as_millis()))
+        .args(["--no-owner", "--no-privileges", "--no-password", "--format=plain", "--encoding=UTF8"])
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| Error::io("starting", &pg_dump.path, e))?;
+    let mut err = child.stderr.take().expect("piped");
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    Ok(Running { child, stderr, section, out })
+}
+
+impl Running {
+    /// Waits for pg_dump, feeding the watchdog with its output size and
+    /// killing it if the watchdog fires. Returns the file it wrote.
+    pub fn finish(mut self, watchdog: &Watchdog) -> Result<tempfile::NamedTempFile> {
+        let mut seen = 0u64;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| Error::io("waiting for", "pg_dump", e))? {
+                break status;
+            }
+            if watchdog.stalled() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                watchdog.check()?;
+            }
+            let len = self.out.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+            if len != seen {
+                watchdog.tick(len - seen.min(len));
+                seen = len;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stderr = self.stderr.join().unwrap_or_default();
+        if !status.success() {
+            return Err(Error::PgDump { section: self.section.arg().into(), status: status.to_string(), stderr: stderr.trim_end().to_string() });
+        }
+        Ok(self.out)
+    }
+}
+
+/// pg_dump ≥ 15.14 (and the matching minors of other majors) brackets plain
+/// dumps with `\restrict KEY` / `\unrestrict KEY`: psql meta-commands, not
+/// SQL. The archive keeps them (psql needs them for its protection); code
+/// that sends a dump to the server as SQL drops exactly these lines.
+pub fn strip_psql_restrict(sql: &str) -> String {
+    sql.lines().filter(|l| !is_restrict_line(l)).collect::<Vec<_>>().join("\n")
+}
+
+fn is_restrict_line(line: &str) -> bool {
+    let mut parts = line.split_whitespace();
+    matches!(parts.next(), Some("\\restrict" | "\\unrestrict")) && parts.next().is_some_and(|k| k.chars().all(|c| c.is_ascii_alphanumeric())) && parts.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_restrict_meta_commands() {
+        let sql = "\\restrict AbC123\nCREATE TABLE t (x text);\nINSERT INTO t VALUES ('\\restrict not me');\n\\unrestrict AbC123\n";
+        assert_eq!(strip_psql_restrict(sql), "CREATE TABLE t (x text);\nINSERT INTO t VALUES ('\\restrict not me');");
+    }
+
+    // covers: FR-14
+    #[test]
+    fn a_pg_dump_older_than_the_server_is_named_with_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("pg_dump");
+        // A stand-in binary: a real old pg_dump is not installable next to 15 here.
+        std::fs::write(&fake, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.9'\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = locate(Some(&fake), "16.2", 16).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        assert!(msg.contains("14.9") && msg.contains("16.2") && msg.contains("postgresql-client-16"), "{msg}");
+        let err = locate(Some(&dir.path().join("missing")), "15.4", 15).unwrap_err().to_string();
+        assert!(err.contains("not found") && err.contains("postgresql-client-15"), "{err}");
+    }
+}

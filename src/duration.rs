@@ -1,0 +1,139 @@
+//! Humane durations ("3 months", "90 days", "30s") as written in the config.
+//!
+//! A window's `keep` must become an SQL `interval` literal: a month is a
+//! calendar month there, not 30 days, so the parsed value keeps its unit
+//! instead of collapsing to seconds. Timeouts only need a `std::time::Duration`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A number of calendar or clock units, e.g. 3 months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub amount: u32,
+    pub unit: Unit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+    Weeks,
+    Months,
+    Years,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Seconds => "seconds",
+            Unit::Minutes => "minutes",
+            Unit::Hours => "hours",
+            Unit::Days => "days",
+            Unit::Weeks => "weeks",
+            Unit::Months => "months",
+            Unit::Years => "years",
+        }
+    }
+}
+
+/// Why a duration could not be read; the message lists what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: expected a number and a unit, like \"90 days\", \"3 months\", \"1 year\" or \"30s\" (units: s, m, h, d, w, months, years)")]
+pub struct ParseSpanError {
+    input: String,
+}
+
+impl FromStr for Span {
+    type Err = ParseSpanError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseSpanError { input: s.to_string() };
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        let (num, unit) = t.split_at(split);
+        let amount: u32 = num.parse().map_err(|_| err())?;
+        let unit = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "secs" | "second" | "seconds" => Unit::Seconds,
+            "m" | "min" | "mins" | "minute" | "minutes" => Unit::Minutes,
+            "h" | "hour" | "hours" => Unit::Hours,
+            "d" | "day" | "days" => Unit::Days,
+            "w" | "week" | "weeks" => Unit::Weeks,
+            "mon" | "month" | "months" => Unit::Months,
+            "y" | "year" | "years" => Unit::Years,
+            _ => return Err(err()),
+        };
+        if amount == 0 {
+            return Err(err());
+        }
+        Ok(Span { amount, unit })
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.amount, self.unit.name())
+    }
+}
+
+impl Span {
+    /// The PostgreSQL interval literal text, e.g. `3 months`. Safe to embed in
+    /// a quoted literal: it is built from a number and a fixed unit word.
+    pub fn sql_interval(&self) -> String {
+        self.to_string()
+    }
+
+    /// Clock length; calendar units use their average length. Only for
+    /// timeouts, never for windows (those go through `sql_interval`).
+    pub fn approx_duration(&self) -> std::time::Duration {
+        let secs: u64 = match self.unit {
+            Unit::Seconds => 1,
+            Unit::Minutes => 60,
+            Unit::Hours => 3600,
+            Unit::Days => 86_400,
+            Unit::Weeks => 7 * 86_400,
+            Unit::Months => 2_629_746,
+            Unit::Years => 31_556_952,
+        };
+        std::time::Duration::from_secs(secs * u64::from(self.amount))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-2
+    #[test]
+    fn parses_humane_durations_keeping_calendar_units() {
+        assert_eq!("3 months".parse::<Span>().unwrap().sql_interval(), "3 months");
+        assert_eq!("90 days".parse::<Span>().unwrap().unit, Unit::Days);
+        assert_eq!("30s".parse::<Span>().unwrap().approx_duration().as_secs(), 30);
+        assert_eq!("1 year".parse::<Span>().unwrap().unit, Unit::Years);
+        assert_eq!("2 weeks".parse::<Span>().unwrap().approx_duration().as_secs(), 14 * 86_400);
+    }
+
+    // covers: FR-11
+    #[test]
+    fn rejects_bad_durations_with_the_accepted_forms() {
+        for bad in ["", "3", "months", "3 fortnights", "-3 days", "0 days", "3 months; drop"] {
+            let e = bad.parse::<Span>().unwrap_err().to_string();
+            assert!(e.contains("90 days"), "{bad}: {e}");
+        }
+    }
+}

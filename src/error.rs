@@ -1,0 +1,83 @@
+//! The engine's error type. Every variant names what failed and what to do
+//! next; [`Error::exit_code`] and [`Error::is_retryable`] are what the CLI
+//! and (later) the daemon's retry policy read.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("cannot connect to PostgreSQL at {target}: {message}; check that the server is running and the [database] settings (or DATABASE_URL / POSTGRES_* variables) are right")]
+    Connect { target: String, message: String },
+
+    #[error("{context}: {message}")]
+    Db { context: String, message: String, retryable: bool },
+
+    #[error("timed out after {timeout} waiting for a lock on table {table}: another session holds a conflicting lock (a migration or VACUUM FULL?); retry later or raise database.lock_timeout")]
+    LockTimeout { table: String, timeout: String },
+
+    #[error("no progress for {timeout} while {doing}; the run was stopped so it cannot hold locks indefinitely (raise database.stall_timeout if this step is legitimately slow)")]
+    Stalled { doing: String, timeout: String },
+
+    #[error("the configuration does not match the database: {0}")]
+    Scope(String),
+
+    #[error("pg_dump not found (tried: {tried}); install postgresql-client-{major} (or newer) or set database.pg_dump")]
+    PgDumpMissing { tried: String, major: u32 },
+
+    #[error("pg_dump {pg_dump} cannot dump server {server}: install postgresql-client-{major} (or newer) in the backup image, or point database.pg_dump at it")]
+    PgDumpTooOld { pg_dump: String, server: String, major: u32 },
+
+    #[error("pg_dump ({section}) failed with {status}:\n----- pg_dump stderr -----\n{stderr}\n--------------------------")]
+    PgDump { section: String, status: String, stderr: String },
+
+    #[error("required config file missing: {pattern} matched nothing under {base}; create it, fix files.include, or move the pattern to files.optional")]
+    FileMissing { pattern: String, base: PathBuf },
+
+    #[error("{context} {path}: {source}")]
+    Io { context: String, path: PathBuf, source: std::io::Error },
+
+    #[error(transparent)]
+    Archive(#[from] crate::archive::reader::ArchiveError),
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("{0}")]
+    Refused(String),
+
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), path: path.into(), source }
+    }
+
+    /// The process exit code: 2 when nothing could be done (configuration,
+    /// connection, refused input), 1 when the operation ran and failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Connect { .. } | Error::Scope(_) | Error::PgDumpMissing { .. } | Error::PgDumpTooOld { .. } | Error::Refused(_) => 2,
+            Error::Archive(a) => a.exit_code(),
+            _ => 1,
+        }
+    }
+
+    /// Whether trying the same thing again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect { .. } | Error::LockTimeout { .. } | Error::Stalled { .. } | Error::PgDump { .. } => true,
+            Error::Db { retryable, .. } => *retryable,
+            Error::Io { source, .. } => !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

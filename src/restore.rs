@@ -1,0 +1,502 @@
+//! `lifeboat restore` and `lifeboat verify --restore-test`: load an archive
+//! into a database in one transaction, straight from the compressed stream.
+//!
+//! Order: verify the whole archive → check the target (empty, or `--force`
+//! and say what is dropped; never the configured source by accident) →
+//! BEGIN → schema → rows (COPY FROM STDIN, each member re-hashed on the way)
+//! → sequences → constraints → ANALYZE → row counts against the manifest →
+//! COMMIT. Any error or difference rolls back, so the target is left as it
+//! was. Config files are staged beside their destination during the stream
+//! and moved into place only after the commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use postgres::Client;
+use serde::Serialize;
+
+use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
+use crate::archive::{self, Manifest, ManifestTable};
+use crate::config::{parse_database_url, DatabaseConfig};
+use crate::db::{self, db_err, describe, quote_ident};
+use crate::dump::strip_psql_restrict;
+use crate::error::{Error, Result};
+use crate::progress::{Event, Progress};
+use crate::verify::{verify, VerifyReport};
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Target database URL.
+    pub target: String,
+    pub config_dir: Option<PathBuf>,
+    /// Subset: these tables plus every table they reference (transitively).
+    pub tables: Vec<String>,
+    pub force: bool,
+    /// The database the config backs up; restoring over it needs `--force`
+    /// and the same URL.
+    pub source: Option<DatabaseConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCheck {
+    pub table: String,
+    pub expected: u64,
+    pub restored: u64,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredFile {
+    pub path: PathBuf,
+    /// Where the file that was there before was kept.
+    pub previous: Option<PathBuf>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub ok: bool,
+    pub archive: PathBuf,
+    pub target: String,
+    pub dropped: Vec<String>,
+    pub tables: Vec<TableCheck>,
+    pub sequences: usize,
+    pub files: Vec<RestoredFile>,
+    /// (phase, milliseconds)
+    pub phases: Vec<(String, u64)>,
+    pub duration_ms: u64,
+    pub problem: Option<String>,
+}
+
+pub fn restore(archive_path: &Path, opts: &RestoreOptions, progress: Progress) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let verified = verify(archive_path, progress)?;
+    let verify_ms = started.elapsed().as_millis() as u64;
+    let target = parse_database_url(&opts.target, "--db")?;
+    if let Some(src) = &opts.source {
+        if same_database(&target, src) && !opts.force {
+            return Err(Error::Refused(format!(
+                "{} is the source database named in the config; restoring over it would replace live data. \
+                 Restore into another database, or pass --force if that is really intended",
+                describe(&target)
+            )));
+        }
+    }
+    let mut report = restore_verified(archive_path, &verified, &target, opts, progress)?;
+    report.phases.insert(0, ("verify".into(), verify_ms));
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn same_database(target: &postgres::Config, src: &DatabaseConfig) -> bool {
+    let norm = |h: &str| if h == "localhost" || h == "::1" { "127.0.0.1".to_string() } else { h.to_string() };
+    let host = match target.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => norm(h),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "127.0.0.1".into(),
+    };
+    host == norm(&src.host) && target.get_ports().first().copied().unwrap_or(5432) == src.port && target.get_dbname() == Some(src.name.as_str())
+}
+
+/// Resolves `--tables` names against the manifest and adds every table they
+/// reference, so the restored rows' foreign keys hold.
+fn select_tables(manifest: &Manifest, names: &[String]) -> Result<Option<BTreeSet<(String, String)>>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut want = BTreeSet::new();
+    for n in names {
+        let t: crate::config::TableName = n.parse().map_err(Error::Refused)?;
+        if !manifest.tables.iter().any(|m| m.schema == t.schema && m.name == t.name) {
+            return Err(Error::Refused(format!("--tables: {t} is not in this archive; `lifeboat verify --json` lists its tables")));
+        }
+        want.insert((t.schema, t.name));
+    }
+    loop {
+        let before = want.len();
+        for fk in &manifest.foreign_keys {
+            if want.contains(&(fk.schema.clone(), fk.table.clone())) {
+                want.insert((fk.ref_schema.clone(), fk.ref_table.clone()));
+            }
+        }
+        if want.len() == before {
+            return Ok(Some(want));
+        }
+    }
+}
+
+fn phase(phases: &mut Vec<(String, u64)>, name: &str, since: &mut Instant) {
+    phases.push((name.to_string(), since.elapsed().as_millis() as u64));
+    *since = Instant::now();
+}
+
+pub(crate) fn restore_verified(
+    archive_path: &Path,
+    verified: &VerifyReport,
+    target: &postgres::Config,
+    opts: &RestoreOptions,
+    progress: Progress,
+) -> Result<RestoreReport> {
+    let manifest = &verified.manifest;
+    let subset = select_tables(manifest, &opts.tables)?;
+    let selected = |t: &ManifestTable| subset.as_ref().is_none_or(|s| s.contains(&(t.schema.clone(), t.name.clone())));
+    let target_name = describe(target);
+    let mut client = db::connect_with(target, &target_name)?;
+
+    let existing = user_tables(&mut client)?;
+    let mut dropped = Vec::new();
+    if !existing.is_empty() {
+        if !opts.force {
+            return Err(Error::Refused(format!(
+                "target database {target_name} is not empty ({} table(s): {}); nothing was changed. \
+                 Restore into an empty database (createdb), or pass --force to drop its contents first",
+                existing.values().map(Vec::len).sum::<usize>(),
+                summarize(&existing)
+            )));
+        }
+        for (schema, tables) in &existing {
+            dropped.push(format!("schema {schema} with {} table(s): {}", tables.len(), tables.join(", ")));
+        }
+        for d in &dropped {
+            progress(Event::Warning(format!("--force: dropping {d}")));
+        }
+    }
+
+    let mut phases = Vec::new();
+    let mut since = Instant::now();
+    client.batch_execute(&format!("{}; BEGIN", db::SESSION_SETTINGS)).map_err(db_err("starting the restore transaction"))?;
+    let outcome = load(&mut client, archive_path, manifest, &existing, opts, &selected, &mut phases, &mut since, progress);
+    let (checks, staged) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK");
+            return Err(rolled_back(e, &target_name));
+        }
+    };
+    let ok = checks.iter().all(|c| c.ok);
+    if !ok {
+        client.batch_execute("ROLLBACK").map_err(db_err("rolling back"))?;
+        drop(staged);
+        return Ok(RestoreReport {
+            ok,
+            archive: archive_path.to_path_buf(),
+            target: target_name,
+            dropped: Vec::new(),
+            tables: checks,
+            sequences: 0,
+            files: Vec::new(),
+            phases,
+            duration_ms: 0,
+            problem: Some("row counts differ from the manifest; the restore was rolled back and the target is unchanged".into()),
+        });
+    }
+    client.batch_execute("COMMIT").map_err(|e| rolled_back(db_err("committing the restore")(e), &target_name))?;
+    phase(&mut phases, "commit", &mut since);
+
+    let files = match (staged, &opts.config_dir) {
+        (Some(staged), Some(dir)) => {
+            progress(Event::Step("config files"));
+            staged.install(dir)?
+        }
+        _ => Vec::new(),
+    };
+    if !files.is_empty() {
+        phase(&mut phases, "config files", &mut since);
+    }
+    Ok(RestoreReport {
+        ok,
+        archive: archive_path.to_path_buf(),
+        target: target_name,
+        dropped,
+        tables: checks,
+        sequences: manifest.sequences.len(),
+        files,
+        phases,
+        duration_ms: 0,
+        problem: None,
+    })
+}
+
+fn rolled_back(e: Error, target: &str) -> Error {
+    let code = e.exit_code();
+    let msg = format!("{e}\nThe restore was rolled back: {target} is as it was before.");
+    if code == 2 { Error::Refused(msg) } else { Error::Failed(msg) }
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+fn load(
+    client: &mut Client,
+    archive_path: &Path,
+    manifest: &Manifest,
+    existing: &BTreeMap<String, Vec<String>>,
+    opts: &RestoreOptions,
+    selected: &dyn Fn(&ManifestTable) -> bool,
+    phases: &mut Vec<(String, u64)>,
+    since: &mut Instant,
+    progress: Progress,
+) -> Result<(Vec<TableCheck>, Option<Staged>)> {
+    if !existing.is_empty() {
+        for schema in existing.keys() {
+            client.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema))).map_err(db_err(format!("dropping schema {schema}")))?;
+        }
+        if existing.contains_key("public") {
+            client.batch_execute("CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC").map_err(db_err("recreating schema public"))?;
+        }
+        phase(phases, "drop", since);
+    }
+
+    let by_file: BTreeMap<&str, &ManifestTable> = manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t))).collect();
+    let expected: BTreeMap<&str, &str> = manifest
+        .members
+        .iter()
+        .chain(&manifest.files)
+        .map(|m| (m.path.as_str(), m.sha256.as_str()))
+        .chain(manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t.sha256.as_deref()?))))
+        .collect();
+    let mut staged = opts.config_dir.as_deref().map(Staged::new).transpose()?;
+    let mut copied: BTreeMap<String, u64> = BTreeMap::new();
+    let mut step = "";
+    let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
+        let path = member.path.as_str();
+        let Some(sha) = expected.get(path) else { return Ok(()) };
+        let mut h = Hashing::new(r);
+        if path == archive::SCHEMA || path == archive::SEQUENCES || path == archive::CONSTRAINTS {
+            let name = match path {
+                archive::SCHEMA => "schema",
+                archive::SEQUENCES => "sequences",
+                _ => "constraints",
+            };
+            if step != name {
+                if !step.is_empty() {
+                    phase(phases, step, since);
+                }
+                step = name;
+                progress(Event::Step(name));
+            }
+            let mut sql = String::new();
+            h.read_to_string(&mut sql).map_err(|e| Error::Failed(format!("{path}: {e}")))?;
+            check_sha(path, h, sha)?;
+            client.batch_execute(&strip_psql_restrict(&sql)).map_err(db_err(format!("executing {path}")))?;
+        } else if let Some(t) = by_file.get(path) {
+            if step != "data" {
+                phase(phases, step, since);
+                step = "data";
+                progress(Event::Step("data"));
+            }
+            if !selected(t) {
+                return Ok(());
+            }
+            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
+            let sql = format!("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER)", t.qualified(), cols.join(", "));
+            let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
+            let copied_io = std::io::copy(&mut h, &mut w);
+            let rows = match copied_io {
+                Ok(_) => w.finish().map_err(db_err(format!("loading rows of {} from {path}", t.display())))?,
+                Err(e) => return Err(Error::Failed(format!("loading rows of {} from {path}: {e}", t.display()))),
+            };
+            check_sha(path, h, sha)?;
+            progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
+            copied.insert(path.to_string(), rows);
+        } else if let (Some(rel), Some(staged)) = (path.strip_prefix(archive::CONFIG_DIR), staged.as_mut()) {
+            staged.add(rel, member.mode, &mut h)?;
+            check_sha(path, h, sha)?;
+        }
+        Ok(())
+    };
+    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(|e| match e {
+        ArchiveError::Other(msg) => Error::Failed(msg),
+        other => Error::Archive(other),
+    })?;
+    phase(phases, step, since);
+
+    progress(Event::Step("analyze"));
+    client.batch_execute("ANALYZE").map_err(db_err("running ANALYZE"))?;
+    phase(phases, "analyze", since);
+
+    let mut checks = Vec::new();
+    for t in &manifest.tables {
+        let expected = if selected(t) { t.rows } else { 0 };
+        let restored: i64 = client
+            .query_one(&format!("SELECT count(*) FROM ONLY {}", t.qualified()), &[])
+            .map_err(db_err(format!("counting rows of {}", t.display())))?
+            .get(0);
+        checks.push(TableCheck { table: t.display(), expected, restored: restored as u64, ok: restored as u64 == expected });
+    }
+    phase(phases, "check", since);
+    Ok((checks, staged))
+}
+
+fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()> {
+    if h.hex() != expected {
+        return Err(Error::Failed(format!("{path} changed since it was verified (SHA-256 differs); is something writing the archive?")));
+    }
+    Ok(())
+}
+
+/// Tables outside the system schemas, by schema.
+fn user_tables(client: &mut Client) -> Result<BTreeMap<String, Vec<String>>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname !~ '^pg_(toast|temp)' ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(db_err("listing the target's tables"))?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(out)
+}
+
+fn summarize(tables: &BTreeMap<String, Vec<String>>) -> String {
+    let all: Vec<String> = tables.iter().flat_map(|(s, ts)| ts.iter().map(move |t| format!("{s}.{t}"))).collect();
+    if all.len() > 10 { format!("{}, …", all[..10].join(", ")) } else { all.join(", ") }
+}
+
+/// Config files written into a hidden directory inside the destination
+/// during the stream, moved into place after the database commit.
+struct Staged {
+    dir: tempfile::TempDir,
+    files: Vec<(String, u32)>,
+}
+
+impl Staged {
+    fn new(dest: &Path) -> Result<Staged> {
+        std::fs::create_dir_all(dest).map_err(|e| Error::io("creating --config-dir", dest, e))?;
+        let dir = tempfile::Builder::new().prefix(".lifeboat-restore-").tempdir_in(dest).map_err(|e| Error::io("staging config files in", dest, e))?;
+        Ok(Staged { dir, files: Vec::new() })
+    }
+
+    fn add(&mut self, rel: &str, mode: u32, data: &mut dyn Read) -> Result<()> {
+        // `rel` passed the reader's path check (relative, no `..`).
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+        }
+        let mut f = std::fs::File::create(&path).map_err(|e| Error::io("writing", &path, e))?;
+        std::io::copy(data, &mut f).map_err(|e| Error::io("writing", &path, e))?;
+        self.files.push((rel.to_string(), mode));
+        Ok(())
+    }
+
+    /// Moves every file into `dest`; an existing file is first renamed to
+    /// `<name>.bak-<YYYYMMDDHHMMSS>`. A destination path that is (or runs
+    /// through) a symlink is refused: nothing is written outside `dest`.
+    fn install(self, dest: &Path) -> Result<Vec<RestoredFile>> {
+        use std::os::unix::fs::PermissionsExt;
+        let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let root = std::fs::canonicalize(dest).map_err(|e| Error::io("resolving", dest, e))?;
+        let mut out = Vec::new();
+        for (rel, mode) in &self.files {
+            let to = root.join(rel);
+            let parent = to.parent().expect("joined path has a parent");
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+            let real_parent = std::fs::canonicalize(parent).map_err(|e| Error::io("resolving", parent, e))?;
+            if !real_parent.starts_with(&root) {
+                return Err(Error::Refused(format!("config file {rel}: {} leads outside {} (symlink?); refused", parent.display(), root.display())));
+            }
+            let mut previous = None;
+            match std::fs::symlink_metadata(&to) {
+                Ok(m) if m.file_type().is_symlink() || m.is_dir() => {
+                    return Err(Error::Refused(format!("config file {rel}: {} is a symlink or directory; refused", to.display())));
+                }
+                Ok(_) => {
+                    let bak = PathBuf::from(format!("{}.bak-{stamp}", to.display()));
+                    std::fs::rename(&to, &bak).map_err(|e| Error::io("keeping the previous file as", &bak, e))?;
+                    previous = Some(bak);
+                }
+                Err(_) => {}
+            }
+            let from = self.dir.path().join(rel);
+            std::fs::set_permissions(&from, std::fs::Permissions::from_mode(*mode)).map_err(|e| Error::io("setting mode of", &from, e))?;
+            std::fs::rename(&from, &to).map_err(|e| Error::io("installing", &to, e))?;
+            out.push(RestoredFile { path: to, previous, mode: *mode });
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RehearsalReport {
+    pub ok: bool,
+    pub archive: PathBuf,
+    pub server: String,
+    pub scratch_database: String,
+    pub duration_ms: u64,
+    pub tables: usize,
+    pub rows: u64,
+    pub foreign_keys_invalid: Vec<String>,
+    pub sequences_behind: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// Restores into a throwaway database on `server_url`, checks row counts,
+/// foreign key validity and sequence values, then drops it.
+pub fn rehearse(archive_path: &Path, verified: &VerifyReport, server_url: &str, progress: Progress) -> Result<RehearsalReport> {
+    let started = Instant::now();
+    let server = parse_database_url(server_url, "--restore-test")?;
+    let server_name = describe(&server);
+    let mut admin = db::connect_with(&server, &server_name)?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let scratch = format!("lifeboat_rt_{}_{nanos:08x}", std::process::id());
+    admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&scratch))).map_err(db_err(format!("creating scratch database {scratch}")))?;
+    progress(Event::Detail(format!("rehearsing in scratch database {scratch}")));
+
+    let mut target = server.clone();
+    target.dbname(&scratch);
+    let result = (|| -> Result<RehearsalReport> {
+        let report = restore_verified(archive_path, verified, &target, &RestoreOptions::default(), progress);
+        let mut problems = Vec::new();
+        let (mut fks, mut seqs) = (Vec::new(), Vec::new());
+        match report {
+            Err(e) => problems.push(format!("restore failed: {e}")),
+            Ok(r) => {
+                problems.extend(r.problem);
+                problems.extend(r.tables.iter().filter(|c| !c.ok).map(|c| format!("{}: {} rows restored, manifest says {}", c.table, c.restored, c.expected)));
+                let mut client = db::connect_with(&target, &scratch)?;
+                for row in client
+                    .query("SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint WHERE contype = 'f' AND NOT convalidated", &[])
+                    .map_err(db_err("checking foreign keys"))?
+                {
+                    fks.push(row.get(0));
+                }
+                let fk_count: i64 = client.query_one("SELECT count(*) FROM pg_constraint WHERE contype = 'f'", &[]).map_err(db_err("counting foreign keys"))?.get(0);
+                if fk_count as usize != verified.manifest.foreign_keys.len() {
+                    problems.push(format!("{fk_count} foreign keys restored, the archive has {}", verified.manifest.foreign_keys.len()));
+                }
+                for s in &verified.manifest.sequences {
+                    let q = db::qualified(&s.schema, &s.name);
+                    let v: i64 = client.query_one(&format!("SELECT last_value FROM {q}"), &[]).map_err(db_err(format!("reading {q}")))?.get(0);
+                    if v < s.last_value {
+                        seqs.push(format!("{}.{} is {v}, the snapshot had {}", s.schema, s.name, s.last_value));
+                    }
+                }
+                problems.extend(fks.iter().map(|f| format!("foreign key {f} is not validated")));
+                problems.extend(seqs.iter().cloned());
+            }
+        }
+        Ok(RehearsalReport {
+            ok: problems.is_empty(),
+            archive: archive_path.to_path_buf(),
+            server: server_name.clone(),
+            scratch_database: scratch.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            tables: verified.tables,
+            rows: verified.rows,
+            foreign_keys_invalid: fks,
+            sequences_behind: seqs,
+            problems,
+        })
+    })();
+    let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&scratch)));
+    let mut report = result?;
+    if let Err(e) = dropped {
+        report.problems.push(format!("could not drop scratch database {scratch}: {}", db::pg_message(&e)));
+        report.ok = false;
+    }
+    Ok(report)
+}
