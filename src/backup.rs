@@ -84,17 +84,25 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
     });
     let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
     if let Some(m) = plan.files.missing.iter().find(|m| m.required) {
-        return Err(Error::FileMissing { pattern: m.pattern.clone(), base: config.files.base_dir.clone().unwrap_or_default() });
+        return Err(Error::FileMissing {
+            pattern: m.pattern.clone(),
+            base: config.files.base_dir.clone().unwrap_or_default(),
+        });
     }
 
     let name = archive::archive_name(&config.storage.name_prefix, created);
     let final_path = dir.join(&name);
     if final_path.exists() {
-        return Err(Error::Failed(format!("{} already exists; two backups in the same second? Try again.", final_path.display())));
+        return Err(Error::Failed(format!(
+            "{} already exists; two backups in the same second? Try again.",
+            final_path.display()
+        )));
     }
     let partial_path = dir.join(format!("{name}{PARTIAL_SUFFIX}"));
     let mut guard = PartialGuard(None);
-    let mtime = chrono::DateTime::parse_from_rfc3339(&snap.now).map(|t| t.timestamp() as u64).unwrap_or(created.timestamp() as u64);
+    let mtime = chrono::DateTime::parse_from_rfc3339(&snap.now)
+        .map(|t| t.timestamp() as u64)
+        .unwrap_or(created.timestamp() as u64);
     let mut writer = Writer::create(&partial_path, mtime)?;
     guard.0 = Some(partial_path.clone());
 
@@ -115,7 +123,11 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
             unclassified: t.unclassified,
             columns: t.columns.clone(),
             filter: t.base_predicate("t"),
-            window: t.window.as_ref().map(|w| ManifestWindow { column: w.column.clone(), keep: w.keep.to_string(), cutoff: w.cutoff.clone() }),
+            window: t.window.as_ref().map(|w| ManifestWindow {
+                column: w.column.clone(),
+                keep: w.keep.to_string(),
+                cutoff: w.cutoff.clone(),
+            }),
             rows: 0,
             closure_rows: t.closure_rows,
             bytes: 0,
@@ -132,7 +144,12 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
             mt.bytes = written.bytes;
             mt.sha256 = Some(written.sha256);
             mt.file = Some(member);
-            progress(Event::Table { name: format!("{}.{}", t.schema, t.name), rows, closure_rows: t.closure_rows, bytes: written.bytes });
+            progress(Event::Table {
+                name: format!("{}.{}", t.schema, t.name),
+                rows,
+                closure_rows: t.closure_rows,
+                bytes: written.bytes,
+            });
         }
         tables.push(mt);
     }
@@ -141,8 +158,16 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
     let mut sequences = Vec::new();
     for s in &plan.sequences {
         let q = crate::db::qualified(&s.schema, &s.name);
-        let row = snap.client.query_one(&format!("SELECT last_value, is_called FROM {q}"), &[]).map_err(db_err(format!("reading sequence {q}")))?;
-        sequences.push(SequenceValue { schema: s.schema.clone(), name: s.name.clone(), last_value: row.get(0), is_called: row.get(1) });
+        let row = snap
+            .client
+            .query_one(&format!("SELECT last_value, is_called FROM {q}"), &[])
+            .map_err(db_err(format!("reading sequence {q}")))?;
+        sequences.push(SequenceValue {
+            schema: s.schema.clone(),
+            name: s.name.clone(),
+            last_value: row.get(0),
+            is_called: row.get(1),
+        });
     }
 
     watchdog.doing("pg_dump --section=post-data");
@@ -187,8 +212,11 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
     writer.finish()?;
     drop(watchdog);
 
-    crate::verify::verify(&partial_path, progress).map_err(|e| Error::Failed(format!("the archive just written failed verification, so it was discarded: {e}")))?;
-    std::fs::rename(&partial_path, &final_path).map_err(|e| Error::io("renaming the verified archive to", &final_path, e))?;
+    crate::verify::verify(&partial_path, progress).map_err(|e| {
+        Error::Failed(format!("the archive just written failed verification, so it was discarded: {e}"))
+    })?;
+    std::fs::rename(&partial_path, &final_path)
+        .map_err(|e| Error::io("renaming the verified archive to", &final_path, e))?;
     guard.0 = None;
     sync_dir(&dir)?;
     let size_bytes = std::fs::metadata(&final_path).map_err(|e| Error::io("reading", &final_path, e))?.len();
@@ -196,7 +224,15 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
     let tables: Vec<TableReport> = manifest
         .tables
         .iter()
-        .map(|t| TableReport { schema: t.schema.clone(), name: t.name.clone(), mode: t.mode, unclassified: t.unclassified, rows: t.rows, closure_rows: t.closure_rows, bytes: t.bytes })
+        .map(|t| TableReport {
+            schema: t.schema.clone(),
+            name: t.name.clone(),
+            mode: t.mode,
+            unclassified: t.unclassified,
+            rows: t.rows,
+            closure_rows: t.closure_rows,
+            bytes: t.bytes,
+        })
         .collect();
     Ok(BackupReport {
         archive: std::fs::canonicalize(&final_path).unwrap_or(final_path),
@@ -226,7 +262,11 @@ fn copy_table(snap: &mut Snapshot, sql: &str, spool: &mut Spool, watchdog: &Watc
             Ok(n) => n,
             Err(e) => {
                 watchdog.check()?;
-                return Err(Error::Db { context: "reading COPY output".into(), message: e.to_string(), retryable: true });
+                return Err(Error::Db {
+                    context: "reading COPY output".into(),
+                    message: e.to_string(),
+                    retryable: true,
+                });
             }
         };
         if n == 0 {
@@ -242,11 +282,13 @@ fn copy_table(snap: &mut Snapshot, sql: &str, spool: &mut Spool, watchdog: &Watc
 fn prepare_dir(dir: &Path, prefix: &str, progress: Progress) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating storage directory", dir, e))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io("setting mode 0700 on", dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("setting mode 0700 on", dir, e))?;
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let stale = (name.starts_with(&format!("{prefix}_")) && name.ends_with(PARTIAL_SUFFIX)) || name.starts_with(".lifeboat-pgdump-");
+        let stale = (name.starts_with(&format!("{prefix}_")) && name.ends_with(PARTIAL_SUFFIX))
+            || name.starts_with(".lifeboat-pgdump-");
         if stale {
             progress(Event::Warning(format!("removing {name} left by an interrupted run")));
             let _ = std::fs::remove_file(e.path());

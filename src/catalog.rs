@@ -82,7 +82,8 @@ impl Catalog {
 }
 
 /// Schemas that belong to the system, never to the application.
-const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'";
+const SYSTEM_SCHEMAS: &str =
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'";
 
 /// Objects owned by an extension are recreated by `CREATE EXTENSION`.
 const NOT_EXTENSION_MEMBER: &str =
@@ -145,7 +146,13 @@ pub fn read(client: &mut Client) -> Result<Catalog> {
         .map_err(db_err("reading foreign keys"))?;
     let foreign_keys = fks
         .iter()
-        .map(|r| ForeignKey { name: r.get(0), child: r.get(1), parent: r.get(2), columns: r.get(3), ref_columns: r.get(4) })
+        .map(|r| ForeignKey {
+            name: r.get(0),
+            child: r.get(1),
+            parent: r.get(2),
+            columns: r.get(3),
+            ref_columns: r.get(4),
+        })
         .filter(|fk| oids.contains(&fk.parent))
         .collect();
 

@@ -30,7 +30,13 @@ enum Delta {
     Rows(Vec<String>),
 }
 
-pub fn compute(client: &mut Client, tables: &mut [TablePlan], fks: &[ForeignKey], watchdog: &Watchdog, progress: Progress) -> Result<()> {
+pub fn compute(
+    client: &mut Client,
+    tables: &mut [TablePlan],
+    fks: &[ForeignKey],
+    watchdog: &Watchdog,
+    progress: Progress,
+) -> Result<()> {
     let index = |oid: u32| tables.iter().position(|t| t.oid == oid).expect("table of the catalog");
     // Only edges whose parent is not complete can pull rows in.
     let edges: Vec<(&ForeignKey, usize, usize)> = fks
@@ -44,8 +50,12 @@ pub fn compute(client: &mut Client, tables: &mut [TablePlan], fks: &[ForeignKey]
     progress(Event::Step("closure"));
 
     let mut added: Vec<HashSet<String>> = vec![HashSet::new(); tables.len()];
-    let mut delta: BTreeMap<usize, Delta> =
-        tables.iter().enumerate().filter(|(_, t)| t.has_rows && t.mode != Mode::Schema).map(|(i, _)| (i, Delta::Base)).collect();
+    let mut delta: BTreeMap<usize, Delta> = tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.has_rows && t.mode != Mode::Schema)
+        .map(|(i, _)| (i, Delta::Base))
+        .collect();
     let mut round = 0;
     while !delta.is_empty() {
         round += 1;
@@ -53,8 +63,12 @@ pub fn compute(client: &mut Client, tables: &mut [TablePlan], fks: &[ForeignKey]
         for (fk, c, p) in &edges {
             let Some(d) = delta.get(c) else { continue };
             let (child, parent) = (&tables[*c], &tables[*p]);
-            let join: Vec<String> =
-                fk.columns.iter().zip(&fk.ref_columns).map(|(a, b)| format!("p.{} = c.{}", quote_ident(b), quote_ident(a))).collect();
+            let join: Vec<String> = fk
+                .columns
+                .iter()
+                .zip(&fk.ref_columns)
+                .map(|(a, b)| format!("p.{} = c.{}", quote_ident(b), quote_ident(a)))
+                .collect();
             let parent_base = parent.base_predicate("p").unwrap_or_else(|| "true".into());
             let (child_filter, ctids) = match d {
                 Delta::Base => (child.base_predicate("c").unwrap_or_else(|| "true".into()), None),
@@ -66,7 +80,12 @@ pub fn compute(client: &mut Client, tables: &mut [TablePlan], fks: &[ForeignKey]
                 parent.qualified(),
                 join.join(" AND ")
             );
-            watchdog.doing(format!("following foreign key {} ({} → {})", fk.name, child.qualified(), parent.qualified()));
+            watchdog.doing(format!(
+                "following foreign key {} ({} → {})",
+                fk.name,
+                child.qualified(),
+                parent.qualified()
+            ));
             let rows = match ctids {
                 Some(ctids) => client.query(&sql, &[ctids]),
                 None => client.query(&sql, &[]),
@@ -80,7 +99,10 @@ pub fn compute(client: &mut Client, tables: &mut [TablePlan], fks: &[ForeignKey]
                 }
             }
         }
-        progress(Event::Detail(format!("closure round {round}: {} row(s) added", next.values().map(Vec::len).sum::<usize>())));
+        progress(Event::Detail(format!(
+            "closure round {round}: {} row(s) added",
+            next.values().map(Vec::len).sum::<usize>()
+        )));
         delta = next.into_iter().map(|(i, v)| (i, Delta::Rows(v))).collect();
     }
     for (t, set) in tables.iter_mut().zip(added) {

@@ -64,7 +64,9 @@ pub enum ConfigError {
     Env { name: String, message: String },
     #[error("cannot read secret file {path} (from {origin}): {source}")]
     SecretFile { origin: String, path: PathBuf, source: std::io::Error },
-    #[error("invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database")]
+    #[error(
+        "invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database"
+    )]
     Url { origin: String, message: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -284,7 +286,9 @@ fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     }
     match P::deserialize(d)? {
         P::N(n) => Ok(n),
-        P::S(s) => s.trim().parse().map_err(|_| serde::de::Error::custom(format!("invalid port {s:?}: expected 1-65535"))),
+        P::S(s) => {
+            s.trim().parse().map_err(|_| serde::de::Error::custom(format!("invalid port {s:?}: expected 1-65535")))
+        }
     }
 }
 
@@ -305,14 +309,21 @@ pub enum ConfigPath {
 }
 
 /// The one function that knows the precedence flags > env > file > defaults.
-pub fn resolve(file: Option<(&Path, &str)>, env: &BTreeMap<String, String>, flags: &Overrides) -> Result<Config, ConfigError> {
+pub fn resolve(
+    file: Option<(&Path, &str)>,
+    env: &BTreeMap<String, String>,
+    flags: &Overrides,
+) -> Result<Config, ConfigError> {
     let mut merged = toml::Table::new();
     let base_dir = file.and_then(|(p, _)| p.parent()).map(Path::to_path_buf);
 
     if let Some((path, text)) = file {
         // Deserialize straight from the text first: that error has the line.
-        toml::from_str::<Config>(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-        let mut t: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        toml::from_str::<Config>(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut t: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         expand_url(&mut t, &format!("{} [database] url", path.display()))?;
         overlay(&mut merged, t);
     }
@@ -368,15 +379,23 @@ pub fn load(path: ConfigPath, flags: &Overrides) -> Result<(Config, Option<PathB
 fn validate(c: &Config) -> Result<(), ConfigError> {
     let p = &c.storage.name_prefix;
     if p.is_empty() || !p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
-        return Err(ConfigError::Invalid(format!("storage.name_prefix {p:?} must be non-empty and use only letters, digits, '_' and '-'")));
+        return Err(ConfigError::Invalid(format!(
+            "storage.name_prefix {p:?} must be non-empty and use only letters, digits, '_' and '-'"
+        )));
     }
     let mut seen: BTreeMap<&TableName, &str> = BTreeMap::new();
-    let named = c.scope.full.iter().map(|t| (t, "scope.full"))
+    let named = c
+        .scope
+        .full
+        .iter()
+        .map(|t| (t, "scope.full"))
         .chain(c.scope.schema_only.iter().map(|t| (t, "scope.schema_only")))
         .chain(c.scope.window.iter().flat_map(|w| w.tables.iter().map(|t| (t, "scope.window"))));
     for (t, list) in named {
         if let Some(prev) = seen.insert(t, list) {
-            return Err(ConfigError::Invalid(format!("table {t} is listed in both {prev} and {list}; give each table exactly one mode")));
+            return Err(ConfigError::Invalid(format!(
+                "table {t} is listed in both {prev} and {list}; give each table exactly one mode"
+            )));
         }
     }
     for w in &c.scope.window {
@@ -385,7 +404,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     if (!c.files.include.is_empty() || !c.files.optional.is_empty()) && c.files.base_dir.is_none() {
-        return Err(ConfigError::Invalid("files.include/optional need files.base_dir (the directory the patterns are relative to)".into()));
+        return Err(ConfigError::Invalid(
+            "files.include/optional need files.base_dir (the directory the patterns are relative to)".into(),
+        ));
     }
     Ok(())
 }
@@ -427,7 +448,16 @@ fn expand_url(t: &mut toml::Table, origin: &str) -> Result<(), ConfigError> {
 
 /// Query parameters that Prisma (and other ORMs) put into `DATABASE_URL` and
 /// that libpq-style parsers reject.
-const FOREIGN_URL_PARAMS: &[&str] = &["schema", "connection_limit", "pool_timeout", "pgbouncer", "sslaccept", "socket_timeout", "statement_cache_size", "connect_timeout"];
+const FOREIGN_URL_PARAMS: &[&str] = &[
+    "schema",
+    "connection_limit",
+    "pool_timeout",
+    "pgbouncer",
+    "sslaccept",
+    "socket_timeout",
+    "statement_cache_size",
+    "connect_timeout",
+];
 
 /// Parses a `postgres://` URL, ignoring ORM-only parameters (Prisma's
 /// `?schema=public`). Errors never contain the URL (it may hold a password).
@@ -438,12 +468,18 @@ pub fn parse_database_url(url: &str, origin: &str) -> Result<postgres::Config, C
                 .split('&')
                 .filter(|kv| !kv.is_empty() && !FOREIGN_URL_PARAMS.contains(&kv.split('=').next().unwrap_or("")))
                 .collect();
-            if kept.is_empty() { head.to_string() } else { format!("{head}?{}", kept.join("&")) }
+            if kept.is_empty() {
+                head.to_string()
+            } else {
+                format!("{head}?{}", kept.join("&"))
+            }
         }
         None => url.to_string(),
     };
     // The parser's error text never contains the URL, so no password leaks.
-    cleaned.parse().map_err(|e: postgres::Error| ConfigError::Url { origin: origin.to_string(), message: e.to_string() })
+    cleaned
+        .parse()
+        .map_err(|e: postgres::Error| ConfigError::Url { origin: origin.to_string(), message: e.to_string() })
 }
 
 fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigError> {
@@ -474,7 +510,11 @@ fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigError> {
 /// Docker secrets and similar files end with a newline that is not part of
 /// the secret.
 fn read_secret_file(path: &Path, origin: &str) -> Result<Secret, ConfigError> {
-    let s = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile { origin: origin.to_string(), path: path.to_path_buf(), source })?;
+    let s = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        origin: origin.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(Secret(s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_string()))
 }
 
@@ -524,7 +564,10 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError>
             continue;
         }
         let Some((section, key)) = rest.split_once("__") else {
-            return Err(ConfigError::Env { name: var.clone(), message: "expected LIFEBOAT_<SECTION>__<KEY>, e.g. LIFEBOAT_DATABASE__HOST".into() });
+            return Err(ConfigError::Env {
+                name: var.clone(),
+                message: "expected LIFEBOAT_<SECTION>__<KEY>, e.g. LIFEBOAT_DATABASE__HOST".into(),
+            });
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         let (key, value) = match key.strip_suffix("_file") {
@@ -545,7 +588,8 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError>
         let mut probe = toml::Table::new();
         probe.insert(section.clone(), toml::Value::Table(t.clone()));
         if let Err(e) = toml::Value::Table(probe).try_into::<Config>() {
-            let keys: Vec<String> = t.keys().map(|k| format!("LIFEBOAT_{}__{}", section.to_uppercase(), k.to_uppercase())).collect();
+            let keys: Vec<String> =
+                t.keys().map(|k| format!("LIFEBOAT_{}__{}", section.to_uppercase(), k.to_uppercase())).collect();
             return Err(ConfigError::Env { name: keys.join(", "), message: e.message().to_string() });
         }
         top.insert(section, toml::Value::Table(t));
@@ -593,26 +637,45 @@ dir = "/file/backups"
         assert_eq!((c.database.host.as_str(), c.database.port), ("file-host", 5433));
         assert_eq!(c.storage.name_prefix, "critical_backup", "default");
 
-        let e = env(&[("PGHOST", "pg-host"), ("POSTGRES_HOST", "pg-compose"), ("LIFEBOAT_STORAGE__DIR", "/env/backups")]);
+        let e =
+            env(&[("PGHOST", "pg-host"), ("POSTGRES_HOST", "pg-compose"), ("LIFEBOAT_STORAGE__DIR", "/env/backups")]);
         let c = resolve(Some((p, FILE)), &e, &Overrides::default()).unwrap();
         assert_eq!(c.database.host, "pg-compose", "POSTGRES_* beats PG*, env beats file");
         assert_eq!(c.database.port, 5433, "file value kept where env is silent");
         assert_eq!(c.storage.dir, PathBuf::from("/env/backups"));
 
-        let e2 = env(&[("POSTGRES_HOST", "pg-compose"), ("DATABASE_URL", "postgresql://u:url-secret@url-host:6000/url_db?schema=public"), ("LIFEBOAT_DATABASE__HOST", "lb-host")]);
+        let e2 = env(&[
+            ("POSTGRES_HOST", "pg-compose"),
+            ("DATABASE_URL", "postgresql://u:url-secret@url-host:6000/url_db?schema=public"),
+            ("LIFEBOAT_DATABASE__HOST", "lb-host"),
+        ]);
         let c = resolve(Some((p, FILE)), &e2, &Overrides::default()).unwrap();
         assert_eq!(c.database.host, "lb-host", "LIFEBOAT_* beats DATABASE_URL");
-        assert_eq!((c.database.port, c.database.name.as_str()), (6000, "url_db"), "DATABASE_URL beats POSTGRES_* and the file; Prisma's ?schema is ignored");
+        assert_eq!(
+            (c.database.port, c.database.name.as_str()),
+            (6000, "url_db"),
+            "DATABASE_URL beats POSTGRES_* and the file; Prisma's ?schema is ignored"
+        );
         assert_eq!(c.database.password.as_ref().unwrap().expose(), "url-secret");
 
-        let flags = Overrides { database_url: Some("postgres://flag@flag-host/flag_db".into()), output_dir: Some("/flag/out".into()) };
+        let flags = Overrides {
+            database_url: Some("postgres://flag@flag-host/flag_db".into()),
+            output_dir: Some("/flag/out".into()),
+        };
         let c = resolve(Some((p, FILE)), &e2, &flags).unwrap();
         assert_eq!((c.database.host.as_str(), c.database.user.as_str()), ("flag-host", "flag"));
         assert_eq!(c.storage.dir, PathBuf::from("/flag/out"));
-        assert_eq!(c.database.password.as_ref().unwrap().expose(), "url-secret", "a flag URL without password keeps the lower one");
+        assert_eq!(
+            c.database.password.as_ref().unwrap().expose(),
+            "url-secret",
+            "a flag URL without password keeps the lower one"
+        );
 
         let c = resolve(None, &env(&[]), &Overrides::default()).unwrap();
-        assert_eq!((c.database.host.as_str(), c.database.port, c.storage.dir.as_path()), ("localhost", 5432, Path::new("backups")));
+        assert_eq!(
+            (c.database.host.as_str(), c.database.port, c.storage.dir.as_path()),
+            ("localhost", 5432, Path::new("backups"))
+        );
     }
 
     // covers: FR-11, SC-1
@@ -632,29 +695,64 @@ dir = "/file/backups"
         let c = resolve(Some((Path::new("x.toml"), &file)), &env(&[]), &Overrides::default()).unwrap();
         assert_eq!(c.database.password.unwrap().expose(), "s3cr3t-from-file");
 
-        let err = resolve(Some((Path::new("x.toml"), "[database]\npassword_file = \"/nonexistent/pw\"\n")), &env(&[]), &Overrides::default()).unwrap_err();
+        let err = resolve(
+            Some((Path::new("x.toml"), "[database]\npassword_file = \"/nonexistent/pw\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/pw"), "{err}");
     }
 
     // covers: FR-11
     #[test]
     fn unknown_keys_name_the_file_line_and_valid_keys() {
-        let err = resolve(Some((Path::new("/etc/lb.toml"), "[database]\nhost = \"x\"\nhots = \"y\"\n")), &env(&[]), &Overrides::default()).unwrap_err().to_string();
-        assert!(err.contains("/etc/lb.toml") && err.contains("line 3") && err.contains("hots") && err.contains("host"), "{err}");
+        let err = resolve(
+            Some((Path::new("/etc/lb.toml"), "[database]\nhost = \"x\"\nhots = \"y\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/etc/lb.toml") && err.contains("line 3") && err.contains("hots") && err.contains("host"),
+            "{err}"
+        );
 
-        let err = resolve(None, &env(&[("LIFEBOAT_DATABASE__HOTS", "y")]), &Overrides::default()).unwrap_err().to_string();
+        let err =
+            resolve(None, &env(&[("LIFEBOAT_DATABASE__HOTS", "y")]), &Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("LIFEBOAT_DATABASE__HOTS") && err.contains("host"), "{err}");
 
-        let err = resolve(Some((Path::new("a.toml"), "[scope]\nfull = [\"users\"]\nschema_only = [\"users\"]\n")), &env(&[]), &Overrides::default()).unwrap_err().to_string();
+        let err = resolve(
+            Some((Path::new("a.toml"), "[scope]\nfull = [\"users\"]\nschema_only = [\"users\"]\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("public.users") && err.contains("exactly one mode"), "{err}");
 
-        let err = resolve(Some((Path::new("a.toml"), "[[scope.window]]\ntables = [\"t\"]\nkeep = \"3 fortnights\"\n")), &env(&[]), &Overrides::default()).unwrap_err().to_string();
+        let err = resolve(
+            Some((Path::new("a.toml"), "[[scope.window]]\ntables = [\"t\"]\nkeep = \"3 fortnights\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("3 fortnights") && err.contains("line"), "{err}");
     }
 
     #[test]
     fn env_lists_are_comma_separated() {
-        let c = resolve(None, &env(&[("LIFEBOAT_SCOPE__SCHEMA_ONLY", "usage_logs, audit.sessions")]), &Overrides::default()).unwrap();
-        assert_eq!(c.scope.schema_only, vec![TableName::new("public", "usage_logs"), TableName::new("audit", "sessions")]);
+        let c = resolve(
+            None,
+            &env(&[("LIFEBOAT_SCOPE__SCHEMA_ONLY", "usage_logs, audit.sessions")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.scope.schema_only,
+            vec![TableName::new("public", "usage_logs"), TableName::new("audit", "sessions")]
+        );
     }
 }

@@ -43,7 +43,7 @@ pub fn locate(configured: Option<&Path>, server_version: &str, server_major: u32
                 .flatten()
                 .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin/pg_dump"))))
                 .collect();
-            versioned.sort_by(|a, b| b.0.cmp(&a.0));
+            versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
             candidates.extend(versioned.into_iter().map(|(_, p)| p));
         }
     }
@@ -52,7 +52,9 @@ pub fn locate(configured: Option<&Path>, server_version: &str, server_major: u32
         return Ok(ok.clone());
     }
     match found.into_iter().max_by_key(|d| d.major) {
-        Some(old) => Err(Error::PgDumpTooOld { pg_dump: old.version, server: server_version.to_string(), major: server_major }),
+        Some(old) => {
+            Err(Error::PgDumpTooOld { pg_dump: old.version, server: server_version.to_string(), major: server_major })
+        }
         None => Err(Error::PgDumpMissing {
             tried: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
             major: server_major,
@@ -85,7 +87,13 @@ pub struct Running {
 
 /// Starts pg_dump for one section on the snapshot. The password goes through
 /// the environment, never the command line (where `ps` would show it).
-pub fn start(pg_dump: &PgDump, db: &DatabaseConfig, snapshot_id: &str, section: Section, tmp_dir: &Path) -> Result<Running> {
+pub fn start(
+    pg_dump: &PgDump,
+    db: &DatabaseConfig,
+    snapshot_id: &str,
+    section: Section,
+    tmp_dir: &Path,
+) -> Result<Running> {
     let out = tempfile::Builder::new()
         .prefix(".lifeboat-pgdump-")
         .tempfile_in(tmp_dir)
@@ -146,7 +154,11 @@ impl Running {
         };
         let stderr = self.stderr.join().unwrap_or_default();
         if !status.success() {
-            return Err(Error::PgDump { section: self.section.arg().into(), status: status.to_string(), stderr: stderr.trim_end().to_string() });
+            return Err(Error::PgDump {
+                section: self.section.arg().into(),
+                status: status.to_string(),
+                stderr: stderr.trim_end().to_string(),
+            });
         }
         Ok(self.out)
     }
@@ -162,7 +174,9 @@ pub fn strip_psql_restrict(sql: &str) -> String {
 
 fn is_restrict_line(line: &str) -> bool {
     let mut parts = line.split_whitespace();
-    matches!(parts.next(), Some("\\restrict" | "\\unrestrict")) && parts.next().is_some_and(|k| k.chars().all(|c| c.is_ascii_alphanumeric())) && parts.next().is_none()
+    matches!(parts.next(), Some("\\restrict" | "\\unrestrict"))
+        && parts.next().is_some_and(|k| k.chars().all(|c| c.is_ascii_alphanumeric()))
+        && parts.next().is_none()
 }
 
 #[cfg(test)]

@@ -26,13 +26,17 @@ pub enum Error {
     #[error("the configuration does not match the database: {0}")]
     Scope(String),
 
-    #[error("pg_dump not found (tried: {tried}); install postgresql-client-{major} (or newer) or set database.pg_dump")]
+    #[error(
+        "pg_dump not found (tried: {tried}); install postgresql-client-{major} (or newer) or set database.pg_dump"
+    )]
     PgDumpMissing { tried: String, major: u32 },
 
     #[error("pg_dump {pg_dump} cannot dump server {server}: install postgresql-client-{major} (or newer) in the backup image, or point database.pg_dump at it")]
     PgDumpTooOld { pg_dump: String, server: String, major: u32 },
 
-    #[error("pg_dump ({section}) failed with {status}:\n----- pg_dump stderr -----\n{stderr}\n--------------------------")]
+    #[error(
+        "pg_dump ({section}) failed with {status}:\n----- pg_dump stderr -----\n{stderr}\n--------------------------"
+    )]
     PgDump { section: String, status: String, stderr: String },
 
     #[error("required config file missing: {pattern} matched nothing under {base}; create it, fix files.include, or move the pattern to files.optional")]
@@ -63,7 +67,12 @@ impl Error {
     /// connection, refused input), 1 when the operation ran and failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Connect { .. } | Error::Scope(_) | Error::PgDumpMissing { .. } | Error::PgDumpTooOld { .. } | Error::Refused(_) => 2,
+            Error::Config(_)
+            | Error::Connect { .. }
+            | Error::Scope(_)
+            | Error::PgDumpMissing { .. }
+            | Error::PgDumpTooOld { .. }
+            | Error::Refused(_) => 2,
             Error::Archive(a) => a.exit_code(),
             _ => 1,
         }
@@ -74,7 +83,9 @@ impl Error {
         match self {
             Error::Connect { .. } | Error::LockTimeout { .. } | Error::Stalled { .. } | Error::PgDump { .. } => true,
             Error::Db { retryable, .. } => *retryable,
-            Error::Io { source, .. } => !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied),
+            Error::Io { source, .. } => {
+                !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
+            }
             _ => false,
         }
     }

@@ -42,13 +42,17 @@ pub fn collect(cfg: &FilesConfig) -> Result<FileSelection> {
     for (pattern, required) in patterns {
         let rel = Path::new(pattern);
         if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(Error::Invalid(format!("files pattern {pattern:?} must be relative to files.base_dir and must not contain '..'")));
+            return Err(Error::Invalid(format!(
+                "files pattern {pattern:?} must be relative to files.base_dir and must not contain '..'"
+            )));
         }
         let full = base.join(pattern);
-        let paths = glob::glob(&full.to_string_lossy()).map_err(|e| Error::Invalid(format!("files pattern {pattern:?}: {e}")))?;
+        let paths = glob::glob(&full.to_string_lossy())
+            .map_err(|e| Error::Invalid(format!("files pattern {pattern:?}: {e}")))?;
         let before = sel.files.len();
         for p in paths {
-            let p = p.map_err(|e| Error::io("reading", e.path().to_path_buf(), std::io::Error::other(e.to_string())))?;
+            let p =
+                p.map_err(|e| Error::io("reading", e.path().to_path_buf(), std::io::Error::other(e.to_string())))?;
             add(base, &p, &mut sel.files)?;
         }
         if sel.files.len() == before && !sel.files.iter().any(|f| glob_matches(pattern, &f.path)) {
@@ -78,12 +82,20 @@ fn add(base: &Path, path: &Path, out: &mut Vec<FileEntry>) -> Result<()> {
         return Ok(());
     }
     if !meta.is_file() {
-        return Err(Error::Invalid(format!("{} is not a regular file (FIFO, socket or device); remove it from files.include", path.display())));
+        return Err(Error::Invalid(format!(
+            "{} is not a regular file (FIFO, socket or device); remove it from files.include",
+            path.display()
+        )));
     }
     let rel = path.strip_prefix(base).unwrap_or(path);
     let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     use std::os::unix::fs::PermissionsExt;
-    out.push(FileEntry { path: rel.join("/"), source: path.to_path_buf(), mode: meta.permissions().mode() & 0o7777, bytes: meta.len() });
+    out.push(FileEntry {
+        path: rel.join("/"),
+        source: path.to_path_buf(),
+        mode: meta.permissions().mode() & 0o7777,
+        bytes: meta.len(),
+    });
     Ok(())
 }
 
@@ -115,7 +127,8 @@ mod tests {
 
     #[test]
     fn refuses_escaping_patterns() {
-        let cfg = FilesConfig { base_dir: Some("/tmp".into()), include: vec!["../etc/passwd".into()], optional: vec![] };
+        let cfg =
+            FilesConfig { base_dir: Some("/tmp".into()), include: vec!["../etc/passwd".into()], optional: vec![] };
         assert!(collect(&cfg).unwrap_err().to_string().contains("'..'"));
     }
 }

@@ -68,7 +68,9 @@ impl TablePlan {
     pub fn base_predicate(&self, alias: &str) -> Option<String> {
         match (self.mode, &self.window) {
             (Mode::Full, _) => None,
-            (Mode::Window, Some(w)) => Some(format!("{alias}.{} >= {}::timestamptz", quote_ident(&w.column), quote_literal(&w.cutoff))),
+            (Mode::Window, Some(w)) => {
+                Some(format!("{alias}.{} >= {}::timestamptz", quote_ident(&w.column), quote_literal(&w.cutoff)))
+            }
             _ => Some("false".into()),
         }
     }
@@ -149,9 +151,14 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     for t in &catalog.tables {
         watchdog.doing(format!("locking {}", t.name));
         snap.client
-            .batch_execute(&format!("LOCK TABLE ONLY {} IN ACCESS SHARE MODE", db::qualified(&t.name.schema, &t.name.name)))
+            .batch_execute(&format!(
+                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
+                db::qualified(&t.name.schema, &t.name.name)
+            ))
             .map_err(|e| match db::sqlstate(&e) {
-                Some("55P03") => Error::LockTimeout { table: t.name.to_string(), timeout: config.database.lock_timeout.to_string() },
+                Some("55P03") => {
+                    Error::LockTimeout { table: t.name.to_string(), timeout: config.database.lock_timeout.to_string() }
+                }
                 _ => db_err(format!("locking table {}", t.name))(e),
             })?;
     }
@@ -183,7 +190,8 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
             .query(&format!("EXPLAIN SELECT 1 FROM ONLY {} t WHERE {pred}", t.qualified()), &[])
             .map_err(db_err(format!("estimating rows of {}", t.qualified())))?;
         let first: String = rows.first().map(|r| r.get(0)).unwrap_or_default();
-        let estimate = first.split("rows=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse::<i64>().ok());
+        let estimate =
+            first.split("rows=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse::<i64>().ok());
         let total = catalog.table(t.oid).estimated_rows.unwrap_or(0).max(1);
         if let Some(rows) = estimate {
             t.estimated_bytes = (t.estimated_bytes as f64 * (rows.min(total) as f64 / total as f64)) as i64;
@@ -196,7 +204,8 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
 
     let files = files::collect(&config.files)?;
     let mut warnings = Vec::new();
-    let unclassified: Vec<String> = tables.iter().filter(|t| t.unclassified).map(|t| format!("{}.{}", t.schema, t.name)).collect();
+    let unclassified: Vec<String> =
+        tables.iter().filter(|t| t.unclassified).map(|t| format!("{}.{}", t.schema, t.name)).collect();
     if !unclassified.is_empty() {
         let how = match config.scope.default {
             DefaultMode::Full => "backed up in full",
@@ -220,17 +229,23 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
         }
     }
     if catalog.large_objects > 0 {
-        warnings.push(format!("{} large object(s) (pg_largeobject) exist and are not backed up", catalog.large_objects));
+        warnings
+            .push(format!("{} large object(s) (pg_largeobject) exist and are not backed up", catalog.large_objects));
     }
     for m in &files.missing {
         warnings.push(if m.required {
-            format!("config file pattern {:?} matches nothing under {}: the backup will fail", m.pattern, base_dir(config))
+            format!(
+                "config file pattern {:?} matches nothing under {}: the backup will fail",
+                m.pattern,
+                base_dir(config)
+            )
         } else {
             format!("optional config file pattern {:?} matches nothing", m.pattern)
         });
     }
     let estimated: i64 = tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).sum();
-    let estimated_archive_bytes = (estimated as f64 * COMPRESSED_FRACTION) as i64 + files.files.iter().map(|f| f.bytes as i64).sum::<i64>();
+    let estimated_archive_bytes =
+        (estimated as f64 * COMPRESSED_FRACTION) as i64 + files.files.iter().map(|f| f.bytes as i64).sum::<i64>();
     if estimated_archive_bytes > BUDGET_BYTES {
         warnings.push(format!(
             "estimated archive size ~{} MB is over the 100 MB budget; narrow the windows or move tables to schema_only",
@@ -276,7 +291,9 @@ fn fk_plan(catalog: &Catalog, fk: &ForeignKey) -> FkPlan {
 fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<TablePlan>> {
     let scope = &config.scope;
     let mut problems = Vec::new();
-    let mut assigned: BTreeMap<&TableName, (Mode, Option<(&str, Span)>)> = BTreeMap::new();
+    // table → (mode, window column and keep)
+    type Assigned<'a> = (Mode, Option<(&'a str, Span)>);
+    let mut assigned: BTreeMap<&TableName, Assigned> = BTreeMap::new();
     for t in &scope.full {
         assigned.insert(t, (Mode::Full, None));
     }

@@ -62,7 +62,14 @@ impl Watchdog {
                 }
             }
         });
-        Watchdog { bytes, stalled, done: Some(done), doing: Arc::new(Mutex::new(String::new())), timeout, thread: Some(thread) }
+        Watchdog {
+            bytes,
+            stalled,
+            done: Some(done),
+            doing: Arc::new(Mutex::new(String::new())),
+            timeout,
+            thread: Some(thread),
+        }
     }
 
     /// Records progress (any positive amount resets the stall clock).

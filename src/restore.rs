@@ -97,7 +97,9 @@ fn same_database(target: &postgres::Config, src: &DatabaseConfig) -> bool {
         Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
         None => "127.0.0.1".into(),
     };
-    host == norm(&src.host) && target.get_ports().first().copied().unwrap_or(5432) == src.port && target.get_dbname() == Some(src.name.as_str())
+    host == norm(&src.host)
+        && target.get_ports().first().copied().unwrap_or(5432) == src.port
+        && target.get_dbname() == Some(src.name.as_str())
 }
 
 /// Resolves `--tables` names against the manifest and adds every table they
@@ -110,7 +112,9 @@ fn select_tables(manifest: &Manifest, names: &[String]) -> Result<Option<BTreeSe
     for n in names {
         let t: crate::config::TableName = n.parse().map_err(Error::Refused)?;
         if !manifest.tables.iter().any(|m| m.schema == t.schema && m.name == t.name) {
-            return Err(Error::Refused(format!("--tables: {t} is not in this archive; `lifeboat verify --json` lists its tables")));
+            return Err(Error::Refused(format!(
+                "--tables: {t} is not in this archive; `lifeboat verify --json` lists its tables"
+            )));
         }
         want.insert((t.schema, t.name));
     }
@@ -166,8 +170,11 @@ pub(crate) fn restore_verified(
 
     let mut phases = Vec::new();
     let mut since = Instant::now();
-    client.batch_execute(&format!("{}; BEGIN", db::SESSION_SETTINGS)).map_err(db_err("starting the restore transaction"))?;
-    let outcome = load(&mut client, archive_path, manifest, &existing, opts, &selected, &mut phases, &mut since, progress);
+    client
+        .batch_execute(&format!("{}; BEGIN", db::SESSION_SETTINGS))
+        .map_err(db_err("starting the restore transaction"))?;
+    let outcome =
+        load(&mut client, archive_path, manifest, &existing, opts, &selected, &mut phases, &mut since, progress);
     let (checks, staged) = match outcome {
         Ok(v) => v,
         Err(e) => {
@@ -189,7 +196,9 @@ pub(crate) fn restore_verified(
             files: Vec::new(),
             phases,
             duration_ms: 0,
-            problem: Some("row counts differ from the manifest; the restore was rolled back and the target is unchanged".into()),
+            problem: Some(
+                "row counts differ from the manifest; the restore was rolled back and the target is unchanged".into(),
+            ),
         });
     }
     client.batch_execute("COMMIT").map_err(|e| rolled_back(db_err("committing the restore")(e), &target_name))?;
@@ -222,7 +231,11 @@ pub(crate) fn restore_verified(
 fn rolled_back(e: Error, target: &str) -> Error {
     let code = e.exit_code();
     let msg = format!("{e}\nThe restore was rolled back: {target} is as it was before.");
-    if code == 2 { Error::Refused(msg) } else { Error::Failed(msg) }
+    if code == 2 {
+        Error::Refused(msg)
+    } else {
+        Error::Failed(msg)
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
@@ -239,15 +252,20 @@ fn load(
 ) -> Result<(Vec<TableCheck>, Option<Staged>)> {
     if !existing.is_empty() {
         for schema in existing.keys() {
-            client.batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema))).map_err(db_err(format!("dropping schema {schema}")))?;
+            client
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+                .map_err(db_err(format!("dropping schema {schema}")))?;
         }
         if existing.contains_key("public") {
-            client.batch_execute("CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC").map_err(db_err("recreating schema public"))?;
+            client
+                .batch_execute("CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC")
+                .map_err(db_err("recreating schema public"))?;
         }
         phase(phases, "drop", since);
     }
 
-    let by_file: BTreeMap<&str, &ManifestTable> = manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t))).collect();
+    let by_file: BTreeMap<&str, &ManifestTable> =
+        manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t))).collect();
     let expected: BTreeMap<&str, &str> = manifest
         .members
         .iter()
@@ -305,10 +323,12 @@ fn load(
         }
         Ok(())
     };
-    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(|e| match e {
-        ArchiveError::Other(msg) => Error::Failed(msg),
-        other => Error::Archive(other),
-    })?;
+    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(
+        |e| match e {
+            ArchiveError::Other(msg) => Error::Failed(msg),
+            other => Error::Archive(other),
+        },
+    )?;
     phase(phases, step, since);
 
     progress(Event::Step("analyze"));
@@ -322,7 +342,12 @@ fn load(
             .query_one(&format!("SELECT count(*) FROM ONLY {}", t.qualified()), &[])
             .map_err(db_err(format!("counting rows of {}", t.display())))?
             .get(0);
-        checks.push(TableCheck { table: t.display(), expected, restored: restored as u64, ok: restored as u64 == expected });
+        checks.push(TableCheck {
+            table: t.display(),
+            expected,
+            restored: restored as u64,
+            ok: restored as u64 == expected,
+        });
     }
     phase(phases, "check", since);
     Ok((checks, staged))
@@ -330,7 +355,9 @@ fn load(
 
 fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()> {
     if h.hex() != expected {
-        return Err(Error::Failed(format!("{path} changed since it was verified (SHA-256 differs); is something writing the archive?")));
+        return Err(Error::Failed(format!(
+            "{path} changed since it was verified (SHA-256 differs); is something writing the archive?"
+        )));
     }
     Ok(())
 }
@@ -354,7 +381,11 @@ fn user_tables(client: &mut Client) -> Result<BTreeMap<String, Vec<String>>> {
 
 fn summarize(tables: &BTreeMap<String, Vec<String>>) -> String {
     let all: Vec<String> = tables.iter().flat_map(|(s, ts)| ts.iter().map(move |t| format!("{s}.{t}"))).collect();
-    if all.len() > 10 { format!("{}, …", all[..10].join(", ")) } else { all.join(", ") }
+    if all.len() > 10 {
+        format!("{}, …", all[..10].join(", "))
+    } else {
+        all.join(", ")
+    }
 }
 
 /// Config files written into a hidden directory inside the destination
@@ -367,7 +398,10 @@ struct Staged {
 impl Staged {
     fn new(dest: &Path) -> Result<Staged> {
         std::fs::create_dir_all(dest).map_err(|e| Error::io("creating --config-dir", dest, e))?;
-        let dir = tempfile::Builder::new().prefix(".lifeboat-restore-").tempdir_in(dest).map_err(|e| Error::io("staging config files in", dest, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(".lifeboat-restore-")
+            .tempdir_in(dest)
+            .map_err(|e| Error::io("staging config files in", dest, e))?;
         Ok(Staged { dir, files: Vec::new() })
     }
 
@@ -397,12 +431,19 @@ impl Staged {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
             let real_parent = std::fs::canonicalize(parent).map_err(|e| Error::io("resolving", parent, e))?;
             if !real_parent.starts_with(&root) {
-                return Err(Error::Refused(format!("config file {rel}: {} leads outside {} (symlink?); refused", parent.display(), root.display())));
+                return Err(Error::Refused(format!(
+                    "config file {rel}: {} leads outside {} (symlink?); refused",
+                    parent.display(),
+                    root.display()
+                )));
             }
             let mut previous = None;
             match std::fs::symlink_metadata(&to) {
                 Ok(m) if m.file_type().is_symlink() || m.is_dir() => {
-                    return Err(Error::Refused(format!("config file {rel}: {} is a symlink or directory; refused", to.display())));
+                    return Err(Error::Refused(format!(
+                        "config file {rel}: {} is a symlink or directory; refused",
+                        to.display()
+                    )));
                 }
                 Ok(_) => {
                     let bak = PathBuf::from(format!("{}.bak-{stamp}", to.display()));
@@ -412,7 +453,8 @@ impl Staged {
                 Err(_) => {}
             }
             let from = self.dir.path().join(rel);
-            std::fs::set_permissions(&from, std::fs::Permissions::from_mode(*mode)).map_err(|e| Error::io("setting mode of", &from, e))?;
+            std::fs::set_permissions(&from, std::fs::Permissions::from_mode(*mode))
+                .map_err(|e| Error::io("setting mode of", &from, e))?;
             std::fs::rename(&from, &to).map_err(|e| Error::io("installing", &to, e))?;
             out.push(RestoredFile { path: to, previous, mode: *mode });
         }
@@ -436,14 +478,22 @@ pub struct RehearsalReport {
 
 /// Restores into a throwaway database on `server_url`, checks row counts,
 /// foreign key validity and sequence values, then drops it.
-pub fn rehearse(archive_path: &Path, verified: &VerifyReport, server_url: &str, progress: Progress) -> Result<RehearsalReport> {
+pub fn rehearse(
+    archive_path: &Path,
+    verified: &VerifyReport,
+    server_url: &str,
+    progress: Progress,
+) -> Result<RehearsalReport> {
     let started = Instant::now();
     let server = parse_database_url(server_url, "--restore-test")?;
     let server_name = describe(&server);
     let mut admin = db::connect_with(&server, &server_name)?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let scratch = format!("lifeboat_rt_{}_{nanos:08x}", std::process::id());
-    admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&scratch))).map_err(db_err(format!("creating scratch database {scratch}")))?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&scratch)))
+        .map_err(db_err(format!("creating scratch database {scratch}")))?;
     progress(Event::Detail(format!("rehearsing in scratch database {scratch}")));
 
     let mut target = server.clone();
@@ -456,7 +506,12 @@ pub fn rehearse(archive_path: &Path, verified: &VerifyReport, server_url: &str, 
             Err(e) => problems.push(format!("restore failed: {e}")),
             Ok(r) => {
                 problems.extend(r.problem);
-                problems.extend(r.tables.iter().filter(|c| !c.ok).map(|c| format!("{}: {} rows restored, manifest says {}", c.table, c.restored, c.expected)));
+                problems.extend(
+                    r.tables
+                        .iter()
+                        .filter(|c| !c.ok)
+                        .map(|c| format!("{}: {} rows restored, manifest says {}", c.table, c.restored, c.expected)),
+                );
                 let mut client = db::connect_with(&target, &scratch)?;
                 for row in client
                     .query("SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint WHERE contype = 'f' AND NOT convalidated", &[])
@@ -464,13 +519,22 @@ pub fn rehearse(archive_path: &Path, verified: &VerifyReport, server_url: &str, 
                 {
                     fks.push(row.get(0));
                 }
-                let fk_count: i64 = client.query_one("SELECT count(*) FROM pg_constraint WHERE contype = 'f'", &[]).map_err(db_err("counting foreign keys"))?.get(0);
+                let fk_count: i64 = client
+                    .query_one("SELECT count(*) FROM pg_constraint WHERE contype = 'f'", &[])
+                    .map_err(db_err("counting foreign keys"))?
+                    .get(0);
                 if fk_count as usize != verified.manifest.foreign_keys.len() {
-                    problems.push(format!("{fk_count} foreign keys restored, the archive has {}", verified.manifest.foreign_keys.len()));
+                    problems.push(format!(
+                        "{fk_count} foreign keys restored, the archive has {}",
+                        verified.manifest.foreign_keys.len()
+                    ));
                 }
                 for s in &verified.manifest.sequences {
                     let q = db::qualified(&s.schema, &s.name);
-                    let v: i64 = client.query_one(&format!("SELECT last_value FROM {q}"), &[]).map_err(db_err(format!("reading {q}")))?.get(0);
+                    let v: i64 = client
+                        .query_one(&format!("SELECT last_value FROM {q}"), &[])
+                        .map_err(db_err(format!("reading {q}")))?
+                        .get(0);
                     if v < s.last_value {
                         seqs.push(format!("{}.{} is {v}, the snapshot had {}", s.schema, s.name, s.last_value));
                     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
+use crate::archive::reader::{for_each_member_in, ArchiveError, Hashing};
 use crate::archive::{self, CsvCounter, Manifest};
 use crate::progress::{Event, Progress};
 
@@ -37,13 +37,27 @@ struct Seen {
 
 pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveError> {
     progress(Event::Step("verify"));
+    let file =
+        std::fs::File::open(path).map_err(|source| ArchiveError::Open { path: path.display().to_string(), source })?;
+    let size_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut report = verify_stream(std::io::BufReader::with_capacity(256 * 1024, file))?;
+    report.archive = path.to_path_buf();
+    report.size_bytes = size_bytes;
+    Ok(report)
+}
+
+/// [`verify`] over any byte stream; `archive` and `size_bytes` are left empty.
+pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     let mut manifest_text: Option<Vec<u8>> = None;
     let mut sums_text: Option<Vec<u8>> = None;
-    for_each_member(path, |m, r| {
+    for_each_member_in(input, |m, r| {
         let is_meta = m.path == archive::MANIFEST || m.path == archive::SUMS;
         if is_meta && m.size > MAX_META_BYTES {
-            return Err(ArchiveError::Member { path: m.path.clone(), reason: format!("is {} bytes, more than a manifest can be", m.size) });
+            return Err(ArchiveError::Member {
+                path: m.path.clone(),
+                reason: format!("is {} bytes, more than a manifest can be", m.size),
+            });
         }
         let is_csv = m.path.starts_with(archive::DATA_DIR);
         let mut h = Hashing::new(r);
@@ -73,12 +87,16 @@ pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveEr
 
     let missing = |p: &str| ArchiveError::Member { path: p.to_string(), reason: "is missing".into() };
     let sums = sums_text.ok_or_else(|| missing(archive::SUMS))?;
-    let sums = archive::parse_sums(&String::from_utf8_lossy(&sums)).map_err(|r| ArchiveError::Member { path: archive::SUMS.into(), reason: r })?;
+    let sums = archive::parse_sums(&String::from_utf8_lossy(&sums))
+        .map_err(|r| ArchiveError::Member { path: archive::SUMS.into(), reason: r })?;
     let listed: BTreeMap<&str, &str> = sums.iter().map(|(p, s)| (p.as_str(), s.as_str())).collect();
     for (path, sha) in &listed {
         let s = seen.get(*path).ok_or_else(|| missing(path))?;
         if s.sha256 != *sha {
-            return Err(ArchiveError::Member { path: path.to_string(), reason: "SHA-256 does not match SHA256SUMS (the member was modified or damaged)".into() });
+            return Err(ArchiveError::Member {
+                path: path.to_string(),
+                reason: "SHA-256 does not match SHA256SUMS (the member was modified or damaged)".into(),
+            });
         }
     }
     if let Some(extra) = seen.keys().find(|p| p.as_str() != archive::SUMS && !listed.contains_key(p.as_str())) {
@@ -86,8 +104,10 @@ pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveEr
     }
 
     let manifest = manifest_text.ok_or_else(|| missing(archive::MANIFEST))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest).map_err(|e| ArchiveError::Member { path: archive::MANIFEST.into(), reason: format!("is not a valid manifest: {e}") })?;
+    let manifest: Manifest = serde_json::from_slice(&manifest).map_err(|e| ArchiveError::Member {
+        path: archive::MANIFEST.into(),
+        reason: format!("is not a valid manifest: {e}"),
+    })?;
     if manifest.format != archive::FORMAT || manifest.format_version != archive::FORMAT_VERSION {
         return Err(ArchiveError::Other(format!(
             "unsupported archive format {} v{} (this lifeboat reads {} v{})",
@@ -100,20 +120,31 @@ pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveEr
     let check = |path: &str, bytes: u64, sha: &str| -> Result<&Seen, ArchiveError> {
         let s = seen.get(path).ok_or_else(|| missing(path))?;
         if s.bytes != bytes || s.sha256 != sha {
-            return Err(ArchiveError::Member { path: path.into(), reason: "size or SHA-256 does not match manifest.json".into() });
+            return Err(ArchiveError::Member {
+                path: path.into(),
+                reason: "size or SHA-256 does not match manifest.json".into(),
+            });
         }
         Ok(s)
     };
     for t in &manifest.tables {
         let (Some(file), Some(sha)) = (&t.file, &t.sha256) else { continue };
         if !file.starts_with(archive::DATA_DIR) {
-            return Err(ArchiveError::Member { path: file.clone(), reason: "manifest points a table outside database/data/".into() });
+            return Err(ArchiveError::Member {
+                path: file.clone(),
+                reason: "manifest points a table outside database/data/".into(),
+            });
         }
         let s = check(file, t.bytes, sha)?;
         if s.rows != Some(t.rows) {
             return Err(ArchiveError::Member {
                 path: file.clone(),
-                reason: format!("has {} CSV rows but manifest.json says {} for {}", s.rows.unwrap_or(0), t.rows, t.display()),
+                reason: format!(
+                    "has {} CSV rows but manifest.json says {} for {}",
+                    s.rows.unwrap_or(0),
+                    t.rows,
+                    t.display()
+                ),
             });
         }
     }
@@ -125,10 +156,9 @@ pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveEr
             return Err(missing(required));
         }
     }
-    let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     Ok(VerifyReport {
-        archive: path.to_path_buf(),
-        size_bytes,
+        archive: PathBuf::new(),
+        size_bytes: 0,
         members: seen.len(),
         tables: manifest.tables.len(),
         rows: manifest.tables.iter().map(|t| t.rows).sum(),

@@ -69,9 +69,20 @@ pub fn safe_path(raw: &[u8]) -> Result<String, String> {
 /// to that member. Directory entries are skipped; anything else is refused.
 /// After the last member, the rest of the gzip stream is read so a damaged
 /// trailer (CRC, length) is noticed too.
-pub fn for_each_member(path: &Path, mut f: impl FnMut(&Member, &mut dyn Read) -> Result<(), ArchiveError>) -> Result<(), ArchiveError> {
+pub fn for_each_member(
+    path: &Path,
+    f: impl FnMut(&Member, &mut dyn Read) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
     let file = File::open(path).map_err(|source| ArchiveError::Open { path: path.display().to_string(), source })?;
-    let gz = MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, file));
+    for_each_member_in(BufReader::with_capacity(256 * 1024, file), f)
+}
+
+/// [`for_each_member`] over any byte stream (the fuzz target's entry point).
+pub fn for_each_member_in(
+    input: impl Read,
+    mut f: impl FnMut(&Member, &mut dyn Read) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    let gz = MultiGzDecoder::new(input);
     let mut archive = tar::Archive::new(gz);
     let mut seen = HashSet::new();
     let mut last: Option<String> = None;
@@ -86,7 +97,10 @@ pub fn for_each_member(path: &Path, mut f: impl FnMut(&Member, &mut dyn Read) ->
             tar::EntryType::Directory => continue,
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             other => {
-                return Err(ArchiveError::Unsafe { path: display, reason: format!("entry type {other:?} (only regular files are allowed)") });
+                return Err(ArchiveError::Unsafe {
+                    path: display,
+                    reason: format!("entry type {other:?} (only regular files are allowed)"),
+                });
             }
         }
         if !seen.insert(path.clone()) {
@@ -140,7 +154,9 @@ mod tests {
     #[test]
     fn member_paths_are_validated() {
         assert_eq!(safe_path(b"config/ssl/cert.pem").unwrap(), "config/ssl/cert.pem");
-        for bad in [&b"/etc/passwd"[..], b"../../etc/passwd", b"config/../../x", b"./a", b"", b"a\\b", b"\xff\xfe", b"a\nb"] {
+        for bad in
+            [&b"/etc/passwd"[..], b"../../etc/passwd", b"config/../../x", b"./a", b"", b"a\\b", b"\xff\xfe", b"a\nb"]
+        {
             assert!(safe_path(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }

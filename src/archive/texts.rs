@@ -21,7 +21,13 @@ pub fn restore_sql(m: &Manifest) -> String {
     for t in &m.tables {
         if let Some(file) = &t.file {
             let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
-            let _ = writeln!(s, "\\copy {} ({}) FROM {} WITH (FORMAT csv, HEADER)", t.qualified(), cols.join(", "), quote_literal(file));
+            let _ = writeln!(
+                s,
+                "\\copy {} ({}) FROM {} WITH (FORMAT csv, HEADER)",
+                t.qualified(),
+                cols.join(", "),
+                quote_literal(file)
+            );
         }
     }
     s.push_str("\\echo 'lifeboat: setting sequences'\n");
@@ -36,7 +42,13 @@ pub fn restore_sql(m: &Manifest) -> String {
 pub fn sequences_sql(m: &Manifest) -> String {
     let mut s = String::from("-- Sequence values captured by lifeboat inside the backup snapshot.\n");
     for q in &m.sequences {
-        let _ = writeln!(s, "SELECT pg_catalog.setval({}, {}, {});", quote_literal(&qualified(&q.schema, &q.name)), q.last_value, q.is_called);
+        let _ = writeln!(
+            s,
+            "SELECT pg_catalog.setval({}, {}, {});",
+            quote_literal(&qualified(&q.schema, &q.name)),
+            q.last_value,
+            q.is_called
+        );
     }
     s
 }
@@ -60,12 +72,25 @@ pub fn backup_info(m: &Manifest, archive_name: &str) -> String {
             None => "all rows".to_string(),
         };
         let flag = if t.unclassified { "  [unclassified]" } else { "" };
-        let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8}  {filter}{flag}", t.display(), t.mode.to_string(), t.rows, t.closure_rows);
+        let _ = writeln!(
+            s,
+            "{:<44} {:<7} {:>10} {:>8}  {filter}{flag}",
+            t.display(),
+            t.mode.to_string(),
+            t.rows,
+            t.closure_rows
+        );
     }
     if !m.files.is_empty() {
         let _ = writeln!(s, "\nConfiguration files (under config/):");
         for f in &m.files {
-            let _ = writeln!(s, "  {}  ({} bytes, mode {:o})", f.path.trim_start_matches(super::CONFIG_DIR), f.bytes, f.mode.unwrap_or(0o644));
+            let _ = writeln!(
+                s,
+                "  {}  ({} bytes, mode {:o})",
+                f.path.trim_start_matches(super::CONFIG_DIR),
+                f.bytes,
+                f.mode.unwrap_or(0o644)
+            );
         }
     }
     if !m.warnings.is_empty() {

@@ -44,7 +44,9 @@ impl Writer {
         header.set_mtime(self.mtime);
         header.set_entry_type(tar::EntryType::Regular);
         let mut hashing = Hashing::new(data);
-        self.builder.append_data(&mut header, member, &mut hashing).map_err(|e| Error::io(format!("writing member {member} to"), &self.path, e))?;
+        self.builder
+            .append_data(&mut header, member, &mut hashing)
+            .map_err(|e| Error::io(format!("writing member {member} to"), &self.path, e))?;
         if hashing.bytes != size {
             return Err(Error::Failed(format!("member {member}: expected {size} bytes, read {}", hashing.bytes)));
         }

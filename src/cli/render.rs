@@ -15,7 +15,11 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn ms(n: u64) -> String {
@@ -24,9 +28,14 @@ fn ms(n: u64) -> String {
 
 pub fn plan(p: &Plan) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Plan for database {} (PostgreSQL {}), snapshot at {}", p.database, p.server_version, p.snapshot_time);
+    let _ = writeln!(
+        s,
+        "Plan for database {} (PostgreSQL {}), snapshot at {}",
+        p.database, p.server_version, p.snapshot_time
+    );
     let _ = writeln!(s);
-    let _ = writeln!(s, "{:<44} {:<7} {:>12} {:>10} {:>8}  filter", "table", "mode", "est. rows", "est. size", "closure");
+    let _ =
+        writeln!(s, "{:<44} {:<7} {:>12} {:>10} {:>8}  filter", "table", "mode", "est. rows", "est. size", "closure");
     for t in &p.tables {
         let filter = match &t.window {
             Some(w) => format!("{} >= {} ({})", w.column, w.cutoff, w.keep),
@@ -68,7 +77,15 @@ pub fn backup(r: &BackupReport) -> String {
     let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8} {:>10}", "table", "mode", "rows", "closure", "csv size");
     for t in &r.tables {
         let flag = if t.unclassified { "  [unclassified]" } else { "" };
-        let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8} {:>10}{flag}", format!("{}.{}", t.schema, t.name), t.mode.to_string(), t.rows, t.closure_rows, bytes(t.bytes));
+        let _ = writeln!(
+            s,
+            "{:<44} {:<7} {:>10} {:>8} {:>10}{flag}",
+            format!("{}.{}", t.schema, t.name),
+            t.mode.to_string(),
+            t.rows,
+            t.closure_rows,
+            bytes(t.bytes)
+        );
     }
     let _ = writeln!(s, "\nBackup complete and verified: {}", r.archive.display());
     let _ = writeln!(
@@ -107,12 +124,25 @@ pub fn restore(r: &RestoreReport) -> String {
     }
     let _ = writeln!(s, "{:<44} {:>10} {:>10}  check", "table", "manifest", "restored");
     for t in &r.tables {
-        let _ = writeln!(s, "{:<44} {:>10} {:>10}  {}", t.table, t.expected, t.restored, if t.ok { "ok" } else { "MISMATCH" });
+        let _ = writeln!(
+            s,
+            "{:<44} {:>10} {:>10}  {}",
+            t.table,
+            t.expected,
+            t.restored,
+            if t.ok { "ok" } else { "MISMATCH" }
+        );
     }
     for f in &r.files {
         match &f.previous {
             Some(p) => {
-                let _ = writeln!(s, "config file {} (mode {:o}; previous kept as {})", f.path.display(), f.mode, p.display());
+                let _ = writeln!(
+                    s,
+                    "config file {} (mode {:o}; previous kept as {})",
+                    f.path.display(),
+                    f.mode,
+                    p.display()
+                );
             }
             None => {
                 let _ = writeln!(s, "config file {} (mode {:o})", f.path.display(), f.mode);
@@ -122,7 +152,14 @@ pub fn restore(r: &RestoreReport) -> String {
     let phases: Vec<String> = r.phases.iter().map(|(p, t)| format!("{p} {}", ms(*t))).collect();
     let _ = writeln!(s, "phases: {}", phases.join(", "));
     if r.ok {
-        let _ = writeln!(s, "Restore complete into {}: {} tables, {} sequences, in {}", r.target, r.tables.len(), r.sequences, ms(r.duration_ms));
+        let _ = writeln!(
+            s,
+            "Restore complete into {}: {} tables, {} sequences, in {}",
+            r.target,
+            r.tables.len(),
+            r.sequences,
+            ms(r.duration_ms)
+        );
     } else {
         let _ = writeln!(s, "RESTORE FAILED into {}: {}", r.target, r.problem.as_deref().unwrap_or("see above"));
     }
