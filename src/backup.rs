@@ -133,13 +133,25 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
             bytes: 0,
             sha256: None,
             file: None,
+            psql_file: None,
         };
         if t.has_data_file() {
             watchdog.doing(format!("copying rows of {}", t.qualified()));
             let mut spool = Spool::new(&dir);
             copy_table(&mut snap, &t.copy_sql(), &mut spool, &watchdog).map_err(|e| stalled_or(&watchdog, e))?;
             let (rows, member) = (spool.csv.rows(), archive::data_member(&t.schema, &t.name));
+            let psql_unsafe = spool.csv.psql_unsafe;
             let written = writer.append_spool(&member, 0o600, spool)?;
+            if psql_unsafe {
+                // Same snapshot, same rows: text format escapes newlines, so
+                // no line of it can be `\.` (see ManifestTable::psql_file).
+                let mut text = Spool::new(&dir);
+                copy_table(&mut snap, &t.copy_sql_text(), &mut text, &watchdog)
+                    .map_err(|e| stalled_or(&watchdog, e))?;
+                let copy_member = archive::psql_member(&t.schema, &t.name);
+                members.push(writer.append_spool(&copy_member, 0o600, text)?);
+                mt.psql_file = Some(copy_member);
+            }
             mt.rows = rows;
             mt.bytes = written.bytes;
             mt.sha256 = Some(written.sha256);

@@ -50,6 +50,13 @@ pub fn collect(cfg: &FilesConfig) -> Result<FileSelection> {
         let paths = glob::glob(&full.to_string_lossy())
             .map_err(|e| Error::Invalid(format!("files pattern {pattern:?}: {e}")))?;
         let before = sel.files.len();
+        // The glob crate's `dir/**` yields what is below `dir` but skips
+        // symlinked files at its top level; walking `dir` itself is exact.
+        if let Some(dir) = pattern.strip_suffix("/**").filter(|d| !d.contains(['*', '?', '['])) {
+            if base.join(dir).is_dir() {
+                add(base, &base.join(dir), &mut sel.files)?;
+            }
+        }
         for p in paths {
             let p =
                 p.map_err(|e| Error::io("reading", e.path().to_path_buf(), std::io::Error::other(e.to_string())))?;

@@ -90,10 +90,19 @@ impl TablePlan {
     }
 
     pub fn copy_sql(&self) -> String {
+        self.copy_sql_with("(FORMAT csv, HEADER)")
+    }
+
+    /// The same rows in COPY text format.
+    pub fn copy_sql_text(&self) -> String {
+        self.copy_sql_with("(FORMAT text)")
+    }
+
+    fn copy_sql_with(&self, options: &str) -> String {
         let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
         let cols = if cols.is_empty() { String::new() } else { cols.join(", ") };
         let filter = self.filter().map(|f| format!(" WHERE {f}")).unwrap_or_default();
-        format!("COPY (SELECT {cols} FROM ONLY {} t{filter}) TO STDOUT (FORMAT csv, HEADER)", self.qualified())
+        format!("COPY (SELECT {cols} FROM ONLY {} t{filter}) TO STDOUT {options}", self.qualified())
     }
 }
 

@@ -34,6 +34,11 @@ pub fn data_member(schema: &str, table: &str) -> String {
     format!("{DATA_DIR}{}.{}.csv", encode(schema), encode(table))
 }
 
+/// The COPY text-format twin of a data member (see `ManifestTable::psql_file`).
+pub fn psql_member(schema: &str, table: &str) -> String {
+    format!("{DATA_DIR}{}.{}.copy", encode(schema), encode(table))
+}
+
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -85,6 +90,11 @@ pub struct ManifestTable {
     pub bytes: u64,
     pub sha256: Option<String>,
     pub file: Option<String>,
+    /// Only for tables whose CSV has a line that is exactly `\.`: the same
+    /// rows in COPY text format, which `restore.sql` loads instead because
+    /// psql ≤ 17's `\copy` would stop at that line. Listed in `members`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psql_file: Option<String>,
 }
 
 impl ManifestTable {
@@ -141,16 +151,37 @@ pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>, String> {
 
 /// Counts CSV records as PostgreSQL writes them (`FORMAT csv`): a newline
 /// ends a record only outside quotes, since fields may contain newlines.
+///
+/// It also notices a physical line that is exactly `\.` (inside a quoted
+/// multi-line field): psql up to 17 ends `\copy … FROM 'file'` at such a
+/// line even in CSV mode, so the manual restore path needs another format
+/// for that table (see `ManifestTable::psql_file`).
 #[derive(Debug, Default, Clone)]
 pub struct CsvCounter {
     in_quotes: bool,
     records: u64,
     pending: bool,
+    /// The current physical line's first bytes (up to 3) and its length.
+    line: [u8; 3],
+    line_len: usize,
+    pub psql_unsafe: bool,
 }
 
 impl CsvCounter {
     pub fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
+            if b == b'\n' {
+                let l = &self.line[..self.line_len.min(3)];
+                if l == b"\\." || l == b"\\.\r" {
+                    self.psql_unsafe = true;
+                }
+                self.line_len = 0;
+            } else {
+                if self.line_len < 3 {
+                    self.line[self.line_len] = b;
+                }
+                self.line_len = self.line_len.saturating_add(1);
+            }
             match b {
                 b'"' => self.in_quotes = !self.in_quotes,
                 b'\n' if !self.in_quotes => {
@@ -183,6 +214,19 @@ mod tests {
         let mut h = CsvCounter::default();
         h.feed(b"id\n");
         assert_eq!(h.rows(), 0);
+        assert!(!c.psql_unsafe && !h.psql_unsafe);
+    }
+
+    #[test]
+    fn csv_counter_flags_lines_psql_would_take_for_end_of_data() {
+        let mut c = CsvCounter::default();
+        c.feed(b"id,body\n1,\"first\n\\");
+        c.feed(b".\nlast\"\n");
+        assert_eq!(c.rows(), 1);
+        assert!(c.psql_unsafe);
+        let mut ok = CsvCounter::default();
+        ok.feed(b"id,body\n1,\"\\.x\n \\.\"\n2,\\.\n");
+        assert!(!ok.psql_unsafe, "only a line that is exactly \\. matters");
     }
 
     #[test]
@@ -190,7 +234,7 @@ mod tests {
         assert_eq!(data_member("public", "users"), "database/data/public.users.csv");
         assert_eq!(data_member("a.b", "c"), "database/data/a%2Eb.c.csv");
         assert_ne!(data_member("a.b", "c"), data_member("a", "b.c"));
-        assert_eq!(data_member("public", "ผู้ใช้/x").contains('/'), false);
+        assert!(!data_member("public", "ผู้ใช้/x")[DATA_DIR.len()..].contains('/'));
     }
 
     #[test]

@@ -19,16 +19,20 @@ pub fn restore_sql(m: &Manifest) -> String {
     let _ = writeln!(s, "\\i {SCHEMA}");
     s.push_str("\\echo 'lifeboat: loading rows'\n");
     for t in &m.tables {
-        if let Some(file) = &t.file {
-            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
-            let _ = writeln!(
-                s,
-                "\\copy {} ({}) FROM {} WITH (FORMAT csv, HEADER)",
-                t.qualified(),
-                cols.join(", "),
-                quote_literal(file)
-            );
-        }
+        let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
+        let (file, options) = match (&t.psql_file, &t.file) {
+            (Some(copy), _) => {
+                let _ = writeln!(
+                    s,
+                    "-- {}: COPY text format, its CSV has a line psql <= 17 takes for end-of-data",
+                    t.display()
+                );
+                (copy, "")
+            }
+            (None, Some(csv)) => (csv, " WITH (FORMAT csv, HEADER)"),
+            (None, None) => continue,
+        };
+        let _ = writeln!(s, "\\copy {} ({}) FROM {}{options}", t.qualified(), cols.join(", "), quote_literal(file));
     }
     s.push_str("\\echo 'lifeboat: setting sequences'\n");
     let _ = writeln!(s, "\\i {SEQUENCES}");
