@@ -34,7 +34,9 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Planner estimate; `None` when the table was never analyzed.
     pub estimated_rows: Option<i64>,
-    /// Heap + TOAST bytes on disk.
+    /// Heap + TOAST bytes on disk as of the last VACUUM/ANALYZE. Read from
+    /// `relpages`, not `pg_table_size()`, which locks the table: a table
+    /// locked by a migration must fail at our named `LOCK TABLE`, not here.
     pub bytes: i64,
 }
 
@@ -95,8 +97,9 @@ pub fn read(client: &mut Client) -> Result<Catalog> {
             &format!(
                 "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
                         CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END, \
-                        pg_table_size(c.oid) \
+                        (c.relpages::int8 + coalesce(t.relpages, 0)) * current_setting('block_size')::int8 \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 LEFT JOIN pg_class t ON t.oid = c.reltoastrelid \
                  WHERE c.relkind IN ('r', 'p') AND {SYSTEM_SCHEMAS} AND {NOT_EXTENSION_MEMBER} \
                  ORDER BY n.nspname, c.relname"
             ),

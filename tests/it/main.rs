@@ -3,3 +3,7 @@ mod support;
 // Tests of the harness itself and of the SaaS fixture's promises.
 mod harness;
 
+// Shared steps: run the binary, seeded databases, unpack and rewrite archives.
+mod flow;
+// `lifeboat backup`: psql round trip, windows and closure, consistency, failures.
+mod backup;

@@ -1,0 +1,317 @@
+//! `lifeboat backup` against a real PostgreSQL: the archive restores with
+//! plain psql to the same rows, schema, sequences and valid foreign keys;
+//! windows, closure, default-include, one consistent snapshot, and failures
+//! that leave nothing behind.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::flow::{self, assert_exit, run, stderr, Seeded};
+use crate::support::{self, fresh_db, SAAS_EXPECTED_ROWS};
+
+fn manifest(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn restore_with_psql(archive: &Path, hint: &str) -> (support::TestDb, tempfile::TempDir) {
+    let x = tempfile::tempdir().unwrap();
+    flow::extract(archive, x.path());
+    let target = fresh_db(hint);
+    let o = support::psql_file(&target.url, Path::new("database/restore.sql"), x.path());
+    assert!(o.status.success(), "psql restore failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    (target, x)
+}
+
+// covers: FR-2, FR-12, FR-13, US-2/AC-4, US-4/AC-1, DR-1
+#[test]
+fn psql_restore_of_a_backup_reproduces_every_included_row_the_schema_sequences_and_valid_fks() {
+    let s = Seeded::new("roundtrip");
+    let mut src = s.db.client();
+    let seq_before = support::sequence_values(&mut src);
+    let report = s.backup();
+    let archive = Path::new(report["archive"].as_str().unwrap());
+    assert!(archive.is_absolute() && archive.exists());
+    assert_eq!(report["size_bytes"].as_u64().unwrap(), std::fs::metadata(archive).unwrap().len());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(archive).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(s.storage()).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let (target, x) = restore_with_psql(archive, "roundtrip_target");
+    let m = manifest(x.path());
+    let mut dst = target.client();
+
+    assert_eq!(support::schema_dump(&s.db.url), support::schema_dump(&target.url), "schema differs");
+    let fks = support::fk_report(&mut dst);
+    assert_eq!(fks, support::fk_report(&mut src), "same foreign keys");
+    assert!(fks.len() >= 30 && fks.iter().all(|(_, valid)| *valid), "{fks:?}");
+    for (seq, before) in &seq_before {
+        let after = support::sequence_values(&mut dst)[seq];
+        assert!(after >= *before, "{seq}: {after:?} < {before:?}");
+    }
+
+    let expected: BTreeMap<&str, (i64, i64)> = SAAS_EXPECTED_ROWS.iter().map(|(t, r, c)| (*t, (*r, *c))).collect();
+    for t in m["tables"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let q = format!("public.{name}");
+        let (base, closure) = expected[name];
+        assert_eq!(t["rows"].as_i64().unwrap(), base + closure, "{name} rows in manifest");
+        assert_eq!(t["closure_rows"].as_i64().unwrap(), closure, "{name} closure rows");
+        let restored = support::table_fingerprint(&mut dst, &q);
+        assert_eq!(restored.0, base + closure, "{name} restored rows");
+        // Every restored row is byte-identical to the source row with its key.
+        let same_rows = if t["mode"] == "full" {
+            support::table_fingerprint(&mut src, &q)
+        } else {
+            let ids: Vec<String> =
+                dst.query(&format!("SELECT id::text FROM {q}"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
+            support::query_fingerprint(
+                &mut src,
+                &format!("SELECT * FROM {q} WHERE id::text = ANY('{{{}}}')", ids.join(",")),
+            )
+        };
+        assert_eq!(restored, same_rows, "{name}: restored rows differ from the source");
+    }
+}
+
+// covers: FR-2, FR-8, US-2/AC-2, US-2/AC-4
+#[test]
+fn windows_keep_recent_rows_and_closure_pulls_old_parents_across_chains() {
+    let s = Seeded::new("closure");
+    let report = s.backup();
+    let archive = Path::new(report["archive"].as_str().unwrap());
+    let (target, x) = restore_with_psql(archive, "closure_target");
+    let m = manifest(x.path());
+    let ct = m["tables"].as_array().unwrap().iter().find(|t| t["name"] == "credit_transactions").unwrap();
+    let cutoff = ct["window"]["cutoff"].as_str().unwrap();
+    assert_eq!(ct["window"]["keep"], "3 months");
+    // The cutoff is the snapshot's now() minus 3 calendar months.
+    let expected_cutoff = s.db.query_one_string(&format!(
+        "SELECT to_char(('{}'::timestamptz - interval '3 months') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        m["snapshot_time"].as_str().unwrap()
+    ));
+    assert_eq!(cutoff, expected_cutoff);
+
+    let old =
+        |table: &str| target.query_one_i64(&format!("SELECT count(*) FROM {table} WHERE created_at < '{cutoff}'"));
+    assert_eq!(old("credit_transactions"), 35, "only closure rows are older than the cutoff");
+    assert_eq!(old("conversations"), 39);
+    assert_eq!(old("payments"), 0);
+    // The chains that cross the cutoff come back whole: every parent present.
+    assert_eq!(target.count("usage_logs"), 1320);
+    assert_eq!(target.query_one_i64("SELECT count(*) FROM usage_logs c WHERE parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM usage_logs p WHERE p.id = c.parent_id)"), 0);
+    assert!(target.query_one_i64(&format!("SELECT count(*) FROM usage_logs WHERE created_at < '{cutoff}'")) > 0);
+    assert_eq!(target.count("sessions"), 0, "schema-only table restored empty");
+    // The report counts them too.
+    let closure: i64 = report["tables"].as_array().unwrap().iter().map(|t| t["closure_rows"].as_i64().unwrap()).sum();
+    assert_eq!(closure, 35 + 39 + 1320);
+    assert_eq!(report["closure_rows"].as_i64().unwrap(), closure);
+}
+
+// covers: FR-10, US-7/AC-1, US-7/AC-2, FR-9
+#[test]
+fn a_table_the_config_does_not_name_is_backed_up_in_full_and_flagged() {
+    let s = Seeded::new("unclassified");
+    let o = run(&["--config", s.config.to_str().unwrap(), "--json", "plan"]);
+    assert_exit(&o, 0);
+    let plan = flow::json(&o);
+    let ff = plan["tables"].as_array().unwrap().iter().find(|t| t["name"] == "feature_flags").unwrap();
+    assert_eq!((ff["mode"].as_str(), ff["unclassified"].as_bool()), (Some("full"), Some(true)));
+    assert!(plan["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("public.feature_flags")));
+    let text = run(&["--config", s.config.to_str().unwrap(), "plan"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("[unclassified]"));
+
+    let report = s.backup();
+    let ff = report["tables"].as_array().unwrap().iter().find(|t| t["name"] == "feature_flags").unwrap();
+    assert_eq!((ff["rows"].as_i64(), ff["unclassified"].as_bool()), (Some(8), Some(true)));
+    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("feature_flags")));
+}
+
+// covers: FR-13, NFR-2
+#[test]
+fn a_writer_moving_money_during_the_backup_restores_to_one_instant() {
+    let s = Seeded::new("consistency");
+    let (from, to) = ("md5('user:1')::uuid", "md5('user:2')::uuid");
+    let balance = |c: &mut postgres::Client, who: &str| -> String {
+        c.query_one(&format!("SELECT balance::text FROM credit_accounts WHERE user_id = {who}"), &[]).unwrap().get(0)
+    };
+    let mut c = s.db.client();
+    let (from0, to0) = (balance(&mut c, from), balance(&mut c, to));
+    let stop = Arc::new(AtomicBool::new(false));
+    let moved = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, moved, url) = (stop.clone(), moved.clone(), s.db.url.clone());
+        std::thread::spawn(move || {
+            let mut c = support::connect(&url);
+            while !stop.load(Ordering::Relaxed) {
+                c.batch_execute(&format!("SELECT transfer_money({from}, {to}, 1)")).unwrap();
+                moved.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while moved.load(Ordering::Relaxed) < 20 {
+        std::thread::yield_now();
+    }
+    let report = s.backup();
+    let during = moved.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(moved.load(Ordering::Relaxed) > during || during > 20, "the writer kept writing during the backup");
+
+    let (target, _x) = restore_with_psql(Path::new(report["archive"].as_str().unwrap()), "consistency_target");
+    let mut t = target.client();
+    let n = target.query_one_i64("SELECT count(*) FROM transfers WHERE note = 'transfer_money'");
+    assert!(n >= 20, "the snapshot saw the transfers made before it");
+    let sum = |c: &mut postgres::Client, sql: &str| -> String { c.query_one(sql, &[]).unwrap().get(0) };
+    // Balances (a full table) and transfers (a window table) agree: one instant.
+    assert_eq!(balance(&mut t, from), sum(&mut t, &format!("SELECT ({from0}::numeric - {n})::numeric(18,2)::text")));
+    assert_eq!(balance(&mut t, to), sum(&mut t, &format!("SELECT ({to0}::numeric + {n})::numeric(18,2)::text")));
+    let total = "SELECT sum(balance)::text FROM credit_accounts";
+    assert_eq!(sum(&mut t, total), sum(&mut c, total), "money is neither created nor lost");
+}
+
+// covers: FR-14, US-3/AC-1
+#[test]
+fn a_table_locked_by_another_session_fails_the_run_naming_it_within_the_lock_timeout() {
+    let s = Seeded::with_config("locked", "");
+    let toml = std::fs::read_to_string(&s.config).unwrap().replace("[storage]", "[storage]\n");
+    let toml = toml.replacen("[database]\n", "[database]\nlock_timeout = \"1s\"\n", 1);
+    std::fs::write(&s.config, toml).unwrap();
+    let mut holder = s.db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE").unwrap();
+    let started = std::time::Instant::now();
+    let o = run(&["--config", s.config.to_str().unwrap(), "backup"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("public.payments") && stderr(&o).contains("lock"), "{}", stderr(&o));
+    assert!(started.elapsed().as_secs() < 30);
+    tx.rollback().unwrap();
+    assert!(s.stored().is_empty(), "nothing left: {:?}", s.stored());
+}
+
+// covers: FR-14, DR-2
+#[test]
+fn a_missing_pg_dump_fails_before_writing_anything() {
+    let s = Seeded::new("nopgdump");
+    let toml = std::fs::read_to_string(&s.config).unwrap().replacen(
+        "[database]\n",
+        "[database]\npg_dump = \"/nonexistent/pg_dump\"\n",
+        1,
+    );
+    std::fs::write(&s.config, toml).unwrap();
+    let o = run(&["--config", s.config.to_str().unwrap(), "backup"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("pg_dump not found") && stderr(&o).contains("postgresql-client-15"), "{}", stderr(&o));
+    assert!(s.stored().is_empty(), "{:?}", s.stored());
+}
+
+// covers: FR-16, US-2/AC-5
+#[test]
+fn config_files_are_archived_with_modes_and_a_missing_required_one_fails_the_run() {
+    let files = tempfile::tempdir().unwrap();
+    let f = files.path();
+    std::fs::write(f.join(".env.production"), "DATABASE_URL=postgres://app:pw@db/app\n").unwrap();
+    std::fs::create_dir_all(f.join("ssl")).unwrap();
+    std::fs::write(f.join("ssl/fullchain.pem"), "CERT").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.join(".env.production"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let section = format!(
+        "[files]\nbase_dir = {}\ninclude = [\".env.production\", \"ssl/**\"]\noptional = [\"monitoring/**\"]\n",
+        support::toml_string(&f.to_string_lossy())
+    );
+    let s = Seeded::with_config("files", &section);
+    let report = s.backup();
+    assert_eq!(report["files"], 2);
+    let members = flow::members(Path::new(report["archive"].as_str().unwrap()));
+    let env = members.iter().find(|(p, _)| p == "config/.env.production").expect("env file archived");
+    assert_eq!(env.1, b"DATABASE_URL=postgres://app:pw@db/app\n");
+    let m: Value = serde_json::from_slice(&members.iter().find(|(p, _)| p == "manifest.json").unwrap().1).unwrap();
+    let modes: BTreeMap<String, u64> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["mode"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(modes["config/.env.production"], 0o600);
+    assert_eq!(modes["config/ssl/fullchain.pem"] & 0o777, 0o644);
+
+    std::fs::remove_file(f.join("ssl/fullchain.pem")).unwrap();
+    let o = run(&["--config", s.config.to_str().unwrap(), "backup"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("ssl/**") && stderr(&o).contains("files.optional"), "{}", stderr(&o));
+    assert_eq!(s.stored().len(), 1, "only the earlier archive: {:?}", s.stored());
+}
+
+// covers: FR-12, FR-14
+#[test]
+fn a_stale_partial_from_a_crashed_run_is_removed_by_the_next_run() {
+    let s = Seeded::new("stale");
+    std::fs::create_dir_all(s.storage()).unwrap();
+    std::fs::write(s.storage().join("critical_backup_20200101_000000.tar.gz.partial"), b"half").unwrap();
+    std::fs::write(s.storage().join("unrelated.txt"), b"keep me").unwrap();
+    s.backup();
+    let names = s.stored();
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
+    assert!(names.contains(&"unrelated.txt".to_string()));
+    assert_eq!(names.iter().filter(|n| n.ends_with(".tar.gz")).count(), 1);
+}
+
+// covers: FR-14, DR-2, US-3/AC-1
+#[test]
+fn the_database_stopping_mid_run_fails_the_backup_and_leaves_no_archive() {
+    let cluster = support::Cluster::start();
+    let url = cluster.url("postgres");
+    support::connect(&url).batch_execute(support::SAAS_SQL).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &format!("{}\n", support::saas_config(&url, &dir.path().join("backups"))).replacen(
+            "[database]\n",
+            "[database]\nlock_timeout = \"60s\"\n",
+            1,
+        ),
+    );
+
+    // Hold the run inside pg_dump: our ACCESS EXCLUSIVE request queues behind
+    // lifeboat's ACCESS SHARE lock, and pg_dump's lock request queues behind it.
+    let child = support::lifeboat()
+        .args(["--config", config.to_str().unwrap(), "backup"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut admin = support::connect(&url);
+    let wait = |cond: &dyn Fn() -> bool| {
+        let t = std::time::Instant::now();
+        while !cond() {
+            assert!(t.elapsed().as_secs() < 30, "timed out");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait(&|| {
+        support::connect(&url)
+            .query_one("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'lifeboat' AND l.relation = 'payments'::regclass", &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+    });
+    let blocker = std::thread::spawn(move || {
+        let _ = admin.batch_execute("BEGIN; LOCK TABLE payments IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60)");
+    });
+    let storage = dir.path().join("backups");
+    wait(&|| {
+        std::fs::read_dir(&storage)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".partial")))
+            .unwrap_or(false)
+    });
+    cluster.stop();
+    let out = child.wait_with_output().unwrap();
+    let _ = blocker.join();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pg_dump") || err.contains("connection"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&storage).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+}
