@@ -7,3 +7,7 @@ mod harness;
 mod flow;
 // `lifeboat backup`: psql round trip, windows and closure, consistency, failures.
 mod backup;
+// `lifeboat verify`: corruption, truncation, removed members, lost rows.
+mod verify;
+// The command line: config errors, secrets, precedence, plan vs backup, help.
+mod cli;

@@ -1,0 +1,186 @@
+//! The command line as a user meets it: configuration errors are clear and
+//! exit 2, the effective config never shows secrets, `--json` everywhere.
+
+use crate::flow::{self, assert_exit, run, stderr, Seeded};
+use crate::support::{self, fresh_db};
+
+fn with_config(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = support::write_config(d.path(), toml);
+    (d, p)
+}
+
+// covers: FR-11, US-6/AC-3
+#[test]
+fn config_and_scope_errors_are_explained_and_exit_2() {
+    let db = fresh_db("cli_errors");
+    support::seed_saas(&db);
+    let base = support::saas_config(&db.url, std::path::Path::new("/tmp/unused"));
+    let cases: Vec<(String, &str, Vec<&str>)> = vec![
+        (
+            base.replace("[storage]", "[storage]\nbogus_key = 1"),
+            "unknown key",
+            vec!["bogus_key", "line", "name_prefix"],
+        ),
+        (
+            base.replace("\"sessions\"]", "\"sessions\", \"no_such_table\"]"),
+            "unknown table",
+            vec!["public.no_such_table", "does not exist", "Tables that exist"],
+        ),
+        (
+            base.replacen("column = \"created_at\"", "column = \"createdAt\"", 1),
+            "unknown column",
+            vec!["createdAt", "credit_transactions", "its columns are"],
+        ),
+        (
+            base.replacen("column = \"created_at\"", "column = \"amount\"", 1),
+            "not a time column",
+            vec!["amount", "numeric", "timestamp"],
+        ),
+        (base.replacen("keep = \"3 months\"", "keep = \"3 mnths\"", 1), "bad duration", vec!["3 mnths", "90 days"]),
+    ];
+    for (toml, what, needles) in cases {
+        let (_d, p) = with_config(&toml);
+        for cmd in ["plan", "backup"] {
+            let o = run(&["--config", p.to_str().unwrap(), cmd]);
+            assert_exit(&o, 2);
+            let err = stderr(&o);
+            for n in &needles {
+                assert!(err.contains(n), "{what} ({cmd}): {n:?} missing from:\n{err}");
+            }
+        }
+    }
+}
+
+// covers: FR-11, US-6/AC-1
+#[test]
+fn an_unreachable_database_is_a_connection_error_exit_2() {
+    let (_d, p) = with_config("[database]\nhost = \"127.0.0.1\"\nport = 1\nconnect_timeout = \"2s\"\n");
+    let o = run(&["--config", p.to_str().unwrap(), "--json", "plan"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("cannot connect to PostgreSQL at 127.0.0.1:1"), "{}", stderr(&o));
+    assert_eq!(flow::json(&o)["exit_code"], 2);
+    let o = run(&["--config", "/nonexistent/lifeboat.toml", "plan"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("/nonexistent/lifeboat.toml"), "{}", stderr(&o));
+}
+
+// covers: FR-11, SC-1, NFR-3
+#[test]
+fn secrets_never_appear_in_config_output_errors_or_logs() {
+    let secret = "Zq9-very-secret-pw";
+    let d = tempfile::tempdir().unwrap();
+    let pwfile = d.path().join("db_password");
+    std::fs::write(&pwfile, format!("{secret}\n")).unwrap();
+    let p = support::write_config(d.path(), "[database]\nhost = \"127.0.0.1\"\nport = 1\nconnect_timeout = \"1s\"\n");
+    let runs = [
+        support::lifeboat()
+            .args(["--config", p.to_str().unwrap(), "config"])
+            .env("POSTGRES_PASSWORD_FILE", &pwfile)
+            .output()
+            .unwrap(),
+        support::lifeboat()
+            .args(["--config", p.to_str().unwrap(), "--json", "config"])
+            .env("POSTGRES_PASSWORD", secret)
+            .output()
+            .unwrap(),
+        support::lifeboat()
+            .args(["--config", p.to_str().unwrap(), "-v", "--json", "backup"])
+            .env("POSTGRES_PASSWORD", secret)
+            .env("LIFEBOAT_LOG", "trace")
+            .output()
+            .unwrap(),
+        support::lifeboat()
+            .args(["--config", p.to_str().unwrap(), "plan"])
+            .env("DATABASE_URL", format!("postgresql://app:{secret}@127.0.0.1:1/app?schema=public"))
+            .output()
+            .unwrap(),
+        support::lifeboat()
+            .args([
+                "--config",
+                p.to_str().unwrap(),
+                "plan",
+                "--database-url",
+                &format!("postgres://u:{secret}@127.0.0.1:1/x?bad_option=1"),
+            ])
+            .output()
+            .unwrap(),
+    ];
+    for o in &runs {
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o));
+        assert!(!all.contains(secret) && !all.contains("Zq9"), "secret leaked:\n{all}");
+    }
+    assert_exit(&runs[0], 0);
+    assert!(String::from_utf8_lossy(&runs[0].stdout).contains("password = \"***\""));
+    assert_exit(&runs[2], 2);
+}
+
+// covers: FR-11
+#[test]
+fn config_shows_the_effective_values_after_precedence() {
+    let (_d, p) = with_config("[database]\nhost = \"from-file\"\nname = \"filedb\"\n[storage]\ndir = \"/from/file\"\n");
+    let o = support::lifeboat()
+        .args(["--config", p.to_str().unwrap(), "--json", "config"])
+        .env("POSTGRES_HOST", "from-env")
+        .env("LIFEBOAT_STORAGE__NAME_PREFIX", "nightly")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let c = flow::json(&o);
+    assert_eq!(c["database"]["host"], "from-env");
+    assert_eq!(c["database"]["name"], "filedb");
+    assert_eq!(c["storage"]["name_prefix"], "nightly");
+    assert_eq!(c["storage"]["dir"], "/from/file");
+}
+
+// covers: FR-9, US-6/AC-1, US-6/AC-2
+#[test]
+fn plan_changes_nothing_and_matches_what_backup_does() {
+    let s = Seeded::new("plan_matches");
+    let before = support::all_fingerprints(&s.db.url, "true");
+    let o = run(&["--config", s.config.to_str().unwrap(), "--json", "plan"]);
+    assert_exit(&o, 0);
+    let plan = flow::json(&o);
+    assert_eq!(support::all_fingerprints(&s.db.url, "true"), before, "plan wrote nothing");
+    assert!(s.stored().is_empty(), "plan creates no files");
+    let report = s.backup();
+    for t in plan["tables"].as_array().unwrap() {
+        let r = report["tables"].as_array().unwrap().iter().find(|r| r["name"] == t["name"]).unwrap();
+        assert_eq!((&t["mode"], &t["closure_rows"]), (&r["mode"], &r["closure_rows"]), "{}", t["name"]);
+    }
+}
+
+// covers: FR-11
+#[test]
+fn every_example_config_shipped_in_the_repository_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "toml") {
+            let o = support::lifeboat()
+                .args(["--config", e.path().to_str().unwrap(), "config"])
+                .env("LIFEBOAT_DATABASE__PASSWORD", "x")
+                .output()
+                .unwrap();
+            // password_file points at a Docker secret that does not exist here.
+            assert!(
+                o.status.success() || stderr(&o).contains("/run/secrets/"),
+                "{}: {}",
+                e.path().display(),
+                stderr(&o)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+// covers: FR-11
+#[test]
+fn help_documents_the_exit_codes() {
+    let o = run(&["--help"]);
+    assert_exit(&o, 0);
+    let h = String::from_utf8_lossy(&o.stdout);
+    assert!(h.contains("Exit codes") && h.contains("could not run"), "{h}");
+    assert_exit(&run(&["no-such-command"]), 2);
+}
