@@ -11,23 +11,7 @@ pub const SAAS_SQL: &str = include_str!("../../fixtures/saas.sql");
 
 /// `[scope]` of a realistic config for the fixture. `feature_flags` is
 /// deliberately unmentioned (default-include).
-pub const SAAS_CONFIG_SCOPE: &str = r#"[scope]
-default = "full"
-schema_only = ["usage_logs", "sessions"]
-full = ["users", "user_profiles", "roles", "permissions", "role_permissions", "user_roles", "credit_accounts", "point_accounts", "promo_codes", "_prisma_migrations"]
-[[scope.window]]
-tables = ["credit_transactions", "point_transactions", "payments", "transfers", "referral_rewards", "conversations", "messages"]
-column = "created_at"
-keep = "3 months"
-[[scope.window]]
-tables = ["promo_code_usages"]
-column = "used_at"
-keep = "3 months"
-[[scope.window]]
-tables = ["daily_login_rewards"]
-column = "claimed_at"
-keep = "3 months"
-"#;
+pub const SAAS_CONFIG_SCOPE: &str = include_str!("../../fixtures/saas-scope.toml");
 
 /// `(table, rows its mode selects, rows closure adds)` for every fixture
 /// table under [`SAAS_CONFIG_SCOPE`], as the fixture's header states (and
