@@ -37,10 +37,9 @@ struct Seen {
 
 pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveError> {
     progress(Event::Step("verify"));
-    let file =
-        std::fs::File::open(path).map_err(|source| ArchiveError::Open { path: path.display().to_string(), source })?;
-    let size_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut report = verify_stream(std::io::BufReader::with_capacity(256 * 1024, file))?;
+    let reader = crate::archive::reader::open(path)?;
+    let size_bytes = reader.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+    let mut report = verify_stream(reader)?;
     report.archive = path.to_path_buf();
     report.size_bytes = size_bytes;
     Ok(report)

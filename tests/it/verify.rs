@@ -146,3 +146,12 @@ fn a_missing_archive_file_cannot_be_verified_exit_2() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("cannot open archive"), "{}", stderr(&o));
 }
+
+// covers: FR-19, FR-5
+#[test]
+fn an_age_encrypted_file_is_named_as_such_not_as_damaged() {
+    let (_d, p) = copy_with("critical_backup_x.tar.gz.age", b"age-encryption.org/v1\n-> X25519 abc\n".to_vec());
+    let o = verify(&p);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("age-encrypted") && stderr(&o).contains("age -d"), "{}", stderr(&o));
+}
