@@ -57,6 +57,16 @@ pub fn sequences_sql(m: &Manifest) -> String {
     s
 }
 
+/// Which rows a table's mode keeps, for people: `created_at >= … (3 months)`.
+/// `window` is (column, cutoff, keep).
+pub fn describe_rows(mode: crate::config::Mode, window: Option<(&str, &str, &str)>) -> String {
+    match window {
+        Some((column, cutoff, keep)) => format!("{column} >= {cutoff} ({keep})"),
+        None if mode == crate::config::Mode::Schema => "structure only".into(),
+        None => "all rows".into(),
+    }
+}
+
 pub fn backup_info(m: &Manifest, archive_name: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "LIFEBOAT BACKUP  {archive_name}");
@@ -70,11 +80,8 @@ pub fn backup_info(m: &Manifest, archive_name: &str) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8}  filter", "table", "mode", "rows", "closure");
     for t in &m.tables {
-        let filter = match &t.window {
-            Some(w) => format!("{} >= {} ({})", w.column, w.cutoff, w.keep),
-            None if t.mode == crate::config::Mode::Schema => "structure only".to_string(),
-            None => "all rows".to_string(),
-        };
+        let filter =
+            describe_rows(t.mode, t.window.as_ref().map(|w| (w.column.as_str(), w.cutoff.as_str(), w.keep.as_str())));
         let flag = if t.unclassified { "  [unclassified]" } else { "" };
         let _ = writeln!(
             s,

@@ -37,11 +37,9 @@ pub fn plan(p: &Plan) -> String {
     let _ =
         writeln!(s, "{:<44} {:<7} {:>12} {:>10} {:>8}  filter", "table", "mode", "est. rows", "est. size", "closure");
     for t in &p.tables {
-        let filter = match &t.window {
-            Some(w) => format!("{} >= {} ({})", w.column, w.cutoff, w.keep),
-            None if t.mode == crate::config::Mode::Schema => "structure only".into(),
-            None => "all rows".into(),
-        };
+        let keep = t.window.as_ref().map(|w| w.keep.to_string());
+        let window = t.window.as_ref().zip(keep.as_deref()).map(|(w, k)| (w.column.as_str(), w.cutoff.as_str(), k));
+        let filter = crate::archive::texts::describe_rows(t.mode, window);
         let flag = if t.unclassified { "  [unclassified]" } else { "" };
         let _ = writeln!(
             s,
