@@ -74,7 +74,7 @@ impl Drop for PartialGuard {
 pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
     let started = Instant::now();
     let created = chrono::Utc::now();
-    let dir = prepare_dir(&config.storage.dir, &config.storage.name_prefix, progress)?;
+    let (dir, _lock) = prepare_dir(&config.storage.dir, &config.storage.name_prefix, progress)?;
 
     let mut snap = Snapshot::open(&config.database)?;
     let pg_dump = dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
@@ -289,13 +289,37 @@ fn copy_table(snap: &mut Snapshot, sql: &str, spool: &mut Spool, watchdog: &Watc
     }
 }
 
-/// Creates the storage directory (0700) and deletes what crashed runs left:
-/// `<prefix>_*.tar.gz.partial` and pg_dump temp files. Nothing else is touched.
-fn prepare_dir(dir: &Path, prefix: &str, progress: Progress) -> Result<PathBuf> {
+/// The lock file that makes backups into one directory take turns.
+pub const LOCK_FILE: &str = ".lifeboat.lock";
+
+/// Creates the storage directory (0700), takes its lock (one backup per
+/// directory at a time, across processes), then deletes what crashed runs
+/// left: `<prefix>_*.tar.gz.partial` and pg_dump temp files. Nothing else is
+/// touched. Without the lock a second run would delete the first one's
+/// `.partial`. The lock is released when the returned file is dropped (or
+/// the process dies).
+fn prepare_dir(dir: &Path, prefix: &str, progress: Progress) -> Result<(PathBuf, std::fs::File)> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating storage directory", dir, e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io("setting mode 0700 on", dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Refused(format!(
+                "another lifeboat backup is running into {} (it holds {LOCK_FILE}); wait for it to finish",
+                dir.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -306,7 +330,7 @@ fn prepare_dir(dir: &Path, prefix: &str, progress: Progress) -> Result<PathBuf> 
             let _ = std::fs::remove_file(e.path());
         }
     }
-    Ok(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
+    Ok((std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()), lock))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -79,7 +79,12 @@ pub fn describe(c: &postgres::Config) -> String {
 }
 
 pub fn connect_with(config: &postgres::Config, target: &str) -> Result<Client> {
-    config.connect(NoTls).map_err(|e| Error::Connect { target: target.to_string(), message: pg_message(&e) })
+    config.connect(NoTls).map_err(|e| Error::Connect {
+        target: target.to_string(),
+        message: pg_message(&e),
+        // Wrong password, unknown role or database: retrying cannot help.
+        retryable: !matches!(sqlstate(&e), Some("28P01" | "28000" | "3D000")),
+    })
 }
 
 /// Session settings every lifeboat connection uses, so that text forms of

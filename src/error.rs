@@ -12,7 +12,7 @@ pub enum Error {
     Config(#[from] ConfigError),
 
     #[error("cannot connect to PostgreSQL at {target}: {message}; check that the server is running and the [database] settings (or DATABASE_URL / POSTGRES_* variables) are right")]
-    Connect { target: String, message: String },
+    Connect { target: String, message: String, retryable: bool },
 
     #[error("{context}: {message}")]
     Db { context: String, message: String, retryable: bool },
@@ -81,8 +81,8 @@ impl Error {
     /// Whether trying the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::LockTimeout { .. } | Error::Stalled { .. } | Error::PgDump { .. } => true,
-            Error::Db { retryable, .. } => *retryable,
+            Error::LockTimeout { .. } | Error::Stalled { .. } | Error::PgDump { .. } => true,
+            Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }

@@ -17,7 +17,8 @@ pub fn restore_sql(m: &Manifest) -> String {
     let _ = writeln!(s, "-- Everything happens in one transaction: on any error nothing is kept.");
     s.push_str("\\set ON_ERROR_STOP on\n\\echo 'lifeboat: creating schema'\nBEGIN;\n");
     let _ = writeln!(s, "\\i {SCHEMA}");
-    s.push_str("\\echo 'lifeboat: loading rows'\n");
+    // The CSV files are UTF-8 whatever the database encoding is.
+    s.push_str("SET client_encoding = 'UTF8';\n\\echo 'lifeboat: loading rows'\n");
     for t in &m.tables {
         let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
         let (file, options) = match (&t.psql_file, &t.file) {

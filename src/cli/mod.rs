@@ -88,9 +88,10 @@ pub fn run(cli: Cli) -> u8 {
         Ok(code) => code,
         Err(e) => {
             let code = e.exit_code();
-            eprintln!("error: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("error: {message}");
             if json {
-                println!("{}", serde_json::json!({ "ok": false, "error": e.to_string(), "exit_code": code }));
+                println!("{}", serde_json::json!({ "ok": false, "error": message, "exit_code": code }));
             }
             code
         }

@@ -312,6 +312,27 @@ fn the_database_stopping_mid_run_fails_the_backup_and_leaves_no_archive() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pg_dump") || err.contains("connection"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&storage).unwrap().flatten().map(|e| e.file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&storage)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".lifeboat.lock")
+        .collect();
     assert!(left.is_empty(), "nothing left behind: {left:?}");
+}
+
+// covers: FR-1.5, FR-12.7
+#[test]
+fn a_second_backup_into_the_same_directory_refuses_while_one_runs() {
+    let s = Seeded::new("lock");
+    std::fs::create_dir_all(s.storage()).unwrap();
+    let lock = std::fs::File::create(s.storage().join(".lifeboat.lock")).unwrap();
+    lock.try_lock().expect("the test takes the lock first");
+    std::fs::write(s.storage().join("critical_backup_20990101_000000.tar.gz.partial"), b"in progress").unwrap();
+    let o = run(&["--config", s.config.to_str().unwrap(), "backup"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("another lifeboat backup is running"), "{}", stderr(&o));
+    assert!(s.stored().iter().any(|n| n.ends_with(".partial")), "the running backup's file is left alone");
+    drop(lock);
+    s.backup();
 }

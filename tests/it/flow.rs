@@ -62,11 +62,16 @@ impl Seeded {
         json(&o)
     }
 
-    /// Files in the storage directory (names).
+    /// Files in the storage directory (names), without the lock file that
+    /// stays there by design.
     pub fn stored(&self) -> Vec<String> {
         match std::fs::read_dir(self.storage()) {
             Ok(d) => {
-                let mut v: Vec<String> = d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let mut v: Vec<String> = d
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != ".lifeboat.lock")
+                    .collect();
                 v.sort();
                 v
             }
