@@ -629,7 +629,7 @@ password = "file-secret"
 dir = "/file/backups"
 "#;
 
-    // covers: FR-11
+    // covers: FR-11.1, FR-11.3, FR-11.4, FR-11.6, TS-1.1
     #[test]
     fn precedence_is_flags_then_env_then_file_then_defaults() {
         let p = Path::new("/etc/lifeboat/lifeboat.toml");
@@ -678,7 +678,7 @@ dir = "/file/backups"
         );
     }
 
-    // covers: FR-11, SC-1
+    // covers: FR-11.5, FR-11.7, SC-2.4, TS-1.1
     #[test]
     fn secrets_come_from_files_and_are_never_shown() {
         let dir = tempfile::tempdir().unwrap();
@@ -704,7 +704,7 @@ dir = "/file/backups"
         assert!(err.to_string().contains("/nonexistent/pw"), "{err}");
     }
 
-    // covers: FR-11
+    // covers: FR-11.2, TS-1.1
     #[test]
     fn unknown_keys_name_the_file_line_and_valid_keys() {
         let err = resolve(
@@ -742,6 +742,7 @@ dir = "/file/backups"
         assert!(err.contains("3 fortnights") && err.contains("line"), "{err}");
     }
 
+    // covers: FR-11.3
     #[test]
     fn env_lists_are_comma_separated() {
         let c = resolve(

@@ -151,6 +151,7 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    // covers: FR-14.9
     #[test]
     fn quoting_doubles_embedded_quotes() {
         assert_eq!(quote_ident(r#"we"ird"#), r#""we""ird""#);

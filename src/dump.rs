@@ -183,13 +183,14 @@ fn is_restrict_line(line: &str) -> bool {
 mod tests {
     use super::*;
 
+    // covers: TS-1.4
     #[test]
     fn strips_only_restrict_meta_commands() {
         let sql = "\\restrict AbC123\nCREATE TABLE t (x text);\nINSERT INTO t VALUES ('\\restrict not me');\n\\unrestrict AbC123\n";
         assert_eq!(strip_psql_restrict(sql), "CREATE TABLE t (x text);\nINSERT INTO t VALUES ('\\restrict not me');");
     }
 
-    // covers: FR-14
+    // covers: FR-14.7
     #[test]
     fn a_pg_dump_older_than_the_server_is_named_with_both_versions() {
         let dir = tempfile::tempdir().unwrap();

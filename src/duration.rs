@@ -118,7 +118,7 @@ impl serde::Serialize for Span {
 mod tests {
     use super::*;
 
-    // covers: FR-2
+    // covers: FR-11.9, FR-2.2
     #[test]
     fn parses_humane_durations_keeping_calendar_units() {
         assert_eq!("3 months".parse::<Span>().unwrap().sql_interval(), "3 months");
@@ -128,7 +128,7 @@ mod tests {
         assert_eq!("2 weeks".parse::<Span>().unwrap().approx_duration().as_secs(), 14 * 86_400);
     }
 
-    // covers: FR-11
+    // covers: FR-11.9, FR-11.2
     #[test]
     fn rejects_bad_durations_with_the_accepted_forms() {
         for bad in ["", "3", "months", "3 fortnights", "-3 days", "0 days", "3 months; drop"] {

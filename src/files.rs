@@ -110,7 +110,7 @@ fn add(base: &Path, path: &Path, out: &mut Vec<FileEntry>) -> Result<()> {
 mod tests {
     use super::*;
 
-    // covers: FR-16
+    // covers: FR-16.1, FR-16.2, FR-16.3
     #[test]
     fn selects_globs_follows_symlinks_and_reports_missing() {
         let d = tempfile::tempdir().unwrap();
@@ -132,6 +132,7 @@ mod tests {
         assert_eq!(missing, [("nginx.prod.conf", true), ("monitoring/**", false)]);
     }
 
+    // covers: FR-16.1
     #[test]
     fn refuses_escaping_patterns() {
         let cfg =

@@ -124,9 +124,9 @@ pub fn humantime(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    // covers: FR-14.4, US-11/AC-2
     // A stalled COPY cannot be produced on demand by a real server without
     // privileges tricks, so the watchdog is tested with a silent producer.
-    // covers: FR-14
     #[test]
     fn watchdog_fires_when_nothing_moves_and_not_while_bytes_flow() {
         let fired = Arc::new(AtomicBool::new(false));

@@ -205,6 +205,7 @@ impl CsvCounter {
 mod tests {
     use super::*;
 
+    // covers: TS-1.3
     #[test]
     fn csv_counter_respects_quoted_newlines() {
         let mut c = CsvCounter::default();
@@ -217,6 +218,7 @@ mod tests {
         assert!(!c.psql_unsafe && !h.psql_unsafe);
     }
 
+    // covers: TS-1.3, FR-12.4
     #[test]
     fn csv_counter_flags_lines_psql_would_take_for_end_of_data() {
         let mut c = CsvCounter::default();
@@ -229,6 +231,7 @@ mod tests {
         assert!(!ok.psql_unsafe, "only a line that is exactly \\. matters");
     }
 
+    // covers: FR-12.4, TS-1.2
     #[test]
     fn data_member_names_are_unambiguous() {
         assert_eq!(data_member("public", "users"), "database/data/public.users.csv");
@@ -237,6 +240,7 @@ mod tests {
         assert!(!data_member("public", "ผู้ใช้/x")[DATA_DIR.len()..].contains('/'));
     }
 
+    // covers: TS-1.2
     #[test]
     fn sums_round_trip_and_reject_garbage() {
         let s = vec![("a/b.csv".to_string(), "0".repeat(64))];

@@ -164,7 +164,7 @@ impl<R: Read> Read for Hashing<R> {
 mod tests {
     use super::*;
 
-    // covers: FR-22
+    // covers: FR-22.1
     #[test]
     fn member_paths_are_validated() {
         assert_eq!(safe_path(b"config/ssl/cert.pem").unwrap(), "config/ssl/cert.pem");

@@ -26,7 +26,7 @@ fn restore_with_psql(archive: &Path, hint: &str) -> (support::TestDb, tempfile::
     (target, x)
 }
 
-// covers: FR-2, FR-12, FR-13, US-2/AC-4, US-4/AC-1, DR-1
+// covers: FR-12.2, FR-12.6, FR-13.1, FR-8.4, FR-2.5, FR-13.4, US-2/AC-4, US-4/AC-10, SC-1.1, TS-2.2
 #[test]
 fn psql_restore_of_a_backup_reproduces_every_included_row_the_schema_sequences_and_valid_fks() {
     let s = Seeded::new("roundtrip");
@@ -77,7 +77,7 @@ fn psql_restore_of_a_backup_reproduces_every_included_row_the_schema_sequences_a
     }
 }
 
-// covers: FR-2, FR-8, US-2/AC-2, US-2/AC-4
+// covers: FR-2.2, FR-2.3, FR-8.1, FR-8.3, FR-13.2, US-2/AC-2, US-2/AC-3, TS-2.5
 #[test]
 fn windows_keep_recent_rows_and_closure_pulls_old_parents_across_chains() {
     let s = Seeded::new("closure");
@@ -111,7 +111,7 @@ fn windows_keep_recent_rows_and_closure_pulls_old_parents_across_chains() {
     assert_eq!(report["closure_rows"].as_i64().unwrap(), closure);
 }
 
-// covers: FR-10, US-7/AC-1, US-7/AC-2, FR-9
+// covers: FR-10.1, FR-10.2, FR-9.5, US-7/AC-1, US-7/AC-2, TS-2.6
 #[test]
 fn a_table_the_config_does_not_name_is_backed_up_in_full_and_flagged() {
     let s = Seeded::new("unclassified");
@@ -130,7 +130,7 @@ fn a_table_the_config_does_not_name_is_backed_up_in_full_and_flagged() {
     assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("feature_flags")));
 }
 
-// covers: FR-13, NFR-2
+// covers: FR-13.3, TS-2.4
 #[test]
 fn a_writer_moving_money_during_the_backup_restores_to_one_instant() {
     let s = Seeded::new("consistency");
@@ -173,7 +173,7 @@ fn a_writer_moving_money_during_the_backup_restores_to_one_instant() {
     assert_eq!(sum(&mut t, total), sum(&mut c, total), "money is neither created nor lost");
 }
 
-// covers: FR-14, US-3/AC-1
+// covers: FR-14.2, US-11/AC-1
 #[test]
 fn a_table_locked_by_another_session_fails_the_run_naming_it_within_the_lock_timeout() {
     let s = Seeded::with_config("locked", "");
@@ -192,7 +192,7 @@ fn a_table_locked_by_another_session_fails_the_run_naming_it_within_the_lock_tim
     assert!(s.stored().is_empty(), "nothing left: {:?}", s.stored());
 }
 
-// covers: FR-14, DR-2
+// covers: FR-14.8, NFR-2.3
 #[test]
 fn a_missing_pg_dump_fails_before_writing_anything() {
     let s = Seeded::new("nopgdump");
@@ -208,7 +208,7 @@ fn a_missing_pg_dump_fails_before_writing_anything() {
     assert!(s.stored().is_empty(), "{:?}", s.stored());
 }
 
-// covers: FR-16, US-2/AC-5
+// covers: FR-16.3, FR-16.4, US-2/AC-5
 #[test]
 fn config_files_are_archived_with_modes_and_a_missing_required_one_fails_the_run() {
     let files = tempfile::tempdir().unwrap();
@@ -245,7 +245,7 @@ fn config_files_are_archived_with_modes_and_a_missing_required_one_fails_the_run
     assert_eq!(s.stored().len(), 1, "only the earlier archive: {:?}", s.stored());
 }
 
-// covers: FR-12, FR-14
+// covers: FR-12.7, NFR-2.2
 #[test]
 fn a_stale_partial_from_a_crashed_run_is_removed_by_the_next_run() {
     let s = Seeded::new("stale");
@@ -259,7 +259,7 @@ fn a_stale_partial_from_a_crashed_run_is_removed_by_the_next_run() {
     assert_eq!(names.iter().filter(|n| n.ends_with(".tar.gz")).count(), 1);
 }
 
-// covers: FR-14, DR-2, US-3/AC-1
+// covers: FR-12.7, NFR-2.3
 #[test]
 fn the_database_stopping_mid_run_fails_the_backup_and_leaves_no_archive() {
     let cluster = support::Cluster::start();
@@ -321,7 +321,7 @@ fn the_database_stopping_mid_run_fails_the_backup_and_leaves_no_archive() {
     assert!(left.is_empty(), "nothing left behind: {left:?}");
 }
 
-// covers: FR-1.5, FR-12.7
+// covers: TS-2.11, NFR-2.3
 #[test]
 fn a_second_backup_into_the_same_directory_refuses_while_one_runs() {
     let s = Seeded::new("lock");

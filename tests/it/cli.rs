@@ -10,7 +10,7 @@ fn with_config(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (d, p)
 }
 
-// covers: FR-11, US-6/AC-3
+// covers: FR-9.3, FR-11.2, FR-10.4, US-6/AC-3, US-7/AC-3, TS-2.8
 #[test]
 fn config_and_scope_errors_are_explained_and_exit_2() {
     let db = fresh_db("cli_errors");
@@ -52,7 +52,7 @@ fn config_and_scope_errors_are_explained_and_exit_2() {
     }
 }
 
-// covers: FR-11, US-6/AC-1
+// covers: FR-24.2, FR-24.3, FR-11.1
 #[test]
 fn an_unreachable_database_is_a_connection_error_exit_2() {
     let (_d, p) = with_config("[database]\nhost = \"127.0.0.1\"\nport = 1\nconnect_timeout = \"2s\"\n");
@@ -65,7 +65,7 @@ fn an_unreachable_database_is_a_connection_error_exit_2() {
     assert!(stderr(&o).contains("/nonexistent/lifeboat.toml"), "{}", stderr(&o));
 }
 
-// covers: FR-11, SC-1, NFR-3
+// covers: FR-11.7, SC-2.4, SC-4.2, TS-2.12
 #[test]
 fn secrets_never_appear_in_config_output_errors_or_logs() {
     let secret = "Zq9-very-secret-pw";
@@ -115,7 +115,7 @@ fn secrets_never_appear_in_config_output_errors_or_logs() {
     assert_exit(&runs[2], 2);
 }
 
-// covers: FR-11
+// covers: FR-11.6, FR-11.8
 #[test]
 fn config_shows_the_effective_values_after_precedence() {
     let (_d, p) = with_config("[database]\nhost = \"from-file\"\nname = \"filedb\"\n[storage]\ndir = \"/from/file\"\n");
@@ -133,7 +133,7 @@ fn config_shows_the_effective_values_after_precedence() {
     assert_eq!(c["storage"]["dir"], "/from/file");
 }
 
-// covers: FR-9, US-6/AC-1, US-6/AC-2
+// covers: FR-9.1, FR-9.6, FR-9.7, US-6/AC-2, US-6/AC-4, US-6/AC-5
 #[test]
 fn plan_changes_nothing_and_matches_what_backup_does() {
     let s = Seeded::new("plan_matches");
@@ -150,7 +150,7 @@ fn plan_changes_nothing_and_matches_what_backup_does() {
     }
 }
 
-// covers: FR-11
+// covers: TS-2.13
 #[test]
 fn every_example_config_shipped_in_the_repository_parses() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -175,7 +175,7 @@ fn every_example_config_shipped_in_the_repository_parses() {
     assert!(n >= 1);
 }
 
-// covers: FR-11
+// covers: FR-24.1, FR-24.2
 #[test]
 fn help_documents_the_exit_codes() {
     let o = run(&["--help"]);

@@ -24,7 +24,7 @@ fn verify(path: &Path) -> std::process::Output {
     run(&["verify", path.to_str().unwrap()])
 }
 
-// covers: FR-5, US-4/AC-2
+// covers: FR-5.1, FR-5.3, FR-5.5, FR-12.8, US-4/AC-8, US-4/AC-9
 #[test]
 fn a_fresh_archive_verifies_and_sha256sum_agrees() {
     let o = verify(good_archive());
@@ -55,7 +55,7 @@ fn copy_with(name: &str, bytes: Vec<u8>) -> (tempfile::TempDir, PathBuf) {
     (d, p)
 }
 
-// covers: FR-5, US-4/AC-2
+// covers: FR-5.2, FR-5.3, TS-2.7
 #[test]
 fn a_flipped_byte_anywhere_in_the_stream_is_caught() {
     let bytes = std::fs::read(good_archive()).unwrap();
@@ -69,7 +69,7 @@ fn a_flipped_byte_anywhere_in_the_stream_is_caught() {
     }
 }
 
-// covers: FR-5
+// covers: FR-5.2, TS-2.7
 #[test]
 fn a_truncated_archive_is_caught() {
     let bytes = std::fs::read(good_archive()).unwrap();
@@ -81,7 +81,7 @@ fn a_truncated_archive_is_caught() {
     }
 }
 
-// covers: FR-5
+// covers: FR-5.2, TS-2.7
 #[test]
 fn a_removed_member_is_named() {
     let mut members = flow::members(good_archive());
@@ -98,7 +98,7 @@ fn a_removed_member_is_named() {
     );
 }
 
-// covers: FR-5, US-4/AC-2
+// covers: FR-5.2, US-4/AC-9, TS-2.7
 #[test]
 fn a_csv_that_lost_a_row_is_caught_by_counting_csv_records_even_with_matching_checksums() {
     let mut members = flow::members(good_archive());
@@ -126,7 +126,7 @@ fn a_csv_that_lost_a_row_is_caught_by_counting_csv_records_even_with_matching_ch
     assert!(stderr(&o).contains(member) && stderr(&o).contains("CSV rows"), "{}", stderr(&o));
 }
 
-// covers: FR-5
+// covers: FR-5.2, FR-12.5
 #[test]
 fn a_member_not_listed_in_the_checksums_is_refused() {
     let mut members = flow::members(good_archive());
@@ -139,7 +139,7 @@ fn a_member_not_listed_in_the_checksums_is_refused() {
     assert!(stderr(&o).contains("public.smuggled.csv") && stderr(&o).contains("not listed"), "{}", stderr(&o));
 }
 
-// covers: FR-5
+// covers: FR-5.3, FR-24.2
 #[test]
 fn a_missing_archive_file_cannot_be_verified_exit_2() {
     let o = verify(Path::new("/nonexistent/critical_backup_20260101_000000.tar.gz"));
@@ -147,7 +147,7 @@ fn a_missing_archive_file_cannot_be_verified_exit_2() {
     assert!(stderr(&o).contains("cannot open archive"), "{}", stderr(&o));
 }
 
-// covers: FR-19, FR-5
+// covers: FR-12.9
 #[test]
 fn an_age_encrypted_file_is_named_as_such_not_as_damaged() {
     let (_d, p) = copy_with("critical_backup_x.tar.gz.age", b"age-encryption.org/v1\n-> X25519 abc\n".to_vec());
