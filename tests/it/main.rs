@@ -11,3 +11,5 @@ mod backup;
 mod verify;
 // The command line: config errors, secrets, precedence, plan vs backup, help.
 mod cli;
+// What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
+mod source_safety;

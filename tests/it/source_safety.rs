@@ -1,0 +1,98 @@
+//! What a backup may and may not do to the source database: a role that can
+//! only read is enough, row-level security fails loudly instead of silently
+//! dropping rows, and server-side idle timeouts do not kill the snapshot.
+
+use crate::flow::{self, assert_exit, run, stderr, Seeded};
+use crate::support;
+
+/// A login role that can read everything in `db` and write nothing.
+struct Reader {
+    name: String,
+    db_url: String,
+}
+
+impl Reader {
+    fn create(s: &Seeded) -> Reader {
+        let name = format!("{}_reader", s.db.name);
+        s.db.exec(&format!(
+            "CREATE ROLE {name} LOGIN; GRANT CONNECT ON DATABASE \"{db}\" TO {name}; GRANT USAGE ON SCHEMA public TO {name}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}; GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {name}",
+            db = s.db.name
+        ));
+        Reader { name, db_url: s.db.url.clone() }
+    }
+
+    fn config(&self, s: &Seeded) {
+        let url = s.db.url.replacen("postgres@", &format!("{}@", self.name), 1);
+        assert_ne!(url, s.db.url);
+        let toml = support::saas_config(&url, &s.storage());
+        std::fs::write(&s.config, toml).unwrap();
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Its grants live in the test database; the role itself in the cluster.
+        if let Ok(mut c) = postgres::Client::connect(&self.db_url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP OWNED BY {}", self.name));
+        }
+        if let Ok(mut c) = postgres::Client::connect(&support::server().admin_url(), postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+        }
+    }
+}
+
+// covers: FR-14.1, US-11/AC-3, SC-4.3
+#[test]
+fn a_role_that_can_only_read_takes_a_complete_backup_and_writes_nothing() {
+    let s = Seeded::new("readonly");
+    let reader = Reader::create(&s);
+    reader.config(&s);
+    let before = support::all_fingerprints(&s.db.url, "true");
+    let report = s.backup();
+    assert_eq!(report["tables"].as_array().unwrap().len(), 22);
+    assert_eq!(support::all_fingerprints(&s.db.url, "true"), before);
+}
+
+// covers: FR-14.6, US-11/AC-4
+#[test]
+fn row_level_security_that_would_hide_rows_fails_the_backup_loudly() {
+    let s = Seeded::new("rls");
+    let reader = Reader::create(&s);
+    reader.config(&s);
+    s.db.exec(
+        "ALTER TABLE feature_flags ENABLE ROW LEVEL SECURITY; CREATE POLICY hide_all ON feature_flags USING (false)",
+    );
+    let o = run(&["--config", s.config.to_str().unwrap(), "backup"]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("row-level security") && err.contains("feature_flags"), "{err}");
+    assert!(s.stored().is_empty(), "{:?}", s.stored());
+}
+
+// covers: FR-14.5
+#[test]
+fn a_server_idle_in_transaction_timeout_does_not_kill_the_snapshot() {
+    let s = Seeded::new("idle");
+    // While pg_dump works, the snapshot session sits idle in its transaction.
+    s.db.exec(&format!("ALTER DATABASE \"{}\" SET idle_in_transaction_session_timeout = '50ms'", s.db.name));
+    let report = s.backup();
+    assert_eq!(report["tables"].as_array().unwrap().len(), 22);
+}
+
+// covers: FR-10.3, FR-2.4
+#[test]
+fn with_default_schema_an_unnamed_table_keeps_only_its_structure_and_says_so() {
+    let s = Seeded::new("default_schema");
+    let o = support::lifeboat()
+        .args(["--config", s.config.to_str().unwrap(), "--json", "plan"])
+        .env("LIFEBOAT_SCOPE__DEFAULT", "schema")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let plan = flow::json(&o);
+    let ff = plan["tables"].as_array().unwrap().iter().find(|t| t["name"] == "feature_flags").unwrap();
+    assert_eq!((ff["mode"].as_str(), ff["unclassified"].as_bool()), (Some("schema"), Some(true)));
+    let w: Vec<&str> = plan["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(w.iter().any(|w| w.contains("feature_flags") && w.contains("schema-only")), "{w:?}");
+}
