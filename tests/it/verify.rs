@@ -155,3 +155,26 @@ fn an_age_encrypted_file_is_named_as_such_not_as_damaged() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("age-encrypted") && stderr(&o).contains("age -d"), "{}", stderr(&o));
 }
+
+// covers: FR-12.9, FR-12.1
+#[test]
+fn an_archive_of_a_newer_format_version_is_refused_with_both_versions_named() {
+    let name = good_archive().file_name().unwrap().to_str().unwrap();
+    let ok = name.strip_prefix("critical_backup_").and_then(|r| r.strip_suffix(".tar.gz")).unwrap();
+    assert!(ok.len() == 15 && ok.as_bytes()[8] == b'_' && ok.replace('_', "").bytes().all(|b| b.is_ascii_digit()), "{name}");
+
+    let mut members = flow::members(good_archive());
+    let (_, manifest) = members.iter_mut().find(|(p, _)| p == "manifest.json").unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    m["format_version"] = 2.into();
+    *manifest = serde_json::to_vec_pretty(&m).unwrap();
+    let sums: String =
+        members.iter().filter(|(p, _)| p != "SHA256SUMS").map(|(p, d)| format!("{}  {p}\n", flow::sha256(d))).collect();
+    members.iter_mut().find(|(p, _)| p == "SHA256SUMS").unwrap().1 = sums.into_bytes();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("future.tar.gz");
+    flow::write_archive(&p, &members);
+    let o = verify(&p);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("lifeboat-archive v2") && stderr(&o).contains("reads lifeboat-archive v1"), "{}", stderr(&o));
+}
