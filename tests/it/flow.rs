@@ -139,6 +139,11 @@ pub fn rewrite_consistently(members: &mut [(String, Vec<u8>)], member: &str, dat
         }
     }
     *manifest = serde_json::to_vec_pretty(&m).unwrap();
+    reseal(members);
+}
+
+/// Recomputes SHA256SUMS over every other member.
+pub fn reseal(members: &mut [(String, Vec<u8>)]) {
     let sums: String =
         members.iter().filter(|(p, _)| p != "SHA256SUMS").map(|(p, d)| format!("{}  {p}\n", sha256(d))).collect();
     members.iter_mut().find(|(p, _)| p == "SHA256SUMS").unwrap().1 = sums.into_bytes();
