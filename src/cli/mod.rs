@@ -99,12 +99,17 @@ pub fn run(cli: Cli) -> u8 {
 }
 
 fn load(cli: &Cli, flags: &Overrides) -> Result<config::Config, Error> {
+    Ok(load_with_path(cli, flags)?.0)
+}
+
+/// The config and the file it came from (`None`: defaults and environment only).
+fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(config::Config, Option<PathBuf>), Error> {
     let path = match (&cli.config, std::env::var_os("LIFEBOAT_CONFIG")) {
         (Some(p), _) => ConfigPath::Explicit(p.clone()),
         (None, Some(p)) => ConfigPath::Explicit(p.into()),
         (None, None) => ConfigPath::Default("lifeboat.toml".into()),
     };
-    Ok(config::load(path, flags)?.0)
+    Ok(config::load(path, flags)?)
 }
 
 fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
@@ -153,14 +158,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Restore { archive, db, config_dir, tables, force } => {
-            // The config is optional here: it only tells which database is the source.
-            let config = load(&cli, &Overrides::default()).ok();
+            // A config file, when there is one, names the source database that
+            // a restore must not overwrite by accident. Without a file there is
+            // no source to protect (the defaults name no real database).
+            let (config, file) = load_with_path(&cli, &Overrides::default())?;
             let opts = crate::restore::RestoreOptions {
                 target: db.clone(),
                 config_dir: config_dir.clone(),
                 tables: tables.clone(),
                 force: *force,
-                source: config.map(|c| c.database),
+                source: file.map(|_| config.database),
             };
             let report = crate::restore::restore(archive, &opts, &progress)?;
             emit(cli.json, &report, render::restore);
