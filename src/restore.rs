@@ -112,9 +112,8 @@ fn select_tables(manifest: &Manifest, names: &[String]) -> Result<Option<BTreeSe
     for n in names {
         let t: crate::config::TableName = n.parse().map_err(Error::Refused)?;
         if !manifest.tables.iter().any(|m| m.schema == t.schema && m.name == t.name) {
-            return Err(Error::Refused(format!(
-                "--tables: {t} is not in this archive; `lifeboat verify --json` lists its tables"
-            )));
+            let have: Vec<String> = manifest.tables.iter().map(ManifestTable::display).collect();
+            return Err(Error::Refused(format!("--tables: {t} is not in this archive; it has: {}", have.join(", "))));
         }
         want.insert((t.schema, t.name));
     }
@@ -201,6 +200,14 @@ pub(crate) fn restore_verified(
             ),
         });
     }
+    // Config destinations are checked before the commit, so a refused one
+    // leaves both the database and --config-dir as they were.
+    if let (Some(staged), Some(dir)) = (&staged, &opts.config_dir) {
+        if let Err(e) = staged.check(dir) {
+            let _ = client.batch_execute("ROLLBACK");
+            return Err(rolled_back(e, &target_name));
+        }
+    }
     client.batch_execute("COMMIT").map_err(|e| rolled_back(db_err("committing the restore")(e), &target_name))?;
     phase(&mut phases, "commit", &mut since);
 
@@ -251,14 +258,15 @@ fn load(
     progress: Progress,
 ) -> Result<(Vec<TableCheck>, Option<Staged>)> {
     if !existing.is_empty() {
+        let public = if existing.contains_key("public") { Some(public_schema_setup(client)?) } else { None };
         for schema in existing.keys() {
             client
                 .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
                 .map_err(db_err(format!("dropping schema {schema}")))?;
         }
-        if existing.contains_key("public") {
+        if let Some(setup) = public {
             client
-                .batch_execute("CREATE SCHEMA public; GRANT USAGE ON SCHEMA public TO PUBLIC")
+                .batch_execute(&format!("CREATE SCHEMA public; {setup}"))
                 .map_err(db_err("recreating schema public"))?;
         }
         phase(phases, "drop", since);
@@ -273,6 +281,11 @@ fn load(
         .map(|m| (m.path.as_str(), m.sha256.as_str()))
         .chain(manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t.sha256.as_deref()?))))
         .collect();
+    // Modes come from manifest.json, which SHA256SUMS covers, not from tar
+    // headers, which nothing does. Never setuid, setgid or sticky: a config
+    // file needs none, and a tampered archive must not plant one.
+    let modes: BTreeMap<&str, u32> =
+        manifest.files.iter().map(|f| (f.path.as_str(), f.mode.unwrap_or(0o600) & 0o777)).collect();
     let mut staged = opts.config_dir.as_deref().map(Staged::new).transpose()?;
     let mut copied: BTreeMap<String, u64> = BTreeMap::new();
     let mut step = "";
@@ -318,7 +331,7 @@ fn load(
             progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
             copied.insert(path.to_string(), rows);
         } else if let (Some(rel), Some(staged)) = (path.strip_prefix(archive::CONFIG_DIR), staged.as_mut()) {
-            staged.add(rel, member.mode, &mut h)?;
+            staged.add(rel, modes.get(path).copied().unwrap_or(0o600), &mut h)?;
             check_sha(path, h, sha)?;
         }
         Ok(())
@@ -351,6 +364,27 @@ fn load(
     }
     phase(phases, "check", since);
     Ok((checks, staged))
+}
+
+/// Statements that give a new `public` schema the current one's owner,
+/// privileges and comment. Recreated as the restoring role's, `public` would
+/// be owned by it (a superuser, typically) instead of `pg_database_owner`,
+/// and the application's own role could no longer create tables in it.
+fn public_schema_setup(client: &mut Client) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT format('ALTER SCHEMA public OWNER TO %I', r.rolname) \
+                 || coalesce((SELECT string_agg(format('; GRANT %s ON SCHEMA public TO %s%s', a.privilege_type, \
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.rolname) END, \
+                                  CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '') \
+                              FROM aclexplode(n.nspacl) a LEFT JOIN pg_roles g ON g.oid = a.grantee \
+                              WHERE a.grantee <> n.nspowner), '') \
+                 || format('; COMMENT ON SCHEMA public IS %L', obj_description(n.oid, 'pg_namespace')) \
+             FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'public'",
+            &[],
+        )
+        .map_err(db_err("reading the owner and privileges of schema public"))?;
+    Ok(row.get(0))
 }
 
 fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()> {
@@ -417,11 +451,42 @@ impl Staged {
         Ok(())
     }
 
+    /// Refuses a destination that is a directory or a symlink, or whose
+    /// path inside `dest` runs through a symlink or a file, before anything
+    /// is created: `create_dir_all` through a symlinked subdirectory would
+    /// already write outside `dest`.
+    fn check(&self, dest: &Path) -> Result<()> {
+        for (rel, _) in &self.files {
+            let mut at = dest.to_path_buf();
+            let parts: Vec<&str> = rel.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                at.push(part);
+                let last = i + 1 == parts.len();
+                let refuse = match std::fs::symlink_metadata(&at) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        format!("is a symlink: restoring through it could write outside {}", dest.display())
+                    }
+                    Ok(m) if last && m.is_dir() => "is a directory".to_string(),
+                    Ok(m) if !last && !m.is_dir() => "is a file where a directory is needed".to_string(),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) => return Err(Error::io("checking", &at, e)),
+                };
+                return Err(Error::Refused(format!(
+                    "config file {rel}: {} {refuse}; move it away or restore into another --config-dir",
+                    at.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Moves every file into `dest`; an existing file is first renamed to
     /// `<name>.bak-<YYYYMMDDHHMMSS>`. A destination path that is (or runs
     /// through) a symlink is refused: nothing is written outside `dest`.
     fn install(self, dest: &Path) -> Result<Vec<RestoredFile>> {
         use std::os::unix::fs::PermissionsExt;
+        self.check(dest)?;
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
         let root = std::fs::canonicalize(dest).map_err(|e| Error::io("resolving", dest, e))?;
         let mut out = Vec::new();

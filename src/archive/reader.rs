@@ -1,5 +1,6 @@
 //! Reads an archive as one stream, refusing anything a lifeboat archive can
-//! never contain: absolute paths, `..`, links, devices, duplicate members.
+//! never contain: absolute paths, `..`, links, devices, duplicate members,
+//! files outside the layout.
 //! Every problem is an [`ArchiveError`]; malformed input never panics.
 
 use std::collections::HashSet;
@@ -67,6 +68,12 @@ pub fn safe_path(raw: &[u8]) -> Result<String, String> {
     Ok(s.trim_end_matches('/').to_string())
 }
 
+/// Whether a member path belongs to the v1 layout (DESIGN.md §4).
+fn in_layout(path: &str) -> bool {
+    use crate::archive::{CONFIG_DIR, INFO, MANIFEST, SUMS};
+    path.starts_with("database/") || path.starts_with(CONFIG_DIR) || [MANIFEST, INFO, SUMS].contains(&path)
+}
+
 /// Calls `f` for every regular-file member in order, with a reader limited
 /// to that member. Directory entries are skipped; anything else is refused.
 /// After the last member, the rest of the gzip stream is read so a damaged
@@ -116,6 +123,14 @@ pub fn for_each_member_in(
                     reason: format!("entry type {other:?} (only regular files are allowed)"),
                 });
             }
+        }
+        if !in_layout(&path) {
+            return Err(ArchiveError::Unsafe {
+                path: display,
+                reason: "not part of the archive layout (database/, config/, manifest.json, BACKUP_INFO.txt, \
+                         SHA256SUMS)"
+                    .into(),
+            });
         }
         if !seen.insert(path.clone()) {
             return Err(ArchiveError::Member { path, reason: "appears twice".into() });
