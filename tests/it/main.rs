@@ -11,5 +11,9 @@ mod backup;
 mod verify;
 // The command line: config errors, secrets, precedence, plan vs backup, help.
 mod cli;
+// Restore and restore rehearsal against real PostgreSQL: round trip, subsets, refusals, rollback, config files.
+mod restore;
+// Hostile and damaged archives: unsafe members, seeded mutation fuzz of the reader and verifier.
+mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;

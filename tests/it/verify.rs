@@ -161,7 +161,10 @@ fn an_age_encrypted_file_is_named_as_such_not_as_damaged() {
 fn an_archive_of_a_newer_format_version_is_refused_with_both_versions_named() {
     let name = good_archive().file_name().unwrap().to_str().unwrap();
     let ok = name.strip_prefix("critical_backup_").and_then(|r| r.strip_suffix(".tar.gz")).unwrap();
-    assert!(ok.len() == 15 && ok.as_bytes()[8] == b'_' && ok.replace('_', "").bytes().all(|b| b.is_ascii_digit()), "{name}");
+    assert!(
+        ok.len() == 15 && ok.as_bytes()[8] == b'_' && ok.replace('_', "").bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
 
     let mut members = flow::members(good_archive());
     let (_, manifest) = members.iter_mut().find(|(p, _)| p == "manifest.json").unwrap();
@@ -174,5 +177,9 @@ fn an_archive_of_a_newer_format_version_is_refused_with_both_versions_named() {
     flow::write_archive(&p, &members);
     let o = verify(&p);
     assert_exit(&o, 1);
-    assert!(stderr(&o).contains("lifeboat-archive v2") && stderr(&o).contains("reads lifeboat-archive v1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lifeboat-archive v2") && stderr(&o).contains("reads lifeboat-archive v1"),
+        "{}",
+        stderr(&o)
+    );
 }
