@@ -74,9 +74,9 @@ impl Drop for PartialGuard {
 pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
     let started = Instant::now();
     let created = chrono::Utc::now();
-    let (dir, _lock) = prepare_dir(&config.storage.dir, &config.storage.name_prefix, progress)?;
-
+    // Connect first: a run that cannot reach the database touches no files.
     let mut snap = Snapshot::open(&config.database)?;
+    let (dir, _lock) = prepare_dir(&config.storage.dir, &config.storage.name_prefix, progress)?;
     let pg_dump = dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
     let cancel = snap.client.cancel_token();
     let watchdog = Watchdog::start(config.database.stall_timeout.approx_duration(), move || {
@@ -313,7 +313,7 @@ fn prepare_dir(dir: &Path, prefix: &str, progress: Progress) -> Result<(PathBuf,
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(Error::Refused(format!(
+            return Err(Error::Busy(format!(
                 "another lifeboat backup is running into {} (it holds {LOCK_FILE}); wait for it to finish",
                 dir.display()
             )))

@@ -403,6 +403,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError::Invalid("scope.window: column must not be empty".into()));
         }
     }
+    for p in c.files.include.iter().chain(&c.files.optional) {
+        let rel = Path::new(p);
+        if rel.is_absolute() || rel.components().any(|x| matches!(x, std::path::Component::ParentDir)) {
+            return Err(ConfigError::Invalid(format!(
+                "files pattern {p:?} must be relative to files.base_dir and must not contain '..'"
+            )));
+        }
+        glob::Pattern::new(p).map_err(|e| ConfigError::Invalid(format!("files pattern {p:?}: {e}")))?;
+    }
     if (!c.files.include.is_empty() || !c.files.optional.is_empty()) && c.files.base_dir.is_none() {
         return Err(ConfigError::Invalid(
             "files.include/optional need files.base_dir (the directory the patterns are relative to)".into(),
@@ -519,14 +528,18 @@ fn read_secret_file(path: &Path, origin: &str) -> Result<Secret, ConfigError> {
 }
 
 /// The value of `name`, or of the file named by `name_FILE`.
+/// Setting both is ambiguous (which one did the operator mean?) and an error,
+/// as in the official postgres image.
 fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, ConfigError> {
-    if let Some(v) = env.get(name) {
-        return Ok(Some(v.clone()));
-    }
     let file_var = format!("{name}_FILE");
-    match env.get(&file_var) {
-        Some(p) => Ok(Some(read_secret_file(Path::new(p), &file_var)?.0)),
-        None => Ok(None),
+    match (env.get(name), env.get(&file_var)) {
+        (Some(_), Some(_)) => Err(ConfigError::Env {
+            name: format!("{name} and {file_var}"),
+            message: "both are set; set only one of them".into(),
+        }),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(p)) => Ok(Some(read_secret_file(Path::new(p), &file_var)?.0)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -598,6 +611,7 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError>
     if !db.is_empty() {
         out.insert("database".into(), toml::Value::Table(db));
     }
+    expand_url(&mut top, "LIFEBOAT_DATABASE__URL")?;
     overlay(&mut out, top);
     Ok(out)
 }
@@ -743,6 +757,35 @@ dir = "/file/backups"
     }
 
     // covers: FR-11.3
+    // covers: FR-11.3, FR-11.5
+    #[test]
+    fn a_lifeboat_database_url_expands_and_a_secret_set_twice_is_an_error() {
+        let c = resolve(None, &env(&[("LIFEBOAT_DATABASE__URL", "postgres://u:pw@h:6543/d")]), &Overrides::default())
+            .unwrap();
+        assert_eq!((c.database.host.as_str(), c.database.port, c.database.name.as_str()), ("h", 6543, "d"));
+        assert_eq!(c.database.password.unwrap().expose(), "pw");
+
+        let err = resolve(
+            None,
+            &env(&[("POSTGRES_PASSWORD", "a"), ("POSTGRES_PASSWORD_FILE", "/run/secrets/pw")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE") && err.contains("only one"), "{err}");
+        assert!(!err.contains(": a"), "{err}");
+    }
+
+    // covers: FR-16.1, FR-11.2
+    #[test]
+    fn files_patterns_that_escape_base_dir_are_config_errors() {
+        for bad in ["../etc/passwd", "/etc/passwd", "ssl/../../x"] {
+            let text = format!("[files]\nbase_dir = \"/config\"\ninclude = [{bad:?}]\n");
+            let err = resolve(Some((Path::new("a.toml"), &text)), &env(&[]), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("must not contain '..'"), "{err}");
+        }
+    }
+
     #[test]
     fn env_lists_are_comma_separated() {
         let c = resolve(

@@ -65,7 +65,11 @@ pub fn db_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Err
 }
 
 pub fn connect(db: &DatabaseConfig) -> Result<Client> {
-    connect_with(&db.client_config(), &db.display_target())
+    connect_with(
+        &db.client_config(),
+        &db.display_target(),
+        "the [database] settings (or DATABASE_URL / POSTGRES_* variables)",
+    )
 }
 
 /// `host:port/dbname` of a client config, for messages (no password).
@@ -78,12 +82,14 @@ pub fn describe(c: &postgres::Config) -> String {
     format!("{host}:{}/{}", c.get_ports().first().copied().unwrap_or(5432), c.get_dbname().unwrap_or("?"))
 }
 
-pub fn connect_with(config: &postgres::Config, target: &str) -> Result<Client> {
+/// `hint` names what the user set to point here (for the error message).
+pub fn connect_with(config: &postgres::Config, target: &str, hint: &str) -> Result<Client> {
     config.connect(NoTls).map_err(|e| Error::Connect {
         target: target.to_string(),
         message: pg_message(&e),
         // Wrong password, unknown role or database: retrying cannot help.
         retryable: !matches!(sqlstate(&e), Some("28P01" | "28000" | "3D000")),
+        hint: hint.to_string(),
     })
 }
 

@@ -11,8 +11,10 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    #[error("cannot connect to PostgreSQL at {target}: {message}; check that the server is running and the [database] settings (or DATABASE_URL / POSTGRES_* variables) are right")]
-    Connect { target: String, message: String, retryable: bool },
+    #[error(
+        "cannot connect to PostgreSQL at {target}: {message}; check that the server is running and {hint} are right"
+    )]
+    Connect { target: String, message: String, retryable: bool, hint: String },
 
     #[error("{context}: {message}")]
     Db { context: String, message: String, retryable: bool },
@@ -54,6 +56,11 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    /// Another run holds the storage directory: nothing was done, and trying
+    /// again after it finishes works.
+    #[error("{0}")]
+    Busy(String),
+
     #[error("{0}")]
     Failed(String),
 }
@@ -72,7 +79,8 @@ impl Error {
             | Error::Scope(_)
             | Error::PgDumpMissing { .. }
             | Error::PgDumpTooOld { .. }
-            | Error::Refused(_) => 2,
+            | Error::Refused(_)
+            | Error::Busy(_) => 2,
             Error::Archive(a) => a.exit_code(),
             _ => 1,
         }
@@ -81,7 +89,7 @@ impl Error {
     /// Whether trying the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::LockTimeout { .. } | Error::Stalled { .. } | Error::PgDump { .. } => true,
+            Error::LockTimeout { .. } | Error::Stalled { .. } | Error::PgDump { .. } | Error::Busy(_) => true,
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)

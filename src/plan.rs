@@ -261,9 +261,6 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
             estimated_archive_bytes / 1_048_576
         ));
     }
-    for w in &warnings {
-        progress(Event::Warning(w.clone()));
-    }
 
     Ok(Plan {
         database: snap.database.clone(),

@@ -146,14 +146,14 @@ pub(crate) fn restore_verified(
     let subset = select_tables(manifest, &opts.tables)?;
     let selected = |t: &ManifestTable| subset.as_ref().is_none_or(|s| s.contains(&(t.schema.clone(), t.name.clone())));
     let target_name = describe(target);
-    let mut client = db::connect_with(target, &target_name)?;
+    let mut client = db::connect_with(target, &target_name, "the --db URL")?;
 
     let existing = user_tables(&mut client)?;
     let mut dropped = Vec::new();
     if !existing.is_empty() {
         if !opts.force {
             return Err(Error::Refused(format!(
-                "target database {target_name} is not empty ({} table(s): {}); nothing was changed. \
+                "target database {target_name} is not empty ({} relation(s): {}); nothing was changed. \
                  Restore into an empty database (createdb), or pass --force to drop its contents first",
                 existing.values().map(Vec::len).sum::<usize>(),
                 summarize(&existing)
@@ -552,7 +552,7 @@ pub fn rehearse(
     let started = Instant::now();
     let server = parse_database_url(server_url, "--restore-test")?;
     let server_name = describe(&server);
-    let mut admin = db::connect_with(&server, &server_name)?;
+    let mut admin = db::connect_with(&server, &server_name, "the --restore-test URL")?;
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let scratch = format!("lifeboat_rt_{}_{nanos:08x}", std::process::id());
@@ -577,7 +577,7 @@ pub fn rehearse(
                         .filter(|c| !c.ok)
                         .map(|c| format!("{}: {} rows restored, manifest says {}", c.table, c.restored, c.expected)),
                 );
-                let mut client = db::connect_with(&target, &scratch)?;
+                let mut client = db::connect_with(&target, &scratch, "the --restore-test URL")?;
                 for row in client
                     .query("SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint WHERE contype = 'f' AND NOT convalidated", &[])
                     .map_err(db_err("checking foreign keys"))?

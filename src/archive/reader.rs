@@ -23,7 +23,7 @@ pub struct Member {
 pub enum ArchiveError {
     #[error("cannot open archive {path}: {source}")]
     Open { path: String, source: io::Error },
-    #[error("archive is damaged or truncated{}: {source}", at.as_ref().map(|m| format!(" (at member {m})")).unwrap_or_default())]
+    #[error("archive is damaged or truncated{}: {source}", at.as_ref().map(|m| format!(" (after member {m})")).unwrap_or_default())]
     Corrupt { at: Option<String>, source: io::Error },
     #[error("member {path:?} is refused: {reason}")]
     Unsafe { path: String, reason: String },

@@ -91,7 +91,7 @@ pub fn run(cli: Cli) -> u8 {
             let message = format!("{e:#}");
             eprintln!("error: {message}");
             if json {
-                println!("{}", serde_json::json!({ "ok": false, "error": message, "exit_code": code }));
+                out(&format!("{}\n", serde_json::json!({ "ok": false, "error": message, "exit_code": code })));
             }
             code
         }
@@ -124,11 +124,19 @@ fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
     }
 }
 
+/// Writes to stdout. A reader that went away (`lifeboat … | head`) is not
+/// an error of the operation, whose outcome the exit code still reports.
+fn out(s: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(s.as_bytes()).and_then(|()| o.flush());
+}
+
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+        out(&format!("{}\n", serde_json::to_string_pretty(value).expect("serializable")));
     } else {
-        print!("{}", text(value));
+        out(&text(value));
     }
 }
 

@@ -336,3 +336,31 @@ fn a_second_backup_into_the_same_directory_refuses_while_one_runs() {
     drop(lock);
     s.backup();
 }
+
+// covers: FR-12.4, FR-12.6, US-4/AC-10
+#[test]
+fn psql_restore_loads_a_row_whose_text_has_a_line_that_is_only_backslash_dot() {
+    // Everything in full (no [scope]), so the fixture's old chat message whose
+    // content has a line `\.` is in the archive: psql <= 17 would end \copy there.
+    let db = fresh_db("copy_twin");
+    support::seed_saas(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = {}\n[storage]\ndir = {}\n",
+            support::toml_string(&db.url),
+            support::toml_string(&dir.path().join("b").to_string_lossy())
+        ),
+    );
+    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let archive = std::path::PathBuf::from(flow::json(&o)["archive"].as_str().unwrap().to_string());
+    let (target, x) = restore_with_psql(&archive, "copy_twin_target");
+    let m = manifest(x.path());
+    let messages = m["tables"].as_array().unwrap().iter().find(|t| t["name"] == "messages").unwrap();
+    assert_eq!(messages["psql_file"], "database/data/public.messages.copy");
+    let q = "SELECT * FROM public.messages";
+    assert_eq!(support::query_fingerprint(&mut target.client(), q), support::query_fingerprint(&mut db.client(), q));
+    assert_eq!(target.query_one_i64("SELECT count(*) FROM messages WHERE content ~ '(^|\\n)\\\\\\.(\\n|$)'"), 1);
+}

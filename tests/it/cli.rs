@@ -60,6 +60,12 @@ fn an_unreachable_database_is_a_connection_error_exit_2() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("cannot connect to PostgreSQL at 127.0.0.1:1"), "{}", stderr(&o));
     assert_eq!(flow::json(&o)["exit_code"], 2);
+    // storage.dir defaults to ./backups: nothing may appear there.
+    let cwd = tempfile::tempdir().unwrap();
+    let o =
+        support::lifeboat().args(["--config", p.to_str().unwrap(), "backup"]).current_dir(cwd.path()).output().unwrap();
+    assert_exit(&o, 2);
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "no storage directory before a connection exists");
     let o = run(&["--config", "/nonexistent/lifeboat.toml", "plan"]);
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("/nonexistent/lifeboat.toml"), "{}", stderr(&o));
@@ -183,4 +189,18 @@ fn help_documents_the_exit_codes() {
     let h = String::from_utf8_lossy(&o.stdout);
     assert!(h.contains("Exit codes") && h.contains("could not run"), "{h}");
     assert_exit(&run(&["no-such-command"]), 2);
+}
+
+// covers: FR-24.3
+#[test]
+fn a_reader_that_goes_away_does_not_crash_lifeboat() {
+    let mut child = support::lifeboat()
+        .args(["--json", "config"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
