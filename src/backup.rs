@@ -267,6 +267,8 @@ fn append_file(writer: &mut Writer, member: &str, path: &Path) -> Result<archive
 
 fn copy_table(snap: &mut Snapshot, sql: &str, spool: &mut Spool, watchdog: &Watchdog) -> Result<()> {
     use std::io::Write;
+    // Closure ctid lists can be long; the start of the statement is enough.
+    tracing::debug!(sql = %sql.chars().take(300).collect::<String>(), "COPY out");
     let mut reader = snap.client.copy_out(sql).map_err(db_err("starting COPY"))?;
     let mut buf = vec![0u8; 128 * 1024];
     loop {

@@ -92,6 +92,7 @@ pub fn compute(
             }
             .map_err(db_err(format!("computing the referential closure along {}", fk.name)))?;
             watchdog.tick(rows.len() as u64);
+            tracing::debug!(fk = %fk.name, round, rows = rows.len(), "closure step");
             for r in rows {
                 let ctid: String = r.get(0);
                 if added[*p].insert(ctid.clone()) {

@@ -133,8 +133,10 @@ impl Snapshot {
                 &[],
             )
             .map_err(db_err("exporting the snapshot"))?;
+        let id: String = row.get(0);
+        tracing::debug!(snapshot = %id, server = %row.get::<_, String>(2), "snapshot exported");
         Ok(Snapshot {
-            id: row.get(0),
+            id,
             now: row.get(1),
             server_version: row.get(2),
             server_version_num: row.get(3),

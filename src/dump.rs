@@ -121,6 +121,7 @@ pub fn start(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::piped());
+    tracing::debug!(pg_dump = %pg_dump.path.display(), section = section.arg(), "starting pg_dump");
     let mut child = cmd.spawn().map_err(|e| Error::io("starting", &pg_dump.path, e))?;
     let mut err = child.stderr.take().expect("piped");
     let stderr = std::thread::spawn(move || {

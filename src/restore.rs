@@ -321,6 +321,7 @@ fn load(
             }
             let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
             let sql = format!("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER)", t.qualified(), cols.join(", "));
+            tracing::debug!(%sql, "COPY in");
             let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
             let copied_io = std::io::copy(&mut h, &mut w);
             let rows = match copied_io {

@@ -96,3 +96,51 @@ fn with_default_schema_an_unnamed_table_keeps_only_its_structure_and_says_so() {
     let w: Vec<&str> = plan["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
     assert!(w.iter().any(|w| w.contains("feature_flags") && w.contains("schema-only")), "{w:?}");
 }
+
+// covers: FR-11.7, SC-4.1, SC-4.2, TS-2.12
+#[test]
+fn a_password_authenticated_backup_at_trace_level_never_shows_the_password() {
+    // The shared test server trusts everyone, so no password would ever be
+    // sent; this cluster demands SCRAM for the backup role.
+    let secret = "Zq9-trace-level-secret";
+    let cluster = support::Cluster::start();
+    let mut admin = support::connect(&cluster.url("postgres"));
+    admin
+        .batch_execute(&format!(
+            "SET password_encryption = 'scram-sha-256'; CREATE ROLE lb_pw LOGIN SUPERUSER PASSWORD '{secret}'"
+        ))
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE app OWNER lb_pw").unwrap();
+    let hba = cluster.dir().join("data/pg_hba.conf");
+    let rest = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all lb_pw 127.0.0.1/32 scram-sha-256\n{rest}")).unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    support::connect(&cluster.url("app"))
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://lb_pw@127.0.0.1:{}/app", cluster.port());
+    let config = support::write_config(
+        dir.path(),
+        &format!("[storage]\ndir = {}\n", support::toml_string(&dir.path().join("b").to_string_lossy())),
+    );
+    let run_with = |password: &str| {
+        support::lifeboat()
+            .args(["--config", config.to_str().unwrap(), "-v", "--json", "backup"])
+            .env("DATABASE_URL", &url)
+            .env("POSTGRES_PASSWORD", password)
+            .env("LIFEBOAT_LOG", "trace")
+            .output()
+            .unwrap()
+    };
+    let ok = run_with(secret);
+    assert_exit(&ok, 0);
+    let wrong = run_with("Zq9-wrong-password");
+    assert_exit(&wrong, 2);
+    assert!(stderr(&wrong).contains("password authentication failed"), "{}", stderr(&wrong));
+    for o in [&ok, &wrong] {
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o));
+        assert!(!all.contains("Zq9"), "a password leaked:\n{all}");
+    }
+}
