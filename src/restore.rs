@@ -160,7 +160,7 @@ pub(crate) fn restore_verified(
             )));
         }
         for (schema, tables) in &existing {
-            dropped.push(format!("schema {schema} with {} table(s): {}", tables.len(), tables.join(", ")));
+            dropped.push(format!("schema {schema} with {} relation(s): {}", tables.len(), tables.join(", ")));
         }
         for d in &dropped {
             progress(Event::Warning(format!("--force: dropping {d}")));

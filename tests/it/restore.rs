@@ -377,7 +377,7 @@ fn restore_into_a_non_empty_database_refuses_without_force_and_changes_nothing()
     // reported (--json), and nothing else is dropped.
     let out = restore(&w.archive, &target.url, &["--force", "--json"]);
     assert_exit(&out, 0);
-    let dropped = ["schema app with 1 table(s): settings", "schema public with 1 table(s): keep_me"];
+    let dropped = ["schema app with 1 relation(s): settings", "schema public with 1 relation(s): keep_me"];
     assert_eq!(json(&out)["dropped"], serde_json::json!(dropped));
     for d in dropped {
         assert!(stderr(&out).contains(&format!("--force: dropping {d}")), "{}", stderr(&out));
