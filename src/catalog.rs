@@ -34,6 +34,8 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Planner estimate; `None` when the table was never analyzed.
     pub estimated_rows: Option<i64>,
+    /// For a partition: the table it is a partition of.
+    pub partition_of: Option<u32>,
     /// Heap + TOAST bytes on disk as of the last VACUUM/ANALYZE. Read from
     /// `relpages`, not `pg_table_size()`, which locks the table: a table
     /// locked by a migration must fail at our named `LOCK TABLE`, not here.
@@ -78,6 +80,23 @@ impl Catalog {
         self.tables.iter().find(|t| t.oid == oid).expect("oid from this catalog")
     }
 
+    /// The foreign keys as rows see them: a key declared on a partitioned
+    /// table holds for the rows of each of its leaf partitions (the parent
+    /// itself has none), so it is listed once per leaf.
+    pub fn row_foreign_keys(&self) -> Vec<ForeignKey> {
+        let mut out = Vec::new();
+        for fk in &self.foreign_keys {
+            let mut stack = vec![fk.child];
+            while let Some(oid) = stack.pop() {
+                if self.table(oid).kind != 'p' {
+                    out.push(ForeignKey { child: oid, ..fk.clone() });
+                }
+                stack.extend(self.tables.iter().filter(|t| t.partition_of == Some(oid)).map(|t| t.oid));
+            }
+        }
+        out
+    }
+
     pub fn find(&self, name: &TableName) -> Option<&Table> {
         self.tables.iter().find(|t| &t.name == name)
     }
@@ -97,6 +116,7 @@ pub fn read(client: &mut Client) -> Result<Catalog> {
             &format!(
                 "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
                         CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END, \
+                        (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid AND c.relispartition), \
                         (c.relpages::int8 + coalesce(t.relpages, 0)) * current_setting('block_size')::int8 \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  LEFT JOIN pg_class t ON t.oid = c.reltoastrelid \
@@ -114,7 +134,8 @@ pub fn read(client: &mut Client) -> Result<Catalog> {
             kind: r.get::<_, String>(3).chars().next().unwrap_or('r'),
             columns: Vec::new(),
             estimated_rows: r.get(4),
-            bytes: r.get(5),
+            partition_of: r.get(5),
+            bytes: r.get(6),
         })
         .collect();
     let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();

@@ -209,7 +209,7 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     }
 
     let foreign_keys: Vec<FkPlan> = catalog.foreign_keys.iter().map(|fk| fk_plan(&catalog, fk)).collect();
-    crate::closure::compute(&mut snap.client, &mut tables, &catalog.foreign_keys, watchdog, progress)?;
+    crate::closure::compute(&mut snap.client, &mut tables, &catalog.row_foreign_keys(), watchdog, progress)?;
 
     let files = files::collect(&config.files)?;
     let mut warnings = Vec::new();
@@ -340,9 +340,20 @@ fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<TablePlan>> {
 
     let partitioned: Vec<u32> = catalog.tables.iter().filter(|t| t.kind == 'p').map(|t| t.oid).collect();
     let mut out = Vec::new();
+    // A partition without a mode of its own takes its (root) parent's.
+    let named = |t: &catalog::Table| {
+        let mut at = t;
+        loop {
+            if let Some(a) = assigned.get(&at.name) {
+                return Some(*a);
+            }
+            let parent = at.partition_of?;
+            at = catalog.tables.iter().find(|p| p.oid == parent)?;
+        }
+    };
     for t in &catalog.tables {
-        let (mode, window, unclassified) = match assigned.get(&t.name) {
-            Some((m, w)) => (*m, *w, false),
+        let (mode, window, unclassified) = match named(t) {
+            Some((m, w)) => (m, w, false),
             None => (
                 match scope.default {
                     DefaultMode::Full => Mode::Full,

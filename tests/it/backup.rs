@@ -364,3 +364,84 @@ fn psql_restore_loads_a_row_whose_text_has_a_line_that_is_only_backslash_dot() {
     assert_eq!(support::query_fingerprint(&mut target.client(), q), support::query_fingerprint(&mut db.client(), q));
     assert_eq!(target.query_one_i64("SELECT count(*) FROM messages WHERE content ~ '(^|\\n)\\\\\\.(\\n|$)'"), 1);
 }
+
+// covers: FR-2.1, FR-12.4
+#[test]
+fn tables_in_other_schemas_partitions_and_odd_names_round_trip_through_psql() {
+    let db = fresh_db("schemas");
+    db.exec(
+        r#"CREATE SCHEMA audit;
+        CREATE TABLE audit."Event Log" (id bigint PRIMARY KEY, "Kind" text, at timestamptz NOT NULL);
+        INSERT INTO audit."Event Log" SELECT g, 'k' || g, now() - g * interval '1 day' FROM generate_series(1, 50) g;
+        CREATE TABLE public.measurements (id bigint, taken date NOT NULL, v numeric, PRIMARY KEY (id, taken))
+            PARTITION BY RANGE (taken);
+        CREATE TABLE public.measurements_old PARTITION OF public.measurements FOR VALUES FROM ('2000-01-01') TO ('2026-01-01');
+        CREATE TABLE public.measurements_new PARTITION OF public.measurements FOR VALUES FROM ('2026-01-01') TO ('2100-01-01');
+        INSERT INTO public.measurements SELECT g, date '2025-06-01' + g, g / 7.0 FROM generate_series(1, 400) g;
+        CREATE TABLE public.readings (id bigint PRIMARY KEY, m_id bigint, m_taken date,
+            FOREIGN KEY (m_id, m_taken) REFERENCES public.measurements (id, taken));
+        INSERT INTO public.readings SELECT g, g, date '2025-06-01' + g FROM generate_series(1, 400, 3) g;"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = {}\n[storage]\ndir = {}\n[scope]\nfull = [\"audit.Event Log\", \"measurements\", \"readings\"]\n",
+            support::toml_string(&db.url),
+            support::toml_string(&dir.path().join("b").to_string_lossy())
+        ),
+    );
+    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let report = flow::json(&o);
+    // Partitions take their parent's mode: nothing is unclassified.
+    for t in report["tables"].as_array().unwrap() {
+        assert_eq!((t["mode"].as_str(), t["unclassified"].as_bool()), (Some("full"), Some(false)), "{t}");
+    }
+    assert!(report["warnings"].as_array().unwrap().is_empty(), "{}", report["warnings"]);
+    let archive = std::path::PathBuf::from(report["archive"].as_str().unwrap());
+    let names: Vec<String> = flow::members(&archive).into_iter().map(|(p, _)| p).collect();
+    assert!(names.contains(&"database/data/audit.Event%20Log.csv".to_string()), "{names:?}");
+    let (target, _x) = restore_with_psql(&archive, "schemas_target");
+    for t in [r#"audit."Event Log""#, "public.measurements", "public.measurements_new", "public.readings"] {
+        let (src, dst) =
+            (support::table_fingerprint(&mut db.client(), t), support::table_fingerprint(&mut target.client(), t));
+        assert!(src.0 > 0 && src == dst, "{t}: {src:?} vs {dst:?}");
+    }
+    assert!(support::fk_report(&mut target.client()).iter().all(|(_, v)| *v));
+    assert_eq!(support::schema_dump(&db.url), support::schema_dump(&target.url));
+}
+
+// covers: FR-8.1, FR-8.4, FR-2.1
+#[test]
+fn closure_follows_foreign_keys_declared_on_a_partitioned_table() {
+    let db = fresh_db("part_closure");
+    db.exec(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, created_at timestamptz NOT NULL);
+         INSERT INTO orders SELECT g, now() - g * interval '10 days' FROM generate_series(1, 40) g;
+         CREATE TABLE order_lines (id bigint, order_id bigint NOT NULL REFERENCES orders, day date NOT NULL,
+             PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+         CREATE TABLE order_lines_a PARTITION OF order_lines FOR VALUES FROM ('2000-01-01') TO ('2026-06-01');
+         CREATE TABLE order_lines_b PARTITION OF order_lines FOR VALUES FROM ('2026-06-01') TO ('2100-01-01');
+         INSERT INTO order_lines SELECT g, g, date '2026-01-01' + g * 7 FROM generate_series(1, 40) g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = {}\n[storage]\ndir = {}\n[scope]\nfull = [\"order_lines\"]\n[[scope.window]]\ntables = [\"orders\"]\nkeep = \"3 months\"\n",
+            support::toml_string(&db.url),
+            support::toml_string(&dir.path().join("b").to_string_lossy())
+        ),
+    );
+    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let report = flow::json(&o);
+    let orders = report["tables"].as_array().unwrap().iter().find(|t| t["name"] == "orders").unwrap();
+    // 40 orders every 10 days: 9 or 10 inside 3 months, every other one pulled in by its lines.
+    assert_eq!(orders["rows"], 40, "{orders}");
+    assert!(orders["closure_rows"].as_u64().unwrap() >= 30, "{orders}");
+    let (target, _x) = restore_with_psql(std::path::Path::new(report["archive"].as_str().unwrap()), "part_closure_t");
+    assert_eq!(target.count("order_lines"), 40);
+    assert!(support::fk_report(&mut target.client()).iter().all(|(_, v)| *v));
+}
