@@ -26,7 +26,7 @@ fn restore_with_psql(archive: &Path, hint: &str) -> (support::TestDb, tempfile::
     (target, x)
 }
 
-// covers: FR-12.2, FR-12.6, FR-13.1, FR-8.4, FR-2.5, FR-13.4, US-2/AC-4, US-4/AC-10, SC-1.1, TS-2.2
+// covers: FR-12.2, FR-12.6, FR-13.1, FR-8.4, FR-2.5, FR-13.4, FR-5.4, FR-24.3, US-2/AC-4, US-4/AC-10, SC-1.1, TS-2.2
 #[test]
 fn psql_restore_of_a_backup_reproduces_every_included_row_the_schema_sequences_and_valid_fks() {
     let s = Seeded::new("roundtrip");
@@ -259,7 +259,7 @@ fn a_stale_partial_from_a_crashed_run_is_removed_by_the_next_run() {
     assert_eq!(names.iter().filter(|n| n.ends_with(".tar.gz")).count(), 1);
 }
 
-// covers: FR-12.7, NFR-2.3
+// covers: FR-12.7, NFR-2.3, FR-14.10
 #[test]
 fn the_database_stopping_mid_run_fails_the_backup_and_leaves_no_archive() {
     let cluster = support::Cluster::start();

@@ -204,3 +204,38 @@ fn a_reader_that_goes_away_does_not_crash_lifeboat() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+// covers: US-6/AC-1, FR-9.2, FR-9.4, FR-9.5
+#[test]
+fn plan_shows_every_table_with_mode_cutoff_closure_and_the_config_files() {
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join(".env.production"), "A=1\n").unwrap();
+    let section = format!(
+        "[files]\nbase_dir = {}\ninclude = [\".env.production\"]\noptional = [\"monitoring/**\"]\n",
+        support::toml_string(&files.path().to_string_lossy())
+    );
+    let s = Seeded::with_config("plan_text", &section);
+    let o = run(&["--config", s.config.to_str().unwrap(), "plan"]);
+    assert_exit(&o, 0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let line = |table: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("public.{table} ")))
+            .unwrap_or_else(|| panic!("{table} missing:\n{text}"))
+    };
+    for (table, _, _) in support::SAAS_EXPECTED_ROWS {
+        line(table);
+    }
+    let ct = line("credit_transactions");
+    assert!(
+        ct.contains("window") && ct.contains("created_at >= ") && ct.contains("(3 months)") && ct.contains(" 35 "),
+        "{ct}"
+    );
+    assert!(line("usage_logs").contains("structure only") && line("usage_logs").contains(" 1320 "));
+    assert!(line("feature_flags").contains("[unclassified]"));
+    assert!(text.contains(".env.production  (4 B)"), "{text}");
+    assert!(text.contains("monitoring/**  MISSING (optional)"), "{text}");
+    assert!(text.contains("Estimated archive size"), "{text}");
+    // Progress goes to stderr, the plan to stdout.
+    assert!(stderr(&o).contains("lifeboat: plan") && !text.contains("lifeboat: plan"));
+}

@@ -78,6 +78,7 @@ fn fk_report_shows_a_not_valid_foreign_key_as_unvalidated() {
     assert_eq!(fk_report(&mut db.client()), vec![("public.child.child_parent_id_fkey".to_string(), false)]);
 }
 
+// covers: TS-2.1
 #[test]
 fn saas_fixture_has_every_shape_the_closure_must_handle() {
     let db = fresh_db("harness saas shapes");
