@@ -68,6 +68,8 @@ pub enum ConfigError {
         "invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database"
     )]
     Url { origin: String, message: String },
+    #[error("{origin} asks for sslmode=require, but lifeboat cannot use TLS to PostgreSQL yet; connect over a private network (e.g. the docker-compose network) and remove sslmode")]
+    NoTls { origin: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -486,9 +488,15 @@ pub fn parse_database_url(url: &str, origin: &str) -> Result<postgres::Config, C
         None => url.to_string(),
     };
     // The parser's error text never contains the URL, so no password leaks.
-    cleaned
+    let config: postgres::Config = cleaned
         .parse()
-        .map_err(|e: postgres::Error| ConfigError::Url { origin: origin.to_string(), message: e.to_string() })
+        .map_err(|e: postgres::Error| ConfigError::Url { origin: origin.to_string(), message: e.to_string() })?;
+    // Connections are not encrypted yet: asking for TLS must not quietly get
+    // a plain connection.
+    if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err(ConfigError::NoTls { origin: origin.to_string() });
+    }
+    Ok(config)
 }
 
 fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigError> {
@@ -583,6 +591,15 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError>
             });
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        if let Some(base) = key.strip_suffix("_file") {
+            let plain = format!("LIFEBOAT_{}__{}", section.to_uppercase(), base.to_uppercase());
+            if env.contains_key(&plain) {
+                return Err(ConfigError::Env {
+                    name: format!("{plain} and {var}"),
+                    message: "both are set; set only one of them".into(),
+                });
+            }
+        }
         let (key, value) = match key.strip_suffix("_file") {
             // `<key>_FILE` for secrets that have no `_file` key of their own.
             Some(k) if k != "password" && k != "base" => (k.to_string(), read_secret_file(Path::new(value), var)?.0),
@@ -773,6 +790,18 @@ dir = "/file/backups"
         .unwrap_err()
         .to_string();
         assert!(err.contains("POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE") && err.contains("only one"), "{err}");
+        let err = resolve(
+            None,
+            &env(&[("LIFEBOAT_DATABASE__PASSWORD", "a"), ("LIFEBOAT_DATABASE__PASSWORD_FILE", "/run/secrets/pw")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("LIFEBOAT_DATABASE__PASSWORD and LIFEBOAT_DATABASE__PASSWORD_FILE"), "{err}");
+        let err = resolve(None, &env(&[("DATABASE_URL", "postgres://u@h/d?sslmode=require")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sslmode=require") && err.contains("TLS"), "{err}");
         assert!(!err.contains(": a"), "{err}");
     }
 

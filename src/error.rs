@@ -12,7 +12,7 @@ pub enum Error {
     Config(#[from] ConfigError),
 
     #[error(
-        "cannot connect to PostgreSQL at {target}: {message}; check that the server is running and {hint} are right"
+        "cannot connect to PostgreSQL at {target}: {message}; check that the server is running, then check {hint}"
     )]
     Connect { target: String, message: String, retryable: bool, hint: String },
 

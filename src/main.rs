@@ -4,9 +4,20 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = lifeboat::cli::Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG") {
+        Ok(f) => f,
+        Err(e) => {
+            if std::env::var_os("LIFEBOAT_LOG").is_some() {
+                eprintln!("warning: LIFEBOAT_LOG is not a valid filter ({e}); using \"warn\"");
+            }
+            "warn".into()
+        }
+    };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
         .init();
     ExitCode::from(lifeboat::cli::run(cli))
 }
