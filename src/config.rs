@@ -326,6 +326,14 @@ pub fn resolve(
         let mut t: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        if let Some(toml::Value::Table(d)) = t.get("database") {
+            if d.contains_key("password") && d.contains_key("password_file") {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: "[database] sets both password and password_file; keep only one".into(),
+                });
+            }
+        }
         expand_url(&mut t, &format!("{} [database] url", path.display()))?;
         overlay(&mut merged, t);
     }
@@ -359,6 +367,21 @@ pub fn resolve(
     }
     validate(&config)?;
     Ok(config)
+}
+
+/// [`parse_database_url`] for a target given on the command line (`--db`,
+/// `--restore-test`): with the same connect timeout default as the config
+/// and `application_name = lifeboat`, unless the URL says otherwise.
+pub fn parse_target_url(url: &str, origin: &str) -> Result<postgres::Config, ConfigError> {
+    let mut c = parse_database_url(url, origin)?;
+    let defaults = DatabaseConfig::default();
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(defaults.connect_timeout.approx_duration());
+    }
+    if c.get_application_name().is_none() {
+        c.application_name("lifeboat");
+    }
+    Ok(c)
 }
 
 /// Reads the config file (if any) and the process environment, then resolves.
@@ -459,16 +482,8 @@ fn expand_url(t: &mut toml::Table, origin: &str) -> Result<(), ConfigError> {
 
 /// Query parameters that Prisma (and other ORMs) put into `DATABASE_URL` and
 /// that libpq-style parsers reject.
-const FOREIGN_URL_PARAMS: &[&str] = &[
-    "schema",
-    "connection_limit",
-    "pool_timeout",
-    "pgbouncer",
-    "sslaccept",
-    "socket_timeout",
-    "statement_cache_size",
-    "connect_timeout",
-];
+const FOREIGN_URL_PARAMS: &[&str] =
+    &["schema", "connection_limit", "pool_timeout", "pgbouncer", "sslaccept", "socket_timeout", "statement_cache_size"];
 
 /// Parses a `postgres://` URL, ignoring ORM-only parameters (Prisma's
 /// `?schema=public`). Errors never contain the URL (it may hold a password).
@@ -581,7 +596,8 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError>
     let mut sections: BTreeMap<String, toml::Table> = BTreeMap::new();
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
-        if rest == "CONFIG" || rest == "LOG" {
+        // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.
+        if rest == "CONFIG" || rest == "LOG" || rest.starts_with("TEST_") {
             continue;
         }
         let Some((section, key)) = rest.split_once("__") else {
@@ -813,6 +829,16 @@ dir = "/file/backups"
             let err = resolve(Some((Path::new("a.toml"), &text)), &env(&[]), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("must not contain '..'"), "{err}");
         }
+    }
+
+    // covers: FR-11.5
+    #[test]
+    fn password_and_password_file_together_in_the_file_is_an_error_and_test_variables_are_ignored() {
+        let text = "[database]\npassword = \"a\"\npassword_file = \"/run/secrets/pw\"\n";
+        let err = resolve(Some((Path::new("/etc/lb.toml"), text)), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("both password and password_file"), "{err}");
+        let e = env(&[("LIFEBOAT_TEST_DATABASE_URL", "postgres://x@y/z")]);
+        assert!(resolve(None, &e, &Overrides::default()).is_ok());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
 use crate::archive::{self, Manifest, ManifestTable};
-use crate::config::{parse_database_url, DatabaseConfig};
+use crate::config::{parse_target_url, DatabaseConfig};
 use crate::db::{self, db_err, describe, quote_ident};
 use crate::dump::strip_psql_restrict;
 use crate::error::{Error, Result};
@@ -74,7 +74,7 @@ pub fn restore(archive_path: &Path, opts: &RestoreOptions, progress: Progress) -
     let started = Instant::now();
     let verified = verify(archive_path, progress)?;
     let verify_ms = started.elapsed().as_millis() as u64;
-    let target = parse_database_url(&opts.target, "--db")?;
+    let target = parse_target_url(&opts.target, "--db")?;
     if let Some(src) = &opts.source {
         if same_database(&target, src) && !opts.force {
             return Err(Error::Refused(format!(
@@ -214,7 +214,11 @@ pub(crate) fn restore_verified(
     let files = match (staged, &opts.config_dir) {
         (Some(staged), Some(dir)) => {
             progress(Event::Step("config files"));
-            staged.install(dir)?
+            staged.install(dir).map_err(|e| {
+                Error::Failed(format!(
+                    "the database was restored and committed, but installing the config files failed: {e}"
+                ))
+            })?
         }
         _ => Vec::new(),
     };
@@ -435,6 +439,8 @@ impl Staged {
         std::fs::create_dir_all(dest).map_err(|e| Error::io("creating --config-dir", dest, e))?;
         let dir = tempfile::Builder::new()
             .prefix(".lifeboat-restore-")
+            // Files wait here before they get their modes: keep them private.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(dest)
             .map_err(|e| Error::io("staging config files in", dest, e))?;
         Ok(Staged { dir, files: Vec::new() })
@@ -551,7 +557,7 @@ pub fn rehearse(
     progress: Progress,
 ) -> Result<RehearsalReport> {
     let started = Instant::now();
-    let server = parse_database_url(server_url, "--restore-test")?;
+    let server = parse_target_url(server_url, "--restore-test")?;
     let server_name = describe(&server);
     let mut admin = db::connect_with(&server, &server_name, "the --restore-test URL")?;
     let nanos =
@@ -559,7 +565,13 @@ pub fn rehearse(
     let scratch = format!("lifeboat_rt_{}_{nanos:08x}", std::process::id());
     admin
         .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&scratch)))
-        .map_err(db_err(format!("creating scratch database {scratch}")))?;
+        .map_err(|e| match db::sqlstate(&e) {
+            Some("42501") => Error::Refused(format!(
+                "cannot create scratch database {scratch} on {server_name}: {}; the --restore-test URL needs a role with CREATEDB",
+                db::pg_message(&e)
+            )),
+            _ => db_err(format!("creating scratch database {scratch}"))(e),
+        })?;
     progress(Event::Detail(format!("rehearsing in scratch database {scratch}")));
 
     let mut target = server.clone();
@@ -586,7 +598,7 @@ pub fn rehearse(
                     fks.push(row.get(0));
                 }
                 let fk_count: i64 = client
-                    .query_one("SELECT count(*) FROM pg_constraint WHERE contype = 'f'", &[])
+                    .query_one("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0", &[])
                     .map_err(db_err("counting foreign keys"))?
                     .get(0);
                 if fk_count as usize != verified.manifest.foreign_keys.len() {
