@@ -323,8 +323,7 @@ fn load(
             if !selected(t) {
                 return Ok(());
             }
-            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
-            let sql = format!("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER)", t.qualified(), cols.join(", "));
+            let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
             tracing::debug!(%sql, "COPY in");
             let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
             let copied_io = std::io::copy(&mut h, &mut w);

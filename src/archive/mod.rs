@@ -98,6 +98,16 @@ pub struct ManifestTable {
 }
 
 impl ManifestTable {
+    /// `"schema"."table" ("a", "b")` for COPY FROM; a table without
+    /// columns takes no list (`()` is a syntax error).
+    pub fn copy_target(&self) -> String {
+        if self.columns.is_empty() {
+            return self.qualified();
+        }
+        let cols: Vec<String> = self.columns.iter().map(|c| crate::db::quote_ident(c)).collect();
+        format!("{} ({})", self.qualified(), cols.join(", "))
+    }
+
     pub fn qualified(&self) -> String {
         crate::db::qualified(&self.schema, &self.name)
     }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Manifest, CONSTRAINTS, SCHEMA, SEQUENCES};
-use crate::db::{qualified, quote_ident, quote_literal};
+use crate::db::{qualified, quote_literal};
 
 /// A psql script run from the extracted archive's root. One transaction:
 /// with `ON_ERROR_STOP` psql exits at the first error and the server rolls
@@ -20,7 +20,6 @@ pub fn restore_sql(m: &Manifest) -> String {
     // The CSV files are UTF-8 whatever the database encoding is.
     s.push_str("SET client_encoding = 'UTF8';\n\\echo 'lifeboat: loading rows'\n");
     for t in &m.tables {
-        let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
         let (file, options) = match (&t.psql_file, &t.file) {
             (Some(copy), _) => {
                 let _ = writeln!(
@@ -33,7 +32,7 @@ pub fn restore_sql(m: &Manifest) -> String {
             (None, Some(csv)) => (csv, " WITH (FORMAT csv, HEADER)"),
             (None, None) => continue,
         };
-        let _ = writeln!(s, "\\copy {} ({}) FROM {}{options}", t.qualified(), cols.join(", "), quote_literal(file));
+        let _ = writeln!(s, "\\copy {} FROM {}{options}", t.copy_target(), quote_literal(file));
     }
     s.push_str("\\echo 'lifeboat: setting sequences'\n");
     let _ = writeln!(s, "\\i {SEQUENCES}");

@@ -380,13 +380,14 @@ fn tables_in_other_schemas_partitions_and_odd_names_round_trip_through_psql() {
         INSERT INTO public.measurements SELECT g, date '2025-06-01' + g, g / 7.0 FROM generate_series(1, 400) g;
         CREATE TABLE public.readings (id bigint PRIMARY KEY, m_id bigint, m_taken date,
             FOREIGN KEY (m_id, m_taken) REFERENCES public.measurements (id, taken));
-        INSERT INTO public.readings SELECT g, g, date '2025-06-01' + g FROM generate_series(1, 400, 3) g;"#,
+        INSERT INTO public.readings SELECT g, g, date '2025-06-01' + g FROM generate_series(1, 400, 3) g;
+        CREATE TABLE public.no_columns (); INSERT INTO public.no_columns DEFAULT VALUES; INSERT INTO public.no_columns DEFAULT VALUES;"#,
     );
     let dir = tempfile::tempdir().unwrap();
     let config = support::write_config(
         dir.path(),
         &format!(
-            "[database]\nurl = {}\n[storage]\ndir = {}\n[scope]\nfull = [\"audit.Event Log\", \"measurements\", \"readings\"]\n",
+            "[database]\nurl = {}\n[storage]\ndir = {}\n[scope]\nfull = [\"audit.Event Log\", \"measurements\", \"readings\", \"no_columns\"]\n",
             support::toml_string(&db.url),
             support::toml_string(&dir.path().join("b").to_string_lossy())
         ),
@@ -403,13 +404,23 @@ fn tables_in_other_schemas_partitions_and_odd_names_round_trip_through_psql() {
     let names: Vec<String> = flow::members(&archive).into_iter().map(|(p, _)| p).collect();
     assert!(names.contains(&"database/data/audit.Event%20Log.csv".to_string()), "{names:?}");
     let (target, _x) = restore_with_psql(&archive, "schemas_target");
-    for t in [r#"audit."Event Log""#, "public.measurements", "public.measurements_new", "public.readings"] {
+    for t in [
+        r#"audit."Event Log""#,
+        "public.measurements",
+        "public.measurements_new",
+        "public.readings",
+        "public.no_columns",
+    ] {
         let (src, dst) =
             (support::table_fingerprint(&mut db.client(), t), support::table_fingerprint(&mut target.client(), t));
         assert!(src.0 > 0 && src == dst, "{t}: {src:?} vs {dst:?}");
     }
     assert!(support::fk_report(&mut target.client()).iter().all(|(_, v)| *v));
     assert_eq!(support::schema_dump(&db.url), support::schema_dump(&target.url));
+    // And through lifeboat restore.
+    let again = fresh_db("schemas_again");
+    assert_exit(&run(&["restore", archive.to_str().unwrap(), "--db", &again.url]), 0);
+    assert_eq!(again.count("public.no_columns"), 2);
 }
 
 // covers: FR-8.1, FR-8.4, FR-2.1
