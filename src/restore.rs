@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Event, Progress};
 use crate::verify::{verify, VerifyReport};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// Target database URL.
     pub target: String,
@@ -34,6 +34,9 @@ pub struct RestoreOptions {
     /// Subset: these tables plus every table they reference (transitively).
     pub tables: Vec<String>,
     pub force: bool,
+    /// Parallel COPY connections. 1 (the default) loads everything in one
+    /// transaction; more cannot share one, see [`load`].
+    pub jobs: usize,
     /// The database the config backs up; restoring over it needs `--force`
     /// and the same URL.
     pub source: Option<DatabaseConfig>,
@@ -88,6 +91,19 @@ pub fn restore(archive_path: &Path, opts: &RestoreOptions, progress: Progress) -
     report.phases.insert(0, ("verify".into(), verify_ms));
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            target: String::new(),
+            config_dir: None,
+            tables: Vec::new(),
+            force: false,
+            jobs: 1,
+            source: None,
+        }
+    }
 }
 
 fn same_database(target: &postgres::Config, src: &DatabaseConfig) -> bool {
@@ -172,18 +188,38 @@ pub(crate) fn restore_verified(
     client
         .batch_execute(&format!("{}; BEGIN", db::SESSION_SETTINGS))
         .map_err(db_err("starting the restore transaction"))?;
-    let outcome =
-        load(&mut client, archive_path, manifest, &existing, opts, &selected, &mut phases, &mut since, progress);
+    let outcome = load(
+        &mut client,
+        target,
+        archive_path,
+        manifest,
+        &existing,
+        opts,
+        &selected,
+        &mut phases,
+        &mut since,
+        progress,
+    );
     let (checks, staged) = match outcome {
         Ok(v) => v,
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK");
+            if opts.jobs > 1 {
+                return Err(emptied(e, &mut client, &target_name));
+            }
             return Err(rolled_back(e, &target_name));
         }
     };
     let ok = checks.iter().all(|c| c.ok);
     if !ok {
         client.batch_execute("ROLLBACK").map_err(db_err("rolling back"))?;
+        if opts.jobs > 1 {
+            return Err(emptied(
+                Error::Failed("row counts differ from the manifest".into()),
+                &mut client,
+                &target_name,
+            ));
+        }
         drop(staged);
         return Ok(RestoreReport {
             ok,
@@ -239,6 +275,28 @@ pub(crate) fn restore_verified(
     })
 }
 
+/// After a failed parallel restore (rows were committed table by table):
+/// drops what it created so the target is empty again, and says so.
+fn emptied(e: Error, client: &mut Client, target: &str) -> Error {
+    let cleanup = user_tables(client).and_then(|left| {
+        let setup = if left.contains_key("public") { Some(public_schema_setup(client)?) } else { None };
+        for schema in left.keys() {
+            client
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+                .map_err(db_err("cleaning up"))?;
+        }
+        if let Some(setup) = setup {
+            client.batch_execute(&format!("CREATE SCHEMA public; {setup}")).map_err(db_err("cleaning up"))?;
+        }
+        Ok(())
+    });
+    let state = match cleanup {
+        Ok(()) => format!("{target} was emptied again (a --jobs restore cannot roll back as one transaction)"),
+        Err(c) => format!("cleaning up {target} failed too ({c}); drop its schemas by hand before retrying"),
+    };
+    Error::Failed(format!("{e}\nThe parallel restore failed: {state}."))
+}
+
 fn rolled_back(e: Error, target: &str) -> Error {
     let code = e.exit_code();
     let msg = format!("{e}\nThe restore was rolled back: {target} is as it was before.");
@@ -252,6 +310,7 @@ fn rolled_back(e: Error, target: &str) -> Error {
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn load(
     client: &mut Client,
+    target: &postgres::Config,
     archive_path: &Path,
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,
@@ -292,6 +351,22 @@ fn load(
         manifest.files.iter().map(|f| (f.path.as_str(), f.mode.unwrap_or(0o600) & 0o777)).collect();
     let mut staged = opts.config_dir.as_deref().map(Staged::new).transpose()?;
     let mut copied: BTreeMap<String, u64> = BTreeMap::new();
+    // --jobs > 1: the schema is committed at once so other connections see
+    // it; rows wait in spool files for the parallel load; sequences and
+    // constraints wait until the rows are in.
+    let parallel = opts.jobs > 1;
+    let spool_dir = if parallel {
+        Some(
+            tempfile::Builder::new()
+                .prefix("lifeboat-restore-")
+                .tempdir()
+                .map_err(|e| Error::io("creating a spool directory in", std::env::temp_dir(), e))?,
+        )
+    } else {
+        None
+    };
+    let mut pending: Vec<(&ManifestTable, tempfile::NamedTempFile)> = Vec::new();
+    let mut deferred: Vec<(String, String)> = Vec::new();
     let mut step = "";
     let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
         let path = member.path.as_str();
@@ -313,7 +388,14 @@ fn load(
             let mut sql = String::new();
             h.read_to_string(&mut sql).map_err(|e| Error::Failed(format!("{path}: {e}")))?;
             check_sha(path, h, sha)?;
+            if parallel && path != archive::SCHEMA {
+                deferred.push((path.to_string(), sql));
+                return Ok(());
+            }
             client.batch_execute(&strip_psql_restrict(&sql)).map_err(db_err(format!("executing {path}")))?;
+            if parallel {
+                client.batch_execute("COMMIT; BEGIN").map_err(db_err("committing the schema"))?;
+            }
         } else if let Some(t) = by_file.get(path) {
             if step != "data" {
                 phase(phases, step, since);
@@ -321,6 +403,14 @@ fn load(
                 progress(Event::Step("data"));
             }
             if !selected(t) {
+                return Ok(());
+            }
+            if let Some(dir) = &spool_dir {
+                let mut f =
+                    tempfile::NamedTempFile::new_in(dir.path()).map_err(|e| Error::io("spooling in", dir.path(), e))?;
+                std::io::copy(&mut h, &mut f).map_err(|e| Error::io("spooling rows of a table in", dir.path(), e))?;
+                check_sha(path, h, sha)?;
+                pending.push((t, f));
                 return Ok(());
             }
             let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
@@ -347,6 +437,17 @@ fn load(
         },
     )?;
     phase(phases, step, since);
+
+    if parallel {
+        progress(Event::Step("parallel data"));
+        copy_parallel(target, &pending, opts.jobs, progress)?;
+        phase(phases, "parallel data", since);
+        for (path, sql) in &deferred {
+            progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
+            client.batch_execute(&strip_psql_restrict(sql)).map_err(db_err(format!("executing {path}")))?;
+        }
+        phase(phases, "sequences and constraints", since);
+    }
 
     progress(Event::Step("analyze"));
     client.batch_execute("ANALYZE").map_err(db_err("running ANALYZE"))?;
@@ -389,6 +490,56 @@ fn public_schema_setup(client: &mut Client) -> Result<String> {
         )
         .map_err(db_err("reading the owner and privileges of schema public"))?;
     Ok(row.get(0))
+}
+
+/// Loads the spooled tables over `jobs` connections, each table in its own
+/// transaction; the first error stops the others from taking more work.
+fn copy_parallel(
+    target: &postgres::Config,
+    pending: &[(&ManifestTable, tempfile::NamedTempFile)],
+    jobs: usize,
+    progress: Progress,
+) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None::<Error>);
+    let name = describe(target);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(pending.len()) {
+            s.spawn(|| {
+                let work = || -> Result<()> {
+                    let mut client = db::connect_with(target, &name, "the --db URL")?;
+                    client.batch_execute(db::SESSION_SETTINGS).map_err(db_err("setting up a parallel connection"))?;
+                    loop {
+                        if failed.lock().expect("not poisoned").is_some() {
+                            return Ok(());
+                        }
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some((t, file)) = pending.get(i) else { return Ok(()) };
+                        let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
+                        let mut f = file.reopen().map_err(|e| Error::io("reading spool", file.path(), e))?;
+                        let mut w =
+                            client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
+                        std::io::copy(&mut f, &mut w)
+                            .map_err(|e| Error::Failed(format!("loading rows of {}: {e}", t.display())))?;
+                        let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
+                        progress(Event::Table {
+                            name: t.display(),
+                            rows,
+                            closure_rows: t.closure_rows,
+                            bytes: t.bytes,
+                        });
+                    }
+                };
+                if let Err(e) = work() {
+                    failed.lock().expect("not poisoned").get_or_insert(e);
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()> {

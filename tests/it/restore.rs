@@ -404,7 +404,7 @@ fn public_schema(db: &TestDb) -> String {
     )
 }
 
-// covers: FR-7.1, FR-7.9, TS-2.8
+// covers: FR-7.1, TS-2.8
 #[test]
 fn restore_that_cannot_start_exits_2_naming_the_missing_archive_or_database() {
     let w = work();
@@ -418,8 +418,8 @@ fn restore_that_cannot_start_exits_2_naming_the_missing_archive_or_database() {
         stderr(&out)
     );
 
-    // v1 has no --jobs: one transaction on one connection (D-18).
-    let out = restore(&w.archive, &target.url, &["--jobs", "2"]);
+    // --jobs takes 1 to 64 connections.
+    let out = restore(&w.archive, &target.url, &["--jobs", "0"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("--jobs"), "{}", stderr(&out));
 
@@ -510,7 +510,7 @@ fn restore_of_a_corrupted_or_truncated_archive_fails_and_leaves_the_target_untou
     assert_eq!(schema_dump(&target.url), schema_before);
 }
 
-// covers: FR-7.4, FR-7.9, US-4/AC-3, TS-2.7
+// covers: FR-7.4, US-4/AC-3, TS-2.7
 #[test]
 fn restore_of_rows_violating_a_constraint_rolls_back_everything_and_names_table_and_line() {
     let f = fixture();
@@ -879,4 +879,45 @@ fn restore_json_reports_ok_every_table_and_the_phases() {
     assert_eq!(phases, ["verify", "schema", "data", "sequences", "constraints", "analyze", "check", "commit"]);
     assert!(report["phases"].as_array().unwrap().iter().all(|p| p[1].is_u64()), "{report}");
     assert_eq!(report["sequences"].as_u64(), Some(f.manifest.sequences.len() as u64));
+}
+
+// covers: FR-7.9, TS-2.3
+#[test]
+fn restore_with_parallel_jobs_loads_the_same_database_as_the_single_transaction_restore() {
+    let f = fixture();
+    let w = work();
+    let target = fresh_db("restore jobs");
+    let out = restore(&w.archive, &target.url, &["--jobs", "3", "--json"]);
+    assert_exit(&out, 0);
+    let phases: Vec<String> =
+        json(&out)["phases"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap().to_string()).collect();
+    assert!(phases.contains(&"parallel data".to_string()), "{phases:?}");
+    assert_rows_match_source(&target, None);
+    assert_same_schema(&target.url, &f.source.schema);
+    assert_fks_and_sequences(&target);
+}
+
+// covers: FR-7.9, US-4/AC-3
+#[test]
+fn a_failed_parallel_restore_empties_the_target_and_says_so() {
+    let f = fixture();
+    let w = work();
+    let csv = table(&f.manifest, "public.users").file.clone().unwrap();
+    // The first user twice: every table loads, the primary key then fails.
+    let duplicate = crafted(&w, "duplicate_jobs.tar.gz", |c| {
+        let data = c.data_mut(&csv);
+        let row = first_record(data);
+        let mut copy = data[row.clone()].to_vec();
+        copy.push(b'\n');
+        data.splice(row.start..row.start, copy);
+        c.refresh_table(&csv);
+    });
+    let target = fresh_db("restore jobs fails");
+    let out = restore(&duplicate, &target.url, &["--jobs", "2"]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    for expected in ["is duplicated", "emptied again", "--jobs"] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    assert_eq!(user_objects(&target), 0, "the parallel restore left objects behind");
 }
