@@ -169,14 +169,14 @@ pub(crate) fn restore_verified(
     if !existing.is_empty() {
         if !opts.force {
             return Err(Error::Refused(format!(
-                "target database {target_name} is not empty ({} relation(s): {}); nothing was changed. \
+                "target database {target_name} is not empty ({} object(s): {}); nothing was changed. \
                  Restore into an empty database (createdb), or pass --force to drop its contents first",
                 existing.values().map(Vec::len).sum::<usize>(),
                 summarize(&existing)
             )));
         }
         for (schema, tables) in &existing {
-            dropped.push(format!("schema {schema} with {} relation(s): {}", tables.len(), tables.join(", ")));
+            dropped.push(format!("schema {schema} with {} object(s): {}", tables.len(), tables.join(", ")));
         }
         for d in &dropped {
             progress(Event::Warning(format!("--force: dropping {d}")));
@@ -555,9 +555,21 @@ fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()
 fn user_tables(client: &mut Client) -> Result<BTreeMap<String, Vec<String>>> {
     let rows = client
         .query(
+            // Relations, plus functions and standalone types (not owned by
+            // an extension): a schema.sql would collide with those too.
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname !~ '^pg_(toast|temp)' ORDER BY 1, 2",
+             AND n.nspname !~ '^pg_(toast|temp)' \
+             UNION ALL \
+             SELECT n.nspname::text, 'function ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)' \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') \
+             UNION ALL \
+             SELECT n.nspname::text, 'type ' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+             WHERE t.typtype IN ('e', 'd', 'r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname !~ '^pg_(toast|temp)' \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e') \
+             ORDER BY 1, 2",
             &[],
         )
         .map_err(db_err("listing the target's tables"))?;

@@ -377,7 +377,7 @@ fn restore_into_a_non_empty_database_refuses_without_force_and_changes_nothing()
     // reported (--json), and nothing else is dropped.
     let out = restore(&w.archive, &target.url, &["--force", "--json"]);
     assert_exit(&out, 0);
-    let dropped = ["schema app with 1 relation(s): settings", "schema public with 1 relation(s): keep_me"];
+    let dropped = ["schema app with 1 object(s): settings", "schema public with 1 object(s): keep_me"];
     assert_eq!(json(&out)["dropped"], serde_json::json!(dropped));
     for d in dropped {
         assert!(stderr(&out).contains(&format!("--force: dropping {d}")), "{}", stderr(&out));
@@ -920,4 +920,17 @@ fn a_failed_parallel_restore_empties_the_target_and_says_so() {
         assert!(err.contains(expected), "{expected:?} not in:\n{err}");
     }
     assert_eq!(user_objects(&target), 0, "the parallel restore left objects behind");
+}
+
+// covers: FR-7.2
+#[test]
+fn a_target_holding_only_types_or_functions_is_not_empty() {
+    let w = work();
+    let target = fresh_db("restore only types");
+    target.exec("CREATE TYPE mood AS ENUM ('ok'); CREATE FUNCTION hello() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    let out = restore(&w.archive, &target.url, &[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("not empty") && err.contains("type mood") && err.contains("function hello"), "{err}");
+    assert_exit(&restore(&w.archive, &target.url, &["--force"]), 0);
 }
