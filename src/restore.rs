@@ -35,7 +35,7 @@ pub struct RestoreOptions {
     pub tables: Vec<String>,
     pub force: bool,
     /// Parallel COPY connections. 1 (the default) loads everything in one
-    /// transaction; more cannot share one, see [`load`].
+    /// transaction; more cannot share one, so a failure empties the target.
     pub jobs: usize,
     /// The database the config backs up; restoring over it needs `--force`
     /// and the same URL.
