@@ -17,6 +17,23 @@ fn manifest(dir: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
 
+/// Backs up `db` with `scope` (TOML, may be empty) into a fresh directory;
+/// the directory (keep it alive) and the `--json` report.
+fn backup_with_scope(db: &support::TestDb, scope: &str) -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = {}\n[storage]\ndir = {}\n{scope}",
+            support::toml_string(&db.url),
+            support::toml_string(&dir.path().join("b").to_string_lossy())
+        ),
+    );
+    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    (dir, flow::json(&o))
+}
+
 fn restore_with_psql(archive: &Path, hint: &str) -> (support::TestDb, tempfile::TempDir) {
     let x = tempfile::tempdir().unwrap();
     flow::extract(archive, x.path());
@@ -344,18 +361,8 @@ fn psql_restore_loads_a_row_whose_text_has_a_line_that_is_only_backslash_dot() {
     // content has a line `\.` is in the archive: psql <= 17 would end \copy there.
     let db = fresh_db("copy_twin");
     support::seed_saas(&db);
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "[database]\nurl = {}\n[storage]\ndir = {}\n",
-            support::toml_string(&db.url),
-            support::toml_string(&dir.path().join("b").to_string_lossy())
-        ),
-    );
-    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
-    assert_exit(&o, 0);
-    let archive = std::path::PathBuf::from(flow::json(&o)["archive"].as_str().unwrap().to_string());
+    let (_dir, report) = backup_with_scope(&db, "");
+    let archive = std::path::PathBuf::from(report["archive"].as_str().unwrap());
     let (target, x) = restore_with_psql(&archive, "copy_twin_target");
     let m = manifest(x.path());
     let messages = m["tables"].as_array().unwrap().iter().find(|t| t["name"] == "messages").unwrap();
@@ -383,18 +390,10 @@ fn tables_in_other_schemas_partitions_and_odd_names_round_trip_through_psql() {
         INSERT INTO public.readings SELECT g, g, date '2025-06-01' + g FROM generate_series(1, 400, 3) g;
         CREATE TABLE public.no_columns (); INSERT INTO public.no_columns DEFAULT VALUES; INSERT INTO public.no_columns DEFAULT VALUES;"#,
     );
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "[database]\nurl = {}\n[storage]\ndir = {}\n[scope]\nfull = [\"audit.Event Log\", \"measurements\", \"readings\", \"no_columns\"]\n",
-            support::toml_string(&db.url),
-            support::toml_string(&dir.path().join("b").to_string_lossy())
-        ),
+    let (_dir, report) = backup_with_scope(
+        &db,
+        "[scope]\nfull = [\"audit.Event Log\", \"measurements\", \"readings\", \"no_columns\"]\n",
     );
-    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
-    assert_exit(&o, 0);
-    let report = flow::json(&o);
     // Partitions take their parent's mode: nothing is unclassified.
     for t in report["tables"].as_array().unwrap() {
         assert_eq!((t["mode"].as_str(), t["unclassified"].as_bool()), (Some("full"), Some(false)), "{t}");
@@ -436,18 +435,10 @@ fn closure_follows_foreign_keys_declared_on_a_partitioned_table() {
          CREATE TABLE order_lines_b PARTITION OF order_lines FOR VALUES FROM ('2026-06-01') TO ('2100-01-01');
          INSERT INTO order_lines SELECT g, g, date '2026-01-01' + g * 7 FROM generate_series(1, 40) g;",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "[database]\nurl = {}\n[storage]\ndir = {}\n[scope]\nfull = [\"order_lines\"]\n[[scope.window]]\ntables = [\"orders\"]\nkeep = \"3 months\"\n",
-            support::toml_string(&db.url),
-            support::toml_string(&dir.path().join("b").to_string_lossy())
-        ),
+    let (_dir, report) = backup_with_scope(
+        &db,
+        "[scope]\nfull = [\"order_lines\"]\n[[scope.window]]\ntables = [\"orders\"]\nkeep = \"3 months\"\n",
     );
-    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
-    assert_exit(&o, 0);
-    let report = flow::json(&o);
     let orders = report["tables"].as_array().unwrap().iter().find(|t| t["name"] == "orders").unwrap();
     // 40 orders every 10 days: 9 or 10 inside 3 months, every other one pulled in by its lines.
     assert_eq!(orders["rows"], 40, "{orders}");

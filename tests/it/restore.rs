@@ -271,6 +271,19 @@ fn crafted(w: &Work, name: &str, edit: impl FnOnce(&mut Crafted)) -> PathBuf {
 
 /// The byte range of the first data record of a CSV (after the header),
 /// without its newline; quoted newlines stay inside the record.
+/// A consistent archive whose `csv` member has its first row twice: COPY
+/// accepts it (no index yet), the primary key in constraints.sql does not.
+fn with_first_row_twice(w: &Work, name: &str, csv: &str) -> PathBuf {
+    crafted(w, name, |c| {
+        let data = c.data_mut(csv);
+        let row = first_record(data);
+        let mut copy = data[row.clone()].to_vec();
+        copy.push(b'\n');
+        data.splice(row.start..row.start, copy);
+        c.refresh_table(csv);
+    })
+}
+
 fn first_record(csv: &[u8]) -> std::ops::Range<usize> {
     let start = csv.iter().position(|&b| b == b'\n').expect("header line") + 1;
     let mut quoted = false;
@@ -540,14 +553,7 @@ fn restore_of_rows_violating_a_constraint_rolls_back_everything_and_names_table_
 
     // The first row twice: COPY accepts it (no index yet), the primary key
     // in constraints.sql does not.
-    let duplicate = crafted(&w, "duplicate.tar.gz", |c| {
-        let data = c.data_mut(&csv);
-        let row = first_record(data);
-        let mut copy = data[row.clone()].to_vec();
-        copy.push(b'\n');
-        data.splice(row.start..row.start, copy);
-        c.refresh_table(&csv);
-    });
+    let duplicate = with_first_row_twice(&w, "duplicate.tar.gz", &csv);
     assert_exit(&run_in(w.dir.path(), [OsStr::new("verify"), duplicate.as_os_str()]), 0);
     let out = restore(&duplicate, &target.url, &[]);
     assert_exit(&out, 1);
@@ -904,14 +910,7 @@ fn a_failed_parallel_restore_empties_the_target_and_says_so() {
     let w = work();
     let csv = table(&f.manifest, "public.users").file.clone().unwrap();
     // The first user twice: every table loads, the primary key then fails.
-    let duplicate = crafted(&w, "duplicate_jobs.tar.gz", |c| {
-        let data = c.data_mut(&csv);
-        let row = first_record(data);
-        let mut copy = data[row.clone()].to_vec();
-        copy.push(b'\n');
-        data.splice(row.start..row.start, copy);
-        c.refresh_table(&csv);
-    });
+    let duplicate = with_first_row_twice(&w, "duplicate_jobs.tar.gz", &csv);
     let target = fresh_db("restore jobs fails");
     let out = restore(&duplicate, &target.url, &["--jobs", "2"]);
     assert_exit(&out, 1);
