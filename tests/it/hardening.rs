@@ -267,7 +267,7 @@ pub(crate) mod craft {
 /// sequence, quoted CSV values) and one config file, made by `lifeboat
 /// backup` once per test process. Small, so that hundreds of mutants are
 /// checked in well under a second.
-fn small_archive() -> &'static [u8] {
+pub(crate) fn small_archive() -> &'static [u8] {
     static ARCHIVE: OnceLock<Vec<u8>> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
         let db = fresh_db("hardening small");

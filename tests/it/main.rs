@@ -17,3 +17,5 @@ mod restore;
 mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
+mod limits;
