@@ -104,6 +104,7 @@ fn assert_refused_within_bound(archive: &Path, expected: &[&str]) {
     for (name, cmd) in readers(archive) {
         let (out, peak) = run_measuring_peak_rss(&cmd);
         let err = stderr(&out);
+        eprintln!("{name} {}: peak RSS {} MiB\n{}", archive.display(), peak / MIB, err.chars().take(2_000).collect::<String>());
         assert!(peak < PEAK_RSS_BOUND, "{name} peaked at {} MiB (bound {} MiB)", peak / MIB, PEAK_RSS_BOUND / MIB);
         assert_printable_and_short(&err);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
