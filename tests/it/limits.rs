@@ -20,7 +20,8 @@ use tar::EntryType;
 use crate::flow::{assert_exit, stderr};
 use crate::hardening::craft::{self, Crafted, Member};
 use crate::hardening::small_archive;
-use crate::support::{fresh_db, lifeboat, run_measuring_peak_rss};
+use crate::support::rss::run_measured;
+use crate::support::{fresh_db, lifeboat};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -102,9 +103,15 @@ fn readers(archive: &Path) -> Vec<(&'static str, Command)> {
 /// bound.
 fn assert_refused_within_bound(archive: &Path, expected: &[&str]) {
     for (name, cmd) in readers(archive) {
-        let (out, peak) = run_measuring_peak_rss(&cmd);
+        let measured = run_measured(&cmd);
+        let (out, peak) = (measured.output, measured.peak_rss_kib * 1024);
         let err = stderr(&out);
-        eprintln!("{name} {}: peak RSS {} MiB\n{}", archive.display(), peak / MIB, err.chars().take(2_000).collect::<String>());
+        eprintln!(
+            "{name} {}: peak RSS {} MiB\n{}",
+            archive.display(),
+            peak / MIB,
+            err.chars().take(2_000).collect::<String>()
+        );
         assert!(peak < PEAK_RSS_BOUND, "{name} peaked at {} MiB (bound {} MiB)", peak / MIB, PEAK_RSS_BOUND / MIB);
         assert_printable_and_short(&err);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
@@ -187,7 +194,7 @@ fn member_names_in_errors_are_escaped_and_truncated() {
         let path = dir.path().join(file);
         c.write(&path);
         for (reader, cmd) in readers(&path) {
-            let out = run_measuring_peak_rss(&cmd).0;
+            let out = run_measured(&cmd).output;
             assert_exit(&out, 1);
             let err = stderr(&out);
             assert!(err.contains(expected), "{reader} {file}: {expected:?} not in:\n{err}");

@@ -9,18 +9,17 @@
 //!
 //! Layout: `cluster` (initdb/pg_ctl, finding the binaries), `compare`
 //! (fingerprints, schema dump, FK and sequence reports), `rss` (a child's
-//! peak memory), `saas` (the fixture and its config).
+//! peak resident memory), `saas` (the fixture and its config).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
 mod cluster;
 mod compare;
-mod rss;
+pub mod rss;
 mod saas;
 
 pub use cluster::{pg_bin, Cluster};
 pub use compare::{all_fingerprints, fk_report, query_fingerprint, schema_dump, sequence_values, table_fingerprint};
-pub use rss::run_measuring_peak_rss;
 pub use saas::{saas_config, saas_sql_path, seed_saas, toml_string, SAAS_CONFIG_SCOPE, SAAS_EXPECTED_ROWS, SAAS_SQL};
 
 use std::ffi::OsStr;

@@ -1,39 +1,48 @@
-//! Peak memory of a child process: the command runs under GNU time
-//! (`/usr/bin/time -f %M -o FILE`), which reports the maximum resident set
-//! size of exactly that process (wait4's rusage). `getrusage(RUSAGE_CHILDREN)`
-//! would mix in every other child of this multi-threaded test process.
+//! Peak resident memory of a child process, for tests that bound memory:
+//! the command runs under GNU time (`/usr/bin/time -f %M`), which reports
+//! the child's own `ru_maxrss` from `wait4`, so other tests' children
+//! running at the same time cannot inflate it.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-const GNU_TIME: &str = "/usr/bin/time";
+/// What a measured run gives: its output and its peak RSS in KiB.
+pub struct Measured {
+    pub output: Output,
+    pub peak_rss_kib: u64,
+}
 
-/// Runs `cmd` (program, arguments, environment and working directory as
-/// set) and returns its output and its peak resident set size in bytes.
-pub fn run_measuring_peak_rss(cmd: &Command) -> (Output, u64) {
-    assert!(
-        Path::new(GNU_TIME).exists(),
-        "{GNU_TIME} is missing: install GNU time (apt-get install time) to run the memory-bound tests"
-    );
+impl Measured {
+    pub fn peak_rss_mib(&self) -> u64 {
+        self.peak_rss_kib / 1024
+    }
+}
+
+/// Runs `cmd` (program, arguments, environment changes and working
+/// directory are carried over) under `/usr/bin/time` and returns its
+/// output with its peak RSS.
+pub fn run_measured(cmd: &Command) -> Measured {
+    let time = Path::new("/usr/bin/time");
+    assert!(time.is_file(), "peak-RSS tests need GNU time at /usr/bin/time (apt-get install time)");
     let report = tempfile::NamedTempFile::new().expect("temp file for GNU time's report");
-    let mut timed = Command::new(GNU_TIME);
-    timed.args(["-f", "%M", "-o"]).arg(report.path()).arg(cmd.get_program()).args(cmd.get_args());
-    for (name, value) in cmd.get_envs() {
-        match value {
-            Some(v) => timed.env(name, v),
-            None => timed.env_remove(name),
+    let mut timed = Command::new(time);
+    timed.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
         };
     }
     if let Some(dir) = cmd.get_current_dir() {
         timed.current_dir(dir);
     }
-    let out = timed.output().expect("run the command under GNU time");
-    let text = std::fs::read_to_string(report.path()).expect("GNU time's report");
-    // Exit codes other than 0 add a "Command exited with non-zero status" line.
-    let kib: u64 = text
+    let output = timed.output().expect("cannot run /usr/bin/time");
+    let text = std::fs::read_to_string(report.path()).expect("GNU time wrote no report");
+    // A failing child adds "Command exited with non-zero status N" first.
+    let peak_rss_kib = text
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .next_back()
+        .rev()
+        .find_map(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("no peak RSS in GNU time's report: {text:?}"));
-    (out, kib * 1024)
+    Measured { output, peak_rss_kib }
 }
