@@ -15,5 +15,7 @@ mod cli;
 mod restore;
 // Hostile and damaged archives: unsafe members, seeded mutation fuzz of the reader and verifier.
 mod hardening;
+// Cancellation tokens: backup stops, pg_dump killed, nothing partial left.
+mod cancel;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
