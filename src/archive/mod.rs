@@ -40,16 +40,12 @@ pub fn psql_member(schema: &str, table: &str) -> String {
     format!("{DATA_DIR}{}.{}.copy", encode(schema), encode(table))
 }
 
+/// Everything but `[A-Za-z0-9_-]` is encoded, as `%XX` per UTF-8 byte
+/// (upper-case hex): part of the archive format.
+const MEMBER_NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'-');
+
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, MEMBER_NAME).to_string()
 }
 
 /// `archive name` → `critical_backup_20261124_020000.tar.gz`.

@@ -122,7 +122,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
                 "files pattern {p:?} must be relative to files.base_dir and must not contain '..'"
             )));
         }
-        glob::Pattern::new(p).map_err(|e| ConfigError::Invalid(format!("files pattern {p:?}: {e}")))?;
+        // The same syntax `plan::files::matcher` compiles (kept here so that
+        // config does not depend on plan).
+        globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ConfigError::Invalid(format!("files pattern {p:?}: {}", e.kind())))?;
     }
     if (!c.files.include.is_empty() || !c.files.optional.is_empty()) && c.files.base_dir.is_none() {
         return Err(ConfigError::Invalid(

@@ -45,9 +45,15 @@ const FOREIGN_URL_PARAMS: &[&str] =
 pub fn parse_database_url(url: &str, origin: &str) -> Result<postgres::Config, ConfigError> {
     let cleaned = match url.split_once('?') {
         Some((head, query)) => {
+            // Keys are compared decoded (the `form_urlencoded` parser of the `url` project), but
+            // kept pairs are passed on byte for byte: re-encoding would turn
+            // `%20` into `+`, which the postgres URL parser does not decode.
             let kept: Vec<&str> = query
                 .split('&')
-                .filter(|kv| !kv.is_empty() && !FOREIGN_URL_PARAMS.contains(&kv.split('=').next().unwrap_or("")))
+                .filter(|kv| {
+                    let key = form_urlencoded::parse(kv.as_bytes()).next().map(|(k, _)| k.into_owned());
+                    !kv.is_empty() && !key.is_some_and(|k| FOREIGN_URL_PARAMS.contains(&k.as_str()))
+                })
                 .collect();
             if kept.is_empty() {
                 head.to_string()
