@@ -37,8 +37,9 @@ const SHOWN_CHARS: usize = 120;
 const HEAD_BYTES: u64 = 64;
 
 /// A member name as messages show it: control and bidirectional-override
-/// characters escaped (`\u{1b}`), so a crafted name cannot drive the
-/// terminal, and cut after [`SHOWN_CHARS`] characters.
+/// characters escaped (`\u{1b}`) so a crafted name cannot drive the
+/// terminal, `\` and `"` too so the escapes stay unambiguous, and cut after
+/// [`SHOWN_CHARS`] characters. Other text (Thai, say) is kept as it is.
 pub fn shown(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in name.chars().enumerate() {
@@ -47,7 +48,7 @@ pub fn shown(name: &str) -> String {
             break;
         }
         let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || invisible {
+        if c.is_control() || invisible || c == '\\' || c == '"' {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -228,27 +229,28 @@ pub fn for_each_member_in(
     // gzip trailer (CRC and length, checked on the way to EOF).
     let mut rest = archive.into_inner().take(MAX_TRAILING_ZEROS + 1);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut padding = 0u64;
+    let (mut padding, mut hidden) = (0u64, false);
+    // Read to the end first: damage (a bad CRC) is reported as damage.
     loop {
         let n = rest.read(&mut buf).map_err(|e| corrupt(&last, e))?;
         if n == 0 {
             break;
         }
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Err(ArchiveError::Trailing(
-                "non-zero bytes follow the tar end-of-archive blocks (members hidden where `tar -i` would find \
-                 them?)"
-                    .into(),
-            ));
-        }
+        hidden |= buf[..n].iter().any(|&b| b != 0);
         padding += n as u64;
-        if padding > MAX_TRAILING_ZEROS {
-            return Err(ArchiveError::Trailing(format!(
-                "more than {MAX_TRAILING_ZEROS} bytes of padding after the tar end-of-archive blocks"
-            )));
-        }
     }
     drop(rest);
+    if padding > MAX_TRAILING_ZEROS {
+        return Err(ArchiveError::Trailing(format!(
+            "more than {MAX_TRAILING_ZEROS} bytes follow the tar end-of-archive blocks"
+        )));
+    }
+    if hidden {
+        return Err(ArchiveError::Trailing(
+            "non-zero bytes follow the tar end-of-archive blocks (members hidden where `tar -i` would find them?)"
+                .into(),
+        ));
+    }
     let after = input.fill_buf().map_err(|e| corrupt(&last, e))?.len();
     if after > 0 {
         return Err(ArchiveError::Trailing(format!(
@@ -396,6 +398,7 @@ mod tests {
         assert_eq!(shown("ผู้ใช้.csv"), "ผู้ใช้.csv");
         assert_eq!(shown("a\x1b[2Jb\x07\n"), "a\\u{1b}[2Jb\\u{7}\\n");
         assert_eq!(shown("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(shown(r#"a\u{1b}"b"#), r#"a\\u{1b}\"b"#);
         let long = shown(&"n".repeat(5_000));
         assert!(long.starts_with(&"n".repeat(SHOWN_CHARS)) && long.ends_with("… (5000 bytes in all)"), "{long}");
         assert!(long.len() < 200);
