@@ -132,18 +132,26 @@ fn assert_printable_and_short(err: &str) {
 /// A name that tries to clear the screen and recolour the terminal.
 const TERMINAL_TRICKS: &[u8] = b"config/\x1b[2J\x1b[31mred\x07";
 
+/// An archive whose first entry is an extension header (`kind`, named
+/// `name`) announcing 256 MiB that start with `head`, then one empty member:
+/// it compresses to well under 2 MiB.
+fn huge_extension(dir: &Path, kind: EntryType, name: &[u8], head: &[u8]) -> std::path::PathBuf {
+    let path = dir.join("huge.tar.gz");
+    let mut t = TarGz::create(&path);
+    let size = 256 * MIB;
+    t.header(name, kind, size);
+    t.data(head, b'a', size);
+    t.header(b"config/x", EntryType::Regular, 0);
+    t.finish();
+    assert!(size_of(&path) < 2 * MIB, "generator: {} bytes", size_of(&path));
+    path
+}
+
 // covers: FR-22.6, FR-22.3, SC-5
 #[test]
 fn a_gnu_long_name_of_256_mib_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("longname.tar.gz");
-    let mut t = TarGz::create(&path);
-    let name_len = 256 * MIB;
-    t.header(b"././@LongLink", EntryType::GNULongName, name_len + 1);
-    t.data(TERMINAL_TRICKS, b'a', name_len + 1);
-    t.header(b"config/x", EntryType::Regular, 0);
-    t.finish();
-    assert!(size_of(&path) < 2 * MIB, "generator: {} bytes", size_of(&path));
+    let path = huge_extension(dir.path(), EntryType::GNULongName, b"././@LongLink", TERMINAL_TRICKS);
     // The member is named by the start of its name, escaped.
     assert_refused_within_bound(&path, &["config/\\u{1b}[2J\\u{1b}[31mred\\u{7}aaa", "4096"]);
 }
@@ -152,14 +160,8 @@ fn a_gnu_long_name_of_256_mib_is_refused_before_it_is_read() {
 #[test]
 fn a_pax_header_of_256_mib_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pax.tar.gz");
-    let mut t = TarGz::create(&path);
-    let size = 256 * MIB;
-    t.header(b"././@PaxHeader", EntryType::XHeader, size);
-    t.data(format!("{size} comment=").as_bytes(), b'a', size);
-    t.header(b"config/x", EntryType::Regular, 0);
-    t.finish();
-    assert!(size_of(&path) < 2 * MIB, "generator: {} bytes", size_of(&path));
+    let head = format!("{} comment=", 256 * MIB);
+    let path = huge_extension(dir.path(), EntryType::XHeader, b"././@PaxHeader", head.as_bytes());
     assert_refused_within_bound(&path, &["././@PaxHeader", "PAX", "65536"]);
 }
 
