@@ -158,7 +158,7 @@ mod tests {
         ]
     }
 
-    // covers: FR-7.4, FR-7.9
+    // covers: FR-7.4, FR-7.9, NFR-4.1
     #[test]
     fn a_noted_error_keeps_the_kind_of_what_it_wraps() {
         for (what, e, code, retryable) in kinds() {

@@ -281,7 +281,7 @@ fn restore_jobs(archive: &Path, url: &str, tmpdir: &Path, extra: &[&str]) -> Out
         .expect("run lifeboat restore")
 }
 
-// covers: FR-7.9, FR-7.11
+// covers: FR-7.9
 #[test]
 fn parallel_restore_spools_beside_the_archive_not_in_tmpdir_and_removes_the_spool() {
     let dir = tempfile::tempdir().unwrap();
