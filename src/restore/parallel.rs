@@ -19,7 +19,9 @@ use crate::pg::{self, copy_err, db_err, describe};
 /// success, failure and panic alike.
 pub(super) struct Spool {
     dir: tempfile::TempDir,
-    tables: Vec<(ManifestTable, tempfile::NamedTempFile)>,
+    /// Closed once written (a file descriptor per table would run into
+    /// the process's limit with thousands of tables); deleted on drop.
+    tables: Vec<(ManifestTable, tempfile::TempPath)>,
 }
 
 impl Spool {
@@ -41,7 +43,7 @@ impl Spool {
         let context = format!("spooling the rows of {} ({} bytes uncompressed) in", t.display(), t.bytes);
         let mut f = tempfile::NamedTempFile::new_in(path).map_err(|e| Error::io(context.as_str(), path, e))?;
         std::io::copy(rows, &mut f).map_err(|e| Error::io(context.as_str(), path, e))?;
-        self.tables.push((t.clone(), f));
+        self.tables.push((t.clone(), f.into_temp_path()));
         Ok(())
     }
 }
@@ -73,7 +75,7 @@ pub(super) fn copy_parallel(
                         let Some((t, file)) = pending.get(i) else { return Ok(()) };
                         cancel.check(&format!("loading rows of {}", t.display()))?;
                         let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
-                        let mut f = file.reopen().map_err(|e| Error::io("reading spool", file.path(), e))?;
+                        let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file, e))?;
                         let mut w =
                             client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
                         std::io::copy(&mut f, &mut w).map_err(copy_err(format!("loading rows of {}", t.display())))?;
