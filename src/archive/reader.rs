@@ -39,7 +39,7 @@ const HEAD_BYTES: u64 = 64;
 /// A member name as messages show it: control and bidirectional-override
 /// characters escaped (`\u{1b}`) so a crafted name cannot drive the
 /// terminal, `\` and `"` too so the escapes stay unambiguous, and cut after
-/// [`SHOWN_CHARS`] characters. Other text (Thai, say) is kept as it is.
+/// 120 characters. Other text (Thai, say) is kept as it is.
 pub fn shown(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in name.chars().enumerate() {
