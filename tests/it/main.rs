@@ -17,3 +17,5 @@ mod restore;
 mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
+mod config_safety;
