@@ -452,3 +452,36 @@ fn control_characters_in_names_are_escaped_in_every_message() {
         assert!(all.contains("\\u{1b}"), "the character is shown escaped:\n{all}");
     }
 }
+
+// covers: FR-7.6, TS-2.5
+#[test]
+fn restore_takes_row_counts_from_its_copy_and_scans_no_table_again() {
+    let db = support::fresh_db("copy_counts");
+    // No index and no constraint: nothing but a count(*) would scan it.
+    db.exec("CREATE TABLE heap_only (v text); INSERT INTO heap_only SELECT 'r' || g FROM generate_series(1, 250) g");
+    let d = tempfile::tempdir().unwrap();
+    let config = config_in(d.path(), &tiny_config(&db, &d.path().join("backups")));
+    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    for jobs in ["1", "2"] {
+        let target = support::fresh_db(&format!("copy_counts_target_{jobs}"));
+        let o = run(&["--json", "restore", &archive, "--db", &target.url, "--jobs", jobs]);
+        assert_exit(&o, 0);
+        let report = flow::json(&o);
+        let t = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "public.heap_only").unwrap();
+        assert_eq!((t["expected"].as_u64(), t["restored"].as_u64()), (Some(250), Some(250)), "{report}");
+        // Statistics reach the server when the restoring session ends.
+        let started = Instant::now();
+        let stats = loop {
+            let s = target.query_one_string(
+                "SELECT n_tup_ins || ' ' || seq_scan FROM pg_stat_user_tables WHERE relname = 'heap_only'",
+            );
+            if s.starts_with("250 ") || started.elapsed() > Duration::from_secs(10) {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(stats, "250 0", "--jobs {jobs}: rows inserted, and no scan of the table after its COPY");
+    }
+}
