@@ -354,7 +354,7 @@ fn a_second_backup_into_the_same_directory_refuses_while_one_runs() {
     std::fs::write(s.storage().join("critical_backup_20990101_000000.tar.gz.partial"), b"in progress").unwrap();
     let o = run(&["--config", s.config.to_str().unwrap(), "backup"]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("another lifeboat backup is running"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("another lifeboat run holds"), "{}", stderr(&o));
     assert!(s.stored().iter().any(|n| n.ends_with(".partial")), "the running backup's file is left alone");
     drop(lock);
     s.backup();
