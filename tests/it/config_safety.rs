@@ -420,7 +420,7 @@ fn a_storage_dir_that_is_a_file_says_so() {
     assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
 }
 
-// covers: FR-24.4, SC-2.4
+// covers: FR-24.5, FR-24.4
 #[test]
 fn control_characters_in_names_are_escaped_in_every_message() {
     let db = support::fresh_db("ctrl_names");
