@@ -119,7 +119,14 @@ impl Store for LocalStore {
         match held.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking storage directory", dir, e)),
+            // NFS emulates flock with byte-range locks, which need a file
+            // open for writing (EBADF on a directory): fall back to the
+            // file lock alone rather than refuse to back up there.
+            Err(std::fs::TryLockError::Error(e)) => progress(Event::Warning(format!(
+                "cannot lock the storage directory {} itself ({e}); locking only {LOCK_FILE}, so keep cleanup \
+                 jobs from deleting it",
+                dir.display()
+            ))),
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
