@@ -71,81 +71,9 @@ impl Store for LocalStore {
     /// live run's files go. The lock is released when the returned guard is
     /// dropped (or the process dies).
     fn lock(&self, progress: Progress) -> Result<RunLock> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         let dir = &self.dir;
-        match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => {
-                let mode = m.permissions().mode() & 0o7777;
-                if mode & 0o077 != 0 {
-                    progress(Event::Warning(format!(
-                        "storage directory {} has mode {mode:04o}: other users can see or reach the archives, \
-                         which hold secrets; chmod 700 {} (lifeboat does not change the mode of a directory it \
-                         did not create)",
-                        dir.display(),
-                        dir.display()
-                    )));
-                }
-            }
-            Ok(_) => {
-                return Err(Error::Refused(format!(
-                    "storage directory {} is a file, not a directory; point storage.dir (or --output-dir) at a \
-                     directory",
-                    dir.display()
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io("creating storage directory", dir, e))?,
-            Err(e) => return Err(Error::io("reading storage directory", dir, e)),
-        }
-        let held = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(dir)
-            .map_err(|e| Error::io("opening storage directory", dir, e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let busy = || {
-            let pid = std::fs::read_to_string(&lock_path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-            let who = pid.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}"));
-            let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-            Error::Busy(format!(
-                "another lifeboat run holds {} ({who}); wait for it to finish (deleting {LOCK_FILE} does not \
-                 release it)",
-                shown.display()
-            ))
-        };
-        match held.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
-            // NFS emulates flock with byte-range locks, which need a file
-            // open for writing (EBADF on a directory): fall back to the
-            // file lock alone rather than refuse to back up there.
-            Err(std::fs::TryLockError::Error(e)) => progress(Event::Warning(format!(
-                "cannot lock the storage directory {} itself ({e}); locking only {LOCK_FILE}, so keep cleanup \
-                 jobs from deleting it",
-                dir.display()
-            ))),
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
-        }
-        {
-            use std::io::Write;
-            // Only for the message of a run that finds the lock taken.
-            let _ = file.set_len(0);
-            let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
-        }
+        ensure_dir(dir, progress)?;
+        let held = lock_dir(dir, progress)?;
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -156,7 +84,7 @@ impl Store for LocalStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(RunLock::new(DirLock { _dir: held, _file: file }))
+        Ok(RunLock::new(held))
     }
 
     fn scratch_dir(&self) -> &Path {
@@ -225,6 +153,94 @@ impl Store for LocalStore {
         let path = self.path_of(name)?;
         std::fs::remove_file(&path).map_err(|e| Error::io("deleting archive", &path, e))
     }
+}
+
+/// Creates `dir` (0700, with its missing parents) when it does not exist.
+/// An existing directory keeps its mode: lifeboat did not create it (think
+/// `--output-dir /tmp`), so it only warns when others can read or enter it.
+fn ensure_dir(dir: &Path, progress: Progress) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            let mode = m.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                progress(Event::Warning(format!(
+                    "storage directory {} has mode {mode:04o}: other users can see or reach the archives, \
+                     which hold secrets; chmod 700 {} (lifeboat does not change the mode of a directory it \
+                     did not create)",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+        }
+        Ok(_) => {
+            return Err(Error::Refused(format!(
+                "storage directory {} is a file, not a directory; point storage.dir (or --output-dir) at a \
+                 directory",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("creating storage directory", dir, e))?,
+        Err(e) => return Err(Error::io("reading storage directory", dir, e)),
+    }
+    Ok(())
+}
+
+/// Takes the run's lock: an `flock` on the directory itself, then on
+/// [`LOCK_FILE`], which then gets this process's pid.
+fn lock_dir(dir: &Path, progress: Progress) -> Result<DirLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(|e| Error::io("opening storage directory", dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let busy = || {
+        let pid = std::fs::read_to_string(&lock_path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        let who = pid.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}"));
+        let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Error::Busy(format!(
+            "another lifeboat run holds {} ({who}); wait for it to finish (deleting {LOCK_FILE} does not \
+             release it)",
+            shown.display()
+        ))
+    };
+    match held.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
+        // NFS emulates flock with byte-range locks, which need a file
+        // open for writing (EBADF on a directory): fall back to the
+        // file lock alone rather than refuse to back up there.
+        Err(std::fs::TryLockError::Error(e)) => progress(Event::Warning(format!(
+            "cannot lock the storage directory {} itself ({e}); locking only {LOCK_FILE}, so keep cleanup \
+             jobs from deleting it",
+            dir.display()
+        ))),
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
+    }
+    {
+        use std::io::Write;
+        // Only for the message of a run that finds the lock taken.
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+    }
+    Ok(DirLock { _dir: held, _file: file })
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
