@@ -7,6 +7,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use crate::archive::ManifestTable;
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
@@ -50,15 +52,17 @@ impl Spool {
 
 /// Loads the spooled tables over `jobs` connections, each table in its own
 /// transaction; the first error stops the others from taking more work.
+/// Returns the rows each COPY loaded, by data file.
 pub(super) fn copy_parallel(
     target: &postgres::Config,
     spool: &Spool,
     jobs: usize,
     progress: Progress,
     cancel: &CancelToken,
-) -> Result<()> {
+) -> Result<BTreeMap<String, u64>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::Mutex::new(None::<Error>);
+    let loaded = std::sync::Mutex::new(BTreeMap::new());
     let name = describe(target);
     std::thread::scope(|s| {
         let pending = &spool.tables;
@@ -80,6 +84,9 @@ pub(super) fn copy_parallel(
                             client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
                         std::io::copy(&mut f, &mut w).map_err(copy_err(format!("loading rows of {}", t.display())))?;
                         let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
+                        if let Some(f) = &t.file {
+                            loaded.lock().expect("not poisoned").insert(f.clone(), rows);
+                        }
                         progress(Event::Table {
                             name: t.display(),
                             rows,
@@ -96,6 +103,6 @@ pub(super) fn copy_parallel(
     });
     match failed.into_inner().expect("not poisoned") {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(loaded.into_inner().expect("not poisoned")),
     }
 }
