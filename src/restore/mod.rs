@@ -183,10 +183,7 @@ pub(crate) fn restore_verified(
     let target_name = describe(target);
     // Before the target is touched: a spool that cannot be made must not
     // cost a --force target its contents.
-    let spool = match opts.jobs {
-        1 => None,
-        _ => Some(parallel::Spool::create(&spool_dir(archive_path, opts))?),
-    };
+    let spool = if opts.jobs > 1 { Some(parallel::Spool::create(&spool_dir(archive_path, opts))?) } else { None };
     let mut client = pg::connect_with(target, &target_name, "the --db URL")?;
 
     let existing = target::user_tables(&mut client)?;
