@@ -17,3 +17,5 @@ mod restore;
 mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
+mod faults;
