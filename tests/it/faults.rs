@@ -184,7 +184,7 @@ fn assert_clean_after(run: &Bounded, db: &TestDb, dir: &Path) {
     assert!(!stderr(&next).contains("left by an interrupted run"), "{}", stderr(&next));
 }
 
-// covers: FR-14.10, NFR-2.3
+// covers: FR-14.10, FR-14.11
 #[test]
 fn a_frozen_postmaster_fails_the_backup_within_the_connect_timeout() {
     let cluster = support::Cluster::start();
@@ -201,7 +201,7 @@ fn a_frozen_postmaster_fails_the_backup_within_the_connect_timeout() {
     assert!(err.contains(&format!("127.0.0.1:{}/app", cluster.port())), "names the server: {err}");
 }
 
-// covers: FR-14.10, NFR-2.3
+// covers: FR-14.11, FR-7.1, FR-15.1
 #[test]
 fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
     let silent = SilentListener::start();
@@ -240,7 +240,7 @@ fn proxied(db: &TestDb) -> (Proxy, String) {
     (proxy, url)
 }
 
-// covers: FR-14.4, FR-14.11, NFR-2.4
+// covers: FR-14.4, NFR-2.3
 #[test]
 fn a_link_frozen_during_planning_ends_the_run_within_the_stall_timeout() {
     let db = big_db("frozen_plan");
@@ -258,7 +258,7 @@ fn a_link_frozen_during_planning_ends_the_run_within_the_stall_timeout() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-14.4, FR-14.11, NFR-2.4, FR-14.12
+// covers: FR-14.4, FR-14.12, NFR-2.3
 #[test]
 fn a_link_frozen_during_a_copy_ends_the_run_and_leaves_nothing_behind() {
     let db = big_db("frozen_copy");
@@ -276,7 +276,7 @@ fn a_link_frozen_during_a_copy_ends_the_run_and_leaves_nothing_behind() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-14.12
+// covers: FR-14.12, NFR-2.3
 #[test]
 fn a_failed_run_leaves_no_pg_dump_running() {
     let db = big_db("pg_dump_left");
@@ -294,7 +294,7 @@ fn a_failed_run_leaves_no_pg_dump_running() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-14.13, NFR-2.5
+// covers: FR-24.5, NFR-2.3
 #[test]
 fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
     let db = big_db("sigterm");
@@ -315,7 +315,7 @@ fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-14.14, NFR-2.6
+// covers: FR-24.6, NFR-2.5
 #[test]
 fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
     let s = flow::Seeded::new("closed_stderr");
@@ -371,7 +371,7 @@ fn password_cluster(secret: &str, dbs: &[&str]) -> support::Cluster {
     cluster
 }
 
-// covers: FR-15.10, SC-4.3
+// covers: SC-4.4, SC-4.2
 #[test]
 fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass_or_a_file() {
     let secret = "Zq9-target-secret";
