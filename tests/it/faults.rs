@@ -184,7 +184,7 @@ fn assert_clean_after(run: &Bounded, db: &TestDb, dir: &Path) {
     assert!(!stderr(&next).contains("left by an interrupted run"), "{}", stderr(&next));
 }
 
-// covers: FR-14.10, FR-14.11
+// covers: FR-14.10, FR-14.12
 #[test]
 fn a_frozen_postmaster_fails_the_backup_within_the_connect_timeout() {
     let cluster = support::Cluster::start();
@@ -201,7 +201,7 @@ fn a_frozen_postmaster_fails_the_backup_within_the_connect_timeout() {
     assert!(err.contains(&format!("127.0.0.1:{}/app", cluster.port())), "names the server: {err}");
 }
 
-// covers: FR-14.11, FR-7.1, FR-15.1
+// covers: FR-14.12, FR-7.1, FR-15.1
 #[test]
 fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
     let silent = SilentListener::start();
@@ -258,7 +258,7 @@ fn a_link_frozen_during_planning_ends_the_run_within_the_stall_timeout() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-14.4, FR-14.12, NFR-2.3
+// covers: FR-14.4, FR-14.13, NFR-2.3
 #[test]
 fn a_link_frozen_during_a_copy_ends_the_run_and_leaves_nothing_behind() {
     let db = big_db("frozen_copy");
@@ -276,7 +276,7 @@ fn a_link_frozen_during_a_copy_ends_the_run_and_leaves_nothing_behind() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-14.12, NFR-2.3
+// covers: FR-14.13, NFR-2.3
 #[test]
 fn a_failed_run_leaves_no_pg_dump_running() {
     let db = big_db("pg_dump_left");
