@@ -66,8 +66,7 @@ impl Client {
                 }
             };
             tokio::select! {
-            // The operation first: one already done costs no timer.
-            biased;
+                biased;
                 r = connect => Some(r),
                 () = tripped(cancel) => None,
             }

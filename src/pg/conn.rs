@@ -127,4 +127,37 @@ mod tests {
         assert_eq!(qualified("public", "users"), r#""public"."users""#);
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
+
+    // covers: FR-14.12
+    #[test]
+    fn a_server_that_accepts_and_never_answers_is_a_retryable_timeout_and_a_cancel_ends_the_wait() {
+        // A real socket whose backlog completes the TCP handshake; nobody
+        // ever reads the startup packet.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(silent.local_addr().unwrap().port())
+            .user("u")
+            .dbname("d")
+            .connect_timeout(std::time::Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let err = connect_with(&config, "silent", "the test", &CancelToken::new()).map(|_| ()).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(err.is_retryable() && err.exit_code() == 2, "{err}");
+        assert!(err.to_string().contains("timed out after 0.5s: the server did not answer"), "{err}");
+
+        config.connect_timeout(std::time::Duration::from_secs(600));
+        let cancel = CancelToken::new();
+        let c = cancel.clone();
+        let tripper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            c.cancel();
+        });
+        let started = std::time::Instant::now();
+        let err = connect_with(&config, "silent", "the test", &cancel).map(|_| ()).unwrap_err();
+        tripper.join().unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    }
 }
