@@ -182,6 +182,7 @@ fn a_frozen_postmaster_fails_the_backup_within_the_connect_timeout() {
     let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(40));
     drop(frozen);
     run.assert_within(Duration::from_secs(12));
+    eprintln!("frozen postmaster: the run ended after {:.1}s", run.took.as_secs_f64());
     assert_exit(&run.output, 2);
     let err = stderr(&run.output);
     assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{err}");
@@ -240,6 +241,7 @@ fn backup_stalled_by(hint: &str, trigger: Trigger) -> String {
     let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
     assert!(proxy.triggered(), "the proxy never froze on {trigger:?}:\n{}", stderr(&run.output));
     run.assert_within(Duration::from_secs(20));
+    eprintln!("{hint}: the stalled run ended after {:.1}s", run.took.as_secs_f64());
     assert_exit(&run.output, 1);
     let err = stderr(&run.output);
     assert!(err.contains("no progress for 5"), "{err}");
