@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::config::{Config, ConfigPath, Overrides};
-use crate::error::Error;
+use crate::error::{printable, Error};
 use crate::events::{CancelToken, Event};
 
 const EXIT_CODES: &str = "\
@@ -81,7 +81,7 @@ pub fn run(cli: Cli) -> u8 {
                 // Whatever the error says, the signal is why the run ended.
                 n => (u8::try_from(128 + n).unwrap_or(1), format!("stopped by {}: {e:#}", signal_name(n))),
             };
-            err_line(&format!("error: {message}"));
+            err_line(&format!("error: {}", printable(&message)));
             if json {
                 out(&format!("{}\n", serde_json::json!({ "ok": false, "error": message, "exit_code": code })));
             }
@@ -101,17 +101,23 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
         (None, Some(p)) => ConfigPath::Explicit(p.into()),
         (None, None) => ConfigPath::Default("lifeboat.toml".into()),
     };
-    Ok(crate::config::load(path, flags)?)
+    let (config, file) = crate::config::load(path, flags)?;
+    // Every command that reads the config says what looks wrong in it.
+    let progress = progress_printer(cli.verbose);
+    for w in &config.warnings {
+        progress(Event::Warning(w.clone()));
+    }
+    Ok((config, file))
 }
 
 fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
     move |e| match e {
-        Event::Step(s) => err_line(&format!("lifeboat: {s}")),
-        Event::Warning(w) => err_line(&format!("warning: {w}")),
+        Event::Step(s) => err_line(&format!("lifeboat: {}", printable(s))),
+        Event::Warning(w) => err_line(&format!("warning: {}", printable(&w))),
         Event::Table { name, rows, closure_rows, bytes } if verbose => {
-            err_line(&format!("  {name}: {rows} rows ({closure_rows} closure), {}", render::bytes(bytes)))
+            err_line(&format!("  {}: {rows} rows ({closure_rows} closure), {}", printable(&name), render::bytes(bytes)))
         }
-        Event::Detail(d) if verbose => err_line(&format!("  {d}")),
+        Event::Detail(d) if verbose => err_line(&format!("  {}", printable(&d))),
         _ => {}
     }
 }
@@ -164,7 +170,7 @@ fn cancel_on_signals(cancel: &CancelToken) {
 fn out(s: &str) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(s.as_bytes()).and_then(|()| o.flush());
+    let _ = o.write_all(printable(s).as_bytes()).and_then(|()| o.flush());
 }
 
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {

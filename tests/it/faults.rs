@@ -276,7 +276,7 @@ fn a_failed_run_leaves_no_pg_dump_running() {
     assert!(err.contains("pg_dump"), "{err}");
 }
 
-// covers: FR-24.5, NFR-2.3
+// covers: FR-24.6, NFR-2.3
 #[test]
 fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
     let db = big_db("sigterm");
@@ -297,7 +297,7 @@ fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-24.6, NFR-2.5
+// covers: FR-24.7, NFR-2.5
 #[test]
 fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
     let s = flow::Seeded::new("closed_stderr");

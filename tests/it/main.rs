@@ -23,3 +23,5 @@ mod cancel;
 mod source_safety;
 // Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
 mod faults;
+// Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
+mod config_safety;
