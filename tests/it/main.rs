@@ -17,3 +17,5 @@ mod restore;
 mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Partitioned tables, closure at scale (bounded memory), config-file symlinks, disk-full and lost-database messages.
+mod closure_scale;

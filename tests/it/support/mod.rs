@@ -9,12 +9,13 @@
 //!
 //! Layout: `cluster` (initdb/pg_ctl, finding the binaries), `compare`
 //! (fingerprints, schema dump, FK and sequence reports), `saas` (the
-//! fixture and its config).
+//! fixture and its config), `rss` (peak memory of a child process).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
 mod cluster;
 mod compare;
+pub mod rss;
 mod saas;
 
 pub use cluster::{pg_bin, Cluster};
