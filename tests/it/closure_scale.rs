@@ -113,7 +113,7 @@ fn alerts_with_their_event(db: &TestDb) -> i64 {
     db.query_one_i64("SELECT count(*) FROM alerts a JOIN events e ON (e.id, e.at) = (a.event_id, a.event_at)")
 }
 
-// covers: FR-8.1, FR-8.6, FR-2.6
+// covers: FR-8.1, FR-8.4, FR-8.5, FR-2.1
 #[test]
 fn a_windowed_partitioned_parent_keeps_the_old_partition_rows_recent_children_reference() {
     let db = fresh_db("part_window");
@@ -144,7 +144,7 @@ fn a_windowed_partitioned_parent_keeps_the_old_partition_rows_recent_children_re
     }
 }
 
-// covers: FR-8.1, FR-8.6, FR-2.6
+// covers: FR-8.1, FR-8.4, FR-8.5, FR-2.1
 #[test]
 fn a_leaf_partition_with_a_mode_of_its_own_still_gets_the_rows_children_reference() {
     let db = fresh_db("part_leaf");
@@ -184,7 +184,7 @@ fn a_leaf_partition_with_a_mode_of_its_own_still_gets_the_rows_children_referenc
 // ---------------------------------------------------------------------------
 // Partitioned tables in `lifeboat plan` (issue 8, item 11).
 
-// covers: FR-9.2, FR-9.6, FR-2.6
+// covers: FR-9.2, FR-9.8, FR-10.2
 #[test]
 fn plan_flags_an_unnamed_partitioned_parent_and_estimates_a_windowed_one_from_its_leaves() {
     let db = fresh_db("part_plan");
@@ -262,7 +262,7 @@ fn measured_backup(db: &TestDb, scope: &str) -> (tempfile::TempDir, Value, u64) 
     (dir, flow::json(&o), kib)
 }
 
-// covers: FR-8.7, NFR-1.4
+// covers: FR-8.6, NFR-1.1
 #[test]
 fn a_closure_of_200k_rows_restores_valid_and_backup_memory_does_not_grow_with_it() {
     let small = fresh_db("closure_20k");
@@ -360,7 +360,7 @@ fn run_bounded(args: &[&str], limit: Duration) -> Option<std::process::Output> {
     None
 }
 
-// covers: FR-16.5
+// covers: FR-16.6
 #[test]
 fn config_file_links_that_leave_base_dir_are_refused_and_named() {
     let db = fresh_db("links_out");
@@ -398,7 +398,7 @@ fn config_file_links_that_leave_base_dir_are_refused_and_named() {
     );
 }
 
-// covers: FR-16.2, FR-16.5
+// covers: FR-16.2, FR-16.6
 #[test]
 fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang() {
     let db = fresh_db("links_in");
@@ -448,7 +448,7 @@ impl Drop for SmallFs {
     }
 }
 
-// covers: FR-13.7
+// covers: NFR-2.6
 #[test]
 fn a_full_disk_names_the_path_what_was_written_and_the_space_needed() {
     let Some(fs) = SmallFs::mount() else {
@@ -533,7 +533,7 @@ fn seed_big(db: &TestDb) {
     );
 }
 
-// covers: FR-13.8
+// covers: NFR-2.7
 #[test]
 fn a_database_lost_during_copy_names_the_table_and_the_lost_connection() {
     let db = fresh_db("lost_copy");
@@ -544,7 +544,7 @@ fn a_database_lost_during_copy_names_the_table_and_the_lost_connection() {
     assert!(!err.trim_end().ends_with("db error"), "{err}");
 }
 
-// covers: FR-13.8
+// covers: NFR-2.7
 #[test]
 fn a_server_error_during_copy_quotes_postgresql_and_names_the_table() {
     let db = fresh_db("err_copy");
