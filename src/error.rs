@@ -49,6 +49,9 @@ pub enum Error {
     #[error("required config file missing: {pattern} matched nothing under {base}; create it, fix files.include, or move the pattern to files.optional")]
     FileMissing { pattern: String, base: PathBuf },
 
+    #[error("{context} {path}: {source}; the backup needs about {needed} MB free there (the plan's estimate: the archive plus the largest table's rows, which wait uncompressed in a temporary file): free space, or point storage.dir at a larger disk")]
+    DiskFull { context: String, path: PathBuf, source: std::io::Error, needed: u64 },
+
     #[error("{context} {path}: {source}")]
     Io { context: String, path: PathBuf, source: std::io::Error },
 
@@ -73,6 +76,19 @@ pub enum Error {
 impl Error {
     pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), path: path.into(), source }
+    }
+
+    /// A full disk (or quota) while writing a backup, told with the space
+    /// the plan estimates it needs (`bytes`); any other error unchanged.
+    pub fn with_space_needed(self, bytes: u64) -> Self {
+        match self {
+            Error::Io { context, path, source }
+                if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) =>
+            {
+                Error::DiskFull { context, path, source, needed: bytes.div_ceil(1024 * 1024).max(1) }
+            }
+            e => e,
+        }
     }
 
     /// The process exit code: 2 when nothing could be done (configuration,
@@ -100,6 +116,8 @@ impl Error {
             | Error::PgDump { .. }
             | Error::Busy(_) => true,
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
+            // Someone has to make room first.
+            Error::DiskFull { .. } => false,
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }

@@ -294,7 +294,8 @@ fn a_closure_of_200k_rows_restores_valid_and_backup_memory_does_not_grow_with_it
     assert_eq!(support::query_fingerprint(&mut target.client(), q), support::query_fingerprint(&mut db.client(), q));
 
     // Memory: a fixed bound; the closure itself costs next to nothing (the
-    // rest of the growth is the writer's in-memory spool, capped at 8 MB).
+    // rest of the growth is the writer's in-memory spool, capped at 8 MB;
+    // before the fix: 46 MB, +33 MB over 20k rows, +28 MB over no closure).
     const BOUND_KIB: u64 = 40 * 1024;
     assert!(big_kib < BOUND_KIB, "peak RSS {big_kib} KiB with 200k closure rows, bound {BOUND_KIB} KiB");
     assert!(
@@ -302,7 +303,7 @@ fn a_closure_of_200k_rows_restores_valid_and_backup_memory_does_not_grow_with_it
         "a closure of 200k rows took {big_kib} KiB, the same rows without it {full_kib} KiB: closure memory grows with the data"
     );
     assert!(
-        big_kib < small_kib + 6 * 1024,
+        big_kib < small_kib + 10 * 1024,
         "peak RSS grew from {small_kib} KiB (20k closure rows) to {big_kib} KiB (200k): closure memory grows with the data"
     );
 }
@@ -410,7 +411,8 @@ fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang(
     let inside = members.iter().find(|(p, _)| p == "config/inside.conf").expect("the link inside is archived");
     assert_eq!(inside.1, b"listen 80;\n");
 
-    // A directory that links to its own parent, and two links to each other.
+    // A directory that links to its own parent (not followed: a loop), and
+    // two links to each other (refused: they cannot be followed).
     files.link(Path::new(".."), "certs/loop");
     files.link(Path::new("b.conf"), "a.conf");
     files.link(Path::new("a.conf"), "b.conf");
@@ -418,12 +420,16 @@ fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang(
     let o = run_bounded(&args, Duration::from_secs(30)).expect("plan with a symlink loop must not hang");
     assert_exit(&o, 0);
     let plan = flow::json(&o);
+    let paths: Vec<&str> =
+        plan["files"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["app.conf", "certs/site.pem", "inside.conf"], "the loop is not walked");
     let warnings = plan["warnings"].to_string();
-    assert!(warnings.contains("certs/loop") && warnings.contains("a.conf"), "{warnings}");
+    assert!(warnings.contains("a.conf") && warnings.contains("b.conf") && warnings.contains("loop"), "{warnings}");
+    assert!(!warnings.contains("certs/loop"), "a link to an ancestor is simply not followed: {warnings}");
     let o = run_bounded(&["--config", config.to_str().unwrap(), "backup"], Duration::from_secs(60))
         .expect("backup with a symlink loop must not hang");
     assert_exit(&o, 1);
-    assert!(stderr(&o).contains("loop"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("a.conf") && stderr(&o).contains("loop"), "{}", stderr(&o));
 }
 
 // ---------------------------------------------------------------------------
@@ -487,43 +493,59 @@ fn a_full_disk_names_the_path_what_was_written_and_the_space_needed() {
 /// Runs a backup of `db` (which has a ~40 MB table `big`), stops the
 /// process once the server is blocked sending `big` to it, applies `act`
 /// (SQL on the backend's pid) from another session, resumes it, and returns
-/// its stderr.
+/// its stderr. On a busy machine the poller can miss the COPY (it ended
+/// before the process was stopped): then the run is let finish and tried
+/// again, up to three times.
 fn backup_interrupted_in_copy(db: &TestDb, act: &str) -> String {
     let (_dir, config) = config(db, "");
-    let child = support::lifeboat()
-        .args(["--config", config.to_str().unwrap(), "backup"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let signal = |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
     let mut watcher = support::connect(&support::server().admin_url());
     let find = format!(
-        "SELECT pid, wait_event IS NOT DISTINCT FROM 'ClientWrite' FROM pg_stat_activity \
+        "SELECT pid, state = 'active', wait_event IS NOT DISTINCT FROM 'ClientWrite' FROM pg_stat_activity \
          WHERE datname = '{}' AND application_name = 'lifeboat' AND query LIKE 'COPY%\"big\"%'",
         db.name
     );
-    let start = Instant::now();
-    let mut stopped = false;
-    let backend: i32 = loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "the COPY of big never started (or never blocked)");
-        if let Some(row) = watcher.query(find.as_str(), &[]).unwrap().first() {
-            if !stopped {
-                signal("-STOP");
-                stopped = true;
-            } else if row.get::<_, bool>(1) {
-                break row.get(0);
+    for _attempt in 0..3 {
+        let mut child = support::lifeboat()
+            .args(["--config", config.to_str().unwrap(), "backup"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let signal = |sig: &str| assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+        let start = Instant::now();
+        let mut stopped = false;
+        let backend: Option<i32> = loop {
+            assert!(start.elapsed() < Duration::from_secs(60), "the COPY of big never blocked");
+            let row = watcher.query(find.as_str(), &[]).unwrap().into_iter().next();
+            match row {
+                Some(r) if !stopped && r.get::<_, bool>(1) => {
+                    signal("-STOP");
+                    stopped = true;
+                }
+                Some(r) if stopped && r.get::<_, bool>(1) && r.get::<_, bool>(2) => break Some(r.get(0)),
+                // Missed: the COPY ended before the process stopped.
+                Some(_) if stopped => break None,
+                _ if !stopped && child.try_wait().unwrap().is_some() => break None,
+                _ => {}
             }
-        }
-        std::thread::sleep(Duration::from_millis(if stopped { 50 } else { 5 }));
-    };
-    watcher.execute(act, &[&backend]).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    signal("-CONT");
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    stderr(&o)
+            std::thread::sleep(Duration::from_millis(if stopped { 50 } else { 2 }));
+        };
+        let Some(backend) = backend else {
+            if stopped {
+                signal("-CONT");
+            }
+            let _ = child.wait();
+            continue;
+        };
+        watcher.execute(act, &[&backend]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        signal("-CONT");
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        return stderr(&o);
+    }
+    panic!("three backups ran without the poller catching the COPY of big in the act");
 }
 
 fn seed_big(db: &TestDb) {

@@ -30,8 +30,8 @@ pub fn run_measured(cmd: &Command) -> (Output, u64) {
     // `time` writes "Command exited with non-zero status N" before the figure.
     let kib = text
         .lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .last()
+        .rev()
+        .find_map(|l| l.trim().parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no peak RSS in the time report: {text:?}"));
     (out, kib)
 }
