@@ -250,7 +250,7 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     }
 
     let files = files::collect(&config.files)?;
-    let mut warnings = Vec::new();
+    let mut warnings = config.warnings.clone();
     // A partitioned table is named once, with how many partitions it has.
     let unclassified_parent = |t: &TablePlan| {
         catalog.table(t.oid).partition_of.is_some_and(|p| tables.iter().any(|u| u.oid == p && u.unclassified))

@@ -23,3 +23,5 @@ mod cancel;
 mod source_safety;
 // Partitioned tables, closure at scale (bounded memory), config-file symlinks, disk-full and lost-database messages.
 mod closure_scale;
+// Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
+mod config_safety;
