@@ -257,7 +257,8 @@ fn measured_backup(db: &TestDb, scope: &str) -> (tempfile::TempDir, Value, u64) 
     let (dir, config) = config(db, scope);
     let mut cmd = support::lifeboat();
     cmd.args(["--config", config.to_str().unwrap(), "--json", "backup"]);
-    let (o, kib) = support::rss::run_measured(&cmd);
+    let measured = support::rss::run_measured(&cmd);
+    let (o, kib) = (measured.output, measured.peak_rss_kib);
     assert_exit(&o, 0);
     (dir, flow::json(&o), kib)
 }

@@ -23,5 +23,7 @@ mod cancel;
 mod source_safety;
 // Partitioned tables, closure at scale (bounded memory), config-file symlinks, disk-full and lost-database messages.
 mod closure_scale;
+// Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
+mod limits;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;

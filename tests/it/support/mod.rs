@@ -8,8 +8,8 @@
 //! [`Cluster`] that is stopped and deleted when the process exits.
 //!
 //! Layout: `cluster` (initdb/pg_ctl, finding the binaries), `compare`
-//! (fingerprints, schema dump, FK and sequence reports), `saas` (the
-//! fixture and its config), `rss` (peak memory of a child process).
+//! (fingerprints, schema dump, FK and sequence reports), `rss` (a child's
+//! peak resident memory), `saas` (the fixture and its config).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 

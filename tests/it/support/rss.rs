@@ -1,20 +1,31 @@
-//! Peak resident memory of a child process, measured by `/usr/bin/time -f %M`
-//! (GNU time reads the child's own `wait4` rusage: only that process and its
-//! children, not every process this multi-threaded test binary has waited for,
-//! as `getrusage(RUSAGE_CHILDREN)` would).
+//! Peak resident memory of a child process, for tests that bound memory:
+//! the command runs under GNU time (`/usr/bin/time -f %M`), which reports
+//! the child's own `ru_maxrss` from `wait4`, so other tests' children
+//! running at the same time cannot inflate it.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// GNU time, which the benchmark-style memory tests need.
-const TIME: &str = "/usr/bin/time";
+/// What a measured run gives: its output and its peak RSS in KiB.
+pub struct Measured {
+    pub output: Output,
+    pub peak_rss_kib: u64,
+}
 
-/// Runs `cmd` (program, arguments, environment changes and directory are
-/// kept) under GNU time; its output and its peak RSS in KiB.
-pub fn run_measured(cmd: &Command) -> (Output, u64) {
-    assert!(Path::new(TIME).exists(), "{TIME} (GNU time) is needed to measure peak memory: apt-get install time");
-    let report = tempfile::NamedTempFile::new().expect("temp file for the time report");
-    let mut timed = Command::new(TIME);
+impl Measured {
+    pub fn peak_rss_mib(&self) -> u64 {
+        self.peak_rss_kib / 1024
+    }
+}
+
+/// Runs `cmd` (program, arguments, environment changes and working
+/// directory are carried over) under `/usr/bin/time` and returns its
+/// output with its peak RSS.
+pub fn run_measured(cmd: &Command) -> Measured {
+    let time = Path::new("/usr/bin/time");
+    assert!(time.is_file(), "peak-RSS tests need GNU time at /usr/bin/time (apt-get install time)");
+    let report = tempfile::NamedTempFile::new().expect("temp file for GNU time's report");
+    let mut timed = Command::new(time);
     timed.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
@@ -22,16 +33,16 @@ pub fn run_measured(cmd: &Command) -> (Output, u64) {
             None => timed.env_remove(k),
         };
     }
-    if let Some(d) = cmd.get_current_dir() {
-        timed.current_dir(d);
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
     }
-    let out = timed.output().expect("cannot run /usr/bin/time");
-    let text = std::fs::read_to_string(report.path()).unwrap_or_default();
-    // `time` writes "Command exited with non-zero status N" before the figure.
-    let kib = text
+    let output = timed.output().expect("cannot run /usr/bin/time");
+    let text = std::fs::read_to_string(report.path()).expect("GNU time wrote no report");
+    // A failing child adds "Command exited with non-zero status N" first.
+    let peak_rss_kib = text
         .lines()
         .rev()
-        .find_map(|l| l.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in the time report: {text:?}"));
-    (out, kib)
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in GNU time's report: {text:?}"));
+    Measured { output, peak_rss_kib }
 }
