@@ -10,7 +10,7 @@
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
 //! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `pgpass`.
 //! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `snapshot`, `catalog`, `pg_dump` (the child process).
-//! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `files` (config files).
+//! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `keys` (closure row keys on disk), `files` (config files).
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`.
 //! - [`verify`]: checks an archive against its checksums, manifest and row counts.

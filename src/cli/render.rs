@@ -52,7 +52,7 @@ pub fn plan(p: &Plan) -> String {
         );
     }
     let _ = writeln!(s, "\nSequences: {}", p.sequences.len());
-    if p.files.files.is_empty() && p.files.missing.is_empty() {
+    if p.files.files.is_empty() && p.files.missing.is_empty() && p.files.refused.is_empty() {
         let _ = writeln!(s, "Config files: none configured");
     } else {
         let _ = writeln!(s, "Config files:");
@@ -61,6 +61,9 @@ pub fn plan(p: &Plan) -> String {
         }
         for m in &p.files.missing {
             let _ = writeln!(s, "  {}  MISSING{}", m.pattern, if m.required { " (required)" } else { " (optional)" });
+        }
+        for r in &p.files.refused {
+            let _ = writeln!(s, "  {}  REFUSED (link; see the warning)", r.path);
         }
     }
     let _ = writeln!(s, "Estimated archive size: ~{}", bytes(p.estimated_archive_bytes.max(0) as u64));

@@ -21,6 +21,8 @@ mod snapshots;
 mod cancel;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Partitioned tables, closure at scale (bounded memory), config-file symlinks, disk-full and lost-database messages.
+mod closure_scale;
 // Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
 mod limits;
 // Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
