@@ -17,3 +17,5 @@ mod restore;
 mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// What a restore keeps besides rows: bounded-memory SQL streaming, CRLF, owners, privileges, roles.sql.
+mod restore_fidelity;

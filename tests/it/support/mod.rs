@@ -8,13 +8,14 @@
 //! [`Cluster`] that is stopped and deleted when the process exits.
 //!
 //! Layout: `cluster` (initdb/pg_ctl, finding the binaries), `compare`
-//! (fingerprints, schema dump, FK and sequence reports), `saas` (the
-//! fixture and its config).
+//! (fingerprints, schema dump, FK and sequence reports), `rss` (a child's
+//! peak resident memory), `saas` (the fixture and its config).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
 mod cluster;
 mod compare;
+pub mod rss;
 mod saas;
 
 pub use cluster::{pg_bin, Cluster};
@@ -258,5 +259,7 @@ mod tests {
         let dump = "--\n-- PostgreSQL database dump\n\\restrict abc\nSET x = 1;\n\
                     SELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE t (a int);\n\\unrestrict abc\n";
         assert_eq!(compare::normalize_dump(dump), "CREATE TABLE t (a int);\n");
+        // A carriage return is content, not a line ending to drop.
+        assert_ne!(compare::normalize_dump("COMMENT ON t IS 'a\r\nb';\n"), compare::normalize_dump("COMMENT ON t IS 'a\nb';\n"));
     }
 }
