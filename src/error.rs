@@ -68,11 +68,22 @@ pub enum Error {
 
     #[error("{0}")]
     Failed(String),
+
+    /// An error and what it left behind (`The restore was rolled back: …`).
+    /// Exit code and retryability are the inner error's: wrapping must not
+    /// turn a dropped connection into a final failure.
+    #[error("{source}\n{outcome}")]
+    Outcome { source: Box<Error>, outcome: String },
 }
 
 impl Error {
     pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), path: path.into(), source }
+    }
+
+    /// `self`, followed by a line saying what it left behind.
+    pub fn with_outcome(self, outcome: impl Into<String>) -> Self {
+        Error::Outcome { source: Box::new(self), outcome: outcome.into() }
     }
 
     /// The process exit code: 2 when nothing could be done (configuration,
@@ -87,6 +98,7 @@ impl Error {
             | Error::Refused(_)
             | Error::Busy(_) => 2,
             Error::Archive(a) => a.exit_code(),
+            Error::Outcome { source, .. } => source.exit_code(),
             _ => 1,
         }
     }
@@ -100,6 +112,7 @@ impl Error {
             | Error::PgDump { .. }
             | Error::Busy(_) => true,
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
+            Error::Outcome { source, .. } => source.is_retryable(),
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }
@@ -109,3 +122,56 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// One error of every kind a restore meets, with its exit code and
+    /// retryability: the wraps below must keep both.
+    pub(crate) fn one_of_each_kind() -> Vec<Error> {
+        let io = |k: std::io::ErrorKind| Error::io("writing", "/restore/x", k.into());
+        vec![
+            Error::Connect {
+                target: "db:5432/t".into(),
+                message: "connection refused".into(),
+                retryable: true,
+                hint: "the --db URL".into(),
+            },
+            Error::Connect {
+                target: "db:5432/t".into(),
+                message: "FATAL: password authentication failed".into(),
+                retryable: false,
+                hint: "the --db URL".into(),
+            },
+            Error::Db { context: "executing x".into(), message: "terminating connection".into(), retryable: true },
+            Error::Db { context: "executing x".into(), message: "ERROR: syntax error".into(), retryable: false },
+            Error::Refused("config file a: is a symlink".into()),
+            Error::Cancelled { doing: "restoring".into() },
+            Error::Busy("another run".into()),
+            io(std::io::ErrorKind::Other),
+            io(std::io::ErrorKind::NotFound),
+            Error::Archive(crate::archive::reader::ArchiveError::Corrupt {
+                at: Some("database/data/public.t.csv".into()),
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            }),
+            Error::Failed("row counts differ".into()),
+        ]
+    }
+
+    // covers: FR-7.13
+    #[test]
+    fn an_outcome_keeps_the_kind_exit_code_and_retryability_of_its_error() {
+        for e in one_of_each_kind() {
+            let (code, retry, text) = (e.exit_code(), e.is_retryable(), e.to_string());
+            let wrapped = e.with_outcome("The restore was rolled back.").with_outcome("And said so twice.");
+            assert_eq!((wrapped.exit_code(), wrapped.is_retryable()), (code, retry), "{text}");
+            assert_eq!(wrapped.to_string(), format!("{text}\nThe restore was rolled back.\nAnd said so twice."));
+        }
+        // The list covers both answers of both questions.
+        let all = one_of_each_kind();
+        for (code, retry) in [(1, true), (1, false), (2, true), (2, false)] {
+            assert!(all.iter().any(|e| (e.exit_code(), e.is_retryable()) == (code, retry)), "{code} {retry}");
+        }
+    }
+}

@@ -12,13 +12,13 @@ use std::time::Instant;
 use postgres::Client;
 
 use super::config_files::Staged;
-use super::{parallel, phase, target, RestoreOptions, TableCheck};
+use super::owners::Policy;
+use super::{parallel, phase, sql, target, RestoreOptions, TableCheck};
 use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
 use crate::archive::{self, Manifest, ManifestTable};
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
 use crate::pg::db_err;
-use crate::pg::pg_dump::strip_psql_restrict;
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(super) fn load(
@@ -33,7 +33,8 @@ pub(super) fn load(
     since: &mut Instant,
     progress: Progress,
     cancel: &CancelToken,
-) -> Result<(Vec<TableCheck>, Option<Staged>)> {
+) -> Result<(Vec<TableCheck>, Option<Staged>, Policy)> {
+    let mut policy = Policy::for_target(client, opts.no_owner)?;
     if !existing.is_empty() {
         target::drop_existing(client, existing)?;
         phase(phases, "drop", since);
@@ -70,7 +71,7 @@ pub(super) fn load(
         None
     };
     let mut pending: Vec<(&ManifestTable, tempfile::NamedTempFile)> = Vec::new();
-    let mut deferred: Vec<(String, String)> = Vec::new();
+    let mut deferred: Vec<(String, tempfile::NamedTempFile)> = Vec::new();
     let mut step = "";
     let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
         let path = member.path.as_str();
@@ -90,14 +91,19 @@ pub(super) fn load(
                 step = name;
                 progress(Event::Step(name));
             }
-            let mut sql = String::new();
-            h.read_to_string(&mut sql).map_err(|e| Error::Failed(format!("{path}: {e}")))?;
-            check_sha(path, h, sha)?;
-            if parallel && path != archive::SCHEMA {
-                deferred.push((path.to_string(), sql));
+            if let (true, Some(dir)) = (path != archive::SCHEMA, &spool_dir) {
+                let mut f =
+                    tempfile::NamedTempFile::new_in(dir.path()).map_err(|e| Error::io("spooling in", dir.path(), e))?;
+                std::io::copy(&mut h, &mut f).map_err(|e| Error::io("spooling SQL in", dir.path(), e))?;
+                check_sha(path, h, sha)?;
+                deferred.push((path.to_string(), f));
                 return Ok(());
             }
-            client.batch_execute(&strip_psql_restrict(&sql)).map_err(db_err(format!("executing {path}")))?;
+            // Streamed, so the hash is known only at the end: a member
+            // changed since it was verified fails here, inside the
+            // transaction, before anything is committed.
+            sql::run_member(client, path, &mut h, &mut policy)?;
+            check_sha(path, h, sha)?;
             if parallel {
                 client.batch_execute("COMMIT; BEGIN").map_err(db_err("committing the schema"))?;
             }
@@ -121,11 +127,9 @@ pub(super) fn load(
             let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
             tracing::debug!(%sql, "COPY in");
             let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
-            let copied_io = std::io::copy(&mut h, &mut w);
-            let rows = match copied_io {
-                Ok(_) => w.finish().map_err(db_err(format!("loading rows of {} from {path}", t.display())))?,
-                Err(e) => return Err(Error::Failed(format!("loading rows of {} from {path}: {e}", t.display()))),
-            };
+            let context = || format!("loading rows of {} from {path}", t.display());
+            sql::pump(&mut h, &mut w, path, context)?;
+            let rows = w.finish().map_err(db_err(context()))?;
             check_sha(path, h, sha)?;
             progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
             copied.insert(path.to_string(), rows);
@@ -135,23 +139,27 @@ pub(super) fn load(
         }
         Ok(())
     };
-    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(
-        |e| match e {
-            ArchiveError::Other(msg) => Error::Failed(msg),
-            other => Error::Archive(other),
-        },
-    )?;
+    for_each_member_keeping_errors(archive_path, &mut run)?;
     phase(phases, step, since);
 
     if parallel {
         progress(Event::Step("parallel data"));
         parallel::copy_parallel(target, &pending, usize::from(opts.jobs), progress, cancel)?;
         phase(phases, "parallel data", since);
-        for (path, sql) in &deferred {
+        for (path, file) in &deferred {
             progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
-            client.batch_execute(&strip_psql_restrict(sql)).map_err(db_err(format!("executing {path}")))?;
+            let mut f = file.reopen().map_err(|e| Error::io("reading spool", file.path(), e))?;
+            sql::run_member(client, path, &mut f, &mut policy)?;
         }
         phase(phases, "sequences and constraints", since);
+    }
+
+    for (role, statements) in &policy.missing {
+        progress(Event::Warning(format!(
+            "role {role} does not exist on the target: skipped {statements} owner/privilege statement(s) that name it; \
+             create the roles first (e.g. psql -f database/roles.sql from the extracted archive) and restore again, \
+             or pass --no-owner to restore without owners and privileges"
+        )));
     }
 
     progress(Event::Step("analyze"));
@@ -173,7 +181,28 @@ pub(super) fn load(
         });
     }
     phase(phases, "check", since);
-    Ok((checks, staged))
+    Ok((checks, staged, policy))
+}
+
+/// [`for_each_member`] whose callback returns this crate's errors: they come
+/// out as they went in (kind, retryability), not flattened into a message.
+pub(super) fn for_each_member_keeping_errors(
+    archive_path: &Path,
+    f: &mut dyn FnMut(&archive::reader::Member, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let mut inner = None;
+    let outer = for_each_member(archive_path, |m, r| {
+        f(m, r).map_err(|e| {
+            let msg = format!("{e:#}");
+            inner = Some(e);
+            ArchiveError::Other(msg)
+        })
+    });
+    match (outer, inner) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(Error::Archive(e)),
+    }
 }
 
 fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()> {
@@ -183,4 +212,38 @@ fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-7.13
+    #[test]
+    fn an_error_inside_the_member_loop_comes_out_as_it_went_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar.gz");
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o600);
+        b.append_data(&mut h, archive::SCHEMA, &b"x;\n"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+
+        for e in crate::error::tests::one_of_each_kind() {
+            let (code, retry, text) = (e.exit_code(), e.is_retryable(), e.to_string());
+            let mut e = Some(e);
+            let got =
+                for_each_member_keeping_errors(&path, &mut |_, _| Err(e.take().expect("one member"))).unwrap_err();
+            assert_eq!((got.exit_code(), got.is_retryable(), got.to_string()), (code, retry, text));
+        }
+        // The reader's own errors are the archive's.
+        let bad = dir.path().join("bad.tar.gz");
+        std::fs::write(&bad, b"not gzip").unwrap();
+        let got = for_each_member_keeping_errors(&bad, &mut |_, _| Ok(())).unwrap_err();
+        assert!(matches!(got, Error::Archive(_)) && !got.is_retryable(), "{got:?}");
+    }
 }

@@ -11,8 +11,11 @@
 
 mod config_files;
 mod load;
+mod owners;
 mod parallel;
 mod rehearse;
+mod sql;
+mod statements;
 mod target;
 
 use std::collections::BTreeSet;
@@ -52,6 +55,11 @@ pub struct RestoreOptions {
     /// not one transaction: a failure empties the target instead of rolling back
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Do not re-apply the archive's owners and privileges (ALTER … OWNER,
+    /// GRANT, REVOKE): everything belongs to the --db role. Without it, only
+    /// statements naming roles the target lacks are skipped, and reported
+    #[arg(long)]
+    pub no_owner: bool,
     /// The database the config backs up; restoring over it needs `--force`
     /// and the same URL. Set by the caller from the config, not a flag.
     #[arg(skip)]
@@ -87,6 +95,12 @@ pub struct RestoreReport {
     pub phases: Vec<(String, u64)>,
     pub duration_ms: u64,
     pub problem: Option<String>,
+    /// Roles the archive's owner and privilege statements name that the
+    /// target does not have; those statements were skipped.
+    pub roles_missing: Vec<String>,
+    /// Owner and privilege statements skipped (for missing roles, or all of
+    /// them with `--no-owner`).
+    pub privileges_skipped: u64,
 }
 
 /// Verifies `archive_path`, then restores it per `opts`. `cancel` is polled
@@ -126,6 +140,7 @@ impl Default for RestoreOptions {
             tables: Vec::new(),
             force: false,
             jobs: 1,
+            no_owner: false,
             source: None,
         }
     }
@@ -215,7 +230,7 @@ pub(crate) fn restore_verified(
         progress,
         cancel,
     );
-    let (checks, staged) = match outcome {
+    let (checks, staged, policy) = match outcome {
         Ok(v) => v,
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK");
@@ -249,6 +264,8 @@ pub(crate) fn restore_verified(
             problem: Some(
                 "row counts differ from the manifest; the restore was rolled back and the target is unchanged".into(),
             ),
+            roles_missing: policy.missing.into_keys().collect(),
+            privileges_skipped: policy.skipped,
         });
     }
     // Config destinations are checked before the commit, so a refused one
@@ -266,9 +283,10 @@ pub(crate) fn restore_verified(
         (Some(staged), Some(dir)) => {
             progress(Event::Step("config files"));
             staged.install(dir).map_err(|e| {
-                Error::Failed(format!(
-                    "the database was restored and committed, but installing the config files failed: {e}"
-                ))
+                e.with_outcome(
+                    "The database was restored and committed, but installing the config files failed: \
+                     fix the cause and restore them again with --config-dir into an empty directory",
+                )
             })?
         }
         _ => Vec::new(),
@@ -287,15 +305,28 @@ pub(crate) fn restore_verified(
         phases,
         duration_ms: 0,
         problem: None,
+        roles_missing: policy.missing.into_keys().collect(),
+        privileges_skipped: policy.skipped,
     })
 }
 
+/// `e`, saying the target was left as it was; kind and retryability stay.
 fn rolled_back(e: Error, target: &str) -> Error {
-    let code = e.exit_code();
-    let msg = format!("{e}\nThe restore was rolled back: {target} is as it was before.");
-    if code == 2 {
-        Error::Refused(msg)
-    } else {
-        Error::Failed(msg)
+    e.with_outcome(format!("The restore was rolled back: {target} is as it was before."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-7.13
+    #[test]
+    fn a_rolled_back_restore_fails_with_its_errors_kind() {
+        for e in crate::error::tests::one_of_each_kind() {
+            let (code, retry, text) = (e.exit_code(), e.is_retryable(), e.to_string());
+            let r = rolled_back(e, "db:5432/t");
+            assert_eq!((r.exit_code(), r.is_retryable()), (code, retry), "{text}");
+            assert!(r.to_string().starts_with(&text) && r.to_string().ends_with("db:5432/t is as it was before."));
+        }
     }
 }

@@ -38,7 +38,7 @@ pub(super) fn copy_parallel(
                         let mut w =
                             client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
                         std::io::copy(&mut f, &mut w)
-                            .map_err(|e| Error::Failed(format!("loading rows of {}: {e}", t.display())))?;
+                            .map_err(|e| super::sql::write_error(format!("loading rows of {}", t.display()), e))?;
                         let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
                         progress(Event::Table {
                             name: t.display(),

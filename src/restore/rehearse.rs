@@ -62,6 +62,9 @@ pub fn rehearse(
         let mut problems = Vec::new();
         let (mut fks, mut seqs) = (Vec::new(), Vec::new());
         match report {
+            // The server or the link failed, not the archive: say so as
+            // the error it is, so a retry policy can try again.
+            Err(e) if e.is_retryable() => return Err(e),
             Err(e) => problems.push(format!("restore failed: {e}")),
             Ok(r) => {
                 problems.extend(r.problem);
