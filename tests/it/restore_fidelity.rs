@@ -58,12 +58,12 @@ impl Drop for Roles {
     }
 }
 
-/// `lifeboat --json backup` of `db` with the default scope (every table in
+/// `lifeboat --json backup` of the database at `url` with the default scope (every table in
 /// full) into `dir/backups`; `extra` goes into `[database]`. The archive.
-fn backup(db: &TestDb, dir: &Path, extra: &str) -> (PathBuf, Value) {
+fn backup(url: &str, dir: &Path, extra: &str) -> (PathBuf, Value) {
     let config = format!(
         "[database]\nurl = {}\n{extra}\n[storage]\ndir = {}\n",
-        toml_string(&db.url),
+        toml_string(url),
         toml_string(&dir.join("backups").to_string_lossy())
     );
     let config = write_config(dir, &config);
@@ -153,7 +153,7 @@ fn restore_keeps_owners_and_privileges_when_the_roles_exist() {
     let expected = ownership(&source);
     assert!(expected.contains(&format!("owner {owner}")) && expected.contains("=UC/"), "{expected}");
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = backup(&source, dir.path(), "");
+    let (archive, _) = backup(&source.url, dir.path(), "");
 
     // The roles the owners and grants need travel with the archive, listed
     // in the manifest and SHA256SUMS, without passwords.
@@ -200,7 +200,7 @@ fn restore_without_a_role_on_the_target_skips_only_what_needs_it_and_names_it() 
     ));
     let public_acl = source.query_one_string("SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'");
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = backup(&source, dir.path(), "");
+    let (archive, _) = backup(&source.url, dir.path(), "");
     drop(source);
     roles.drop_role(gone);
 
@@ -242,7 +242,7 @@ fn restore_no_owner_gives_everything_to_the_restoring_role_without_the_archives_
     let source = fresh_db("fidelity no owner source");
     seed_owned(&source, roles.get(0), roles.get(1));
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = backup(&source, dir.path(), "");
+    let (archive, _) = backup(&source.url, dir.path(), "");
 
     let target = fresh_db("fidelity no owner target");
     let untouched = target.query_one_string("SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'");
@@ -256,13 +256,35 @@ fn restore_no_owner_gives_everything_to_the_restoring_role_without_the_archives_
     assert_eq!(target.count("public.accounts"), 2);
 }
 
+// covers: FR-12.10, SC-4.3
+#[test]
+fn a_read_only_backup_role_without_superuser_gets_roles_sql_too() {
+    let roles = Roles::new(&["ro"]);
+    let ro = roles.get(0);
+    let source = fresh_db("fidelity read only roles");
+    source.exec(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1); \
+         ALTER ROLE \"{ro}\" LOGIN NOSUPERUSER; GRANT CONNECT ON DATABASE \"{}\" TO \"{ro}\"; \
+         GRANT USAGE ON SCHEMA public TO \"{ro}\"; GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{ro}\"",
+        source.name
+    ));
+    let (scheme, rest) = source.url.split_once("://").unwrap();
+    let as_ro = format!("{scheme}://{ro}@{}", rest.split_once('@').map_or(rest, |(_, r)| r));
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, report) = backup(&as_ro, dir.path(), "");
+    assert!(!report["warnings"].to_string().contains("roles.sql"), "{report:#}");
+    let all = members(&archive);
+    let roles_sql = &all.iter().find(|(p, _)| p == "database/roles.sql").expect("roles.sql").1;
+    assert!(String::from_utf8_lossy(roles_sql).contains(&format!("CREATE ROLE {ro};")));
+}
+
 // covers: FR-12.10, NFR-6.3
 #[test]
 fn an_archive_without_roles_sql_still_verifies_and_restores() {
     let source = fresh_db("fidelity old archive source");
     source.exec("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'x')");
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = backup(&source, dir.path(), "");
+    let (archive, _) = backup(&source.url, dir.path(), "");
     // As written before roles.sql existed: no member, no manifest entry.
     let mut all: Vec<(String, Vec<u8>)> =
         members(&archive).into_iter().filter(|(p, _)| p != "database/roles.sql").collect();
@@ -290,7 +312,7 @@ fn backup_without_pg_dumpall_warns_and_leaves_roles_sql_out() {
     std::fs::create_dir(&bin).unwrap();
     std::os::unix::fs::symlink(crate::support::pg_bin("pg_dump"), bin.join("pg_dump")).unwrap();
     let extra = format!("pg_dump = {}", toml_string(&bin.join("pg_dump").to_string_lossy()));
-    let (archive, report) = backup(&source, dir.path(), &extra);
+    let (archive, report) = backup(&source.url, dir.path(), &extra);
     let warnings = report["warnings"].to_string();
     assert!(warnings.contains("pg_dumpall") && warnings.contains("roles.sql"), "{report:#}");
     assert!(!members(&archive).iter().any(|(p, _)| p == "database/roles.sql"));
@@ -326,7 +348,7 @@ fn schema_sql_keeps_crlf_byte_for_byte_through_both_restore_paths() {
     let expected = crlf_objects(&source);
     assert_eq!(source.query_one_string("SELECT crlf_fn()"), "a\r\nb");
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = backup(&source, dir.path(), "");
+    let (archive, _) = backup(&source.url, dir.path(), "");
     let schema = members(&archive).into_iter().find(|(p, _)| p == "database/schema.sql").unwrap().1;
     assert!(schema.windows(2).any(|w| w == b"\r\n"), "pg_dump wrote the \\r\\n into schema.sql");
 
@@ -387,7 +409,7 @@ impl Read for Generated<'_> {
 fn archive_with_schema<'g>(dir: &Path, schema: &mut dyn FnMut() -> Box<dyn Read + 'g>) -> PathBuf {
     let source = fresh_db("fidelity big schema source");
     source.exec("CREATE TABLE big_t (id int PRIMARY KEY); INSERT INTO big_t VALUES (1), (2), (3)");
-    let (archive, _) = backup(&source, dir, "");
+    let (archive, _) = backup(&source.url, dir, "");
     let mut all = members(&archive);
 
     let (mut hasher, mut len) = (<sha2::Sha256 as sha2::Digest>::new(), 0u64);
