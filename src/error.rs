@@ -69,11 +69,12 @@ pub enum Error {
     #[error("{0}")]
     Failed(String),
 
-    /// An error and what it left behind (`The restore was rolled back: …`).
-    /// Exit code and retryability are the inner error's: wrapping must not
-    /// turn a dropped connection into a final failure.
-    #[error("{source}\n{outcome}")]
-    Outcome { source: Box<Error>, outcome: String },
+    /// `source`, followed by what it left behind (`The restore was rolled
+    /// back: …`). The kind is the source's: exit code and retryability are
+    /// read through, so wrapping never turns a lost connection into a
+    /// permanent failure or a refusal into a crash.
+    #[error("{source}\n{note}")]
+    Noted { source: Box<Error>, note: String },
 }
 
 impl Error {
@@ -81,9 +82,9 @@ impl Error {
         Error::Io { context: context.into(), path: path.into(), source }
     }
 
-    /// `self`, followed by a line saying what it left behind.
-    pub fn with_outcome(self, outcome: impl Into<String>) -> Self {
-        Error::Outcome { source: Box::new(self), outcome: outcome.into() }
+    /// `self` with `note` on a line of its own after it, keeping its kind.
+    pub fn noted(self, note: impl Into<String>) -> Self {
+        Error::Noted { source: Box::new(self), note: note.into() }
     }
 
     /// The process exit code: 2 when nothing could be done (configuration,
@@ -98,7 +99,7 @@ impl Error {
             | Error::Refused(_)
             | Error::Busy(_) => 2,
             Error::Archive(a) => a.exit_code(),
-            Error::Outcome { source, .. } => source.exit_code(),
+            Error::Noted { source, .. } => source.exit_code(),
             _ => 1,
         }
     }
@@ -112,7 +113,7 @@ impl Error {
             | Error::PgDump { .. }
             | Error::Busy(_) => true,
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
-            Error::Outcome { source, .. } => source.is_retryable(),
+            Error::Noted { source, .. } => source.is_retryable(),
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }
@@ -146,52 +147,50 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::archive::reader::ArchiveError;
 
-    /// One error of every kind a restore meets, with its exit code and
-    /// retryability: the wraps below must keep both.
-    pub(crate) fn one_of_each_kind() -> Vec<Error> {
-        let io = |k: std::io::ErrorKind| Error::io("writing", "/restore/x", k.into());
+    /// One error of each kind a restore wraps, with its exit code and
+    /// retryability.
+    pub(crate) fn kinds() -> Vec<(&'static str, Error, u8, bool)> {
+        let io = |kind| std::io::Error::new(kind, "x");
+        let db = |retryable| Error::Db { context: "loading rows".into(), message: "m".into(), retryable };
         vec![
-            Error::Connect {
-                target: "db:5432/t".into(),
-                message: "connection refused".into(),
-                retryable: true,
-                hint: "the --db URL".into(),
-            },
-            Error::Connect {
-                target: "db:5432/t".into(),
-                message: "FATAL: password authentication failed".into(),
-                retryable: false,
-                hint: "the --db URL".into(),
-            },
-            Error::Db { context: "executing x".into(), message: "terminating connection".into(), retryable: true },
-            Error::Db { context: "executing x".into(), message: "ERROR: syntax error".into(), retryable: false },
-            Error::Refused("config file a: is a symlink".into()),
-            Error::Cancelled { doing: "restoring".into() },
-            Error::Busy("another run".into()),
-            io(std::io::ErrorKind::Other),
-            io(std::io::ErrorKind::NotFound),
-            Error::Archive(crate::archive::reader::ArchiveError::Corrupt {
-                at: Some("database/data/public.t.csv".into()),
-                source: std::io::ErrorKind::UnexpectedEof.into(),
-            }),
-            Error::Failed("row counts differ".into()),
+            (
+                "lost connection",
+                Error::Connect { target: "t".into(), message: "m".into(), retryable: true, hint: "h".into() },
+                2,
+                true,
+            ),
+            ("server closed the connection mid-COPY", db(true), 1, true),
+            ("constraint violation", db(false), 1, false),
+            ("lock timeout", Error::LockTimeout { table: "t".into(), timeout: "1s".into() }, 1, true),
+            ("spool disk full", Error::io("spooling", "/x", io(std::io::ErrorKind::StorageFull)), 1, true),
+            ("spool dir missing", Error::io("spooling", "/x", io(std::io::ErrorKind::NotFound)), 1, false),
+            ("refused config destination", Error::Refused("r".into()), 2, false),
+            ("hostile member", Error::Archive(ArchiveError::Unsafe { path: "p".into(), reason: "r".into() }), 1, false),
+            (
+                "archive gone",
+                Error::Archive(ArchiveError::Open { path: "p".into(), source: io(std::io::ErrorKind::NotFound) }),
+                2,
+                false,
+            ),
+            ("damaged member", Error::Failed("f".into()), 1, false),
         ]
     }
 
-    // covers: FR-7.13
+    // covers: FR-7.4, FR-7.9, NFR-4.1
     #[test]
-    fn an_outcome_keeps_the_kind_exit_code_and_retryability_of_its_error() {
-        for e in one_of_each_kind() {
-            let (code, retry, text) = (e.exit_code(), e.is_retryable(), e.to_string());
-            let wrapped = e.with_outcome("The restore was rolled back.").with_outcome("And said so twice.");
-            assert_eq!((wrapped.exit_code(), wrapped.is_retryable()), (code, retry), "{text}");
-            assert_eq!(wrapped.to_string(), format!("{text}\nThe restore was rolled back.\nAnd said so twice."));
-        }
-        // The list covers both answers of both questions.
-        let all = one_of_each_kind();
-        for (code, retry) in [(1, true), (1, false), (2, true), (2, false)] {
-            assert!(all.iter().any(|e| (e.exit_code(), e.is_retryable()) == (code, retry)), "{code} {retry}");
+    fn a_noted_error_keeps_the_kind_of_what_it_wraps() {
+        for (what, e, code, retryable) in kinds() {
+            assert_eq!((e.exit_code(), e.is_retryable()), (code, retryable), "{what} itself");
+            let text = e.to_string();
+            // Twice, as a failed parallel restore whose cleanup is noted too.
+            let noted = e.noted("The restore was rolled back: t is as it was before.").noted("and more");
+            assert_eq!((noted.exit_code(), noted.is_retryable()), (code, retryable), "{what} noted");
+            assert_eq!(
+                noted.to_string(),
+                format!("{text}\nThe restore was rolled back: t is as it was before.\nand more")
+            );
         }
     }
 

@@ -18,7 +18,7 @@ use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
 use crate::archive::{self, Manifest, ManifestTable};
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
-use crate::pg::db_err;
+use crate::pg::{copy_err, db_err};
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(super) fn load(
@@ -28,6 +28,7 @@ pub(super) fn load(
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,
     opts: &RestoreOptions,
+    mut spool: Option<parallel::Spool>,
     selected: &dyn Fn(&ManifestTable) -> bool,
     phases: &mut Vec<(String, u64)>,
     since: &mut Instant,
@@ -59,19 +60,8 @@ pub(super) fn load(
     // --jobs > 1: the schema is committed at once so other connections see
     // it; rows wait in spool files for the parallel load; sequences and
     // constraints wait until the rows are in.
-    let parallel = opts.jobs > 1;
-    let spool_dir = if parallel {
-        Some(
-            tempfile::Builder::new()
-                .prefix("lifeboat-restore-")
-                .tempdir()
-                .map_err(|e| Error::io("creating a spool directory in", std::env::temp_dir(), e))?,
-        )
-    } else {
-        None
-    };
-    let mut pending: Vec<(&ManifestTable, tempfile::NamedTempFile)> = Vec::new();
-    let mut deferred: Vec<(String, tempfile::NamedTempFile)> = Vec::new();
+    let parallel = spool.is_some();
+    let mut deferred: Vec<(String, tempfile::TempPath)> = Vec::new();
     let mut step = "";
     let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
         let path = member.path.as_str();
@@ -91,12 +81,10 @@ pub(super) fn load(
                 step = name;
                 progress(Event::Step(name));
             }
-            if let (true, Some(dir)) = (path != archive::SCHEMA, &spool_dir) {
-                let mut f =
-                    tempfile::NamedTempFile::new_in(dir.path()).map_err(|e| Error::io("spooling in", dir.path(), e))?;
-                std::io::copy(&mut h, &mut f).map_err(|e| Error::io("spooling SQL in", dir.path(), e))?;
+            if let (true, Some(spool)) = (path != archive::SCHEMA, spool.as_mut()) {
+                let file = spool.add_sql(path, &mut h)?;
                 check_sha(path, h, sha)?;
-                deferred.push((path.to_string(), f));
+                deferred.push((path.to_string(), file));
                 return Ok(());
             }
             // Streamed, so the hash is known only at the end: a member
@@ -116,20 +104,19 @@ pub(super) fn load(
             if !selected(t) {
                 return Ok(());
             }
-            if let Some(dir) = &spool_dir {
-                let mut f =
-                    tempfile::NamedTempFile::new_in(dir.path()).map_err(|e| Error::io("spooling in", dir.path(), e))?;
-                std::io::copy(&mut h, &mut f).map_err(|e| Error::io("spooling rows of a table in", dir.path(), e))?;
+            if let Some(spool) = spool.as_mut() {
+                spool.add(t, &mut h)?;
                 check_sha(path, h, sha)?;
-                pending.push((t, f));
                 return Ok(());
             }
             let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
             tracing::debug!(%sql, "COPY in");
             let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
-            let context = || format!("loading rows of {} from {path}", t.display());
-            sql::pump(&mut h, &mut w, path, context)?;
-            let rows = w.finish().map_err(db_err(context()))?;
+            let copied_io = std::io::copy(&mut h, &mut w);
+            let rows = match copied_io {
+                Ok(_) => w.finish().map_err(db_err(format!("loading rows of {} from {path}", t.display())))?,
+                Err(e) => return Err(copy_err(format!("loading rows of {} from {path}", t.display()))(e)),
+            };
             check_sha(path, h, sha)?;
             progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
             copied.insert(path.to_string(), rows);
@@ -142,13 +129,13 @@ pub(super) fn load(
     for_each_member_keeping_errors(archive_path, &mut run)?;
     phase(phases, step, since);
 
-    if parallel {
+    if let Some(spool) = &spool {
         progress(Event::Step("parallel data"));
-        copied.extend(parallel::copy_parallel(target, &pending, usize::from(opts.jobs), progress, cancel)?);
+        copied.extend(parallel::copy_parallel(target, spool, usize::from(opts.jobs), progress, cancel)?);
         phase(phases, "parallel data", since);
         for (path, file) in &deferred {
             progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
-            let mut f = file.reopen().map_err(|e| Error::io("reading spool", file.path(), e))?;
+            let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file.to_path_buf(), e))?;
             sql::run_member(client, path, &mut f, &mut policy)?;
         }
         phase(phases, "sequences and constraints", since);
@@ -228,8 +215,8 @@ mod tests {
         b.append_data(&mut h, archive::SCHEMA, &b"x;\n"[..]).unwrap();
         b.into_inner().unwrap().finish().unwrap();
 
-        for e in crate::error::tests::one_of_each_kind() {
-            let (code, retry, text) = (e.exit_code(), e.is_retryable(), e.to_string());
+        for (_, e, code, retry) in crate::error::tests::kinds() {
+            let text = e.to_string();
             let mut e = Some(e);
             let got =
                 for_each_member_keeping_errors(&path, &mut |_, _| Err(e.take().expect("one member"))).unwrap_err();

@@ -60,6 +60,10 @@ pub struct RestoreOptions {
     /// statements naming roles the target lacks are skipped, and reported
     #[arg(long)]
     pub no_owner: bool,
+    /// With --jobs: where the rows wait, uncompressed, for the parallel load
+    /// [default: the archive's directory; never $TMPDIR]
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
     /// The database the config backs up; restoring over it needs `--force`
     /// and the same URL. Set by the caller from the config, not a flag.
     #[arg(skip)]
@@ -141,6 +145,7 @@ impl Default for RestoreOptions {
             force: false,
             jobs: 1,
             no_owner: false,
+            spool_dir: None,
             source: None,
         }
     }
@@ -191,6 +196,9 @@ pub(crate) fn restore_verified(
     let subset = select_tables(manifest, &opts.tables)?;
     let selected = |t: &ManifestTable| subset.as_ref().is_none_or(|s| s.contains(&(t.schema.clone(), t.name.clone())));
     let target_name = describe(target);
+    // Before the target is touched: a spool that cannot be made must not
+    // cost a --force target its contents.
+    let spool = if opts.jobs > 1 { Some(parallel::Spool::create(&spool_dir(archive_path, opts))?) } else { None };
     let mut client = pg::connect_with(target, &target_name, "the --db URL")?;
 
     let existing = target::user_tables(&mut client)?;
@@ -224,6 +232,7 @@ pub(crate) fn restore_verified(
         manifest,
         &existing,
         opts,
+        spool,
         &selected,
         &mut phases,
         &mut since,
@@ -283,7 +292,7 @@ pub(crate) fn restore_verified(
         (Some(staged), Some(dir)) => {
             progress(Event::Step("config files"));
             staged.install(dir).map_err(|e| {
-                e.with_outcome(
+                e.noted(
                     "The database was restored and committed, but installing the config files failed: \
                      fix the cause and restore them again with --config-dir into an empty directory",
                 )
@@ -312,7 +321,17 @@ pub(crate) fn restore_verified(
 
 /// `e`, saying the target was left as it was; kind and retryability stay.
 fn rolled_back(e: Error, target: &str) -> Error {
-    e.with_outcome(format!("The restore was rolled back: {target} is as it was before."))
+    e.noted(format!("The restore was rolled back: {target} is as it was before."))
+}
+
+/// `--spool-dir`, else the archive's own directory: on the disk that holds
+/// the backups, not `$TMPDIR` (often RAM in a container).
+fn spool_dir(archive_path: &Path, opts: &RestoreOptions) -> PathBuf {
+    match (&opts.spool_dir, archive_path.parent()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        (None, _) => PathBuf::from("."),
+    }
 }
 
 #[cfg(test)]
@@ -322,10 +341,10 @@ mod tests {
     // covers: FR-7.13
     #[test]
     fn a_rolled_back_restore_fails_with_its_errors_kind() {
-        for e in crate::error::tests::one_of_each_kind() {
-            let (code, retry, text) = (e.exit_code(), e.is_retryable(), e.to_string());
+        for (what, e, code, retry) in crate::error::tests::kinds() {
+            let text = e.to_string();
             let r = rolled_back(e, "db:5432/t");
-            assert_eq!((r.exit_code(), r.is_retryable()), (code, retry), "{text}");
+            assert_eq!((r.exit_code(), r.is_retryable()), (code, retry), "{what}");
             assert!(r.to_string().starts_with(&text) && r.to_string().ends_with("db:5432/t is as it was before."));
         }
     }

@@ -23,5 +23,7 @@ mod cancel;
 mod source_safety;
 // What a restore keeps besides rows: bounded-memory SQL streaming, CRLF, owners, privileges, roles.sql.
 mod restore_fidelity;
+// Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
+mod limits;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;
