@@ -161,13 +161,13 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::archive::reader::ArchiveError;
 
     /// One error of each kind a restore wraps, with its exit code and
     /// retryability.
-    fn kinds() -> Vec<(&'static str, Error, u8, bool)> {
+    pub(crate) fn kinds() -> Vec<(&'static str, Error, u8, bool)> {
         let io = |kind| std::io::Error::new(kind, "x");
         let db = |retryable| Error::Db { context: "loading rows".into(), message: "m".into(), retryable };
         vec![

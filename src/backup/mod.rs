@@ -140,6 +140,7 @@ fn run_planned(
     progress(Event::Step("schema"));
     let pre = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::PreData, &dir)?;
     let post = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::PostData, &dir)?;
+    let roles = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::Roles, &dir);
     watchdog.doing("pg_dump --section=pre-data");
     let schema = pre.finish(&watchdog)?;
     watchdog.check()?;
@@ -222,6 +223,23 @@ fn run_planned(
     watchdog.check()?;
     // The snapshot (and its locks) are released as soon as nothing reads it.
     snap.close().map_err(|e| stalled_or(&watchdog, e))?;
+    let mut warnings = plan.warnings.clone();
+    watchdog.doing("pg_dumpall --roles-only");
+    let roles = match roles.and_then(|r| r.finish(&watchdog)) {
+        Ok(file) => Some(file),
+        Err(e @ (Error::Stalled { .. } | Error::Cancelled { .. })) => return Err(e),
+        // The archive is complete without it: the roles are only a help
+        // for creating them on another cluster.
+        Err(e) => {
+            let w = format!(
+                "database/roles.sql was left out: pg_dumpall --roles-only did not succeed ({e}); the owners and privileges in schema.sql name roles \
+                 that must exist on the target: create them there, or restore with --no-owner"
+            );
+            progress(Event::Warning(w.clone()));
+            warnings.push(w);
+            None
+        }
+    };
 
     let mut manifest = Manifest {
         format: archive::FORMAT.into(),
@@ -237,10 +255,13 @@ fn run_planned(
         sequences,
         files: Vec::new(),
         members: Vec::new(),
-        warnings: plan.warnings.clone(),
+        warnings,
     };
     members.push(writer.append_bytes(archive::SEQUENCES, 0o600, texts::sequences_sql(&manifest).as_bytes())?);
     members.push(append_file(&mut writer, archive::CONSTRAINTS, constraints.path())?);
+    if let Some(roles) = &roles {
+        members.push(append_file(&mut writer, archive::ROLES, roles.path())?);
+    }
     members.push(writer.append_bytes(archive::RESTORE_SQL, 0o600, texts::restore_sql(&manifest).as_bytes())?);
 
     progress(Event::Step("files"));

@@ -150,6 +150,14 @@ pub fn restore(r: &RestoreReport) -> String {
             }
         }
     }
+    if !r.roles_missing.is_empty() {
+        let _ = writeln!(
+            s,
+            "owners and privileges: {} statement(s) skipped, these roles do not exist on the target: {}",
+            r.privileges_skipped,
+            r.roles_missing.join(", ")
+        );
+    }
     let phases: Vec<String> = r.phases.iter().map(|(p, t)| format!("{p} {}", ms(*t))).collect();
     let _ = writeln!(s, "phases: {}", phases.join(", "));
     if r.ok {
