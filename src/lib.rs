@@ -13,6 +13,7 @@
 //! - [`dump`]: pg_dump for the schema and constraints, on the snapshot.
 //! - [`archive`]: the archive format: names, manifest, writer and hardened reader.
 //! - [`backup`]: the orchestrator: plan → dump → archive → verify → seal.
+//! - [`deliver`]: getting archives to the administrators: signed download links.
 //! - [`verify`]: checks an archive against its checksums, manifest and row counts.
 //! - [`restore`]: loads an archive into a database in one transaction; rehearsals.
 //! - [`progress`]: events the engine reports, and the stall watchdog.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod closure;
 pub mod config;
 pub mod db;
+pub mod deliver;
 pub mod dump;
 pub mod duration;
 pub mod error;
