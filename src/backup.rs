@@ -1,6 +1,6 @@
 //! `lifeboat backup`: the orchestrator, the only place that knows the order
 //! of the pipeline (DESIGN.md §1): snapshot → plan → dump → archive →
-//! verify → seal. Everything is written to `<name>.partial`, which is
+//! sign → verify → seal. Everything is written to `<name>.partial`, which is
 //! removed on any error; only a verified archive gets its final name.
 
 use std::io::Read;
@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::archive::signature::Signer;
 use crate::archive::writer::{Spool, Writer};
 use crate::archive::{self, texts, Manifest, ManifestTable, ManifestWindow, SequenceValue};
 use crate::config::{Config, Mode};
@@ -77,6 +78,8 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
     // Connect first: a run that cannot reach the database touches no files.
     let mut snap = Snapshot::open(&config.database)?;
     let (dir, _lock) = prepare_dir(&config.storage.dir, &config.storage.name_prefix, progress)?;
+    // Under the lock, so two first runs cannot both create a key.
+    let signer = Signer::load_or_create(&dir)?;
     let pg_dump = dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
     let cancel = snap.client.cancel_token();
     let watchdog = Watchdog::start(config.database.stall_timeout.approx_duration(), move || {
@@ -220,8 +223,9 @@ pub fn run(config: &Config, progress: Progress) -> Result<BackupReport> {
 
     let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     writer.append_bytes(archive::MANIFEST, 0o600, &manifest_json)?;
-    writer.append_bytes(archive::INFO, 0o600, texts::backup_info(&manifest, &name).as_bytes())?;
-    writer.finish()?;
+    let info = texts::backup_info(&manifest, &name, Some((&signer.public_key(), &signer.key_id())));
+    writer.append_bytes(archive::INFO, 0o600, info.as_bytes())?;
+    writer.finish(Some((&signer, &name)))?;
     drop(watchdog);
 
     crate::verify::verify(&partial_path, progress).map_err(|e| {

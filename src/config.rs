@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Span;
 
+mod links;
+pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
+
 /// A value that must never be shown: `Debug`, `Display` and `Serialize` all
 /// print `***`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -159,6 +162,9 @@ pub struct Config {
     pub scope: ScopeConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    pub links: LinksConfig,
+    pub http: HttpConfig,
+    pub encryption: EncryptionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -402,6 +408,7 @@ pub fn load(path: ConfigPath, flags: &Overrides) -> Result<(Config, Option<PathB
 }
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
+    links::validate(&c.links, &c.encryption)?;
     let p = &c.storage.name_prefix;
     if p.is_empty() || !p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
         return Err(ConfigError::Invalid(format!(
@@ -567,7 +574,7 @@ fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<Strin
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional"];
+const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional", "recipients"];
 
 fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
     let mut db = toml::Table::new();
@@ -618,7 +625,10 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError>
         }
         let (key, value) = match key.strip_suffix("_file") {
             // `<key>_FILE` for secrets that have no `_file` key of their own.
-            Some(k) if k != "password" && k != "base" => (k.to_string(), read_secret_file(Path::new(value), var)?.0),
+            // `password_file`, `base_dir` and `secret_file` are keys of their own.
+            Some(k) if k != "password" && k != "base" && k != "secret" => {
+                (k.to_string(), read_secret_file(Path::new(value), var)?.0)
+            }
             _ => (key, value.clone()),
         };
         let v = if LIST_KEYS.contains(&key.as_str()) {

@@ -11,9 +11,11 @@
 //! - [`closure`]: rows pulled in so every foreign key restores valid.
 //! - [`files`]: which deployment config files the `[files]` patterns select.
 //! - [`dump`]: pg_dump for the schema and constraints, on the snapshot.
-//! - [`archive`]: the archive format: names, manifest, writer and hardened reader.
+//! - [`archive`]: the archive format: names, manifest, writer, hardened reader, signatures.
 //! - [`backup`]: the orchestrator: plan → dump → archive → verify → seal.
 //! - [`deliver`]: getting archives to the administrators: signed download links.
+//! - [`crypt`]: age encryption of copies that leave the host, and streaming decryption.
+//! - [`http`]: the HTTP service (signed download route), the only axum code.
 //! - [`verify`]: checks an archive against its checksums, manifest and row counts.
 //! - [`restore`]: loads an archive into a database in one transaction; rehearsals.
 //! - [`progress`]: events the engine reports, and the stall watchdog.
@@ -26,12 +28,14 @@ pub mod catalog;
 pub mod cli;
 pub mod closure;
 pub mod config;
+pub mod crypt;
 pub mod db;
 pub mod deliver;
 pub mod dump;
 pub mod duration;
 pub mod error;
 pub mod files;
+pub mod http;
 pub mod plan;
 pub mod progress;
 pub mod restore;

@@ -24,7 +24,7 @@ use crate::db::{self, db_err, describe, quote_ident};
 use crate::dump::strip_psql_restrict;
 use crate::error::{Error, Result};
 use crate::progress::{Event, Progress};
-use crate::verify::{verify, VerifyReport};
+use crate::verify::{verify_with, VerifyOptions, VerifyReport};
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -40,6 +40,8 @@ pub struct RestoreOptions {
     /// The database the config backs up; restoring over it needs `--force`
     /// and the same URL.
     pub source: Option<DatabaseConfig>,
+    /// How the archive is read and whose signature it must carry.
+    pub verify: VerifyOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +77,7 @@ pub struct RestoreReport {
 
 pub fn restore(archive_path: &Path, opts: &RestoreOptions, progress: Progress) -> Result<RestoreReport> {
     let started = Instant::now();
-    let verified = verify(archive_path, progress)?;
+    let verified = verify_with(archive_path, &opts.verify, progress)?;
     let verify_ms = started.elapsed().as_millis() as u64;
     let target = parse_target_url(&opts.target, "--db")?;
     if let Some(src) = &opts.source {
@@ -102,6 +104,7 @@ impl Default for RestoreOptions {
             force: false,
             jobs: 1,
             source: None,
+            verify: VerifyOptions::default(),
         }
     }
 }
@@ -430,12 +433,20 @@ fn load(
         }
         Ok(())
     };
-    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(
-        |e| match e {
-            ArchiveError::Other(msg) => Error::Failed(msg),
-            other => Error::Archive(other),
-        },
-    )?;
+    let identities = opts
+        .verify
+        .identity
+        .as_deref()
+        .map(crate::crypt::Identities::from_file)
+        .transpose()
+        .map_err(ArchiveError::from)?;
+    for_each_member(archive_path, identities.as_ref(), |m, r| {
+        run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))
+    })
+    .map_err(|e| match e {
+        ArchiveError::Other(msg) => Error::Failed(msg),
+        other => Error::Archive(other),
+    })?;
     phase(phases, step, since);
 
     if parallel {
@@ -716,6 +727,7 @@ pub fn rehearse(
     archive_path: &Path,
     verified: &VerifyReport,
     server_url: &str,
+    verify: &VerifyOptions,
     progress: Progress,
 ) -> Result<RehearsalReport> {
     let started = Instant::now();
@@ -739,7 +751,8 @@ pub fn rehearse(
     let mut target = server.clone();
     target.dbname(&scratch);
     let result = (|| -> Result<RehearsalReport> {
-        let report = restore_verified(archive_path, verified, &target, &RestoreOptions::default(), progress);
+        let opts = RestoreOptions { verify: verify.clone(), ..RestoreOptions::default() };
+        let report = restore_verified(archive_path, verified, &target, &opts, progress);
         let mut problems = Vec::new();
         let (mut fks, mut seqs) = (Vec::new(), Vec::new());
         match report {

@@ -3,6 +3,7 @@
 //! The only module that prints.
 
 mod render;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -54,12 +55,14 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
     },
-    /// Check an archive's structure, checksums and row counts
+    /// Check an archive's structure, checksums, row counts and signature
     Verify {
         archive: PathBuf,
         /// Also restore it into a throwaway database on this server (a rehearsal)
         #[arg(long, value_name = "URL")]
         restore_test: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Restore an archive into a database, in one transaction
     Restore {
@@ -80,9 +83,35 @@ pub enum Command {
         /// not one transaction: a failure empties the target instead of rolling back
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: u16,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Serve signed download links ([links]) until SIGTERM or Ctrl-C
+    Serve {
+        /// Address to listen on [default: [http] listen, 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Print the effective configuration (secrets shown as ***)
     Config,
+}
+
+/// How `verify` and `restore` read and trust an archive.
+#[derive(Debug, clap::Args)]
+pub struct TrustArgs {
+    /// age identity file, to read a .tar.gz.age archive
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// minisign public key that must have signed the archive (refuses unsigned or
+    /// otherwise-signed archives) [default: the .lifeboat/signing.pub of the archive's store]
+    #[arg(long, value_name = "FILE")]
+    pub trusted_key: Option<PathBuf>,
+}
+
+impl TrustArgs {
+    fn options(&self) -> crate::verify::VerifyOptions {
+        crate::verify::VerifyOptions { identity: self.identity.clone(), trusted_key: self.trusted_key.clone() }
+    }
 }
 
 /// Runs the command and returns the process exit code.
@@ -100,6 +129,17 @@ pub fn run(cli: Cli) -> u8 {
             code
         }
     }
+}
+
+/// `lifeboat config`: the configuration and the store's signing key.
+#[derive(Serialize)]
+struct ShownConfig {
+    #[serde(flatten)]
+    config: config::Config,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_key_id: Option<String>,
 }
 
 fn load(cli: &Cli, flags: &Overrides) -> Result<config::Config, Error> {
@@ -159,17 +199,18 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             emit(cli.json, &report, render::backup);
             Ok(0)
         }
-        Command::Verify { archive, restore_test } => {
-            let report = crate::verify::verify(archive, &progress)?;
+        Command::Verify { archive, restore_test, trust } => {
+            let opts = trust.options();
+            let report = crate::verify::verify_with(archive, &opts, &progress)?;
             if let Some(url) = restore_test {
-                let rt = crate::restore::rehearse(archive, &report, url, &progress)?;
+                let rt = crate::restore::rehearse(archive, &report, url, &opts, &progress)?;
                 emit(cli.json, &rt, render::rehearsal);
                 return Ok(if rt.ok { 0 } else { 1 });
             }
             emit(cli.json, &report, render::verify);
             Ok(0)
         }
-        Command::Restore { archive, db, config_dir, tables, force, jobs } => {
+        Command::Restore { archive, db, config_dir, tables, force, jobs, trust } => {
             // A config file, when there is one, names the source database that
             // a restore must not overwrite by accident. Without a file there is
             // no source to protect (the defaults name no real database).
@@ -181,6 +222,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 force: *force,
                 jobs: usize::from(*jobs),
                 source: file.map(|_| config.database),
+                verify: trust.options(),
             };
             let report = crate::restore::restore(archive, &opts, &progress)?;
             emit(cli.json, &report, render::restore);
@@ -188,8 +230,15 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Config => {
             let config = load(&cli, &Overrides::default())?;
-            emit(cli.json, &config, |c| toml::to_string(c).expect("serializable"));
+            let key = crate::archive::signature::read_store_public_key(&config.storage.dir);
+            let shown = ShownConfig {
+                signing_public_key: key.as_ref().map(|k| k.0.clone()),
+                signing_key_id: key.map(|k| k.1),
+                config,
+            };
+            emit(cli.json, &shown, render::config);
             Ok(0)
         }
+        Command::Serve { listen } => serve::run(&load(&cli, &Overrides::default())?, listen.as_deref()),
     }
 }

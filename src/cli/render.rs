@@ -105,14 +105,30 @@ pub fn backup(r: &BackupReport) -> String {
 
 pub fn verify(r: &VerifyReport) -> String {
     format!(
-        "OK {}: {} members, {} tables, {} rows, {} config files, {}; checksums, manifest and row counts match\n",
+        "OK {}: {} members, {} tables, {} rows, {} config files, {}; checksums, manifest and row counts match\n\
+         signature: {}\n",
         r.archive.display(),
         r.members,
         r.tables,
         r.rows,
         r.files,
-        bytes(r.size_bytes)
+        bytes(r.size_bytes),
+        r.signature.message
     )
+}
+
+/// The TOML of the configuration, then the store's signing key as a
+/// comment (it is not a setting).
+pub fn config(c: &super::ShownConfig) -> String {
+    let mut s = toml::to_string(&c.config).expect("serializable");
+    match (&c.signing_public_key, &c.signing_key_id) {
+        (Some(key), Some(id)) => s.push_str(&format!(
+            "\n# archive signing key {id} ({}/.lifeboat/signing.pub):\n# {key}\n",
+            c.config.storage.dir.display()
+        )),
+        _ => s.push_str("\n# archive signing key: none yet (the first backup creates it)\n"),
+    }
+    s
 }
 
 pub fn restore(r: &RestoreReport) -> String {

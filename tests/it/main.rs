@@ -17,3 +17,7 @@ mod restore;
 mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// `lifeboat serve`: signed download links over real HTTP (200/403/404/410, no listing, .age only when encrypting).
+mod download;
+// Signed and encrypted archives: minisign signatures (and `minisign -V`), age encryption, --trusted-key, --identity.
+mod trust;
