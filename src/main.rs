@@ -1,3 +1,6 @@
+//! The `lifeboat` binary: parse arguments, set up logging, call `cli::run`, exit with its code.
+//! Everything else lives in the library (see `src/lib.rs`).
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -6,7 +9,7 @@ fn main() -> ExitCode {
     let cli = lifeboat::cli::Cli::parse();
     // `serve` logs every download at info level (FR-18.3).
     let default = match cli.command {
-        lifeboat::cli::Command::Serve { .. } => "warn,lifeboat=info",
+        lifeboat::cli::Command::Serve(_) => "warn,lifeboat=info",
         _ => "warn",
     };
     let filter = match tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG") {

@@ -15,7 +15,7 @@ use crate::archive::reader::{for_each_member_in, ArchiveError, Hashing};
 use crate::archive::signature::{self, KeyOrigin, SignatureReport, TrustedKey};
 use crate::archive::{self, CsvCounter, Manifest};
 use crate::crypt::Identities;
-use crate::progress::{Event, Progress};
+use crate::events::{Event, Progress};
 
 /// manifest.json and SHA256SUMS are read into memory; a lifeboat archive's
 /// are far smaller than this, a hostile one is refused.
@@ -39,14 +39,25 @@ pub struct VerifyReport {
     sums_signature: Option<Vec<u8>>,
 }
 
-/// How `verify` reads and trusts an archive.
-#[derive(Debug, Clone, Default)]
+/// How `verify` (and `restore`) read and trust an archive; flattened into
+/// both commands' arguments (the `///` lines are the `--help` texts).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct VerifyOptions {
-    /// age identity file for `.age` archives.
+    /// age identity file (from age-keygen), to read a .tar.gz.age archive
+    #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// The minisign public key that must have signed the archive; without
-    /// it, the key of the store the archive is in is used when there is one.
+    /// minisign public key that must have signed the archive; anything else (unsigned,
+    /// another key) is refused [default: the .lifeboat/signing.pub of the archive's store,
+    /// where a missing or other signature is only a warning]
+    #[arg(long, value_name = "FILE")]
     pub trusted_key: Option<PathBuf>,
+}
+
+impl VerifyOptions {
+    /// The identities of `--identity`, read once per pass over the archive.
+    pub fn identities(&self) -> Result<Option<Identities>, crate::crypt::DecryptError> {
+        self.identity.as_deref().map(Identities::from_file).transpose()
+    }
 }
 
 struct Seen {
@@ -62,7 +73,7 @@ pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveEr
 
 pub fn verify_with(path: &Path, opts: &VerifyOptions, progress: Progress) -> Result<VerifyReport, ArchiveError> {
     progress(Event::Step("verify"));
-    let identities = opts.identity.as_deref().map(Identities::from_file).transpose()?;
+    let identities = opts.identities()?;
     let trusted = trusted_key(path, opts, progress)?;
     let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let reader = crate::archive::reader::open(path, identities.as_ref())?;

@@ -23,7 +23,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 fn ms(n: u64) -> String {
-    crate::progress::humantime(std::time::Duration::from_millis(n))
+    crate::events::humantime(std::time::Duration::from_millis(n))
 }
 
 pub fn plan(p: &Plan) -> String {
@@ -115,20 +115,6 @@ pub fn verify(r: &VerifyReport) -> String {
         bytes(r.size_bytes),
         r.signature.message
     )
-}
-
-/// The TOML of the configuration, then the store's signing key as a
-/// comment (it is not a setting).
-pub fn config(c: &super::ShownConfig) -> String {
-    let mut s = toml::to_string(&c.config).expect("serializable");
-    match (&c.signing_public_key, &c.signing_key_id) {
-        (Some(key), Some(id)) => s.push_str(&format!(
-            "\n# archive signing key {id} ({}/.lifeboat/signing.pub):\n# {key}\n",
-            c.config.storage.dir.display()
-        )),
-        _ => s.push_str("\n# archive signing key: none yet (the first backup creates it)\n"),
-    }
-    s
 }
 
 pub fn restore(r: &RestoreReport) -> String {

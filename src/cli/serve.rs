@@ -1,12 +1,21 @@
 //! `lifeboat serve`: the download route on a tokio runtime until SIGTERM
 //! or SIGINT. The engine stays synchronous; only this glue starts tokio.
 
-use crate::config::Config;
+use super::{load, Cli};
+use crate::config::Overrides;
 use crate::error::Error;
 
-pub fn run(config: &Config, listen: Option<&str>) -> Result<u8, Error> {
-    let downloads = crate::http::download::Downloads::from_config(config)?;
-    let addr = listen.unwrap_or(&config.http.listen).to_string();
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on, host:port [default: [http] listen, 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
+    let config = load(cli, &Overrides::default())?;
+    let downloads = crate::http::download::Downloads::from_config(&config)?;
+    let addr = args.listen.clone().unwrap_or_else(|| config.http.listen.clone());
     let (storage, prefix) = (downloads.storage.display().to_string(), downloads.path_prefix.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
