@@ -24,9 +24,11 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  the operation ran and failed or found a problem (invalid archive,
-     backup step failed, restore rolled back, row counts differ)
+     signature refused, backup step failed, restore rolled back, row counts
+     differ)
   2  could not run: usage or configuration error, database unreachable,
-     archive file missing, target database refused";
+     archive file missing, encrypted archive without a matching --identity,
+     target database refused, serve cannot listen";
 
 #[derive(Debug, Parser)]
 #[command(name = "lifeboat", version, about = "Consistent, lightweight, verified PostgreSQL backups and one-command restores", after_help = EXIT_CODES)]

@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(verify(&name, expires, &sig, KEY, 5_000), Err(LinkError::Expired));
     }
 
-    // covers: FR-18.2
+    // covers: FR-18.2, SC-6.1
     #[test]
     fn any_change_to_name_expiry_signature_or_key_is_a_bad_signature() {
         let (name, expires, sig) = parts(&signed_url("http://x", "a.tar.gz", 2_000, KEY));
@@ -264,7 +264,7 @@ mod tests {
         assert!(signed_url("http://x", "a b/../c", 1, KEY).starts_with("http://x/a%20b%2F..%2Fc?"));
     }
 
-    // covers: FR-18.3, SC-2.4
+    // covers: FR-18.4, SC-6.1, SC-2.4
     #[test]
     fn the_store_key_is_generated_once_with_mode_0600_and_never_shown() {
         use std::os::unix::fs::PermissionsExt;
@@ -284,7 +284,7 @@ mod tests {
         assert!(err.contains("chmod 600") && !err.contains(std::str::from_utf8(k1.as_bytes()).unwrap()), "{err}");
     }
 
-    // covers: FR-18.3
+    // covers: FR-18.4
     #[test]
     fn a_secret_file_must_be_a_small_regular_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -178,7 +178,7 @@ pub(crate) fn link(origin: &str, storage: &Path, name: &str, expires: i64) -> St
     signed.replacen("https://hub.example.com", origin, 1)
 }
 
-// covers: FR-18.3, US-1/AC-4, TS-2.10
+// covers: FR-18.3, FR-18.6, US-1/AC-4, TS-2.10
 #[test]
 fn a_signed_link_downloads_the_identical_archive() {
     let (s, archive) = store();
@@ -283,7 +283,30 @@ fn only_archives_in_the_store_can_be_served() {
     let _ = std::fs::remove_file(storage.join(format!("{name}.partial")));
 }
 
-// covers: FR-18.5, FR-19.1
+// covers: FR-18.6
+#[test]
+fn serve_refuses_to_start_without_public_url_or_a_free_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = toml_string(&dir.path().join("store").to_string_lossy());
+    let config = support::write_config(dir.path(), &format!("[storage]\ndir = {storage}\n"));
+    let o = support::lifeboat().args(["--config", config.to_str().unwrap(), "serve"]).output().unwrap();
+    crate::flow::assert_exit(&o, 2);
+    assert!(crate::flow::stderr(&o).contains("links.public_url is not set"), "{}", crate::flow::stderr(&o));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let config = support::write_config(
+        dir.path(),
+        &format!("[storage]\ndir = {storage}\n[links]\npublic_url = {}\n", toml_string(PUBLIC_URL)),
+    );
+    let o =
+        support::lifeboat().args(["--config", config.to_str().unwrap(), "serve", "--listen", &addr]).output().unwrap();
+    crate::flow::assert_exit(&o, 2);
+    let err = crate::flow::stderr(&o);
+    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"), "{err}");
+}
+
+// covers: FR-18.5, FR-19.1, US-8/AC-1
 #[test]
 fn with_recipients_only_the_encrypted_copy_is_served() {
     let id = age::x25519::Identity::generate();
