@@ -15,7 +15,7 @@
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
 //! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `parallel` (--jobs), `config_files`, `rehearse`.
-//! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing).
+//! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `keyfile` (0600 key files).
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
 //! - [`deliver`]: getting archives to the administrators: `links` (HMAC-signed download links).
 //! - [`http`]: the HTTP service: `router` (every route), `download`; the only axum code.

@@ -50,7 +50,7 @@ impl Signer {
     /// The key of the store at `store_dir`, generated on first use.
     pub fn load_or_create(store_dir: &Path) -> Result<Signer> {
         let sk_path = store_dir.join(SECRET_KEY_FILE);
-        let text = crate::deliver::links::read_or_create_secret(&sk_path, "the archive signing key", || {
+        let text = crate::store::keyfile::read_or_create_secret(&sk_path, "the archive signing key", || {
             let kp = minisign::KeyPair::generate_unencrypted_keypair()
                 .map_err(|e| Error::Failed(format!("cannot generate an archive signing key: {e}")))?;
             let boxed = kp.sk.to_box(Some("lifeboat archive signing key")).map_err(|e| Error::Failed(e.to_string()))?;
@@ -138,7 +138,7 @@ impl TrustedKey {
     /// A minisign public key file (`minisign -G` writes one) or a file
     /// holding only the base64 line.
     pub fn from_file(path: &Path, origin: KeyOrigin) -> Result<TrustedKey> {
-        let raw = crate::deliver::links::read_key_file(path, "the trusted public key")?;
+        let raw = crate::store::keyfile::read_key_file(path, "the trusted public key")?;
         let text = String::from_utf8_lossy(&raw);
         let line = text
             .lines()

@@ -8,6 +8,7 @@
 //! its final name, so a listed archive is always complete.
 
 pub mod dry_run;
+pub mod keyfile;
 pub mod local;
 
 use std::io::Read;
