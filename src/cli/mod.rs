@@ -60,7 +60,7 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Print the effective configuration (secrets shown as ***) and the signing key
     Config,
-    /// Serve signed download links ([links] public_url) until SIGTERM or Ctrl-C
+    /// Serve signed download links (`[links] public_url`) until SIGTERM or Ctrl-C
     Serve(serve::ServeArgs),
 }
 
