@@ -109,3 +109,37 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Text as it may reach a terminal: every control character except the
+/// newline is escaped (`\u{1b}`, `\t`). Names come from databases, archives
+/// and config files, and an ESC in a table name must not recolour or clear
+/// the operator's screen. Messages may span lines (pg_dump's stderr), so
+/// `\n` stays. The one helper every printed message goes through.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-24.5
+    #[test]
+    fn printable_escapes_control_characters_but_keeps_lines() {
+        assert_eq!(printable("plain text\nline two"), "plain text\nline two");
+        assert_eq!(printable("evil\x1b[2J\x07name\ttab\r"), "evil\\u{1b}[2J\\u{7}name\\ttab\\r");
+        assert_eq!(printable("del\x7f c1\u{9b}"), "del\\u{7f} c1\\u{9b}");
+        assert_eq!(printable("ไทย ok"), "ไทย ok");
+    }
+}

@@ -50,13 +50,15 @@ fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, MEMBER_NAME).to_string()
 }
 
-/// `archive name` → `critical_backup_20261124_020000.tar.gz`.
+/// `archive name` → `critical_backup_20261124_020000.tar.gz`: the name of
+/// the first archive of a second (see [`nth_archive_name`] for the others).
 pub fn archive_name(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{prefix}_{}.tar.gz", at.format("%Y%m%d_%H%M%S"))
 }
 
 /// Whether `name` is an archive name of a store with this prefix:
-/// `<prefix>_YYYYMMDD_HHMMSS.tar.gz`, nothing more (no `/`, no suffix).
+/// `<prefix>_YYYYMMDD_HHMMSS.tar.gz` or its [`nth_archive_name`]
+/// `…_HHMMSS_N.tar.gz` (N = 2–9), nothing more (no `/`, no other suffix).
 pub fn is_archive_name(prefix: &str, name: &str) -> bool {
     let Some(stamp) =
         name.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).and_then(|r| r.strip_suffix(".tar.gz"))
@@ -64,7 +66,21 @@ pub fn is_archive_name(prefix: &str, name: &str) -> bool {
         return false;
     };
     let b = stamp.as_bytes();
-    b.len() == 15 && b[8] == b'_' && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
+    let nth_ok = match b.len() {
+        15 => true,
+        17 => b[15] == b'_' && (b'2'..=b'9').contains(&b[16]),
+        _ => false,
+    };
+    nth_ok && b[8] == b'_' && b[..15].iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
+}
+
+/// The name of the `n`th archive of the same second (n ≥ 2):
+/// `critical_backup_20261124_020000.tar.gz` → `…_020000_2.tar.gz`. Up to 9,
+/// names of one second sort in the order they were made, and before the
+/// next second's.
+pub fn nth_archive_name(first: &str, n: u32) -> String {
+    let stem = first.strip_suffix(".tar.gz").unwrap_or(first);
+    format!("{stem}_{n}.tar.gz")
 }
 
 /// Counts CSV records as PostgreSQL writes them (`FORMAT csv`): a newline
@@ -127,8 +143,14 @@ mod tests {
     #[test]
     fn archive_names_follow_the_pattern_exactly() {
         let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().to_utc();
-        assert!(is_archive_name("critical_backup", &archive_name("critical_backup", at)));
+        let first = archive_name("critical_backup", at);
+        assert!(is_archive_name("critical_backup", &first));
+        assert!(is_archive_name("critical_backup", &nth_archive_name(&first, 2)));
+        assert!(is_archive_name("critical_backup", &nth_archive_name(&first, 9)));
         for bad in [
+            "critical_backup_20261124_020000_1.tar.gz",
+            "critical_backup_20261124_020000_10.tar.gz",
+            "critical_backup_20261124_020000_x.tar.gz",
             "critical_backup_20261124_020000.tar.gz.partial",
             "critical_backup_20261124_02000.tar.gz",
             "critical_backup_2026112x_020000.tar.gz",
@@ -140,6 +162,22 @@ mod tests {
         ] {
             assert!(!is_archive_name("critical_backup", bad), "{bad}");
         }
+    }
+
+    // covers: FR-12.1
+    #[test]
+    fn archive_names_of_one_second_sort_in_run_order() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().to_utc();
+        let first = archive_name("critical_backup", at);
+        assert_eq!(first, "critical_backup_20261124_020000.tar.gz");
+        assert_eq!(nth_archive_name(&first, 2), "critical_backup_20261124_020000_2.tar.gz");
+        let names: Vec<String> = std::iter::once(first.clone())
+            .chain((2..=9).map(|n| nth_archive_name(&first, n)))
+            .chain(std::iter::once(archive_name("critical_backup", at + chrono::Duration::seconds(1))))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, names);
     }
 
     // covers: TS-1.3

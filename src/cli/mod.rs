@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::config::{Config, ConfigPath, Overrides};
-use crate::error::Error;
+use crate::error::{printable, Error};
 use crate::events::{CancelToken, Event};
 
 const EXIT_CODES: &str = "\
@@ -72,7 +72,7 @@ pub fn run(cli: Cli) -> u8 {
         Err(e) => {
             let code = e.exit_code();
             let message = format!("{e:#}");
-            eprintln!("error: {message}");
+            eprintln!("error: {}", printable(&message));
             if json {
                 out(&format!("{}\n", serde_json::json!({ "ok": false, "error": message, "exit_code": code })));
             }
@@ -92,17 +92,23 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
         (None, Some(p)) => ConfigPath::Explicit(p.into()),
         (None, None) => ConfigPath::Default("lifeboat.toml".into()),
     };
-    Ok(crate::config::load(path, flags)?)
+    let (config, file) = crate::config::load(path, flags)?;
+    // Every command that reads the config says what looks wrong in it.
+    let progress = progress_printer(cli.verbose);
+    for w in &config.warnings {
+        progress(Event::Warning(w.clone()));
+    }
+    Ok((config, file))
 }
 
 fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
     move |e| match e {
-        Event::Step(s) => eprintln!("lifeboat: {s}"),
-        Event::Warning(w) => eprintln!("warning: {w}"),
+        Event::Step(s) => eprintln!("lifeboat: {}", printable(s)),
+        Event::Warning(w) => eprintln!("warning: {}", printable(&w)),
         Event::Table { name, rows, closure_rows, bytes } if verbose => {
-            eprintln!("  {name}: {rows} rows ({closure_rows} closure), {}", render::bytes(bytes))
+            eprintln!("  {}: {rows} rows ({closure_rows} closure), {}", printable(&name), render::bytes(bytes))
         }
-        Event::Detail(d) if verbose => eprintln!("  {d}"),
+        Event::Detail(d) if verbose => eprintln!("  {}", printable(&d)),
         _ => {}
     }
 }
@@ -112,7 +118,7 @@ fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
 fn out(s: &str) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(s.as_bytes()).and_then(|()| o.flush());
+    let _ = o.write_all(printable(s).as_bytes()).and_then(|()| o.flush());
 }
 
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {

@@ -3,6 +3,8 @@
 //! from taking more work. Not one transaction, so a failure empties the
 //! target instead of rolling back (see `target::emptied`).
 
+use std::collections::BTreeMap;
+
 use crate::archive::ManifestTable;
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
@@ -10,15 +12,17 @@ use crate::pg::{self, db_err, describe};
 
 /// Loads the spooled tables over `jobs` connections, each table in its own
 /// transaction; the first error stops the others from taking more work.
+/// Returns the rows each COPY loaded, by data file.
 pub(super) fn copy_parallel(
     target: &postgres::Config,
     pending: &[(&ManifestTable, tempfile::NamedTempFile)],
     jobs: usize,
     progress: Progress,
     cancel: &CancelToken,
-) -> Result<()> {
+) -> Result<BTreeMap<String, u64>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::Mutex::new(None::<Error>);
+    let loaded = std::sync::Mutex::new(BTreeMap::new());
     let name = describe(target);
     std::thread::scope(|s| {
         for _ in 0..jobs.min(pending.len()) {
@@ -40,6 +44,9 @@ pub(super) fn copy_parallel(
                         std::io::copy(&mut f, &mut w)
                             .map_err(|e| Error::Failed(format!("loading rows of {}: {e}", t.display())))?;
                         let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
+                        if let Some(f) = &t.file {
+                            loaded.lock().expect("not poisoned").insert(f.clone(), rows);
+                        }
                         progress(Event::Table {
                             name: t.display(),
                             rows,
@@ -56,6 +63,6 @@ pub(super) fn copy_parallel(
     });
     match failed.into_inner().expect("not poisoned") {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(loaded.into_inner().expect("not poisoned")),
     }
 }
