@@ -226,6 +226,11 @@ mod tests {
         assert!(err.contains("not a regular file"), "{err}");
         let err = load_or_create_key(Some(Path::new("/dev/zero")), dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
+        // A FIFO without a writer would block a plain open: refused at once.
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let err = load_or_create_key(Some(&fifo), dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
         let err = load_or_create_key(Some(&dir.path().join("missing")), dir.path()).unwrap_err().to_string();
         assert!(err.contains("links.secret_file") && err.contains("missing"), "{err}");
     }

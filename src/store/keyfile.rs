@@ -10,30 +10,25 @@ use crate::error::{Error, Result};
 /// A key file is a few hundred bytes at most; anything larger is not a key.
 pub const MAX_KEY_BYTES: u64 = 4096;
 
-/// Reads a small secret: a regular file (not a link, device or FIFO) of at
-/// most [`MAX_KEY_BYTES`].
+/// Reads a small secret: a regular file (not a directory, device or FIFO;
+/// a symlink to a regular file is fine, Docker secrets are links) of at
+/// most [`MAX_KEY_BYTES`]. The opened file is checked, not the path, and it
+/// is opened non-blocking, so a FIFO can neither hang nor be swapped in.
 pub fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("reading {what}"), path, e))?;
-    // A symlink is followed only to a regular file (Docker secrets are links).
-    let meta = if meta.file_type().is_symlink() {
-        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {what}"), path, e))?
-    } else {
-        meta
-    };
-    if !meta.is_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| Error::io(format!("reading {what}"), path, e);
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
         return Err(Error::Invalid(format!("{what} {} is not a regular file; point it at a key file", path.display())));
     }
-    if meta.len() > MAX_KEY_BYTES {
+    let mut buf = Vec::new();
+    file.take(MAX_KEY_BYTES + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > MAX_KEY_BYTES {
         return Err(Error::Invalid(format!(
-            "{what} {} is {} bytes, more than a key can be ({MAX_KEY_BYTES}); point it at a key file",
-            path.display(),
-            meta.len()
+            "{what} {} is more than a key can be ({MAX_KEY_BYTES} bytes); point it at a key file",
+            path.display()
         )));
     }
-    let mut buf = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_KEY_BYTES).read_to_end(&mut buf))
-        .map_err(|e| Error::io(format!("reading {what}"), path, e))?;
     Ok(buf)
 }
 
