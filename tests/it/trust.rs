@@ -212,6 +212,13 @@ fn an_unsigned_archive_is_reported_as_unsigned_and_refused_with_a_trusted_key() 
     let (o, db) = restore_trusted(&unsigned, &pk);
     assert_exit(&o, 1);
     assert!(no_tables(&db));
+    // A --trusted-key that is not a key cannot check anything: exit 2.
+    let o = run(&["verify", s.archive.to_str().unwrap(), "--trusted-key", "/nonexistent/signing.pub"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("/nonexistent/signing.pub"), "{}", stderr(&o));
+    let o = run(&["verify", s.archive.to_str().unwrap(), "--trusted-key", s.seeded.config.to_str().unwrap()]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("not a usable minisign key"), "{}", stderr(&o));
 }
 
 fn identity_file(dir: &Path, id: &age::x25519::Identity) -> PathBuf {
