@@ -21,6 +21,8 @@ mod snapshots;
 mod cancel;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
+mod limits;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;
 // `lifeboat serve`: signed download links over real HTTP (200/403/404/410, no listing, .age only when encrypting).
