@@ -74,10 +74,15 @@ impl Signer {
         if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
             return Ok(());
         }
-        let tmp = store_dir.join(format!("{PUBLIC_KEY_FILE}.tmp"));
-        std::fs::write(&tmp, &text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| Error::io("writing the archive signing public key", &path, e))
+        // A temp file of its own, renamed into place: readers see the old
+        // file or the new one, never a half-written one.
+        let dir = path.parent().unwrap_or(store_dir);
+        let io = |e: std::io::Error| Error::io("writing the archive signing public key", &path, e);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        Ok(())
     }
 
     /// The public key file's text (`untrusted comment: …` + base64 line).

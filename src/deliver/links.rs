@@ -210,6 +210,33 @@ mod tests {
 
     // covers: FR-18.4
     #[test]
+    fn first_users_racing_to_create_the_key_all_get_the_same_whole_key() {
+        // Several `serve`s (or a serve and a mail) starting on a new store:
+        // none may read a half-written key, and all must agree on one.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let store = dir.path().join("store");
+            let barrier = std::sync::Barrier::new(8);
+            let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            load_or_create_key(None, &store).map(|k| k.as_bytes().to_vec())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap().expect("every racer gets the key")).collect()
+            });
+            assert!(keys.iter().all(|k| k == &keys[0] && k.len() == 64), "one key for all");
+            let left: Vec<_> =
+                std::fs::read_dir(store.join(".lifeboat")).unwrap().flatten().map(|e| e.file_name()).collect();
+            assert_eq!(left.len(), 1, "no temp files left: {left:?}");
+        }
+    }
+
+    // covers: FR-18.4
+    #[test]
     fn a_secret_file_must_be_a_small_regular_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("secret");

@@ -33,11 +33,12 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>> {
 }
 
 /// Reads the secret at `path`, or writes `make()`'s bytes there first
-/// (mode 0600, created exclusively, fsynced) when it does not exist. The
+/// (mode 0600, fsynced, then linked into place only if still absent) when
+/// it does not exist. The
 /// directory is created 0700 when missing; an existing one is left as is.
 /// A store key readable by others is refused rather than used.
 pub fn read_or_create_secret(path: &Path, what: &str, make: impl FnOnce() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
@@ -60,17 +61,21 @@ pub fn read_or_create_secret(path: &Path, what: &str, make: impl FnOnce() -> Res
         .create(&dir)
         .map_err(|e| Error::io("creating storage directory", &dir, e))?;
     let bytes = make()?;
-    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
-    match created {
-        Ok(mut f) => {
-            f.write_all(&bytes)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| Error::io(format!("writing {what}"), path, e))?;
+    // Written completely into a temp file (0600) first, then linked to its
+    // name only if that name is still free: a concurrent reader or creator
+    // never sees a half-written key, and two first runs agree on one key.
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(format!("creating {what} in"), &dir, e))?;
+    tmp.write_all(&bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(format!("writing {what}"), tmp.path(), e))?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => {
             tracing::info!(path = %path.display(), "created {what}");
             Ok(bytes)
         }
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path, what),
-        Err(e) => Err(Error::io(format!("creating {what}"), path, e)),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path, what),
+        Err(e) => Err(Error::io(format!("creating {what}"), path, e.error)),
     }
 }
