@@ -8,6 +8,7 @@ mod config;
 mod plan;
 mod render;
 mod restore;
+mod serve;
 mod verify;
 
 use std::path::PathBuf;
@@ -24,9 +25,11 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  the operation ran and failed or found a problem (invalid archive,
-     backup step failed, restore rolled back, row counts differ)
+     signature refused, backup step failed, restore rolled back, row counts
+     differ)
   2  could not run: usage or configuration error, database unreachable,
-     archive file missing, target database refused
+     archive file missing, encrypted archive without a matching --identity,
+     target database refused, serve cannot listen
   130, 143  stopped by SIGINT / SIGTERM (128 + signal) after cleaning up: no
      partial archive, temporary file or pg_dump left, nothing committed";
 
@@ -60,14 +63,16 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Take a verified backup into the storage directory
     Backup(backup::BackupArgs),
-    /// Check an archive's structure, checksums and row counts
+    /// Check an archive's structure, checksums, row counts and signature
     #[command(after_help = TARGET_PASSWORD_HELP)]
     Verify(verify::VerifyArgs),
     /// Restore an archive into a database, in one transaction
     #[command(after_help = TARGET_PASSWORD_HELP)]
     Restore(restore::RestoreArgs),
-    /// Print the effective configuration (secrets shown as ***)
+    /// Print the effective configuration (secrets shown as ***) and the signing key
     Config,
+    /// Serve signed download links (`[links] public_url`) until SIGTERM or Ctrl-C
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command and returns the process exit code.
@@ -192,5 +197,6 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Verify(args) => verify::run(&cli, args, &progress, &cancel),
         Command::Restore(args) => restore::run(&cli, args, &progress, &cancel),
         Command::Config => config::run(&cli),
+        Command::Serve(args) => serve::run(&cli, args),
     }
 }

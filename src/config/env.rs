@@ -27,7 +27,7 @@ pub(super) fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<O
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional"];
+const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional", "recipients"];
 
 pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
     let mut db = toml::Table::new();
@@ -85,7 +85,8 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         }
         let (key, value, secret) = match key.strip_suffix("_file") {
             // `<key>_FILE` for secrets that have no `_file` key of their own.
-            Some(k) if k != "password" && k != "base" => {
+            // `password_file` and `secret_file` are keys of their own.
+            Some(k) if k != "password" && k != "base" && k != "secret" => {
                 (k.to_string(), read_secret_file(Path::new(value), var)?.0, true)
             }
             _ => (key, value.clone(), false),

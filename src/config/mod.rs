@@ -16,6 +16,7 @@
 //! and `password_file` are one setting: a layer that sets either replaces both.
 
 mod env;
+mod links;
 mod load;
 mod pgpass;
 mod secret;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
 pub use secret::Secret;
 pub use url::{parse_database_url, parse_target_url, target_password};
@@ -58,6 +60,9 @@ pub struct Config {
     pub scope: ScopeConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    pub links: LinksConfig,
+    pub http: HttpConfig,
+    pub encryption: EncryptionConfig,
     /// What looks unintended in a valid config (a window in bare minutes);
     /// every command shows these and the plan records them. Not a key.
     #[serde(skip)]

@@ -126,7 +126,8 @@ pub(super) fn load(
         }
         Ok(())
     };
-    for_each_member_keeping_errors(archive_path, &mut run)?;
+    let identities = opts.verify.identities().map_err(ArchiveError::from)?;
+    for_each_member_keeping_errors(archive_path, identities.as_ref(), &mut run)?;
     phase(phases, step, since);
 
     if let Some(spool) = &spool {
@@ -170,10 +171,11 @@ pub(super) fn load(
 /// out as they went in (kind, retryability), not flattened into a message.
 pub(super) fn for_each_member_keeping_errors(
     archive_path: &Path,
+    identities: Option<&crate::crypt::Identities>,
     f: &mut dyn FnMut(&archive::reader::Member, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
     let mut inner = None;
-    let outer = for_each_member(archive_path, |m, r| {
+    let outer = for_each_member(archive_path, identities, |m, r| {
         f(m, r).map_err(|e| {
             let msg = format!("{e:#}");
             inner = Some(e);
@@ -218,14 +220,14 @@ mod tests {
         for (_, e, code, retry) in crate::error::tests::kinds() {
             let text = e.to_string();
             let mut e = Some(e);
-            let got =
-                for_each_member_keeping_errors(&path, &mut |_, _| Err(e.take().expect("one member"))).unwrap_err();
+            let got = for_each_member_keeping_errors(&path, None, &mut |_, _| Err(e.take().expect("one member")))
+                .unwrap_err();
             assert_eq!((got.exit_code(), got.is_retryable(), got.to_string()), (code, retry, text));
         }
         // The reader's own errors are the archive's.
         let bad = dir.path().join("bad.tar.gz");
         std::fs::write(&bad, b"not gzip").unwrap();
-        let got = for_each_member_keeping_errors(&bad, &mut |_, _| Ok(())).unwrap_err();
+        let got = for_each_member_keeping_errors(&bad, None, &mut |_, _| Ok(())).unwrap_err();
         assert!(matches!(got, Error::Archive(_)) && !got.is_retryable(), "{got:?}");
     }
 }

@@ -91,6 +91,11 @@ impl Store for LocalStore {
         &self.dir
     }
 
+    /// `<dir>/.lifeboat/signing.key`, generated once (0600).
+    fn signer(&self) -> Result<crate::archive::signature::Signer> {
+        crate::archive::signature::Signer::load_or_create(&self.dir)
+    }
+
     /// Runs into one directory take turns under its lock, so nobody takes
     /// the chosen name between this check and the rename.
     fn create_partial(&self, name: &str) -> Result<Partial> {

@@ -62,8 +62,8 @@ impl Seeded {
         json(&o)
     }
 
-    /// Files in the storage directory (names), without the lock file that
-    /// stays there by design.
+    /// Files in the storage directory (names), without the lock file and
+    /// the `.lifeboat/` key directory that stay there by design.
     pub fn stored(&self) -> Vec<String> {
         stored_in(&self.storage())
     }
@@ -73,8 +73,11 @@ impl Seeded {
 /// there by design; empty when the directory does not exist.
 pub fn stored_in(dir: &Path) -> Vec<String> {
     let Ok(d) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut v: Vec<String> =
-        d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != ".lifeboat.lock").collect();
+    let mut v: Vec<String> = d
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lifeboat.lock" && n != ".lifeboat")
+        .collect();
     v.sort();
     v
 }
@@ -141,9 +144,13 @@ pub fn rewrite_consistently(members: &mut [(String, Vec<u8>)], member: &str, dat
     reseal(members);
 }
 
-/// Recomputes SHA256SUMS over every other member.
+/// Recomputes SHA256SUMS over every other member but its signature (which
+/// a forger cannot remake with the store's key: it is left as it was).
 pub fn reseal(members: &mut [(String, Vec<u8>)]) {
-    let sums: String =
-        members.iter().filter(|(p, _)| p != "SHA256SUMS").map(|(p, d)| format!("{}  {p}\n", sha256(d))).collect();
+    let sums: String = members
+        .iter()
+        .filter(|(p, _)| p != "SHA256SUMS" && p != "SHA256SUMS.minisig")
+        .map(|(p, d)| format!("{}  {p}\n", sha256(d)))
+        .collect();
     members.iter_mut().find(|(p, _)| p == "SHA256SUMS").unwrap().1 = sums.into_bytes();
 }
