@@ -17,3 +17,5 @@ mod restore;
 mod hardening;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Delivery and alerts: real SMTP (STARTTLS, implicit TLS, AUTH), attach or link, retries, failure alerts, webhook and ping.
+mod deliver;
