@@ -25,6 +25,11 @@ pub enum Error {
     #[error("no progress for {timeout} while {doing}; the run was stopped so it cannot hold locks indefinitely (raise database.stall_timeout if this step is legitimately slow)")]
     Stalled { doing: String, timeout: String },
 
+    /// The run's [`CancelToken`](crate::events::CancelToken) was tripped
+    /// (shutdown, or an operator): stopped cleanly, nothing half-written kept.
+    #[error("cancelled while {doing}: the run was stopped on request; no archive was written and pg_dump was stopped. Start it again when ready")]
+    Cancelled { doing: String },
+
     #[error("the configuration does not match the database: {0}")]
     Scope(String),
 
@@ -89,7 +94,11 @@ impl Error {
     /// Whether trying the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::LockTimeout { .. } | Error::Stalled { .. } | Error::PgDump { .. } | Error::Busy(_) => true,
+            Error::LockTimeout { .. }
+            | Error::Stalled { .. }
+            | Error::Cancelled { .. }
+            | Error::PgDump { .. }
+            | Error::Busy(_) => true,
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)

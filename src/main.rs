@@ -1,3 +1,6 @@
+//! The `lifeboat` binary: parse arguments, set up logging, call `cli::run`, exit with its code.
+//! Everything else lives in the library (see `src/lib.rs`).
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::archive::reader::{for_each_member_in, ArchiveError, Hashing};
 use crate::archive::{self, CsvCounter, Manifest};
-use crate::progress::{Event, Progress};
+use crate::events::{Event, Progress};
 
 /// manifest.json and SHA256SUMS are read into memory; a lifeboat archive's
 /// are far smaller than this, a hostile one is refused.

@@ -7,13 +7,14 @@
 //! `manifest.json`, `BACKUP_INFO.txt`, and `SHA256SUMS` last, so a restore
 //! can stream the archive once without extracting it.
 
+pub mod manifest;
 pub mod reader;
+pub mod sums;
 pub mod texts;
 pub mod writer;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::Mode;
+pub use manifest::{Manifest, ManifestFile, ManifestTable, ManifestWindow, SequenceValue};
+pub use sums::{format_sums, parse_sums};
 
 pub const FORMAT: &str = "lifeboat-archive";
 pub const FORMAT_VERSION: u32 = 1;
@@ -39,124 +40,17 @@ pub fn psql_member(schema: &str, table: &str) -> String {
     format!("{DATA_DIR}{}.{}.copy", encode(schema), encode(table))
 }
 
+/// Everything but `[A-Za-z0-9_-]` is encoded, as `%XX` per UTF-8 byte
+/// (upper-case hex): part of the archive format.
+const MEMBER_NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'-');
+
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, MEMBER_NAME).to_string()
 }
 
 /// `archive name` → `critical_backup_20261124_020000.tar.gz`.
 pub fn archive_name(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{prefix}_{}.tar.gz", at.format("%Y%m%d_%H%M%S"))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub format: String,
-    pub format_version: u32,
-    pub tool_version: String,
-    pub created_at: String,
-    pub snapshot_time: String,
-    pub database: String,
-    pub server_version: String,
-    pub pg_dump_version: String,
-    pub tables: Vec<ManifestTable>,
-    pub foreign_keys: Vec<crate::plan::FkPlan>,
-    pub sequences: Vec<SequenceValue>,
-    pub files: Vec<ManifestFile>,
-    /// The `database/*.sql` members.
-    pub members: Vec<ManifestFile>,
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ManifestTable {
-    pub schema: String,
-    pub name: String,
-    pub mode: Mode,
-    pub unclassified: bool,
-    pub columns: Vec<String>,
-    /// The mode's row filter (closure rows come on top of it).
-    pub filter: Option<String>,
-    pub window: Option<ManifestWindow>,
-    pub rows: u64,
-    pub closure_rows: u64,
-    pub bytes: u64,
-    pub sha256: Option<String>,
-    pub file: Option<String>,
-    /// Only for tables whose CSV has a line that is exactly `\.`: the same
-    /// rows in COPY text format, which `restore.sql` loads instead because
-    /// psql ≤ 17's `\copy` would stop at that line. Listed in `members`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub psql_file: Option<String>,
-}
-
-impl ManifestTable {
-    /// `"schema"."table" ("a", "b")` for COPY FROM; a table without
-    /// columns takes no list (`()` is a syntax error).
-    pub fn copy_target(&self) -> String {
-        if self.columns.is_empty() {
-            return self.qualified();
-        }
-        let cols: Vec<String> = self.columns.iter().map(|c| crate::db::quote_ident(c)).collect();
-        format!("{} ({})", self.qualified(), cols.join(", "))
-    }
-
-    pub fn qualified(&self) -> String {
-        crate::db::qualified(&self.schema, &self.name)
-    }
-    pub fn display(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ManifestWindow {
-    pub column: String,
-    pub keep: String,
-    pub cutoff: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SequenceValue {
-    pub schema: String,
-    pub name: String,
-    pub last_value: i64,
-    pub is_called: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ManifestFile {
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<u32>,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-/// `sha256sum -c` format: `<hex>  <path>` per line.
-pub fn format_sums(sums: &[(String, String)]) -> String {
-    sums.iter().map(|(path, sha)| format!("{sha}  {path}\n")).collect()
-}
-
-pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>, String> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            let (sha, path) = l.split_once("  ").ok_or_else(|| format!("SHA256SUMS line {} is malformed", i + 1))?;
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("SHA256SUMS line {} has no valid SHA-256", i + 1));
-            }
-            Ok((path.to_string(), sha.to_ascii_lowercase()))
-        })
-        .collect()
 }
 
 /// Counts CSV records as PostgreSQL writes them (`FORMAT csv`): a newline
@@ -248,13 +142,7 @@ mod tests {
         assert_eq!(data_member("a.b", "c"), "database/data/a%2Eb.c.csv");
         assert_ne!(data_member("a.b", "c"), data_member("a", "b.c"));
         assert!(!data_member("public", "ผู้ใช้/x")[DATA_DIR.len()..].contains('/'));
-    }
-
-    // covers: TS-1.2
-    #[test]
-    fn sums_round_trip_and_reject_garbage() {
-        let s = vec![("a/b.csv".to_string(), "0".repeat(64))];
-        assert_eq!(parse_sums(&format_sums(&s)).unwrap(), s);
-        assert!(parse_sums("xyz  a\n").is_err());
+        // The encoding is part of the format: byte for byte what v1 wrote.
+        assert_eq!(data_member("My Schema", "ผ.x-y_z"), "database/data/My%20Schema.%E0%B8%9C%2Ex-y_z.csv");
     }
 }

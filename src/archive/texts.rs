@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Manifest, CONSTRAINTS, SCHEMA, SEQUENCES};
-use crate::db::{qualified, quote_literal};
+use crate::pg::{qualified, quote_literal};
 
 /// A psql script run from the extracted archive's root. One transaction:
 /// with `ON_ERROR_STOP` psql exits at the first error and the server rolls
@@ -59,10 +59,10 @@ pub fn sequences_sql(m: &Manifest) -> String {
 
 /// Which rows a table's mode keeps, for people: `created_at >= … (3 months)`.
 /// `window` is (column, cutoff, keep).
-pub fn describe_rows(mode: crate::config::Mode, window: Option<(&str, &str, &str)>) -> String {
+pub fn describe_rows(mode: crate::model::Mode, window: Option<(&str, &str, &str)>) -> String {
     match window {
         Some((column, cutoff, keep)) => format!("{column} >= {cutoff} ({keep})"),
-        None if mode == crate::config::Mode::Schema => "structure only".into(),
+        None if mode == crate::model::Mode::Schema => "structure only".into(),
         None => "all rows".into(),
     }
 }

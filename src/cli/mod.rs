@@ -1,17 +1,23 @@
 //! The command line: parses arguments with clap, loads the config, calls one
 //! engine function per subcommand and renders its result (text or `--json`).
-//! The only module that prints.
+//! The only module that prints. One file per subcommand (glue: load config →
+//! call one engine function → render); `render` holds the text forms.
 
+mod backup;
+mod config;
+mod plan;
 mod render;
+mod restore;
+mod verify;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::config::{self, ConfigPath, Overrides};
+use crate::config::{Config, ConfigPath, Overrides};
 use crate::error::Error;
-use crate::progress::Event;
+use crate::events::{CancelToken, Event};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -37,50 +43,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the restore variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what a backup would contain: modes, rows, closure, files, warnings (read-only)
-    Plan {
-        /// Database to inspect (beats the config and environment; prefer DATABASE_URL to keep passwords out of `ps`)
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
-    },
+    Plan(plan::PlanArgs),
     /// Take a verified backup into the storage directory
-    Backup {
-        /// Where to write the archive [default: storage.dir]
-        #[arg(long, value_name = "DIR")]
-        output_dir: Option<PathBuf>,
-        /// Database to back up (beats the config and environment)
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
-    },
+    Backup(backup::BackupArgs),
     /// Check an archive's structure, checksums and row counts
-    Verify {
-        archive: PathBuf,
-        /// Also restore it into a throwaway database on this server (a rehearsal)
-        #[arg(long, value_name = "URL")]
-        restore_test: Option<String>,
-    },
+    Verify(verify::VerifyArgs),
     /// Restore an archive into a database, in one transaction
-    Restore {
-        archive: PathBuf,
-        /// Target database
-        #[arg(long, value_name = "URL")]
-        db: String,
-        /// Also restore the configuration files into this directory
-        #[arg(long, value_name = "DIR")]
-        config_dir: Option<PathBuf>,
-        /// Restore only these tables (plus the tables they reference)
-        #[arg(long, value_delimiter = ',', value_name = "TABLES")]
-        tables: Vec<String>,
-        /// Replace a non-empty target (drops what it lists first)
-        #[arg(long)]
-        force: bool,
-        /// Load tables over N connections in parallel. Faster on big archives, but
-        /// not one transaction: a failure empties the target instead of rolling back
-        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-        jobs: u16,
-    },
+    Restore(restore::RestoreArgs),
     /// Print the effective configuration (secrets shown as ***)
     Config,
 }
@@ -102,18 +76,18 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
-fn load(cli: &Cli, flags: &Overrides) -> Result<config::Config, Error> {
+fn load(cli: &Cli, flags: &Overrides) -> Result<Config, Error> {
     Ok(load_with_path(cli, flags)?.0)
 }
 
 /// The config and the file it came from (`None`: defaults and environment only).
-fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(config::Config, Option<PathBuf>), Error> {
+fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBuf>), Error> {
     let path = match (&cli.config, std::env::var_os("LIFEBOAT_CONFIG")) {
         (Some(p), _) => ConfigPath::Explicit(p.clone()),
         (None, Some(p)) => ConfigPath::Explicit(p.into()),
         (None, None) => ConfigPath::Default("lifeboat.toml".into()),
     };
-    Ok(config::load(path, flags)?)
+    Ok(crate::config::load(path, flags)?)
 }
 
 fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
@@ -146,50 +120,13 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
     let progress = progress_printer(cli.verbose);
+    // Nothing trips it yet from the command line; the daemon's shutdown will.
+    let cancel = CancelToken::new();
     match &cli.command {
-        Command::Plan { database_url } => {
-            let config = load(&cli, &Overrides { database_url: database_url.clone(), ..Default::default() })?;
-            let plan = crate::backup::plan_only(&config, &progress)?;
-            emit(cli.json, &plan, render::plan);
-            Ok(0)
-        }
-        Command::Backup { output_dir, database_url } => {
-            let config = load(&cli, &Overrides { database_url: database_url.clone(), output_dir: output_dir.clone() })?;
-            let report = crate::backup::run(&config, &progress)?;
-            emit(cli.json, &report, render::backup);
-            Ok(0)
-        }
-        Command::Verify { archive, restore_test } => {
-            let report = crate::verify::verify(archive, &progress)?;
-            if let Some(url) = restore_test {
-                let rt = crate::restore::rehearse(archive, &report, url, &progress)?;
-                emit(cli.json, &rt, render::rehearsal);
-                return Ok(if rt.ok { 0 } else { 1 });
-            }
-            emit(cli.json, &report, render::verify);
-            Ok(0)
-        }
-        Command::Restore { archive, db, config_dir, tables, force, jobs } => {
-            // A config file, when there is one, names the source database that
-            // a restore must not overwrite by accident. Without a file there is
-            // no source to protect (the defaults name no real database).
-            let (config, file) = load_with_path(&cli, &Overrides::default())?;
-            let opts = crate::restore::RestoreOptions {
-                target: db.clone(),
-                config_dir: config_dir.clone(),
-                tables: tables.clone(),
-                force: *force,
-                jobs: usize::from(*jobs),
-                source: file.map(|_| config.database),
-            };
-            let report = crate::restore::restore(archive, &opts, &progress)?;
-            emit(cli.json, &report, render::restore);
-            Ok(if report.ok { 0 } else { 1 })
-        }
-        Command::Config => {
-            let config = load(&cli, &Overrides::default())?;
-            emit(cli.json, &config, |c| toml::to_string(c).expect("serializable"));
-            Ok(0)
-        }
+        Command::Plan(args) => plan::run(&cli, args, &progress),
+        Command::Backup(args) => backup::run(&cli, args, &progress, &cancel),
+        Command::Verify(args) => verify::run(&cli, args, &progress, &cancel),
+        Command::Restore(args) => restore::run(&cli, args, &progress, &cancel),
+        Command::Config => config::run(&cli),
     }
 }

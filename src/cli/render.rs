@@ -23,7 +23,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 fn ms(n: u64) -> String {
-    crate::progress::humantime(std::time::Duration::from_millis(n))
+    crate::events::humantime(std::time::Duration::from_millis(n))
 }
 
 pub fn plan(p: &Plan) -> String {

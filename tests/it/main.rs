@@ -15,6 +15,10 @@ mod cli;
 mod restore;
 // Hostile and damaged archives: unsafe members, seeded mutation fuzz of the reader and verifier.
 mod hardening;
+// insta snapshots of the texts people read (plan, BACKUP_INFO.txt, manifest, errors).
+mod snapshots;
+// Cancellation tokens: backup stops, pg_dump killed, nothing partial left.
+mod cancel;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
 // Delivery and alerts: real SMTP (STARTTLS, implicit TLS, AUTH), attach or link, retries, failure alerts, webhook and ping.

@@ -99,7 +99,7 @@ fn fixture() -> &'static Fixture {
         let out = run_in(dir.path(), ["--config".as_ref(), config.as_os_str(), "--json".as_ref(), "backup".as_ref()]);
         assert_exit(&out, 0);
         let archive = PathBuf::from(json(&out)["archive"].as_str().expect("archive in the backup report"));
-        let manifest = lifeboat::verify::verify(&archive, &lifeboat::progress::silent).expect("verifies").manifest;
+        let manifest = lifeboat::verify::verify(&archive, &lifeboat::events::silent).expect("verifies").manifest;
 
         let mut client = db.client();
         let mut source = Source {

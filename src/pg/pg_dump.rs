@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
-use crate::progress::Watchdog;
+use crate::events::Watchdog;
 
 #[derive(Debug, Clone)]
 pub struct PgDump {
@@ -77,12 +77,24 @@ impl Section {
     }
 }
 
-/// A pg_dump running in the background, writing into `out`.
+/// A pg_dump running in the background, writing into `out`. A guard:
+/// dropped before [`Running::finish`] returned (an error or a cancellation
+/// elsewhere in the run), it kills and reaps pg_dump, so no path leaves it
+/// holding locks on the source.
 pub struct Running {
     child: std::process::Child,
-    stderr: std::thread::JoinHandle<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
     section: Section,
-    out: tempfile::NamedTempFile,
+    out: Option<tempfile::NamedTempFile>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Starts pg_dump for one section on the snapshot. The password goes through
@@ -129,31 +141,32 @@ pub fn start(
         let _ = err.read_to_string(&mut s);
         s
     });
-    Ok(Running { child, stderr, section, out })
+    Ok(Running { child, stderr: Some(stderr), section, out: Some(out) })
 }
 
 impl Running {
     /// Waits for pg_dump, feeding the watchdog with its output size and
-    /// killing it if the watchdog fires. Returns the file it wrote.
+    /// killing it if the watchdog fires or the run is cancelled. Returns the
+    /// file it wrote.
     pub fn finish(mut self, watchdog: &Watchdog) -> Result<tempfile::NamedTempFile> {
         let mut seen = 0u64;
         let status = loop {
             if let Some(status) = self.child.try_wait().map_err(|e| Error::io("waiting for", "pg_dump", e))? {
                 break status;
             }
-            if watchdog.stalled() {
+            if watchdog.interrupted() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 watchdog.check()?;
             }
-            let len = self.out.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+            let len = self.out.as_ref().expect("until finished").as_file().metadata().map(|m| m.len()).unwrap_or(0);
             if len != seen {
                 watchdog.tick(len - seen.min(len));
                 seen = len;
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let stderr = self.stderr.join().unwrap_or_default();
+        let stderr = self.stderr.take().expect("once").join().unwrap_or_default();
         if !status.success() {
             return Err(Error::PgDump {
                 section: self.section.arg().into(),
@@ -161,7 +174,7 @@ impl Running {
                 stderr: stderr.trim_end().to_string(),
             });
         }
-        Ok(self.out)
+        Ok(self.out.take().expect("once"))
     }
 }
 

@@ -1,11 +1,17 @@
-//! Humane durations ("3 months", "90 days", "30s") as written in the config.
+//! The shared vocabulary of the engine: table names, backup modes and
+//! humane durations. Config, plan, closure and archive all speak it, and it
+//! imports none of them, which keeps the arrows pointing one way
+//! (no plan ↔ closure or config ↔ archive cycle).
 //!
+//! Durations ("3 months", "90 days", "30s") are written in the config.
 //! A window's `keep` must become an SQL `interval` literal: a month is a
 //! calendar month there, not 30 days, so the parsed value keeps its unit
 //! instead of collapsing to seconds. Timeouts only need a `std::time::Duration`.
 
 use std::fmt;
 use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 /// A number of calendar or clock units, e.g. 3 months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +118,96 @@ impl serde::Serialize for Span {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
+}
+
+/// How a table's rows are backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every row.
+    Full,
+    /// Rows whose time column is within the window (plus closure rows).
+    Window,
+    /// No rows (only closure rows); the table is recreated empty.
+    Schema,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Full => "full",
+            Mode::Window => "window",
+            Mode::Schema => "schema",
+        })
+    }
+}
+
+/// The mode for tables the config does not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultMode {
+    #[default]
+    Full,
+    Schema,
+}
+
+/// A table as written in the config: `table` (schema `public`) or
+/// `schema.table`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn new(schema: &str, name: &str) -> Self {
+        TableName { schema: schema.to_string(), name: name.to_string() }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+impl std::str::FromStr for TableName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (schema, name) = s.split_once('.').unwrap_or(("public", s));
+        if schema.is_empty() || name.is_empty() {
+            return Err(format!("invalid table name {s:?}: expected \"table\" or \"schema.table\""));
+        }
+        Ok(TableName::new(schema, name))
+    }
+}
+
+impl<'de> Deserialize<'de> for TableName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for TableName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.schema == "public" {
+            s.serialize_str(&self.name)
+        } else {
+            s.collect_str(self)
+        }
+    }
+}
+
+/// A foreign key, by names (the manifest's and the plan's form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FkPlan {
+    pub name: String,
+    pub schema: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub ref_schema: String,
+    pub ref_table: String,
+    pub ref_columns: Vec<String>,
 }
 
 #[cfg(test)]

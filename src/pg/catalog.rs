@@ -5,9 +5,9 @@
 use postgres::Client;
 use serde::Serialize;
 
-use crate::config::TableName;
-use crate::db::db_err;
 use crate::error::Result;
+use crate::model::TableName;
+use crate::pg::db_err;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {

@@ -1,5 +1,9 @@
-//! Progress events. Engine steps never print; they report through a
-//! [`Progress`] callback that the CLI renders and the daemon will record.
+//! Progress events, the stall watchdog and the cancellation token. Engine
+//! steps never print; they report through a [`Progress`] callback that the
+//! CLI renders and the daemon will record. A [`CancelToken`] is handed to
+//! every long run (`backup::run`, `restore`); their loops poll it, the
+//! watchdog trips it on a stall, and a tripped token interrupts the running
+//! query and kills pg_dump.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,16 +27,46 @@ pub type Progress<'a> = &'a (dyn Fn(Event) + Sync);
 /// Ignores every event (tests, `--json` without `--verbose`).
 pub fn silent(_: Event) {}
 
+/// A cheap, clonable flag that asks a run to stop. Tripping it is sticky.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+
+    /// Asks every holder of a clone to stop at its next poll.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// [`Error::Cancelled`](crate::error::Error::Cancelled) if tripped.
+    pub fn check(&self, doing: &str) -> crate::error::Result<()> {
+        if self.is_cancelled() {
+            return Err(crate::error::Error::Cancelled { doing: doing.to_string() });
+        }
+        Ok(())
+    }
+}
+
 /// Fails a run whose byte count stops growing. The engine calls [`tick`]
 /// as bytes flow; a background thread fires `on_stall` (which cancels the
 /// running query) when nothing happened for `timeout`, and [`check`] turns the
-/// flag into an error at the next opportunity.
+/// flag into an error at the next opportunity. It also watches a
+/// [`CancelToken`]: a stall trips the token, and a token tripped from
+/// outside fires `on_stall` too, so a blocked query is interrupted either way.
 ///
 /// [`tick`]: Watchdog::tick
 /// [`check`]: Watchdog::check
 pub struct Watchdog {
     bytes: Arc<AtomicU64>,
     stalled: Arc<AtomicBool>,
+    cancel: CancelToken,
     /// Dropping the sender wakes the thread at once.
     done: Option<std::sync::mpsc::Sender<()>>,
     doing: Arc<Mutex<String>>,
@@ -42,21 +76,32 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn start(timeout: Duration, on_stall: impl Fn() + Send + 'static) -> Watchdog {
+        Watchdog::with_cancel(timeout, CancelToken::new(), on_stall)
+    }
+
+    /// [`start`](Watchdog::start), tied to `cancel` both ways.
+    pub fn with_cancel(timeout: Duration, cancel: CancelToken, on_stall: impl Fn() + Send + 'static) -> Watchdog {
         let bytes = Arc::new(AtomicU64::new(0));
         let stalled = Arc::new(AtomicBool::new(false));
         let (done, wake) = std::sync::mpsc::channel::<()>();
-        let (b, s) = (bytes.clone(), stalled.clone());
-        let poll = (timeout / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let (b, s, c) = (bytes.clone(), stalled.clone(), cancel.clone());
+        // At most 250 ms, so a cancellation from outside is noticed quickly.
+        let poll = (timeout / 10).clamp(Duration::from_millis(20), Duration::from_millis(250));
         let thread = std::thread::spawn(move || {
             let mut last = b.load(Ordering::Relaxed);
             let mut since = Instant::now();
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wake.recv_timeout(poll) {
+                if c.is_cancelled() {
+                    on_stall();
+                    return;
+                }
                 let now = b.load(Ordering::Relaxed);
                 if now != last {
                     last = now;
                     since = Instant::now();
                 } else if since.elapsed() >= timeout {
                     s.store(true, Ordering::SeqCst);
+                    c.cancel();
                     on_stall();
                     return;
                 }
@@ -65,6 +110,7 @@ impl Watchdog {
         Watchdog {
             bytes,
             stalled,
+            cancel,
             done: Some(done),
             doing: Arc::new(Mutex::new(String::new())),
             timeout,
@@ -87,15 +133,19 @@ impl Watchdog {
         self.stalled.load(Ordering::SeqCst)
     }
 
-    /// An error if the watchdog fired.
+    /// Stalled, or cancelled from outside: the run must stop.
+    pub fn interrupted(&self) -> bool {
+        self.stalled() || self.cancel.is_cancelled()
+    }
+
+    /// An error if the watchdog fired or the run was cancelled (a stall
+    /// names the stall, not the cancellation it caused).
     pub fn check(&self) -> crate::error::Result<()> {
+        let doing = self.doing.lock().expect("not poisoned").clone();
         if self.stalled() {
-            return Err(crate::error::Error::Stalled {
-                doing: self.doing.lock().expect("not poisoned").clone(),
-                timeout: humantime(self.timeout),
-            });
+            return Err(crate::error::Error::Stalled { doing, timeout: humantime(self.timeout) });
         }
-        Ok(())
+        self.cancel.check(&doing)
     }
 }
 
@@ -142,5 +192,26 @@ mod tests {
         let err = w.check().unwrap_err().to_string();
         assert!(fired.load(Ordering::SeqCst));
         assert!(err.contains("COPY public.big") && err.contains("stall_timeout"), "{err}");
+    }
+
+    #[test]
+    fn a_stall_trips_the_token_and_a_tripped_token_interrupts() {
+        let token = CancelToken::new();
+        let w = Watchdog::with_cancel(Duration::from_millis(100), token.clone(), || {});
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(token.is_cancelled(), "the stall tripped the token");
+        assert!(w.check().unwrap_err().to_string().contains("no progress"), "the stall is named, not the cancel");
+
+        let fired = Arc::new(AtomicBool::new(false));
+        let f = fired.clone();
+        let token = CancelToken::new();
+        let w = Watchdog::with_cancel(Duration::from_secs(60), token.clone(), move || f.store(true, Ordering::SeqCst));
+        w.doing("copying rows of public.users");
+        token.cancel();
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(fired.load(Ordering::SeqCst), "the running query is interrupted");
+        let err = w.check().unwrap_err();
+        assert!(matches!(err, crate::error::Error::Cancelled { .. }), "{err}");
+        assert!(err.to_string().contains("copying rows of public.users"), "{err}");
     }
 }

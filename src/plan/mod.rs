@@ -3,17 +3,22 @@
 //! side effects; `lifeboat plan` prints its result and `lifeboat backup`
 //! executes it, so the two can never disagree.
 
+pub mod closure;
+pub mod files;
+mod scope;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::catalog::{self, Catalog, ForeignKey};
-use crate::config::{Config, DefaultMode, Mode, TableName};
-use crate::db::{self, db_err, quote_ident, quote_literal, Snapshot};
-use crate::duration::Span;
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::files::{self, FileSelection};
-use crate::progress::{Event, Progress, Watchdog};
+use crate::events::{Event, Progress, Watchdog};
+pub use crate::model::FkPlan;
+use crate::model::{DefaultMode, Mode, Span, TableName};
+use crate::pg::catalog::{self, Catalog, ForeignKey};
+use crate::pg::{self, db_err, quote_ident, quote_literal, Snapshot};
+use files::FileSelection;
 
 /// Above this many on-disk bytes a table gets a "large table" warning.
 pub const LARGE_TABLE_BYTES: i64 = 50 * 1024 * 1024;
@@ -61,7 +66,7 @@ impl TablePlan {
     }
 
     pub fn qualified(&self) -> String {
-        db::qualified(&self.schema, &self.name)
+        pg::qualified(&self.schema, &self.name)
     }
 
     /// The rows the mode selects, as a predicate on `alias`; `None` = all.
@@ -119,17 +124,6 @@ pub fn tid_array_literal(ctids: &[String]) -> String {
     quote_literal(&format!("{{{}}}", body.join(",")))
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct FkPlan {
-    pub name: String,
-    pub schema: String,
-    pub table: String,
-    pub columns: Vec<String>,
-    pub ref_schema: String,
-    pub ref_table: String,
-    pub ref_columns: Vec<String>,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub database: String,
@@ -155,16 +149,16 @@ impl Plan {
 pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress: Progress) -> Result<Plan> {
     progress(Event::Step("plan"));
     let catalog = catalog::read(&mut snap.client)?;
-    let mut tables = resolve_modes(&catalog, config)?;
+    let mut tables = scope::resolve_modes(&catalog, config)?;
 
     for t in &catalog.tables {
         watchdog.doing(format!("locking {}", t.name));
         snap.client
             .batch_execute(&format!(
                 "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
-                db::qualified(&t.name.schema, &t.name.name)
+                pg::qualified(&t.name.schema, &t.name.name)
             ))
-            .map_err(|e| match db::sqlstate(&e) {
+            .map_err(|e| match pg::sqlstate(&e) {
                 Some("55P03") => {
                     Error::LockTimeout { table: t.name.to_string(), timeout: config.database.lock_timeout.to_string() }
                 }
@@ -209,7 +203,22 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     }
 
     let foreign_keys: Vec<FkPlan> = catalog.foreign_keys.iter().map(|fk| fk_plan(&catalog, fk)).collect();
-    crate::closure::compute(&mut snap.client, &mut tables, &catalog.row_foreign_keys(), watchdog, progress)?;
+    let sources: Vec<closure::Source> = tables
+        .iter()
+        .map(|t| closure::Source {
+            oid: t.oid,
+            qualified: t.qualified(),
+            mode: t.mode,
+            has_rows: t.has_rows,
+            child_predicate: t.base_predicate("c"),
+            parent_predicate: t.base_predicate("p"),
+        })
+        .collect();
+    let added = closure::compute(&mut snap.client, &sources, &catalog.row_foreign_keys(), watchdog, progress)?;
+    for (t, set) in tables.iter_mut().zip(added) {
+        t.closure_rows = set.len() as u64;
+        t.closure_ctids = set.into_iter().collect();
+    }
 
     let files = files::collect(&config.files)?;
     let mut warnings = Vec::new();
@@ -289,117 +298,5 @@ fn fk_plan(catalog: &Catalog, fk: &ForeignKey) -> FkPlan {
         ref_schema: p.name.schema.clone(),
         ref_table: p.name.name.clone(),
         ref_columns: fk.ref_columns.clone(),
-    }
-}
-
-/// Gives every table exactly one mode and checks that everything the config
-/// names exists. All problems are reported together.
-fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<TablePlan>> {
-    let scope = &config.scope;
-    let mut problems = Vec::new();
-    // table → (mode, window column and keep)
-    type Assigned<'a> = (Mode, Option<(&'a str, Span)>);
-    let mut assigned: BTreeMap<&TableName, Assigned> = BTreeMap::new();
-    for t in &scope.full {
-        assigned.insert(t, (Mode::Full, None));
-    }
-    for t in &scope.schema_only {
-        assigned.insert(t, (Mode::Schema, None));
-    }
-    for w in &scope.window {
-        for t in &w.tables {
-            assigned.insert(t, (Mode::Window, Some((w.column.as_str(), w.keep))));
-        }
-    }
-    for (name, (mode, window)) in &assigned {
-        let Some(table) = catalog.find(name) else {
-            let known: Vec<String> = catalog.tables.iter().map(|t| t.name.to_string()).collect();
-            problems.push(format!(
-                "table {name} (scope: {mode}) does not exist in the database; fix the name or remove it. Tables that exist: {}",
-                abbreviate(&known)
-            ));
-            continue;
-        };
-        if let Some((column, _)) = window {
-            match table.column(column) {
-                None => problems.push(format!(
-                    "window column {column:?} does not exist in table {name}; its columns are: {}",
-                    table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-                )),
-                Some(c) if !c.is_time() => problems.push(format!(
-                    "window column {name}.{column} has type {}; a window needs a date, timestamp or timestamptz column",
-                    c.type_name
-                )),
-                Some(_) => {}
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Error::Scope(problems.join("\n  - ")));
-    }
-
-    let partitioned: Vec<u32> = catalog.tables.iter().filter(|t| t.kind == 'p').map(|t| t.oid).collect();
-    let mut out = Vec::new();
-    // A partition without a mode of its own takes its (root) parent's.
-    let named = |t: &catalog::Table| {
-        let mut at = t;
-        loop {
-            if let Some(a) = assigned.get(&at.name) {
-                return Some(*a);
-            }
-            let parent = at.partition_of?;
-            at = catalog.tables.iter().find(|p| p.oid == parent)?;
-        }
-    };
-    for t in &catalog.tables {
-        let (mode, window, unclassified) = match named(t) {
-            Some((m, w)) => (m, w, false),
-            None => (
-                match scope.default {
-                    DefaultMode::Full => Mode::Full,
-                    DefaultMode::Schema => Mode::Schema,
-                },
-                None,
-                // Partitioned parents hold no rows; their partitions are flagged.
-                t.kind != 'p',
-            ),
-        };
-        let has_rows = t.kind != 'p';
-        let estimated_rows = if mode == Mode::Schema { 0 } else { t.estimated_rows.unwrap_or(0) };
-        let estimated_bytes = if mode == Mode::Schema { 0 } else { t.bytes };
-        out.push(TablePlan {
-            oid: t.oid,
-            schema: t.name.schema.clone(),
-            name: t.name.name.clone(),
-            mode,
-            unclassified,
-            columns: t.stored_columns().map(|c| c.name.clone()).collect(),
-            window: window.map(|(column, keep)| WindowPlan { column: column.to_string(), keep, cutoff: String::new() }),
-            has_rows,
-            estimated_rows,
-            estimated_bytes,
-            closure_rows: 0,
-            closure_ctids: Vec::new(),
-        });
-    }
-    // Closure through a partitioned table would need per-partition ctids.
-    for fk in &catalog.foreign_keys {
-        let parent = out.iter().find(|t| t.oid == fk.parent).expect("parent in catalog");
-        if partitioned.contains(&fk.parent) && parent.mode != Mode::Full {
-            return Err(Error::Scope(format!(
-                "foreign key {} references partitioned table {}.{} which is not in full mode; lifeboat v1 needs partitioned parents in scope.full",
-                fk.name, parent.schema, parent.name
-            )));
-        }
-    }
-    Ok(out)
-}
-
-fn abbreviate(names: &[String]) -> String {
-    const MAX: usize = 30;
-    if names.len() <= MAX {
-        names.join(", ")
-    } else {
-        format!("{}, … ({} more)", names[..MAX].join(", "), names.len() - MAX)
     }
 }

@@ -11,16 +11,30 @@
 //! which is stable for the snapshot's visible rows while the table is locked
 //! ACCESS SHARE (no VACUUM FULL/CLUSTER can move them).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use postgres::Client;
 
-use crate::catalog::ForeignKey;
-use crate::config::Mode;
-use crate::db::{db_err, quote_ident};
 use crate::error::Result;
-use crate::plan::TablePlan;
-use crate::progress::{Event, Progress, Watchdog};
+use crate::events::{Event, Progress, Watchdog};
+use crate::model::Mode;
+use crate::pg::catalog::ForeignKey;
+use crate::pg::{db_err, quote_ident};
+
+/// What the closure needs to know about one table. The plan builds these
+/// from its `TablePlan`s; the closure does not know plan types (no cycle).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub oid: u32,
+    /// `"schema"."table"`, quoted.
+    pub qualified: String,
+    pub mode: Mode,
+    pub has_rows: bool,
+    /// The rows the mode selects, as predicates on the aliases `c` (child
+    /// side) and `p` (parent side); `None` = all rows.
+    pub child_predicate: Option<String>,
+    pub parent_predicate: Option<String>,
+}
 
 /// Which rows of a child table a round starts from.
 enum Delta {
@@ -30,13 +44,14 @@ enum Delta {
     Rows(Vec<String>),
 }
 
+/// The `ctid`s each table gains (indexed like `tables`, sorted).
 pub fn compute(
     client: &mut Client,
-    tables: &mut [TablePlan],
+    tables: &[Source],
     fks: &[ForeignKey],
     watchdog: &Watchdog,
     progress: Progress,
-) -> Result<()> {
+) -> Result<Vec<BTreeSet<String>>> {
     let index = |oid: u32| tables.iter().position(|t| t.oid == oid).expect("table of the catalog");
     // Only edges whose parent is not complete can pull rows in.
     let edges: Vec<(&ForeignKey, usize, usize)> = fks
@@ -44,12 +59,12 @@ pub fn compute(
         .map(|fk| (fk, index(fk.child), index(fk.parent)))
         .filter(|(_, _, p)| tables[*p].mode != Mode::Full && tables[*p].has_rows)
         .collect();
+    let mut added: Vec<BTreeSet<String>> = vec![BTreeSet::new(); tables.len()];
     if edges.is_empty() {
-        return Ok(());
+        return Ok(added);
     }
     progress(Event::Step("closure"));
 
-    let mut added: Vec<HashSet<String>> = vec![HashSet::new(); tables.len()];
     let mut delta: BTreeMap<usize, Delta> = tables
         .iter()
         .enumerate()
@@ -69,23 +84,18 @@ pub fn compute(
                 .zip(&fk.ref_columns)
                 .map(|(a, b)| format!("p.{} = c.{}", quote_ident(b), quote_ident(a)))
                 .collect();
-            let parent_base = parent.base_predicate("p").unwrap_or_else(|| "true".into());
+            let parent_base = parent.parent_predicate.clone().unwrap_or_else(|| "true".into());
             let (child_filter, ctids) = match d {
-                Delta::Base => (child.base_predicate("c").unwrap_or_else(|| "true".into()), None),
+                Delta::Base => (child.child_predicate.clone().unwrap_or_else(|| "true".into()), None),
                 Delta::Rows(ctids) => ("c.ctid = ANY($1::text[]::tid[])".to_string(), Some(ctids)),
             };
             let sql = format!(
                 "SELECT DISTINCT p.ctid::text FROM ONLY {} c JOIN ONLY {} p ON {} WHERE ({child_filter}) AND NOT coalesce({parent_base}, false)",
-                child.qualified(),
-                parent.qualified(),
+                child.qualified,
+                parent.qualified,
                 join.join(" AND ")
             );
-            watchdog.doing(format!(
-                "following foreign key {} ({} → {})",
-                fk.name,
-                child.qualified(),
-                parent.qualified()
-            ));
+            watchdog.doing(format!("following foreign key {} ({} → {})", fk.name, child.qualified, parent.qualified));
             let rows = match ctids {
                 Some(ctids) => client.query(&sql, &[ctids]),
                 None => client.query(&sql, &[]),
@@ -106,11 +116,5 @@ pub fn compute(
         )));
         delta = next.into_iter().map(|(i, v)| (i, Delta::Rows(v))).collect();
     }
-    for (t, set) in tables.iter_mut().zip(added) {
-        let mut v: Vec<String> = set.into_iter().collect();
-        v.sort();
-        t.closure_rows = v.len() as u64;
-        t.closure_ctids = v;
-    }
-    Ok(())
+    Ok(added)
 }

@@ -1,0 +1,20 @@
+//! `lifeboat plan`: opens the snapshot, builds the plan, prints it.
+
+use super::{emit, load, render, Cli};
+use crate::config::Overrides;
+use crate::error::Error;
+use crate::events::Progress;
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Database to inspect (beats the config and environment; prefer DATABASE_URL to keep passwords out of `ps`)
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+pub(super) fn run(cli: &Cli, args: &PlanArgs, progress: Progress) -> Result<u8, Error> {
+    let config = load(cli, &Overrides { database_url: args.database_url.clone(), ..Default::default() })?;
+    let plan = crate::backup::plan_only(&config, progress)?;
+    emit(cli.json, &plan, render::plan);
+    Ok(0)
+}

@@ -1,0 +1,28 @@
+//! `lifeboat restore`: the engine's [`RestoreOptions`] flattened into the
+//! arguments, plus the archive and the source database to protect.
+
+use std::path::PathBuf;
+
+use super::{emit, load_with_path, render, Cli};
+use crate::config::Overrides;
+use crate::error::Error;
+use crate::events::{CancelToken, Progress};
+use crate::restore::RestoreOptions;
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    archive: PathBuf,
+    #[command(flatten)]
+    options: RestoreOptions,
+}
+
+pub(super) fn run(cli: &Cli, args: &RestoreArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
+    // A config file, when there is one, names the source database that
+    // a restore must not overwrite by accident. Without a file there is
+    // no source to protect (the defaults name no real database).
+    let (config, file) = load_with_path(cli, &Overrides::default())?;
+    let opts = RestoreOptions { source: file.map(|_| config.database), ..args.options.clone() };
+    let report = crate::restore::restore(&args.archive, &opts, progress, cancel)?;
+    emit(cli.json, &report, render::restore);
+    Ok(if report.ok { 0 } else { 1 })
+}

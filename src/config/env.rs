@@ -1,0 +1,118 @@
+//! The environment layer: libpq's `PG*`, the deployment's `POSTGRES_*`,
+//! `DATABASE_URL` and `LIFEBOAT_<SECTION>__<KEY>`, mapped onto config keys
+//! (more specific names win), with `*_FILE` variants for secrets.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::load::overlay;
+use super::secret::read_secret_file;
+use super::url::{expand_url, url_fields};
+use super::{Config, ConfigError};
+
+/// The value of `name`, or of the file named by `name_FILE`.
+/// Setting both is ambiguous (which one did the operator mean?) and an error,
+/// as in the official postgres image.
+fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, ConfigError> {
+    let file_var = format!("{name}_FILE");
+    match (env.get(name), env.get(&file_var)) {
+        (Some(_), Some(_)) => Err(ConfigError::Env {
+            name: format!("{name} and {file_var}"),
+            message: "both are set; set only one of them".into(),
+        }),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(p)) => Ok(Some(read_secret_file(Path::new(p), &file_var)?.0)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional"];
+
+pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
+    let mut db = toml::Table::new();
+    let s = |v: &str| toml::Value::String(v.to_string());
+
+    // Lowest first: libpq's names, then the deployment's, then DATABASE_URL.
+    for (host, port, name, user, pass) in [
+        ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"),
+        ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"),
+    ] {
+        let mut layer = toml::Table::new();
+        for (var, key) in [(host, "host"), (port, "port"), (name, "name"), (user, "user")] {
+            if let Some(v) = env.get(var) {
+                layer.insert(key.into(), s(v));
+            }
+        }
+        if let Some(v) = env_secret(env, pass)? {
+            layer.insert("password".into(), s(&v));
+        }
+        overlay_section(&mut db, layer);
+    }
+    if let Some(url) = env_secret(env, "DATABASE_URL")? {
+        overlay_section(&mut db, url_fields(&url, "DATABASE_URL")?);
+    }
+
+    let mut sections: BTreeMap<String, toml::Table> = BTreeMap::new();
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
+        // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.
+        if rest == "CONFIG" || rest == "LOG" || rest.starts_with("TEST_") {
+            continue;
+        }
+        let Some((section, key)) = rest.split_once("__") else {
+            return Err(ConfigError::Env {
+                name: var.clone(),
+                message: "expected LIFEBOAT_<SECTION>__<KEY>, e.g. LIFEBOAT_DATABASE__HOST".into(),
+            });
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        if let Some(base) = key.strip_suffix("_file") {
+            let plain = format!("LIFEBOAT_{}__{}", section.to_uppercase(), base.to_uppercase());
+            if env.contains_key(&plain) {
+                return Err(ConfigError::Env {
+                    name: format!("{plain} and {var}"),
+                    message: "both are set; set only one of them".into(),
+                });
+            }
+        }
+        let (key, value) = match key.strip_suffix("_file") {
+            // `<key>_FILE` for secrets that have no `_file` key of their own.
+            Some(k) if k != "password" && k != "base" => (k.to_string(), read_secret_file(Path::new(value), var)?.0),
+            _ => (key, value.clone()),
+        };
+        let v = if LIST_KEYS.contains(&key.as_str()) {
+            toml::Value::Array(value.split(',').map(str::trim).filter(|x| !x.is_empty()).map(s).collect())
+        } else {
+            s(&value)
+        };
+        sections.entry(section).or_default().insert(key, v);
+    }
+    let mut top = toml::Table::new();
+    for (section, t) in sections {
+        // Checked alone so that the error names the variable.
+        let mut probe = toml::Table::new();
+        probe.insert(section.clone(), toml::Value::Table(t.clone()));
+        if let Err(e) = toml::Value::Table(probe).try_into::<Config>() {
+            let keys: Vec<String> =
+                t.keys().map(|k| format!("LIFEBOAT_{}__{}", section.to_uppercase(), k.to_uppercase())).collect();
+            return Err(ConfigError::Env { name: keys.join(", "), message: e.message().to_string() });
+        }
+        top.insert(section, toml::Value::Table(t));
+    }
+    let mut out = toml::Table::new();
+    if !db.is_empty() {
+        out.insert("database".into(), toml::Value::Table(db));
+    }
+    expand_url(&mut top, "LIFEBOAT_DATABASE__URL")?;
+    overlay(&mut out, top);
+    Ok(out)
+}
+
+fn overlay_section(base: &mut toml::Table, top: toml::Table) {
+    if top.contains_key("password") {
+        base.remove("password");
+        base.remove("password_file");
+    }
+    base.extend(top);
+}

@@ -1,0 +1,357 @@
+//! The one place that knows the precedence flags > env > file > defaults:
+//! [`resolve`] overlays the layers as TOML tables and deserializes once;
+//! [`load`] reads the file and the process environment first. `validate`
+//! checks what serde cannot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::env::env_layer;
+use super::secret::read_secret_file;
+use super::url::{expand_url, url_fields};
+use super::{Config, ConfigError, ConfigPath, Overrides};
+use crate::model::TableName;
+
+/// The one function that knows the precedence flags > env > file > defaults.
+pub fn resolve(
+    file: Option<(&Path, &str)>,
+    env: &BTreeMap<String, String>,
+    flags: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut merged = toml::Table::new();
+    let base_dir = file.and_then(|(p, _)| p.parent()).map(Path::to_path_buf);
+
+    if let Some((path, text)) = file {
+        // Deserialize straight from the text first: that error has the line.
+        toml::from_str::<Config>(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut t: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        if let Some(toml::Value::Table(d)) = t.get("database") {
+            if d.contains_key("password") && d.contains_key("password_file") {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: "[database] sets both password and password_file; keep only one".into(),
+                });
+            }
+        }
+        expand_url(&mut t, &format!("{} [database] url", path.display()))?;
+        overlay(&mut merged, t);
+    }
+
+    overlay(&mut merged, env_layer(env)?);
+
+    if let Some(url) = &flags.database_url {
+        let mut t = toml::Table::new();
+        t.insert("database".into(), toml::Value::Table(url_fields(url, "--database-url")?));
+        overlay(&mut merged, t);
+    }
+    if let Some(dir) = &flags.output_dir {
+        let mut t = toml::Table::new();
+        let mut s = toml::Table::new();
+        s.insert("dir".into(), toml::Value::String(dir.display().to_string()));
+        t.insert("storage".into(), toml::Value::Table(s));
+        overlay(&mut merged, t);
+    }
+
+    let mut config: Config = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+
+    if let Some(path) = config.database.password_file.take() {
+        config.database.password = Some(read_secret_file(&path, "database.password_file")?);
+    }
+    if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
+        if dir.is_relative() {
+            config.files.base_dir = Some(base.join(dir));
+        }
+    }
+    validate(&config)?;
+    Ok(config)
+}
+
+/// Reads the config file (if any) and the process environment, then resolves.
+pub fn load(path: ConfigPath, flags: &Overrides) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let (path, required) = match path {
+        ConfigPath::Explicit(p) => (p, true),
+        ConfigPath::Default(p) => (p, false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let file = text.as_deref().map(|t| (path.as_path(), t));
+    let config = resolve(file, &env, flags)?;
+    Ok((config, text.is_some().then_some(path)))
+}
+
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    let p = &c.storage.name_prefix;
+    if p.is_empty() || !p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+        return Err(ConfigError::Invalid(format!(
+            "storage.name_prefix {p:?} must be non-empty and use only letters, digits, '_' and '-'"
+        )));
+    }
+    let mut seen: BTreeMap<&TableName, &str> = BTreeMap::new();
+    let named = c
+        .scope
+        .full
+        .iter()
+        .map(|t| (t, "scope.full"))
+        .chain(c.scope.schema_only.iter().map(|t| (t, "scope.schema_only")))
+        .chain(c.scope.window.iter().flat_map(|w| w.tables.iter().map(|t| (t, "scope.window"))));
+    for (t, list) in named {
+        if let Some(prev) = seen.insert(t, list) {
+            return Err(ConfigError::Invalid(format!(
+                "table {t} is listed in both {prev} and {list}; give each table exactly one mode"
+            )));
+        }
+    }
+    for w in &c.scope.window {
+        if w.column.is_empty() {
+            return Err(ConfigError::Invalid("scope.window: column must not be empty".into()));
+        }
+    }
+    for p in c.files.include.iter().chain(&c.files.optional) {
+        let rel = Path::new(p);
+        if rel.is_absolute() || rel.components().any(|x| matches!(x, std::path::Component::ParentDir)) {
+            return Err(ConfigError::Invalid(format!(
+                "files pattern {p:?} must be relative to files.base_dir and must not contain '..'"
+            )));
+        }
+        // The same syntax `plan::files::matcher` compiles (kept here so that
+        // config does not depend on plan).
+        globset::GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ConfigError::Invalid(format!("files pattern {p:?}: {}", e.kind())))?;
+    }
+    if (!c.files.include.is_empty() || !c.files.optional.is_empty()) && c.files.base_dir.is_none() {
+        return Err(ConfigError::Invalid(
+            "files.include/optional need files.base_dir (the directory the patterns are relative to)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Puts every key of `top` over `base`, one level of sections deep.
+pub(super) fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (section, value) in top {
+        match (base.get_mut(&section), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => {
+                if t.contains_key("password") || t.contains_key("password_file") {
+                    b.remove("password");
+                    b.remove("password_file");
+                }
+                for (k, v) in t {
+                    b.insert(k, v);
+                }
+            }
+            (_, v) => {
+                base.insert(section, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const FILE: &str = r#"
+[database]
+host = "file-host"
+port = 5433
+name = "file_db"
+user = "file_user"
+password = "file-secret"
+[storage]
+dir = "/file/backups"
+"#;
+
+    // covers: FR-11.1, FR-11.3, FR-11.4, FR-11.6, TS-1.1
+    #[test]
+    fn precedence_is_flags_then_env_then_file_then_defaults() {
+        let p = Path::new("/etc/lifeboat/lifeboat.toml");
+        let c = resolve(Some((p, FILE)), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!((c.database.host.as_str(), c.database.port), ("file-host", 5433));
+        assert_eq!(c.storage.name_prefix, "critical_backup", "default");
+
+        let e =
+            env(&[("PGHOST", "pg-host"), ("POSTGRES_HOST", "pg-compose"), ("LIFEBOAT_STORAGE__DIR", "/env/backups")]);
+        let c = resolve(Some((p, FILE)), &e, &Overrides::default()).unwrap();
+        assert_eq!(c.database.host, "pg-compose", "POSTGRES_* beats PG*, env beats file");
+        assert_eq!(c.database.port, 5433, "file value kept where env is silent");
+        assert_eq!(c.storage.dir, PathBuf::from("/env/backups"));
+
+        let e2 = env(&[
+            ("POSTGRES_HOST", "pg-compose"),
+            ("DATABASE_URL", "postgresql://u:url-secret@url-host:6000/url_db?schema=public"),
+            ("LIFEBOAT_DATABASE__HOST", "lb-host"),
+        ]);
+        let c = resolve(Some((p, FILE)), &e2, &Overrides::default()).unwrap();
+        assert_eq!(c.database.host, "lb-host", "LIFEBOAT_* beats DATABASE_URL");
+        assert_eq!(
+            (c.database.port, c.database.name.as_str()),
+            (6000, "url_db"),
+            "DATABASE_URL beats POSTGRES_* and the file; Prisma's ?schema is ignored"
+        );
+        assert_eq!(c.database.password.as_ref().unwrap().expose(), "url-secret");
+
+        let flags = Overrides {
+            database_url: Some("postgres://flag@flag-host/flag_db".into()),
+            output_dir: Some("/flag/out".into()),
+        };
+        let c = resolve(Some((p, FILE)), &e2, &flags).unwrap();
+        assert_eq!((c.database.host.as_str(), c.database.user.as_str()), ("flag-host", "flag"));
+        assert_eq!(c.storage.dir, PathBuf::from("/flag/out"));
+        assert_eq!(
+            c.database.password.as_ref().unwrap().expose(),
+            "url-secret",
+            "a flag URL without password keeps the lower one"
+        );
+
+        let c = resolve(None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.database.host.as_str(), c.database.port, c.storage.dir.as_path()),
+            ("localhost", 5432, Path::new("backups"))
+        );
+    }
+
+    // covers: FR-11.5, FR-11.7, SC-2.4, TS-1.1
+    #[test]
+    fn secrets_come_from_files_and_are_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cr3t-from-file\n").unwrap();
+        let e = env(&[("POSTGRES_PASSWORD_FILE", f.to_str().unwrap())]);
+        let c = resolve(Some((Path::new("x.toml"), FILE)), &e, &Overrides::default()).unwrap();
+        assert_eq!(c.database.password.as_ref().unwrap().expose(), "s3cr3t-from-file");
+        let shown = format!("{c:?} {} {}", toml::to_string(&c).unwrap(), serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("s3cr3t") && !shown.contains("file-secret"), "{shown}");
+        assert!(shown.contains("***"));
+
+        let file = format!("[database]\npassword_file = {:?}\n", f.to_str().unwrap());
+        let c = resolve(Some((Path::new("x.toml"), &file)), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.database.password.unwrap().expose(), "s3cr3t-from-file");
+
+        let err = resolve(
+            Some((Path::new("x.toml"), "[database]\npassword_file = \"/nonexistent/pw\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/pw"), "{err}");
+    }
+
+    // covers: FR-11.2, TS-1.1
+    #[test]
+    fn unknown_keys_name_the_file_line_and_valid_keys() {
+        let err = resolve(
+            Some((Path::new("/etc/lb.toml"), "[database]\nhost = \"x\"\nhots = \"y\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/etc/lb.toml") && err.contains("line 3") && err.contains("hots") && err.contains("host"),
+            "{err}"
+        );
+
+        let err =
+            resolve(None, &env(&[("LIFEBOAT_DATABASE__HOTS", "y")]), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("LIFEBOAT_DATABASE__HOTS") && err.contains("host"), "{err}");
+
+        let err = resolve(
+            Some((Path::new("a.toml"), "[scope]\nfull = [\"users\"]\nschema_only = [\"users\"]\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("public.users") && err.contains("exactly one mode"), "{err}");
+
+        let err = resolve(
+            Some((Path::new("a.toml"), "[[scope.window]]\ntables = [\"t\"]\nkeep = \"3 fortnights\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("3 fortnights") && err.contains("line"), "{err}");
+    }
+
+    // covers: FR-11.3
+    // covers: FR-11.3, FR-11.5
+    #[test]
+    fn a_lifeboat_database_url_expands_and_a_secret_set_twice_is_an_error() {
+        let c = resolve(None, &env(&[("LIFEBOAT_DATABASE__URL", "postgres://u:pw@h:6543/d")]), &Overrides::default())
+            .unwrap();
+        assert_eq!((c.database.host.as_str(), c.database.port, c.database.name.as_str()), ("h", 6543, "d"));
+        assert_eq!(c.database.password.unwrap().expose(), "pw");
+
+        let err = resolve(
+            None,
+            &env(&[("POSTGRES_PASSWORD", "a"), ("POSTGRES_PASSWORD_FILE", "/run/secrets/pw")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE") && err.contains("only one"), "{err}");
+        let err = resolve(
+            None,
+            &env(&[("LIFEBOAT_DATABASE__PASSWORD", "a"), ("LIFEBOAT_DATABASE__PASSWORD_FILE", "/run/secrets/pw")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("LIFEBOAT_DATABASE__PASSWORD and LIFEBOAT_DATABASE__PASSWORD_FILE"), "{err}");
+        let err = resolve(None, &env(&[("DATABASE_URL", "postgres://u@h/d?sslmode=require")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sslmode=require") && err.contains("TLS"), "{err}");
+        assert!(!err.contains(": a"), "{err}");
+    }
+
+    // covers: FR-16.1, FR-11.2
+    #[test]
+    fn files_patterns_that_escape_base_dir_are_config_errors() {
+        for bad in ["../etc/passwd", "/etc/passwd", "ssl/../../x"] {
+            let text = format!("[files]\nbase_dir = \"/config\"\ninclude = [{bad:?}]\n");
+            let err = resolve(Some((Path::new("a.toml"), &text)), &env(&[]), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("must not contain '..'"), "{err}");
+        }
+    }
+
+    // covers: FR-11.5
+    #[test]
+    fn password_and_password_file_together_in_the_file_is_an_error_and_test_variables_are_ignored() {
+        let text = "[database]\npassword = \"a\"\npassword_file = \"/run/secrets/pw\"\n";
+        let err = resolve(Some((Path::new("/etc/lb.toml"), text)), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("both password and password_file"), "{err}");
+        let e = env(&[("LIFEBOAT_TEST_DATABASE_URL", "postgres://x@y/z")]);
+        assert!(resolve(None, &e, &Overrides::default()).is_ok());
+    }
+
+    #[test]
+    fn env_lists_are_comma_separated() {
+        let c = resolve(
+            None,
+            &env(&[("LIFEBOAT_SCOPE__SCHEMA_ONLY", "usage_logs, audit.sessions")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.scope.schema_only,
+            vec![TableName::new("public", "usage_logs"), TableName::new("audit", "sessions")]
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! The configuration structs: one TOML file, environment variables and flags,
+//! merged with the precedence flags > env > file > defaults in [`resolve`]
+//! (`load.rs`, the only place that knows it). `env.rs` maps the environment,
+//! `url.rs` parses and expands database URLs, `secret.rs` holds [`Secret`]
+//! and reads `*_file` / `*_FILE` secrets.
+//!
+//! Every layer is first checked on its own against the same serde struct with
+//! `deny_unknown_fields`, so a typo in the file is reported with file, line and
+//! the valid keys, and a typo in a `LIFEBOAT_*` variable names the variable.
+//! The layers are then merged as TOML tables and deserialized once.
+//!
+//! Within the environment layer the more specific names win:
+//! `LIFEBOAT_<SECTION>__<KEY>` > `DATABASE_URL` > `POSTGRES_*` > libpq's `PG*`.
+//! A database URL expands into host/port/name/user/password at its own layer;
+//! keys set explicitly in the same layer win over the URL's parts. `password`
+//! and `password_file` are one setting: a layer that sets either replaces both.
+
+mod env;
+mod load;
+mod secret;
+mod url;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, resolve};
+pub use secret::Secret;
+pub use url::{parse_database_url, parse_target_url};
+
+use crate::model::{DefaultMode, Span, TableName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; pass an existing file with --config or LIFEBOAT_CONFIG")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("cannot read secret file {path} (from {origin}): {source}")]
+    SecretFile { origin: String, path: PathBuf, source: std::io::Error },
+    #[error(
+        "invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database"
+    )]
+    Url { origin: String, message: String },
+    #[error("{origin} asks for sslmode=require, but lifeboat cannot use TLS to PostgreSQL yet; connect over a private network (e.g. the docker-compose network) and remove sslmode")]
+    NoTls { origin: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub scope: ScopeConfig,
+    pub files: FilesConfig,
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Expanded into the other keys by [`resolve`]; always `None` afterwards.
+    #[serde(skip_serializing)]
+    pub url: Option<String>,
+    pub host: String,
+    #[serde(deserialize_with = "de_port")]
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Read into `password` by [`resolve`]; always `None` afterwards.
+    #[serde(skip_serializing)]
+    pub password_file: Option<PathBuf>,
+    /// pg_dump to run; `None` finds one (see `dump::locate_pg_dump`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_dump: Option<PathBuf>,
+    pub lock_timeout: Span,
+    pub stall_timeout: Span,
+    pub connect_timeout: Span,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            host: "localhost".into(),
+            port: 5432,
+            name: "postgres".into(),
+            user: "postgres".into(),
+            password: None,
+            password_file: None,
+            pg_dump: None,
+            lock_timeout: "30s".parse().expect("valid"),
+            stall_timeout: "5 minutes".parse().expect("valid"),
+            connect_timeout: "10s".parse().expect("valid"),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// Connection settings for the `postgres` client. No password is logged:
+    /// `postgres::Config`'s Debug redacts it.
+    pub fn client_config(&self) -> postgres::Config {
+        let mut c = postgres::Config::new();
+        c.host(&self.host)
+            .port(self.port)
+            .dbname(&self.name)
+            .user(&self.user)
+            .application_name("lifeboat")
+            .connect_timeout(self.connect_timeout.approx_duration());
+        if let Some(p) = &self.password {
+            c.password(p.expose());
+        }
+        c
+    }
+
+    /// `host:port/name`, for messages (never contains the password).
+    pub fn display_target(&self) -> String {
+        format!("{}:{}/{} as {}", self.host, self.port, self.name, self.user)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScopeConfig {
+    pub default: DefaultMode,
+    pub full: Vec<TableName>,
+    pub schema_only: Vec<TableName>,
+    pub window: Vec<WindowRule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowRule {
+    pub tables: Vec<TableName>,
+    #[serde(default = "default_window_column")]
+    pub column: String,
+    #[serde(default = "default_window_keep")]
+    pub keep: Span,
+}
+
+fn default_window_column() -> String {
+    "created_at".into()
+}
+
+fn default_window_keep() -> Span {
+    "3 months".parse().expect("valid")
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Directory the globs are relative to; relative paths are relative to the
+    /// config file's directory.
+    pub base_dir: Option<PathBuf>,
+    /// Files that must exist: a missing one fails the backup.
+    pub include: Vec<String>,
+    /// Files taken when present.
+    pub optional: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub dir: PathBuf,
+    pub name_prefix: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { dir: PathBuf::from("backups"), name_prefix: "critical_backup".into() }
+    }
+}
+
+fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    // Environment values arrive as strings; the file has integers.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        N(u16),
+        S(String),
+    }
+    match P::deserialize(d)? {
+        P::N(n) => Ok(n),
+        P::S(s) => {
+            s.trim().parse().map_err(|_| serde::de::Error::custom(format!("invalid port {s:?}: expected 1-65535")))
+        }
+    }
+}
+
+/// Values given on the command line; they beat every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub output_dir: Option<PathBuf>,
+}
+
+/// Where the config file comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigPath {
+    /// Named by `--config` or `LIFEBOAT_CONFIG`: it must exist.
+    Explicit(PathBuf),
+    /// `./lifeboat.toml`: used when present.
+    Default(PathBuf),
+}

@@ -1,0 +1,14 @@
+//! Everything that talks to PostgreSQL: connections and quoting (`conn`),
+//! the exported snapshot (`snapshot`), the system catalogs (`catalog`) and
+//! pg_dump as a child process (`pg_dump`).
+
+pub mod catalog;
+pub mod conn;
+pub mod pg_dump;
+pub mod snapshot;
+
+pub use conn::{
+    connect, connect_with, db_err, describe, pg_message, qualified, quote_ident, quote_literal, sqlstate,
+    SESSION_SETTINGS,
+};
+pub use snapshot::Snapshot;

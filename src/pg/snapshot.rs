@@ -1,0 +1,65 @@
+//! The exported REPEATABLE READ READ ONLY snapshot every part of a backup
+//! reads from: pg_dump (`--snapshot`), the plan, the closure and every COPY.
+
+use postgres::Client;
+
+use super::conn::{connect, db_err, SESSION_SETTINGS};
+use crate::config::DatabaseConfig;
+use crate::error::Result;
+
+/// One read-only REPEATABLE READ transaction whose snapshot is exported, so
+/// pg_dump and every COPY see the same instant.
+pub struct Snapshot {
+    pub client: Client,
+    /// `pg_export_snapshot()`'s id, for `pg_dump --snapshot`.
+    pub id: String,
+    /// The snapshot's `now()` in UTC, ISO 8601: windows are measured from it.
+    pub now: String,
+    pub server_version: String,
+    pub server_version_num: i32,
+    pub database: String,
+}
+
+impl Snapshot {
+    pub fn open(db: &DatabaseConfig) -> Result<Snapshot> {
+        let mut client = connect(db)?;
+        let lock_ms = db.lock_timeout.approx_duration().as_millis();
+        // row_security = off: a role that RLS would filter gets an error
+        // instead of a backup silently missing rows.
+        client
+            .batch_execute(&format!(
+                "{SESSION_SETTINGS}; SET row_security = off; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SET LOCAL idle_in_transaction_session_timeout = 0; \
+                 SET LOCAL statement_timeout = 0; \
+                 SET LOCAL lock_timeout = {lock_ms}"
+            ))
+            .map_err(db_err("opening the snapshot transaction"))?;
+        let row = client
+            .query_one(
+                "SELECT pg_export_snapshot(), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                 current_setting('server_version'), current_setting('server_version_num')::int, current_database()",
+                &[],
+            )
+            .map_err(db_err("exporting the snapshot"))?;
+        let id: String = row.get(0);
+        tracing::debug!(snapshot = %id, server = %row.get::<_, String>(2), "snapshot exported");
+        Ok(Snapshot {
+            id,
+            now: row.get(1),
+            server_version: row.get(2),
+            server_version_num: row.get(3),
+            database: row.get(4),
+            client,
+        })
+    }
+
+    pub fn server_major(&self) -> u32 {
+        (self.server_version_num / 10000) as u32
+    }
+
+    /// Ends the transaction (and with it the exported snapshot and locks).
+    pub fn close(mut self) -> Result<()> {
+        self.client.batch_execute("COMMIT").map_err(db_err("closing the snapshot transaction"))
+    }
+}

@@ -1,0 +1,124 @@
+//! Mode resolution: every table of the catalog gets exactly one mode
+//! (`full`, `window`, `schema`) from `[scope]`, partitions inherit their
+//! root's, unnamed tables take `scope.default` and are flagged unclassified,
+//! and every name the config uses is checked against the database.
+
+use std::collections::BTreeMap;
+
+use super::{TablePlan, WindowPlan};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::{DefaultMode, Mode, Span, TableName};
+use crate::pg::catalog::{self, Catalog};
+
+/// Gives every table exactly one mode and checks that everything the config
+/// names exists. All problems are reported together.
+pub(super) fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<TablePlan>> {
+    let scope = &config.scope;
+    let mut problems = Vec::new();
+    // table → (mode, window column and keep)
+    type Assigned<'a> = (Mode, Option<(&'a str, Span)>);
+    let mut assigned: BTreeMap<&TableName, Assigned> = BTreeMap::new();
+    for t in &scope.full {
+        assigned.insert(t, (Mode::Full, None));
+    }
+    for t in &scope.schema_only {
+        assigned.insert(t, (Mode::Schema, None));
+    }
+    for w in &scope.window {
+        for t in &w.tables {
+            assigned.insert(t, (Mode::Window, Some((w.column.as_str(), w.keep))));
+        }
+    }
+    for (name, (mode, window)) in &assigned {
+        let Some(table) = catalog.find(name) else {
+            let known: Vec<String> = catalog.tables.iter().map(|t| t.name.to_string()).collect();
+            problems.push(format!(
+                "table {name} (scope: {mode}) does not exist in the database; fix the name or remove it. Tables that exist: {}",
+                abbreviate(&known)
+            ));
+            continue;
+        };
+        if let Some((column, _)) = window {
+            match table.column(column) {
+                None => problems.push(format!(
+                    "window column {column:?} does not exist in table {name}; its columns are: {}",
+                    table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+                Some(c) if !c.is_time() => problems.push(format!(
+                    "window column {name}.{column} has type {}; a window needs a date, timestamp or timestamptz column",
+                    c.type_name
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Scope(problems.join("\n  - ")));
+    }
+
+    let partitioned: Vec<u32> = catalog.tables.iter().filter(|t| t.kind == 'p').map(|t| t.oid).collect();
+    let mut out = Vec::new();
+    // A partition without a mode of its own takes its (root) parent's.
+    let named = |t: &catalog::Table| {
+        let mut at = t;
+        loop {
+            if let Some(a) = assigned.get(&at.name) {
+                return Some(*a);
+            }
+            let parent = at.partition_of?;
+            at = catalog.tables.iter().find(|p| p.oid == parent)?;
+        }
+    };
+    for t in &catalog.tables {
+        let (mode, window, unclassified) = match named(t) {
+            Some((m, w)) => (m, w, false),
+            None => (
+                match scope.default {
+                    DefaultMode::Full => Mode::Full,
+                    DefaultMode::Schema => Mode::Schema,
+                },
+                None,
+                // Partitioned parents hold no rows; their partitions are flagged.
+                t.kind != 'p',
+            ),
+        };
+        let has_rows = t.kind != 'p';
+        let estimated_rows = if mode == Mode::Schema { 0 } else { t.estimated_rows.unwrap_or(0) };
+        let estimated_bytes = if mode == Mode::Schema { 0 } else { t.bytes };
+        out.push(TablePlan {
+            oid: t.oid,
+            schema: t.name.schema.clone(),
+            name: t.name.name.clone(),
+            mode,
+            unclassified,
+            columns: t.stored_columns().map(|c| c.name.clone()).collect(),
+            window: window.map(|(column, keep)| WindowPlan { column: column.to_string(), keep, cutoff: String::new() }),
+            has_rows,
+            estimated_rows,
+            estimated_bytes,
+            closure_rows: 0,
+            closure_ctids: Vec::new(),
+        });
+    }
+    // Closure through a partitioned table would need per-partition ctids.
+    for fk in &catalog.foreign_keys {
+        let parent = out.iter().find(|t| t.oid == fk.parent).expect("parent in catalog");
+        if partitioned.contains(&fk.parent) && parent.mode != Mode::Full {
+            return Err(Error::Scope(format!(
+                "foreign key {} references partitioned table {}.{} which is not in full mode; lifeboat v1 needs partitioned parents in scope.full",
+                fk.name, parent.schema, parent.name
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn abbreviate(names: &[String]) -> String {
+    const MAX: usize = 30;
+    if names.len() <= MAX {
+        names.join(", ")
+    } else {
+        format!("{}, … ({} more)", names[..MAX].join(", "), names.len() - MAX)
+    }
+}

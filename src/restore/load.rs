@@ -1,0 +1,186 @@
+//! The load itself, inside the transaction `restore_verified` opened: one
+//! pass over the compressed stream — schema, rows (COPY FROM STDIN, each
+//! member re-hashed on the way), sequences, constraints — then ANALYZE and
+//! row counts against the manifest. With `--jobs N` rows are spooled and
+//! handed to [`parallel`](super::parallel).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Instant;
+
+use postgres::Client;
+
+use super::config_files::Staged;
+use super::{parallel, phase, target, RestoreOptions, TableCheck};
+use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
+use crate::archive::{self, Manifest, ManifestTable};
+use crate::error::{Error, Result};
+use crate::events::{CancelToken, Event, Progress};
+use crate::pg::db_err;
+use crate::pg::pg_dump::strip_psql_restrict;
+
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+pub(super) fn load(
+    client: &mut Client,
+    target: &postgres::Config,
+    archive_path: &Path,
+    manifest: &Manifest,
+    existing: &BTreeMap<String, Vec<String>>,
+    opts: &RestoreOptions,
+    selected: &dyn Fn(&ManifestTable) -> bool,
+    phases: &mut Vec<(String, u64)>,
+    since: &mut Instant,
+    progress: Progress,
+    cancel: &CancelToken,
+) -> Result<(Vec<TableCheck>, Option<Staged>)> {
+    if !existing.is_empty() {
+        target::drop_existing(client, existing)?;
+        phase(phases, "drop", since);
+    }
+
+    let by_file: BTreeMap<&str, &ManifestTable> =
+        manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t))).collect();
+    let expected: BTreeMap<&str, &str> = manifest
+        .members
+        .iter()
+        .chain(&manifest.files)
+        .map(|m| (m.path.as_str(), m.sha256.as_str()))
+        .chain(manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t.sha256.as_deref()?))))
+        .collect();
+    // Modes come from manifest.json, which SHA256SUMS covers, not from tar
+    // headers, which nothing does. Never setuid, setgid or sticky: a config
+    // file needs none, and a tampered archive must not plant one.
+    let modes: BTreeMap<&str, u32> =
+        manifest.files.iter().map(|f| (f.path.as_str(), f.mode.unwrap_or(0o600) & 0o777)).collect();
+    let mut staged = opts.config_dir.as_deref().map(Staged::new).transpose()?;
+    let mut copied: BTreeMap<String, u64> = BTreeMap::new();
+    // --jobs > 1: the schema is committed at once so other connections see
+    // it; rows wait in spool files for the parallel load; sequences and
+    // constraints wait until the rows are in.
+    let parallel = opts.jobs > 1;
+    let spool_dir = if parallel {
+        Some(
+            tempfile::Builder::new()
+                .prefix("lifeboat-restore-")
+                .tempdir()
+                .map_err(|e| Error::io("creating a spool directory in", std::env::temp_dir(), e))?,
+        )
+    } else {
+        None
+    };
+    let mut pending: Vec<(&ManifestTable, tempfile::NamedTempFile)> = Vec::new();
+    let mut deferred: Vec<(String, String)> = Vec::new();
+    let mut step = "";
+    let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
+        let path = member.path.as_str();
+        cancel.check(&format!("restoring {path}"))?;
+        let Some(sha) = expected.get(path) else { return Ok(()) };
+        let mut h = Hashing::new(r);
+        if path == archive::SCHEMA || path == archive::SEQUENCES || path == archive::CONSTRAINTS {
+            let name = match path {
+                archive::SCHEMA => "schema",
+                archive::SEQUENCES => "sequences",
+                _ => "constraints",
+            };
+            if step != name {
+                if !step.is_empty() {
+                    phase(phases, step, since);
+                }
+                step = name;
+                progress(Event::Step(name));
+            }
+            let mut sql = String::new();
+            h.read_to_string(&mut sql).map_err(|e| Error::Failed(format!("{path}: {e}")))?;
+            check_sha(path, h, sha)?;
+            if parallel && path != archive::SCHEMA {
+                deferred.push((path.to_string(), sql));
+                return Ok(());
+            }
+            client.batch_execute(&strip_psql_restrict(&sql)).map_err(db_err(format!("executing {path}")))?;
+            if parallel {
+                client.batch_execute("COMMIT; BEGIN").map_err(db_err("committing the schema"))?;
+            }
+        } else if let Some(t) = by_file.get(path) {
+            if step != "data" {
+                phase(phases, step, since);
+                step = "data";
+                progress(Event::Step("data"));
+            }
+            if !selected(t) {
+                return Ok(());
+            }
+            if let Some(dir) = &spool_dir {
+                let mut f =
+                    tempfile::NamedTempFile::new_in(dir.path()).map_err(|e| Error::io("spooling in", dir.path(), e))?;
+                std::io::copy(&mut h, &mut f).map_err(|e| Error::io("spooling rows of a table in", dir.path(), e))?;
+                check_sha(path, h, sha)?;
+                pending.push((t, f));
+                return Ok(());
+            }
+            let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
+            tracing::debug!(%sql, "COPY in");
+            let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
+            let copied_io = std::io::copy(&mut h, &mut w);
+            let rows = match copied_io {
+                Ok(_) => w.finish().map_err(db_err(format!("loading rows of {} from {path}", t.display())))?,
+                Err(e) => return Err(Error::Failed(format!("loading rows of {} from {path}: {e}", t.display()))),
+            };
+            check_sha(path, h, sha)?;
+            progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
+            copied.insert(path.to_string(), rows);
+        } else if let (Some(rel), Some(staged)) = (path.strip_prefix(archive::CONFIG_DIR), staged.as_mut()) {
+            staged.add(rel, modes.get(path).copied().unwrap_or(0o600), &mut h)?;
+            check_sha(path, h, sha)?;
+        }
+        Ok(())
+    };
+    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(
+        |e| match e {
+            ArchiveError::Other(msg) => Error::Failed(msg),
+            other => Error::Archive(other),
+        },
+    )?;
+    phase(phases, step, since);
+
+    if parallel {
+        progress(Event::Step("parallel data"));
+        parallel::copy_parallel(target, &pending, usize::from(opts.jobs), progress, cancel)?;
+        phase(phases, "parallel data", since);
+        for (path, sql) in &deferred {
+            progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
+            client.batch_execute(&strip_psql_restrict(sql)).map_err(db_err(format!("executing {path}")))?;
+        }
+        phase(phases, "sequences and constraints", since);
+    }
+
+    progress(Event::Step("analyze"));
+    client.batch_execute("ANALYZE").map_err(db_err("running ANALYZE"))?;
+    phase(phases, "analyze", since);
+
+    let mut checks = Vec::new();
+    for t in &manifest.tables {
+        let expected = if selected(t) { t.rows } else { 0 };
+        let restored: i64 = client
+            .query_one(&format!("SELECT count(*) FROM ONLY {}", t.qualified()), &[])
+            .map_err(db_err(format!("counting rows of {}", t.display())))?
+            .get(0);
+        checks.push(TableCheck {
+            table: t.display(),
+            expected,
+            restored: restored as u64,
+            ok: restored as u64 == expected,
+        });
+    }
+    phase(phases, "check", since);
+    Ok((checks, staged))
+}
+
+fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()> {
+    if h.hex() != expected {
+        return Err(Error::Failed(format!(
+            "{path} changed since it was verified (SHA-256 differs); is something writing the archive?"
+        )));
+    }
+    Ok(())
+}

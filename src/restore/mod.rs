@@ -1,0 +1,301 @@
+//! `lifeboat restore` and `lifeboat verify --restore-test`: load an archive
+//! into a database in one transaction, straight from the compressed stream.
+//!
+//! Order: verify the whole archive → check the target (empty, or `--force`
+//! and say what is dropped; never the configured source by accident) →
+//! BEGIN → schema → rows (COPY FROM STDIN, each member re-hashed on the way)
+//! → sequences → constraints → ANALYZE → row counts against the manifest →
+//! COMMIT. Any error or difference rolls back, so the target is left as it
+//! was. Config files are staged beside their destination during the stream
+//! and moved into place only after the commit.
+
+mod config_files;
+mod load;
+mod parallel;
+mod rehearse;
+mod target;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use rehearse::{rehearse, RehearsalReport};
+
+use crate::archive::{Manifest, ManifestTable};
+use crate::config::{parse_target_url, DatabaseConfig};
+use crate::error::{Error, Result};
+use crate::events::{CancelToken, Event, Progress};
+use crate::pg::{self, db_err, describe};
+use crate::verify::{verify, VerifyReport};
+
+/// What to restore where. The engine owns these options; `lifeboat restore`
+/// flattens them into its arguments (clap's `Args` derive, behind the
+/// existing clap dependency), so the flags are declared once, here. The
+/// `///` lines of the fields are the `--help` texts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestoreOptions {
+    /// Target database
+    #[arg(long = "db", value_name = "URL")]
+    pub target: String,
+    /// Also restore the configuration files into this directory
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Restore only these tables (plus the tables they reference)
+    #[arg(long, value_delimiter = ',', value_name = "TABLES")]
+    pub tables: Vec<String>,
+    /// Replace a non-empty target (drops what it lists first)
+    #[arg(long)]
+    pub force: bool,
+    /// Load tables over N connections in parallel. Faster on big archives, but
+    /// not one transaction: a failure empties the target instead of rolling back
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// The database the config backs up; restoring over it needs `--force`
+    /// and the same URL. Set by the caller from the config, not a flag.
+    #[arg(skip)]
+    pub source: Option<DatabaseConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCheck {
+    pub table: String,
+    pub expected: u64,
+    pub restored: u64,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoredFile {
+    pub path: PathBuf,
+    /// Where the file that was there before was kept.
+    pub previous: Option<PathBuf>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub ok: bool,
+    pub archive: PathBuf,
+    pub target: String,
+    pub dropped: Vec<String>,
+    pub tables: Vec<TableCheck>,
+    pub sequences: usize,
+    pub files: Vec<RestoredFile>,
+    /// (phase, milliseconds)
+    pub phases: Vec<(String, u64)>,
+    pub duration_ms: u64,
+    pub problem: Option<String>,
+}
+
+/// Verifies `archive_path`, then restores it per `opts`. `cancel` is polled
+/// between archive members and parallel tables; a cancelled restore rolls
+/// back like any failed one.
+pub fn restore(
+    archive_path: &Path,
+    opts: &RestoreOptions,
+    progress: Progress,
+    cancel: &CancelToken,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let verified = verify(archive_path, progress)?;
+    cancel.check("verifying the archive")?;
+    let verify_ms = started.elapsed().as_millis() as u64;
+    let target = parse_target_url(&opts.target, "--db")?;
+    if let Some(src) = &opts.source {
+        if target::same_database(&target, src) && !opts.force {
+            return Err(Error::Refused(format!(
+                "{} is the source database named in the config; restoring over it would replace live data. \
+                 Restore into another database, or pass --force if that is really intended",
+                describe(&target)
+            )));
+        }
+    }
+    let mut report = restore_verified(archive_path, &verified, &target, opts, progress, cancel)?;
+    report.phases.insert(0, ("verify".into(), verify_ms));
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            target: String::new(),
+            config_dir: None,
+            tables: Vec::new(),
+            force: false,
+            jobs: 1,
+            source: None,
+        }
+    }
+}
+
+/// Resolves `--tables` names against the manifest and adds every table they
+/// reference, so the restored rows' foreign keys hold.
+fn select_tables(manifest: &Manifest, names: &[String]) -> Result<Option<BTreeSet<(String, String)>>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut want = BTreeSet::new();
+    for n in names {
+        let t: crate::model::TableName = n.parse().map_err(Error::Refused)?;
+        if !manifest.tables.iter().any(|m| m.schema == t.schema && m.name == t.name) {
+            let have: Vec<String> = manifest.tables.iter().map(ManifestTable::display).collect();
+            return Err(Error::Refused(format!("--tables: {t} is not in this archive; it has: {}", have.join(", "))));
+        }
+        want.insert((t.schema, t.name));
+    }
+    loop {
+        let before = want.len();
+        for fk in &manifest.foreign_keys {
+            if want.contains(&(fk.schema.clone(), fk.table.clone())) {
+                want.insert((fk.ref_schema.clone(), fk.ref_table.clone()));
+            }
+        }
+        if want.len() == before {
+            return Ok(Some(want));
+        }
+    }
+}
+
+pub(super) fn phase(phases: &mut Vec<(String, u64)>, name: &str, since: &mut Instant) {
+    phases.push((name.to_string(), since.elapsed().as_millis() as u64));
+    *since = Instant::now();
+}
+
+pub(crate) fn restore_verified(
+    archive_path: &Path,
+    verified: &VerifyReport,
+    target: &postgres::Config,
+    opts: &RestoreOptions,
+    progress: Progress,
+    cancel: &CancelToken,
+) -> Result<RestoreReport> {
+    let manifest = &verified.manifest;
+    let subset = select_tables(manifest, &opts.tables)?;
+    let selected = |t: &ManifestTable| subset.as_ref().is_none_or(|s| s.contains(&(t.schema.clone(), t.name.clone())));
+    let target_name = describe(target);
+    let mut client = pg::connect_with(target, &target_name, "the --db URL")?;
+
+    let existing = target::user_tables(&mut client)?;
+    let mut dropped = Vec::new();
+    if !existing.is_empty() {
+        if !opts.force {
+            return Err(Error::Refused(format!(
+                "target database {target_name} is not empty ({} object(s): {}); nothing was changed. \
+                 Restore into an empty database (createdb), or pass --force to drop its contents first",
+                existing.values().map(Vec::len).sum::<usize>(),
+                target::summarize(&existing)
+            )));
+        }
+        for (schema, tables) in &existing {
+            dropped.push(format!("schema {schema} with {} object(s): {}", tables.len(), tables.join(", ")));
+        }
+        for d in &dropped {
+            progress(Event::Warning(format!("--force: dropping {d}")));
+        }
+    }
+
+    let mut phases = Vec::new();
+    let mut since = Instant::now();
+    client
+        .batch_execute(&format!("{}; BEGIN", pg::SESSION_SETTINGS))
+        .map_err(db_err("starting the restore transaction"))?;
+    let outcome = load::load(
+        &mut client,
+        target,
+        archive_path,
+        manifest,
+        &existing,
+        opts,
+        &selected,
+        &mut phases,
+        &mut since,
+        progress,
+        cancel,
+    );
+    let (checks, staged) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK");
+            if opts.jobs > 1 {
+                return Err(target::emptied(e, &mut client, &target_name));
+            }
+            return Err(rolled_back(e, &target_name));
+        }
+    };
+    let ok = checks.iter().all(|c| c.ok);
+    if !ok {
+        client.batch_execute("ROLLBACK").map_err(db_err("rolling back"))?;
+        if opts.jobs > 1 {
+            return Err(target::emptied(
+                Error::Failed("row counts differ from the manifest".into()),
+                &mut client,
+                &target_name,
+            ));
+        }
+        drop(staged);
+        return Ok(RestoreReport {
+            ok,
+            archive: archive_path.to_path_buf(),
+            target: target_name,
+            dropped: Vec::new(),
+            tables: checks,
+            sequences: 0,
+            files: Vec::new(),
+            phases,
+            duration_ms: 0,
+            problem: Some(
+                "row counts differ from the manifest; the restore was rolled back and the target is unchanged".into(),
+            ),
+        });
+    }
+    // Config destinations are checked before the commit, so a refused one
+    // leaves both the database and --config-dir as they were.
+    if let (Some(staged), Some(dir)) = (&staged, &opts.config_dir) {
+        if let Err(e) = staged.check(dir) {
+            let _ = client.batch_execute("ROLLBACK");
+            return Err(rolled_back(e, &target_name));
+        }
+    }
+    client.batch_execute("COMMIT").map_err(|e| rolled_back(db_err("committing the restore")(e), &target_name))?;
+    phase(&mut phases, "commit", &mut since);
+
+    let files = match (staged, &opts.config_dir) {
+        (Some(staged), Some(dir)) => {
+            progress(Event::Step("config files"));
+            staged.install(dir).map_err(|e| {
+                Error::Failed(format!(
+                    "the database was restored and committed, but installing the config files failed: {e}"
+                ))
+            })?
+        }
+        _ => Vec::new(),
+    };
+    if !files.is_empty() {
+        phase(&mut phases, "config files", &mut since);
+    }
+    Ok(RestoreReport {
+        ok,
+        archive: archive_path.to_path_buf(),
+        target: target_name,
+        dropped,
+        tables: checks,
+        sequences: manifest.sequences.len(),
+        files,
+        phases,
+        duration_ms: 0,
+        problem: None,
+    })
+}
+
+fn rolled_back(e: Error, target: &str) -> Error {
+    let code = e.exit_code();
+    let msg = format!("{e}\nThe restore was rolled back: {target} is as it was before.");
+    if code == 2 {
+        Error::Refused(msg)
+    } else {
+        Error::Failed(msg)
+    }
+}

@@ -1,0 +1,121 @@
+//! The target's safety: never the configured source by accident, never a
+//! non-empty database without `--force` (and then say what is dropped), and
+//! how to empty one again: listing user objects, dropping schemas while
+//! keeping `public`'s owner and privileges.
+
+use std::collections::BTreeMap;
+
+use postgres::Client;
+
+use crate::config::DatabaseConfig;
+use crate::error::{Error, Result};
+use crate::pg::{db_err, quote_ident};
+
+/// Whether a target URL points at the configured source database.
+pub(super) fn same_database(target: &postgres::Config, src: &DatabaseConfig) -> bool {
+    let norm = |h: &str| if h == "localhost" || h == "::1" { "127.0.0.1".to_string() } else { h.to_string() };
+    let host = match target.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => norm(h),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "127.0.0.1".into(),
+    };
+    host == norm(&src.host)
+        && target.get_ports().first().copied().unwrap_or(5432) == src.port
+        && target.get_dbname() == Some(src.name.as_str())
+}
+
+/// Drops every user schema of a non-empty target (`--force`), recreating
+/// `public` with its owner and privileges.
+pub(super) fn drop_existing(client: &mut Client, existing: &BTreeMap<String, Vec<String>>) -> Result<()> {
+    let public = if existing.contains_key("public") { Some(public_schema_setup(client)?) } else { None };
+    for schema in existing.keys() {
+        client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+            .map_err(db_err(format!("dropping schema {schema}")))?;
+    }
+    if let Some(setup) = public {
+        client.batch_execute(&format!("CREATE SCHEMA public; {setup}")).map_err(db_err("recreating schema public"))?;
+    }
+    Ok(())
+}
+
+/// After a failed parallel restore (rows were committed table by table):
+/// drops what it created so the target is empty again, and says so.
+pub(super) fn emptied(e: Error, client: &mut Client, target: &str) -> Error {
+    let cleanup = user_tables(client).and_then(|left| {
+        let setup = if left.contains_key("public") { Some(public_schema_setup(client)?) } else { None };
+        for schema in left.keys() {
+            client
+                .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
+                .map_err(db_err("cleaning up"))?;
+        }
+        if let Some(setup) = setup {
+            client.batch_execute(&format!("CREATE SCHEMA public; {setup}")).map_err(db_err("cleaning up"))?;
+        }
+        Ok(())
+    });
+    let state = match cleanup {
+        Ok(()) => format!("{target} was emptied again (a --jobs restore cannot roll back as one transaction)"),
+        Err(c) => format!("cleaning up {target} failed too ({c}); drop its schemas by hand before retrying"),
+    };
+    Error::Failed(format!("{e}\nThe parallel restore failed: {state}."))
+}
+
+/// Statements that give a new `public` schema the current one's owner,
+/// privileges and comment. Recreated as the restoring role's, `public` would
+/// be owned by it (a superuser, typically) instead of `pg_database_owner`,
+/// and the application's own role could no longer create tables in it.
+fn public_schema_setup(client: &mut Client) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT format('ALTER SCHEMA public OWNER TO %I', r.rolname) \
+                 || coalesce((SELECT string_agg(format('; GRANT %s ON SCHEMA public TO %s%s', a.privilege_type, \
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(g.rolname) END, \
+                                  CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '') \
+                              FROM aclexplode(n.nspacl) a LEFT JOIN pg_roles g ON g.oid = a.grantee \
+                              WHERE a.grantee <> n.nspowner), '') \
+                 || format('; COMMENT ON SCHEMA public IS %L', obj_description(n.oid, 'pg_namespace')) \
+             FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'public'",
+            &[],
+        )
+        .map_err(db_err("reading the owner and privileges of schema public"))?;
+    Ok(row.get(0))
+}
+
+/// Tables outside the system schemas, by schema.
+pub(super) fn user_tables(client: &mut Client) -> Result<BTreeMap<String, Vec<String>>> {
+    let rows = client
+        .query(
+            // Relations, plus functions and standalone types (not owned by
+            // an extension): a schema.sql would collide with those too.
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname !~ '^pg_(toast|temp)' \
+             UNION ALL \
+             SELECT n.nspname::text, 'function ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)' \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') \
+             UNION ALL \
+             SELECT n.nspname::text, 'type ' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+             WHERE t.typtype IN ('e', 'd', 'r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname !~ '^pg_(toast|temp)' \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(db_err("listing the target's tables"))?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(out)
+}
+
+pub(super) fn summarize(tables: &BTreeMap<String, Vec<String>>) -> String {
+    let all: Vec<String> = tables.iter().flat_map(|(s, ts)| ts.iter().map(move |t| format!("{s}.{t}"))).collect();
+    if all.len() > 10 {
+        format!("{}, …", all[..10].join(", "))
+    } else {
+        all.join(", ")
+    }
+}

@@ -1,0 +1,87 @@
+//! Where archives live. [`Store`] is the seam between the engine and a
+//! storage backend: the local directory today ([`local::LocalStore`]), an
+//! object store later. [`dry_run::DryRun`] wraps any store and records the
+//! writes and deletes instead of doing them (the seam for `prune --dry-run`).
+//!
+//! The contract keeps DESIGN.md §4's promise: an archive is written under a
+//! partial name, and only [`Store::finalize`] (after verification) gives it
+//! its final name, so a listed archive is always complete.
+
+pub mod dry_run;
+pub mod local;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::events::Progress;
+
+pub use local::LocalStore;
+
+/// An archive being written: a local file at [`Partial::path`] that is
+/// removed when dropped, unless [`Store::finalize`] took it.
+#[derive(Debug)]
+pub struct Partial {
+    /// The archive's final name, e.g. `critical_backup_20261124_020000.tar.gz`.
+    pub name: String,
+    /// The file to write (and verify) before finalizing.
+    pub path: PathBuf,
+    keep: bool,
+}
+
+impl Partial {
+    pub(crate) fn new(name: String, path: PathBuf) -> Partial {
+        Partial { name, path, keep: false }
+    }
+
+    /// Hands the file over (after a successful rename): drop no longer removes it.
+    pub(crate) fn disarm(mut self) -> PathBuf {
+        self.keep = true;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Held for the length of one run; dropping it releases the store's lock.
+pub struct RunLock(#[allow(dead_code)] Box<dyn std::any::Any + Send>);
+
+impl RunLock {
+    pub fn new(guard: impl std::any::Any + Send) -> RunLock {
+        RunLock(Box::new(guard))
+    }
+}
+
+/// A stored, complete archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArchive {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// What the engine needs from a place that keeps archives.
+pub trait Store {
+    /// Takes the store's lock for one run (one backup at a time, across
+    /// processes) and removes what interrupted runs left behind. Fails with
+    /// [`Error::Busy`](crate::error::Error::Busy) when another run holds it.
+    fn lock(&self, progress: Progress) -> Result<RunLock>;
+    /// A local directory for spool and pg_dump temporary files of this run.
+    fn scratch_dir(&self) -> &Path;
+    /// Starts archive `name`; refuses a name that already exists.
+    fn create_partial(&self, name: &str) -> Result<Partial>;
+    /// Makes a written, verified partial durable under its final name (fsync
+    /// + rename); returns where it is now.
+    fn finalize(&self, partial: Partial) -> Result<PathBuf>;
+    /// The complete archives, oldest name first.
+    fn list(&self) -> Result<Vec<StoredArchive>>;
+    /// Reads a complete archive.
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>>;
+    /// Removes a complete archive.
+    fn delete(&self, name: &str) -> Result<()>;
+}
