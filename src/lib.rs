@@ -16,6 +16,8 @@
 //! - [`verify`]: checks an archive against its checksums, manifest and row counts.
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `parallel` (--jobs), `config_files`, `rehearse`.
 //! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup); `dry_run` (records, writes nothing).
+//! - [`deliver`]: the success mail (`message`, `templates`), SMTP with retries (`mail`), signed `links`.
+//! - [`monitor`]: `channels`: alert mail, JSON webhook, healthchecks.io-style ping.
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
 //!
@@ -28,9 +30,11 @@ pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod events;
 pub mod model;
+pub mod monitor;
 pub mod pg;
 pub mod plan;
 pub mod restore;

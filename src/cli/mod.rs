@@ -8,6 +8,8 @@ mod config;
 mod plan;
 mod render;
 mod restore;
+mod send;
+mod test_email;
 mod verify;
 
 use std::path::PathBuf;
@@ -25,7 +27,10 @@ Exit codes:
   1  the operation ran and failed or found a problem (invalid archive,
      backup step failed, restore rolled back, row counts differ)
   2  could not run: usage or configuration error, database unreachable,
-     archive file missing, target database refused";
+     archive file missing, target database refused
+  3  backup only: the archive is good, verified and kept, but mailing it
+     failed after every attempt (`lifeboat send` sends it again)
+`send` and `test-email` exit 1 when the message was not delivered.";
 
 #[derive(Debug, Parser)]
 #[command(name = "lifeboat", version, about = "Consistent, lightweight, verified PostgreSQL backups and one-command restores", after_help = EXIT_CODES)]
@@ -55,6 +60,10 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Restore an archive into a database, in one transaction
     Restore(restore::RestoreArgs),
+    /// Mail an archive to the administrators again (the newest, or ARCHIVE)
+    Send(send::SendArgs),
+    /// Send a test message with the [email] settings and report the SMTP outcome
+    TestEmail,
     /// Print the effective configuration (secrets shown as ***)
     Config,
 }
@@ -127,6 +136,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Backup(args) => backup::run(&cli, args, &progress, &cancel),
         Command::Verify(args) => verify::run(&cli, args, &progress, &cancel),
         Command::Restore(args) => restore::run(&cli, args, &progress, &cancel),
+        Command::Send(args) => send::run(&cli, args, &progress),
+        Command::TestEmail => test_email::run(&cli, &progress),
         Command::Config => config::run(&cli),
     }
 }

@@ -181,7 +181,7 @@ pub(super) fn check_file_pairs(t: &toml::Table) -> Result<(), String> {
 
 /// Reads the `*_file` secrets and checks the merged sections.
 pub(super) fn finish(email: &mut EmailConfig, alerts: &mut AlertsConfig) -> Result<(), ConfigError> {
-    use super::read_secret_file;
+    use super::secret::read_secret_file;
     if let Some(p) = email.password_file.take() {
         email.password = Some(read_secret_file(&p, "email.password_file")?);
     }

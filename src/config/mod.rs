@@ -15,6 +15,7 @@
 //! keys set explicitly in the same layer win over the URL's parts. `password`
 //! and `password_file` are one setting: a layer that sets either replaces both.
 
+mod email;
 mod env;
 mod load;
 mod secret;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use email::{AlertsConfig, EmailConfig, SmtpTls};
 pub use load::{load, resolve};
 pub use secret::Secret;
 pub use url::{parse_database_url, parse_target_url};
@@ -57,6 +59,8 @@ pub struct Config {
     pub scope: ScopeConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    pub email: EmailConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
