@@ -8,16 +8,18 @@
 //!
 //! - [`error`]: the engine's error type with exit codes and retryability.
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
-//! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`.
+//! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `links` ([links], [http], [encryption]).
 //! - [`pg`]: PostgreSQL: `conn` (connect, quote, errors), `snapshot`, `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `files` (config files).
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
-//! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`.
-//! - [`verify`]: checks an archive against its checksums, manifest and row counts.
+//! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
+//! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `parallel` (--jobs), `config_files`, `rehearse`.
-//! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup); `dry_run` (records, writes nothing).
-//! - [`deliver`]: the success mail (`message`, `templates`), SMTP with retries (`mail`), signed `links`.
+//! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `keyfile` (0600 key files).
+//! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
+//! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
 //! - [`monitor`]: `channels`: alert mail, JSON webhook, healthchecks.io-style ping.
+//! - [`http`]: the HTTP service: `router` (every route), `download`; the only axum code.
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
 //!
@@ -30,9 +32,11 @@ pub mod archive;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod crypt;
 pub mod deliver;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod model;
 pub mod monitor;
 pub mod pg;

@@ -7,13 +7,18 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = lifeboat::cli::Cli::parse();
+    // `serve` logs every download at info level (FR-18.3).
+    let default = match cli.command {
+        lifeboat::cli::Command::Serve(_) => "warn,lifeboat=info",
+        _ => "warn",
+    };
     let filter = match tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG") {
         Ok(f) => f,
         Err(e) => {
             if std::env::var_os("LIFEBOAT_LOG").is_some() {
-                eprintln!("warning: LIFEBOAT_LOG is not a valid filter ({e}); using \"warn\"");
+                eprintln!("warning: LIFEBOAT_LOG is not a valid filter ({e}); using \"{default}\"");
             }
-            "warn".into()
+            default.into()
         }
     };
     use std::io::IsTerminal;

@@ -1,7 +1,9 @@
 //! `lifeboat verify`: proves an archive is complete and unmodified without
 //! a database: gzip and tar structure, member paths, every member against
 //! `SHA256SUMS` and `manifest.json`, and CSV row counts (parsed as CSV)
-//! against the manifest. The same pass guards every restore.
+//! against the manifest. The same pass guards every restore. Then the
+//! signature (`SHA256SUMS.minisig`) is checked against `--trusted-key` or
+//! the key of the store the archive sits in (see [`archive::signature`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -10,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::archive::reader::{for_each_member_in, ArchiveError, Hashing};
+use crate::archive::signature::{self, KeyOrigin, SignatureReport, TrustedKey};
 use crate::archive::{self, CsvCounter, Manifest};
+use crate::crypt::Identities;
 use crate::events::{Event, Progress};
 
 /// manifest.json and SHA256SUMS are read into memory; a lifeboat archive's
@@ -25,8 +29,35 @@ pub struct VerifyReport {
     pub tables: usize,
     pub rows: u64,
     pub files: usize,
+    pub signature: SignatureReport,
     #[serde(skip)]
     pub manifest: Manifest,
+    /// The bytes of `SHA256SUMS` and of its signature, for the signature check.
+    #[serde(skip)]
+    sums: Vec<u8>,
+    #[serde(skip)]
+    sums_signature: Option<Vec<u8>>,
+}
+
+/// How `verify` (and `restore`) read and trust an archive; flattened into
+/// both commands' arguments (the `///` lines are the `--help` texts).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct VerifyOptions {
+    /// age identity file (from age-keygen), to read a .tar.gz.age archive
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// minisign public key that must have signed the archive; anything else (unsigned,
+    /// another key) is refused [default: the .lifeboat/signing.pub of the archive's store,
+    /// where a missing or other signature is only a warning]
+    #[arg(long, value_name = "FILE")]
+    pub trusted_key: Option<PathBuf>,
+}
+
+impl VerifyOptions {
+    /// The identities of `--identity`, read once per pass over the archive.
+    pub fn identities(&self) -> Result<Option<Identities>, crate::crypt::DecryptError> {
+        self.identity.as_deref().map(Identities::from_file).transpose()
+    }
 }
 
 struct Seen {
@@ -35,14 +66,50 @@ struct Seen {
     rows: Option<u64>,
 }
 
+/// [`verify_with`] a plain archive and the key of its own store.
 pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveError> {
+    verify_with(path, &VerifyOptions::default(), progress)
+}
+
+pub fn verify_with(path: &Path, opts: &VerifyOptions, progress: Progress) -> Result<VerifyReport, ArchiveError> {
     progress(Event::Step("verify"));
-    let reader = crate::archive::reader::open(path)?;
-    let size_bytes = reader.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+    let identities = opts.identities()?;
+    let trusted = trusted_key(path, opts, progress)?;
+    let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let reader = crate::archive::reader::open(path, identities.as_ref())?;
     let mut report = verify_stream(reader)?;
     report.archive = path.to_path_buf();
     report.size_bytes = size_bytes;
+    report.signature = signature::check(&report.sums, report.sums_signature.as_deref(), trusted.as_ref());
+    if report.signature.refused() {
+        return Err(ArchiveError::Signature(format!(
+            "signature check failed for {}: {}",
+            path.display(),
+            report.signature.message
+        )));
+    }
+    if report.signature.status != signature::Status::Valid {
+        progress(Event::Warning(report.signature.message.clone()));
+    }
     Ok(report)
+}
+
+/// `--trusted-key`, else the archive's store key. A store key that cannot
+/// be read only means the signature goes unchecked (and says so).
+fn trusted_key(path: &Path, opts: &VerifyOptions, progress: Progress) -> Result<Option<TrustedKey>, ArchiveError> {
+    if let Some(p) = &opts.trusted_key {
+        return TrustedKey::from_file(p, KeyOrigin::Flag).map(Some).map_err(|e| ArchiveError::Key(e.to_string()));
+    }
+    let Some(p) = signature::store_public_key(path) else { return Ok(None) };
+    match TrustedKey::from_file(&p, KeyOrigin::Store) {
+        Ok(k) => Ok(Some(k)),
+        Err(e) => {
+            progress(Event::Warning(format!(
+                "the store's signing key cannot be read, so the signature is not checked: {e}"
+            )));
+            Ok(None)
+        }
+    }
 }
 
 /// [`verify`] over any byte stream; `archive` and `size_bytes` are left empty.
@@ -50,12 +117,20 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     let mut manifest_text: Option<Vec<u8>> = None;
     let mut sums_text: Option<Vec<u8>> = None;
+    let mut sig_bytes: Option<Vec<u8>> = None;
     for_each_member_in(input, |m, r| {
-        let is_meta = m.path == archive::MANIFEST || m.path == archive::SUMS;
+        let is_sig = m.path == signature::MEMBER;
+        let is_meta = m.path == archive::MANIFEST || m.path == archive::SUMS || is_sig;
         if is_meta && m.size > MAX_META_BYTES {
             return Err(ArchiveError::Member {
                 path: m.path.clone(),
                 reason: format!("is {} bytes, more than a manifest can be", m.size),
+            });
+        }
+        if is_sig && m.size > signature::MAX_SIGNATURE_BYTES {
+            return Err(ArchiveError::Member {
+                path: m.path.clone(),
+                reason: format!("is {} bytes, more than a signature can be", m.size),
             });
         }
         let is_csv = m.path.starts_with(archive::DATA_DIR);
@@ -79,14 +154,16 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
             manifest_text = Some(keep);
         } else if m.path == archive::SUMS {
             sums_text = Some(keep);
+        } else if is_sig {
+            sig_bytes = Some(keep);
         }
         seen.insert(m.path.clone(), Seen { bytes: h.bytes, sha256: h.hex(), rows: is_csv.then(|| csv.rows()) });
         Ok(())
     })?;
 
     let missing = |p: &str| ArchiveError::Member { path: p.to_string(), reason: "is missing".into() };
-    let sums = sums_text.ok_or_else(|| missing(archive::SUMS))?;
-    let sums = archive::parse_sums(&String::from_utf8_lossy(&sums))
+    let sums_raw = sums_text.ok_or_else(|| missing(archive::SUMS))?;
+    let sums = archive::parse_sums(&String::from_utf8_lossy(&sums_raw))
         .map_err(|r| ArchiveError::Member { path: archive::SUMS.into(), reason: r })?;
     let listed: BTreeMap<&str, &str> = sums.iter().map(|(p, s)| (p.as_str(), s.as_str())).collect();
     for (path, sha) in &listed {
@@ -98,7 +175,10 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
             });
         }
     }
-    if let Some(extra) = seen.keys().find(|p| p.as_str() != archive::SUMS && !listed.contains_key(p.as_str())) {
+    let unlisted = |p: &&String| {
+        p.as_str() != archive::SUMS && p.as_str() != signature::MEMBER && !listed.contains_key(p.as_str())
+    };
+    if let Some(extra) = seen.keys().find(unlisted) {
         return Err(ArchiveError::Member { path: extra.clone(), reason: "is not listed in SHA256SUMS".into() });
     }
 
@@ -162,6 +242,9 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
         tables: manifest.tables.len(),
         rows: manifest.tables.iter().map(|t| t.rows).sum(),
         files: manifest.files.len(),
+        signature: signature::check(&sums_raw, sig_bytes.as_deref(), None),
         manifest,
+        sums: sums_raw,
+        sums_signature: sig_bytes,
     })
 }

@@ -4,11 +4,13 @@
 //!
 //! Member order is part of the format: `database/schema.sql` first, then the
 //! data, `sequences.sql`, `constraints.sql`, `restore.sql`, `config/…`,
-//! `manifest.json`, `BACKUP_INFO.txt`, and `SHA256SUMS` last, so a restore
-//! can stream the archive once without extracting it.
+//! `manifest.json`, `BACKUP_INFO.txt`, `SHA256SUMS`, and its signature
+//! `SHA256SUMS.minisig` last, so a restore can stream the archive once
+//! without extracting it.
 
 pub mod manifest;
 pub mod reader;
+pub mod signature;
 pub mod sums;
 pub mod texts;
 pub mod writer;
@@ -51,6 +53,18 @@ fn encode(s: &str) -> String {
 /// `archive name` → `critical_backup_20261124_020000.tar.gz`.
 pub fn archive_name(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{prefix}_{}.tar.gz", at.format("%Y%m%d_%H%M%S"))
+}
+
+/// Whether `name` is an archive name of a store with this prefix:
+/// `<prefix>_YYYYMMDD_HHMMSS.tar.gz`, nothing more (no `/`, no suffix).
+pub fn is_archive_name(prefix: &str, name: &str) -> bool {
+    let Some(stamp) =
+        name.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).and_then(|r| r.strip_suffix(".tar.gz"))
+    else {
+        return false;
+    };
+    let b = stamp.as_bytes();
+    b.len() == 15 && b[8] == b'_' && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
 }
 
 /// Counts CSV records as PostgreSQL writes them (`FORMAT csv`): a newline
@@ -108,6 +122,25 @@ impl CsvCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // covers: FR-18.5, FR-6.6
+    #[test]
+    fn archive_names_follow_the_pattern_exactly() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().to_utc();
+        assert!(is_archive_name("critical_backup", &archive_name("critical_backup", at)));
+        for bad in [
+            "critical_backup_20261124_020000.tar.gz.partial",
+            "critical_backup_20261124_02000.tar.gz",
+            "critical_backup_2026112x_020000.tar.gz",
+            "other_20261124_020000.tar.gz",
+            "../critical_backup_20261124_020000.tar.gz",
+            "critical_backup_20261124_020000.tar.gz/x",
+            "critical_backup_20261124-020000.tar.gz",
+            ".lifeboat.lock",
+        ] {
+            assert!(!is_archive_name("critical_backup", bad), "{bad}");
+        }
+    }
 
     // covers: TS-1.3
     #[test]

@@ -9,6 +9,8 @@ use std::io::{self, BufReader, Read};
 use std::path::{Component, Path};
 
 use flate2::read::MultiGzDecoder;
+
+use crate::crypt::Identities;
 use sha2::{Digest, Sha256};
 
 /// Metadata of one member, after validation.
@@ -29,8 +31,14 @@ pub enum ArchiveError {
     Unsafe { path: String, reason: String },
     #[error("member {path}: {reason}")]
     Member { path: String, reason: String },
-    #[error("{path} is age-encrypted; decrypt it first (age -d -i IDENTITY_FILE -o archive.tar.gz {path}); lifeboat reads encrypted archives directly once encryption lands (restore --identity)")]
-    Encrypted { path: String },
+    #[error(transparent)]
+    Encrypted(#[from] crate::crypt::DecryptError),
+    /// The signature check refused the archive (see `archive::signature`).
+    #[error("{0}")]
+    Signature(String),
+    /// `--trusted-key` cannot be used.
+    #[error("{0}")]
+    Key(String),
     #[error("{0}")]
     Other(String),
 }
@@ -39,7 +47,7 @@ impl ArchiveError {
     /// 2 when the archive could not be opened at all, 1 when it is bad.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ArchiveError::Open { .. } | ArchiveError::Encrypted { .. } => 2,
+            ArchiveError::Open { .. } | ArchiveError::Encrypted(_) | ArchiveError::Key(_) => 2,
             _ => 1,
         }
     }
@@ -70,8 +78,10 @@ pub fn safe_path(raw: &[u8]) -> Result<String, String> {
 
 /// Whether a member path belongs to the v1 layout (DESIGN.md §4).
 fn in_layout(path: &str) -> bool {
-    use crate::archive::{CONFIG_DIR, INFO, MANIFEST, SUMS};
-    path.starts_with("database/") || path.starts_with(CONFIG_DIR) || [MANIFEST, INFO, SUMS].contains(&path)
+    use crate::archive::{signature, CONFIG_DIR, INFO, MANIFEST, SUMS};
+    path.starts_with("database/")
+        || path.starts_with(CONFIG_DIR)
+        || [MANIFEST, INFO, SUMS, signature::MEMBER].contains(&path)
 }
 
 /// Calls `f` for every regular-file member in order, with a reader limited
@@ -80,22 +90,17 @@ fn in_layout(path: &str) -> bool {
 /// trailer (CRC, length) is noticed too.
 pub fn for_each_member(
     path: &Path,
+    identities: Option<&Identities>,
     f: impl FnMut(&Member, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
-    for_each_member_in(open(path)?, f)
+    for_each_member_in(open(path, identities)?, f)
 }
 
-/// Opens an archive file for reading. The decrypting reader of the planned
-/// age encryption slots in here; until then an encrypted file is named as such.
-pub fn open(path: &Path) -> Result<BufReader<File>, ArchiveError> {
-    use std::io::BufRead;
+/// Opens an archive file for reading: the file itself, or its streaming
+/// decryption when it is age-encrypted (which needs `identities`).
+pub fn open(path: &Path, identities: Option<&Identities>) -> Result<Box<dyn Read>, ArchiveError> {
     let file = File::open(path).map_err(|source| ArchiveError::Open { path: path.display().to_string(), source })?;
-    let mut r = BufReader::with_capacity(256 * 1024, file);
-    let head = r.fill_buf().map_err(|source| ArchiveError::Open { path: path.display().to_string(), source })?;
-    if head.starts_with(b"age-encryption.org/") || head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") {
-        return Err(ArchiveError::Encrypted { path: path.display().to_string() });
-    }
-    Ok(r)
+    Ok(crate::crypt::decrypting(BufReader::with_capacity(256 * 1024, file), path, identities)?)
 }
 
 /// [`for_each_member`] over any byte stream (the fuzz target's entry point).
@@ -128,7 +133,7 @@ pub fn for_each_member_in(
             return Err(ArchiveError::Unsafe {
                 path: display,
                 reason: "not part of the archive layout (database/, config/, manifest.json, BACKUP_INFO.txt, \
-                         SHA256SUMS)"
+                         SHA256SUMS, SHA256SUMS.minisig)"
                     .into(),
             });
         }

@@ -67,7 +67,9 @@ pub fn describe_rows(mode: crate::model::Mode, window: Option<(&str, &str, &str)
     }
 }
 
-pub fn backup_info(m: &Manifest, archive_name: &str) -> String {
+/// `signing`: the store key's base64 public key and id, when the archive
+/// is signed.
+pub fn backup_info(m: &Manifest, archive_name: &str, signing: Option<(&str, &str)>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "LIFEBOAT BACKUP  {archive_name}");
     let _ = writeln!(s, "==========================================================================");
@@ -118,7 +120,7 @@ HOW TO RESTORE
 1. Check the archive (either command):
      lifeboat verify {archive_name}
      tar -xzf {archive_name} -C restore-dir && (cd restore-dir && sha256sum -c SHA256SUMS)
-
+{signature}
 2a. With lifeboat (verifies, loads in one transaction, checks row counts):
      lifeboat restore {archive_name} --db postgres://USER@HOST:5432/NEW_DB
      lifeboat restore {archive_name} --db ... --config-dir ./restored-config   # config files too
@@ -136,7 +138,22 @@ HOW TO RESTORE
 
 Rows of window tables are those at or after the cutoff shown above, plus
 "closure" rows: older rows that kept rows reference, so every foreign key
-is valid after the restore."#
+is valid after the restore."#,
+        signature = signature_steps(archive_name, signing)
     );
     s
+}
+
+fn signature_steps(archive_name: &str, signing: Option<(&str, &str)>) -> String {
+    let Some((key, id)) = signing else { return String::new() };
+    format!(
+        r#"   Check who made it: SHA256SUMS is signed (SHA256SUMS.minisig) with the
+   minisign key {id} of the store that made this backup:
+     {key}
+     lifeboat verify {archive_name} --trusted-key signing.pub
+     (cd restore-dir && minisign -Vm SHA256SUMS -P {key})
+   Compare the key with the one `lifeboat config` shows on the backup host
+   (or its .lifeboat/signing.pub): a forger can change this file too.
+"#
+    )
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use flate2::write::GzEncoder;
 
 use super::reader::Hashing;
+use super::signature::Signer;
 use super::{format_sums, ManifestFile, SUMS};
 use crate::error::{Error, Result};
 
@@ -36,13 +37,18 @@ impl Writer {
         Ok(Writer { builder, path: path.to_path_buf(), mtime, sums: Vec::new() })
     }
 
-    /// Appends `size` bytes from `data`; returns the member's size and hash.
-    pub fn append(&mut self, member: &str, mode: u32, size: u64, data: impl Read) -> Result<ManifestFile> {
+    fn header(&self, size: u64, mode: u32) -> tar::Header {
         let mut header = tar::Header::new_gnu();
         header.set_size(size);
         header.set_mode(mode);
         header.set_mtime(self.mtime);
         header.set_entry_type(tar::EntryType::Regular);
+        header
+    }
+
+    /// Appends `size` bytes from `data`; returns the member's size and hash.
+    pub fn append(&mut self, member: &str, mode: u32, size: u64, data: impl Read) -> Result<ManifestFile> {
+        let mut header = self.header(size, mode);
         let mut hashing = Hashing::new(data);
         self.builder
             .append_data(&mut header, member, &mut hashing)
@@ -55,6 +61,13 @@ impl Writer {
         Ok(ManifestFile { path: member.to_string(), mode: Some(mode), bytes: size, sha256: sha })
     }
 
+    fn append_unlisted(&mut self, member: &str, mode: u32, bytes: &[u8]) -> Result<()> {
+        let mut header = self.header(bytes.len() as u64, mode);
+        self.builder
+            .append_data(&mut header, member, bytes)
+            .map_err(|e| Error::io(format!("writing member {member} to"), &self.path, e))
+    }
+
     pub fn append_bytes(&mut self, member: &str, mode: u32, bytes: &[u8]) -> Result<ManifestFile> {
         self.append(member, mode, bytes.len() as u64, bytes)
     }
@@ -65,10 +78,17 @@ impl Writer {
         self.append(member, mode, spool.size, f)
     }
 
-    /// Writes `SHA256SUMS`, ends the gzip stream and fsyncs the file.
-    pub fn finish(mut self) -> Result<u64> {
+    /// Writes `SHA256SUMS` and, with a signer, its signature
+    /// `SHA256SUMS.minisig` (for `archive_name`); ends the gzip stream and
+    /// fsyncs the file.
+    pub fn finish(mut self, signer: Option<(&Signer, &str)>) -> Result<u64> {
         let sums = format_sums(&self.sums);
         self.append_bytes(SUMS, 0o644, sums.as_bytes())?;
+        if let Some((signer, archive_name)) = signer {
+            let sig = signer.sign(sums.as_bytes(), archive_name)?;
+            // Not added to `sums`: it is written after SHA256SUMS, about it.
+            self.append_unlisted(super::signature::MEMBER, 0o644, &sig)?;
+        }
         let path = self.path.clone();
         let io = |e| Error::io("finishing archive", &path, e);
         let gz = self.builder.into_inner().map_err(io)?;

@@ -1,6 +1,6 @@
 //! `lifeboat backup`: the orchestrator, the only place that knows the order
 //! of the pipeline (DESIGN.md §1): snapshot → plan → dump → archive →
-//! verify → seal. Everything is written to the store's partial file, which
+//! sign → verify → seal. Everything is written to the store's partial file, which
 //! is removed on any error (or cancellation); only a verified archive gets
 //! its final name. `copy.rs` streams one table's rows out of the snapshot.
 
@@ -78,6 +78,8 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     // Connect first: a run that cannot reach the database touches no files.
     let mut snap = Snapshot::open(&config.database)?;
     let _lock = store.lock(progress)?;
+    // Under the lock, so two first runs cannot both create a key.
+    let signer = store.signer()?;
     let dir = store.scratch_dir().to_path_buf();
     let pg_dump = pg_dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
     let query = snap.client.cancel_token();
@@ -220,8 +222,9 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
 
     let manifest_json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     writer.append_bytes(archive::MANIFEST, 0o600, &manifest_json)?;
-    writer.append_bytes(archive::INFO, 0o600, texts::backup_info(&manifest, &name).as_bytes())?;
-    writer.finish()?;
+    let info = texts::backup_info(&manifest, &name, Some((&signer.public_key(), &signer.key_id())));
+    writer.append_bytes(archive::INFO, 0o600, info.as_bytes())?;
+    writer.finish(Some((&signer, &name)))?;
     watchdog.check()?;
     drop(watchdog);
 

@@ -9,6 +9,7 @@ mod plan;
 mod render;
 mod restore;
 mod send;
+mod serve;
 mod test_email;
 mod verify;
 
@@ -25,9 +26,11 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  the operation ran and failed or found a problem (invalid archive,
-     backup step failed, restore rolled back, row counts differ)
+     signature refused, backup step failed, restore rolled back, row counts
+     differ)
   2  could not run: usage or configuration error, database unreachable,
-     archive file missing, target database refused
+     archive file missing, encrypted archive without a matching --identity,
+     target database refused, serve cannot listen
   3  backup only: the archive is good, verified and kept, but mailing it
      failed after every attempt (`lifeboat send` sends it again)
 `send` and `test-email` exit 1 when the message was not delivered.";
@@ -56,7 +59,7 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Take a verified backup into the storage directory
     Backup(backup::BackupArgs),
-    /// Check an archive's structure, checksums and row counts
+    /// Check an archive's structure, checksums, row counts and signature
     Verify(verify::VerifyArgs),
     /// Restore an archive into a database, in one transaction
     Restore(restore::RestoreArgs),
@@ -64,8 +67,10 @@ pub enum Command {
     Send(send::SendArgs),
     /// Send a test message with the [email] settings and report the SMTP outcome
     TestEmail,
-    /// Print the effective configuration (secrets shown as ***)
+    /// Print the effective configuration (secrets shown as ***) and the signing key
     Config,
+    /// Serve signed download links ([links] public_url) until SIGTERM or Ctrl-C
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command and returns the process exit code.
@@ -139,5 +144,6 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Send(args) => send::run(&cli, args, &progress),
         Command::TestEmail => test_email::run(&cli, &progress),
         Command::Config => config::run(&cli),
+        Command::Serve(args) => serve::run(&cli, args),
     }
 }

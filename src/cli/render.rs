@@ -105,13 +105,15 @@ pub fn backup(r: &BackupReport) -> String {
 
 pub fn verify(r: &VerifyReport) -> String {
     format!(
-        "OK {}: {} members, {} tables, {} rows, {} config files, {}; checksums, manifest and row counts match\n",
+        "OK {}: {} members, {} tables, {} rows, {} config files, {}; checksums, manifest and row counts match\n\
+         signature: {}\n",
         r.archive.display(),
         r.members,
         r.tables,
         r.rows,
         r.files,
-        bytes(r.size_bytes)
+        bytes(r.size_bytes),
+        r.signature.message
     )
 }
 

@@ -238,7 +238,8 @@ pub(super) fn deployment_env(
     secret: impl Fn(&str) -> Result<Option<String>, ConfigError>,
 ) -> Result<toml::Table, ConfigError> {
     let mut t = toml::Table::new();
-    for (var, key) in [("SMTP_HOST", "smtp_host"), ("SMTP_PORT", "smtp_port"), ("SMTP_USER", "username"), ("SMTP_FROM", "from")]
+    for (var, key) in
+        [("SMTP_HOST", "smtp_host"), ("SMTP_PORT", "smtp_port"), ("SMTP_USER", "username"), ("SMTP_FROM", "from")]
     {
         if let Some(v) = env.get(var).filter(|v| !v.trim().is_empty()) {
             t.insert(key.into(), toml::Value::String(v.trim().to_string()));

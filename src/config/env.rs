@@ -28,7 +28,7 @@ fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<Strin
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional", "to"];
+const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional", "to", "recipients"];
 
 pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
     let mut db = toml::Table::new();
@@ -79,7 +79,10 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         }
         let (key, value) = match key.strip_suffix("_file") {
             // `<key>_FILE` for secrets that have no `_file` key of their own.
-            Some(k) if k != "password" && k != "base" => (k.to_string(), read_secret_file(Path::new(value), var)?.0),
+            // `password_file` and `secret_file` are keys of their own.
+            Some(k) if k != "password" && k != "base" && k != "secret" => {
+                (k.to_string(), read_secret_file(Path::new(value), var)?.0)
+            }
             _ => (key, value.clone()),
         };
         let v = if LIST_KEYS.contains(&key.as_str()) {

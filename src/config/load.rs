@@ -92,6 +92,7 @@ pub fn load(path: ConfigPath, flags: &Overrides) -> Result<(Config, Option<PathB
 }
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
+    super::links::validate(&c.links, &c.encryption)?;
     let p = &c.storage.name_prefix;
     if p.is_empty() || !p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
         return Err(ConfigError::Invalid(format!(

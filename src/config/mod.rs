@@ -17,6 +17,7 @@
 
 mod email;
 mod env;
+mod links;
 mod load;
 mod secret;
 mod url;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use email::{AlertsConfig, EmailConfig, SmtpTls};
+pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
 pub use secret::Secret;
 pub use url::{parse_database_url, parse_target_url};
@@ -61,6 +63,9 @@ pub struct Config {
     pub storage: StorageConfig,
     pub email: EmailConfig,
     pub alerts: AlertsConfig,
+    pub links: LinksConfig,
+    pub http: HttpConfig,
+    pub encryption: EncryptionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -39,7 +39,8 @@ impl Mailer {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(path) = &cfg.ca_file {
                 let pem = std::fs::read(path).map_err(|e| DeliverError::Io(path.clone(), e))?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| DeliverError::CaFile(path.clone(), e.to_string()))?;
+                let cert =
+                    Certificate::from_pem(&pem).map_err(|e| DeliverError::CaFile(path.clone(), e.to_string()))?;
                 b = b.add_root_certificate(cert);
             }
             b.build().map_err(|e| DeliverError::CaFile(cfg.ca_file.clone().unwrap_or_default(), e.to_string()))

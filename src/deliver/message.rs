@@ -93,7 +93,11 @@ pub fn megabytes(bytes: u64) -> String {
 }
 
 fn mailbox(s: &str, key: &str) -> Result<Mailbox, DeliverError> {
-    s.trim().parse().map_err(|e| DeliverError::Address { key: key.to_string(), value: s.to_string(), message: format!("{e}") })
+    s.trim().parse().map_err(|e| DeliverError::Address {
+        key: key.to_string(),
+        value: s.to_string(),
+        message: format!("{e}"),
+    })
 }
 
 /// A builder with From and every recipient.
@@ -148,15 +152,16 @@ pub fn success(
         Some((url, expires)) => {
             ctx.delivery.method = Method::Link;
             ctx.delivery.link = Some(url);
-            ctx.delivery.expires = chrono::DateTime::from_timestamp(expires, 0)
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+            ctx.delivery.expires =
+                chrono::DateTime::from_timestamp(expires, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
         }
         None => ctx.delivery.method = Method::NoLink,
     }
     let method = ctx.delivery.method;
     let subject = templates.subject("success.subject.j2", &ctx)?;
     let (text, html) = (templates.render("success.txt.j2", &ctx)?, templates.render("success.html.j2", &ctx)?);
-    let m = build(envelope(cfg, subject)?, MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html)))?;
+    let m =
+        build(envelope(cfg, subject)?, MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html)))?;
     Ok((m, method))
 }
 
@@ -171,8 +176,5 @@ pub fn alert(cfg: &EmailConfig, templates: &Templates, ctx: &AlertContext) -> Re
 pub fn test(cfg: &EmailConfig, templates: &Templates, ctx: &impl Serialize) -> Result<Message, DeliverError> {
     let subject = templates.subject("test.subject.j2", ctx)?;
     let text = templates.render("test.txt.j2", ctx)?;
-    envelope(cfg, subject)?
-        .header(ContentType::TEXT_PLAIN)
-        .body(text)
-        .map_err(|e| DeliverError::Build(e.to_string()))
+    envelope(cfg, subject)?.header(ContentType::TEXT_PLAIN).body(text).map_err(|e| DeliverError::Build(e.to_string()))
 }

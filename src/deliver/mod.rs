@@ -6,7 +6,7 @@
 //! [`deliver`] never fails the backup: its [`DeliveryReport`] says whether
 //! the mail went out, and the caller decides the exit code.
 
-// pub mod links; (9b)
+pub mod links;
 pub mod mail;
 pub mod message;
 pub mod templates;
@@ -140,7 +140,8 @@ fn try_deliver(
 ) -> Result<DeliveryReport, DeliverError> {
     let templates = templates::Templates::load(cfg.email.templates_dir.as_deref())?;
     let mailer = mail::Mailer::new(&cfg.email)?;
-    let report = crate::verify::verify(archive, &crate::events::silent).map_err(|e| DeliverError::Verify(e.to_string()))?;
+    let report =
+        crate::verify::verify(archive, &crate::events::silent).map_err(|e| DeliverError::Verify(e.to_string()))?;
     let artifact = artifact_for(cfg, archive)?;
     let ctx = success_context(cfg, archive, &artifact, &report.manifest, report.size_bytes, duration_ms);
     let artifact_name = file_name(&artifact);
@@ -172,14 +173,23 @@ fn try_deliver(
     Ok(r)
 }
 
-/// What travels: the archive, or with `[encryption] recipients` its `.age`.
-fn artifact_for(_cfg: &Config, archive: &Path) -> Result<PathBuf, DeliverError> {
-    Ok(archive.to_path_buf())
+/// What travels: the archive, or with `[encryption] recipients` its
+/// `.age` (made once, by streaming, beside the archive).
+fn artifact_for(cfg: &Config, archive: &Path) -> Result<PathBuf, DeliverError> {
+    if cfg.encryption.recipients.is_empty() {
+        return Ok(archive.to_path_buf());
+    }
+    crate::crypt::encrypted_copy(archive, &cfg.encryption.recipients).map_err(|e| DeliverError::Encrypt(e.to_string()))
 }
 
 /// `(url, expires)` with `[links] public_url`, else `None`.
-fn link_for(_cfg: &Config, _name: &str) -> Result<Option<(String, i64)>, DeliverError> {
-    Ok(None)
+fn link_for(cfg: &Config, name: &str) -> Result<Option<(String, i64)>, DeliverError> {
+    let Some(public_url) = &cfg.links.public_url else { return Ok(None) };
+    let key = links::load_or_create_key(cfg.links.secret_file.as_deref(), &cfg.storage.dir)
+        .map_err(|e| DeliverError::Link(e.to_string()))?;
+    let ttl = i64::try_from(cfg.links.ttl.approx_duration().as_secs()).unwrap_or(i64::MAX / 2);
+    let expires = chrono::Utc::now().timestamp().saturating_add(ttl);
+    Ok(Some((links::signed_url(public_url, name, expires, key.as_bytes()), expires)))
 }
 
 fn file_name(p: &Path) -> String {
@@ -229,7 +239,7 @@ fn success_context(
             unclassified.join(", ")
         ));
     }
-    if !m.files.is_empty() && artifact == archive {
+    if !m.files.is_empty() && artifact == archive && !warnings.iter().any(|w| w.contains("encrypt")) {
         warnings.push(
             "this archive holds the deployment's config files (secrets such as .env.production) and travels unencrypted; set [encryption] recipients to send it age-encrypted"
                 .into(),

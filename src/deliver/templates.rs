@@ -41,7 +41,9 @@ impl Templates {
     pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|name| if name.ends_with(".html.j2") { AutoEscape::Html } else { AutoEscape::None });
+        env.set_auto_escape_callback(
+            |name| if name.ends_with(".html.j2") { AutoEscape::Html } else { AutoEscape::None },
+        );
         env.set_keep_trailing_newline(true);
         env.add_filter("ljust", |v: minijinja::Value, width: usize| format!("{:<width$}", v.to_string()));
         env.add_filter("rjust", |v: minijinja::Value, width: usize| format!("{:>width$}", v.to_string()));

@@ -261,6 +261,14 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
             format!("optional config file pattern {:?} matches nothing", m.pattern)
         });
     }
+    if !files.files.is_empty() && config.encryption.recipients.is_empty() {
+        warnings.push(format!(
+            "{} config file(s) (e.g. {}) will travel in the archive not encrypted: whoever gets the mail or the \
+             link can read their secrets; set [encryption] recipients",
+            files.files.len(),
+            files.files[0].path
+        ));
+    }
     let estimated: i64 = tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).sum();
     let estimated_archive_bytes =
         (estimated as f64 * COMPRESSED_FRACTION) as i64 + files.files.iter().map(|f| f.bytes as i64).sum::<i64>();

@@ -135,12 +135,14 @@ pub(super) fn load(
         }
         Ok(())
     };
-    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(
-        |e| match e {
-            ArchiveError::Other(msg) => Error::Failed(msg),
-            other => Error::Archive(other),
-        },
-    )?;
+    let identities = opts.verify.identities().map_err(ArchiveError::from)?;
+    for_each_member(archive_path, identities.as_ref(), |m, r| {
+        run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))
+    })
+    .map_err(|e| match e {
+        ArchiveError::Other(msg) => Error::Failed(msg),
+        other => Error::Archive(other),
+    })?;
     phase(phases, step, since);
 
     if parallel {

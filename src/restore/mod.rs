@@ -28,7 +28,7 @@ use crate::config::{parse_target_url, DatabaseConfig};
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
 use crate::pg::{self, db_err, describe};
-use crate::verify::{verify, VerifyReport};
+use crate::verify::{verify_with, VerifyOptions, VerifyReport};
 
 /// What to restore where. The engine owns these options; `lifeboat restore`
 /// flattens them into its arguments (clap's `Args` derive, behind the
@@ -56,6 +56,10 @@ pub struct RestoreOptions {
     /// and the same URL. Set by the caller from the config, not a flag.
     #[arg(skip)]
     pub source: Option<DatabaseConfig>,
+    /// How the archive is read (`--identity`) and whose signature it must
+    /// carry (`--trusted-key`).
+    #[command(flatten)]
+    pub verify: VerifyOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,7 +103,7 @@ pub fn restore(
     cancel: &CancelToken,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    let verified = verify(archive_path, progress)?;
+    let verified = verify_with(archive_path, &opts.verify, progress)?;
     cancel.check("verifying the archive")?;
     let verify_ms = started.elapsed().as_millis() as u64;
     let target = parse_target_url(&opts.target, "--db")?;
@@ -127,6 +131,7 @@ impl Default for RestoreOptions {
             force: false,
             jobs: 1,
             source: None,
+            verify: VerifyOptions::default(),
         }
     }
 }

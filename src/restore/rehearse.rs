@@ -12,7 +12,7 @@ use crate::config::parse_target_url;
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
 use crate::pg::{self, db_err, describe, quote_ident};
-use crate::verify::VerifyReport;
+use crate::verify::{VerifyOptions, VerifyReport};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsalReport {
@@ -34,6 +34,7 @@ pub fn rehearse(
     archive_path: &Path,
     verified: &VerifyReport,
     server_url: &str,
+    verify: &VerifyOptions,
     progress: Progress,
     cancel: &CancelToken,
 ) -> Result<RehearsalReport> {
@@ -58,7 +59,8 @@ pub fn rehearse(
     let mut target = server.clone();
     target.dbname(&scratch);
     let result = (|| -> Result<RehearsalReport> {
-        let report = restore_verified(archive_path, verified, &target, &RestoreOptions::default(), progress, cancel);
+        let opts = RestoreOptions { verify: verify.clone(), ..RestoreOptions::default() };
+        let report = restore_verified(archive_path, verified, &target, &opts, progress, cancel);
         let mut problems = Vec::new();
         let (mut fks, mut seqs) = (Vec::new(), Vec::new());
         match report {

@@ -76,6 +76,12 @@ impl<S: Store> Store for DryRun<S> {
         self.record(Action::Delete(name.to_string()));
         Ok(())
     }
+
+    /// The real store's key: a dry run signs like a real one would (the
+    /// key is the store's state, not an archive write).
+    fn signer(&self) -> Result<crate::archive::signature::Signer> {
+        self.inner.signer()
+    }
 }
 
 #[cfg(test)]

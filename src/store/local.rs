@@ -94,6 +94,11 @@ impl Store for LocalStore {
         &self.dir
     }
 
+    /// `<dir>/.lifeboat/signing.key`, generated once (0600).
+    fn signer(&self) -> Result<crate::archive::signature::Signer> {
+        crate::archive::signature::Signer::load_or_create(&self.dir)
+    }
+
     fn create_partial(&self, name: &str) -> Result<Partial> {
         let final_path = self.path_of(name)?;
         if final_path.exists() {

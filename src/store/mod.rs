@@ -8,6 +8,7 @@
 //! its final name, so a listed archive is always complete.
 
 pub mod dry_run;
+pub mod keyfile;
 pub mod local;
 
 use std::io::Read;
@@ -84,4 +85,6 @@ pub trait Store {
     fn open(&self, name: &str) -> Result<Box<dyn Read + Send>>;
     /// Removes a complete archive.
     fn delete(&self, name: &str) -> Result<()>;
+    /// The key that signs this store's archives (created on first use).
+    fn signer(&self) -> Result<crate::archive::signature::Signer>;
 }

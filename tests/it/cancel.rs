@@ -22,7 +22,8 @@ fn leftovers(dir: &Path) -> Vec<String> {
         Ok(rd) => rd
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".lifeboat.lock")
+            // The lock and the store's key directory stay by design.
+            .filter(|n| n != ".lifeboat.lock" && n != ".lifeboat")
             .collect(),
         Err(_) => Vec::new(),
     }

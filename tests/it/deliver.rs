@@ -209,14 +209,18 @@ fn a_message_over_the_limit_carries_a_signed_link_instead() {
     let plain = m.body_text(0).unwrap().into_owned();
     let prefix = format!("https://hub.example.test/backups/{name}?expires=");
     let start = plain.find(&prefix).unwrap_or_else(|| panic!("no link to {name} in:\n{plain}"));
-    let link: String =
-        plain[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
+    let link: String = plain[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
     let expires: i64 = link[prefix.len()..].split('&').next().unwrap().parse().unwrap();
     let week = 7 * 86_400;
     assert!(expires >= before + week && expires <= chrono::Utc::now().timestamp() + week, "expires {expires}");
     assert_eq!(
         link,
-        lifeboat::deliver::links::signed_url("https://hub.example.test/backups", &name, expires, b"link-Secret-0d7a54c2"),
+        lifeboat::deliver::links::signed_url(
+            "https://hub.example.test/backups",
+            &name,
+            expires,
+            b"link-Secret-0d7a54c2"
+        ),
         "the link is signed with the configured key"
     );
     assert!(m.body_html(0).unwrap().contains(&link.replace('&', "&amp;")), "the HTML body has the link too");
@@ -228,7 +232,10 @@ fn a_message_over_the_limit_carries_a_signed_link_instead() {
 fn assert_delivery_fails(s: &Seeded, sink: &HttpSink, expect: &[&str]) -> String {
     add_section(
         s,
-        &format!("[alerts]\nwebhook_url = \"{}/hook/T0KEN-wh-41\"\nping_url = \"{}/ping/uuid-5a\"\n", sink.url, sink.url),
+        &format!(
+            "[alerts]\nwebhook_url = \"{}/hook/T0KEN-wh-41\"\nping_url = \"{}/ping/uuid-5a\"\n",
+            sink.url, sink.url
+        ),
     );
     let o = backup_json(s, &[]);
     assert_exit(&o, 3);
@@ -328,7 +335,10 @@ fn smtp_down_at_first_and_up_by_the_third_attempt_delivers() {
     let (cert, key) = ca.server_cert(&["localhost"]);
     let port = free_port();
     let s = Seeded::new("deliver_late");
-    add_section(&s, &email_section(port, Mode::StartTls, Some(&ca.ca_file), PASSWORD, s.dir.path(), "backoff = \"2s\""));
+    add_section(
+        &s,
+        &email_section(port, Mode::StartTls, Some(&ca.ca_file), PASSWORD, s.dir.path(), "backoff = \"2s\""),
+    );
     // --no-deliver: nothing is sent (the server is not even up).
     let o = backup_json(&s, &["--no-deliver"]);
     assert_exit(&o, 0);
@@ -387,7 +397,10 @@ fn a_failed_backup_alerts_with_step_and_cause_and_no_secret() {
     let toml = format!(
         "{}\n{}\n[links]\npublic_url = \"https://hub.example.test/backups\"\nsecret_file = {}\n\
          [alerts]\nwebhook_url = \"{}/hook/T0KEN-wh-77\"\nping_url = \"{}/ping/uuid-9c\"\n",
-        support::saas_config(&format!("postgres://postgres:{db_password}@127.0.0.1:{dead}/gone"), &dir.path().join("b")),
+        support::saas_config(
+            &format!("postgres://postgres:{db_password}@127.0.0.1:{dead}/gone"),
+            &dir.path().join("b")
+        ),
         mail.section(Mode::StartTls, dir.path(), ""),
         toml_string(&dir.path().join("link_secret").to_string_lossy()),
         sink.url,
@@ -404,7 +417,9 @@ fn a_failed_backup_alerts_with_step_and_cause_and_no_secret() {
     assert!(subject.contains("FAILED") && subject.contains(APP), "{subject}");
     let body = m.body_text(0).unwrap().into_owned();
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    for needle in ["connect", "cannot connect to PostgreSQL at 127.0.0.1", "Connection refused", &host, "lifeboat backup"] {
+    for needle in
+        ["connect", "cannot connect to PostgreSQL at 127.0.0.1", "Connection refused", &host, "lifeboat backup"]
+    {
         assert!(body.contains(needle), "{needle:?} missing from the alert:\n{body}");
     }
     assert!(body.contains("What to do next") && body.contains("Retried"), "{body}");
@@ -415,7 +430,10 @@ fn a_failed_backup_alerts_with_step_and_cause_and_no_secret() {
     assert_eq!(paths, ["/ping/uuid-9c/start", "/hook/T0KEN-wh-77", "/ping/uuid-9c/fail"], "{seen:?}");
     let hook: Value = serde_json::from_str(&seen[1].body).unwrap();
     assert_eq!(seen[1].content_type.as_deref(), Some("application/json"));
-    assert_eq!((&hook["event"], &hook["kind"], &hook["step"]), (&"alert".into(), &"backup_failed".into(), &"connect".into()));
+    assert_eq!(
+        (&hook["event"], &hook["kind"], &hook["step"]),
+        (&"alert".into(), &"backup_failed".into(), &"connect".into())
+    );
     assert_eq!(hook["host"], host.as_str());
 
     let everything = [
@@ -508,7 +526,8 @@ fn plain_smtp_is_refused_unless_allow_insecure() {
         refuse: &[],
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = support::write_config(dir.path(), &email_section(server.port, Mode::Plain, None, PASSWORD, dir.path(), ""));
+    let config =
+        support::write_config(dir.path(), &email_section(server.port, Mode::Plain, None, PASSWORD, dir.path(), ""));
     let o = run(&["--config", config.to_str().unwrap(), "test-email"]);
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("allow_insecure"), "{}", stderr(&o));

@@ -62,15 +62,15 @@ impl Seeded {
         json(&o)
     }
 
-    /// Files in the storage directory (names), without the lock file that
-    /// stays there by design.
+    /// Files in the storage directory (names), without the lock file and
+    /// the `.lifeboat/` key directory that stay there by design.
     pub fn stored(&self) -> Vec<String> {
         match std::fs::read_dir(self.storage()) {
             Ok(d) => {
                 let mut v: Vec<String> = d
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != ".lifeboat.lock")
+                    .filter(|n| n != ".lifeboat.lock" && n != ".lifeboat")
                     .collect();
                 v.sort();
                 v
@@ -142,9 +142,13 @@ pub fn rewrite_consistently(members: &mut [(String, Vec<u8>)], member: &str, dat
     reseal(members);
 }
 
-/// Recomputes SHA256SUMS over every other member.
+/// Recomputes SHA256SUMS over every other member but its signature (which
+/// a forger cannot remake with the store's key: it is left as it was).
 pub fn reseal(members: &mut [(String, Vec<u8>)]) {
-    let sums: String =
-        members.iter().filter(|(p, _)| p != "SHA256SUMS").map(|(p, d)| format!("{}  {p}\n", sha256(d))).collect();
+    let sums: String = members
+        .iter()
+        .filter(|(p, _)| p != "SHA256SUMS" && p != "SHA256SUMS.minisig")
+        .map(|(p, d)| format!("{}  {p}\n", sha256(d)))
+        .collect();
     members.iter_mut().find(|(p, _)| p == "SHA256SUMS").unwrap().1 = sums.into_bytes();
 }

@@ -23,3 +23,7 @@ mod cancel;
 mod source_safety;
 // Delivery and alerts: real SMTP (STARTTLS, implicit TLS, AUTH), attach or link, retries, failure alerts, webhook and ping.
 mod deliver;
+// `lifeboat serve`: signed download links over real HTTP (200/403/404/410, no listing, .age only when encrypting).
+mod download;
+// Signed and encrypted archives: minisign signatures (and `minisign -V`), age encryption, --trusted-key, --identity.
+mod trust;

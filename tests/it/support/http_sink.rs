@@ -32,11 +32,8 @@ impl HttpSink {
             for mut req in s.incoming_requests() {
                 let mut body = String::new();
                 let _ = req.as_reader().read_to_string(&mut body);
-                let content_type = req
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("Content-Type"))
-                    .map(|h| h.value.as_str().to_string());
+                let content_type =
+                    req.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
                 log.lock().unwrap().push(Seen {
                     method: req.method().to_string(),
                     path: req.url().to_string(),

@@ -63,7 +63,8 @@ impl TestCa {
     /// A server certificate for these DNS names (and 127.0.0.1), signed by
     /// this CA: (certificate file, key file).
     pub fn server_cert(&self, names: &[&str]) -> (PathBuf, PathBuf) {
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.subject_alt_names.push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
         params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
         let key = rcgen::KeyPair::generate().unwrap();

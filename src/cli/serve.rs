@@ -1,0 +1,41 @@
+//! `lifeboat serve`: the download route on a tokio runtime until SIGTERM
+//! or SIGINT. The engine stays synchronous; only this glue starts tokio.
+
+use super::{load, Cli};
+use crate::config::Overrides;
+use crate::error::Error;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on, host:port [default: [http] listen, 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
+    let config = load(cli, &Overrides::default())?;
+    let downloads = crate::http::download::Downloads::from_config(&config)?;
+    let addr = args.listen.clone().unwrap_or_else(|| config.http.listen.clone());
+    let (storage, prefix) = (downloads.storage.display().to_string(), downloads.path_prefix.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the HTTP runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+            let msg = format!("cannot listen on {addr}: {e}; choose another address with --listen or [http] listen");
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                Error::Busy(msg)
+            } else {
+                Error::Refused(msg)
+            }
+        })?;
+        let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
+        eprintln!("lifeboat: serving downloads from {storage} at http://{local}{prefix}/ (SIGTERM or Ctrl-C stops)");
+        crate::http::serve(listener, crate::http::router(downloads), crate::http::shutdown_signal())
+            .await
+            .map_err(|e| Error::Failed(format!("the HTTP server stopped: {e}")))
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,123 @@
+//! `[links]` (signed download links), `[http]` (where `lifeboat serve`
+//! listens) and `[encryption]` (age recipients): the sections the download
+//! route and the delivery share.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::model::Span;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinksConfig {
+    /// Where administrators download from, e.g. `https://hub.example.com/backups`
+    /// (a reverse proxy forwards that path to `lifeboat serve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The HMAC key's file; unset: a key generated once in the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// How long a link stays valid.
+    pub ttl: Span,
+}
+
+impl Default for LinksConfig {
+    fn default() -> Self {
+        LinksConfig { public_url: None, secret_file: None, ttl: "7 days".parse().expect("valid") }
+    }
+}
+
+impl LinksConfig {
+    /// The path of `public_url` without a trailing `/` (`/backups`, or
+    /// empty for the root): the prefix the download route is mounted at.
+    pub fn path_prefix(&self) -> Result<String, ConfigError> {
+        let Some(url) = &self.public_url else {
+            return Err(ConfigError::Invalid(
+                "links.public_url is not set; set it to the address administrators download from \
+                 (e.g. https://hub.example.com/backups)"
+                    .into(),
+            ));
+        };
+        url_path(url)
+    }
+}
+
+fn url_path(url: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::Invalid(format!("links.public_url {url:?} {why}; expected e.g. https://hub.example.com/backups"))
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("is not an http(s) URL"))?;
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let host = &rest[..rest.len() - path.len()];
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if path.contains(['?', '#', '{', '}']) || path.split('/').any(|s| s == ".." || s == ".") {
+        return Err(bad("must be a plain path (no query, fragment, '..' or braces)"));
+    }
+    Ok(path.trim_end_matches('/').to_string())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` that `lifeboat serve` binds.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// age X25519 public keys (`age1…`); when set, everything that leaves
+    /// the host is a `.tar.gz.age` encrypted to all of them.
+    pub recipients: Vec<String>,
+}
+
+/// Checks the sections; called by the loader's validation.
+pub fn validate(links: &LinksConfig, encryption: &EncryptionConfig) -> Result<(), ConfigError> {
+    if let Some(url) = &links.public_url {
+        url_path(url)?;
+    }
+    crate::crypt::parse_recipients(&encryption.recipients).map_err(ConfigError::Invalid)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-18.1
+    #[test]
+    fn the_route_prefix_is_the_public_urls_path() {
+        for (url, path) in [
+            ("https://hub.example.com/backups", "/backups"),
+            ("https://hub.example.com/backups/", "/backups"),
+            ("http://10.0.0.5:8080", ""),
+            ("https://h/a/b/", "/a/b"),
+        ] {
+            assert_eq!(url_path(url).unwrap(), path, "{url}");
+        }
+        for bad in [
+            "ftp://h/x",
+            "hub.example.com/backups",
+            "https:///x",
+            "https://h/x?y=1",
+            "https://h/../x",
+            "https://h/{name}",
+        ] {
+            assert!(url_path(bad).is_err(), "{bad}");
+        }
+        assert!(LinksConfig::default().path_prefix().unwrap_err().to_string().contains("links.public_url is not set"));
+    }
+}

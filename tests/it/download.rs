@@ -1,0 +1,336 @@
+//! `lifeboat serve`: the signed download route, driven by a real HTTP
+//! client (ureq) and, for paths a client would normalize away, by raw
+//! HTTP/1.1 over a TCP socket. The server is the real binary on
+//! 127.0.0.1:0; the port is read from its "serving" line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lifeboat::deliver::links;
+
+use crate::flow::{sha256, Seeded};
+use crate::support::{self, toml_string};
+
+const PUBLIC_URL: &str = "https://hub.example.com/backups";
+
+/// One real backup in a store with `[links]` configured, shared by this
+/// module's tests (none of them changes the archive).
+pub(crate) fn store() -> &'static (Seeded, PathBuf) {
+    static STORE: OnceLock<(Seeded, PathBuf)> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let s = Seeded::with_config("download", &format!("[links]\npublic_url = {}\n", toml_string(PUBLIC_URL)));
+        let report = s.backup();
+        let archive = PathBuf::from(report["archive"].as_str().unwrap());
+        (s, archive)
+    })
+}
+
+/// A running `lifeboat serve`; SIGTERM and reaped on drop.
+pub(crate) struct Serve {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`
+    pub origin: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    pub fn start(config: &Path) -> Serve {
+        let mut child = support::lifeboat()
+            .args(["--config", config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start lifeboat serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("http://127.0.0.1:") {
+                    let port: String = line[at + 17..].chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(format!("http://127.0.0.1:{port}"));
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let origin = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("lifeboat serve did not report its address:\n{}", log.lock().unwrap());
+            }
+        };
+        Serve { child: Some(child), origin, log }
+    }
+
+    /// stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for a stderr line with every one of `parts`: the
+    /// server writes its log line while the client may already be done.
+    pub fn wait_for_line(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_string();
+            }
+            assert!(Instant::now() < deadline, "no log line with {parts:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status (within 10 s).
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        terminate(&mut child).unwrap_or_else(|| panic!("lifeboat serve did not stop on SIGTERM:\n{}", self.log()))
+    }
+}
+
+fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+    }
+}
+
+pub(crate) struct Got {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// GET with ureq; statuses are results, not errors.
+pub(crate) fn get(url: &str) -> Got {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut resp = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let headers =
+        resp.headers().iter().map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let body = resp.body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap();
+    Got { status: resp.status().as_u16(), headers, body }
+}
+
+/// A raw `GET <target> HTTP/1.1`: the target goes on the wire exactly as
+/// written (an HTTP client would resolve `..` before sending).
+pub(crate) fn raw_status(origin: &str, target: &str) -> (u16, String) {
+    let addr = origin.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// The store's link key, as the server reads it.
+pub(crate) fn link_key(storage: &Path) -> Vec<u8> {
+    links::load_or_create_key(None, storage).unwrap().as_bytes().to_vec()
+}
+
+fn link_sig_of(url: &str) -> String {
+    url.split("sig=").nth(1).unwrap_or_default().to_string()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// `origin` + the path of a link signed with the store's key.
+pub(crate) fn link(origin: &str, storage: &Path, name: &str, expires: i64) -> String {
+    let signed = links::signed_url(PUBLIC_URL, name, expires, &link_key(storage));
+    signed.replacen("https://hub.example.com", origin, 1)
+}
+
+// covers: FR-18.3, FR-18.6, US-1/AC-4, TS-2.10
+#[test]
+fn a_signed_link_downloads_the_identical_archive() {
+    let (s, archive) = store();
+    let name = archive.file_name().unwrap().to_str().unwrap();
+    let serve = Serve::start(&s.config);
+    let got_url = link(&serve.origin, &s.storage(), name, now() + 600);
+    let got = get(&got_url);
+    assert_eq!(got.status, 200, "{}", serve.log());
+    let bytes = std::fs::read(archive).unwrap();
+    assert_eq!(sha256(&got.body), sha256(&bytes), "byte-identical download");
+    assert_eq!(got.header("content-length"), Some(bytes.len().to_string().as_str()));
+    assert_eq!(got.header("content-disposition"), Some(format!("attachment; filename=\"{name}\"").as_str()));
+    assert_eq!(got.header("content-type"), Some("application/gzip"));
+    let line = serve.wait_for_line(&[name, "status=200", "client=127.0.0.1:"]);
+    assert!(line.contains(&format!("bytes={}", bytes.len())), "{line}");
+    let log = serve.log();
+    assert!(!log.contains("sig=") && !log.contains(&link_sig_of(&got_url)), "the signature is not logged:\n{log}");
+    let status = serve.stop();
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+}
+
+// covers: FR-18.2, SC-6.3, TS-2.10
+#[test]
+fn a_tampered_or_missing_signature_is_403_and_an_expired_link_410() {
+    let (s, archive) = store();
+    let name = archive.file_name().unwrap().to_str().unwrap();
+    let serve = Serve::start(&s.config);
+    let good = link(&serve.origin, &s.storage(), name, now() + 600);
+    let (path, query) = good.split_once('?').unwrap();
+    let sig = query.split("sig=").nth(1).unwrap();
+    let expires: i64 = query.trim_start_matches("expires=").split('&').next().unwrap().parse().unwrap();
+
+    let mut flipped = sig.to_string().into_bytes();
+    flipped[0] = if flipped[0] == b'a' { b'b' } else { b'a' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for bad in [
+        format!("{path}?expires={expires}&sig={flipped}"),
+        format!("{path}?expires={}&sig={sig}", expires + 3600),
+        format!("{path}?expires={expires}"),
+        format!("{path}?sig={sig}"),
+        path.to_string(),
+        format!("{path}?expires=soon&sig={sig}"),
+    ] {
+        let got = get(&bad);
+        assert_eq!(got.status, 403, "{bad}");
+        assert!(!got.body.starts_with(b"\x1f\x8b"), "no archive bytes with a 403");
+    }
+    // Properly signed, but in the past.
+    let got = get(&link(&serve.origin, &s.storage(), name, now() - 1));
+    assert_eq!(got.status, 410);
+    assert!(String::from_utf8_lossy(&got.body).contains("expired"));
+    serve.wait_for_line(&[name, "status=403", "client=127.0.0.1:"]);
+    serve.wait_for_line(&[name, "status=410"]);
+}
+
+// covers: FR-18.2, FR-18.5
+#[test]
+fn only_archives_in_the_store_can_be_served() {
+    let (s, archive) = store();
+    let storage = s.storage();
+    let name = archive.file_name().unwrap().to_str().unwrap();
+    // Things in the store that are not archives, and one outside it.
+    std::fs::write(storage.join(format!("{name}.partial")), b"half").unwrap();
+    std::fs::write(s.dir.path().join("outside.tar.gz"), b"secret").unwrap();
+    let serve = Serve::start(&s.config);
+    let o = &serve.origin;
+    let valid = |n: &str| link(o, &storage, n, now() + 600);
+
+    for n in [
+        ".lifeboat.lock",
+        ".lifeboat",
+        "link_secret",
+        ".lifeboat/link_secret",
+        &format!("{name}.partial"),
+        "../outside.tar.gz",
+        "critical_backup_20000101_000000.tar.gz",
+        "lifeboat.toml",
+        "../lifeboat.toml",
+    ] {
+        // Signed with the real key: the 404 comes from the name, not the signature.
+        let got = get(&valid(n));
+        assert_eq!(got.status, 404, "{n}: {}", String::from_utf8_lossy(&got.body));
+    }
+    // Paths an HTTP client would normalize, sent as they are.
+    let q = valid(name).split_once('?').unwrap().1.to_string();
+    for target in [
+        "/backups/../lifeboat.toml".to_string(),
+        format!("/backups/../backups/{name}x?{q}"),
+        "/backups/%2e%2e/lifeboat.toml".to_string(),
+        "/backups/%2e%2e%2flifeboat.toml".to_string(),
+        format!("/backups/..%2F{name}?{q}"),
+        "/backups/".to_string(),
+        "/backups".to_string(),
+        "/".to_string(),
+        "/backups/?C=M;O=D".to_string(),
+        format!("/{name}?{q}"),
+    ] {
+        let (status, text) = raw_status(o, &target);
+        assert_eq!(status, 404, "{target}: {text}");
+        assert!(!text.contains(name), "no listing at {target}: {text}");
+    }
+    let _ = std::fs::remove_file(storage.join(format!("{name}.partial")));
+}
+
+// covers: FR-18.6
+#[test]
+fn serve_refuses_to_start_without_public_url_or_a_free_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = toml_string(&dir.path().join("store").to_string_lossy());
+    let config = support::write_config(dir.path(), &format!("[storage]\ndir = {storage}\n"));
+    let o = support::lifeboat().args(["--config", config.to_str().unwrap(), "serve"]).output().unwrap();
+    crate::flow::assert_exit(&o, 2);
+    assert!(crate::flow::stderr(&o).contains("links.public_url is not set"), "{}", crate::flow::stderr(&o));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let config = support::write_config(
+        dir.path(),
+        &format!("[storage]\ndir = {storage}\n[links]\npublic_url = {}\n", toml_string(PUBLIC_URL)),
+    );
+    let o =
+        support::lifeboat().args(["--config", config.to_str().unwrap(), "serve", "--listen", &addr]).output().unwrap();
+    crate::flow::assert_exit(&o, 2);
+    let err = crate::flow::stderr(&o);
+    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"), "{err}");
+}
+
+// covers: FR-18.5, FR-19.1, US-8/AC-1
+#[test]
+fn with_recipients_only_the_encrypted_copy_is_served() {
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let s = Seeded::with_config(
+        "download_age",
+        &format!(
+            "[links]\npublic_url = {}\n[encryption]\nrecipients = [{}]\n",
+            toml_string(PUBLIC_URL),
+            toml_string(&recipient)
+        ),
+    );
+    let archive = PathBuf::from(s.backup()["archive"].as_str().unwrap());
+    let name = archive.file_name().unwrap().to_str().unwrap().to_string();
+    let age_name = format!("{name}.age");
+    lifeboat::crypt::encrypt_file(&archive, &s.storage().join(&age_name), &[recipient]).unwrap();
+    let serve = Serve::start(&s.config);
+
+    let plain = get(&link(&serve.origin, &s.storage(), &name, now() + 600));
+    assert_eq!(plain.status, 404, "the plaintext archive never leaves the host when encryption is on");
+    let got = get(&link(&serve.origin, &s.storage(), &age_name, now() + 600));
+    assert_eq!(got.status, 200, "{}", serve.log());
+    assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(got.header("content-disposition"), Some(format!("attachment; filename=\"{age_name}\"").as_str()));
+    let plain_bytes = age::decrypt(&id, &got.body).expect("decrypts with the matching identity");
+    assert_eq!(sha256(&plain_bytes), sha256(&std::fs::read(&archive).unwrap()));
+}
