@@ -259,3 +259,80 @@ pub(super) fn deployment_env(
     }
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use crate::config::{resolve, Overrides};
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    // covers: FR-11.4, FR-11.5, FR-3.1, SC-2.1, SC-2.4
+    #[test]
+    fn smtp_variables_and_admin_emails_fill_email_and_the_password_stays_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("smtp_pass");
+        std::fs::write(&pass, "smtp-s3cret\n").unwrap();
+        let e = env(&[
+            ("SMTP_HOST", "smtp.example.com"),
+            ("SMTP_PORT", "465"),
+            ("SMTP_USER", "backup@example.com"),
+            ("SMTP_PASS_FILE", pass.to_str().unwrap()),
+            ("SMTP_FROM", "Backup <backup@example.com>"),
+            ("ADMIN_EMAILS", "a@x.test, b@y.test;c@z.test"),
+        ]);
+        let c = resolve(None, &e, &Overrides::default()).unwrap();
+        let m = &c.email;
+        assert_eq!((m.smtp_host.as_deref(), m.smtp_port), (Some("smtp.example.com"), 465));
+        assert_eq!(m.username.as_deref(), Some("backup@example.com"));
+        assert_eq!(m.password.as_ref().unwrap().expose(), "smtp-s3cret");
+        assert_eq!(m.from.as_deref(), Some("Backup <backup@example.com>"));
+        assert_eq!(m.to, ["a@x.test", "b@y.test", "c@z.test"]);
+        let shown = format!("{c:?} {} {}", toml::to_string(&c).unwrap(), serde_json::to_string(&c).unwrap());
+        assert!(!shown.contains("smtp-s3cret") && shown.contains("***"), "{shown}");
+
+        // LIFEBOAT_EMAIL__* beats SMTP_*, which beats the file.
+        let file = "[email]\nsmtp_host = \"file-host\"\nsmtp_port = 25\nfrom = \"f@x.test\"\nto = [\"f@x.test\"]\n";
+        let e = env(&[("SMTP_HOST", "env-host"), ("LIFEBOAT_EMAIL__TO", "l@x.test, m@x.test")]);
+        let c = resolve(Some((Path::new("x.toml"), file)), &e, &Overrides::default()).unwrap();
+        assert_eq!(c.email.smtp_host.as_deref(), Some("env-host"));
+        assert_eq!(c.email.smtp_port, 25, "the file's value where the environment is silent");
+        assert_eq!(c.email.to, ["l@x.test", "m@x.test"]);
+
+        let err = resolve(None, &env(&[("SMTP_PASS", "a"), ("SMTP_PASS_FILE", "/x")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SMTP_PASS and SMTP_PASS_FILE") && !err.contains(": a"), "{err}");
+        let text = "[email]\npassword = \"a\"\npassword_file = \"/run/secrets/x\"\n";
+        let err = resolve(Some((Path::new("x.toml"), text)), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("both password and password_file"), "{err}");
+    }
+
+    // covers: SC-3.1, FR-3.7, FR-4.7
+    #[test]
+    fn tls_none_needs_allow_insecure_mail_needs_recipients_and_alert_urls_are_secret() {
+        let base = "[email]\nsmtp_host = \"h\"\nfrom = \"f@x.test\"\n";
+        let err = resolve(Some((Path::new("x.toml"), base)), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("ADMIN_EMAILS"), "{err}");
+        let none = format!("{base}to = [\"a@x.test\"]\ntls = \"none\"\n");
+        let err = resolve(Some((Path::new("x.toml"), &none)), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("allow_insecure"), "{err}");
+        let ok = format!("{none}allow_insecure = true\n");
+        assert!(resolve(Some((Path::new("x.toml"), &ok)), &env(&[]), &Overrides::default()).is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, "https://chat.example/hooks/T0KEN\n").unwrap();
+        let e = env(&[("LIFEBOAT_ALERTS__WEBHOOK_URL_FILE", hook.to_str().unwrap())]);
+        let c = resolve(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.alerts.webhook_url.as_ref().unwrap().expose(), "https://chat.example/hooks/T0KEN");
+        assert!(!toml::to_string(&c).unwrap().contains("T0KEN"));
+        let bad = "[alerts]\nping_url = \"hc-ping.com/SECRET-UUID\"\n";
+        let err = resolve(Some((Path::new("x.toml"), bad)), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("ping_url") && !err.to_string().contains("SECRET"), "{err}");
+    }
+}

@@ -127,10 +127,11 @@ fn explain(e: &lettre::transport::smtp::Error, host: &str) -> String {
         }
         source = s.source();
     }
-    let hint = if chain.contains("UnknownIssuer") || chain.contains("BadSignature") {
+    let hint = if chain.contains("UnknownIssuer") || chain.contains("unknown issuer") || chain.contains("BadSignature")
+    {
         " — certificate not trusted (set [email] ca_file to the PEM of a private CA; verification cannot be switched off)"
             .to_string()
-    } else if chain.contains("NotValidForName") {
+    } else if chain.contains("NotValidForName") || chain.contains("not valid for name") {
         format!(" — the server's certificate is not valid for {host}: set [email] smtp_host to a name the certificate lists")
     } else if chain.contains("Expired") {
         " — the server's certificate has expired".into()

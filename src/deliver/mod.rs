@@ -198,7 +198,7 @@ fn file_name(p: &Path) -> String {
 
 /// The restore steps exactly as `BACKUP_INFO.txt` gives them.
 fn restore_steps(m: &Manifest, name: &str) -> String {
-    let info = crate::archive::texts::backup_info(m, name);
+    let info = crate::archive::texts::backup_info(m, name, None);
     match info.find("HOW TO RESTORE") {
         Some(i) => info[i..].trim_end().to_string(),
         None => info,

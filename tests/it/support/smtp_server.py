@@ -70,7 +70,8 @@ def main():
             and auth_data.login == a.user.encode()
             and auth_data.password == a.password.encode()
         )
-        return AuthResult(success=ok)
+        # handled=False: the server itself answers 535 on failure.
+        return AuthResult(success=ok, handled=False)
 
     handler = Saver(a.maildir, a.refuse)
 
