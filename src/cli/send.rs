@@ -44,6 +44,6 @@ pub(super) fn run(cli: &Cli, args: &SendArgs, progress: Progress) -> Result<u8, 
         }
     };
     let report = deliver::deliver(&config, &archive, None, progress);
-    emit(cli.json, &report, |r| render::delivery(r));
+    emit(cli.json, &report, render::delivery);
     Ok(if report.status == Status::Delivered { 0 } else { 1 })
 }

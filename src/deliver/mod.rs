@@ -231,14 +231,7 @@ fn success_context(
         })
         .collect();
     let mut warnings = m.warnings.clone();
-    let unclassified: Vec<&str> = tables.iter().filter(|t| t.unclassified).map(|t| t.name.as_str()).collect();
-    if !unclassified.is_empty() && !warnings.iter().any(|w| w.contains("unclassified")) {
-        warnings.push(format!(
-            "{} unclassified table(s) backed up in full: {}; name them in [scope]",
-            unclassified.len(),
-            unclassified.join(", ")
-        ));
-    }
+    // The manifest's warnings already name unclassified tables (FR-10.2).
     if !m.files.is_empty() && artifact == archive && !warnings.iter().any(|w| w.contains("encrypt")) {
         warnings.push(
             "this archive holds the deployment's config files (secrets such as .env.production) and travels unencrypted; set [encryption] recipients to send it age-encrypted"
