@@ -3,7 +3,7 @@
 //! it cannot even be tried: no `[email]`, a bad address or template).
 
 use super::{emit, load, Cli};
-use crate::config::Overrides;
+use crate::config::{Overrides, SmtpTls};
 use crate::error::Error;
 use crate::events::Progress;
 
@@ -12,9 +12,13 @@ pub(super) fn run(cli: &Cli, progress: Progress) -> Result<u8, Error> {
     let report = crate::deliver::test_email(&config, progress).map_err(|e| Error::Refused(e.to_string()))?;
     emit(cli.json, &report, |r| match (&r.reply, &r.error) {
         (Some(reply), _) => format!(
-            "Test message delivered by {} ({:?}) to {} after {} attempt(s): {reply}\n",
+            "Test message delivered by {} ({}) to {} after {} attempt(s): {reply}\n",
             r.server,
-            r.tls,
+            match r.tls {
+                SmtpTls::Starttls => "STARTTLS",
+                SmtpTls::Tls => "implicit TLS",
+                SmtpTls::None => "no TLS",
+            },
             r.recipients.join(", "),
             r.attempts
         ),
