@@ -8,7 +8,7 @@
 //!
 //! - [`error`]: the engine's error type with exit codes and retryability.
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
-//! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `links` ([links], [http], [encryption]).
+//! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `links` (`[links]`, `[http]`, `[encryption]`).
 //! - [`pg`]: PostgreSQL: `conn` (connect, quote, errors), `snapshot`, `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `files` (config files).
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).

@@ -65,11 +65,11 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Mail an archive to the administrators again (the newest, or ARCHIVE)
     Send(send::SendArgs),
-    /// Send a test message with the [email] settings and report the SMTP outcome
+    /// Send a test message with the `[email]` settings and report the SMTP outcome
     TestEmail,
     /// Print the effective configuration (secrets shown as ***) and the signing key
     Config,
-    /// Serve signed download links ([links] public_url) until SIGTERM or Ctrl-C
+    /// Serve signed download links (`[links] public_url`) until SIGTERM or Ctrl-C
     Serve(serve::ServeArgs),
 }
 

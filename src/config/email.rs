@@ -41,7 +41,7 @@ pub struct EmailConfig {
     pub username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
-    /// Read into `password` by [`finish`]; always `None` afterwards.
+    /// Read into `password` by `finish`; always `None` afterwards.
     #[serde(skip_serializing)]
     pub password_file: Option<PathBuf>,
     /// `"Name <address>"` or a bare address; default: `username`.

@@ -272,7 +272,7 @@ fn assert_delivery_fails(s: &Seeded, sink: &HttpSink, expect: &[&str]) -> String
     err
 }
 
-// covers: FR-3.8, US-3/AC-5, FR-4.7
+// covers: FR-3.8, FR-3.11, US-3/AC-5, FR-4.7
 #[test]
 fn a_wrong_smtp_password_fails_delivery_after_three_attempts_and_keeps_the_backup() {
     if !smtp::aiosmtpd_available() {
