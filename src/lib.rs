@@ -17,7 +17,8 @@
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
 //! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `keyfile` (0600 key files).
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
-//! - [`deliver`]: getting archives to the administrators: `links` (HMAC-signed download links).
+//! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
+//! - [`monitor`]: `channels`: alert mail, JSON webhook, healthchecks.io-style ping.
 //! - [`http`]: the HTTP service: `router` (every route), `download`; the only axum code.
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod model;
+pub mod monitor;
 pub mod pg;
 pub mod plan;
 pub mod restore;

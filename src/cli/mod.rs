@@ -8,7 +8,9 @@ mod config;
 mod plan;
 mod render;
 mod restore;
+mod send;
 mod serve;
+mod test_email;
 mod verify;
 
 use std::path::PathBuf;
@@ -30,8 +32,11 @@ Exit codes:
   2  could not run: usage or configuration error, database unreachable,
      archive file missing, encrypted archive without a matching --identity,
      target database refused, serve cannot listen
+  3  backup only: the archive is good, verified and kept, but mailing it
+     failed after every attempt (`lifeboat send` sends it again)
   130, 143  stopped by SIGINT / SIGTERM (128 + signal) after cleaning up: no
-     partial archive, temporary file or pg_dump left, nothing committed";
+     partial archive, temporary file or pg_dump left, nothing committed
+`send` and `test-email` exit 1 when the message was not delivered.";
 
 /// Where a target's password may come from, for `--db` and `--restore-test`.
 const TARGET_PASSWORD_HELP: &str = "\
@@ -69,6 +74,10 @@ pub enum Command {
     /// Restore an archive into a database, in one transaction
     #[command(after_help = TARGET_PASSWORD_HELP)]
     Restore(restore::RestoreArgs),
+    /// Mail an archive to the administrators again (the newest, or ARCHIVE)
+    Send(send::SendArgs),
+    /// Send a test message with the `[email]` settings and report the SMTP outcome
+    TestEmail,
     /// Print the effective configuration (secrets shown as ***) and the signing key
     Config,
     /// Serve signed download links (`[links] public_url`) until SIGTERM or Ctrl-C
@@ -196,6 +205,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Backup(args) => backup::run(&cli, args, &progress, &cancel),
         Command::Verify(args) => verify::run(&cli, args, &progress, &cancel),
         Command::Restore(args) => restore::run(&cli, args, &progress, &cancel),
+        Command::Send(args) => send::run(&cli, args, &progress),
+        Command::TestEmail => test_email::run(&cli, &progress),
         Command::Config => config::run(&cli),
         Command::Serve(args) => serve::run(&cli, args),
     }

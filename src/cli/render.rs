@@ -198,3 +198,29 @@ pub fn rehearsal(r: &RehearsalReport) -> String {
     }
     s
 }
+
+/// The delivery line(s) after a backup, or the result of `send`.
+pub fn delivery(d: &crate::deliver::DeliveryReport) -> String {
+    use crate::deliver::{Method, Status};
+    let how = match d.method {
+        Some(Method::Attachment) => "archive attached",
+        Some(Method::Link) => "too big to attach: signed download link",
+        Some(Method::NoLink) => "too big to attach and no [links] public_url: the mail says where it is kept",
+        None => "",
+    };
+    match d.status {
+        Status::Delivered => format!(
+            "Mail delivered to {} via {} ({how}) after {} attempt(s): {}\n",
+            d.recipients.join(", "),
+            d.server.as_deref().unwrap_or("?"),
+            d.attempts,
+            d.reply.as_deref().unwrap_or("")
+        ),
+        Status::Failed => format!(
+            "Mail NOT delivered after {} attempt(s): {}\n",
+            d.attempts,
+            d.error.as_deref().unwrap_or("unknown error")
+        ),
+        Status::Skipped => format!("Mail not sent: {}\n", d.error.as_deref().unwrap_or("skipped")),
+    }
+}

@@ -1,6 +1,7 @@
 //! The environment layer: libpq's `PG*`, the deployment's `POSTGRES_*`,
-//! `DATABASE_URL` and `LIFEBOAT_<SECTION>__<KEY>`, mapped onto config keys
-//! (more specific names win), with `*_FILE` variants for secrets.
+//! `SMTP_*` and `ADMIN_EMAILS`, `DATABASE_URL` and
+//! `LIFEBOAT_<SECTION>__<KEY>`, mapped onto config keys (more specific names
+//! win), with `*_FILE` variants for secrets.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,7 +28,7 @@ pub(super) fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<O
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional", "recipients"];
+const LIST_KEYS: &[&str] = &["full", "schema_only", "include", "optional", "to", "recipients"];
 
 pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
     let mut db = toml::Table::new();
@@ -120,6 +121,11 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
     let mut out = toml::Table::new();
     if !db.is_empty() {
         out.insert("database".into(), toml::Value::Table(db));
+    }
+    // The deployment's SMTP_* and ADMIN_EMAILS, below LIFEBOAT_EMAIL__*.
+    let email = super::email::deployment_env(env, |name| env_secret(env, name))?;
+    if !email.is_empty() {
+        out.insert("email".into(), toml::Value::Table(email));
     }
     expand_url(&mut top, "LIFEBOAT_DATABASE__URL")?;
     overlay(&mut out, top);

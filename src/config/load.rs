@@ -33,6 +33,8 @@ pub fn resolve(
                 });
             }
         }
+        super::email::check_file_pairs(&t)
+            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
         expand_url(&mut t, &format!("{} [database] url", path.display()))?;
         overlay(&mut merged, t);
     }
@@ -69,6 +71,7 @@ pub fn resolve(
         };
         config.database.password = Some(read_secret_file(&path, &origin)?);
     }
+    super::email::finish(&mut config.email, &mut config.alerts)?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
             config.files.base_dir = Some(base.join(dir));
@@ -188,14 +191,22 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Keys that are one setting with their `*_file` twin.
+const SECRET_KEYS: &[(&str, &str)] =
+    &[("password", "password_file"), ("webhook_url", "webhook_url_file"), ("ping_url", "ping_url_file")];
+
 /// Puts every key of `top` over `base`, one level of sections deep.
 pub(super) fn overlay(base: &mut toml::Table, top: toml::Table) {
     for (section, value) in top {
         match (base.get_mut(&section), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(t)) => {
-                if t.contains_key("password") || t.contains_key("password_file") {
-                    b.remove("password");
-                    b.remove("password_file");
+                // A secret and its `*_file` are one setting: a layer that
+                // sets either replaces both.
+                for (plain, file) in SECRET_KEYS {
+                    if t.contains_key(*plain) || t.contains_key(*file) {
+                        b.remove(*plain);
+                        b.remove(*file);
+                    }
                 }
                 for (k, v) in t {
                     b.insert(k, v);

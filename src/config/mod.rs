@@ -15,6 +15,7 @@
 //! keys set explicitly in the same layer win over the URL's parts. `password`
 //! and `password_file` are one setting: a layer that sets either replaces both.
 
+mod email;
 mod env;
 mod links;
 mod load;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use email::{AlertsConfig, EmailConfig, SmtpTls};
 pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
 pub use secret::Secret;
@@ -60,6 +62,8 @@ pub struct Config {
     pub scope: ScopeConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    pub email: EmailConfig,
+    pub alerts: AlertsConfig,
     pub links: LinksConfig,
     pub http: HttpConfig,
     pub encryption: EncryptionConfig,

@@ -31,6 +31,8 @@ mod limits;
 mod faults;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;
+// Delivery and alerts: real SMTP (STARTTLS, implicit TLS, AUTH), attach or link, retries, failure alerts, webhook and ping.
+mod deliver;
 // `lifeboat serve`: signed download links over real HTTP (200/403/404/410, no listing, .age only when encrypting).
 mod download;
 // Signed and encrypted archives: minisign signatures (and `minisign -V`), age encryption, --trusted-key, --identity.

@@ -12,15 +12,18 @@
 //! never answers), `compare`
 //! (fingerprints, schema dump, FK and sequence reports), `rss` (a child's
 //! peak resident memory), `saas` (the
-//! fixture and its config).
+//! fixture and its config), `smtp` (a real SMTP server with a test CA),
+//! `http_sink` (a real HTTP listener for webhooks and pings).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
 mod cluster;
 mod compare;
+pub mod http_sink;
 mod proxy;
 pub mod rss;
 mod saas;
+pub mod smtp;
 
 pub use cluster::{pg_bin, Cluster, Frozen};
 pub use compare::{all_fingerprints, fk_report, query_fingerprint, schema_dump, sequence_values, table_fingerprint};

@@ -1,0 +1,149 @@
+//! Sending: lettre's blocking SMTP transport over rustls (STARTTLS that
+//! the server must offer, or implicit TLS), certificate and host name always
+//! verified (`ca_file` only adds a trust root), AUTH with the configured
+//! user, and `[email] attempts` tries with exponential back-off. Every
+//! attempt and the server's reply are reported; the password never is.
+
+use std::time::Duration;
+
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Message, SmtpTransport, Transport};
+
+use super::DeliverError;
+use crate::config::{EmailConfig, SmtpTls};
+use crate::events::{Event, Progress};
+
+/// A configured SMTP client.
+pub struct Mailer {
+    transport: SmtpTransport,
+    server: String,
+    host: String,
+    attempts: u32,
+    backoff: Duration,
+    insecure: bool,
+}
+
+/// The result of sending one message.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub attempts: u32,
+    /// The server's final reply (`250 …`), or the last error.
+    pub outcome: Result<String, String>,
+}
+
+impl Mailer {
+    pub fn new(cfg: &EmailConfig) -> Result<Mailer, DeliverError> {
+        let host = cfg.smtp_host.clone().ok_or(DeliverError::NotConfigured)?;
+        let tls_params = || -> Result<TlsParameters, DeliverError> {
+            let mut b = TlsParameters::builder(host.clone());
+            if let Some(path) = &cfg.ca_file {
+                let pem = std::fs::read(path).map_err(|e| DeliverError::Io(path.clone(), e))?;
+                let cert =
+                    Certificate::from_pem(&pem).map_err(|e| DeliverError::CaFile(path.clone(), e.to_string()))?;
+                b = b.add_root_certificate(cert);
+            }
+            b.build().map_err(|e| DeliverError::CaFile(cfg.ca_file.clone().unwrap_or_default(), e.to_string()))
+        };
+        let tls = match cfg.tls {
+            SmtpTls::Starttls => Tls::Required(tls_params()?),
+            SmtpTls::Tls => Tls::Wrapper(tls_params()?),
+            SmtpTls::None => Tls::None,
+        };
+        let mut b = SmtpTransport::builder_dangerous(&host)
+            .port(cfg.smtp_port)
+            .tls(tls)
+            .timeout(Some(cfg.timeout.approx_duration()));
+        if let Some(user) = &cfg.username {
+            let pass = cfg.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+            b = b.credentials(Credentials::new(user.clone(), pass));
+        }
+        Ok(Mailer {
+            transport: b.build(),
+            server: cfg.display_server(),
+            host,
+            attempts: cfg.attempts.max(1),
+            backoff: cfg.backoff.approx_duration(),
+            insecure: cfg.tls == SmtpTls::None,
+        })
+    }
+
+    /// `host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Sends `message`, trying up to `attempts` times; `what` names it in
+    /// the log ("backup mail", "alert").
+    pub fn send(&self, message: &Message, what: &str, progress: Progress) -> Sent {
+        if self.insecure {
+            progress(Event::Warning(format!(
+                "sending the {what} to {} without TLS (tls = \"none\", allow_insecure = true): the SMTP password and the message travel in clear text",
+                self.server
+            )));
+        }
+        let mut delay = self.backoff;
+        let mut last = String::new();
+        for n in 1..=self.attempts {
+            tracing::info!(attempt = n, of = self.attempts, server = %self.server, "sending the {what}");
+            match self.transport.send(message) {
+                Ok(reply) => {
+                    let text = format!("{} {}", reply.code(), reply.message().collect::<Vec<_>>().join(" "));
+                    progress(Event::Detail(format!(
+                        "{what}: attempt {n}/{} to {}: delivered ({text})",
+                        self.attempts, self.server
+                    )));
+                    return Sent { attempts: n, outcome: Ok(text) };
+                }
+                Err(e) => {
+                    last = format!("SMTP {}: {} (attempt {n}/{})", self.server, explain(&e, &self.host), self.attempts);
+                    if n < self.attempts {
+                        progress(Event::Warning(format!(
+                            "{what}: attempt {n}/{} failed: {last}; retrying in {}s",
+                            self.attempts,
+                            delay.as_secs()
+                        )));
+                        std::thread::sleep(delay);
+                        delay = delay.saturating_mul(2);
+                    } else {
+                        progress(Event::Warning(format!("{what}: attempt {n}/{} failed: {last}", self.attempts)));
+                    }
+                }
+            }
+        }
+        Sent { attempts: self.attempts, outcome: Err(last) }
+    }
+}
+
+/// lettre's error with its causes and what to do about it.
+fn explain(e: &lettre::transport::smtp::Error, host: &str) -> String {
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !chain.contains(&s_text) {
+            chain.push_str(": ");
+            chain.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    let hint = if chain.contains("UnknownIssuer") || chain.contains("unknown issuer") || chain.contains("BadSignature")
+    {
+        " — certificate not trusted (set [email] ca_file to the PEM of a private CA; verification cannot be switched off)"
+            .to_string()
+    } else if chain.contains("NotValidForName") || chain.contains("not valid for name") {
+        format!(" — the server's certificate is not valid for {host}: set [email] smtp_host to a name the certificate lists")
+    } else if chain.contains("Expired") {
+        " — the server's certificate has expired".into()
+    } else if e.status().is_some_and(|c| c.to_string().starts_with("535")) || chain.contains("authentication") {
+        " — authentication failed: check [email] username and password (SMTP_USER / SMTP_PASS); Gmail needs an app password"
+            .into()
+    } else if chain.contains("Connection refused") || chain.contains("timed out") || chain.contains("lookup") {
+        " — is the SMTP server up, and are [email] smtp_host and smtp_port right?".into()
+    } else if e.is_permanent() && chain.contains("<") {
+        " — the server refused the address above: fix [email] to (ADMIN_EMAILS)".into()
+    } else {
+        String::new()
+    };
+    format!("{chain}{hint}")
+}

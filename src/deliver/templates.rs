@@ -1,0 +1,125 @@
+//! The mail templates: minijinja files built into the binary
+//! (`src/deliver/templates/*.j2`), each overridable by a file of the same
+//! name in `[email] templates_dir`. Every template is compiled when the
+//! set is loaded, so a broken override fails `test-email` and the start of
+//! a run, not the 2 a.m. mail. `.html.j2` templates escape what they
+//! insert; text templates do not.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// (name, built-in source).
+const BUILT_IN: &[(&str, &str)] = &[
+    ("success.subject.j2", include_str!("templates/success.subject.j2")),
+    ("success.txt.j2", include_str!("templates/success.txt.j2")),
+    ("success.html.j2", include_str!("templates/success.html.j2")),
+    ("alert.subject.j2", include_str!("templates/alert.subject.j2")),
+    ("alert.txt.j2", include_str!("templates/alert.txt.j2")),
+    ("alert.html.j2", include_str!("templates/alert.html.j2")),
+    ("test.subject.j2", include_str!("templates/test.subject.j2")),
+    ("test.txt.j2", include_str!("templates/test.txt.j2")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read mail template {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("mail template {name} ({origin}): {message}; fix it, or remove it from [email] templates_dir to use the built-in one")]
+    Broken { name: String, origin: String, message: String },
+}
+
+/// The compiled templates.
+pub struct Templates {
+    env: Environment<'static>,
+    origins: Vec<(&'static str, String)>,
+}
+
+impl Templates {
+    /// The built-in templates, with the files of `dir` (if any) in their place.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(
+            |name| if name.ends_with(".html.j2") { AutoEscape::Html } else { AutoEscape::None },
+        );
+        env.set_keep_trailing_newline(true);
+        env.add_filter("ljust", |v: minijinja::Value, width: usize| format!("{:<width$}", v.to_string()));
+        env.add_filter("rjust", |v: minijinja::Value, width: usize| format!("{:>width$}", v.to_string()));
+        let mut origins = Vec::new();
+        for (name, source) in BUILT_IN {
+            let custom = dir.map(|d| d.join(name)).filter(|p| p.is_file());
+            let (source, origin) = match custom {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|source| TemplateError::Read { path: path.clone(), source })?;
+                    (text, path.display().to_string())
+                }
+                None => (source.to_string(), "built-in".to_string()),
+            };
+            env.add_template_owned(*name, source).map_err(|e| TemplateError::Broken {
+                name: name.to_string(),
+                origin: origin.clone(),
+                message: describe(&e),
+            })?;
+            origins.push((*name, origin));
+        }
+        Ok(Templates { env, origins })
+    }
+
+    /// Renders template `name` with `ctx`.
+    pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String, TemplateError> {
+        let origin = self.origins.iter().find(|(n, _)| *n == name).map_or("built-in", |(_, o)| o.as_str());
+        let broken = |e: minijinja::Error| TemplateError::Broken {
+            name: name.to_string(),
+            origin: origin.to_string(),
+            message: describe(&e),
+        };
+        self.env.get_template(name).map_err(broken)?.render(ctx).map_err(broken)
+    }
+
+    /// A subject line: one line, no surrounding space.
+    pub fn subject(&self, name: &str, ctx: &impl Serialize) -> Result<String, TemplateError> {
+        Ok(self.render(name, ctx)?.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// minijinja's message with the line it points at.
+fn describe(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(line) => format!("line {line}: {}", e.detail().unwrap_or(&e.to_string())),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-3.9
+    #[test]
+    fn a_template_in_templates_dir_replaces_the_built_in_one_and_a_broken_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("test.subject.j2"), "Custom {{ app }}").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let ctx = serde_json::json!({ "app": "Hub", "host": "h" });
+        assert_eq!(t.subject("test.subject.j2", &ctx).unwrap(), "Custom Hub");
+        assert!(Templates::load(None).unwrap().subject("test.subject.j2", &ctx).unwrap().contains("test message"));
+
+        std::fs::write(dir.path().join("alert.txt.j2"), "{% if %}").unwrap();
+        let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
+        assert!(err.contains("alert.txt.j2") && err.contains(&dir.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn html_templates_escape_what_they_insert_and_text_templates_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("success.html.j2"), "{{ app }}").unwrap();
+        std::fs::write(dir.path().join("success.txt.j2"), "{{ app }}").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let ctx = serde_json::json!({ "app": "<b>&" });
+        assert_eq!(t.render("success.html.j2", &ctx).unwrap(), "&lt;b&gt;&amp;");
+        assert_eq!(t.render("success.txt.j2", &ctx).unwrap(), "<b>&");
+    }
+}

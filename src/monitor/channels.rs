@@ -1,0 +1,178 @@
+//! Alert channels: the alert mail to `[email] to` (through
+//! [`crate::deliver`]), a JSON webhook POST (`[alerts] webhook_url`) and a
+//! healthchecks.io-style ping (`[alerts] ping_url`: `/start` when a run
+//! begins, the bare URL on success, `/fail` on failure). A channel that
+//! fails is reported and never stops the others. The URLs are secrets: no
+//! message, body or log line contains them.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{AlertsConfig, Config};
+use crate::deliver::message::AlertContext;
+use crate::deliver::{self, mail::Mailer, templates::Templates};
+use crate::events::{Event, Progress};
+
+/// What went wrong, for every channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    /// `backup_failed` or `delivery_failed` (spec FR-4.6).
+    pub kind: &'static str,
+    /// One line for people: "backup failed", "backup mail not delivered".
+    pub title: String,
+    /// The pipeline step that failed (`connect`, `plan`, `schema`, `data`,
+    /// `verify`, `deliver`, …).
+    pub step: String,
+    /// The error with its cause chain (pg_dump's stderr quoted).
+    pub error: String,
+    pub retried: String,
+    pub next_steps: Vec<String>,
+    pub log_lines: Vec<String>,
+    pub archive: Option<String>,
+    pub host: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+}
+
+/// Where a run stands, for the ping channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ping {
+    Start,
+    Success,
+    Fail,
+}
+
+/// The outcome of one channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelResult {
+    pub channel: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into()
+}
+
+/// ureq's error without the URL (a secret) in it.
+fn describe(e: &ureq::Error, url: &str, name: &str) -> String {
+    let text = e.to_string();
+    let text = text.replace(url, &format!("<{name}>"));
+    match url.split_once("://").map(|(_, rest)| rest) {
+        Some(rest) if !rest.is_empty() => text.replace(rest, &format!("<{name}>")),
+        _ => text,
+    }
+}
+
+/// Sends the alert through every configured channel: mail (unless `mail`
+/// is false, e.g. when mail itself is what failed), webhook, ping `/fail`.
+pub fn alert(cfg: &Config, a: &Alert, mail: bool, progress: Progress) -> Vec<ChannelResult> {
+    let mut results = Vec::new();
+    if mail && cfg.email.enabled() {
+        let r = alert_mail(cfg, a, progress);
+        if let Err(e) = &r {
+            progress(Event::Warning(format!("the alert mail was not sent: {e}")));
+        }
+        results.push(ChannelResult { channel: "email", ok: r.is_ok(), error: r.err() });
+    }
+    if let Some(url) = &cfg.alerts.webhook_url {
+        let r = webhook(&cfg.alerts, url.expose(), a, &deliver::app_name(cfg));
+        if let Err(e) = &r {
+            progress(Event::Warning(format!("the alert webhook failed: {e}")));
+        }
+        results.push(ChannelResult { channel: "webhook", ok: r.is_ok(), error: r.err() });
+    }
+    if cfg.alerts.ping_url.is_some() {
+        let r = ping(&cfg.alerts, Ping::Fail, Some(&format!("{}: {}\n\n{}", a.title, a.step, a.error)), progress);
+        results.push(ChannelResult { channel: "ping", ok: r.is_ok(), error: r.err() });
+    }
+    results
+}
+
+fn alert_mail(cfg: &Config, a: &Alert, progress: Progress) -> Result<(), String> {
+    let templates = Templates::load(cfg.email.templates_dir.as_deref()).map_err(|e| e.to_string())?;
+    let mailer = Mailer::new(&cfg.email).map_err(|e| e.to_string())?;
+    let ctx = AlertContext {
+        app: deliver::app_name(cfg),
+        host: a.host.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        title: a.title.clone(),
+        step: a.step.clone(),
+        time: a.time.clone(),
+        error: a.error.clone(),
+        retried: a.retried.clone(),
+        next_steps: a.next_steps.clone(),
+        log_lines: a.log_lines.clone(),
+        archive: a.archive.clone(),
+    };
+    let msg = deliver::message::alert(&cfg.email, &templates, &ctx).map_err(|e| e.to_string())?;
+    mailer.send(&msg, "alert mail", progress).outcome.map(|_| ())
+}
+
+#[derive(Serialize)]
+struct WebhookBody<'a> {
+    event: &'static str,
+    incident: &'a str,
+    kind: &'a str,
+    app: &'a str,
+    title: &'a str,
+    message: &'a str,
+    step: &'a str,
+    host: &'a str,
+    time: &'a str,
+    retried: &'a str,
+    next_steps: &'a [String],
+    archive: Option<&'a str>,
+}
+
+/// POSTs the alert as JSON.
+fn webhook(cfg: &AlertsConfig, url: &str, a: &Alert, app: &str) -> Result<(), String> {
+    let body = WebhookBody {
+        event: "alert",
+        incident: a.kind,
+        kind: a.kind,
+        app,
+        title: &a.title,
+        message: &a.error,
+        step: &a.step,
+        host: &a.host,
+        time: &a.time,
+        retried: &a.retried,
+        next_steps: &a.next_steps,
+        archive: a.archive.as_deref(),
+    };
+    let json = serde_json::to_string(&body).expect("serializable");
+    agent(cfg.timeout.approx_duration())
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(json.as_str())
+        .map(|_| ())
+        .map_err(|e| format!("POST to [alerts] webhook_url: {}", describe(&e, url, "webhook_url")))
+}
+
+/// Signals the ping URL; `body` (a failure's text) is posted with `/fail`.
+/// Without `[alerts] ping_url` this does nothing. A failure is reported
+/// as a warning and returned.
+pub fn ping(cfg: &AlertsConfig, which: Ping, body: Option<&str>, progress: Progress) -> Result<(), String> {
+    let Some(base) = &cfg.ping_url else { return Ok(()) };
+    let base = base.expose().trim_end_matches('/');
+    let url = match which {
+        Ping::Start => format!("{base}/start"),
+        Ping::Success => base.to_string(),
+        Ping::Fail => format!("{base}/fail"),
+    };
+    // healthchecks.io keeps the first 100 kB of a ping's body.
+    let body: String = body.unwrap_or("").chars().take(100_000).collect();
+    let r = agent(cfg.timeout.approx_duration())
+        .post(&url)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .send(body.as_str())
+        .map(|_| ())
+        .map_err(|e| format!("ping to [alerts] ping_url failed: {}", describe(&e, base, "ping_url")));
+    if let Err(e) = &r {
+        progress(Event::Warning(e.clone()));
+    }
+    r
+}
