@@ -55,6 +55,10 @@ pub enum Error {
     #[error(transparent)]
     Archive(#[from] crate::archive::reader::ArchiveError),
 
+    /// The run history (SQLite) could not be opened, read or written.
+    #[error("run history {}: {message}; check that the storage directory is writable and has space", path.display())]
+    History { path: PathBuf, message: String, retryable: bool },
+
     #[error("{0}")]
     Invalid(String),
 
@@ -99,7 +103,9 @@ impl Error {
             | Error::Cancelled { .. }
             | Error::PgDump { .. }
             | Error::Busy(_) => true,
-            Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
+            Error::Db { retryable, .. } | Error::Connect { retryable, .. } | Error::History { retryable, .. } => {
+                *retryable
+            }
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }

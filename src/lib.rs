@@ -16,6 +16,9 @@
 //! - [`verify`]: checks an archive against its checksums, manifest and row counts.
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `parallel` (--jobs), `config_files`, `rehearse`.
 //! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup); `dry_run` (records, writes nothing).
+//! - [`history`]: the run history: `sqlite` (`.lifeboat/history.db`, versioned migrations), `markers` (`.last_backup_*`).
+//! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
+//! - [`monitor`]: `checks` (healthy or not, from history and markers only), shared by `check` and `/healthz`.
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
 //!
@@ -30,10 +33,13 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod model;
+pub mod monitor;
 pub mod pg;
 pub mod plan;
 pub mod restore;
+pub mod retention;
 pub mod store;
 pub mod verify;
 

@@ -4,8 +4,11 @@
 //! call one engine function → render); `render` holds the text forms.
 
 mod backup;
+mod check;
 mod config;
+mod list;
 mod plan;
+mod prune;
 mod render;
 mod restore;
 mod verify;
@@ -21,9 +24,10 @@ use crate::events::{CancelToken, Event};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
+  0  success (`check`: healthy)
   1  the operation ran and failed or found a problem (invalid archive,
-     backup step failed, restore rolled back, row counts differ)
+     backup step failed, restore rolled back, row counts differ,
+     `check`: unhealthy)
   2  could not run: usage or configuration error, database unreachable,
      archive file missing, target database refused";
 
@@ -57,6 +61,12 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Print the effective configuration (secrets shown as ***)
     Config,
+    /// Health check for Docker HEALTHCHECK: reads history and markers only (exit 1 = unhealthy)
+    Check,
+    /// The archives in the storage directory with age, size and status
+    List,
+    /// Apply retention: delete old archives, keeping the newest good ones
+    Prune(prune::PruneArgs),
 }
 
 /// Runs the command and returns the process exit code.
@@ -134,5 +144,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Verify(args) => verify::run(&cli, args, &progress, &cancel),
         Command::Restore(args) => restore::run(&cli, args, &progress, &cancel),
         Command::Config => config::run(&cli),
+        Command::Check => check::run(&cli),
+        Command::List => list::run(&cli),
+        Command::Prune(args) => prune::run(&cli, args, &progress),
     }
 }

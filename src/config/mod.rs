@@ -18,6 +18,7 @@
 mod env;
 mod load;
 mod secret;
+mod service;
 mod url;
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, resolve};
 pub use secret::Secret;
+pub use service::{MonitorConfig, RetentionConfig};
 pub use url::{parse_database_url, parse_target_url};
 
 use crate::model::{DefaultMode, Span, TableName};
@@ -57,6 +59,8 @@ pub struct Config {
     pub scope: ScopeConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    pub retention: RetentionConfig,
+    pub monitor: MonitorConfig,
     /// What looks unintended in a valid config (a window in bare minutes);
     /// every command shows these and the plan records them. Not a key.
     #[serde(skip)]

@@ -62,15 +62,16 @@ impl Seeded {
         json(&o)
     }
 
-    /// Files in the storage directory (names), without the lock file that
-    /// stays there by design.
+    /// Files in the storage directory (names), without what stays there by
+    /// design: the lock file, the run history (`.lifeboat/`) and the
+    /// marker files (`.last_backup_*`).
     pub fn stored(&self) -> Vec<String> {
         match std::fs::read_dir(self.storage()) {
             Ok(d) => {
                 let mut v: Vec<String> = d
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != ".lifeboat.lock")
+                    .filter(|n| n != ".lifeboat.lock" && n != ".lifeboat" && !n.starts_with(".last_backup_"))
                     .collect();
                 v.sort();
                 v

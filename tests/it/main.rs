@@ -23,3 +23,5 @@ mod cancel;
 mod source_safety;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;
+// The service's core: run history and markers, prune/retention, check, list.
+mod service;
