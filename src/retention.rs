@@ -111,7 +111,7 @@ pub fn decide(
     if let Some(why) = latest_failed {
         let blocked = format!("the latest run failed ({why}); nothing is deleted until a run succeeds");
         return PrunePlan {
-            decisions: sorted.iter().map(|a| keep(a, "kept: the latest run failed".into())).collect(),
+            decisions: sorted.iter().map(|a| keep(a, "the latest run failed".into())).collect(),
             blocked: Some(blocked),
         };
     }
@@ -133,7 +133,7 @@ pub fn decide(
             } else {
                 format!("good archive {good_seen} of the newest {}", policy.keep_last)
             };
-            protected.insert(a.name.clone(), format!("kept: {what} (keep_last = {})", policy.keep_last));
+            protected.insert(a.name.clone(), format!("{what} (keep_last = {})", policy.keep_last));
         }
     }
     type Bucket = fn(DateTime<Utc>) -> (i32, u32);
@@ -152,7 +152,7 @@ pub fn decide(
             if !buckets.contains(&b) && is_good(a) {
                 buckets.insert(b);
                 protected.entry(a.name.clone()).or_insert_with(|| {
-                    format!("kept: the newest good archive of its {unit} (keep_{} = {count})", gfs_key(unit))
+                    format!("the newest good archive of its {unit} (keep_{} = {count})", gfs_key(unit))
                 });
             }
         }
@@ -166,7 +166,7 @@ pub fn decide(
                 return keep(a, r.clone());
             }
             let Some(created) = a.created else {
-                return keep(a, "kept: the name carries no time, so retention does not judge it".into());
+                return keep(a, "the name carries no time, so retention does not judge it".into());
             };
             let age = now.signed_duration_since(created);
             let days = age.num_days();
@@ -178,14 +178,11 @@ pub fn decide(
                 Decision {
                     name: a.name.clone(),
                     action: Action::Delete,
-                    reason: format!(
-                        "delete: {days} days old, older than retention_days = {}{bad}",
-                        policy.retention_days
-                    ),
+                    reason: format!("{days} days old, older than retention_days = {}{bad}", policy.retention_days),
                     size_bytes: a.bytes,
                 }
             } else {
-                keep(a, format!("kept: {days} days old, within retention_days = {}{bad}", policy.retention_days))
+                keep(a, format!("{days} days old, within retention_days = {}{bad}", policy.retention_days))
             }
         })
         .collect();

@@ -153,7 +153,7 @@ mod tests {
         }
     }
 
-    // covers: FR-4.2, FR-4.3
+    // covers: FR-4.2, FR-4.3, FR-4.8
     #[test]
     fn a_sudden_drop_below_half_the_median_is_unhealthy_and_the_band_is_in_bytes() {
         let limits = MonitorConfig::default();

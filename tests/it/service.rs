@@ -92,7 +92,7 @@ fn marker(storage: &Path, name: &str) -> String {
     std::fs::read_to_string(storage.join(name)).unwrap()
 }
 
-// covers: FR-20.1, FR-20.2, US-5/AC-2, US-5/AC-3
+// covers: FR-20.1, FR-20.2, FR-20.4, US-5/AC-2, US-5/AC-3
 #[test]
 fn a_backup_is_recorded_in_the_history_and_the_markers_and_a_failed_one_only_in_the_history() {
     let t = Tiny::new("hist", "min_size_mb = 0");
@@ -139,7 +139,7 @@ fn a_backup_is_recorded_in_the_history_and_the_markers_and_a_failed_one_only_in_
     assert_eq!(before, after, "a failed run leaves the markers alone");
 }
 
-// covers: FR-6.1, FR-6.2, FR-6.3, FR-6.5, FR-6.6, US-12/AC-1, US-12/AC-3, US-12/AC-4
+// covers: FR-6.1, FR-6.2, FR-6.3, FR-6.5, FR-6.6, FR-6.7, US-12/AC-1, US-12/AC-3, US-12/AC-4
 #[test]
 fn prune_deletes_what_retention_decides_and_a_dry_run_only_shows_it() {
     let t = Tiny::new("prune", "min_size_mb = 0");
@@ -201,7 +201,7 @@ fn prune_deletes_what_retention_decides_and_a_dry_run_only_shows_it() {
     assert!(storage.join(&older).exists());
 }
 
-// covers: FR-6.2, FR-6.6
+// covers: FR-6.2, FR-6.6, FR-6.7, US-12/AC-2
 #[test]
 fn prune_keeps_the_newest_good_archives_and_does_not_count_a_corrupted_one() {
     let t = Tiny::new("prune_bad", "min_size_mb = 0");
@@ -223,7 +223,7 @@ fn prune_keeps_the_newest_good_archives_and_does_not_count_a_corrupted_one() {
     assert!(damaged["reason"].as_str().unwrap().contains("damaged"), "{damaged}");
 }
 
-// covers: FR-4.1, FR-4.2, US-5/AC-4
+// covers: FR-4.1, FR-4.2, FR-4.8, US-5/AC-4
 #[test]
 fn check_is_healthy_after_a_fresh_success_and_names_each_problem() {
     let t = Tiny::new("check", "min_size_mb = 0");
@@ -260,7 +260,7 @@ fn check_is_healthy_after_a_fresh_success_and_names_each_problem() {
     assert!(reasons[0].contains("failed at connect") && reasons[0].contains("cannot connect"), "{reasons:?}");
 }
 
-// covers: FR-4.1, FR-4.2, US-5/AC-4
+// covers: FR-4.1, FR-4.2, FR-4.8, US-5/AC-4
 #[test]
 fn check_flags_an_archive_outside_the_size_band_without_touching_the_database() {
     // The default band is 1-100 MB: the tiny archive is below it.
@@ -312,7 +312,7 @@ fn list_shows_archives_with_age_size_and_what_the_history_knows() {
     assert!(out.contains(&real) && out.contains(" yes ") && out.contains(" 3d ") && out.contains("unknown"), "{out}");
 }
 
-// covers: FR-6.1, FR-1.1, US-12/AC-1
+// covers: FR-6.1, FR-6.7, US-12/AC-1
 #[test]
 fn a_successful_backup_applies_retention_and_a_failed_one_does_not() {
     let t = Tiny::new("autoprune", "min_size_mb = 0");
