@@ -72,11 +72,23 @@ pub enum Error {
 
     #[error("{0}")]
     Failed(String),
+
+    /// `source`, followed by what it left behind (`The restore was rolled
+    /// back: …`). The kind is the source's: exit code and retryability are
+    /// read through, so wrapping never turns a lost connection into a
+    /// permanent failure or a refusal into a crash.
+    #[error("{source}\n{note}")]
+    Noted { source: Box<Error>, note: String },
 }
 
 impl Error {
     pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), path: path.into(), source }
+    }
+
+    /// `self` with `note` on a line of its own after it, keeping its kind.
+    pub fn noted(self, note: impl Into<String>) -> Self {
+        Error::Noted { source: Box::new(self), note: note.into() }
     }
 
     /// The process exit code: 2 when nothing could be done (configuration,
@@ -91,6 +103,7 @@ impl Error {
             | Error::Refused(_)
             | Error::Busy(_) => 2,
             Error::Archive(a) => a.exit_code(),
+            Error::Noted { source, .. } => source.exit_code(),
             _ => 1,
         }
     }
@@ -106,6 +119,7 @@ impl Error {
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } | Error::History { retryable, .. } => {
                 *retryable
             }
+            Error::Noted { source, .. } => source.is_retryable(),
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }
@@ -139,6 +153,52 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::reader::ArchiveError;
+
+    /// One error of each kind a restore wraps, with its exit code and
+    /// retryability.
+    fn kinds() -> Vec<(&'static str, Error, u8, bool)> {
+        let io = |kind| std::io::Error::new(kind, "x");
+        let db = |retryable| Error::Db { context: "loading rows".into(), message: "m".into(), retryable };
+        vec![
+            (
+                "lost connection",
+                Error::Connect { target: "t".into(), message: "m".into(), retryable: true, hint: "h".into() },
+                2,
+                true,
+            ),
+            ("server closed the connection mid-COPY", db(true), 1, true),
+            ("constraint violation", db(false), 1, false),
+            ("lock timeout", Error::LockTimeout { table: "t".into(), timeout: "1s".into() }, 1, true),
+            ("spool disk full", Error::io("spooling", "/x", io(std::io::ErrorKind::StorageFull)), 1, true),
+            ("spool dir missing", Error::io("spooling", "/x", io(std::io::ErrorKind::NotFound)), 1, false),
+            ("refused config destination", Error::Refused("r".into()), 2, false),
+            ("hostile member", Error::Archive(ArchiveError::Unsafe { path: "p".into(), reason: "r".into() }), 1, false),
+            (
+                "archive gone",
+                Error::Archive(ArchiveError::Open { path: "p".into(), source: io(std::io::ErrorKind::NotFound) }),
+                2,
+                false,
+            ),
+            ("damaged member", Error::Failed("f".into()), 1, false),
+        ]
+    }
+
+    // covers: FR-7.4, FR-7.9, NFR-4.1
+    #[test]
+    fn a_noted_error_keeps_the_kind_of_what_it_wraps() {
+        for (what, e, code, retryable) in kinds() {
+            assert_eq!((e.exit_code(), e.is_retryable()), (code, retryable), "{what} itself");
+            let text = e.to_string();
+            // Twice, as a failed parallel restore whose cleanup is noted too.
+            let noted = e.noted("The restore was rolled back: t is as it was before.").noted("and more");
+            assert_eq!((noted.exit_code(), noted.is_retryable()), (code, retryable), "{what} noted");
+            assert_eq!(
+                noted.to_string(),
+                format!("{text}\nThe restore was rolled back: t is as it was before.\nand more")
+            );
+        }
+    }
 
     // covers: FR-24.5
     #[test]

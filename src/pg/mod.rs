@@ -8,7 +8,7 @@ pub mod pg_dump;
 pub mod snapshot;
 
 pub use conn::{
-    connect, connect_with, db_err, describe, pg_message, qualified, quote_ident, quote_literal, sqlstate,
+    connect, connect_with, copy_err, db_err, describe, pg_message, qualified, quote_ident, quote_literal, sqlstate,
     SESSION_SETTINGS,
 };
 pub use snapshot::Snapshot;

@@ -21,6 +21,8 @@ mod snapshots;
 mod cancel;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
+mod limits;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;
 // The service's core: run history and markers, prune/retention, check, list.

@@ -8,13 +8,14 @@
 //! [`Cluster`] that is stopped and deleted when the process exits.
 //!
 //! Layout: `cluster` (initdb/pg_ctl, finding the binaries), `compare`
-//! (fingerprints, schema dump, FK and sequence reports), `saas` (the
-//! fixture and its config).
+//! (fingerprints, schema dump, FK and sequence reports), `rss` (a child's
+//! peak resident memory), `saas` (the fixture and its config).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
 mod cluster;
 mod compare;
+pub mod rss;
 mod saas;
 
 pub use cluster::{pg_bin, Cluster};
