@@ -29,6 +29,13 @@ struct PruneReport {
 pub(super) fn run(cli: &Cli, args: &PruneArgs, progress: Progress) -> Result<u8, Error> {
     let config = load(cli, &Overrides::default())?;
     let store = crate::backup::store_for(&config);
+    if !config.storage.dir.is_dir() {
+        // Nothing to prune, and no reason to create the directory (locking would).
+        let report = PruneReport { dry_run: args.dry_run, blocked: None, decisions: Vec::new() };
+        let dir = config.storage.dir.display().to_string();
+        emit(cli.json, &report, |_| format!("no archives: storage directory {dir} does not exist\n"));
+        return Ok(0);
+    }
     let history = History::open_existing(&config.storage.dir)?;
     let (prefix, now) = (&config.storage.name_prefix, chrono::Utc::now());
     let plan = if args.dry_run {

@@ -143,6 +143,10 @@ fn a_backup_is_recorded_in_the_history_and_the_markers_and_a_failed_one_only_in_
 #[test]
 fn prune_deletes_what_retention_decides_and_a_dry_run_only_shows_it() {
     let t = Tiny::new("prune", "min_size_mb = 0");
+    let o = t.cmd(&["prune"]);
+    assert_exit(&o, 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not exist"));
+    assert!(!t.storage().exists(), "prune creates no storage directory");
     let real = Path::new(t.backup()["archive"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
     let storage = t.storage();
     let old: Vec<String> = [31, 35, 40].iter().map(|d| plant(&storage, &real, *d)).collect();
