@@ -183,13 +183,28 @@ impl History {
     }
 
     /// Opens the history of `storage_dir` only when it exists (`check`,
-    /// `list`, `prune` read it; they never create one).
+    /// `list`, `prune` read it; they never create one). A current schema is
+    /// opened read-only, so a HEALTHCHECK that may only read the storage
+    /// directory works; an older one is migrated first.
     pub fn open_existing(storage_dir: &Path) -> Result<Option<History>> {
+        use rusqlite::OpenFlags as F;
         let path = Self::path_in(storage_dir);
         if !path.is_file() {
             return Ok(None);
         }
+        let conn = Connection::open_with_flags(&path, F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| sql_err(&path, e))?;
+        let h = History { conn, path: path.clone() };
+        h.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| h.err(e))?;
+        if h.version()? == MIGRATIONS.len() {
+            return Ok(Some(h));
+        }
+        drop(h);
         Self::open_file(&path, false).map(Some)
+    }
+
+    fn version(&self) -> Result<usize> {
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| self.err(e))? as usize)
     }
 
     fn open_file(path: &Path, create: bool) -> Result<History> {
@@ -220,8 +235,7 @@ impl History {
 
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
-        let version: usize =
-            self.conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| self.err(e))? as usize;
+        let version = self.version()?;
         if version > MIGRATIONS.len() {
             return Err(Error::History {
                 path,
@@ -415,9 +429,26 @@ mod tests {
         let v: i64 = h.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v as usize, History::VERSION);
 
+        drop(h);
+        // A current history is opened read-only (a HEALTHCHECK user may only read).
+        let ro = History::open_existing(d.path()).unwrap().unwrap();
+        assert_eq!(ro.latest_finished().unwrap().unwrap().id, id);
+        let write = ro.start(Trigger::Manual, t0).unwrap_err().to_string();
+        assert!(write.contains("readonly"), "{write}");
+        drop(ro);
+
+        let h = History::open(d.path()).unwrap();
         h.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(h);
         let err = History::open(d.path()).err().unwrap().to_string();
         assert!(err.contains("schema version 99 is newer") && err.contains("upgrade lifeboat"), "{err}");
+
+        // An older file (here: version 0, empty) is migrated when opened for reading.
+        let old = tempfile::tempdir().unwrap();
+        std::fs::create_dir(old.path().join(STATE_DIR)).unwrap();
+        Connection::open(History::path_in(old.path())).unwrap().execute_batch("CREATE TABLE x (a)").unwrap();
+        let h = History::open_existing(old.path()).unwrap().unwrap();
+        assert!(h.recent(5).unwrap().is_empty());
+        assert_eq!(h.version().unwrap(), History::VERSION);
     }
 }
