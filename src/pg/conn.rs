@@ -1,10 +1,10 @@
 //! PostgreSQL plumbing shared by every step: connecting, quoting, and
 //! turning driver errors into messages that name the server's own words.
 
-use postgres::{Client, NoTls};
-
+use super::client::{Client, ConnectError};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
+use crate::events::CancelToken;
 
 /// `"name"` with embedded quotes doubled: safe for any identifier.
 pub fn quote_ident(s: &str) -> String {
@@ -23,7 +23,7 @@ pub fn quote_literal(s: &str) -> String {
 }
 
 /// The server's message with detail and hint, or the driver's.
-pub fn pg_message(e: &postgres::Error) -> String {
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut m = format!("{}: {}", db.severity(), db.message());
@@ -46,17 +46,17 @@ pub fn pg_message(e: &postgres::Error) -> String {
 }
 
 /// SQLSTATE of a server error, if any.
-pub fn sqlstate(e: &postgres::Error) -> Option<&str> {
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
     e.code().map(|c| c.code())
 }
 
 /// Wraps a driver error with what was being done.
-pub fn db_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error {
+pub fn db_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
     move |e| db_error(context, &e)
 }
 
-fn db_error(context: String, e: &postgres::Error) -> Error {
+fn db_error(context: String, e: &tokio_postgres::Error) -> Error {
     // Connection-level trouble (no SQLSTATE, or class 08 / 57P) is worth retrying.
     let retryable = match sqlstate(e) {
         None => true,
@@ -72,38 +72,57 @@ fn db_error(context: String, e: &postgres::Error) -> Error {
 /// spool), which trying again does not fix.
 pub fn copy_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
-    move |e| match e.get_ref().and_then(|inner| inner.downcast_ref::<postgres::Error>()) {
+    move |e| match e.get_ref().and_then(|inner| inner.downcast_ref::<tokio_postgres::Error>()) {
         Some(pg) => db_error(context, pg),
         None => Error::Failed(format!("{context}: {e}")),
     }
 }
 
-pub fn connect(db: &DatabaseConfig) -> Result<Client> {
+pub fn connect(db: &DatabaseConfig, cancel: &CancelToken) -> Result<Client> {
     connect_with(
         &db.client_config(),
         &db.display_target(),
         "the [database] settings (or DATABASE_URL / POSTGRES_* variables)",
+        cancel,
     )
 }
 
 /// `host:port/dbname` of a client config, for messages (no password).
-pub fn describe(c: &postgres::Config) -> String {
+pub fn describe(c: &tokio_postgres::Config) -> String {
     let host = match c.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
         None => "localhost".into(),
     };
     format!("{host}:{}/{}", c.get_ports().first().copied().unwrap_or(5432), c.get_dbname().unwrap_or("?"))
 }
 
+/// Connects with the whole setup (TCP connect, startup, authentication)
+/// bounded by the config's connect timeout, ended early by `cancel`;
 /// `hint` names what the user set to point here (for the error message).
-pub fn connect_with(config: &postgres::Config, target: &str, hint: &str) -> Result<Client> {
-    config.connect(NoTls).map_err(|e| Error::Connect {
+pub fn connect_with(config: &tokio_postgres::Config, target: &str, hint: &str, cancel: &CancelToken) -> Result<Client> {
+    let failed = |message: String, retryable: bool| Error::Connect {
         target: target.to_string(),
-        message: pg_message(&e),
-        // Wrong password, unknown role or database: retrying cannot help.
-        retryable: !matches!(sqlstate(&e), Some("28P01" | "28000" | "3D000")),
+        message,
+        retryable,
         hint: hint.to_string(),
+    };
+    Client::connect(config, cancel).map_err(|e| match e {
+        ConnectError::TimedOut(limit) => failed(
+            format!(
+                "timed out after {}: the server did not answer (it accepted the connection but never replied, \
+                 or never accepted it): is it frozen or overloaded, or is a firewall dropping packets?",
+                crate::events::humantime(limit)
+            ),
+            true,
+        ),
+        ConnectError::Cancelled => Error::Cancelled { doing: format!("connecting to {target}") },
+        ConnectError::Runtime(e) => failed(format!("cannot start the client: {e}"), true),
+        ConnectError::Pg(e) if pg_message(&e).ends_with("password missing") => {
+            failed("the server asks for a password and none was given".into(), false)
+        }
+        // Wrong password, unknown role or database: retrying cannot help.
+        ConnectError::Pg(e) => failed(pg_message(&e), !matches!(sqlstate(&e), Some("28P01" | "28000" | "3D000"))),
     })
 }
 
@@ -136,5 +155,38 @@ mod tests {
         assert_eq!(quote_ident(r#"we"ird"#), r#""we""ird""#);
         assert_eq!(qualified("public", "users"), r#""public"."users""#);
         assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    // covers: FR-14.12
+    #[test]
+    fn a_server_that_accepts_and_never_answers_is_a_retryable_timeout_and_a_cancel_ends_the_wait() {
+        // A real socket whose backlog completes the TCP handshake; nobody
+        // ever reads the startup packet.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(silent.local_addr().unwrap().port())
+            .user("u")
+            .dbname("d")
+            .connect_timeout(std::time::Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let err = connect_with(&config, "silent", "the test", &CancelToken::new()).map(|_| ()).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(err.is_retryable() && err.exit_code() == 2, "{err}");
+        assert!(err.to_string().contains("timed out after 0.5s: the server did not answer"), "{err}");
+
+        config.connect_timeout(std::time::Duration::from_secs(600));
+        let cancel = CancelToken::new();
+        let c = cancel.clone();
+        let tripper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            c.cancel();
+        });
+        let started = std::time::Instant::now();
+        let err = connect_with(&config, "silent", "the test", &cancel).map(|_| ()).unwrap_err();
+        tripper.join().unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(matches!(err, Error::Cancelled { .. }), "{err}");
     }
 }

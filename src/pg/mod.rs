@@ -1,12 +1,15 @@
 //! Everything that talks to PostgreSQL: connections and quoting (`conn`),
 //! the exported snapshot (`snapshot`), the system catalogs (`catalog`) and
-//! pg_dump as a child process (`pg_dump`).
+//! pg_dump as a child process (`pg_dump`), and the blocking client whose
+//! waits a cancellation always ends (`client`).
 
 pub mod catalog;
+pub mod client;
 pub mod conn;
 pub mod pg_dump;
 pub mod snapshot;
 
+pub use client::Client;
 pub use conn::{
     connect, connect_with, copy_err, db_err, describe, pg_message, qualified, quote_ident, quote_literal, sqlstate,
     SESSION_SETTINGS,

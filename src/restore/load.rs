@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
-use postgres::Client;
+use crate::pg::Client;
 
 use super::config_files::Staged;
 use super::{parallel, phase, target, RestoreOptions, TableCheck};
@@ -23,7 +23,7 @@ use crate::pg::{copy_err, db_err};
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(super) fn load(
     client: &mut Client,
-    target: &postgres::Config,
+    target: &tokio_postgres::Config,
     archive_path: &Path,
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,

@@ -54,7 +54,7 @@ impl Spool {
 /// transaction; the first error stops the others from taking more work.
 /// Returns the rows each COPY loaded, by data file.
 pub(super) fn copy_parallel(
-    target: &postgres::Config,
+    target: &tokio_postgres::Config,
     spool: &Spool,
     jobs: usize,
     progress: Progress,
@@ -69,7 +69,7 @@ pub(super) fn copy_parallel(
         for _ in 0..jobs.min(pending.len()) {
             s.spawn(|| {
                 let work = || -> Result<()> {
-                    let mut client = pg::connect_with(target, &name, "the --db URL")?;
+                    let mut client = pg::connect_with(target, &name, super::DB_HINT, cancel)?;
                     client.batch_execute(pg::SESSION_SETTINGS).map_err(db_err("setting up a parallel connection"))?;
                     loop {
                         if failed.lock().expect("not poisoned").is_some() {

@@ -23,6 +23,8 @@ mod cancel;
 mod source_safety;
 // Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
 mod limits;
+// Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
+mod faults;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;
 // The service's core: run history and markers, prune/retention, check, list.

@@ -101,6 +101,28 @@ impl Cluster {
         unreachable!()
     }
 
+    /// A started cluster where role `lb_pw` (SUPERUSER, so rehearsals may
+    /// create databases) must authenticate over TCP with SCRAM and
+    /// `password`; it owns the databases `dbs`. The harness's own
+    /// `postgres` role keeps trust auth.
+    pub fn with_password_role(password: &str, dbs: &[&str]) -> Cluster {
+        let cluster = Cluster::start();
+        let mut admin = super::connect(&cluster.url("postgres"));
+        admin
+            .batch_execute(&format!(
+                "SET password_encryption = 'scram-sha-256'; CREATE ROLE lb_pw LOGIN SUPERUSER PASSWORD '{password}'"
+            ))
+            .unwrap();
+        for db in dbs {
+            admin.batch_execute(&format!("CREATE DATABASE {db} OWNER lb_pw")).unwrap();
+        }
+        let hba = cluster.data.join("pg_hba.conf");
+        let rest = fs::read_to_string(&hba).unwrap();
+        fs::write(&hba, format!("host all lb_pw 127.0.0.1/32 scram-sha-256\n{rest}")).unwrap();
+        admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+        cluster
+    }
+
     /// `postgres://postgres@127.0.0.1:PORT/db`
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
@@ -130,6 +152,23 @@ impl Cluster {
     /// Starts the stopped server again, on the same port.
     pub fn start_again(&self) {
         self.pg_ctl_start().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Stops the postmaster with SIGSTOP until the guard is dropped (SIGCONT).
+    /// New connections then complete their TCP handshake in the kernel's
+    /// backlog but never get an answer: a frozen or hopelessly overloaded
+    /// server. Sessions that already exist keep working (their backends are
+    /// separate processes).
+    pub fn freeze(&self) -> Frozen {
+        let pid = self.postmaster_pid();
+        signal(pid, "STOP");
+        Frozen { pid }
+    }
+
+    /// The first line of `postmaster.pid`.
+    fn postmaster_pid(&self) -> u32 {
+        let text = fs::read_to_string(self.data.join("postmaster.pid")).expect("cannot read postmaster.pid");
+        text.lines().next().and_then(|l| l.trim().parse().ok()).expect("postmaster.pid starts with the pid")
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {
@@ -165,6 +204,24 @@ impl Drop for Cluster {
         drop(self.watcher.stdin.take());
         let _ = self.watcher.wait();
     }
+}
+
+/// A postmaster stopped by [`Cluster::freeze`]; dropping it lets it run
+/// again, so the cluster's own cleanup (`pg_ctl stop`) works even when the
+/// test panics.
+pub struct Frozen {
+    pid: u32,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.pid, "CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let out = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).output().expect("cannot run kill");
+    check(&format!("kill -{sig} {pid}"), &out);
 }
 
 /// The path of a PostgreSQL program (`psql`, `pg_dump`, `initdb`, ...).
