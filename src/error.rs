@@ -58,6 +58,10 @@ pub enum Error {
     #[error(transparent)]
     Archive(#[from] crate::archive::reader::ArchiveError),
 
+    /// The run history (SQLite) could not be opened, read or written.
+    #[error("run history {}: {message}; check that the storage directory is writable and has space", path.display())]
+    History { path: PathBuf, message: String, retryable: bool },
+
     #[error("{0}")]
     Invalid(String),
 
@@ -124,9 +128,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::LockTimeout { .. } | Error::Stalled { .. } | Error::Cancelled { .. } | Error::Busy(_) => true,
-            Error::Db { retryable, .. } | Error::Connect { retryable, .. } | Error::PgDump { retryable, .. } => {
-                *retryable
-            }
+            Error::Db { retryable, .. }
+            | Error::Connect { retryable, .. }
+            | Error::PgDump { retryable, .. }
+            | Error::History { retryable, .. } => *retryable,
             // Someone has to make room first.
             Error::DiskFull { .. } => false,
             Error::Noted { source, .. } => source.is_retryable(),

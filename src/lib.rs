@@ -18,7 +18,9 @@
 //! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `keyfile` (0600 key files).
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
-//! - [`monitor`]: `channels`: alert mail, JSON webhook, healthchecks.io-style ping.
+//! - [`history`]: the run history: `sqlite` (`.lifeboat/history.db`, versioned migrations), `markers` (`.last_backup_*`).
+//! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
+//! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and later `/healthz`), `channels` (alert mail, JSON webhook, healthchecks.io-style ping).
 //! - [`http`]: the HTTP service: `router` (every route), `download`; the only axum code.
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
@@ -36,12 +38,14 @@ pub mod crypt;
 pub mod deliver;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod http;
 pub mod model;
 pub mod monitor;
 pub mod pg;
 pub mod plan;
 pub mod restore;
+pub mod retention;
 pub mod store;
 pub mod verify;
 

@@ -4,8 +4,11 @@
 //! call one engine function → render); `render` holds the text forms.
 
 mod backup;
+mod check;
 mod config;
+mod list;
 mod plan;
+mod prune;
 mod render;
 mod restore;
 mod send;
@@ -25,10 +28,10 @@ use crate::events::{CancelToken, Event};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
+  0  success (`check`: healthy)
   1  the operation ran and failed or found a problem (invalid archive,
      signature refused, backup step failed, restore rolled back, row counts
-     differ)
+     differ, `check`: unhealthy)
   2  could not run: usage or configuration error, database unreachable,
      archive file missing, encrypted archive without a matching --identity,
      target database refused, serve cannot listen
@@ -82,6 +85,12 @@ pub enum Command {
     Config,
     /// Serve signed download links (`[links] public_url`) until SIGTERM or Ctrl-C
     Serve(serve::ServeArgs),
+    /// Health check for Docker HEALTHCHECK: reads history and markers only (exit 1 = unhealthy)
+    Check,
+    /// The archives in the storage directory with age, size and status
+    List,
+    /// Apply retention: delete old archives, keeping the newest good ones
+    Prune(prune::PruneArgs),
 }
 
 /// Runs the command and returns the process exit code.
@@ -209,5 +218,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::TestEmail => test_email::run(&cli, &progress),
         Command::Config => config::run(&cli),
         Command::Serve(args) => serve::run(&cli, args),
+        Command::Check => check::run(&cli),
+        Command::List => list::run(&cli),
+        Command::Prune(args) => prune::run(&cli, args, &progress),
     }
 }

@@ -61,6 +61,11 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
     // (section, key) → the variable that set it, and whether its value came
     // from a secret file (then no message may show it).
     let mut origins: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
+    // The deployment's name; LIFEBOAT_RETENTION__RETENTION_DAYS (below) beats it.
+    if let Some(v) = env.get("BACKUP_RETENTION_DAYS") {
+        sections.entry("retention".into()).or_default().insert("retention_days".into(), s(v));
+        origins.insert(("retention".into(), "retention_days".into()), ("BACKUP_RETENTION_DAYS".into(), false));
+    }
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
         // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.

@@ -149,6 +149,11 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "storage.name_prefix {p:?} must be non-empty and use only letters, digits, '_' and '-'"
         )));
     }
+    if c.retention.keep_last == 0 {
+        return Err(ConfigError::Invalid(
+            "retention.keep_last must be at least 1: the newest good archive is never deleted".into(),
+        ));
+    }
     let mut seen: BTreeMap<&TableName, &str> = BTreeMap::new();
     let named = c
         .scope

@@ -21,6 +21,7 @@ mod links;
 mod load;
 mod pgpass;
 mod secret;
+mod service;
 mod url;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub use email::{AlertsConfig, EmailConfig, SmtpTls};
 pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
 pub use secret::Secret;
+pub use service::{MonitorConfig, RetentionConfig};
 pub use url::{parse_database_url, parse_target_url, target_password};
 
 use crate::model::{DefaultMode, Span, TableName};
@@ -67,6 +69,8 @@ pub struct Config {
     pub links: LinksConfig,
     pub http: HttpConfig,
     pub encryption: EncryptionConfig,
+    pub retention: RetentionConfig,
+    pub monitor: MonitorConfig,
     /// What looks unintended in a valid config (a window in bare minutes);
     /// every command shows these and the plan records them. Not a key.
     #[serde(skip)]

@@ -1,5 +1,8 @@
-//! Watching the backups and telling people: for now the alert channels
-//! ([`channels`]: alert mail, webhook, ping). The health checks shared by
-//! `check` and `/healthz`, and incidents, land here with the daemon.
+//! Watching the backups and telling people: `checks` decides healthy or
+//! not from the history and the marker files only (no database, no
+//! network), for `lifeboat check` (the Docker HEALTHCHECK) and later the
+//! daemon's `/healthz`; `channels` carries alerts (mail, webhook, ping).
+//! Incidents land here with the daemon.
 
 pub mod channels;
+pub mod checks;

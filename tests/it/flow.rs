@@ -62,8 +62,9 @@ impl Seeded {
         json(&o)
     }
 
-    /// Files in the storage directory (names), without the lock file and
-    /// the `.lifeboat/` key directory that stay there by design.
+    /// Files in the storage directory (names), without what stays there by
+    /// design: the lock file, the run history (`.lifeboat/`) and the
+    /// marker files (`.last_backup_*`).
     pub fn stored(&self) -> Vec<String> {
         stored_in(&self.storage())
     }
@@ -76,7 +77,7 @@ pub fn stored_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = d
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lifeboat.lock" && n != ".lifeboat")
+        .filter(|n| n != ".lifeboat.lock" && n != ".lifeboat" && !n.starts_with(".last_backup_"))
         .collect();
     v.sort();
     v

@@ -37,3 +37,5 @@ mod deliver;
 mod download;
 // Signed and encrypted archives: minisign signatures (and `minisign -V`), age encryption, --trusted-key, --identity.
 mod trust;
+// The service's core: run history and markers, prune/retention, check, list.
+mod service;

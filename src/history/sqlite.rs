@@ -1,0 +1,454 @@
+//! The run history in SQLite (`<storage.dir>/.lifeboat/history.db`, spec
+//! 7.5). The schema version lives in `PRAGMA user_version`; opening the file
+//! applies the missing migrations in order, in one transaction each, so an
+//! older history is upgraded in place and a newer one is refused.
+//!
+//! Times are RFC 3339 UTC text. Error texts stored here are the messages
+//! lifeboat prints, which never hold secrets.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The directory under the storage directory that holds lifeboat's own state.
+pub const STATE_DIR: &str = ".lifeboat";
+pub const FILE: &str = "history.db";
+
+/// Each entry brings the schema from version `i` to `i + 1`. Never edit a
+/// released entry: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs and their steps (spec 7.5).
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        trigger TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        status TEXT NOT NULL,
+        failed_step TEXT,
+        error TEXT,
+        archive TEXT,
+        size_bytes INTEGER,
+        duration_ms INTEGER,
+        tables INTEGER,
+        rows INTEGER,
+        closure_rows INTEGER,
+        warnings TEXT NOT NULL DEFAULT '[]',
+        delivery_status TEXT,
+        restore_test_status TEXT,
+        restore_test_duration_ms INTEGER
+    );
+    CREATE INDEX runs_archive ON runs (archive);
+    CREATE TABLE run_steps (
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        step TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        detail TEXT
+    );",
+];
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Manual,
+    Schedule,
+    CatchUp,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch-up",
+        }
+    }
+}
+
+/// One step of a run as recorded (`status`: `ok` or `failed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// How a run ended, as [`History::finish`] records it.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// `success` | `failed` | `aborted` | `skipped` (spec 7.5).
+    pub status: &'static str,
+    pub failed_step: Option<String>,
+    pub error: Option<String>,
+    pub archive: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub duration_ms: u64,
+    pub tables: Option<u64>,
+    pub rows: Option<u64>,
+    pub closure_rows: Option<u64>,
+    pub warnings: Vec<String>,
+}
+
+/// A recorded run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub trigger: String,
+    pub status: String,
+    pub failed_step: Option<String>,
+    pub error: Option<String>,
+    pub archive: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub rows: Option<u64>,
+    pub delivery_status: Option<String>,
+    pub restore_test_status: Option<String>,
+}
+
+impl RunRecord {
+    /// `failed at connect: <error>` (or the status when there is no error).
+    pub fn summary(&self) -> String {
+        match (&self.failed_step, &self.error) {
+            (Some(step), Some(e)) => format!("{} at {step}: {e}", self.status),
+            (None, Some(e)) => format!("{}: {e}", self.status),
+            _ => self.status.clone(),
+        }
+    }
+}
+
+pub struct History {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+const COLUMNS: &str = "id, started_at, finished_at, trigger, status, failed_step, error, archive, size_bytes, \
+                       duration_ms, rows, delivery_status, restore_test_status";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let n = |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(i)?.map(|v| v as u64)) };
+    Ok(RunRecord {
+        id: r.get(0)?,
+        started_at: parse_ts(&r.get::<_, String>(1)?),
+        finished_at: r.get::<_, Option<String>>(2)?.as_deref().map(parse_ts),
+        trigger: r.get(3)?,
+        status: r.get(4)?,
+        failed_step: r.get(5)?,
+        error: r.get(6)?,
+        archive: r.get(7)?,
+        size_bytes: n(8)?,
+        duration_ms: n(9)?,
+        rows: n(10)?,
+        delivery_status: r.get(11)?,
+        restore_test_status: r.get(12)?,
+    })
+}
+
+impl History {
+    /// `<storage_dir>/.lifeboat/history.db`.
+    pub fn path_in(storage_dir: &Path) -> PathBuf {
+        storage_dir.join(STATE_DIR).join(FILE)
+    }
+
+    /// Opens (creating `.lifeboat/` with mode 0700 and the file when
+    /// missing) and migrates the history of `storage_dir`.
+    pub fn open(storage_dir: &Path) -> Result<History> {
+        use std::os::unix::fs::DirBuilderExt;
+        let state = storage_dir.join(STATE_DIR);
+        if !state.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&state)
+                .map_err(|e| Error::io("creating the history directory", &state, e))?;
+        }
+        Self::open_file(&Self::path_in(storage_dir), true)
+    }
+
+    /// Opens the history of `storage_dir` only when it exists (`check`,
+    /// `list`, `prune` read it; they never create one). A current schema is
+    /// opened read-only, so a HEALTHCHECK that may only read the storage
+    /// directory works; an older one is migrated first.
+    pub fn open_existing(storage_dir: &Path) -> Result<Option<History>> {
+        use rusqlite::OpenFlags as F;
+        let path = Self::path_in(storage_dir);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(&path, F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| sql_err(&path, e))?;
+        let h = History { conn, path: path.clone() };
+        h.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| h.err(e))?;
+        if h.version()? == MIGRATIONS.len() {
+            return Ok(Some(h));
+        }
+        drop(h);
+        Self::open_file(&path, false).map(Some)
+    }
+
+    fn version(&self) -> Result<usize> {
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| self.err(e))? as usize)
+    }
+
+    fn open_file(path: &Path, create: bool) -> Result<History> {
+        use rusqlite::OpenFlags as F;
+        let mut flags = F::SQLITE_OPEN_READ_WRITE | F::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= F::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sql_err(path, e))?;
+        let mut h = History { conn, path: path.to_path_buf() };
+        // Runs of two processes (a manual backup refused while the daemon
+        // runs) write here at about the same time.
+        h.conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| h.err(e))?;
+        h.migrate()?;
+        if create {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(h)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        sql_err(&self.path, e)
+    }
+
+    /// The schema version this lifeboat writes.
+    pub const VERSION: usize = MIGRATIONS.len();
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let version = self.version()?;
+        if version > MIGRATIONS.len() {
+            return Err(Error::History {
+                path,
+                message: format!(
+                    "schema version {version} is newer than this lifeboat knows ({}); upgrade lifeboat",
+                    MIGRATIONS.len()
+                ),
+                retryable: false,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+            tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| sql_err(&path, e))?;
+            tx.commit().map_err(|e| sql_err(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Records the start of a run (`running`); returns its id.
+    pub fn start(&self, trigger: Trigger, at: DateTime<Utc>) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (started_at, trigger, status) VALUES (?1, ?2, 'running')",
+                params![ts(at), trigger.as_str()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records how run `id` ended, with its steps.
+    pub fn finish(&mut self, id: i64, at: DateTime<Utc>, o: &Outcome, steps: &[StepRecord]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        let opt = |v: Option<u64>| v.map(|v| v as i64);
+        tx.execute(
+            "UPDATE runs SET finished_at = ?2, status = ?3, failed_step = ?4, error = ?5, archive = ?6,
+                 size_bytes = ?7, duration_ms = ?8, tables = ?9, rows = ?10, closure_rows = ?11, warnings = ?12
+             WHERE id = ?1",
+            params![
+                id,
+                ts(at),
+                o.status,
+                o.failed_step,
+                o.error,
+                o.archive,
+                opt(o.size_bytes),
+                o.duration_ms as i64,
+                opt(o.tables),
+                opt(o.rows),
+                opt(o.closure_rows),
+                serde_json::to_string(&o.warnings).expect("strings serialize"),
+            ],
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        for s in steps {
+            tx.execute(
+                "INSERT INTO run_steps (run_id, step, status, started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, s.step, s.status, ts(s.started_at), ts(s.finished_at)],
+            )
+            .map_err(|e| sql_err(&path, e))?;
+        }
+        tx.commit().map_err(|e| sql_err(&path, e))
+    }
+
+    /// Records run `id`'s delivery outcome (`attached`, `link`, `failed`, …).
+    pub fn set_delivery(&self, id: i64, status: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE runs SET delivery_status = ?2 WHERE id = ?1", params![id, status])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest `limit` runs, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        self.query(&format!("SELECT {COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"), params![limit as i64])
+    }
+
+    /// The newest run that ended (neither `running` nor `skipped`).
+    pub fn latest_finished(&self) -> Result<Option<RunRecord>> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM runs WHERE status NOT IN ('running', 'skipped') ORDER BY id DESC LIMIT 1"
+                ),
+                [],
+            )?
+            .pop())
+    }
+
+    /// The newest `limit` successes, newest first.
+    pub fn successes(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        self.query(
+            &format!("SELECT {COLUMNS} FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT ?1"),
+            params![limit as i64],
+        )
+    }
+
+    /// The run that wrote `archive`, if recorded.
+    pub fn by_archive(&self, archive: &str) -> Result<Option<RunRecord>> {
+        Ok(self
+            .query(
+                &format!("SELECT {COLUMNS} FROM runs WHERE archive = ?1 ORDER BY id DESC LIMIT 1"),
+                params![archive],
+            )?
+            .pop())
+    }
+
+    /// Archives whose restore rehearsal failed: never good for retention.
+    pub fn rehearsal_failed_archives(&self) -> Result<BTreeSet<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT archive FROM runs WHERE restore_test_status = 'failed' AND archive IS NOT NULL")
+            .map_err(|e| self.err(e))?;
+        let names = st.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        names.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// The recorded steps of run `id`, in order.
+    pub fn steps(&self, id: i64) -> Result<Vec<StepRecord>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT step, status, started_at, finished_at FROM run_steps WHERE run_id = ?1 ORDER BY rowid")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![id], |r| {
+                Ok(StepRecord {
+                    step: r.get(0)?,
+                    status: r.get(1)?,
+                    started_at: parse_ts(&r.get::<_, String>(2)?),
+                    finished_at: parse_ts(&r.get::<_, Option<String>>(3)?.unwrap_or_default()),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    fn query(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<RunRecord>> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = st.query_map(p, record).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// A run by id.
+    pub fn get(&self, id: i64) -> Result<Option<RunRecord>> {
+        self.conn
+            .query_row(&format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"), params![id], record)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
+    let retryable =
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked));
+    Error::History { path: path.to_path_buf(), message: e.to_string(), retryable }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-20.1
+    #[test]
+    fn a_run_is_recorded_with_its_steps_and_the_schema_is_versioned() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(History::open_existing(d.path()).unwrap().is_none(), "reading never creates a history");
+        let mut h = History::open(d.path()).unwrap();
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z").unwrap().to_utc();
+        let id = h.start(Trigger::Manual, t0).unwrap();
+        assert_eq!(h.get(id).unwrap().unwrap().status, "running");
+        let steps = [StepRecord { step: "plan".into(), status: "ok".into(), started_at: t0, finished_at: t0 }];
+        let o = Outcome {
+            status: "success",
+            archive: Some("critical_backup_20261201_020000.tar.gz".into()),
+            size_bytes: Some(1234),
+            rows: Some(7),
+            ..Default::default()
+        };
+        h.finish(id, t0 + chrono::Duration::seconds(3), &o, &steps).unwrap();
+        h.set_delivery(id, "attached").unwrap();
+        drop(h);
+
+        let h = History::open_existing(d.path()).unwrap().expect("exists now");
+        let r = h.by_archive("critical_backup_20261201_020000.tar.gz").unwrap().unwrap();
+        assert_eq!((r.status.as_str(), r.size_bytes, r.rows), ("success", Some(1234), Some(7)));
+        assert_eq!(r.delivery_status.as_deref(), Some("attached"));
+        assert_eq!(r.finished_at, Some(t0 + chrono::Duration::seconds(3)));
+        assert_eq!(h.steps(id).unwrap(), steps);
+        assert_eq!(h.latest_finished().unwrap().unwrap().id, id);
+        let v: i64 = h.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, History::VERSION);
+
+        drop(h);
+        // A current history is opened read-only (a HEALTHCHECK user may only read).
+        let ro = History::open_existing(d.path()).unwrap().unwrap();
+        assert_eq!(ro.latest_finished().unwrap().unwrap().id, id);
+        let write = ro.start(Trigger::Manual, t0).unwrap_err().to_string();
+        assert!(write.contains("readonly"), "{write}");
+        drop(ro);
+
+        let h = History::open(d.path()).unwrap();
+        h.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(h);
+        let err = History::open(d.path()).err().unwrap().to_string();
+        assert!(err.contains("schema version 99 is newer") && err.contains("upgrade lifeboat"), "{err}");
+
+        // An older file (here: version 0, empty) is migrated when opened for reading.
+        let old = tempfile::tempdir().unwrap();
+        std::fs::create_dir(old.path().join(STATE_DIR)).unwrap();
+        Connection::open(History::path_in(old.path())).unwrap().execute_batch("CREATE TABLE x (a)").unwrap();
+        let h = History::open_existing(old.path()).unwrap().unwrap();
+        assert!(h.recent(5).unwrap().is_empty());
+        assert_eq!(h.version().unwrap(), History::VERSION);
+    }
+}
