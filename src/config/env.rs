@@ -60,11 +60,12 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         if rest == "CONFIG" || rest == "LOG" || rest.starts_with("TEST_") {
             continue;
         }
+        // Not an override: another program's variable that shares the
+        // prefix (docker-compose `env_file` lines, `LIFEBOAT_VERSION`). Only
+        // the `__` form is ours, and a typo in it is still an error below.
         let Some((section, key)) = rest.split_once("__") else {
-            return Err(ConfigError::Env {
-                name: var.clone(),
-                message: "expected LIFEBOAT_<SECTION>__<KEY>, e.g. LIFEBOAT_DATABASE__HOST".into(),
-            });
+            tracing::debug!(variable = %var, "ignored: not LIFEBOAT_<SECTION>__<KEY>");
+            continue;
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         if let Some(base) = key.strip_suffix("_file") {

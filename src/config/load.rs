@@ -341,6 +341,16 @@ dir = "/file/backups"
         assert!(resolve(None, &e, &Overrides::default()).is_ok());
     }
 
+    // covers: FR-11.3
+    #[test]
+    fn lifeboat_names_without_a_section_are_not_overrides() {
+        let e = env(&[("LIFEBOAT_VERSION", "1"), ("LIFEBOAT_HOST", "elsewhere")]);
+        let c = resolve(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.database.host, "localhost", "LIFEBOAT_HOST is not LIFEBOAT_DATABASE__HOST");
+        let err = resolve(None, &env(&[("LIFEBOAT_SCOPEE__FULL", "a")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("LIFEBOAT_SCOPEE__FULL") && err.to_string().contains("`scope`"), "{err}");
+    }
+
     #[test]
     fn env_lists_are_comma_separated() {
         let c = resolve(
