@@ -16,6 +16,7 @@
 //! - [`verify`]: checks an archive against its checksums, manifest and row counts.
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `parallel` (--jobs), `config_files`, `rehearse`.
 //! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup); `dry_run` (records, writes nothing).
+//! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
 //!
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod init;
 pub mod model;
 pub mod pg;
 pub mod plan;

@@ -5,6 +5,7 @@
 
 mod backup;
 mod config;
+mod init;
 mod plan;
 mod render;
 mod restore;
@@ -57,6 +58,8 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Print the effective configuration (secrets shown as ***)
     Config,
+    /// Write a commented starting config for the database, from its catalog (read-only)
+    Init(init::InitArgs),
 }
 
 /// Runs the command and returns the process exit code.
@@ -128,5 +131,6 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Verify(args) => verify::run(&cli, args, &progress, &cancel),
         Command::Restore(args) => restore::run(&cli, args, &progress, &cancel),
         Command::Config => config::run(&cli),
+        Command::Init(args) => init::run(&cli, args, &progress),
     }
 }

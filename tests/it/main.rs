@@ -19,5 +19,7 @@ mod hardening;
 mod snapshots;
 // Cancellation tokens: backup stops, pg_dump killed, nothing partial left.
 mod cancel;
+// `lifeboat init`: proposed configs that plan, back up and restore with valid FKs; no overwrite.
+mod init;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
