@@ -112,6 +112,11 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     let mut members = vec![append_file(&mut writer, archive::SCHEMA, schema.path())?];
 
     progress(Event::Step("data"));
+    let with_rows = || plan.tables.iter().filter(|t| t.has_data_file());
+    progress(Event::Totals {
+        bytes: with_rows().map(|t| t.estimated_bytes.max(0) as u64).sum(),
+        rows: with_rows().map(|t| t.estimated_rows.max(0) as u64 + t.closure_rows).sum(),
+    });
     let mut tables = Vec::new();
     for t in &plan.tables {
         let mut mt = ManifestTable {
@@ -137,7 +142,8 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
         if t.has_data_file() {
             watchdog.doing(format!("copying rows of {}", t.qualified()));
             let mut spool = Spool::new(&dir);
-            copy::copy_table(&mut snap, &t.copy_sql(), &mut spool, &watchdog).map_err(|e| stalled_or(&watchdog, e))?;
+            copy::copy_table(&mut snap, &t.copy_sql(), &mut spool, &watchdog, progress)
+                .map_err(|e| stalled_or(&watchdog, e))?;
             let (rows, member) = (spool.csv.rows(), archive::data_member(&t.schema, &t.name));
             let psql_unsafe = spool.csv.psql_unsafe;
             let written = writer.append_spool(&member, 0o600, spool)?;
@@ -145,7 +151,7 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
                 // Same snapshot, same rows: text format escapes newlines, so
                 // no line of it can be `\.` (see ManifestTable::psql_file).
                 let mut text = Spool::new(&dir);
-                copy::copy_table(&mut snap, &t.copy_sql_text(), &mut text, &watchdog)
+                copy::copy_table(&mut snap, &t.copy_sql_text(), &mut text, &watchdog, &crate::events::silent)
                     .map_err(|e| stalled_or(&watchdog, e))?;
                 let copy_member = archive::psql_member(&t.schema, &t.name);
                 members.push(writer.append_spool(&copy_member, 0o600, text)?);

@@ -7,6 +7,7 @@ mod backup;
 mod config;
 mod init;
 mod plan;
+mod progress;
 mod render;
 mod restore;
 mod verify;
@@ -93,18 +94,6 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
     Ok(crate::config::load(path, flags)?)
 }
 
-fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
-    move |e| match e {
-        Event::Step(s) => eprintln!("lifeboat: {s}"),
-        Event::Warning(w) => eprintln!("warning: {w}"),
-        Event::Table { name, rows, closure_rows, bytes } if verbose => {
-            eprintln!("  {name}: {rows} rows ({closure_rows} closure), {}", render::bytes(bytes))
-        }
-        Event::Detail(d) if verbose => eprintln!("  {d}"),
-        _ => {}
-    }
-}
-
 /// Writes to stdout. A reader that went away (`lifeboat … | head`) is not
 /// an error of the operation, whose outcome the exit code still reports.
 fn out(s: &str) {
@@ -122,7 +111,14 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
-    let progress = progress_printer(cli.verbose);
+    use std::io::IsTerminal;
+    // Bars only for a person watching; scripts, logs and --json keep the plain lines.
+    let terminal = (!cli.json && std::io::stderr().is_terminal()).then(|| progress::Terminal::new(cli.verbose));
+    let plain = progress::plain_printer(cli.verbose);
+    let progress = |e: Event| match &terminal {
+        Some(t) => t.handle(e),
+        None => plain(e),
+    };
     // Nothing trips it yet from the command line; the daemon's shutdown will.
     let cancel = CancelToken::new();
     match &cli.command {

@@ -16,7 +16,7 @@ use super::{parallel, phase, target, RestoreOptions, TableCheck};
 use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
 use crate::archive::{self, Manifest, ManifestTable};
 use crate::error::{Error, Result};
-use crate::events::{CancelToken, Event, Progress};
+use crate::events::{CancelToken, CountingReader, Event, Progress};
 use crate::pg::db_err;
 use crate::pg::pg_dump::strip_psql_restrict;
 
@@ -76,6 +76,13 @@ pub(super) fn load(
         let path = member.path.as_str();
         cancel.check(&format!("restoring {path}"))?;
         let Some(sha) = expected.get(path) else { return Ok(()) };
+        let mut counted;
+        let r: &mut dyn Read = if by_file.contains_key(path) {
+            counted = CountingReader::new(r, progress);
+            &mut counted
+        } else {
+            r
+        };
         let mut h = Hashing::new(r);
         if path == archive::SCHEMA || path == archive::SEQUENCES || path == archive::CONSTRAINTS {
             let name = match path {
@@ -106,6 +113,11 @@ pub(super) fn load(
                 phase(phases, step, since);
                 step = "data";
                 progress(Event::Step("data"));
+                let with_rows = || by_file.values().filter(|t| selected(t));
+                progress(Event::Totals {
+                    bytes: with_rows().map(|t| t.bytes).sum(),
+                    rows: with_rows().map(|t| t.rows).sum(),
+                });
             }
             if !selected(t) {
                 return Ok(());

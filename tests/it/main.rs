@@ -21,5 +21,7 @@ mod snapshots;
 mod cancel;
 // `lifeboat init`: proposed configs that plan, back up and restore with valid FKs; no overwrite.
 mod init;
+// Progress bars on a (pseudo-)terminal, plain lines elsewhere.
+mod progress;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
