@@ -25,3 +25,5 @@ mod init;
 mod progress;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
+mod faults;

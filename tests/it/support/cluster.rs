@@ -132,6 +132,23 @@ impl Cluster {
         self.pg_ctl_start().unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Stops the postmaster with SIGSTOP until the guard is dropped (SIGCONT).
+    /// New connections then complete their TCP handshake in the kernel's
+    /// backlog but never get an answer: a frozen or hopelessly overloaded
+    /// server. Sessions that already exist keep working (their backends are
+    /// separate processes).
+    pub fn freeze(&self) -> Frozen {
+        let pid = self.postmaster_pid();
+        signal(pid, "STOP");
+        Frozen { pid }
+    }
+
+    /// The first line of `postmaster.pid`.
+    fn postmaster_pid(&self) -> u32 {
+        let text = fs::read_to_string(self.data.join("postmaster.pid")).expect("cannot read postmaster.pid");
+        text.lines().next().and_then(|l| l.trim().parse().ok()).expect("postmaster.pid starts with the pid")
+    }
+
     fn pg_ctl_start(&self) -> Result<(), String> {
         let log = self.dir.join("server.log");
         let out = admin_command(pg_bin("pg_ctl"), self.owner)
@@ -165,6 +182,24 @@ impl Drop for Cluster {
         drop(self.watcher.stdin.take());
         let _ = self.watcher.wait();
     }
+}
+
+/// A postmaster stopped by [`Cluster::freeze`]; dropping it lets it run
+/// again, so the cluster's own cleanup (`pg_ctl stop`) works even when the
+/// test panics.
+pub struct Frozen {
+    pid: u32,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.pid, "CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let out = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).output().expect("cannot run kill");
+    check(&format!("kill -{sig} {pid}"), &out);
 }
 
 /// The path of a PostgreSQL program (`psql`, `pg_dump`, `initdb`, ...).

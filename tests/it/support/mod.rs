@@ -7,7 +7,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) if set, else a throwaway
 //! [`Cluster`] that is stopped and deleted when the process exits.
 //!
-//! Layout: `cluster` (initdb/pg_ctl, finding the binaries), `compare`
+//! Layout: `cluster` (initdb/pg_ctl, finding the binaries, freezing the
+//! postmaster), `proxy` (a TCP path that freezes on command, a listener that
+//! never answers), `compare`
 //! (fingerprints, schema dump, FK and sequence reports), `saas` (the
 //! fixture and its config).
 
@@ -15,10 +17,12 @@
 
 mod cluster;
 mod compare;
+mod proxy;
 mod saas;
 
-pub use cluster::{pg_bin, Cluster};
+pub use cluster::{pg_bin, Cluster, Frozen};
 pub use compare::{all_fingerprints, fk_report, query_fingerprint, schema_dump, sequence_values, table_fingerprint};
+pub use proxy::{Proxy, SilentListener, Trigger};
 pub use saas::{saas_config, saas_sql_path, seed_saas, toml_string, SAAS_CONFIG_SCOPE, SAAS_EXPECTED_ROWS, SAAS_SQL};
 
 use std::ffi::OsStr;

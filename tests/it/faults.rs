@@ -1,0 +1,442 @@
+//! Faults a real deployment meets: a frozen server, a link that stops
+//! answering mid-run, SIGTERM, a closed stderr, pg_dump left behind, and
+//! target passwords kept off the command line. Every run here is bounded:
+//! a lifeboat that hangs is killed and the test fails saying so.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::flow::{self, assert_exit, stderr};
+use crate::support::{self, fresh_db, Proxy, SilentListener, TestDb, Trigger};
+
+/// What a bounded run of lifeboat gave.
+struct Bounded {
+    output: Output,
+    took: Duration,
+    /// The process had to be killed after the limit.
+    hung: bool,
+    pid: u32,
+}
+
+/// Spawns `cmd` (stdout and stderr captured), waits up to `limit`, kills it
+/// (SIGKILL) if it is still running then.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Bounded {
+    run_bounded_with(cmd, limit, |_| {})
+}
+
+/// [`run_bounded`], calling `during(pid)` once right after the spawn.
+fn run_bounded_with(cmd: &mut Command, limit: Duration, during: impl FnOnce(u32)) -> Bounded {
+    let start = Instant::now();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cannot run lifeboat");
+    let pid = child.id();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    during(pid);
+    let mut hung = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            hung = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = start.elapsed();
+    let output = Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() };
+    Bounded { output, took, hung, pid }
+}
+
+impl Bounded {
+    /// Fails the test if the run hung or took `max` or longer.
+    fn assert_within(&self, max: Duration) {
+        assert!(
+            !self.hung && self.took < max,
+            "lifeboat {} after {:.1}s (allowed: {max:?})\nstderr:\n{}",
+            if self.hung { "was still running and was killed" } else { "ended" },
+            self.took.as_secs_f64(),
+            stderr(&self.output)
+        );
+    }
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL.
+fn addr_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    format!("{host}:{port}").parse().unwrap_or_else(|e| panic!("cannot use {hostport} as a socket address: {e}"))
+}
+
+/// `url` pointed at 127.0.0.1:`port`, keeping user and database.
+fn via(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+    format!("{scheme}://{user}127.0.0.1:{port}/{path}")
+}
+
+/// A database with one table big enough that a COPY of it takes many
+/// reads (~10 MB of CSV), and a small one that references it.
+fn big_db(hint: &str) -> TestDb {
+    let db = fresh_db(hint);
+    db.exec(
+        "CREATE TABLE big (id int PRIMARY KEY, pad text NOT NULL); \
+         INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 40000) g; \
+         CREATE TABLE small (id int PRIMARY KEY, big_id int REFERENCES big (id)); \
+         INSERT INTO small SELECT g, g FROM generate_series(1, 10) g; ANALYZE",
+    );
+    db
+}
+
+/// A config in `dir` (created) for `url` with short timeouts; storage in `dir/b`.
+fn config(dir: &Path, url: &str) -> PathBuf {
+    config_stalling_after(dir, url, "5s")
+}
+
+fn config_stalling_after(dir: &Path, url: &str, stall_timeout: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    support::write_config(
+        dir,
+        &format!(
+            "[database]\nurl = {}\nconnect_timeout = \"3s\"\nstall_timeout = \"{stall_timeout}\"\n[storage]\ndir = {}\n",
+            support::toml_string(url),
+            support::toml_string(&dir.join("b").to_string_lossy())
+        ),
+    )
+}
+
+fn backup_cmd(config: &Path) -> Command {
+    let mut c = support::lifeboat();
+    c.args(["--config", config.to_str().unwrap(), "backup"]);
+    c
+}
+
+/// Names in the storage directory other than the lock file: leftovers of
+/// a failed run (`.partial`, pg_dump temp files, spools).
+fn leftovers(storage: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(storage) else { return Vec::new() };
+    let mut v: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lifeboat.lock")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Live pg_dump processes (zombies included) working on database `db`:
+/// lifeboat hands pg_dump its target in the environment (`PGDATABASE`), so
+/// that is where they are recognised; a zombie has no environment left, so
+/// zombies are recognised by their parent, `lifeboat_pid`.
+fn pg_dumps_for(db: &str, lifeboat_pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let needle = format!("PGDATABASE={db}\0");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat.split_once(") ").map(|(a, r)| (a.rsplit('(').next().unwrap_or(""), r)) else {
+            continue;
+        };
+        if comm != "pg_dump" {
+            continue;
+        }
+        let mut f = rest.split_whitespace();
+        let (state, ppid) = (f.next().unwrap_or(""), f.next().and_then(|p| p.parse::<u32>().ok()));
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let ours = String::from_utf8_lossy(&environ).contains(&needle);
+        if ours || ppid == Some(lifeboat_pid) {
+            found.push(format!("pid {pid} state {state} ppid {ppid:?}"));
+        }
+    }
+    found
+}
+
+/// After a failed run: nothing left in the storage directory, no pg_dump
+/// alive, and the next run into the same directory starts (and succeeds
+/// against the real server) without finding anything to clean up.
+fn assert_clean_after(run: &Bounded, db: &TestDb, dir: &Path) {
+    let storage = dir.join("b");
+    assert_eq!(leftovers(&storage), Vec::<String>::new(), "files left in {}", storage.display());
+    assert_eq!(pg_dumps_for(&db.name, run.pid), Vec::<String>::new(), "pg_dump outlived the run");
+    let direct = config(&dir.join("next"), &db.url);
+    let next = support::lifeboat()
+        .args(["--config", direct.to_str().unwrap(), "backup", "--output-dir"])
+        .arg(&storage)
+        .output()
+        .unwrap();
+    assert_exit(&next, 0);
+    assert!(!stderr(&next).contains("left by an interrupted run"), "{}", stderr(&next));
+}
+
+// covers: FR-14.10, FR-14.12
+#[test]
+fn a_frozen_postmaster_fails_the_backup_within_the_connect_timeout() {
+    let cluster = support::Cluster::start();
+    support::connect(&cluster.url("postgres")).batch_execute("CREATE DATABASE app").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &cluster.url("app"));
+    let frozen = cluster.freeze();
+    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(40));
+    drop(frozen);
+    run.assert_within(Duration::from_secs(12));
+    assert_exit(&run.output, 2);
+    let err = stderr(&run.output);
+    assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{}/app", cluster.port())), "names the server: {err}");
+}
+
+// covers: FR-14.12, FR-7.1, FR-15.1
+#[test]
+fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
+    let silent = SilentListener::start();
+    let dead = format!("postgres://postgres@127.0.0.1:{}/app", silent.port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &dead);
+    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(40));
+    run.assert_within(Duration::from_secs(12));
+    assert_exit(&run.output, 2);
+    let err = stderr(&run.output);
+    assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{err}");
+    assert!(leftovers(&dir.path().join("b")).is_empty());
+
+    // A good archive, then a restore and a rehearsal aimed at the silence.
+    let src = fresh_db("silent_src");
+    src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    let good = config(&dir.path().join("good"), &src.url);
+    let o = flow::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    let target = format!("{dead}?connect_timeout=3");
+    let (archive, target) = (archive.as_str(), target.as_str());
+    for args in [["restore", archive, "--db", target], ["verify", archive, "--restore-test", target]] {
+        let run = run_bounded(support::lifeboat().args(args), Duration::from_secs(40));
+        run.assert_within(Duration::from_secs(12));
+        assert_exit(&run.output, 2);
+        let err = stderr(&run.output);
+        assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{args:?}: {err}");
+    }
+}
+
+/// A proxy in front of the test server, and `db`'s URL through it.
+fn proxied(db: &TestDb) -> (Proxy, String) {
+    let proxy = Proxy::start(addr_of(&db.url));
+    let url = via(&db.url, proxy.port());
+    (proxy, url)
+}
+
+// covers: FR-14.4, NFR-2.3
+#[test]
+fn a_link_frozen_during_planning_ends_the_run_within_the_stall_timeout() {
+    let db = big_db("frozen_plan");
+    let (proxy, url) = proxied(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url);
+    // The catalog's column query is the first thing planning asks.
+    proxy.freeze_on(Trigger::on("pg_attribute"));
+    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
+    assert!(proxy.triggered(), "the proxy never saw the catalog query:\n{}", stderr(&run.output));
+    run.assert_within(Duration::from_secs(20));
+    assert_exit(&run.output, 1);
+    let err = stderr(&run.output);
+    assert!(err.contains("no progress for 5") && err.contains("while reading the catalog"), "{err}");
+    assert_clean_after(&run, &db, dir.path());
+}
+
+// covers: FR-14.4, FR-14.13, NFR-2.3
+#[test]
+fn a_link_frozen_during_a_copy_ends_the_run_and_leaves_nothing_behind() {
+    let db = big_db("frozen_copy");
+    let (proxy, url) = proxied(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url);
+    // Mid-stream: 256 KiB into the COPY of the big table.
+    proxy.freeze_on(Trigger { then_bytes: 256 * 1024, ..Trigger::on("FROM ONLY \"public\".\"big\"") });
+    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
+    assert!(proxy.triggered(), "the proxy never froze:\n{}", stderr(&run.output));
+    run.assert_within(Duration::from_secs(20));
+    assert_exit(&run.output, 1);
+    let err = stderr(&run.output);
+    assert!(err.contains("no progress for 5") && err.contains("copying rows of") && err.contains("big"), "{err}");
+    assert_clean_after(&run, &db, dir.path());
+}
+
+// covers: FR-14.13, NFR-2.3
+#[test]
+fn a_failed_run_leaves_no_pg_dump_running() {
+    let db = big_db("pg_dump_left");
+    let (proxy, url) = proxied(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url);
+    // Only pg_dump imports the snapshot: both pg_dumps hang there, the run
+    // fails on the stall of the first, and the second must not survive it.
+    proxy.freeze_on(Trigger { each_connection: true, ..Trigger::on("SET TRANSACTION SNAPSHOT") });
+    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
+    assert!(proxy.triggered(), "pg_dump never imported the snapshot:\n{}", stderr(&run.output));
+    run.assert_within(Duration::from_secs(20));
+    assert_exit(&run.output, 1);
+    assert!(stderr(&run.output).contains("no progress for 5"), "{}", stderr(&run.output));
+    assert_clean_after(&run, &db, dir.path());
+}
+
+// covers: FR-24.5, NFR-2.3
+#[test]
+fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
+    let db = big_db("sigterm");
+    let (proxy, url) = proxied(&db);
+    let dir = tempfile::tempdir().unwrap();
+    // A long stall timeout: only the signal may end this run.
+    let cfg = config_stalling_after(dir.path(), &url, "10 minutes");
+    proxy.freeze_on(Trigger { then_bytes: 256 * 1024, ..Trigger::on("FROM ONLY \"public\".\"big\"") });
+    let run = run_bounded_with(&mut backup_cmd(&cfg), Duration::from_secs(45), |pid| {
+        assert!(proxy.wait_triggered(Duration::from_secs(30)), "the COPY never started");
+        // The .partial exists now; the run is blocked on the frozen link.
+        let kill = Command::new("kill").args(["-TERM", &pid.to_string()]).output().unwrap();
+        assert!(kill.status.success());
+    });
+    run.assert_within(Duration::from_secs(40));
+    assert_exit(&run.output, 143);
+    assert!(stderr(&run.output).contains("SIGTERM"), "{}", stderr(&run.output));
+    assert_clean_after(&run, &db, dir.path());
+}
+
+// covers: FR-24.6, NFR-2.5
+#[test]
+fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
+    let s = flow::Seeded::new("closed_stderr");
+    // stderr a pipe whose reader is gone: every write gets EPIPE. Verbose
+    // progress and debug logging make sure there is plenty to write.
+    let mut child = support::lifeboat()
+        .args(["--config", s.config.to_str().unwrap(), "-v", "--json", "backup"])
+        .env("LIFEBOAT_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "stdout: {}", String::from_utf8_lossy(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let archive = report["archive"].as_str().unwrap().to_string();
+    assert_exit(&flow::run(&["verify", &archive]), 0);
+
+    // stderr closed outright (`2>&-`).
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" --config "$1" -v --json backup 2>&-"#)
+        .arg(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg(&s.config)
+        .env_remove("LIFEBOAT_LOG")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    assert_exit(&flow::run(&["verify", &archive]), 0);
+}
+
+/// A throwaway cluster where role `lb_pw` (SUPERUSER, so rehearsals may
+/// create databases) must authenticate with SCRAM, with `dbs` owned by it.
+fn password_cluster(secret: &str, dbs: &[&str]) -> support::Cluster {
+    let cluster = support::Cluster::start();
+    let mut admin = support::connect(&cluster.url("postgres"));
+    admin
+        .batch_execute(&format!(
+            "SET password_encryption = 'scram-sha-256'; CREATE ROLE lb_pw LOGIN SUPERUSER PASSWORD '{secret}'"
+        ))
+        .unwrap();
+    for db in dbs {
+        admin.batch_execute(&format!("CREATE DATABASE {db} OWNER lb_pw")).unwrap();
+    }
+    let hba = cluster.dir().join("data/pg_hba.conf");
+    let rest = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all lb_pw 127.0.0.1/32 scram-sha-256\n{rest}")).unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    cluster
+}
+
+// covers: SC-4.4, SC-4.2
+#[test]
+fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass_or_a_file() {
+    let secret = "Zq9-target-secret";
+    let cluster = password_cluster(secret, &["t_env", "t_pgpass", "t_file", "t_none"]);
+    let src = fresh_db("target_pw_src");
+    src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &src.url);
+    let o = flow::run(&["--config", cfg.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    let target = |db: &str| format!("postgres://lb_pw@127.0.0.1:{}/{db}", cluster.port());
+
+    // An empty home: a developer's own ~/.pgpass must not help.
+    let home = tempfile::tempdir().unwrap();
+    let pgpass_home = tempfile::tempdir().unwrap();
+    let pgpass = pgpass_home.path().join(".pgpass");
+    std::fs::write(&pgpass, format!("# comment\nother:1:*:*:nope\n127.0.0.1:{}:*:lb_pw:{secret}\n", cluster.port()))
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = dir.path().join("target_pw");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+
+    let restore = |db: &str, env: &[(&str, &Path)], home: &Path| {
+        let mut c = support::lifeboat();
+        c.args(["-v", "restore", &archive, "--db", &target(db)]).env("HOME", home).env("LIFEBOAT_LOG", "trace");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let runs = [
+        ("t_env", restore("t_env", &[("PGPASSWORD", Path::new(secret))], home.path())),
+        ("t_pgpass", restore("t_pgpass", &[], pgpass_home.path())),
+        ("t_file", restore("t_file", &[("LIFEBOAT_TARGET_PASSWORD_FILE", &file)], home.path())),
+    ];
+    for (db, o) in &runs {
+        assert_exit(o, 0);
+        let n = support::connect(&cluster.url(db)).query_one("SELECT count(*) FROM t", &[]).unwrap().get::<_, i64>(0);
+        assert_eq!(n, 2, "{db}");
+    }
+    let none = restore("t_none", &[], home.path());
+    assert_exit(&none, 2);
+    assert!(
+        stderr(&none).contains("LIFEBOAT_TARGET_PASSWORD_FILE"),
+        "says where a password can come from: {}",
+        stderr(&none)
+    );
+
+    let rehearsal = support::lifeboat()
+        .args(["-v", "verify", &archive, "--restore-test", &target("postgres")])
+        .env("HOME", home.path())
+        .env("LIFEBOAT_TARGET_PASSWORD_FILE", &file)
+        .output()
+        .unwrap();
+    assert_exit(&rehearsal, 0);
+
+    for o in runs.iter().map(|(_, o)| o).chain([&none, &rehearsal]) {
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o));
+        assert!(!all.contains("Zq9"), "a password leaked:\n{all}");
+    }
+    let help = flow::run(&["restore", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for source in ["PGPASSWORD", ".pgpass", "LIFEBOAT_TARGET_PASSWORD_FILE"] {
+        assert!(help.contains(source), "restore --help names {source}:\n{help}");
+    }
+}
