@@ -49,10 +49,8 @@ pub struct BackupReport {
 /// Opens the snapshot and builds the plan, as `lifeboat plan` does.
 pub fn plan_only(config: &Config, progress: Progress) -> Result<Plan> {
     let mut snap = Snapshot::open(&config.database)?;
-    let query = snap.client.cancel_token();
-    let watchdog = Watchdog::start(config.database.stall_timeout.approx_duration(), move || {
-        let _ = query.cancel_query(postgres::NoTls);
-    });
+    let cancel_query = crate::pg::query_canceller(&snap.client, &config.database.tls())?;
+    let watchdog = Watchdog::start(config.database.stall_timeout.approx_duration(), cancel_query);
     let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
     snap.close()?;
     Ok(plan)
@@ -80,10 +78,8 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     let _lock = store.lock(progress)?;
     let dir = store.scratch_dir().to_path_buf();
     let pg_dump = pg_dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
-    let query = snap.client.cancel_token();
-    let watchdog = Watchdog::with_cancel(config.database.stall_timeout.approx_duration(), cancel.clone(), move || {
-        let _ = query.cancel_query(postgres::NoTls);
-    });
+    let cancel_query = crate::pg::query_canceller(&snap.client, &config.database.tls())?;
+    let watchdog = Watchdog::with_cancel(config.database.stall_timeout.approx_duration(), cancel.clone(), cancel_query);
     watchdog.doing("planning");
     let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
     if let Some(m) = plan.files.missing.iter().find(|m| m.required) {

@@ -1,4 +1,5 @@
-//! The environment layer: libpq's `PG*`, the deployment's `POSTGRES_*`,
+//! The environment layer: libpq's `PG*` (with `PGSSLMODE`/`PGSSLROOTCERT`/
+//! `PGSSLCERT`/`PGSSLKEY`), the deployment's `POSTGRES_*`,
 //! `DATABASE_URL` and `LIFEBOAT_<SECTION>__<KEY>`, mapped onto config keys
 //! (more specific names win), with `*_FILE` variants for secrets.
 
@@ -49,6 +50,16 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         }
         overlay_section(&mut db, layer);
     }
+    // libpq's TLS variables, below DATABASE_URL's own sslmode.
+    let mut tls = toml::Table::new();
+    for (var, key) in
+        [("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"), ("PGSSLCERT", "sslcert"), ("PGSSLKEY", "sslkey")]
+    {
+        if let Some(v) = env.get(var) {
+            tls.insert(key.into(), s(v));
+        }
+    }
+    overlay_section(&mut db, tls);
     if let Some(url) = env_secret(env, "DATABASE_URL")? {
         overlay_section(&mut db, url_fields(&url, "DATABASE_URL")?);
     }

@@ -1,9 +1,10 @@
 //! PostgreSQL plumbing shared by every step: connecting, quoting, and
 //! turning driver errors into messages that name the server's own words.
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
-use crate::config::DatabaseConfig;
+use super::tls::Connector;
+use crate::config::{DatabaseConfig, SslMode, Target, Tls};
 use crate::error::{Error, Result};
 
 /// `"name"` with embedded quotes doubled: safe for any identifier.
@@ -65,7 +66,7 @@ pub fn db_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Err
 
 pub fn connect(db: &DatabaseConfig) -> Result<Client> {
     connect_with(
-        &db.client_config(),
+        &Target { config: db.client_config(), tls: db.tls() },
         &db.display_target(),
         "the [database] settings (or DATABASE_URL / POSTGRES_* variables)",
     )
@@ -82,14 +83,41 @@ pub fn describe(c: &postgres::Config) -> String {
 }
 
 /// `hint` names what the user set to point here (for the error message).
-pub fn connect_with(config: &postgres::Config, target: &str, hint: &str) -> Result<Client> {
-    config.connect(NoTls).map_err(|e| Error::Connect {
-        target: target.to_string(),
-        message: pg_message(&e),
-        // Wrong password, unknown role or database: retrying cannot help.
-        retryable: !matches!(sqlstate(&e), Some("28P01" | "28000" | "3D000")),
-        hint: hint.to_string(),
+pub fn connect_with(config: &Target, target: &str, hint: &str) -> Result<Client> {
+    let connector = Connector::new(&config.tls)?;
+    connector.connect(&config.config, config.tls.mode).map_err(|e| {
+        let message = pg_message(&e);
+        // A certificate problem is not fixed by waiting.
+        let tls_failure = message.contains("TLS") || message.contains("certificate");
+        let hint = match config.tls.mode {
+            _ if !tls_failure => hint.to_string(),
+            SslMode::VerifyCa | SslMode::VerifyFull => format!(
+                "{hint}: with sslmode={} the server's certificate must be signed by the CA in sslrootcert{}",
+                config.tls.mode.as_str(),
+                if config.tls.mode == SslMode::VerifyFull {
+                    " and name the host connected to (or use verify-ca, which does not check the name)"
+                } else {
+                    ""
+                }
+            ),
+            mode => format!("{hint}: sslmode={} needs a server with TLS enabled (ssl = on)", mode.as_str()),
+        };
+        Error::Connect {
+            target: target.to_string(),
+            message,
+            // Wrong password, unknown role or database: retrying cannot help.
+            retryable: !tls_failure && !matches!(sqlstate(&e), Some("28P01" | "28000" | "3D000")),
+            hint,
+        }
     })
+}
+
+/// A function that cancels the query running on `client`'s connection, over
+/// the same TLS (a server that accepts only TLS refuses a plain cancel request).
+pub fn query_canceller(client: &Client, tls: &Tls) -> Result<impl Fn() + Send + 'static> {
+    let token = client.cancel_token();
+    let connector = Connector::new(tls)?;
+    Ok(move || connector.cancel(&token))
 }
 
 /// Session settings every lifeboat connection uses, so that text forms of

@@ -1,4 +1,5 @@
 //! Everything that talks to PostgreSQL: connections and quoting (`conn`),
+//! TLS with libpq's sslmode semantics (`tls`),
 //! the exported snapshot (`snapshot`), the system catalogs (`catalog`) and
 //! pg_dump as a child process (`pg_dump`).
 
@@ -6,9 +7,10 @@ pub mod catalog;
 pub mod conn;
 pub mod pg_dump;
 pub mod snapshot;
+mod tls;
 
 pub use conn::{
-    connect, connect_with, db_err, describe, pg_message, qualified, quote_ident, quote_literal, sqlstate,
-    SESSION_SETTINGS,
+    connect, connect_with, db_err, describe, pg_message, qualified, query_canceller, quote_ident, quote_literal,
+    sqlstate, SESSION_SETTINGS,
 };
 pub use snapshot::Snapshot;

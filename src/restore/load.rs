@@ -23,7 +23,7 @@ use crate::pg::pg_dump::strip_psql_restrict;
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(super) fn load(
     client: &mut Client,
-    target: &postgres::Config,
+    target: &crate::config::Target,
     archive_path: &Path,
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,

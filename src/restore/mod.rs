@@ -167,7 +167,7 @@ pub(super) fn phase(phases: &mut Vec<(String, u64)>, name: &str, since: &mut Ins
 pub(crate) fn restore_verified(
     archive_path: &Path,
     verified: &VerifyReport,
-    target: &postgres::Config,
+    target: &crate::config::Target,
     opts: &RestoreOptions,
     progress: Progress,
     cancel: &CancelToken,

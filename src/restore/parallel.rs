@@ -11,7 +11,7 @@ use crate::pg::{self, db_err, describe};
 /// Loads the spooled tables over `jobs` connections, each table in its own
 /// transaction; the first error stops the others from taking more work.
 pub(super) fn copy_parallel(
-    target: &postgres::Config,
+    target: &crate::config::Target,
     pending: &[(&ManifestTable, tempfile::NamedTempFile)],
     jobs: usize,
     progress: Progress,

@@ -23,6 +23,8 @@ mod cancel;
 mod init;
 // Progress bars on a (pseudo-)terminal, plain lines elsewhere.
 mod progress;
+// TLS to PostgreSQL: every sslmode against real ssl = on servers with a test CA.
+mod tls;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
 // Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
