@@ -68,11 +68,23 @@ pub enum Error {
 
     #[error("{0}")]
     Failed(String),
+
+    /// `source`, followed by what it left behind (`The restore was rolled
+    /// back: …`). The kind is the source's: exit code and retryability are
+    /// read through, so wrapping never turns a lost connection into a
+    /// permanent failure or a refusal into a crash.
+    #[error("{source}\n{note}")]
+    Noted { source: Box<Error>, note: String },
 }
 
 impl Error {
     pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), path: path.into(), source }
+    }
+
+    /// `self` with `note` on a line of its own after it, keeping its kind.
+    pub fn noted(self, note: impl Into<String>) -> Self {
+        Error::Noted { source: Box::new(self), note: note.into() }
     }
 
     /// The process exit code: 2 when nothing could be done (configuration,
@@ -87,6 +99,7 @@ impl Error {
             | Error::Refused(_)
             | Error::Busy(_) => 2,
             Error::Archive(a) => a.exit_code(),
+            Error::Noted { source, .. } => source.exit_code(),
             _ => 1,
         }
     }
@@ -100,6 +113,7 @@ impl Error {
             | Error::PgDump { .. }
             | Error::Busy(_) => true,
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
+            Error::Noted { source, .. } => source.is_retryable(),
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
             }
@@ -109,3 +123,83 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Text as it may reach a terminal: every control character except the
+/// newline is escaped (`\u{1b}`, `\t`). Names come from databases, archives
+/// and config files, and an ESC in a table name must not recolour or clear
+/// the operator's screen. Messages may span lines (pg_dump's stderr), so
+/// `\n` stays. The one helper every printed message goes through.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::reader::ArchiveError;
+
+    /// One error of each kind a restore wraps, with its exit code and
+    /// retryability.
+    fn kinds() -> Vec<(&'static str, Error, u8, bool)> {
+        let io = |kind| std::io::Error::new(kind, "x");
+        let db = |retryable| Error::Db { context: "loading rows".into(), message: "m".into(), retryable };
+        vec![
+            (
+                "lost connection",
+                Error::Connect { target: "t".into(), message: "m".into(), retryable: true, hint: "h".into() },
+                2,
+                true,
+            ),
+            ("server closed the connection mid-COPY", db(true), 1, true),
+            ("constraint violation", db(false), 1, false),
+            ("lock timeout", Error::LockTimeout { table: "t".into(), timeout: "1s".into() }, 1, true),
+            ("spool disk full", Error::io("spooling", "/x", io(std::io::ErrorKind::StorageFull)), 1, true),
+            ("spool dir missing", Error::io("spooling", "/x", io(std::io::ErrorKind::NotFound)), 1, false),
+            ("refused config destination", Error::Refused("r".into()), 2, false),
+            ("hostile member", Error::Archive(ArchiveError::Unsafe { path: "p".into(), reason: "r".into() }), 1, false),
+            (
+                "archive gone",
+                Error::Archive(ArchiveError::Open { path: "p".into(), source: io(std::io::ErrorKind::NotFound) }),
+                2,
+                false,
+            ),
+            ("damaged member", Error::Failed("f".into()), 1, false),
+        ]
+    }
+
+    // covers: FR-7.4, FR-7.9, NFR-4.1
+    #[test]
+    fn a_noted_error_keeps_the_kind_of_what_it_wraps() {
+        for (what, e, code, retryable) in kinds() {
+            assert_eq!((e.exit_code(), e.is_retryable()), (code, retryable), "{what} itself");
+            let text = e.to_string();
+            // Twice, as a failed parallel restore whose cleanup is noted too.
+            let noted = e.noted("The restore was rolled back: t is as it was before.").noted("and more");
+            assert_eq!((noted.exit_code(), noted.is_retryable()), (code, retryable), "{what} noted");
+            assert_eq!(
+                noted.to_string(),
+                format!("{text}\nThe restore was rolled back: t is as it was before.\nand more")
+            );
+        }
+    }
+
+    // covers: FR-24.5
+    #[test]
+    fn printable_escapes_control_characters_but_keeps_lines() {
+        assert_eq!(printable("plain text\nline two"), "plain text\nline two");
+        assert_eq!(printable("evil\x1b[2J\x07name\ttab\r"), "evil\\u{1b}[2J\\u{7}name\\ttab\\r");
+        assert_eq!(printable("del\x7f c1\u{9b}"), "del\\u{7f} c1\\u{9b}");
+        assert_eq!(printable("ไทย ok"), "ไทย ok");
+    }
+}

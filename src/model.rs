@@ -45,22 +45,42 @@ impl Unit {
     }
 }
 
-/// Why a duration could not be read; the message lists what is accepted.
+/// The longest duration accepted, in any unit. A window reaching further
+/// back than this is before any timestamp an application holds (and soon
+/// before PostgreSQL's earliest, 4713 BC, which fails the run); a timeout
+/// this long is no timeout.
+pub const MAX_YEARS: u64 = 1000;
+
+/// Why a duration could not be read: the reason, then what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: expected a number and a unit, like \"90 days\", \"3 months\", \"1 year\" or \"30s\" (units: s, m, h, d, w, months, years)")]
+#[error("invalid duration {input:?}: {reason}; write a whole number and a unit, like \"90 days\", \"3 months\", \"1 year\" or \"30s\" (units: s, min, h, d, w, months, years)")]
 pub struct ParseSpanError {
     input: String,
+    reason: &'static str,
+}
+
+impl Span {
+    /// Written with the bare unit `m` (minutes), e.g. `3m`: legal, but in a
+    /// window it is far more often a month that was meant.
+    pub fn is_terse_minutes(text: &str) -> bool {
+        let Some(num) = text.trim().strip_suffix(['m', 'M']) else { return false };
+        let num = num.trim_end();
+        !num.is_empty() && num.chars().all(|c| c.is_ascii_digit())
+    }
 }
 
 impl FromStr for Span {
     type Err = ParseSpanError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseSpanError { input: s.to_string() };
+        let err = |reason| ParseSpanError { input: s.to_string(), reason };
         let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| err("the unit is missing"))?;
         let (num, unit) = t.split_at(split);
-        let amount: u32 = num.parse().map_err(|_| err())?;
+        if num.is_empty() {
+            return Err(err("it does not start with a number"));
+        }
+        let amount: u32 = num.parse().map_err(|_| err("the number is too large"))?;
         let unit = match unit.trim().to_ascii_lowercase().as_str() {
             "s" | "sec" | "secs" | "second" | "seconds" => Unit::Seconds,
             "m" | "min" | "mins" | "minute" | "minutes" => Unit::Minutes,
@@ -69,12 +89,18 @@ impl FromStr for Span {
             "w" | "week" | "weeks" => Unit::Weeks,
             "mon" | "month" | "months" => Unit::Months,
             "y" | "year" | "years" => Unit::Years,
-            _ => return Err(err()),
+            _ => return Err(err("unknown unit")),
         };
         if amount == 0 {
-            return Err(err());
+            return Err(err("it must be greater than zero"));
         }
-        Ok(Span { amount, unit })
+        let span = Span { amount, unit };
+        if span.approx_duration() > (Span { amount: MAX_YEARS as u32, unit: Unit::Years }).approx_duration() {
+            return Err(err(
+                "it is longer than 1000 years, the longest lifeboat accepts (to keep every row of a table, list it in scope.full)",
+            ));
+        }
+        Ok(span)
     }
 }
 
@@ -243,9 +269,36 @@ mod tests {
     // covers: FR-11.9, FR-11.2
     #[test]
     fn rejects_bad_durations_with_the_accepted_forms() {
-        for bad in ["", "3", "months", "3 fortnights", "-3 days", "0 days", "3 months; drop"] {
+        for bad in ["", "3", "months", "3 fortnights", "-3 days", "0 days", "3 months; drop", "99999999999 days"] {
             let e = bad.parse::<Span>().unwrap_err().to_string();
             assert!(e.contains("90 days"), "{bad}: {e}");
+        }
+    }
+
+    // covers: FR-11.9, FR-11.2
+    #[test]
+    fn a_bad_duration_says_what_is_wrong_with_it() {
+        let reason = |s: &str| s.parse::<Span>().unwrap_err().to_string();
+        assert!(reason("0 days").contains("greater than zero"), "{}", reason("0 days"));
+        assert!(reason("99999999999 days").contains("too large"), "{}", reason("99999999999 days"));
+        assert!(reason("3 fortnights").contains("unknown unit"), "{}", reason("3 fortnights"));
+        assert!(reason("3").contains("unit is missing"), "{}", reason("3"));
+        assert!(reason("days").contains("number"), "{}", reason("days"));
+        for too_long in ["1001 years", "1000000 years", "12013 months", "4294967295 weeks"] {
+            assert!(reason(too_long).contains("1000 years"), "{too_long}: {}", reason(too_long));
+        }
+        assert_eq!("1000 years".parse::<Span>().unwrap().unit, Unit::Years);
+        assert_eq!("12000 months".parse::<Span>().unwrap().amount, 12000);
+    }
+
+    // covers: FR-11.9
+    #[test]
+    fn only_a_bare_m_counts_as_terse_minutes() {
+        for terse in ["3m", "3 m", " 10M ", "3  m"] {
+            assert!(Span::is_terse_minutes(terse), "{terse}");
+        }
+        for spelt in ["3 min", "3 minutes", "3 months", "3mon", "m", "3", "3 ms", "-3m"] {
+            assert!(!Span::is_terse_minutes(spelt), "{spelt}");
         }
     }
 }

@@ -1,9 +1,10 @@
 //! `lifeboat verify`: proves an archive is complete and unmodified without
 //! a database: gzip and tar structure, member paths, every member against
 //! `SHA256SUMS` and `manifest.json`, and CSV row counts (parsed as CSV)
-//! against the manifest. The same pass guards every restore.
+//! against the manifest, and every member listed by the manifest (and the
+//! other way round). The same pass guards every restore.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -154,6 +155,18 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
         if !manifest.members.iter().any(|m| m.path == required) {
             return Err(missing(required));
         }
+    }
+    // And the other way round: every member is one the manifest lists, so
+    // no CSV, SQL or config file rides along that restore would not account
+    // for (a table dropped from the manifest, a planted file).
+    let mut known: BTreeSet<&str> = [archive::MANIFEST, archive::INFO, archive::SUMS].into();
+    known.extend(manifest.tables.iter().filter_map(|t| t.file.as_deref()));
+    known.extend(manifest.files.iter().chain(&manifest.members).map(|f| f.path.as_str()));
+    if let Some(extra) = seen.keys().find(|p| !known.contains(p.as_str())) {
+        return Err(ArchiveError::Member {
+            path: extra.clone(),
+            reason: "is not listed in manifest.json (a table's CSV, a config file or a database/*.sql member)".into(),
+        });
     }
     Ok(VerifyReport {
         archive: PathBuf::new(),

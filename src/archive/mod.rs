@@ -48,9 +48,19 @@ fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, MEMBER_NAME).to_string()
 }
 
-/// `archive name` → `critical_backup_20261124_020000.tar.gz`.
+/// `archive name` → `critical_backup_20261124_020000.tar.gz`: the name of
+/// the first archive of a second (see [`nth_archive_name`] for the others).
 pub fn archive_name(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{prefix}_{}.tar.gz", at.format("%Y%m%d_%H%M%S"))
+}
+
+/// The name of the `n`th archive of the same second (n ≥ 2):
+/// `critical_backup_20261124_020000.tar.gz` → `…_020000_2.tar.gz`. Up to 9,
+/// names of one second sort in the order they were made, and before the
+/// next second's.
+pub fn nth_archive_name(first: &str, n: u32) -> String {
+    let stem = first.strip_suffix(".tar.gz").unwrap_or(first);
+    format!("{stem}_{n}.tar.gz")
 }
 
 /// Counts CSV records as PostgreSQL writes them (`FORMAT csv`): a newline
@@ -108,6 +118,22 @@ impl CsvCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // covers: FR-12.1
+    #[test]
+    fn archive_names_of_one_second_sort_in_run_order() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T02:00:00Z").unwrap().to_utc();
+        let first = archive_name("critical_backup", at);
+        assert_eq!(first, "critical_backup_20261124_020000.tar.gz");
+        assert_eq!(nth_archive_name(&first, 2), "critical_backup_20261124_020000_2.tar.gz");
+        let names: Vec<String> = std::iter::once(first.clone())
+            .chain((2..=9).map(|n| nth_archive_name(&first, n)))
+            .chain(std::iter::once(archive_name("critical_backup", at + chrono::Duration::seconds(1))))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, names);
+    }
 
     // covers: TS-1.3
     #[test]

@@ -1,15 +1,61 @@
 //! Reads an archive as one stream, refusing anything a lifeboat archive can
 //! never contain: absolute paths, `..`, links, devices, duplicate members,
-//! files outside the layout.
+//! files outside the layout, a second gzip stream or data hidden after the
+//! end of the tar archive.
+//!
+//! What a hostile archive could make it hold in memory is capped before it
+//! is read (FR-22.6, FR-22.7): member names at [`MAX_NAME_BYTES`], PAX
+//! headers at [`MAX_PAX_BYTES`], the member count at [`MAX_MEMBERS`]. The
+//! tar crate would read GNU long names and PAX headers whole, so the
+//! entries are iterated raw and those two extension headers handled here.
+//! Names in messages go through [`shown`]: escaped and truncated.
 //! Every problem is an [`ArchiveError`]; malformed input never panics.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path};
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 use sha2::{Digest, Sha256};
+
+/// The longest member name accepted (GNU long name or PAX `path`). Every
+/// name lifeboat writes is far shorter; PostgreSQL identifiers are ≤ 63 bytes.
+pub const MAX_NAME_BYTES: usize = 4096;
+/// The largest PAX extended header accepted (lifeboat writes none).
+pub const MAX_PAX_BYTES: u64 = 64 * 1024;
+/// The most members (files and directory entries) an archive may have: one
+/// per table (two with a `.copy` twin), one per config file, and a few fixed
+/// ones. What verify keeps per member stays in the tens of MB at this count.
+pub const MAX_MEMBERS: usize = 100_000;
+/// Zero padding accepted after the end-of-archive blocks: tar pads to its
+/// record size, 10 KiB by default and 1 MiB at GNU tar's largest blocking.
+const MAX_TRAILING_ZEROS: u64 = 1024 * 1024;
+/// How much of a name an error message shows.
+const SHOWN_CHARS: usize = 120;
+/// How much of an over-long name is read, to name the member by its start.
+const HEAD_BYTES: u64 = 64;
+
+/// A member name as messages show it: control and bidirectional-override
+/// characters escaped (`\u{1b}`) so a crafted name cannot drive the
+/// terminal, `\` and `"` too so the escapes stay unambiguous, and cut after
+/// 120 characters. Other text (Thai, say) is kept as it is.
+pub fn shown(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push_str(&format!("… ({} bytes in all)", name.len()));
+            break;
+        }
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || invisible || c == '\\' || c == '"' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Metadata of one member, after validation.
 #[derive(Debug, Clone)]
@@ -23,12 +69,14 @@ pub struct Member {
 pub enum ArchiveError {
     #[error("cannot open archive {path}: {source}")]
     Open { path: String, source: io::Error },
-    #[error("archive is damaged or truncated{}: {source}", at.as_ref().map(|m| format!(" (after member {m})")).unwrap_or_default())]
+    #[error("archive is damaged or truncated{}: {source}", at.as_ref().map(|m| format!(" (after member {})", shown(m))).unwrap_or_default())]
     Corrupt { at: Option<String>, source: io::Error },
-    #[error("member {path:?} is refused: {reason}")]
+    #[error("member \"{}\" is refused: {reason}", shown(path))]
     Unsafe { path: String, reason: String },
-    #[error("member {path}: {reason}")]
+    #[error("member {}: {reason}", shown(path))]
     Member { path: String, reason: String },
+    #[error("data after the end of the archive: {0}")]
+    Trailing(String),
     #[error("{path} is age-encrypted; decrypt it first (age -d -i IDENTITY_FILE -o archive.tar.gz {path}); lifeboat reads encrypted archives directly once encryption lands (restore --identity)")]
     Encrypted { path: String },
     #[error("{0}")]
@@ -103,19 +151,47 @@ pub fn for_each_member_in(
     input: impl Read,
     mut f: impl FnMut(&Member, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
-    let gz = MultiGzDecoder::new(input);
-    let mut archive = tar::Archive::new(gz);
+    let mut input = BufReader::with_capacity(64 * 1024, input);
+    // One gzip stream, not `MultiGzDecoder`: a stream appended to the file
+    // must be noticed, not read as more of the archive.
+    let mut archive = tar::Archive::new(GzDecoder::new(&mut input));
     let mut seen = HashSet::new();
     let mut last: Option<String> = None;
     let corrupt = |at: &Option<String>, source| ArchiveError::Corrupt { at: at.clone(), source };
-    let entries = archive.entries().map_err(|e| corrupt(&last, e))?;
+    // Raw: GNU long names and PAX headers come as entries of their own, so
+    // their sizes are checked before anything is read.
+    let entries = archive.entries().map_err(|e| corrupt(&last, e))?.raw(true);
+    let mut ext = Extensions::default();
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(&last, e))?;
-        let raw = entry.path_bytes().into_owned();
+        if ext.take(&mut entry).map_err(|e| e.or_corrupt(&last))? {
+            continue;
+        }
+        let raw = ext.name.take().unwrap_or_else(|| entry.header().path_bytes().into_owned());
         let display = String::from_utf8_lossy(&raw).into_owned();
+        if let Some(size) = ext.size.take() {
+            if size != entry.size() {
+                return Err(ArchiveError::Unsafe {
+                    path: display,
+                    reason: format!("its PAX header says {size} bytes, its tar header {}", entry.size()),
+                });
+            }
+        }
+        if seen.len() == MAX_MEMBERS {
+            return Err(ArchiveError::Unsafe {
+                path: display,
+                reason: format!(
+                    "the archive has more than {MAX_MEMBERS} members; a lifeboat archive has one per table and \
+                     config file"
+                ),
+            });
+        }
         let path = safe_path(&raw).map_err(|reason| ArchiveError::Unsafe { path: display.clone(), reason })?;
         match entry.header().entry_type() {
-            tar::EntryType::Directory => continue,
+            tar::EntryType::Directory => {
+                seen.insert(format!("{path}/"));
+                continue;
+            }
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             other => {
                 return Err(ArchiveError::Unsafe {
@@ -145,9 +221,145 @@ pub fn for_each_member_in(
         // Whatever `f` left unread still has to be consumed (and checked).
         io::copy(&mut entry, &mut io::sink()).map_err(|e| corrupt(&last, e))?;
     }
-    let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(&last, e))?;
+    if ext.name.is_some() || ext.size.is_some() {
+        let e = io::Error::new(io::ErrorKind::UnexpectedEof, "an extended header describes no member");
+        return Err(corrupt(&last, e));
+    }
+    // After the end-of-archive block only zero padding may follow, then the
+    // gzip trailer (CRC and length, checked on the way to EOF).
+    let mut rest = archive.into_inner().take(MAX_TRAILING_ZEROS + 1);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut padding, mut hidden) = (0u64, false);
+    // Read to the end first: damage (a bad CRC) is reported as damage.
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| corrupt(&last, e))?;
+        if n == 0 {
+            break;
+        }
+        hidden |= buf[..n].iter().any(|&b| b != 0);
+        padding += n as u64;
+    }
+    drop(rest);
+    if padding > MAX_TRAILING_ZEROS {
+        return Err(ArchiveError::Trailing(format!(
+            "more than {MAX_TRAILING_ZEROS} bytes follow the tar end-of-archive blocks"
+        )));
+    }
+    if hidden {
+        return Err(ArchiveError::Trailing(
+            "non-zero bytes follow the tar end-of-archive blocks (members hidden where `tar -i` would find them?)"
+                .into(),
+        ));
+    }
+    let after = input.fill_buf().map_err(|e| corrupt(&last, e))?.len();
+    if after > 0 {
+        return Err(ArchiveError::Trailing(format!(
+            "{after}{} byte(s) follow the gzip stream (a second stream appended to the file?); a lifeboat archive \
+             is exactly one gzip stream",
+            if after == input.capacity() { "+" } else { "" }
+        )));
+    }
     Ok(())
+}
+
+/// The GNU long name or PAX records read for the next member.
+#[derive(Default)]
+struct Extensions {
+    name: Option<Vec<u8>>,
+    size: Option<u64>,
+}
+
+/// An error while reading an extension header: refused, or a read error
+/// (reported as damage after the last good member).
+enum ExtError {
+    Refused(ArchiveError),
+    Io(io::Error),
+}
+
+impl ExtError {
+    fn or_corrupt(self, last: &Option<String>) -> ArchiveError {
+        match self {
+            ExtError::Refused(e) => e,
+            ExtError::Io(source) => ArchiveError::Corrupt { at: last.clone(), source },
+        }
+    }
+}
+
+impl Extensions {
+    /// Reads `entry` if it is a GNU long name or a PAX header (within the
+    /// limits) and returns true; false for any other entry.
+    fn take(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<bool, ExtError> {
+        let kind = entry.header().entry_type();
+        let size = entry.size();
+        let name_of_header = String::from_utf8_lossy(&entry.header().path_bytes()).into_owned();
+        let header_name = || name_of_header.clone();
+        let refused = |path: String, reason: String| ExtError::Refused(ArchiveError::Unsafe { path, reason });
+        if kind.is_gnu_longname() {
+            if self.name.is_some() {
+                return Err(refused(header_name(), "a second long name for the same member".into()));
+            }
+            // The name plus its terminating NUL.
+            if size > MAX_NAME_BYTES as u64 + 1 {
+                // Named by its start only: the rest is never read.
+                let mut head = Vec::new();
+                entry.take(HEAD_BYTES).read_to_end(&mut head).map_err(ExtError::Io)?;
+                return Err(refused(
+                    format!("{}…", String::from_utf8_lossy(&head)),
+                    format!("its GNU long name is {size} bytes; member names are limited to {MAX_NAME_BYTES} bytes"),
+                ));
+            }
+            let mut name = Vec::new();
+            entry.read_to_end(&mut name).map_err(ExtError::Io)?;
+            if name.last() == Some(&0) {
+                name.pop();
+            }
+            self.name = Some(name);
+            return Ok(true);
+        }
+        if kind.is_pax_local_extensions() {
+            if size > MAX_PAX_BYTES {
+                return Err(refused(
+                    header_name(),
+                    format!("a PAX extended header of {size} bytes; at most {MAX_PAX_BYTES} are accepted"),
+                ));
+            }
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).map_err(ExtError::Io)?;
+            for record in tar::PaxExtensions::new(&data) {
+                let malformed = |_| refused(header_name(), "a malformed PAX extended header".into());
+                let record = record.map_err(malformed)?;
+                match record.key_bytes() {
+                    b"path" => {
+                        if self.name.is_some() {
+                            return Err(refused(header_name(), "a second name for the same member".into()));
+                        }
+                        if record.value_bytes().len() > MAX_NAME_BYTES {
+                            return Err(refused(
+                                format!("{}…", String::from_utf8_lossy(&record.value_bytes()[..HEAD_BYTES as usize])),
+                                format!(
+                                    "its PAX path is {} bytes; member names are limited to {MAX_NAME_BYTES} bytes",
+                                    record.value_bytes().len()
+                                ),
+                            ));
+                        }
+                        self.name = Some(record.value_bytes().to_vec());
+                    }
+                    b"size" => {
+                        let size = record.value().ok().and_then(|v| v.parse().ok());
+                        self.size =
+                            Some(size.ok_or_else(|| refused(header_name(), "a PAX size that is not a number".into()))?);
+                    }
+                    k if k.starts_with(b"GNU.sparse") => {
+                        return Err(refused(header_name(), "a sparse file (only regular files are allowed)".into()));
+                    }
+                    // Times, owners, charset: nothing lifeboat reads.
+                    _ => {}
+                }
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// A reader that hashes and counts what passes through it.
@@ -178,6 +390,19 @@ impl<R: Read> Read for Hashing<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // covers: FR-22.6
+    #[test]
+    fn names_in_messages_are_escaped_and_truncated() {
+        assert_eq!(shown("config/ssl/cert.pem"), "config/ssl/cert.pem");
+        assert_eq!(shown("ผู้ใช้.csv"), "ผู้ใช้.csv");
+        assert_eq!(shown("a\x1b[2Jb\x07\n"), "a\\u{1b}[2Jb\\u{7}\\n");
+        assert_eq!(shown("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(shown(r#"a\u{1b}"b"#), r#"a\\u{1b}\"b"#);
+        let long = shown(&"n".repeat(5_000));
+        assert!(long.starts_with(&"n".repeat(SHOWN_CHARS)) && long.ends_with("… (5000 bytes in all)"), "{long}");
+        assert!(long.len() < 200);
+    }
 
     // covers: FR-22.1
     #[test]

@@ -90,9 +90,10 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     }
 
     watchdog.check()?;
-    let name = archive::archive_name(&config.storage.name_prefix, created);
-    // Removed on every early return; only `finalize` keeps it.
-    let partial = store.create_partial(&name)?;
+    // Removed on every early return; only `finalize` keeps it. Its name may
+    // carry `_2` when an earlier run of the same second took the plain one.
+    let partial = store.create_partial(&archive::archive_name(&config.storage.name_prefix, created))?;
+    let name = partial.name.clone();
     let partial_path = partial.path.clone();
     let mtime = chrono::DateTime::parse_from_rfc3339(&snap.now)
         .map(|t| t.timestamp() as u64)

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::config::{Config, ConfigPath, Overrides};
-use crate::error::Error;
+use crate::error::{printable, Error};
 use crate::events::{CancelToken, Event};
 
 const EXIT_CODES: &str = "\
@@ -71,7 +71,7 @@ pub fn run(cli: Cli) -> u8 {
         Err(e) => {
             let code = e.exit_code();
             let message = format!("{e:#}");
-            eprintln!("error: {message}");
+            eprintln!("error: {}", printable(&message));
             if json {
                 out(&format!("{}\n", serde_json::json!({ "ok": false, "error": message, "exit_code": code })));
             }
@@ -91,7 +91,13 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
         (None, Some(p)) => ConfigPath::Explicit(p.into()),
         (None, None) => ConfigPath::Default("lifeboat.toml".into()),
     };
-    Ok(crate::config::load(path, flags)?)
+    let (config, file) = crate::config::load(path, flags)?;
+    // Every command that reads the config says what looks wrong in it.
+    let progress = progress::plain_printer(cli.verbose);
+    for w in &config.warnings {
+        progress(Event::Warning(w.clone()));
+    }
+    Ok((config, file))
 }
 
 /// Writes to stdout. A reader that went away (`lifeboat … | head`) is not
@@ -99,7 +105,7 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
 fn out(s: &str) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(s.as_bytes()).and_then(|()| o.flush());
+    let _ = o.write_all(printable(s).as_bytes()).and_then(|()| o.flush());
 }
 
 fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {

@@ -11,17 +11,19 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::render;
+use crate::error::printable;
 use crate::events::Event;
 
 /// The plain line for an event, if it has one (`verbose` adds per-table lines).
+/// Names come from databases and archives: control characters are escaped.
 fn plain(e: &Event, verbose: bool) -> Option<String> {
     match e {
-        Event::Step(s) => Some(format!("lifeboat: {s}")),
-        Event::Warning(w) => Some(format!("warning: {w}")),
+        Event::Step(s) => Some(format!("lifeboat: {}", printable(s))),
+        Event::Warning(w) => Some(format!("warning: {}", printable(w))),
         Event::Table { name, rows, closure_rows, bytes } if verbose => {
-            Some(format!("  {name}: {rows} rows ({closure_rows} closure), {}", render::bytes(*bytes)))
+            Some(format!("  {}: {rows} rows ({closure_rows} closure), {}", printable(name), render::bytes(*bytes)))
         }
-        Event::Detail(d) if verbose => Some(format!("  {d}")),
+        Event::Detail(d) if verbose => Some(format!("  {}", printable(d))),
         _ => None,
     }
 }

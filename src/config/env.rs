@@ -42,6 +42,9 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         let mut layer = toml::Table::new();
         for (var, key) in [(host, "host"), (port, "port"), (name, "name"), (user, "user")] {
             if let Some(v) = env.get(var) {
+                if key == "port" {
+                    super::parse_port(v).map_err(|message| ConfigError::Env { name: var.to_string(), message })?;
+                }
                 layer.insert(key.into(), s(v));
             }
         }
@@ -65,6 +68,9 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
     }
 
     let mut sections: BTreeMap<String, toml::Table> = BTreeMap::new();
+    // (section, key) → the variable that set it, and whether its value came
+    // from a secret file (then no message may show it).
+    let mut origins: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
         // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.
@@ -88,11 +94,14 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
                 });
             }
         }
-        let (key, value) = match key.strip_suffix("_file") {
+        let (key, value, secret) = match key.strip_suffix("_file") {
             // `<key>_FILE` for secrets that have no `_file` key of their own.
-            Some(k) if k != "password" && k != "base" => (k.to_string(), read_secret_file(Path::new(value), var)?.0),
-            _ => (key, value.clone()),
+            Some(k) if k != "password" && k != "base" => {
+                (k.to_string(), read_secret_file(Path::new(value), var)?.0, true)
+            }
+            _ => (key, value.clone(), false),
         };
+        origins.insert((section.clone(), key.clone()), (var.clone(), secret));
         let v = if LIST_KEYS.contains(&key.as_str()) {
             toml::Value::Array(value.split(',').map(str::trim).filter(|x| !x.is_empty()).map(s).collect())
         } else {
@@ -102,13 +111,19 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
     }
     let mut top = toml::Table::new();
     for (section, t) in sections {
-        // Checked alone so that the error names the variable.
-        let mut probe = toml::Table::new();
-        probe.insert(section.clone(), toml::Value::Table(t.clone()));
-        if let Err(e) = toml::Value::Table(probe).try_into::<Config>() {
-            let keys: Vec<String> =
-                t.keys().map(|k| format!("LIFEBOAT_{}__{}", section.to_uppercase(), k.to_uppercase())).collect();
-            return Err(ConfigError::Env { name: keys.join(", "), message: e.message().to_string() });
+        // Each variable is checked alone, so that the error names it.
+        for (key, value) in &t {
+            let mut probe = toml::Table::new();
+            probe.insert(section.clone(), toml::Value::Table(toml::Table::from_iter([(key.clone(), value.clone())])));
+            if let Err(e) = toml::Value::Table(probe).try_into::<Config>() {
+                let (name, secret) = origins.get(&(section.clone(), key.clone())).cloned().unwrap_or_default();
+                let message = if secret {
+                    format!("the file's content is not a valid {section}.{key} (not shown: it came from a secret file)")
+                } else {
+                    e.message().to_string()
+                };
+                return Err(ConfigError::Env { name, message });
+            }
         }
         top.insert(section, toml::Value::Table(t));
     }

@@ -23,11 +23,8 @@ pub fn resolve(
 
     if let Some((path, text)) = file {
         // Deserialize straight from the text first: that error has the line.
-        toml::from_str::<Config>(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-        let mut t: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        toml::from_str::<Config>(text).map_err(|e| parse_error(path, text, &e))?;
+        let mut t: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_error(path, text, &e))?;
         if let Some(toml::Value::Table(d)) = t.get("database") {
             if d.contains_key("password") && d.contains_key("password_file") {
                 return Err(ConfigError::Parse {
@@ -55,12 +52,22 @@ pub fn resolve(
         overlay(&mut merged, t);
     }
 
+    let warnings = terse_minute_windows(&merged);
     let mut config: Config = toml::Value::Table(merged)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+    config.warnings = warnings;
 
     if let Some(path) = config.database.password_file.take() {
-        config.database.password = Some(read_secret_file(&path, "database.password_file")?);
+        // Name the layer the path came from: the environment's variable when
+        // it holds this path, else the file (a flag cannot set it).
+        const VAR: &str = "LIFEBOAT_DATABASE__PASSWORD_FILE";
+        let origin = match (env.get(VAR), file) {
+            (Some(v), _) if Path::new(v) == path => VAR.to_string(),
+            (_, Some((p, _))) => format!("{} [database] password_file", p.display()),
+            _ => "database.password_file".to_string(),
+        };
+        config.database.password = Some(read_secret_file(&path, &origin)?);
     }
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
@@ -69,6 +76,49 @@ pub fn resolve(
     }
     validate(&config)?;
     Ok(config)
+}
+
+/// A TOML error as file, line, column, key and the bare message. toml's own
+/// `Display` quotes the offending line, and that line may hold a secret
+/// (`url = postgres://app:pw@db/app` without quotes), so it is never shown.
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end().to_string();
+    let Some(span) = e.span() else { return ConfigError::Parse { path: path.to_path_buf(), message } };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    let this_line = text[line_start..].lines().next().unwrap_or("");
+    // The key is safe to show when the line starts with a plain key: key
+    // names are not secrets, values may be.
+    let key = this_line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)));
+    let at = match key {
+        Some(k) => format!("line {line}, column {column} (key {k})"),
+        None => format!("line {line}, column {column}"),
+    };
+    ConfigError::Parse { path: path.to_path_buf(), message: format!("{at}: {message}") }
+}
+
+/// `keep = "3m"` is 3 minutes, a window nobody means: warn, but keep the
+/// documented meaning (`m` is minutes, FR-11.9).
+fn terse_minute_windows(merged: &toml::Table) -> Vec<String> {
+    let windows = merged.get("scope").and_then(|s| s.get("window")).and_then(|w| w.as_array());
+    windows
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.get("keep")?.as_str())
+        .filter(|k| crate::model::Span::is_terse_minutes(k))
+        .map(|k| {
+            let n = k.trim().trim_end_matches(['m', 'M']).trim_end();
+            format!(
+                "scope.window keep = {k:?} keeps {n} minutes of rows; did you mean {n} months? \
+                 write \"{n} months\", or \"{n} min\" if minutes are meant"
+            )
+        })
+        .collect()
 }
 
 /// Reads the config file (if any) and the process environment, then resolves.
@@ -396,6 +446,85 @@ dir = "/file/backups"
         assert_eq!(c.database.host, "localhost", "LIFEBOAT_HOST is not LIFEBOAT_DATABASE__HOST");
         let err = resolve(None, &env(&[("LIFEBOAT_SCOPEE__FULL", "a")]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("LIFEBOAT_SCOPEE__FULL") && err.to_string().contains("`scope`"), "{err}");
+    }
+
+    // covers: FR-11.2, FR-11.7, SC-2.4
+    #[test]
+    fn a_parse_error_shows_position_key_and_message_but_never_the_line() {
+        let p = Path::new("/etc/lb.toml");
+        for (text, at) in [
+            ("[database]\nurl = postgres://app:Sup3rS3cret@db/app\n", "line 2, column 7 (key url)"),
+            ("[database]\n  password = Sup3rS3cret\n", "line 2, column 14 (key password)"),
+            ("[database]\npostgres://app:Sup3rS3cret@db/app\n", "line 2, column"),
+            ("[database]\nhost = \"x\"\npasword = \"Sup3rS3cret\"\n", "line 3, column 1 (key pasword)"),
+        ] {
+            let err = resolve(Some((p, text)), &env(&[]), &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("/etc/lb.toml") && err.contains(at), "{at}: {err}");
+            assert!(!err.contains("S3cret") && !err.contains(" | "), "{err}");
+        }
+    }
+
+    // covers: FR-11.2, FR-11.3, FR-11.4
+    #[test]
+    fn one_port_rule_for_every_layer() {
+        let file = |t: &str| resolve(Some((Path::new("a.toml"), t)), &env(&[]), &Overrides::default());
+        assert_eq!(file("[database]\nport = 6543\n").unwrap().database.port, 6543);
+        for bad in ["0", "65536", "-1", "\"0\""] {
+            let err = file(&format!("[database]\nport = {bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("1-65535") && err.contains("line 2"), "{bad}: {err}");
+        }
+        for var in ["PGPORT", "POSTGRES_PORT", "LIFEBOAT_DATABASE__PORT"] {
+            assert_eq!(resolve(None, &env(&[(var, " 6543 ")]), &Overrides::default()).unwrap().database.port, 6543);
+            for bad in ["0", "Sup3rS3cret"] {
+                let err = resolve(None, &env(&[(var, bad)]), &Overrides::default()).unwrap_err().to_string();
+                assert!(err.contains(var) && err.contains("1-65535") && !err.contains("S3cret"), "{err}");
+            }
+        }
+        let err = resolve(None, &env(&[("DATABASE_URL", "postgres://u@h:0/d")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL") && err.to_string().contains("1-65535"), "{err}");
+    }
+
+    // covers: FR-11.5, SC-2.4
+    #[test]
+    fn a_value_from_a_secret_file_is_never_shown_in_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("s");
+        std::fs::write(&f, "Sup3rS3cret\n").unwrap();
+        let e = env(&[("LIFEBOAT_DATABASE__LOCK_TIMEOUT_FILE", f.to_str().unwrap())]);
+        let err = resolve(None, &e, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("LIFEBOAT_DATABASE__LOCK_TIMEOUT_FILE") && !err.contains("S3cret"), "{err}");
+        // Only the variable that is wrong is named.
+        let e = env(&[("LIFEBOAT_DATABASE__HOST", "h"), ("LIFEBOAT_DATABASE__LOCK_TIMEOUT", "soon")]);
+        let err = resolve(None, &e, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("LIFEBOAT_DATABASE__LOCK_TIMEOUT:") && !err.contains("__HOST"), "{err}");
+    }
+
+    // covers: FR-11.9
+    #[test]
+    fn a_window_in_bare_minutes_is_kept_but_warned_about() {
+        let c = resolve(
+            Some((Path::new("a.toml"), "[[scope.window]]\ntables = [\"t\"]\nkeep = \"3m\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.scope.window[0].keep.to_string(), "3 minutes");
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains("did you mean 3 months") && c.warnings[0].contains("\"3 min\""),
+            "{:?}",
+            c.warnings
+        );
+        let c = resolve(None, &env(&[("LIFEBOAT_STORAGE__DIR", "/b")]), &Overrides::default()).unwrap();
+        assert!(c.warnings.is_empty());
+        // A timeout in minutes is what minutes are for.
+        let c = resolve(
+            Some((Path::new("a.toml"), "[database]\nlock_timeout = \"3m\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]

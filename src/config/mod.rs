@@ -38,8 +38,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
     Env { name: String, message: String },
-    #[error("cannot read secret file {path} (from {origin}): {source}")]
-    SecretFile { origin: String, path: PathBuf, source: std::io::Error },
+    #[error("cannot read secret file {} (from {origin}): {problem}; point {origin} at a regular file that holds only the secret (a Docker secret such as /run/secrets/db_password)", path.display())]
+    SecretFile { origin: String, path: PathBuf, problem: String },
     #[error(
         "invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database"
     )]
@@ -55,6 +55,10 @@ pub struct Config {
     pub scope: ScopeConfig,
     pub files: FilesConfig,
     pub storage: StorageConfig,
+    /// What looks unintended in a valid config (a window in bare minutes);
+    /// every command shows these and the plan records them. Not a key.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,20 +257,31 @@ impl Default for StorageConfig {
     }
 }
 
+/// The one rule for a port, wherever it comes from (the file,
+/// `LIFEBOAT_DATABASE__PORT`, `POSTGRES_PORT`, `PGPORT`, a URL): a whole
+/// number 1-65535. The text is not echoed: a port variable is one place a
+/// misplaced password ends up in.
+pub(crate) fn parse_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(0) => Err("port 0 is not a port PostgreSQL can listen on: expected 1-65535 (usually 5432)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("invalid port: expected a whole number 1-65535 (usually 5432)".into()),
+    }
+}
+
 fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     // Environment values arrive as strings; the file has integers.
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum P {
-        N(u16),
+        N(i64),
         S(String),
     }
     match P::deserialize(d)? {
-        P::N(n) => Ok(n),
-        P::S(s) => {
-            s.trim().parse().map_err(|_| serde::de::Error::custom(format!("invalid port {s:?}: expected 1-65535")))
-        }
+        P::N(n) => parse_port(&n.to_string()),
+        P::S(s) => parse_port(&s),
     }
+    .map_err(serde::de::Error::custom)
 }
 
 /// Values given on the command line; they beat every other layer.

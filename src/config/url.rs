@@ -140,6 +140,8 @@ pub(super) fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigE
         t.insert("host".into(), toml::Value::String(host));
     }
     if let Some(p) = pc.get_ports().first() {
+        super::parse_port(&p.to_string())
+            .map_err(|message| ConfigError::Url { origin: origin.to_string(), message })?;
         t.insert("port".into(), toml::Value::Integer(i64::from(*p)));
     }
     if let Some(n) = pc.get_dbname() {

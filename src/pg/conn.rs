@@ -54,13 +54,28 @@ pub fn sqlstate(e: &postgres::Error) -> Option<&str> {
 /// Wraps a driver error with what was being done.
 pub fn db_err(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error {
     let context = context.into();
-    move |e| {
-        // Connection-level trouble (no SQLSTATE, or class 08 / 57P) is worth retrying.
-        let retryable = match sqlstate(&e) {
-            None => true,
-            Some(s) => s.starts_with("08") || s.starts_with("57P") || s == "40001" || s == "55P03",
-        };
-        Error::Db { context, message: pg_message(&e), retryable }
+    move |e| db_error(context, &e)
+}
+
+fn db_error(context: String, e: &postgres::Error) -> Error {
+    // Connection-level trouble (no SQLSTATE, or class 08 / 57P) is worth retrying.
+    let retryable = match sqlstate(e) {
+        None => true,
+        Some(s) => s.starts_with("08") || s.starts_with("57P") || s == "40001" || s == "55P03",
+    };
+    Error::Db { context, message: pg_message(e), retryable }
+}
+
+/// Wraps an I/O error from feeding a COPY. The client reports a failed send
+/// (server gone, connection reset) as an `io::Error` holding its own error,
+/// which keeps its kind here through [`db_err`] (a lost connection stays
+/// retryable); any other I/O error came from the reading side (archive or
+/// spool), which trying again does not fix.
+pub fn copy_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |e| match e.get_ref().and_then(|inner| inner.downcast_ref::<postgres::Error>()) {
+        Some(pg) => db_error(context, pg),
+        None => Error::Failed(format!("{context}: {e}")),
     }
 }
 
@@ -128,6 +143,20 @@ pub const SESSION_SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // covers: FR-7.9
+    #[test]
+    fn a_copy_that_loses_its_server_stays_retryable_and_a_bad_source_does_not() {
+        // A real driver error without a server: nothing listens on port 1.
+        let refused = postgres::Config::new().host("127.0.0.1").port(1).connect(postgres::NoTls).err().unwrap();
+        let lost = copy_err("loading rows of public.users")(std::io::Error::other(refused));
+        assert!(matches!(lost, Error::Db { .. }) && lost.is_retryable(), "{lost:?}");
+        assert!(lost.to_string().starts_with("loading rows of public.users: "), "{lost}");
+        let damaged = std::io::Error::new(std::io::ErrorKind::InvalidData, "corrupt deflate stream");
+        let damaged = copy_err("loading rows of public.users")(damaged);
+        assert!(!damaged.is_retryable() && damaged.exit_code() == 1, "{damaged:?}");
+        assert!(damaged.to_string().contains("corrupt deflate stream"), "{damaged}");
+    }
 
     // covers: FR-14.9
     #[test]

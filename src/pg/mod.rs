@@ -10,7 +10,7 @@ pub mod snapshot;
 mod tls;
 
 pub use conn::{
-    connect, connect_with, db_err, describe, pg_message, qualified, query_canceller, quote_ident, quote_literal,
-    sqlstate, SESSION_SETTINGS,
+    connect, connect_with, copy_err, db_err, describe, pg_message, qualified, query_canceller, quote_ident,
+    quote_literal, sqlstate, SESSION_SETTINGS,
 };
 pub use snapshot::Snapshot;

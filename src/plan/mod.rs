@@ -221,7 +221,7 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     }
 
     let files = files::collect(&config.files)?;
-    let mut warnings = Vec::new();
+    let mut warnings = config.warnings.clone();
     let unclassified: Vec<String> =
         tables.iter().filter(|t| t.unclassified).map(|t| format!("{}.{}", t.schema, t.name)).collect();
     if !unclassified.is_empty() {

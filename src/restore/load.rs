@@ -17,8 +17,8 @@ use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
 use crate::archive::{self, Manifest, ManifestTable};
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, CountingReader, Event, Progress};
-use crate::pg::db_err;
 use crate::pg::pg_dump::strip_psql_restrict;
+use crate::pg::{copy_err, db_err};
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(super) fn load(
@@ -28,6 +28,7 @@ pub(super) fn load(
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,
     opts: &RestoreOptions,
+    mut spool: Option<parallel::Spool>,
     selected: &dyn Fn(&ManifestTable) -> bool,
     phases: &mut Vec<(String, u64)>,
     since: &mut Instant,
@@ -58,18 +59,7 @@ pub(super) fn load(
     // --jobs > 1: the schema is committed at once so other connections see
     // it; rows wait in spool files for the parallel load; sequences and
     // constraints wait until the rows are in.
-    let parallel = opts.jobs > 1;
-    let spool_dir = if parallel {
-        Some(
-            tempfile::Builder::new()
-                .prefix("lifeboat-restore-")
-                .tempdir()
-                .map_err(|e| Error::io("creating a spool directory in", std::env::temp_dir(), e))?,
-        )
-    } else {
-        None
-    };
-    let mut pending: Vec<(&ManifestTable, tempfile::NamedTempFile)> = Vec::new();
+    let parallel = spool.is_some();
     let mut deferred: Vec<(String, String)> = Vec::new();
     let mut step = "";
     let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
@@ -122,12 +112,9 @@ pub(super) fn load(
             if !selected(t) {
                 return Ok(());
             }
-            if let Some(dir) = &spool_dir {
-                let mut f =
-                    tempfile::NamedTempFile::new_in(dir.path()).map_err(|e| Error::io("spooling in", dir.path(), e))?;
-                std::io::copy(&mut h, &mut f).map_err(|e| Error::io("spooling rows of a table in", dir.path(), e))?;
+            if let Some(spool) = spool.as_mut() {
+                spool.add(t, &mut h)?;
                 check_sha(path, h, sha)?;
-                pending.push((t, f));
                 return Ok(());
             }
             let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
@@ -136,7 +123,7 @@ pub(super) fn load(
             let copied_io = std::io::copy(&mut h, &mut w);
             let rows = match copied_io {
                 Ok(_) => w.finish().map_err(db_err(format!("loading rows of {} from {path}", t.display())))?,
-                Err(e) => return Err(Error::Failed(format!("loading rows of {} from {path}: {e}", t.display()))),
+                Err(e) => return Err(copy_err(format!("loading rows of {} from {path}", t.display()))(e)),
             };
             check_sha(path, h, sha)?;
             progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
@@ -147,17 +134,24 @@ pub(super) fn load(
         }
         Ok(())
     };
-    for_each_member(archive_path, |m, r| run(m, r).map_err(|e| ArchiveError::Other(format!("{e:#}")))).map_err(
-        |e| match e {
-            ArchiveError::Other(msg) => Error::Failed(msg),
-            other => Error::Archive(other),
-        },
-    )?;
+    // The reader's callback can only return an ArchiveError: the restore's
+    // own error waits here, whole, so its kind survives (FR-7.9).
+    let mut failed: Option<Error> = None;
+    let read = for_each_member(archive_path, |m, r| {
+        run(m, r).map_err(|e| {
+            let msg = e.to_string();
+            failed = Some(e);
+            ArchiveError::Other(msg)
+        })
+    });
+    if let Err(e) = read {
+        return Err(failed.unwrap_or(Error::Archive(e)));
+    }
     phase(phases, step, since);
 
-    if parallel {
+    if let Some(spool) = &spool {
         progress(Event::Step("parallel data"));
-        parallel::copy_parallel(target, &pending, usize::from(opts.jobs), progress, cancel)?;
+        copied.extend(parallel::copy_parallel(target, spool, usize::from(opts.jobs), progress, cancel)?);
         phase(phases, "parallel data", since);
         for (path, sql) in &deferred {
             progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
@@ -170,19 +164,14 @@ pub(super) fn load(
     client.batch_execute("ANALYZE").map_err(db_err("running ANALYZE"))?;
     phase(phases, "analyze", since);
 
+    // The count each COPY returned is authoritative: a count(*) would scan
+    // every table once more for the same number. A table whose rows were
+    // not loaded (no data file, or not selected) got none.
     let mut checks = Vec::new();
     for t in &manifest.tables {
         let expected = if selected(t) { t.rows } else { 0 };
-        let restored: i64 = client
-            .query_one(&format!("SELECT count(*) FROM ONLY {}", t.qualified()), &[])
-            .map_err(db_err(format!("counting rows of {}", t.display())))?
-            .get(0);
-        checks.push(TableCheck {
-            table: t.display(),
-            expected,
-            restored: restored as u64,
-            ok: restored as u64 == expected,
-        });
+        let restored = t.file.as_deref().and_then(|f| copied.get(f)).copied().unwrap_or(0);
+        checks.push(TableCheck { table: t.display(), expected, restored, ok: restored == expected });
     }
     phase(phases, "check", since);
     Ok((checks, staged))

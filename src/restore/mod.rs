@@ -52,6 +52,10 @@ pub struct RestoreOptions {
     /// not one transaction: a failure empties the target instead of rolling back
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// With --jobs: where the rows wait, uncompressed, for the parallel load
+    /// [default: the archive's directory; never $TMPDIR]
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
     /// The database the config backs up; restoring over it needs `--force`
     /// and the same URL. Set by the caller from the config, not a flag.
     #[arg(skip)]
@@ -126,6 +130,7 @@ impl Default for RestoreOptions {
             tables: Vec::new(),
             force: false,
             jobs: 1,
+            spool_dir: None,
             source: None,
         }
     }
@@ -176,6 +181,9 @@ pub(crate) fn restore_verified(
     let subset = select_tables(manifest, &opts.tables)?;
     let selected = |t: &ManifestTable| subset.as_ref().is_none_or(|s| s.contains(&(t.schema.clone(), t.name.clone())));
     let target_name = describe(target);
+    // Before the target is touched: a spool that cannot be made must not
+    // cost a --force target its contents.
+    let spool = if opts.jobs > 1 { Some(parallel::Spool::create(&spool_dir(archive_path, opts))?) } else { None };
     let mut client = pg::connect_with(target, &target_name, "the --db URL")?;
 
     let existing = target::user_tables(&mut client)?;
@@ -209,6 +217,7 @@ pub(crate) fn restore_verified(
         manifest,
         &existing,
         opts,
+        spool,
         &selected,
         &mut phases,
         &mut since,
@@ -291,11 +300,15 @@ pub(crate) fn restore_verified(
 }
 
 fn rolled_back(e: Error, target: &str) -> Error {
-    let code = e.exit_code();
-    let msg = format!("{e}\nThe restore was rolled back: {target} is as it was before.");
-    if code == 2 {
-        Error::Refused(msg)
-    } else {
-        Error::Failed(msg)
+    e.noted(format!("The restore was rolled back: {target} is as it was before."))
+}
+
+/// `--spool-dir`, else the archive's own directory: on the disk that holds
+/// the backups, not `$TMPDIR` (often RAM in a container).
+fn spool_dir(archive_path: &Path, opts: &RestoreOptions) -> PathBuf {
+    match (&opts.spool_dir, archive_path.parent()) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        (None, _) => PathBuf::from("."),
     }
 }

@@ -58,7 +58,7 @@ pub(super) fn emptied(e: Error, client: &mut Client, target: &str) -> Error {
         Ok(()) => format!("{target} was emptied again (a --jobs restore cannot roll back as one transaction)"),
         Err(c) => format!("cleaning up {target} failed too ({c}); drop its schemas by hand before retrying"),
     };
-    Error::Failed(format!("{e}\nThe parallel restore failed: {state}."))
+    e.noted(format!("The parallel restore failed: {state}."))
 }
 
 /// Statements that give a new `public` schema the current one's owner,

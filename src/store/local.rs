@@ -1,7 +1,9 @@
-//! The storage directory: created `0700`, locked with `.lifeboat.lock` for
-//! one backup at a time, cleaned of what crashed runs left, archives written
-//! as `<name>.partial` and renamed (then the directory fsynced) once
-//! verified. The lock mechanism and the cleanup live only here.
+//! The storage directory: created `0700` when lifeboat creates it (an
+//! existing one keeps its mode), locked for one backup at a time with an
+//! `flock` on the directory itself, cleaned of what crashed runs left,
+//! archives written as `<name>.partial` and renamed (then the directory
+//! fsynced) once verified, a second archive of the same second named `_2`.
+//! The lock mechanism and the cleanup live only here.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,18 @@ use crate::events::{Event, Progress};
 
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
-/// The lock file that makes backups into one directory take turns.
+/// A file in the storage directory that names the run holding the lock (its
+/// pid), for the message another run shows. Not the lock itself: deleting
+/// it (a cleanup job, `find DIR -mtime +7 -delete`) changes nothing.
 pub const LOCK_FILE: &str = ".lifeboat.lock";
+
+/// What a run holds: the directory (the lock) and [`LOCK_FILE`] (locked
+/// too, so that a lifeboat from before the directory lock, which locks only
+/// the file, still takes turns with this one).
+struct DirLock {
+    _dir: std::fs::File,
+    _file: std::fs::File,
+}
 
 /// Archives as files in one local directory.
 #[derive(Debug, Clone)]
@@ -48,35 +60,20 @@ impl LocalStore {
 }
 
 impl Store for LocalStore {
-    /// Creates the storage directory (0700), takes its lock (one backup per
-    /// directory at a time, across processes), then deletes what crashed runs
-    /// left: `<prefix>_*.tar.gz.partial` and pg_dump temp files. Nothing else is
-    /// touched. Without the lock a second run would delete the first one's
-    /// `.partial`. The lock is released when the returned guard is dropped (or
-    /// the process dies).
+    /// Creates the storage directory (0700) when it does not exist; an
+    /// existing one keeps its mode (lifeboat did not create it), with a
+    /// warning when others can read or enter it. Takes the directory's lock
+    /// (one backup per directory at a time, across processes): an `flock` on
+    /// the directory itself, which no cleanup job can delete from under a
+    /// run (a lock file can be, and the next run would then lock a new file
+    /// and remove this run's `.partial`). Only then deletes what crashed
+    /// runs left: `<prefix>_*.tar.gz.partial` and pg_dump temp files, so no
+    /// live run's files go. The lock is released when the returned guard is
+    /// dropped (or the process dies).
     fn lock(&self, progress: Progress) -> Result<RunLock> {
-        use std::os::unix::fs::PermissionsExt;
         let dir = &self.dir;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating storage directory", dir, e))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io("setting mode 0700 on", dir, e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Busy(format!(
-                    "another lifeboat backup is running into {} (it holds {LOCK_FILE}); wait for it to finish",
-                    dir.display()
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
-        }
+        ensure_dir(dir, progress)?;
+        let held = lock_dir(dir, progress)?;
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -87,22 +84,33 @@ impl Store for LocalStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(RunLock::new(lock))
+        Ok(RunLock::new(held))
     }
 
     fn scratch_dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Runs into one directory take turns under its lock, so nobody takes
+    /// the chosen name between this check and the rename.
     fn create_partial(&self, name: &str) -> Result<Partial> {
-        let final_path = self.path_of(name)?;
-        if final_path.exists() {
-            return Err(Error::Failed(format!(
-                "{} already exists; two backups in the same second? Try again.",
-                final_path.display()
-            )));
+        let taken = |n: &str| -> Result<bool> {
+            Ok(self.path_of(n)?.exists() || self.dir.join(format!("{n}{PARTIAL_SUFFIX}")).exists())
+        };
+        let mut chosen = name.to_string();
+        let mut n = 1;
+        while taken(&chosen)? {
+            n += 1;
+            if n > 9 {
+                return Err(Error::Failed(format!(
+                    "{name} and 8 more archives of the same second already exist in {}; wait a second and try \
+                     again",
+                    self.dir.display()
+                )));
+            }
+            chosen = crate::archive::nth_archive_name(name, n);
         }
-        Ok(Partial::new(name.to_string(), self.dir.join(format!("{name}{PARTIAL_SUFFIX}"))))
+        Ok(Partial::new(chosen.clone(), self.dir.join(format!("{chosen}{PARTIAL_SUFFIX}"))))
     }
 
     fn finalize(&self, partial: Partial) -> Result<PathBuf> {
@@ -147,6 +155,94 @@ impl Store for LocalStore {
     }
 }
 
+/// Creates `dir` (0700, with its missing parents) when it does not exist.
+/// An existing directory keeps its mode: lifeboat did not create it (think
+/// `--output-dir /tmp`), so it only warns when others can read or enter it.
+fn ensure_dir(dir: &Path, progress: Progress) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            let mode = m.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                progress(Event::Warning(format!(
+                    "storage directory {} has mode {mode:04o}: other users can see or reach the archives, \
+                     which hold secrets; chmod 700 {} (lifeboat does not change the mode of a directory it \
+                     did not create)",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+        }
+        Ok(_) => {
+            return Err(Error::Refused(format!(
+                "storage directory {} is a file, not a directory; point storage.dir (or --output-dir) at a \
+                 directory",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("creating storage directory", dir, e))?,
+        Err(e) => return Err(Error::io("reading storage directory", dir, e)),
+    }
+    Ok(())
+}
+
+/// Takes the run's lock: an `flock` on the directory itself, then on
+/// [`LOCK_FILE`], which then gets this process's pid.
+fn lock_dir(dir: &Path, progress: Progress) -> Result<DirLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(|e| Error::io("opening storage directory", dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let busy = || {
+        let pid = std::fs::read_to_string(&lock_path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+        let who = pid.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}"));
+        let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Error::Busy(format!(
+            "another lifeboat run holds {} ({who}); wait for it to finish (deleting {LOCK_FILE} does not \
+             release it)",
+            shown.display()
+        ))
+    };
+    match held.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
+        // NFS emulates flock with byte-range locks, which need a file
+        // open for writing (EBADF on a directory): fall back to the
+        // file lock alone rather than refuse to back up there.
+        Err(std::fs::TryLockError::Error(e)) => progress(Event::Warning(format!(
+            "cannot lock the storage directory {} itself ({e}); locking only {LOCK_FILE}, so keep cleanup \
+             jobs from deleting it",
+            dir.display()
+        ))),
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
+    }
+    {
+        use std::io::Write;
+        // Only for the message of a run that finds the lock taken.
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+    }
+    Ok(DirLock { _dir: held, _file: file })
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing directory", dir, e))
 }
@@ -178,9 +274,66 @@ mod tests {
         let mut s = String::new();
         store.open(&listed[0].name).unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "archive");
-        assert!(store.create_partial(&listed[0].name).is_err(), "an existing name is refused");
+        // An existing name is never overwritten: the next run of that second gets `_2`.
+        let again = store.create_partial(&listed[0].name).unwrap();
+        assert_eq!(again.name, "critical_backup_20260101_000001_2.tar.gz");
+        drop(again);
         assert!(store.delete("notes.txt").is_err(), "only archives of this store can be deleted");
         store.delete(&listed[0].name).unwrap();
         assert!(store.list().unwrap().is_empty());
+    }
+
+    // covers: FR-12.1
+    #[test]
+    fn a_second_run_in_the_same_second_gets_the_next_free_name() {
+        let d = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(d.path(), "p");
+        let first = "p_20261124_020000.tar.gz";
+        assert_eq!(store.create_partial(first).unwrap().name, first);
+        std::fs::write(d.path().join(first), b"").unwrap();
+        assert_eq!(store.create_partial(first).unwrap().name, "p_20261124_020000_2.tar.gz");
+        std::fs::write(d.path().join("p_20261124_020000_2.tar.gz.partial"), b"").unwrap();
+        assert_eq!(store.create_partial(first).unwrap().name, "p_20261124_020000_3.tar.gz");
+        for n in 3..=9 {
+            std::fs::write(d.path().join(format!("p_20261124_020000_{n}.tar.gz")), b"").unwrap();
+        }
+        let err = store.create_partial(first).unwrap_err().to_string();
+        assert!(err.contains(first) && err.contains("try again"), "{err}");
+    }
+
+    // covers: FR-1.5, FR-12.7, NFR-3
+    #[test]
+    fn the_lock_is_the_directory_and_an_existing_directory_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("shared");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let collect = |e: Event| {
+            if let Event::Warning(w) = e {
+                warnings.lock().unwrap().push(w);
+            }
+        };
+        let store = LocalStore::new(&dir, "p");
+        let held = store.lock(&collect).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777, 0o755);
+        assert!(warnings.lock().unwrap().iter().any(|w| w.contains("mode 0755") && w.contains("chmod 700")));
+        assert_eq!(std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap(), format!("{}\n", std::process::id()));
+        // Deleting the file does not free the directory.
+        std::fs::remove_file(dir.join(LOCK_FILE)).unwrap();
+        let err = store.lock(&crate::events::silent).err().expect("still held").to_string();
+        assert!(err.contains("another lifeboat run holds") && err.contains("pid unknown"), "{err}");
+        drop(held);
+        assert!(store.lock(&crate::events::silent).is_ok());
+
+        let file = d.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = LocalStore::new(&file, "p").lock(&crate::events::silent).err().unwrap().to_string();
+        assert!(err.contains("is a file, not a directory"), "{err}");
+
+        let fresh = d.path().join("new/deeper");
+        let _held = LocalStore::new(&fresh, "p").lock(&crate::events::silent).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777, 0o700);
     }
 }

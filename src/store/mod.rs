@@ -73,7 +73,10 @@ pub trait Store {
     fn lock(&self, progress: Progress) -> Result<RunLock>;
     /// A local directory for spool and pg_dump temporary files of this run.
     fn scratch_dir(&self) -> &Path;
-    /// Starts archive `name`; refuses a name that already exists.
+    /// Starts archive `name`, or, when an archive of that name exists (an
+    /// earlier run of the same second), the first free
+    /// [`nth_archive_name`](crate::archive::nth_archive_name) of it: the
+    /// returned [`Partial::name`] is the one to use. Never overwrites.
     fn create_partial(&self, name: &str) -> Result<Partial>;
     /// Makes a written, verified partial durable under its final name (fsync
     /// + rename); returns where it is now.

@@ -29,3 +29,7 @@ mod tls;
 mod source_safety;
 // Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
 mod faults;
+// Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
+mod limits;
+// Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
+mod config_safety;

@@ -9,15 +9,16 @@
 //!
 //! Layout: `cluster` (initdb/pg_ctl, finding the binaries, freezing the
 //! postmaster), `proxy` (a TCP path that freezes on command, a listener that
-//! never answers), `compare`
-//! (fingerprints, schema dump, FK and sequence reports), `saas` (the
-//! fixture and its config).
+//! never answers), `compare` (fingerprints, schema dump, FK and sequence
+//! reports), `rss` (a child's peak resident memory), `saas` (the fixture and
+//! its config).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
 mod cluster;
 mod compare;
 mod proxy;
+pub mod rss;
 mod saas;
 
 pub use cluster::{pg_bin, Cluster, Frozen};
