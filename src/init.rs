@@ -349,6 +349,14 @@ pub fn render(db: &DatabaseConfig, storage: &Path, decisions: &[Decision], plan:
         toml_str(&db.name),
         toml_str(&db.user)
     ));
+    if db.sslmode != crate::config::SslMode::Prefer {
+        s.push_str(&format!("sslmode = {}\n", toml_str(db.sslmode.as_str())));
+    }
+    for (key, path) in [("sslrootcert", &db.sslrootcert), ("sslcert", &db.sslcert), ("sslkey", &db.sslkey)] {
+        if let Some(p) = path {
+            s.push_str(&format!("{key} = {}\n", toml_str(&p.display().to_string())));
+        }
+    }
     s.push_str(
         "# The password is never written here: set POSTGRES_PASSWORD or DATABASE_URL, or\n\
          # password_file = \"/run/secrets/db_password\"\n\n",

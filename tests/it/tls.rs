@@ -187,7 +187,7 @@ fn client_certificates_authenticate_and_prefer_and_require_encrypt_without_check
     assert_exit(&o, 2);
 }
 
-// covers: FR-11.4, FR-14.8, FR-28.1, FR-28.4
+// covers: FR-11.4, FR-14.8, FR-28.1, FR-28.4, FR-26.1
 #[test]
 fn require_never_falls_back_and_a_tls_only_server_gets_every_connection_over_tls() {
     let cluster = Cluster::start();
@@ -230,4 +230,18 @@ fn require_never_falls_back_and_a_tls_only_server_gets_every_connection_over_tls
     let o = lifeboat().args(["--json", "restore", &archive, "--db", &target]).output().unwrap();
     assert_exit(&o, 0);
     assert_eq!(json(&o)["ok"], true);
+
+    // init keeps the TLS settings it connected with, so its config plans.
+    let written = d.path().join("init.toml");
+    let source_url = url("localhost", port, "postgres", &format!("sslmode=verify-full&sslrootcert={}", q(&f.ca)))
+        .replace("/postgres?", &format!("/{source}?"));
+    let o = lifeboat()
+        .args(["init", "--database-url", &source_url, "--output", written.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let text = std::fs::read_to_string(&written).unwrap();
+    assert!(text.contains("sslmode = \"verify-full\"\nsslrootcert = "), "{text}");
+    let o = lifeboat().args(["--config", written.to_str().unwrap(), "plan"]).output().unwrap();
+    assert_exit(&o, 0);
 }
