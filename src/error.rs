@@ -44,7 +44,7 @@ pub enum Error {
     #[error(
         "pg_dump ({section}) failed with {status}:\n----- pg_dump stderr -----\n{stderr}\n--------------------------"
     )]
-    PgDump { section: String, status: String, stderr: String },
+    PgDump { section: String, status: String, stderr: String, retryable: bool },
 
     #[error("required config file missing: {pattern} matched nothing under {base}; create it, fix files.include, or move the pattern to files.optional")]
     FileMissing { pattern: String, base: PathBuf },
@@ -107,12 +107,10 @@ impl Error {
     /// Whether trying the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::LockTimeout { .. }
-            | Error::Stalled { .. }
-            | Error::Cancelled { .. }
-            | Error::PgDump { .. }
-            | Error::Busy(_) => true,
-            Error::Db { retryable, .. } | Error::Connect { retryable, .. } => *retryable,
+            Error::LockTimeout { .. } | Error::Stalled { .. } | Error::Cancelled { .. } | Error::Busy(_) => true,
+            Error::Db { retryable, .. } | Error::Connect { retryable, .. } | Error::PgDump { retryable, .. } => {
+                *retryable
+            }
             Error::Noted { source, .. } => source.is_retryable(),
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::config::{Config, DatabaseConfig, ScopeConfig, WindowRule};
 use crate::error::{Error, Result};
-use crate::events::Progress;
+use crate::events::{CancelToken, Progress};
 use crate::model::{human_bytes, Mode, Span, TableName};
 use crate::pg::catalog::{self, Catalog, Table};
 use crate::pg::Snapshot;
@@ -299,14 +299,14 @@ pub fn scope(decisions: &[Decision], keep: Span) -> ScopeConfig {
 
 /// Reads the catalog of the configured database (read-only snapshot),
 /// proposes a scope, and lets the plan estimate it.
-pub fn run(config: &Config, opts: &InitOptions, progress: Progress) -> Result<Proposal> {
-    let mut snap = Snapshot::open(&config.database)?;
+pub fn run(config: &Config, opts: &InitOptions, progress: Progress, cancel: &CancelToken) -> Result<Proposal> {
+    let mut snap = Snapshot::open(&config.database, cancel)?;
     let catalog = catalog::read(&mut snap.client)?;
     snap.close()?;
     let decisions = propose(&catalog, opts);
     let mut proposed = config.clone();
     proposed.scope = scope(&decisions, opts.keep);
-    let plan = crate::backup::plan_only(&proposed, progress)?;
+    let plan = crate::backup::plan_only(&proposed, progress, cancel)?;
     let text = render(&config.database, &config.storage.dir, &decisions, &plan, opts);
     Ok(Proposal {
         decisions,

@@ -8,8 +8,8 @@
 //!
 //! - [`error`]: the engine's error type with exit codes and retryability.
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
-//! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`.
-//! - [`pg`]: PostgreSQL: `conn` (connect, quote, errors), `snapshot`, `catalog`, `pg_dump` (the child process).
+//! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `pgpass`.
+//! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `snapshot`, `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `files` (config files).
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`.

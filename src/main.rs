@@ -11,7 +11,7 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(e) => {
             if std::env::var_os("LIFEBOAT_LOG").is_some() {
-                eprintln!("warning: LIFEBOAT_LOG is not a valid filter ({e}); using \"warn\"");
+                lifeboat::cli::err_line(&format!("warning: LIFEBOAT_LOG is not a valid filter ({e}); using \"warn\""));
             }
             "warn".into()
         }
@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
+        // Its own write errors would go to stderr through eprintln!, which
+        // panics on a broken pipe: progress must never kill a run.
+        .log_internal_errors(false)
         .init();
     ExitCode::from(lifeboat::cli::run(cli))
 }

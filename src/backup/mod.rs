@@ -46,14 +46,23 @@ pub struct BackupReport {
     pub warnings: Vec<String>,
 }
 
-/// Opens the snapshot and builds the plan, as `lifeboat plan` does.
-pub fn plan_only(config: &Config, progress: Progress) -> Result<Plan> {
-    let mut snap = Snapshot::open(&config.database)?;
-    let cancel_query = crate::pg::query_canceller(&snap.client, &config.database.tls())?;
-    let watchdog = Watchdog::start(config.database.stall_timeout.approx_duration(), cancel_query);
+/// Opens the snapshot and builds the plan, as `lifeboat plan` does. A
+/// stall or `cancel` ends it wherever it is, even blocked on a server that
+/// stopped answering.
+pub fn plan_only(config: &Config, progress: Progress, cancel: &CancelToken) -> Result<Plan> {
+    cancel.check("connecting")?;
+    let mut snap = Snapshot::open(&config.database, cancel)?;
+    let watchdog = stall_watchdog(config, cancel);
     let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
-    snap.close()?;
+    snap.close().map_err(|e| stalled_or(&watchdog, e))?;
     Ok(plan)
+}
+
+/// The watchdog on the run's token. Nothing else to do on a stall: the
+/// tripped token makes every connection of the run cancel its query and
+/// close its socket, and pg_dump is killed where it is awaited.
+fn stall_watchdog(config: &Config, cancel: &CancelToken) -> Watchdog {
+    Watchdog::with_cancel(config.database.stall_timeout.approx_duration(), cancel.clone(), || {})
 }
 
 fn stalled_or(w: &Watchdog, e: Error) -> Error {
@@ -74,12 +83,11 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     let created = chrono::Utc::now();
     cancel.check("connecting")?;
     // Connect first: a run that cannot reach the database touches no files.
-    let mut snap = Snapshot::open(&config.database)?;
+    let mut snap = Snapshot::open(&config.database, cancel)?;
     let _lock = store.lock(progress)?;
     let dir = store.scratch_dir().to_path_buf();
     let pg_dump = pg_dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
-    let cancel_query = crate::pg::query_canceller(&snap.client, &config.database.tls())?;
-    let watchdog = Watchdog::with_cancel(config.database.stall_timeout.approx_duration(), cancel.clone(), cancel_query);
+    let watchdog = stall_watchdog(config, cancel);
     watchdog.doing("planning");
     let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
     if let Some(m) = plan.files.missing.iter().find(|m| m.required) {
@@ -175,7 +183,8 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
         let row = snap
             .client
             .query_one(&format!("SELECT last_value, is_called FROM {q}"), &[])
-            .map_err(db_err(format!("reading sequence {q}")))?;
+            .map_err(db_err(format!("reading sequence {q}")))
+            .map_err(|e| stalled_or(&watchdog, e))?;
         sequences.push(SequenceValue {
             schema: s.schema.clone(),
             name: s.name.clone(),
@@ -188,7 +197,7 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     let constraints = post.finish(&watchdog)?;
     watchdog.check()?;
     // The snapshot (and its locks) are released as soon as nothing reads it.
-    snap.close()?;
+    snap.close().map_err(|e| stalled_or(&watchdog, e))?;
 
     let mut manifest = Manifest {
         format: archive::FORMAT.into(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{emit, load, Cli};
 use crate::config::Overrides;
 use crate::error::Error;
-use crate::events::Progress;
+use crate::events::{CancelToken, Progress};
 use crate::init::InitOptions;
 
 #[derive(Debug, clap::Args)]
@@ -24,13 +24,13 @@ pub struct InitArgs {
     options: InitOptions,
 }
 
-pub(super) fn run(cli: &Cli, args: &InitArgs, progress: Progress) -> Result<u8, Error> {
+pub(super) fn run(cli: &Cli, args: &InitArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
     if args.output.exists() && !args.force {
         // Checked before connecting too, so the refusal does not wait on the database.
         crate::init::write_new(&args.output, "", false)?;
     }
     let config = load(cli, &Overrides { database_url: args.database_url.clone(), ..Default::default() })?;
-    let proposal = crate::init::run(&config, &args.options, progress)?;
+    let proposal = crate::init::run(&config, &args.options, progress, cancel)?;
     crate::init::write_new(&args.output, &proposal.text, args.force)?;
     emit(cli.json, &proposal, |p| {
         let count = |m| p.decisions.iter().filter(|d| d.mode == m).count();

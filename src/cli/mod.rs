@@ -13,6 +13,7 @@ mod restore;
 mod verify;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -27,7 +28,15 @@ Exit codes:
   1  the operation ran and failed or found a problem (invalid archive,
      backup step failed, restore rolled back, row counts differ)
   2  could not run: usage or configuration error, database unreachable,
-     archive file missing, target database refused";
+     archive file missing, target database refused
+  130, 143  stopped by SIGINT / SIGTERM (128 + signal) after cleaning up: no
+     partial archive, temporary file or pg_dump left, nothing committed";
+
+/// Where a target's password may come from, for `--db` and `--restore-test`.
+const TARGET_PASSWORD_HELP: &str = "\
+Target password: keep it out of the URL (`ps` and shell history show it). Without one there,
+lifeboat uses LIFEBOAT_TARGET_PASSWORD_FILE (a file), LIFEBOAT_TARGET_PASSWORD,
+PGPASSWORD / PGPASSWORD_FILE, or libpq's password file ($PGPASSFILE, else ~/.pgpass), in that order.";
 
 #[derive(Debug, Parser)]
 #[command(name = "lifeboat", version, about = "Consistent, lightweight, verified PostgreSQL backups and one-command restores", after_help = EXIT_CODES)]
@@ -54,8 +63,10 @@ pub enum Command {
     /// Take a verified backup into the storage directory
     Backup(backup::BackupArgs),
     /// Check an archive's structure, checksums and row counts
+    #[command(after_help = TARGET_PASSWORD_HELP)]
     Verify(verify::VerifyArgs),
     /// Restore an archive into a database, in one transaction
+    #[command(after_help = TARGET_PASSWORD_HELP)]
     Restore(restore::RestoreArgs),
     /// Print the effective configuration (secrets shown as ***)
     Config,
@@ -69,9 +80,12 @@ pub fn run(cli: Cli) -> u8 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            let code = e.exit_code();
-            let message = format!("{e:#}");
-            eprintln!("error: {}", printable(&message));
+            let (code, message) = match SIGNAL.load(Ordering::SeqCst) {
+                0 => (e.exit_code(), format!("{e:#}")),
+                // Whatever the error says, the signal is why the run ended.
+                n => (u8::try_from(128 + n).unwrap_or(1), format!("stopped by {}: {e:#}", signal_name(n))),
+            };
+            err_line(&format!("error: {}", printable(&message)));
             if json {
                 out(&format!("{}\n", serde_json::json!({ "ok": false, "error": message, "exit_code": code })));
             }
@@ -100,6 +114,49 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
     Ok((config, file))
 }
 
+/// Writes one line to stderr. A closed stderr, or a reader that went away
+/// (`lifeboat backup 2>&1 | head -1`), must not fail the run — `eprintln!`
+/// panics then — so write errors are ignored.
+pub fn err_line(s: &str) {
+    use std::io::Write;
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(s.as_bytes()).and_then(|()| e.write_all(b"\n"));
+}
+
+/// The first termination signal received (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+fn signal_name(n: i32) -> &'static str {
+    if n == signal_hook::consts::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
+}
+
+/// Trips `cancel` on the first SIGTERM or SIGINT, so the run cleans up and
+/// exits 128 + the signal's number; a second signal ends the process at
+/// once with that code.
+fn cancel_on_signals(cancel: &CancelToken) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot handle SIGTERM/SIGINT ({e}); a signal will stop lifeboat without cleaning up");
+            return;
+        }
+    };
+    let cancel = cancel.clone();
+    std::thread::spawn(move || {
+        for n in signals.forever() {
+            if SIGNAL.compare_exchange(0, n, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                std::process::exit(128 + n);
+            }
+            cancel.cancel();
+        }
+    });
+}
+
 /// Writes to stdout. A reader that went away (`lifeboat … | head`) is not
 /// an error of the operation, whose outcome the exit code still reports.
 fn out(s: &str) {
@@ -125,14 +182,15 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Some(t) => t.handle(e),
         None => plain(e),
     };
-    // Nothing trips it yet from the command line; the daemon's shutdown will.
+    // SIGTERM / SIGINT trip it; the daemon's shutdown will too.
     let cancel = CancelToken::new();
+    cancel_on_signals(&cancel);
     match &cli.command {
-        Command::Plan(args) => plan::run(&cli, args, &progress),
+        Command::Plan(args) => plan::run(&cli, args, &progress, &cancel),
         Command::Backup(args) => backup::run(&cli, args, &progress, &cancel),
         Command::Verify(args) => verify::run(&cli, args, &progress, &cancel),
         Command::Restore(args) => restore::run(&cli, args, &progress, &cancel),
         Command::Config => config::run(&cli),
-        Command::Init(args) => init::run(&cli, args, &progress),
+        Command::Init(args) => init::run(&cli, args, &progress, &cancel),
     }
 }

@@ -3,7 +3,7 @@
 use super::{emit, load, render, Cli};
 use crate::config::Overrides;
 use crate::error::Error;
-use crate::events::Progress;
+use crate::events::{CancelToken, Progress};
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
@@ -12,9 +12,9 @@ pub struct PlanArgs {
     database_url: Option<String>,
 }
 
-pub(super) fn run(cli: &Cli, args: &PlanArgs, progress: Progress) -> Result<u8, Error> {
+pub(super) fn run(cli: &Cli, args: &PlanArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
     let config = load(cli, &Overrides { database_url: args.database_url.clone(), ..Default::default() })?;
-    let plan = crate::backup::plan_only(&config, progress)?;
+    let plan = crate::backup::plan_only(&config, progress, cancel)?;
     emit(cli.json, &plan, render::plan);
     Ok(0)
 }

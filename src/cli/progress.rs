@@ -32,7 +32,7 @@ fn plain(e: &Event, verbose: bool) -> Option<String> {
 pub(super) fn plain_printer(verbose: bool) -> impl Fn(Event) + Sync {
     move |e| {
         if let Some(line) = plain(&e, verbose) {
-            eprintln!("{line}");
+            super::err_line(&line);
         }
     }
 }
@@ -96,7 +96,7 @@ impl Terminal {
                 if let Some(b) = bar.take() {
                     b.finish();
                     // indicatif leaves the cursor at the end of the bar's line.
-                    eprintln!();
+                    super::err_line("");
                 }
             }
             _ => {}
@@ -104,7 +104,7 @@ impl Terminal {
         if let Some(line) = plain(&e, self.verbose) {
             match bar.as_ref() {
                 Some(b) => b.println(line),
-                None => eprintln!("{line}"),
+                None => super::err_line(&line),
             }
         }
     }

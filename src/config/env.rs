@@ -14,7 +14,7 @@ use super::{Config, ConfigError};
 /// The value of `name`, or of the file named by `name_FILE`.
 /// Setting both is ambiguous (which one did the operator mean?) and an error,
 /// as in the official postgres image.
-fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, ConfigError> {
+pub(super) fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, ConfigError> {
     let file_var = format!("{name}_FILE");
     match (env.get(name), env.get(&file_var)) {
         (Some(_), Some(_)) => Err(ConfigError::Env {
@@ -74,7 +74,8 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
         // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.
-        if rest == "CONFIG" || rest == "LOG" || rest.starts_with("TEST_") {
+        // LIFEBOAT_TARGET_PASSWORD[_FILE]: for targets (url::target_password).
+        if rest == "CONFIG" || rest == "LOG" || rest.starts_with("TEST_") || rest.starts_with("TARGET_PASSWORD") {
             continue;
         }
         // Not an override: another program's variable that shares the

@@ -17,6 +17,7 @@
 
 mod env;
 mod load;
+mod pgpass;
 mod secret;
 mod url;
 
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, resolve};
 pub use secret::Secret;
-pub use url::{parse_database_url, parse_target_url, Target};
+pub use url::{parse_database_url, parse_target_url, target_password, Target};
 
 use crate::model::{DefaultMode, Span, TableName};
 
@@ -172,17 +173,32 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// TCP keepalives after 30 s of silence, every 10 s, 3 tries, on every
+/// connection (pg_dump's too): a peer that vanished from the network is
+/// noticed in about a minute.
+pub const KEEPALIVES_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+pub const KEEPALIVES_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const KEEPALIVES_RETRIES: u32 = 3;
+
+fn with_keepalives(c: &mut tokio_postgres::Config) {
+    c.keepalives(true)
+        .keepalives_idle(KEEPALIVES_IDLE)
+        .keepalives_interval(KEEPALIVES_INTERVAL)
+        .keepalives_retries(KEEPALIVES_RETRIES);
+}
+
 impl DatabaseConfig {
     /// Connection settings for the `postgres` client. No password is logged:
-    /// `postgres::Config`'s Debug redacts it.
-    pub fn client_config(&self) -> postgres::Config {
-        let mut c = postgres::Config::new();
+    /// `tokio_postgres::Config`'s Debug redacts it.
+    pub fn client_config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
         c.host(&self.host)
             .port(self.port)
             .dbname(&self.name)
             .user(&self.user)
             .application_name("lifeboat")
             .connect_timeout(self.connect_timeout.approx_duration());
+        with_keepalives(&mut c);
         if let Some(p) = &self.password {
             c.password(p.expose());
         }

@@ -5,36 +5,56 @@
 //! and targets given on the command line.
 //! Errors never contain the URL (it may hold a password).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use super::{ConfigError, DatabaseConfig, Tls};
+use super::env::env_secret;
+use super::{pgpass, with_keepalives, ConfigError, DatabaseConfig, Secret, Tls};
 
 /// A database given by a URL on the command line: the client settings and
-/// how to use TLS. Derefs to the `postgres::Config`.
+/// how to use TLS. Derefs to the `tokio_postgres::Config`.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub config: postgres::Config,
+    pub config: tokio_postgres::Config,
     pub tls: Tls,
 }
 
 impl std::ops::Deref for Target {
-    type Target = postgres::Config;
-    fn deref(&self) -> &postgres::Config {
+    type Target = tokio_postgres::Config;
+    fn deref(&self) -> &tokio_postgres::Config {
         &self.config
     }
 }
 
 impl std::ops::DerefMut for Target {
-    fn deref_mut(&mut self) -> &mut postgres::Config {
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Config {
         &mut self.config
     }
 }
 
 /// [`parse_database_url`] for a target given on the command line (`--db`,
-/// `--restore-test`): with the same connect timeout default as the config
-/// and `application_name = lifeboat`, unless the URL says otherwise.
+/// `--restore-test`): with the same connect timeout default as the config,
+/// `application_name = lifeboat` and keepalives, unless the URL says
+/// otherwise, and the URL's TLS settings. Without a password in the URL, it
+/// comes from the environment or libpq's password file ([`target_password`]).
 pub fn parse_target_url(url: &str, origin: &str) -> Result<Target, ConfigError> {
-    let (mut c, tls) = parse_url(url, origin)?;
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let tls = parse_url(url, origin)?.1;
+    Ok(Target { config: target_config(url, origin, &env)?, tls })
+}
+
+fn target_config(
+    url: &str,
+    origin: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<tokio_postgres::Config, ConfigError> {
+    let mut c = parse_database_url(url, origin)?;
+    with_keepalives(&mut c);
+    if c.get_password().is_none() {
+        if let Some(p) = target_password(&c, env)? {
+            c.password(p.expose());
+        }
+    }
     let defaults = DatabaseConfig::default();
     if c.get_connect_timeout().is_none() {
         c.connect_timeout(defaults.connect_timeout.approx_duration());
@@ -42,12 +62,39 @@ pub fn parse_target_url(url: &str, origin: &str) -> Result<Target, ConfigError> 
     if c.get_application_name().is_none() {
         c.application_name("lifeboat");
     }
-    Ok(Target { config: c, tls })
+    Ok(c)
 }
 
 /// libpq's TLS parameters, which lifeboat implements itself (the driver's
 /// parser knows only disable/prefer/require and no certificate files).
 const TLS_URL_PARAMS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
+
+/// The password of a `--db` / `--restore-test` target whose URL has none,
+/// from the most specific source: `LIFEBOAT_TARGET_PASSWORD[_FILE]`, then
+/// libpq's `PGPASSWORD[_FILE]`, then libpq's password file (`PGPASSFILE`,
+/// else `~/.pgpass`). A password on the command line shows in `ps` and in
+/// the shell's history; these do not.
+pub fn target_password(
+    c: &tokio_postgres::Config,
+    env: &BTreeMap<String, String>,
+) -> Result<Option<Secret>, ConfigError> {
+    for name in ["LIFEBOAT_TARGET_PASSWORD", "PGPASSWORD"] {
+        if let Some(p) = env_secret(env, name)? {
+            return Ok(Some(Secret::new(p)));
+        }
+    }
+    let file =
+        env.get("PGPASSFILE").map(PathBuf::from).or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")));
+    let Some(text) = file.as_deref().and_then(pgpass::read) else { return Ok(None) };
+    let host = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        // libpq matches a Unix-socket connection against `localhost`.
+        Some(tokio_postgres::config::Host::Unix(_)) | None => "localhost".into(),
+    };
+    let user = c.get_user().unwrap_or_default();
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    Ok(pgpass::lookup(&text, &host, port, c.get_dbname().unwrap_or(user), user).map(Secret::new))
+}
 
 /// Replaces `[database] url` by the fields it carries (explicit keys win).
 pub(super) fn expand_url(t: &mut toml::Table, origin: &str) -> Result<(), ConfigError> {
@@ -72,11 +119,11 @@ const FOREIGN_URL_PARAMS: &[&str] =
 /// Parses a `postgres://` URL, ignoring ORM-only parameters (Prisma's
 /// `?schema=public`). Errors never contain the URL (it may hold a password).
 /// The TLS parameters are in [`parse_target_url`]'s result, not in this one.
-pub fn parse_database_url(url: &str, origin: &str) -> Result<postgres::Config, ConfigError> {
+pub fn parse_database_url(url: &str, origin: &str) -> Result<tokio_postgres::Config, ConfigError> {
     Ok(parse_url(url, origin)?.0)
 }
 
-fn parse_url(url: &str, origin: &str) -> Result<(postgres::Config, Tls), ConfigError> {
+fn parse_url(url: &str, origin: &str) -> Result<(tokio_postgres::Config, Tls), ConfigError> {
     let mut tls = Tls::default();
     let cleaned = match url.split_once('?') {
         Some((head, query)) => {
@@ -114,9 +161,9 @@ fn parse_url(url: &str, origin: &str) -> Result<(postgres::Config, Tls), ConfigE
         None => url.to_string(),
     };
     // The parser's error text never contains the URL, so no password leaks.
-    let config: postgres::Config = cleaned
+    let config: tokio_postgres::Config = cleaned
         .parse()
-        .map_err(|e: postgres::Error| ConfigError::Url { origin: origin.to_string(), message: e.to_string() })?;
+        .map_err(|e: tokio_postgres::Error| ConfigError::Url { origin: origin.to_string(), message: e.to_string() })?;
     Ok((config, tls))
 }
 
@@ -134,8 +181,8 @@ pub(super) fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigE
     }
     if let Some(h) = pc.get_hosts().first() {
         let host = match h {
-            postgres::config::Host::Tcp(s) => s.clone(),
-            postgres::config::Host::Unix(p) => p.display().to_string(),
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         };
         t.insert("host".into(), toml::Value::String(host));
     }
@@ -154,4 +201,54 @@ pub(super) fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigE
         t.insert("password".into(), toml::Value::String(String::from_utf8_lossy(p).into_owned()));
     }
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    // covers: SC-4.4
+    #[test]
+    fn a_target_password_comes_from_the_most_specific_source_and_never_beats_the_url() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pgpass = dir.path().join("pgpass");
+        std::fs::write(&pgpass, "127.0.0.1:5432:*:u:from-pgpass\n").unwrap();
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let (pgpass_s, file_s) = (pgpass.to_str().unwrap(), file.to_str().unwrap());
+        let url = "postgres://u@127.0.0.1/db";
+        let pw = |url: &str, e: &[(&str, &str)]| {
+            target_config(url, "--db", &env(e)).unwrap().get_password().map(|p| String::from_utf8_lossy(p).into_owned())
+        };
+        assert_eq!(pw(url, &[("PGPASSFILE", pgpass_s)]).as_deref(), Some("from-pgpass"));
+        assert_eq!(pw(url, &[("PGPASSFILE", pgpass_s), ("PGPASSWORD", "from-pg")]).as_deref(), Some("from-pg"));
+        let all = [("PGPASSFILE", pgpass_s), ("PGPASSWORD", "from-pg"), ("LIFEBOAT_TARGET_PASSWORD_FILE", file_s)];
+        assert_eq!(pw(url, &all).as_deref(), Some("from-file"));
+        assert_eq!(pw("postgres://u:in-url@127.0.0.1/db", &all).as_deref(), Some("in-url"));
+        assert_eq!(pw(url, &[("HOME", dir.path().to_str().unwrap())]), None, "no ~/.pgpass there");
+        let both = env(&[("LIFEBOAT_TARGET_PASSWORD", "a"), ("LIFEBOAT_TARGET_PASSWORD_FILE", file_s)]);
+        let err = target_config(url, "--db", &both).unwrap_err().to_string();
+        assert!(err.contains("LIFEBOAT_TARGET_PASSWORD and LIFEBOAT_TARGET_PASSWORD_FILE"), "{err}");
+        // The variables are not config overrides.
+        let c = super::super::resolve(None, &env(&[("LIFEBOAT_TARGET_PASSWORD_FILE", file_s)]), &Default::default());
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    // covers: FR-14.12
+    #[test]
+    fn every_connection_uses_keepalives_and_a_connect_timeout() {
+        use super::super::{KEEPALIVES_IDLE, KEEPALIVES_RETRIES};
+        let c = DatabaseConfig::default().client_config();
+        assert!(c.get_keepalives());
+        assert_eq!((c.get_keepalives_idle(), c.get_keepalives_retries()), (KEEPALIVES_IDLE, Some(KEEPALIVES_RETRIES)));
+        let t = target_config("postgres://u@h/db", "--db", &env(&[])).unwrap();
+        assert_eq!(t.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert!(t.get_connect_timeout().is_some());
+    }
 }

@@ -2,7 +2,7 @@
 //! snapshot: tables and their columns, foreign keys, sequences and a few
 //! facts worth a warning (large objects). No decisions are made here.
 
-use postgres::Client;
+use crate::pg::Client;
 use serde::Serialize;
 
 use crate::error::Result;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, KEEPALIVES_IDLE, KEEPALIVES_INTERVAL, KEEPALIVES_RETRIES};
 use crate::error::{Error, Result};
 use crate::events::Watchdog;
 
@@ -91,8 +91,13 @@ pub struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            tracing::debug!(section = self.section.arg(), "stopping pg_dump");
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        // Its stderr ends with it; the thread must not outlive the run.
+        if let Some(t) = self.stderr.take() {
+            let _ = t.join();
         }
     }
 }
@@ -122,7 +127,7 @@ pub fn start(
         .env("PGDATABASE", &db.name)
         .env("PGUSER", &db.user)
         .env("PGAPPNAME", "lifeboat-pg_dump")
-        .env("PGCONNECT_TIMEOUT", db.connect_timeout.approx_duration().as_secs().max(1).to_string())
+        .env("PGCONNECT_TIMEOUT", connect_timeout_secs(db).to_string())
         // The same TLS as lifeboat's own connection (libpq implements every mode).
         .env("PGSSLMODE", db.sslmode.as_str());
     for (var, path) in [("PGSSLROOTCERT", &db.sslrootcert), ("PGSSLCERT", &db.sslcert), ("PGSSLKEY", &db.sslkey)] {
@@ -133,7 +138,10 @@ pub fn start(
     if let Some(p) = &db.password {
         cmd.env("PGPASSWORD", p.expose());
     }
-    cmd.arg(format!("--snapshot={snapshot_id}"))
+    // Host, database and user come from the environment above; these are
+    // settings libpq takes from a connection string only. No password.
+    cmd.arg(format!("--dbname={}", conninfo(db)))
+        .arg(format!("--snapshot={snapshot_id}"))
         .arg(format!("--section={}", section.arg()))
         .arg(format!("--lock-wait-timeout={}", db.lock_timeout.approx_duration().as_millis()))
         .args(["--no-owner", "--no-privileges", "--no-password", "--format=plain", "--encoding=UTF8"])
@@ -149,6 +157,43 @@ pub fn start(
         s
     });
     Ok(Running { child, stderr: Some(stderr), section, out: Some(out) })
+}
+
+/// libpq's connect_timeout is whole seconds (and 1 is its minimum).
+fn connect_timeout_secs(db: &DatabaseConfig) -> u64 {
+    db.connect_timeout.approx_duration().as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// The connection string pg_dump gets: the whole connection setup bounded
+/// by `connect_timeout` (libpq's covers the startup and authentication,
+/// not only the TCP connect) and the keepalives of lifeboat's own
+/// connections.
+fn conninfo(db: &DatabaseConfig) -> String {
+    format!(
+        "connect_timeout={} keepalives=1 keepalives_idle={} keepalives_interval={} keepalives_count={KEEPALIVES_RETRIES}",
+        connect_timeout_secs(db),
+        KEEPALIVES_IDLE.as_secs(),
+        KEEPALIVES_INTERVAL.as_secs()
+    )
+}
+
+/// Whether running pg_dump again later may succeed, from what it wrote on
+/// stderr. Refusals only a person can fix — rights, a missing object, a
+/// wrong or missing password, a server pg_dump cannot handle — are not;
+/// anything else (a refused or lost connection, a timeout, a conflicting
+/// lock, a server starting up) is.
+pub fn retryable(stderr: &str) -> bool {
+    const PERMANENT: &[&str] = &[
+        "permission denied",
+        "must be owner",
+        "does not exist",
+        "authentication failed",
+        "no pg_hba.conf entry",
+        "no password supplied",
+        "server version mismatch",
+    ];
+    let s = stderr.to_ascii_lowercase();
+    !PERMANENT.iter().any(|p| s.contains(p))
 }
 
 impl Running {
@@ -178,6 +223,7 @@ impl Running {
             return Err(Error::PgDump {
                 section: self.section.arg().into(),
                 status: status.to_string(),
+                retryable: retryable(&stderr),
                 stderr: stderr.trim_end().to_string(),
             });
         }
@@ -226,5 +272,53 @@ mod tests {
         assert!(msg.contains("14.9") && msg.contains("16.2") && msg.contains("postgresql-client-16"), "{msg}");
         let err = locate(Some(&dir.path().join("missing")), "15.4", 15).unwrap_err().to_string();
         assert!(err.contains("not found") && err.contains("postgresql-client-15"), "{err}");
+    }
+
+    // covers: FR-14.14
+    #[test]
+    fn pg_dump_failures_are_retryable_only_when_trying_again_can_help() {
+        let permanent = [
+            "pg_dump: error: query failed: ERROR:  permission denied for table secrets",
+            "pg_dump: error: connection to server at \"db\" (10.0.0.2), port 5432 failed: FATAL:  password authentication failed for user \"backup\"",
+            "pg_dump: error: connection to server at \"db\", port 5432 failed: FATAL:  database \"gone\" does not exist",
+            "pg_dump: error: connection to server at \"db\", port 5432 failed: FATAL:  no pg_hba.conf entry for host \"10.0.0.9\"",
+            "pg_dump: error: connection to server at \"db\", port 5432 failed: fe_sendauth: no password supplied",
+            "pg_dump: error: aborting because of server version mismatch",
+            "pg_dump: error: query failed: ERROR:  must be owner of table t",
+        ];
+        for s in permanent {
+            assert!(!retryable(s), "{s}");
+        }
+        let transient = [
+            "pg_dump: error: connection to server at \"db\" (10.0.0.2), port 5432 failed: Connection refused",
+            "pg_dump: error: connection to server at \"db\", port 5432 failed: timeout expired",
+            "pg_dump: error: query failed: server closed the connection unexpectedly",
+            "pg_dump: error: query failed: ERROR:  canceling statement due to lock timeout",
+            "pg_dump: error: connection to server failed: FATAL:  the database system is starting up",
+            "pg_dump: error: query failed: FATAL:  terminating connection due to administrator command",
+        ];
+        for s in transient {
+            assert!(retryable(s), "{s}");
+        }
+        let e = Error::PgDump {
+            section: "pre-data".into(),
+            status: "exit status: 1".into(),
+            stderr: permanent[0].into(),
+            retryable: false,
+        };
+        assert!(!e.is_retryable());
+    }
+
+    // covers: FR-14.12
+    #[test]
+    fn pg_dump_gets_the_connect_timeout_and_keepalives_and_no_password_on_its_command_line() {
+        let db = DatabaseConfig {
+            connect_timeout: "3s".parse().unwrap(),
+            password: Some(crate::config::Secret::new("Sekrit")),
+            ..Default::default()
+        };
+        let c = conninfo(&db);
+        assert_eq!(c, "connect_timeout=3 keepalives=1 keepalives_idle=30 keepalives_interval=10 keepalives_count=3");
+        assert!(!c.contains("Sekrit"));
     }
 }

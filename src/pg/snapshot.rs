@@ -1,11 +1,11 @@
 //! The exported REPEATABLE READ READ ONLY snapshot every part of a backup
 //! reads from: pg_dump (`--snapshot`), the plan, the closure and every COPY.
 
-use postgres::Client;
-
+use super::client::Client;
 use super::conn::{connect, db_err, SESSION_SETTINGS};
 use crate::config::DatabaseConfig;
 use crate::error::Result;
+use crate::events::CancelToken;
 
 /// One read-only REPEATABLE READ transaction whose snapshot is exported, so
 /// pg_dump and every COPY see the same instant.
@@ -21,8 +21,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn open(db: &DatabaseConfig) -> Result<Snapshot> {
-        let mut client = connect(db)?;
+    /// Opens the snapshot on a connection that `cancel` can end at any
+    /// moment, even while it waits for a server that stopped answering.
+    pub fn open(db: &DatabaseConfig, cancel: &CancelToken) -> Result<Snapshot> {
+        let mut client = connect(db, cancel)?;
         let lock_ms = db.lock_timeout.approx_duration().as_millis();
         // row_security = off: a role that RLS would filter gets an error
         // instead of a backup silently missing rows.

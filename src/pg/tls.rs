@@ -15,14 +15,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use postgres::config::SslMode as DriverSslMode;
-use postgres::{Client, NoTls};
+use std::future::Future;
+use std::pin::Pin;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode as DriverSslMode;
+use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{SslMode, Tls};
@@ -30,6 +33,7 @@ use crate::error::{Error, Result};
 
 /// What a connection needs: the driver's mode and, unless disabled, a
 /// connector.
+#[derive(Clone)]
 pub(crate) enum Connector {
     Plain,
     Rustls(MakeRustlsConnect),
@@ -78,31 +82,39 @@ impl Connector {
         Ok(Connector::Rustls(MakeRustlsConnect::new(config)))
     }
 
-    /// Connects with `config` (whose own sslmode is replaced by `mode`'s).
-    pub(crate) fn connect(
+    /// Connects; the connection's task (to spawn) is returned as a boxed
+    /// future, the same type whatever the stream.
+    pub(crate) async fn connect(
         &self,
-        config: &postgres::Config,
-        mode: SslMode,
-    ) -> std::result::Result<Client, postgres::Error> {
-        let mut config = config.clone();
-        config.ssl_mode(driver_mode(mode));
+        config: &tokio_postgres::Config,
+    ) -> Result<(tokio_postgres::Client, ConnectionTask), tokio_postgres::Error> {
+        fn task<F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static>(conn: F) -> ConnectionTask {
+            Box::pin(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection ended");
+                }
+            })
+        }
         match self {
-            Connector::Plain => config.connect(NoTls),
-            Connector::Rustls(tls) => config.connect(tls.clone()),
+            Connector::Plain => config.connect(NoTls).await.map(|(c, conn)| (c, task(conn))),
+            Connector::Rustls(tls) => config.connect(tls.clone()).await.map(|(c, conn)| (c, task(conn))),
         }
     }
 
-    /// Sends a cancel request for a running query over the same kind of
-    /// connection (a server that only accepts TLS refuses a plain one).
-    pub(crate) fn cancel(&self, token: &postgres::CancelToken) {
-        let _ = match self {
-            Connector::Plain => token.cancel_query(NoTls),
-            Connector::Rustls(tls) => token.cancel_query(tls.clone()),
-        };
+    /// Asks the server to cancel the running query over the same kind of
+    /// connection.
+    pub(crate) async fn cancel_query(&self, token: &tokio_postgres::CancelToken) -> Result<(), tokio_postgres::Error> {
+        match self {
+            Connector::Plain => token.cancel_query(NoTls).await,
+            Connector::Rustls(tls) => token.cancel_query(tls.clone()).await,
+        }
     }
 }
 
-fn driver_mode(mode: SslMode) -> DriverSslMode {
+/// A connection's background task.
+pub(crate) type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+pub(crate) fn driver_mode(mode: SslMode) -> DriverSslMode {
     match mode {
         SslMode::Disable => DriverSslMode::Disable,
         SslMode::Prefer => DriverSslMode::Prefer,

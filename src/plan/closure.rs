@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use postgres::Client;
+use crate::pg::Client;
 
 use crate::error::Result;
 use crate::events::{Event, Progress, Watchdog};

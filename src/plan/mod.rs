@@ -148,6 +148,7 @@ impl Plan {
 /// lock timeout names the table), and computes the referential closure.
 pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress: Progress) -> Result<Plan> {
     progress(Event::Step("plan"));
+    watchdog.doing("reading the catalog");
     let catalog = catalog::read(&mut snap.client)?;
     let mut tables = scope::resolve_modes(&catalog, config)?;
 

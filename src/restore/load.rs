@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
-use postgres::Client;
+use crate::pg::Client;
 
 use super::config_files::Staged;
 use super::{parallel, phase, target, RestoreOptions, TableCheck};

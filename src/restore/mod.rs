@@ -164,6 +164,13 @@ fn select_tables(manifest: &Manifest, names: &[String]) -> Result<Option<BTreeSe
     }
 }
 
+/// What to check when a target cannot be reached, and where its password
+/// may come from (SC-4.4).
+pub(super) const DB_HINT: &str = "the --db URL (and, if the server asks for a password, \
+     LIFEBOAT_TARGET_PASSWORD_FILE, LIFEBOAT_TARGET_PASSWORD, PGPASSWORD or ~/.pgpass)";
+pub(super) const REHEARSAL_HINT: &str = "the --restore-test URL (and, if the server asks for a password, \
+     LIFEBOAT_TARGET_PASSWORD_FILE, LIFEBOAT_TARGET_PASSWORD, PGPASSWORD or ~/.pgpass)";
+
 pub(super) fn phase(phases: &mut Vec<(String, u64)>, name: &str, since: &mut Instant) {
     phases.push((name.to_string(), since.elapsed().as_millis() as u64));
     *since = Instant::now();
@@ -184,7 +191,7 @@ pub(crate) fn restore_verified(
     // Before the target is touched: a spool that cannot be made must not
     // cost a --force target its contents.
     let spool = if opts.jobs > 1 { Some(parallel::Spool::create(&spool_dir(archive_path, opts))?) } else { None };
-    let mut client = pg::connect_with(target, &target_name, "the --db URL")?;
+    let mut client = pg::connect_with(target, &target_name, DB_HINT, cancel)?;
 
     let existing = target::user_tables(&mut client)?;
     let mut dropped = Vec::new();

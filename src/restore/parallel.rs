@@ -69,7 +69,7 @@ pub(super) fn copy_parallel(
         for _ in 0..jobs.min(pending.len()) {
             s.spawn(|| {
                 let work = || -> Result<()> {
-                    let mut client = pg::connect_with(target, &name, "the --db URL")?;
+                    let mut client = pg::connect_with(target, &name, super::DB_HINT, cancel)?;
                     client.batch_execute(pg::SESSION_SETTINGS).map_err(db_err("setting up a parallel connection"))?;
                     loop {
                         if failed.lock().expect("not poisoned").is_some() {

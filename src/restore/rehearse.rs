@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{restore_verified, RestoreOptions};
+use super::{restore_verified, RestoreOptions, REHEARSAL_HINT};
 use crate::config::parse_target_url;
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
@@ -40,7 +40,10 @@ pub fn rehearse(
     let started = Instant::now();
     let server = parse_target_url(server_url, "--restore-test")?;
     let server_name = describe(&server);
-    let mut admin = pg::connect_with(&server, &server_name, "the --restore-test URL")?;
+    // The admin session drops the scratch database after the rehearsal, a
+    // cancelled one too, so it does not share the run's token (its
+    // connection setup is bounded by connect_timeout all the same).
+    let mut admin = pg::connect_with(&server, &server_name, REHEARSAL_HINT, &CancelToken::new())?;
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let scratch = format!("lifeboat_rt_{}_{nanos:08x}", std::process::id());
@@ -71,7 +74,7 @@ pub fn rehearse(
                         .filter(|c| !c.ok)
                         .map(|c| format!("{}: {} rows restored, manifest says {}", c.table, c.restored, c.expected)),
                 );
-                let mut client = pg::connect_with(&target, &scratch, "the --restore-test URL")?;
+                let mut client = pg::connect_with(&target, &scratch, REHEARSAL_HINT, cancel)?;
                 for row in client
                     .query("SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint WHERE contype = 'f' AND NOT convalidated", &[])
                     .map_err(db_err("checking foreign keys"))?
@@ -116,6 +119,8 @@ pub fn rehearse(
         })
     })();
     let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&scratch)));
+    // An interrupted rehearsal is not a failed one: it ends as cancelled.
+    cancel.check("rehearsing the restore")?;
     let mut report = result?;
     if let Err(e) = dropped {
         report.problems.push(format!("could not drop scratch database {scratch}: {}", pg::pg_message(&e)));

@@ -5,18 +5,18 @@
 
 use std::collections::BTreeMap;
 
-use postgres::Client;
+use crate::pg::Client;
 
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use crate::pg::{db_err, quote_ident};
 
 /// Whether a target URL points at the configured source database.
-pub(super) fn same_database(target: &postgres::Config, src: &DatabaseConfig) -> bool {
+pub(super) fn same_database(target: &tokio_postgres::Config, src: &DatabaseConfig) -> bool {
     let norm = |h: &str| if h == "localhost" || h == "::1" { "127.0.0.1".to_string() } else { h.to_string() };
     let host = match target.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => norm(h),
-        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        Some(tokio_postgres::config::Host::Tcp(h)) => norm(h),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
         None => "127.0.0.1".into(),
     };
     host == norm(&src.host)

@@ -126,19 +126,6 @@ fn backup_cmd(config: &Path) -> Command {
     c
 }
 
-/// Names in the storage directory other than the lock file: leftovers of
-/// a failed run (`.partial`, pg_dump temp files, spools).
-fn leftovers(storage: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(storage) else { return Vec::new() };
-    let mut v: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lifeboat.lock")
-        .collect();
-    v.sort();
-    v
-}
-
 /// Live pg_dump processes (zombies included) working on database `db`:
 /// lifeboat hands pg_dump its target in the environment (`PGDATABASE`), so
 /// that is where they are recognised; a zombie has no environment left, so
@@ -172,7 +159,7 @@ fn pg_dumps_for(db: &str, lifeboat_pid: u32) -> Vec<String> {
 /// against the real server) without finding anything to clean up.
 fn assert_clean_after(run: &Bounded, db: &TestDb, dir: &Path) {
     let storage = dir.join("b");
-    assert_eq!(leftovers(&storage), Vec::<String>::new(), "files left in {}", storage.display());
+    assert_eq!(flow::stored_in(&storage), Vec::<String>::new(), "files left in {}", storage.display());
     assert_eq!(pg_dumps_for(&db.name, run.pid), Vec::<String>::new(), "pg_dump outlived the run");
     let direct = config(&dir.join("next"), &db.url);
     let next = support::lifeboat()
@@ -195,6 +182,7 @@ fn a_frozen_postmaster_fails_the_backup_within_the_connect_timeout() {
     let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(40));
     drop(frozen);
     run.assert_within(Duration::from_secs(12));
+    eprintln!("frozen postmaster: the run ended after {:.1}s", run.took.as_secs_f64());
     assert_exit(&run.output, 2);
     let err = stderr(&run.output);
     assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{err}");
@@ -213,7 +201,7 @@ fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
     assert_exit(&run.output, 2);
     let err = stderr(&run.output);
     assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{err}");
-    assert!(leftovers(&dir.path().join("b")).is_empty());
+    assert!(flow::stored_in(&dir.path().join("b")).is_empty());
 
     // A good archive, then a restore and a rehearsal aimed at the silence.
     let src = fresh_db("silent_src");
@@ -240,61 +228,55 @@ fn proxied(db: &TestDb) -> (Proxy, String) {
     (proxy, url)
 }
 
-// covers: FR-14.4, NFR-2.3
-#[test]
-fn a_link_frozen_during_planning_ends_the_run_within_the_stall_timeout() {
-    let db = big_db("frozen_plan");
+/// Backs up a fresh [`big_db`] through a proxy that freezes on `trigger`,
+/// with `stall_timeout = "5s"`; checks that the proxy froze and that the run
+/// failed (exit 1) on the stall within 5 s + 15 s, and that it left nothing
+/// behind. Returns stderr.
+fn backup_stalled_by(hint: &str, trigger: Trigger) -> String {
+    let db = big_db(hint);
     let (proxy, url) = proxied(&db);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &url);
-    // The catalog's column query is the first thing planning asks.
-    proxy.freeze_on(Trigger::on("pg_attribute"));
+    proxy.freeze_on(trigger.clone());
     let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
-    assert!(proxy.triggered(), "the proxy never saw the catalog query:\n{}", stderr(&run.output));
+    assert!(proxy.triggered(), "the proxy never froze on {trigger:?}:\n{}", stderr(&run.output));
     run.assert_within(Duration::from_secs(20));
+    eprintln!("{hint}: the stalled run ended after {:.1}s", run.took.as_secs_f64());
     assert_exit(&run.output, 1);
     let err = stderr(&run.output);
-    assert!(err.contains("no progress for 5") && err.contains("while reading the catalog"), "{err}");
+    assert!(err.contains("no progress for 5"), "{err}");
     assert_clean_after(&run, &db, dir.path());
+    err
+}
+
+// covers: FR-14.4, NFR-2.3
+#[test]
+fn a_link_frozen_during_planning_ends_the_run_within_the_stall_timeout() {
+    // The catalog's column query is among the first things planning asks.
+    let err = backup_stalled_by("frozen_plan", Trigger::on("pg_attribute"));
+    assert!(err.contains("while reading the catalog"), "{err}");
 }
 
 // covers: FR-14.4, FR-14.13, NFR-2.3
 #[test]
 fn a_link_frozen_during_a_copy_ends_the_run_and_leaves_nothing_behind() {
-    let db = big_db("frozen_copy");
-    let (proxy, url) = proxied(&db);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &url);
     // Mid-stream: 256 KiB into the COPY of the big table.
-    proxy.freeze_on(Trigger { then_bytes: 256 * 1024, ..Trigger::on("FROM ONLY \"public\".\"big\"") });
-    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
-    assert!(proxy.triggered(), "the proxy never froze:\n{}", stderr(&run.output));
-    run.assert_within(Duration::from_secs(20));
-    assert_exit(&run.output, 1);
-    let err = stderr(&run.output);
-    assert!(err.contains("no progress for 5") && err.contains("copying rows of") && err.contains("big"), "{err}");
-    assert_clean_after(&run, &db, dir.path());
+    let trigger = Trigger { then_bytes: 256 * 1024, ..Trigger::on("FROM ONLY \"public\".\"big\"") };
+    let err = backup_stalled_by("frozen_copy", trigger);
+    assert!(err.contains("copying rows of") && err.contains("big"), "{err}");
 }
 
 // covers: FR-14.13, NFR-2.3
 #[test]
 fn a_failed_run_leaves_no_pg_dump_running() {
-    let db = big_db("pg_dump_left");
-    let (proxy, url) = proxied(&db);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &url);
     // Only pg_dump imports the snapshot: both pg_dumps hang there, the run
     // fails on the stall of the first, and the second must not survive it.
-    proxy.freeze_on(Trigger { each_connection: true, ..Trigger::on("SET TRANSACTION SNAPSHOT") });
-    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
-    assert!(proxy.triggered(), "pg_dump never imported the snapshot:\n{}", stderr(&run.output));
-    run.assert_within(Duration::from_secs(20));
-    assert_exit(&run.output, 1);
-    assert!(stderr(&run.output).contains("no progress for 5"), "{}", stderr(&run.output));
-    assert_clean_after(&run, &db, dir.path());
+    let err =
+        backup_stalled_by("pg_dump_left", Trigger { each_connection: true, ..Trigger::on("SET TRANSACTION SNAPSHOT") });
+    assert!(err.contains("pg_dump"), "{err}");
 }
 
-// covers: FR-24.5, NFR-2.3
+// covers: FR-24.6, NFR-2.3
 #[test]
 fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
     let db = big_db("sigterm");
@@ -315,7 +297,7 @@ fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
     assert_clean_after(&run, &db, dir.path());
 }
 
-// covers: FR-24.6, NFR-2.5
+// covers: FR-24.7, NFR-2.5
 #[test]
 fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
     let s = flow::Seeded::new("closed_stderr");
@@ -351,31 +333,11 @@ fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
     assert_exit(&flow::run(&["verify", &archive]), 0);
 }
 
-/// A throwaway cluster where role `lb_pw` (SUPERUSER, so rehearsals may
-/// create databases) must authenticate with SCRAM, with `dbs` owned by it.
-fn password_cluster(secret: &str, dbs: &[&str]) -> support::Cluster {
-    let cluster = support::Cluster::start();
-    let mut admin = support::connect(&cluster.url("postgres"));
-    admin
-        .batch_execute(&format!(
-            "SET password_encryption = 'scram-sha-256'; CREATE ROLE lb_pw LOGIN SUPERUSER PASSWORD '{secret}'"
-        ))
-        .unwrap();
-    for db in dbs {
-        admin.batch_execute(&format!("CREATE DATABASE {db} OWNER lb_pw")).unwrap();
-    }
-    let hba = cluster.dir().join("data/pg_hba.conf");
-    let rest = std::fs::read_to_string(&hba).unwrap();
-    std::fs::write(&hba, format!("host all lb_pw 127.0.0.1/32 scram-sha-256\n{rest}")).unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
-    cluster
-}
-
 // covers: SC-4.4, SC-4.2
 #[test]
 fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass_or_a_file() {
     let secret = "Zq9-target-secret";
-    let cluster = password_cluster(secret, &["t_env", "t_pgpass", "t_file", "t_none"]);
+    let cluster = support::Cluster::with_password_role(secret, &["t_env", "t_pgpass", "t_file", "t_none"]);
     let src = fresh_db("target_pw_src");
     src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)");
     let dir = tempfile::tempdir().unwrap();

@@ -65,19 +65,18 @@ impl Seeded {
     /// Files in the storage directory (names), without the lock file that
     /// stays there by design.
     pub fn stored(&self) -> Vec<String> {
-        match std::fs::read_dir(self.storage()) {
-            Ok(d) => {
-                let mut v: Vec<String> = d
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != ".lifeboat.lock")
-                    .collect();
-                v.sort();
-                v
-            }
-            Err(_) => Vec::new(),
-        }
+        stored_in(&self.storage())
     }
+}
+
+/// Names in a storage directory (sorted), without the lock file that stays
+/// there by design; empty when the directory does not exist.
+pub fn stored_in(dir: &Path) -> Vec<String> {
+    let Ok(d) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<String> =
+        d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != ".lifeboat.lock").collect();
+    v.sort();
+    v
 }
 
 /// `tar -xzf archive -C dir` with the system tar (an independent reader).

@@ -27,9 +27,9 @@ mod progress;
 mod tls;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
-// Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
-mod faults;
 // Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
 mod limits;
+// Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.
+mod faults;
 // Config safety: secret files, secrets in parse errors, output-dir modes, the directory lock, helpful messages, same-second runs.
 mod config_safety;

@@ -103,18 +103,7 @@ fn a_password_authenticated_backup_at_trace_level_never_shows_the_password() {
     // The shared test server trusts everyone, so no password would ever be
     // sent; this cluster demands SCRAM for the backup role.
     let secret = "Zq9-trace-level-secret";
-    let cluster = support::Cluster::start();
-    let mut admin = support::connect(&cluster.url("postgres"));
-    admin
-        .batch_execute(&format!(
-            "SET password_encryption = 'scram-sha-256'; CREATE ROLE lb_pw LOGIN SUPERUSER PASSWORD '{secret}'"
-        ))
-        .unwrap();
-    admin.batch_execute("CREATE DATABASE app OWNER lb_pw").unwrap();
-    let hba = cluster.dir().join("data/pg_hba.conf");
-    let rest = std::fs::read_to_string(&hba).unwrap();
-    std::fs::write(&hba, format!("host all lb_pw 127.0.0.1/32 scram-sha-256\n{rest}")).unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let cluster = support::Cluster::with_password_role(secret, &["app"]);
     support::connect(&cluster.url("app"))
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
         .unwrap();

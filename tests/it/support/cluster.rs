@@ -101,6 +101,28 @@ impl Cluster {
         unreachable!()
     }
 
+    /// A started cluster where role `lb_pw` (SUPERUSER, so rehearsals may
+    /// create databases) must authenticate over TCP with SCRAM and
+    /// `password`; it owns the databases `dbs`. The harness's own
+    /// `postgres` role keeps trust auth.
+    pub fn with_password_role(password: &str, dbs: &[&str]) -> Cluster {
+        let cluster = Cluster::start();
+        let mut admin = super::connect(&cluster.url("postgres"));
+        admin
+            .batch_execute(&format!(
+                "SET password_encryption = 'scram-sha-256'; CREATE ROLE lb_pw LOGIN SUPERUSER PASSWORD '{password}'"
+            ))
+            .unwrap();
+        for db in dbs {
+            admin.batch_execute(&format!("CREATE DATABASE {db} OWNER lb_pw")).unwrap();
+        }
+        let hba = cluster.data.join("pg_hba.conf");
+        let rest = fs::read_to_string(&hba).unwrap();
+        fs::write(&hba, format!("host all lb_pw 127.0.0.1/32 scram-sha-256\n{rest}")).unwrap();
+        admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+        cluster
+    }
+
     /// `postgres://postgres@127.0.0.1:PORT/db`
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
