@@ -56,7 +56,7 @@ fn enable_tls(cluster: &Cluster) -> ClientFiles {
     cluster.install_file("server.key", server_key.as_bytes(), 0o600);
     cluster.install_file("ca.crt", ca.cert.pem().as_bytes(), 0o600);
     cluster.append_conf("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.crt'");
-    cluster.restart();
+    cluster.reload();
 
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

@@ -166,7 +166,7 @@ impl Cluster {
         }
     }
 
-    /// Appends settings to `postgresql.conf` (take effect at [`Self::restart`]).
+    /// Appends settings to `postgresql.conf` (take effect at [`Self::reload`]).
     pub fn append_conf(&self, text: &str) {
         fs::OpenOptions::new()
             .append(true)
@@ -178,6 +178,12 @@ impl Cluster {
     /// Replaces `pg_hba.conf` and reloads the server.
     pub fn set_hba(&self, text: &str) {
         self.install_file("pg_hba.conf", text.as_bytes(), 0o600);
+        self.reload();
+    }
+
+    /// Rereads the configuration files (including the `ssl` settings), with
+    /// no restart: the port stays taken, so no other test can grab it.
+    pub fn reload(&self) {
         let out = admin_command(pg_bin("pg_ctl"), self.owner)
             .arg("-D")
             .arg(&self.data)
@@ -187,12 +193,6 @@ impl Cluster {
         check("pg_ctl reload", &out);
         // The postmaster rereads the file on SIGHUP, asynchronously.
         std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-
-    /// Stops and starts the server (for settings like `ssl`).
-    pub fn restart(&self) {
-        self.stop();
-        self.start_again();
     }
 
     /// Stops the postmaster with SIGSTOP until the guard is dropped (SIGCONT).
