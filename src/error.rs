@@ -49,6 +49,9 @@ pub enum Error {
     #[error("required config file missing: {pattern} matched nothing under {base}; create it, fix files.include, or move the pattern to files.optional")]
     FileMissing { pattern: String, base: PathBuf },
 
+    #[error("{context} {path}: {source}; the backup needs about {needed} MB free there (the plan's estimate: the archive plus the largest table's rows, which wait uncompressed in a temporary file): free space, or point storage.dir at a larger disk")]
+    DiskFull { context: String, path: PathBuf, source: std::io::Error, needed: u64 },
+
     #[error("{context} {path}: {source}")]
     Io { context: String, path: PathBuf, source: std::io::Error },
 
@@ -82,6 +85,19 @@ impl Error {
         Error::Io { context: context.into(), path: path.into(), source }
     }
 
+    /// A full disk (or quota) while writing a backup, told with the space
+    /// the plan estimates it needs (`bytes`); any other error unchanged.
+    pub fn with_space_needed(self, bytes: u64) -> Self {
+        match self {
+            Error::Io { context, path, source }
+                if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) =>
+            {
+                Error::DiskFull { context, path, source, needed: bytes.div_ceil(1024 * 1024).max(1) }
+            }
+            e => e,
+        }
+    }
+
     /// `self` with `note` on a line of its own after it, keeping its kind.
     pub fn noted(self, note: impl Into<String>) -> Self {
         Error::Noted { source: Box::new(self), note: note.into() }
@@ -111,6 +127,8 @@ impl Error {
             Error::Db { retryable, .. } | Error::Connect { retryable, .. } | Error::PgDump { retryable, .. } => {
                 *retryable
             }
+            // Someone has to make room first.
+            Error::DiskFull { .. } => false,
             Error::Noted { source, .. } => source.is_retryable(),
             Error::Io { source, .. } => {
                 !matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied)
@@ -143,13 +161,13 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::archive::reader::ArchiveError;
 
     /// One error of each kind a restore wraps, with its exit code and
     /// retryability.
-    fn kinds() -> Vec<(&'static str, Error, u8, bool)> {
+    pub(crate) fn kinds() -> Vec<(&'static str, Error, u8, bool)> {
         let io = |kind| std::io::Error::new(kind, "x");
         let db = |retryable| Error::Db { context: "loading rows".into(), message: "m".into(), retryable };
         vec![

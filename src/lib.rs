@@ -10,11 +10,11 @@
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
 //! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `pgpass`.
 //! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `snapshot`, `catalog`, `pg_dump` (the child process).
-//! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `files` (config files).
+//! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `keys` (closure row keys on disk), `files` (config files).
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`.
 //! - [`verify`]: checks an archive against its checksums, manifest and row counts.
-//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `parallel` (--jobs), `config_files`, `rehearse`.
+//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
 //! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup); `dry_run` (records, writes nothing).
 //! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.

@@ -23,6 +23,10 @@ pub const SCHEMA: &str = "database/schema.sql";
 pub const SEQUENCES: &str = "database/sequences.sql";
 pub const CONSTRAINTS: &str = "database/constraints.sql";
 pub const RESTORE_SQL: &str = "database/restore.sql";
+/// `pg_dumpall --roles-only --no-role-passwords`: optional (absent in older
+/// archives, or when pg_dumpall failed), applied by people, never by
+/// `lifeboat restore`.
+pub const ROLES: &str = "database/roles.sql";
 pub const DATA_DIR: &str = "database/data/";
 pub const CONFIG_DIR: &str = "config/";
 pub const MANIFEST: &str = "manifest.json";

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Manifest, CONSTRAINTS, SCHEMA, SEQUENCES};
+use super::{Manifest, CONSTRAINTS, ROLES, SCHEMA, SEQUENCES};
 use crate::pg::{qualified, quote_literal};
 
 /// A psql script run from the extracted archive's root. One transaction:
@@ -15,6 +15,8 @@ pub fn restore_sql(m: &Manifest) -> String {
     let _ = writeln!(s, "-- Run it from the directory the archive was extracted into:");
     let _ = writeln!(s, "--   createdb target && psql -X -v ON_ERROR_STOP=1 -d target -f database/restore.sql");
     let _ = writeln!(s, "-- Everything happens in one transaction: on any error nothing is kept.");
+    let _ = writeln!(s, "-- Owners and GRANTs need their roles on the target: database/roles.sql (if present)");
+    let _ = writeln!(s, "-- creates them; run it first with psql, once per cluster.");
     s.push_str("\\set ON_ERROR_STOP on\n\\echo 'lifeboat: creating schema'\nBEGIN;\n");
     let _ = writeln!(s, "\\i {SCHEMA}");
     // The CSV files are UTF-8 whatever the database encoding is.
@@ -110,6 +112,12 @@ pub fn backup_info(m: &Manifest, archive_name: &str) -> String {
             let _ = writeln!(s, "  - {w}");
         }
     }
+    let roles_step = if m.members.iter().any(|f| f.path == ROLES) {
+        "     psql -X -d postgres -f database/roles.sql   # optional, first: the roles\n"
+    } else {
+        "     # no database/roles.sql in this archive (see Warnings): create the roles\n     \
+         # schema.sql names (OWNER TO, GRANT ... TO) first, or use --no-owner\n"
+    };
     let _ = writeln!(
         s,
         r#"
@@ -122,12 +130,27 @@ HOW TO RESTORE
 2a. With lifeboat (verifies, loads in one transaction, checks row counts):
      lifeboat restore {archive_name} --db postgres://USER@HOST:5432/NEW_DB
      lifeboat restore {archive_name} --db ... --config-dir ./restored-config   # config files too
+     lifeboat restore {archive_name} --db ... --no-owner   # all owned by the --db role, no GRANTs
+   Owners and privileges (GRANTs) are re-applied where their roles exist on
+   the target; statements naming a role it lacks are skipped and reported.
 
 2b. With nothing but psql (from the extracted directory):
      cd restore-dir
-     createdb NEW_DB
+{roles_step}     createdb NEW_DB
      psql -X -v ON_ERROR_STOP=1 -d NEW_DB -f database/restore.sql
    The script runs in one transaction and stops at the first error.
+   Which file does what:
+     database/roles.sql        the cluster's roles (pg_dumpall --roles-only, no
+                               passwords): optional, once per cluster, for the
+                               owners and GRANTs; "already exists" is harmless
+     database/schema.sql       types, tables, functions, views: owners, GRANTs
+     database/data/            the rows, one CSV per table (restore.sql \copy's them)
+     database/sequences.sql    every sequence's value at the snapshot
+     database/constraints.sql  keys, indexes, foreign keys, triggers
+     database/restore.sql      all of the above but roles.sql, in one transaction
+   The roles that own objects or hold GRANTs must exist on the target, or
+   restore.sql stops at the first "role ... does not exist": create them
+   (roles.sql, or by hand), or restore with lifeboat restore --no-owner.
    schema.sql and constraints.sql are pg_dump output; if they contain
    \restrict lines, use psql 15.14 / 16.10 / 17.6 or newer.
 

@@ -79,6 +79,29 @@ pub fn store_for(config: &Config) -> LocalStore {
 /// killed, the partial archive removed, and the error is
 /// [`Error::Cancelled`]. The stall watchdog trips the same token.
 pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &CancelToken) -> Result<BackupReport> {
+    let mut needed = None;
+    run_planned(config, store, progress, cancel, &mut needed).map_err(|e| match needed {
+        Some(bytes) => e.with_space_needed(bytes),
+        None => e,
+    })
+}
+
+/// The space a run needs in the storage directory, from the plan's
+/// estimates: the archive, plus the largest table's rows, which wait
+/// uncompressed in a temporary file until their size is known.
+fn space_needed(plan: &Plan) -> u64 {
+    let spool = plan.tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).max().unwrap_or(0);
+    (plan.estimated_archive_bytes.max(0) + spool.max(0)) as u64
+}
+
+/// [`run`], telling it the plan's space estimate (`needed`) for a full disk.
+fn run_planned(
+    config: &Config,
+    store: &dyn Store,
+    progress: Progress,
+    cancel: &CancelToken,
+    needed: &mut Option<u64>,
+) -> Result<BackupReport> {
     let started = Instant::now();
     let created = chrono::Utc::now();
     cancel.check("connecting")?;
@@ -90,11 +113,17 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     let watchdog = stall_watchdog(config, cancel);
     watchdog.doing("planning");
     let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
+    *needed = Some(space_needed(&plan));
     if let Some(m) = plan.files.missing.iter().find(|m| m.required) {
         return Err(Error::FileMissing {
             pattern: m.pattern.clone(),
             base: config.files.base_dir.clone().unwrap_or_default(),
         });
+    }
+
+    if !plan.files.refused.is_empty() {
+        let links: Vec<String> = plan.files.refused.iter().map(|r| r.describe()).collect();
+        return Err(Error::Failed(format!("refusing to back up config files: {}", links.join("; "))));
     }
 
     watchdog.check()?;
@@ -111,6 +140,7 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     progress(Event::Step("schema"));
     let pre = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::PreData, &dir)?;
     let post = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::PostData, &dir)?;
+    let roles = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::Roles, &dir);
     watchdog.doing("pg_dump --section=pre-data");
     let schema = pre.finish(&watchdog)?;
     watchdog.check()?;
@@ -145,9 +175,9 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
         };
         watchdog.check()?;
         if t.has_data_file() {
-            watchdog.doing(format!("copying rows of {}", t.qualified()));
+            watchdog.doing(format!("copying rows of {}", t.display()));
             let mut spool = Spool::new(&dir);
-            copy::copy_table(&mut snap, &t.copy_sql(), &mut spool, &watchdog, progress)
+            copy::copy_member(&mut snap, t, false, &mut spool, &dir, &watchdog, progress)
                 .map_err(|e| stalled_or(&watchdog, e))?;
             let (rows, member) = (spool.csv.rows(), archive::data_member(&t.schema, &t.name));
             let psql_unsafe = spool.csv.psql_unsafe;
@@ -156,7 +186,7 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
                 // Same snapshot, same rows: text format escapes newlines, so
                 // no line of it can be `\.` (see ManifestTable::psql_file).
                 let mut text = Spool::new(&dir);
-                copy::copy_table(&mut snap, &t.copy_sql_text(), &mut text, &watchdog, &crate::events::silent)
+                copy::copy_member(&mut snap, t, true, &mut text, &dir, &watchdog, &crate::events::silent)
                     .map_err(|e| stalled_or(&watchdog, e))?;
                 let copy_member = archive::psql_member(&t.schema, &t.name);
                 members.push(writer.append_spool(&copy_member, 0o600, text)?);
@@ -198,6 +228,23 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
     watchdog.check()?;
     // The snapshot (and its locks) are released as soon as nothing reads it.
     snap.close().map_err(|e| stalled_or(&watchdog, e))?;
+    let mut warnings = plan.warnings.clone();
+    watchdog.doing("pg_dumpall --roles-only");
+    let roles = match roles.and_then(|r| r.finish(&watchdog)) {
+        Ok(file) => Some(file),
+        Err(e @ (Error::Stalled { .. } | Error::Cancelled { .. })) => return Err(e),
+        // The archive is complete without it: the roles are only a help
+        // for creating them on another cluster.
+        Err(e) => {
+            let w = format!(
+                "database/roles.sql was left out: pg_dumpall --roles-only did not succeed ({e}); the owners and privileges in schema.sql name roles \
+                 that must exist on the target: create them there, or restore with --no-owner"
+            );
+            progress(Event::Warning(w.clone()));
+            warnings.push(w);
+            None
+        }
+    };
 
     let mut manifest = Manifest {
         format: archive::FORMAT.into(),
@@ -213,10 +260,13 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
         sequences,
         files: Vec::new(),
         members: Vec::new(),
-        warnings: plan.warnings.clone(),
+        warnings,
     };
     members.push(writer.append_bytes(archive::SEQUENCES, 0o600, texts::sequences_sql(&manifest).as_bytes())?);
     members.push(append_file(&mut writer, archive::CONSTRAINTS, constraints.path())?);
+    if let Some(roles) = &roles {
+        members.push(append_file(&mut writer, archive::ROLES, roles.path())?);
+    }
     members.push(writer.append_bytes(archive::RESTORE_SQL, 0o600, texts::restore_sql(&manifest).as_bytes())?);
 
     progress(Event::Step("files"));

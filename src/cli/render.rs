@@ -39,7 +39,7 @@ pub fn plan(p: &Plan) -> String {
         );
     }
     let _ = writeln!(s, "\nSequences: {}", p.sequences.len());
-    if p.files.files.is_empty() && p.files.missing.is_empty() {
+    if p.files.files.is_empty() && p.files.missing.is_empty() && p.files.refused.is_empty() {
         let _ = writeln!(s, "Config files: none configured");
     } else {
         let _ = writeln!(s, "Config files:");
@@ -48,6 +48,9 @@ pub fn plan(p: &Plan) -> String {
         }
         for m in &p.files.missing {
             let _ = writeln!(s, "  {}  MISSING{}", m.pattern, if m.required { " (required)" } else { " (optional)" });
+        }
+        for r in &p.files.refused {
+            let _ = writeln!(s, "  {}  REFUSED (link; see the warning)", r.path);
         }
     }
     let _ = writeln!(s, "Estimated archive size: ~{}", bytes(p.estimated_archive_bytes.max(0) as u64));
@@ -133,6 +136,14 @@ pub fn restore(r: &RestoreReport) -> String {
                 let _ = writeln!(s, "config file {} (mode {:o})", f.path.display(), f.mode);
             }
         }
+    }
+    if !r.roles_missing.is_empty() {
+        let _ = writeln!(
+            s,
+            "owners and privileges: {} statement(s) skipped, these roles do not exist on the target: {}",
+            r.privileges_skipped,
+            r.roles_missing.join(", ")
+        );
     }
     let phases: Vec<String> = r.phases.iter().map(|(p, t)| format!("{p} {}", ms(*t))).collect();
     let _ = writeln!(s, "phases: {}", phases.join(", "));

@@ -80,19 +80,32 @@ impl Catalog {
         self.tables.iter().find(|t| t.oid == oid).expect("oid from this catalog")
     }
 
-    /// The foreign keys as rows see them: a key declared on a partitioned
-    /// table holds for the rows of each of its leaf partitions (the parent
-    /// itself has none), so it is listed once per leaf.
+    /// The foreign keys as rows see them: a key declared on or to a
+    /// partitioned table holds for the rows of each of its leaf partitions
+    /// (the parent itself has none), so it is listed once per pair of
+    /// leaves. A referenced row lives in exactly one leaf (the partition key
+    /// is part of every unique key of a partitioned table).
     pub fn row_foreign_keys(&self) -> Vec<ForeignKey> {
         let mut out = Vec::new();
         for fk in &self.foreign_keys {
-            let mut stack = vec![fk.child];
-            while let Some(oid) = stack.pop() {
-                if self.table(oid).kind != 'p' {
-                    out.push(ForeignKey { child: oid, ..fk.clone() });
+            for child in self.leaves(fk.child) {
+                for parent in self.leaves(fk.parent) {
+                    out.push(ForeignKey { child, parent, ..fk.clone() });
                 }
-                stack.extend(self.tables.iter().filter(|t| t.partition_of == Some(oid)).map(|t| t.oid));
             }
+        }
+        out
+    }
+
+    /// `oid` itself when it holds rows, else its leaf partitions.
+    pub fn leaves(&self, oid: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut stack = vec![oid];
+        while let Some(oid) = stack.pop() {
+            if self.table(oid).kind != 'p' {
+                out.push(oid);
+            }
+            stack.extend(self.tables.iter().filter(|t| t.partition_of == Some(oid)).map(|t| t.oid));
         }
         out
     }

@@ -152,6 +152,16 @@ impl Client {
         Ok(CopyOut { client: self, stream: Box::pin(stream), buf: Bytes::new() })
     }
 
+    /// The rows of a query one at a time, so memory does not grow with the
+    /// result (the closure streams its row keys this way).
+    pub fn query_raw(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Rows<'_>, tokio_postgres::Error> {
+        let stream = match self.wait(self.inner().query_raw(sql, params.iter().copied())) {
+            Some(r) => r?,
+            None => return Err(self.stop()),
+        };
+        Ok(Rows { client: self, stream: Box::pin(stream) })
+    }
+
     /// `COPY … FROM STDIN` as a writer; [`CopyIn::finish`] returns the row count.
     pub fn copy_in(&mut self, sql: &str) -> Result<CopyIn<'_>, tokio_postgres::Error> {
         let sink = match self.wait(self.inner().copy_in::<_, Bytes>(sql)) {
@@ -192,6 +202,23 @@ fn block<T>(rt: &tokio::runtime::Runtime, cancel: &CancelToken, op: impl Future<
 async fn tripped(cancel: &CancelToken) {
     while !cancel.is_cancelled() {
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The rows of [`Client::query_raw`], fetched as they are read.
+pub struct Rows<'a> {
+    client: &'a mut Client,
+    stream: Pin<Box<tokio_postgres::RowStream>>,
+}
+
+impl Rows<'_> {
+    /// The next row, `None` at the end.
+    pub fn next_row(&mut self) -> Result<Option<Row>, tokio_postgres::Error> {
+        match block(&self.client.rt, &self.client.cancel, self.stream.next()) {
+            Some(Some(r)) => r.map(Some),
+            Some(None) => Ok(None),
+            None => Err(self.client.stop()),
+        }
     }
 }
 

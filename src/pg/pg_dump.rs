@@ -62,10 +62,15 @@ pub fn locate(configured: Option<&Path>, server_version: &str, server_major: u32
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Section {
     PreData,
     PostData,
+    /// Not a pg_dump section: `pg_dumpall --roles-only --no-role-passwords`
+    /// (the pg_dumpall next to the pg_dump), the cluster's roles that the
+    /// owners and privileges in the dump name. No snapshot: roles are
+    /// cluster-wide, outside any transaction's snapshot.
+    Roles,
 }
 
 impl Section {
@@ -73,6 +78,7 @@ impl Section {
         match self {
             Section::PreData => "pre-data",
             Section::PostData => "post-data",
+            Section::Roles => "roles",
         }
     }
 }
@@ -116,7 +122,12 @@ pub fn start(
         .tempfile_in(tmp_dir)
         .map_err(|e| Error::io("creating a temporary file in", tmp_dir, e))?;
     let stdout = out.reopen().map_err(|e| Error::io("opening", out.path(), e))?;
-    let mut cmd = Command::new(&pg_dump.path);
+    // `pg_dump` alone (found on PATH) gives `pg_dumpall`, found there too.
+    let program = match section {
+        Section::Roles => pg_dump.path.with_file_name("pg_dumpall"),
+        _ => pg_dump.path.clone(),
+    };
+    let mut cmd = Command::new(&program);
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("PG")) {
             cmd.env_remove(k);
@@ -140,16 +151,22 @@ pub fn start(
     }
     // Host, database and user come from the environment above; these are
     // settings libpq takes from a connection string only. No password.
-    cmd.arg(format!("--dbname={}", conninfo(db)))
-        .arg(format!("--snapshot={snapshot_id}"))
-        .arg(format!("--section={}", section.arg()))
-        .arg(format!("--lock-wait-timeout={}", db.lock_timeout.approx_duration().as_millis()))
-        .args(["--no-owner", "--no-privileges", "--no-password", "--format=plain", "--encoding=UTF8"])
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(Stdio::piped());
-    tracing::debug!(pg_dump = %pg_dump.path.display(), section = section.arg(), "starting pg_dump");
-    let mut child = cmd.spawn().map_err(|e| Error::io("starting", &pg_dump.path, e))?;
+    cmd.arg(format!("--dbname={}", conninfo(db)));
+    if section == Section::Roles {
+        // Without passwords it reads pg_roles, which every role may: no
+        // superuser needed.
+        cmd.arg(format!("--database={}", db.name)).args(["--roles-only", "--no-role-passwords"]);
+    } else {
+        // Owners and privileges are kept: a restore re-applies them
+        // (`restore --no-owner` leaves them out).
+        cmd.arg(format!("--snapshot={snapshot_id}"))
+            .arg(format!("--section={}", section.arg()))
+            .arg(format!("--lock-wait-timeout={}", db.lock_timeout.approx_duration().as_millis()))
+            .arg("--format=plain");
+    }
+    cmd.args(["--no-password", "--encoding=UTF8"]).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+    tracing::debug!(program = %program.display(), section = section.arg(), "starting pg_dump");
+    let mut child = cmd.spawn().map_err(|e| Error::io("starting", &program, e))?;
     let mut err = child.stderr.take().expect("piped");
     let stderr = std::thread::spawn(move || {
         let mut s = String::new();
@@ -234,12 +251,8 @@ impl Running {
 /// pg_dump ≥ 15.14 (and the matching minors of other majors) brackets plain
 /// dumps with `\restrict KEY` / `\unrestrict KEY`: psql meta-commands, not
 /// SQL. The archive keeps them (psql needs them for its protection); code
-/// that sends a dump to the server as SQL drops exactly these lines.
-pub fn strip_psql_restrict(sql: &str) -> String {
-    sql.lines().filter(|l| !is_restrict_line(l)).collect::<Vec<_>>().join("\n")
-}
-
-fn is_restrict_line(line: &str) -> bool {
+/// that sends a dump to the server as SQL skips exactly these lines.
+pub fn is_restrict_line(line: &str) -> bool {
     let mut parts = line.split_whitespace();
     matches!(parts.next(), Some("\\restrict" | "\\unrestrict"))
         && parts.next().is_some_and(|k| k.chars().all(|c| c.is_ascii_alphanumeric()))
@@ -252,9 +265,11 @@ mod tests {
 
     // covers: TS-1.4
     #[test]
-    fn strips_only_restrict_meta_commands() {
-        let sql = "\\restrict AbC123\nCREATE TABLE t (x text);\nINSERT INTO t VALUES ('\\restrict not me');\n\\unrestrict AbC123\n";
-        assert_eq!(strip_psql_restrict(sql), "CREATE TABLE t (x text);\nINSERT INTO t VALUES ('\\restrict not me');");
+    fn knows_only_restrict_meta_commands() {
+        assert!(is_restrict_line("\\restrict AbC123") && is_restrict_line("\\unrestrict AbC123"));
+        for not in ["\\restrict", "\\restrict a b", "\\connect db", "INSERT INTO t VALUES ('\\restrict x')"] {
+            assert!(!is_restrict_line(not), "{not}");
+        }
     }
 
     // covers: FR-14.7

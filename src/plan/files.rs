@@ -3,8 +3,14 @@
 //!
 //! Symlinks are followed and stored as regular files, because certificate
 //! directories (Let's Encrypt's `live/`) are made of symlinks and a restore
-//! needs the content. Anything that is not a regular file (FIFO, socket,
-//! device) is refused: reading it could block or leak.
+//! needs the content — but only while they stay inside `base_dir`: a link
+//! that leads out of it (to `/etc/shadow`, to a home directory), or that
+//! cannot be followed (a loop, a link to nothing), is refused and listed in
+//! [`FileSelection::refused`] (a warning in `plan`, a failure in `backup`,
+//! like a missing file). A directory link back to one of its own ancestors
+//! is not followed (its files are there already). Anything that is not a
+//! regular file (FIFO, socket, device) is refused: reading it could block or
+//! leak.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -31,15 +37,95 @@ pub struct MissingPattern {
     pub required: bool,
 }
 
+/// A symlink the selection does not follow.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedLink {
+    /// The link, relative to `base_dir`.
+    pub path: String,
+    /// Where it leads, or why it cannot be followed, and what to do.
+    pub problem: String,
+}
+
+impl RefusedLink {
+    pub fn describe(&self) -> String {
+        format!("config file link {} {}", self.path, self.problem)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FileSelection {
     pub files: Vec<FileEntry>,
     pub missing: Vec<MissingPattern>,
+    pub refused: Vec<RefusedLink>,
+}
+
+/// Where a walk stands: `base_dir` as written and as resolved.
+struct Base<'a> {
+    path: &'a Path,
+    real: PathBuf,
+}
+
+/// What to do with a path met on the way.
+enum Link {
+    Follow,
+    /// A directory link to one of its own ancestors: a loop.
+    Skip,
+    Refuse(RefusedLink),
+}
+
+impl Base<'_> {
+    fn check(&self, path: &Path) -> Link {
+        if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Link::Follow;
+        }
+        let refuse = |problem: String| Link::Refuse(RefusedLink { path: relative(self.path, path), problem });
+        match std::fs::canonicalize(path) {
+            Err(e) => refuse(format!(
+                "cannot be followed ({e}): a symlink loop or a link to nothing; fix or remove the link"
+            )),
+            Ok(real) if !real.starts_with(&self.real) => refuse(format!(
+                "points outside files.base_dir, to {}: it is not archived; copy what it points to into files.base_dir, or remove the link",
+                real.display()
+            )),
+            Ok(real) => {
+                let parent = path.parent().and_then(|p| std::fs::canonicalize(p).ok());
+                if real.is_dir() && parent.is_some_and(|p| p.starts_with(&real)) {
+                    Link::Skip
+                } else {
+                    Link::Follow
+                }
+            }
+        }
+    }
+
+    /// The first link on the way from `base_dir` to `path` that must not be
+    /// followed, if any.
+    fn check_path(&self, path: &Path) -> Option<RefusedLink> {
+        let rel = path.strip_prefix(self.path).ok()?;
+        let mut at = self.path.to_path_buf();
+        for c in rel.components() {
+            at.push(c);
+            if let Link::Refuse(r) = self.check(&at) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// A walk error that is a link walkdir could not follow (loop, link to
+    /// nothing), as a refusal; `None` for any other error.
+    fn broken(&self, e: &walkdir::Error) -> Option<RefusedLink> {
+        match self.check(e.path()?) {
+            Link::Refuse(r) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 pub fn collect(cfg: &FilesConfig) -> Result<FileSelection> {
     let mut sel = FileSelection::default();
     let Some(base) = &cfg.base_dir else { return Ok(sel) };
+    let base = Base { path: base, real: std::fs::canonicalize(base).unwrap_or_else(|_| base.clone()) };
     let patterns = cfg.include.iter().map(|p| (p, true)).chain(cfg.optional.iter().map(|p| (p, false)));
     for (pattern, required) in patterns {
         let rel = Path::new(pattern);
@@ -49,42 +135,78 @@ pub fn collect(cfg: &FilesConfig) -> Result<FileSelection> {
             )));
         }
         let matcher = matcher(pattern)?;
-        let before = sel.files.len();
+        let (before, refused_before) = (sel.files.len(), sel.refused.len());
         // Only the pattern is a glob: `base_dir` is a plain path, whatever
         // characters its name holds. The walk starts at the pattern's
         // literal prefix and goes only as deep as the pattern can match.
         let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         let literal = parts.iter().take_while(|p| !p.contains(['*', '?', '[', '{'])).count();
-        let start = parts[..literal].iter().fold(base.clone(), |at, p| at.join(p));
+        let start = parts[..literal].iter().fold(base.path.to_path_buf(), |at, p| at.join(p));
         let depth = if parts.iter().any(|p| p.contains("**")) { usize::MAX } else { parts.len() - literal };
-        if literal == parts.len() {
+        if let Some(r) = base.check_path(&start) {
+            sel.refused.push(r);
+        } else if literal == parts.len() {
             // A plain path: the file itself, or everything under a directory.
             if std::fs::metadata(&start).is_ok() {
-                add(base, &start, &mut sel.files)?;
+                add(&base, &start, &mut sel)?;
             }
         } else if start.is_dir() {
-            for entry in WalkDir::new(&start).min_depth(1).max_depth(depth).follow_links(true).sort_by_file_name() {
-                let entry = match entry {
-                    Ok(e) => e,
+            // Links the walk does not enter, and links it cannot follow.
+            let (mut refused, mut broken) = (Vec::new(), Vec::new());
+            let walk = WalkDir::new(&start).min_depth(1).max_depth(depth).follow_links(true).sort_by_file_name();
+            // A link is refused only where the pattern would take it or
+            // walk through it.
+            let wanted = |path: &Path, is_dir: bool, at: usize| {
+                matcher.is_match(relative(base.path, path)) || (is_dir && at < depth)
+            };
+            let walk = walk.into_iter().filter_entry(|e| match base.check(e.path()) {
+                Link::Follow => true,
+                Link::Skip => false,
+                Link::Refuse(r) => {
+                    if wanted(e.path(), e.file_type().is_dir(), e.depth()) {
+                        refused.push(r);
+                    }
+                    false
+                }
+            });
+            let mut found = Vec::new();
+            for entry in walk {
+                match entry {
+                    Ok(e) => {
+                        if matcher.is_match(relative(base.path, e.path())) {
+                            found.push(e.into_path());
+                        }
+                    }
                     // A symlink back to an ancestor: everything under it is
                     // walked already, through the ancestor.
                     Err(e) if e.loop_ancestor().is_some() => continue,
-                    Err(e) => {
-                        let at = e.path().map(Path::to_path_buf).unwrap_or_else(|| start.clone());
-                        return Err(Error::io("reading", at, std::io::Error::other(e.to_string())));
-                    }
-                };
-                if matcher.is_match(relative(base, entry.path())) {
-                    add(base, entry.path(), &mut sel.files)?;
+                    Err(e) => match base.broken(&e) {
+                        Some(r) => {
+                            if wanted(e.path().expect("a link has a path"), false, e.depth()) {
+                                broken.push(r);
+                            }
+                        }
+                        None => {
+                            let at = e.path().map(Path::to_path_buf).unwrap_or_else(|| start.clone());
+                            return Err(Error::io("reading", at, std::io::Error::other(e.to_string())));
+                        }
+                    },
                 }
             }
+            sel.refused.extend(refused.into_iter().chain(broken));
+            for path in found {
+                add(&base, &path, &mut sel)?;
+            }
         }
-        if sel.files.len() == before && !sel.files.iter().any(|f| matcher.is_match(&f.path)) {
+        let refused = sel.refused.len() > refused_before;
+        if !refused && sel.files.len() == before && !sel.files.iter().any(|f| matcher.is_match(&f.path)) {
             sel.missing.push(MissingPattern { pattern: pattern.clone(), required });
         }
     }
     sel.files.sort_by(|a, b| a.path.cmp(&b.path));
     sel.files.dedup_by(|a, b| a.path == b.path);
+    sel.refused.sort_by(|a, b| a.path.cmp(&b.path));
+    sel.refused.dedup_by(|a, b| a.path == b.path);
     Ok(sel)
 }
 
@@ -106,25 +228,43 @@ fn relative(base: &Path, path: &Path) -> String {
     rel.join("/")
 }
 
-/// Adds a file, or every file under a directory (symlinks followed; a
-/// symlink back to an ancestor is skipped, not followed forever).
-fn add(base: &Path, path: &Path, out: &mut Vec<FileEntry>) -> Result<()> {
+/// Adds a file, or every file under a directory (links followed while they
+/// stay inside `base_dir`; a link back to an ancestor is not followed).
+fn add(base: &Base, path: &Path, sel: &mut FileSelection) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io("reading config file", path, e))?;
     if meta.is_dir() {
-        for entry in WalkDir::new(path).min_depth(1).follow_links(true).sort_by_file_name() {
+        let (mut refused, mut broken) = (Vec::new(), Vec::new());
+        let walk = WalkDir::new(path).min_depth(1).follow_links(true).sort_by_file_name();
+        let walk = walk.into_iter().filter_entry(|e| match base.check(e.path()) {
+            Link::Follow => true,
+            Link::Skip => false,
+            Link::Refuse(r) => {
+                refused.push(r);
+                false
+            }
+        });
+        let mut files = Vec::new();
+        for entry in walk {
             match entry {
                 Ok(e) if e.file_type().is_dir() => {}
-                Ok(e) => add_file(base, e.path(), out)?,
+                Ok(e) => files.push(e.into_path()),
                 Err(e) if e.loop_ancestor().is_some() => {}
-                Err(e) => {
-                    let at = e.path().map(Path::to_path_buf).unwrap_or_else(|| path.to_path_buf());
-                    return Err(Error::io("listing", at, std::io::Error::other(e.to_string())));
-                }
+                Err(e) => match base.broken(&e) {
+                    Some(r) => broken.push(r),
+                    None => {
+                        let at = e.path().map(Path::to_path_buf).unwrap_or_else(|| path.to_path_buf());
+                        return Err(Error::io("listing", at, std::io::Error::other(e.to_string())));
+                    }
+                },
             }
+        }
+        sel.refused.extend(refused.into_iter().chain(broken));
+        for f in files {
+            add_file(base.path, &f, &mut sel.files)?;
         }
         return Ok(());
     }
-    add_file(base, path, out)
+    add_file(base.path, path, &mut sel.files)
 }
 
 fn add_file(base: &Path, path: &Path, out: &mut Vec<FileEntry>) -> Result<()> {
@@ -217,5 +357,34 @@ mod tests {
         std::thread::spawn(move || tx.send(collect(&cfg).map(|s| s.files.len())).unwrap());
         let n = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("collect finished").unwrap();
         assert_eq!(n, 1, "conf/sub/a.conf, once");
+    }
+
+    // covers: FR-16.6
+    #[test]
+    fn links_out_of_base_dir_and_broken_links_are_refused_links_inside_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let (b, out) = (d.path().join("base"), d.path().join("outside"));
+        std::fs::create_dir_all(b.join("ssl")).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("key.pem"), "SECRET").unwrap();
+        std::fs::write(b.join("ssl/cert.pem"), "CERT").unwrap();
+        std::os::unix::fs::symlink(out.join("key.pem"), b.join("ssl/key.pem")).unwrap();
+        std::os::unix::fs::symlink("cert.pem", b.join("ssl/live.pem")).unwrap();
+        std::os::unix::fs::symlink("nothing", b.join("ssl/gone.pem")).unwrap();
+        std::os::unix::fs::symlink(&out, b.join("home")).unwrap();
+        let cfg = FilesConfig {
+            base_dir: Some(b.clone()),
+            include: vec!["ssl/**".into(), "home".into(), "ssl/key.pem".into()],
+            optional: vec![],
+        };
+        let sel = collect(&cfg).unwrap();
+        let paths: Vec<&str> = sel.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["ssl/cert.pem", "ssl/live.pem"]);
+        let refused: Vec<&str> = sel.refused.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(refused, ["home", "ssl/gone.pem", "ssl/key.pem"]);
+        let key = sel.refused.iter().find(|r| r.path == "ssl/key.pem").unwrap().describe();
+        let real = out.canonicalize().unwrap().join("key.pem");
+        assert!(key.contains(&format!("points outside files.base_dir, to {}", real.display())), "{key}");
+        assert!(sel.missing.is_empty(), "a refused link is not also missing: {:?}", sel.missing);
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod closure;
 pub mod files;
+pub mod keys;
 mod scope;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use crate::model::{DefaultMode, Mode, Span, TableName};
 use crate::pg::catalog::{self, Catalog, ForeignKey};
 use crate::pg::{self, db_err, quote_ident, quote_literal, Snapshot};
 use files::FileSelection;
+use keys::{Key, KeySet};
 
 /// Above this many on-disk bytes a table gets a "large table" warning.
 pub const LARGE_TABLE_BYTES: i64 = 50 * 1024 * 1024;
@@ -55,9 +57,22 @@ pub struct TablePlan {
     /// Rows outside the mode pulled in so every foreign key restores valid.
     pub closure_rows: u64,
     /// Their `ctid`s in the snapshot (stable while the snapshot holds the
-    /// table's ACCESS SHARE lock).
+    /// table's ACCESS SHARE lock), sorted, on disk.
     #[serde(skip)]
-    pub closure_ctids: Vec<String>,
+    pub closure: KeySet,
+}
+
+/// Closure rows copied by one COPY statement: the statement stays below
+/// ~45 KB whatever the closure's size (see `copy_statement_stays_small`).
+pub const COPY_BATCH: usize = 2_000;
+
+/// Which rows one COPY statement reads.
+#[derive(Clone, Copy)]
+pub enum CopyRows<'a> {
+    /// The rows the mode selects (CSV: with the header line).
+    Base,
+    /// These closure rows, ascending (CSV: no header; the base COPY wrote it).
+    Closure(&'a [Key]),
 }
 
 impl TablePlan {
@@ -80,13 +95,9 @@ impl TablePlan {
         }
     }
 
-    /// The SQL filter recorded in the manifest (and used by COPY).
-    pub fn filter(&self) -> Option<String> {
-        let base = self.base_predicate("t")?;
-        if self.closure_ctids.is_empty() {
-            return Some(base);
-        }
-        Some(format!("{base} OR t.ctid = ANY({}::tid[])", tid_array_literal(&self.closure_ctids)))
+    /// `schema.name` for messages.
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
     }
 
     /// Whether the archive carries a CSV for this table.
@@ -94,34 +105,34 @@ impl TablePlan {
         self.has_rows && (self.mode != Mode::Schema || self.closure_rows > 0)
     }
 
-    pub fn copy_sql(&self) -> String {
-        self.copy_sql_with("(FORMAT csv, HEADER)")
-    }
-
-    /// The same rows in COPY text format.
-    pub fn copy_sql_text(&self) -> String {
-        self.copy_sql_with("(FORMAT text)")
-    }
-
-    fn copy_sql_with(&self, options: &str) -> String {
+    /// One COPY statement of this table's member: the base rows, then
+    /// [`COPY_BATCH`] closure rows at a time, all from the same snapshot
+    /// into the same member. `text`: COPY text format instead of CSV.
+    pub fn copy_sql(&self, rows: CopyRows, text: bool) -> String {
         let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
-        let cols = if cols.is_empty() { String::new() } else { cols.join(", ") };
-        let filter = self.filter().map(|f| format!(" WHERE {f}")).unwrap_or_default();
+        let cols = cols.join(", ");
+        let filter = match rows {
+            CopyRows::Base => self.base_predicate("t"),
+            CopyRows::Closure(keys) => {
+                // Digits, commas and parentheses only (keys::ctid_text).
+                let tids: Vec<String> = keys.iter().map(|k| format!("\"{}\"", keys::ctid_text(*k))).collect();
+                // The batch is sorted: its block range lets the server read
+                // only those pages (a TID range scan) instead of the table.
+                let (first, last) = keys::block_range(keys);
+                Some(format!(
+                    "t.ctid >= '{first}'::tid AND t.ctid <= '{last}'::tid AND t.ctid = ANY({}::tid[])",
+                    quote_literal(&format!("{{{}}}", tids.join(",")))
+                ))
+            }
+        };
+        let filter = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default();
+        let options = match (text, rows) {
+            (true, _) => "(FORMAT text)",
+            (false, CopyRows::Base) => "(FORMAT csv, HEADER)",
+            (false, CopyRows::Closure(_)) => "(FORMAT csv)",
+        };
         format!("COPY (SELECT {cols} FROM ONLY {} t{filter}) TO STDOUT {options}", self.qualified())
     }
-}
-
-/// ctids come from the server as `(block,offset)`; the check keeps the
-/// literal safe to embed even so.
-pub fn tid_array_literal(ctids: &[String]) -> String {
-    let body: Vec<String> = ctids
-        .iter()
-        .map(|c| {
-            assert!(c.chars().all(|ch| ch.is_ascii_digit() || ch == '(' || ch == ')' || ch == ','), "ctid {c:?}");
-            format!("\"{c}\"")
-        })
-        .collect();
-    quote_literal(&format!("{{{}}}", body.join(",")))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,27 +215,55 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     }
 
     let foreign_keys: Vec<FkPlan> = catalog.foreign_keys.iter().map(|fk| fk_plan(&catalog, fk)).collect();
+    // A partitioned parent holds no rows of their own: its figures are the
+    // sum of its leaves', each filtered by its own mode.
+    let mut sums: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
+    for t in tables.iter().filter(|t| t.has_rows) {
+        let mut at = catalog.table(t.oid).partition_of;
+        while let Some(parent) = at {
+            let sum = sums.entry(parent).or_default();
+            sum.0 += t.estimated_rows;
+            sum.1 += t.estimated_bytes;
+            at = catalog.table(parent).partition_of;
+        }
+    }
+    for t in tables.iter_mut().filter(|t| !t.has_rows) {
+        (t.estimated_rows, t.estimated_bytes) = sums.get(&t.oid).copied().unwrap_or_default();
+    }
+
     let sources: Vec<closure::Source> = tables
         .iter()
         .map(|t| closure::Source {
             oid: t.oid,
             qualified: t.qualified(),
+            display: t.display(),
             mode: t.mode,
             has_rows: t.has_rows,
             child_predicate: t.base_predicate("c"),
             parent_predicate: t.base_predicate("p"),
         })
         .collect();
-    let added = closure::compute(&mut snap.client, &sources, &catalog.row_foreign_keys(), watchdog, progress)?;
+    let spill = spill_dir(config);
+    let added = closure::compute(&mut snap.client, &sources, &catalog.row_foreign_keys(), &spill, watchdog, progress)?;
     for (t, set) in tables.iter_mut().zip(added) {
-        t.closure_rows = set.len() as u64;
-        t.closure_ctids = set.into_iter().collect();
+        t.closure_rows = set.len();
+        t.closure = set;
     }
 
     let files = files::collect(&config.files)?;
     let mut warnings = config.warnings.clone();
-    let unclassified: Vec<String> =
-        tables.iter().filter(|t| t.unclassified).map(|t| format!("{}.{}", t.schema, t.name)).collect();
+    // A partitioned table is named once, with how many partitions it has.
+    let unclassified_parent = |t: &TablePlan| {
+        catalog.table(t.oid).partition_of.is_some_and(|p| tables.iter().any(|u| u.oid == p && u.unclassified))
+    };
+    let unclassified: Vec<String> = tables
+        .iter()
+        .filter(|t| t.unclassified && !unclassified_parent(t))
+        .map(|t| match catalog.leaves(t.oid).len() {
+            _ if t.has_rows => t.display(),
+            n => format!("{} (partitioned, {n} partition(s))", t.display()),
+        })
+        .collect();
     if !unclassified.is_empty() {
         let how = match config.scope.default {
             DefaultMode::Full => "backed up in full",
@@ -236,7 +275,8 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
             unclassified.join(", ")
         ));
     }
-    for t in &tables {
+    // Partitions are counted in their parent's figure.
+    for t in tables.iter().filter(|t| catalog.table(t.oid).partition_of.is_none()) {
         if t.mode != Mode::Schema && t.estimated_bytes > LARGE_TABLE_BYTES {
             warnings.push(format!(
                 "large table {}.{}: ~{} MB in {} mode; consider a window or schema_only",
@@ -262,6 +302,9 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
             format!("optional config file pattern {:?} matches nothing", m.pattern)
         });
     }
+    for r in &files.refused {
+        warnings.push(format!("{}; the backup will fail", r.describe()));
+    }
     let estimated: i64 = tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).sum();
     let estimated_archive_bytes =
         (estimated as f64 * COMPRESSED_FRACTION) as i64 + files.files.iter().map(|f| f.bytes as i64).sum::<i64>();
@@ -285,6 +328,19 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     })
 }
 
+/// Where the closure keeps its sorted row keys: the storage directory when
+/// it exists (a backup has created it; /tmp may be RAM in a container), else
+/// the system's temp directory (`lifeboat plan` creates nothing). The files
+/// are deleted with the plan.
+fn spill_dir(config: &Config) -> std::path::PathBuf {
+    let dir = &config.storage.dir;
+    if dir.is_dir() {
+        dir.clone()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn base_dir(config: &Config) -> String {
     config.files.base_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
 }
@@ -299,5 +355,49 @@ fn fk_plan(catalog: &Catalog, fk: &ForeignKey) -> FkPlan {
         ref_schema: p.name.schema.clone(),
         ref_table: p.name.name.clone(),
         ref_columns: fk.ref_columns.clone(),
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(columns: usize) -> TablePlan {
+        TablePlan {
+            oid: 1,
+            schema: "public".into(),
+            name: "credit_transactions".into(),
+            mode: Mode::Window,
+            unclassified: false,
+            columns: (0..columns).map(|i| format!("column_{i}")).collect(),
+            window: Some(WindowPlan {
+                column: "created_at".into(),
+                keep: "3 months".parse().unwrap(),
+                cutoff: "2026-09-01T00:00:00.000000Z".into(),
+            }),
+            has_rows: true,
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            closure_rows: 0,
+            closure: KeySet::default(),
+        }
+    }
+
+    // covers: FR-8.6
+    #[test]
+    fn copy_statement_stays_small_whatever_the_closure() {
+        // The longest ctids there are, a full batch of them.
+        let worst: Vec<Key> = (0..COPY_BATCH as u64).map(|i| (u32::MAX as u64 - i) << 16 | 0xffff).rev().collect();
+        let t = table(20);
+        let sql = t.copy_sql(CopyRows::Closure(&worst), false);
+        assert!(sql.len() < 48 * 1024, "a closure COPY statement is {} bytes", sql.len());
+        assert!(
+            sql.contains("t.ctid >= '(4294965296,0)'::tid AND t.ctid <= '(4294967295,65535)'::tid"),
+            "{}",
+            &sql[..300]
+        );
+        assert!(sql.ends_with("(FORMAT csv)"), "no second header");
+        assert!(t.copy_sql(CopyRows::Base, false).ends_with("(FORMAT csv, HEADER)"));
+        assert!(t.copy_sql(CopyRows::Base, true).ends_with("(FORMAT text)"));
+        assert!(t.copy_sql(CopyRows::Closure(&worst[..1]), true).ends_with("(FORMAT text)"));
     }
 }

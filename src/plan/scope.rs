@@ -1,10 +1,12 @@
 //! Mode resolution: every table of the catalog gets exactly one mode
-//! (`full`, `window`, `schema`) from `[scope]`, partitions inherit their
-//! root's, unnamed tables take `scope.default` and are flagged unclassified,
+//! (`full`, `window`, `schema`) from `[scope]`, partitions not named inherit
+//! their nearest named ancestor's, unnamed tables (partitioned ones too) take
+//! `scope.default` and are flagged unclassified,
 //! and every name the config uses is checked against the database.
 
 use std::collections::BTreeMap;
 
+use super::keys::KeySet;
 use super::{TablePlan, WindowPlan};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -57,7 +59,6 @@ pub(super) fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<Ta
         return Err(Error::Scope(problems.join("\n  - ")));
     }
 
-    let partitioned: Vec<u32> = catalog.tables.iter().filter(|t| t.kind == 'p').map(|t| t.oid).collect();
     let mut out = Vec::new();
     // A partition without a mode of its own takes its (root) parent's.
     let named = |t: &catalog::Table| {
@@ -79,8 +80,7 @@ pub(super) fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<Ta
                     DefaultMode::Schema => Mode::Schema,
                 },
                 None,
-                // Partitioned parents hold no rows; their partitions are flagged.
-                t.kind != 'p',
+                true,
             ),
         };
         let has_rows = t.kind != 'p';
@@ -98,19 +98,11 @@ pub(super) fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<Ta
             estimated_rows,
             estimated_bytes,
             closure_rows: 0,
-            closure_ctids: Vec::new(),
+            closure: KeySet::default(),
         });
     }
-    // Closure through a partitioned table would need per-partition ctids.
-    for fk in &catalog.foreign_keys {
-        let parent = out.iter().find(|t| t.oid == fk.parent).expect("parent in catalog");
-        if partitioned.contains(&fk.parent) && parent.mode != Mode::Full {
-            return Err(Error::Scope(format!(
-                "foreign key {} references partitioned table {}.{} which is not in full mode; lifeboat v1 needs partitioned parents in scope.full",
-                fk.name, parent.schema, parent.name
-            )));
-        }
-    }
+    // Closure follows foreign keys to and from the leaves
+    // (Catalog::row_foreign_keys), so every partition may have a mode of its own.
     Ok(out)
 }
 

@@ -12,12 +12,12 @@ use std::time::Instant;
 use crate::pg::Client;
 
 use super::config_files::Staged;
-use super::{parallel, phase, target, RestoreOptions, TableCheck};
+use super::owners::Policy;
+use super::{parallel, phase, sql, target, RestoreOptions, TableCheck};
 use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
 use crate::archive::{self, Manifest, ManifestTable};
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, CountingReader, Event, Progress};
-use crate::pg::pg_dump::strip_psql_restrict;
 use crate::pg::{copy_err, db_err};
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
@@ -34,7 +34,8 @@ pub(super) fn load(
     since: &mut Instant,
     progress: Progress,
     cancel: &CancelToken,
-) -> Result<(Vec<TableCheck>, Option<Staged>)> {
+) -> Result<(Vec<TableCheck>, Option<Staged>, Policy)> {
+    let mut policy = Policy::for_target(client, opts.no_owner)?;
     if !existing.is_empty() {
         target::drop_existing(client, existing)?;
         phase(phases, "drop", since);
@@ -60,7 +61,7 @@ pub(super) fn load(
     // it; rows wait in spool files for the parallel load; sequences and
     // constraints wait until the rows are in.
     let parallel = spool.is_some();
-    let mut deferred: Vec<(String, String)> = Vec::new();
+    let mut deferred: Vec<(String, tempfile::TempPath)> = Vec::new();
     let mut step = "";
     let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
         let path = member.path.as_str();
@@ -87,14 +88,17 @@ pub(super) fn load(
                 step = name;
                 progress(Event::Step(name));
             }
-            let mut sql = String::new();
-            h.read_to_string(&mut sql).map_err(|e| Error::Failed(format!("{path}: {e}")))?;
-            check_sha(path, h, sha)?;
-            if parallel && path != archive::SCHEMA {
-                deferred.push((path.to_string(), sql));
+            if let (true, Some(spool)) = (path != archive::SCHEMA, spool.as_mut()) {
+                let file = spool.add_sql(path, &mut h)?;
+                check_sha(path, h, sha)?;
+                deferred.push((path.to_string(), file));
                 return Ok(());
             }
-            client.batch_execute(&strip_psql_restrict(&sql)).map_err(db_err(format!("executing {path}")))?;
+            // Streamed, so the hash is known only at the end: a member
+            // changed since it was verified fails here, inside the
+            // transaction, before anything is committed.
+            sql::run_member(client, path, &mut h, &mut policy)?;
+            check_sha(path, h, sha)?;
             if parallel {
                 client.batch_execute("COMMIT; BEGIN").map_err(db_err("committing the schema"))?;
             }
@@ -134,30 +138,27 @@ pub(super) fn load(
         }
         Ok(())
     };
-    // The reader's callback can only return an ArchiveError: the restore's
-    // own error waits here, whole, so its kind survives (FR-7.9).
-    let mut failed: Option<Error> = None;
-    let read = for_each_member(archive_path, |m, r| {
-        run(m, r).map_err(|e| {
-            let msg = e.to_string();
-            failed = Some(e);
-            ArchiveError::Other(msg)
-        })
-    });
-    if let Err(e) = read {
-        return Err(failed.unwrap_or(Error::Archive(e)));
-    }
+    for_each_member_keeping_errors(archive_path, &mut run)?;
     phase(phases, step, since);
 
     if let Some(spool) = &spool {
         progress(Event::Step("parallel data"));
         copied.extend(parallel::copy_parallel(target, spool, usize::from(opts.jobs), progress, cancel)?);
         phase(phases, "parallel data", since);
-        for (path, sql) in &deferred {
+        for (path, file) in &deferred {
             progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
-            client.batch_execute(&strip_psql_restrict(sql)).map_err(db_err(format!("executing {path}")))?;
+            let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file.to_path_buf(), e))?;
+            sql::run_member(client, path, &mut f, &mut policy)?;
         }
         phase(phases, "sequences and constraints", since);
+    }
+
+    for (role, statements) in &policy.missing {
+        progress(Event::Warning(format!(
+            "role {role} does not exist on the target: skipped {statements} owner/privilege statement(s) that name it; \
+             create the roles first (e.g. psql -f database/roles.sql from the extracted archive) and restore again, \
+             or pass --no-owner to restore without owners and privileges"
+        )));
     }
 
     progress(Event::Step("analyze"));
@@ -174,7 +175,28 @@ pub(super) fn load(
         checks.push(TableCheck { table: t.display(), expected, restored, ok: restored == expected });
     }
     phase(phases, "check", since);
-    Ok((checks, staged))
+    Ok((checks, staged, policy))
+}
+
+/// [`for_each_member`] whose callback returns this crate's errors: they come
+/// out as they went in (kind, retryability), not flattened into a message.
+pub(super) fn for_each_member_keeping_errors(
+    archive_path: &Path,
+    f: &mut dyn FnMut(&archive::reader::Member, &mut dyn Read) -> Result<()>,
+) -> Result<()> {
+    let mut inner = None;
+    let outer = for_each_member(archive_path, |m, r| {
+        f(m, r).map_err(|e| {
+            let msg = format!("{e:#}");
+            inner = Some(e);
+            ArchiveError::Other(msg)
+        })
+    });
+    match (outer, inner) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(Error::Archive(e)),
+    }
 }
 
 fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()> {
@@ -184,4 +206,38 @@ fn check_sha(path: &str, h: Hashing<&mut dyn Read>, expected: &str) -> Result<()
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-7.13
+    #[test]
+    fn an_error_inside_the_member_loop_comes_out_as_it_went_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar.gz");
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o600);
+        b.append_data(&mut h, archive::SCHEMA, &b"x;\n"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+
+        for (_, e, code, retry) in crate::error::tests::kinds() {
+            let text = e.to_string();
+            let mut e = Some(e);
+            let got =
+                for_each_member_keeping_errors(&path, &mut |_, _| Err(e.take().expect("one member"))).unwrap_err();
+            assert_eq!((got.exit_code(), got.is_retryable(), got.to_string()), (code, retry, text));
+        }
+        // The reader's own errors are the archive's.
+        let bad = dir.path().join("bad.tar.gz");
+        std::fs::write(&bad, b"not gzip").unwrap();
+        let got = for_each_member_keeping_errors(&bad, &mut |_, _| Ok(())).unwrap_err();
+        assert!(matches!(got, Error::Archive(_)) && !got.is_retryable(), "{got:?}");
+    }
 }

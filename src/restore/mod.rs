@@ -11,8 +11,11 @@
 
 mod config_files;
 mod load;
+mod owners;
 mod parallel;
 mod rehearse;
+mod sql;
+mod statements;
 mod target;
 
 use std::collections::BTreeSet;
@@ -52,6 +55,11 @@ pub struct RestoreOptions {
     /// not one transaction: a failure empties the target instead of rolling back
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    /// Do not re-apply the archive's owners and privileges (ALTER … OWNER,
+    /// GRANT, REVOKE): everything belongs to the --db role. Without it, only
+    /// statements naming roles the target lacks are skipped, and reported
+    #[arg(long)]
+    pub no_owner: bool,
     /// With --jobs: where the rows wait, uncompressed, for the parallel load
     /// [default: the archive's directory; never $TMPDIR]
     #[arg(long, value_name = "DIR")]
@@ -91,6 +99,12 @@ pub struct RestoreReport {
     pub phases: Vec<(String, u64)>,
     pub duration_ms: u64,
     pub problem: Option<String>,
+    /// Roles the archive's owner and privilege statements name that the
+    /// target does not have; those statements were skipped.
+    pub roles_missing: Vec<String>,
+    /// Owner and privilege statements skipped (for missing roles, or all of
+    /// them with `--no-owner`).
+    pub privileges_skipped: u64,
 }
 
 /// Verifies `archive_path`, then restores it per `opts`. `cancel` is polled
@@ -130,6 +144,7 @@ impl Default for RestoreOptions {
             tables: Vec::new(),
             force: false,
             jobs: 1,
+            no_owner: false,
             spool_dir: None,
             source: None,
         }
@@ -231,7 +246,7 @@ pub(crate) fn restore_verified(
         progress,
         cancel,
     );
-    let (checks, staged) = match outcome {
+    let (checks, staged, policy) = match outcome {
         Ok(v) => v,
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK");
@@ -265,6 +280,8 @@ pub(crate) fn restore_verified(
             problem: Some(
                 "row counts differ from the manifest; the restore was rolled back and the target is unchanged".into(),
             ),
+            roles_missing: policy.missing.into_keys().collect(),
+            privileges_skipped: policy.skipped,
         });
     }
     // Config destinations are checked before the commit, so a refused one
@@ -282,9 +299,10 @@ pub(crate) fn restore_verified(
         (Some(staged), Some(dir)) => {
             progress(Event::Step("config files"));
             staged.install(dir).map_err(|e| {
-                Error::Failed(format!(
-                    "the database was restored and committed, but installing the config files failed: {e}"
-                ))
+                e.noted(
+                    "The database was restored and committed, but installing the config files failed: \
+                     fix the cause and restore them again with --config-dir into an empty directory",
+                )
             })?
         }
         _ => Vec::new(),
@@ -303,9 +321,12 @@ pub(crate) fn restore_verified(
         phases,
         duration_ms: 0,
         problem: None,
+        roles_missing: policy.missing.into_keys().collect(),
+        privileges_skipped: policy.skipped,
     })
 }
 
+/// `e`, saying the target was left as it was; kind and retryability stay.
 fn rolled_back(e: Error, target: &str) -> Error {
     e.noted(format!("The restore was rolled back: {target} is as it was before."))
 }
@@ -317,5 +338,21 @@ fn spool_dir(archive_path: &Path, opts: &RestoreOptions) -> PathBuf {
         (Some(dir), _) => dir.clone(),
         (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         (None, _) => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-7.13
+    #[test]
+    fn a_rolled_back_restore_fails_with_its_errors_kind() {
+        for (what, e, code, retry) in crate::error::tests::kinds() {
+            let text = e.to_string();
+            let r = rolled_back(e, "db:5432/t");
+            assert_eq!((r.exit_code(), r.is_retryable()), (code, retry), "{what}");
+            assert!(r.to_string().starts_with(&text) && r.to_string().ends_with("db:5432/t is as it was before."));
+        }
     }
 }

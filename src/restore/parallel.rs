@@ -41,12 +41,23 @@ impl Spool {
     /// Copies one table's rows into a file of its own, streamed in small
     /// buffers (never the whole table in memory).
     pub(super) fn add(&mut self, t: &ManifestTable, rows: &mut dyn Read) -> Result<()> {
-        let path = self.dir.path();
         let context = format!("spooling the rows of {} ({} bytes uncompressed) in", t.display(), t.bytes);
-        let mut f = tempfile::NamedTempFile::new_in(path).map_err(|e| Error::io(context.as_str(), path, e))?;
-        std::io::copy(rows, &mut f).map_err(|e| Error::io(context.as_str(), path, e))?;
-        self.tables.push((t.clone(), f.into_temp_path()));
+        let file = self.file(&context, rows)?;
+        self.tables.push((t.clone(), file));
         Ok(())
+    }
+
+    /// Keeps a SQL member that must wait for the rows (sequences,
+    /// constraints) in a file of its own, like the rows: never in memory.
+    pub(super) fn add_sql(&mut self, member: &str, sql: &mut dyn Read) -> Result<tempfile::TempPath> {
+        self.file(&format!("spooling {member} in"), sql)
+    }
+
+    fn file(&self, context: &str, data: &mut dyn Read) -> Result<tempfile::TempPath> {
+        let path = self.dir.path();
+        let mut f = tempfile::NamedTempFile::new_in(path).map_err(|e| Error::io(context, path, e))?;
+        std::io::copy(data, &mut f).map_err(|e| Error::io(context, path, e))?;
+        Ok(f.into_temp_path())
     }
 }
 

@@ -65,7 +65,7 @@ pub fn rehearse(
         let mut problems = Vec::new();
         let (mut fks, mut seqs) = (Vec::new(), Vec::new());
         match report {
-            Err(e) => problems.push(format!("restore failed: {e}")),
+            Err(e) => problems.push(failed_restore(e)?),
             Ok(r) => {
                 problems.extend(r.problem);
                 problems.extend(
@@ -127,4 +127,38 @@ pub fn rehearse(
         report.ok = false;
     }
     Ok(report)
+}
+
+/// A restore that failed inside the rehearsal: a problem of the archive
+/// (reported, the rehearsal fails), or — when the server or the link
+/// failed and trying again may work — that error itself, so a retry policy
+/// sees it for what it is.
+fn failed_restore(e: Error) -> Result<String> {
+    if e.is_retryable() {
+        return Err(e);
+    }
+    Ok(format!("restore failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-7.13
+    #[test]
+    fn a_rehearsal_returns_retryable_failures_as_errors_and_reports_the_rest() {
+        for (what, e, code, retry) in crate::error::tests::kinds() {
+            let text = e.to_string();
+            match failed_restore(e) {
+                Err(e) => {
+                    assert!(retry, "{what}: only a retryable failure is passed on");
+                    assert_eq!((e.exit_code(), e.is_retryable(), e.to_string()), (code, retry, text));
+                }
+                Ok(problem) => {
+                    assert!(!retry, "{what}: a retryable failure is not the archive's problem");
+                    assert_eq!(problem, format!("restore failed: {text}"));
+                }
+            }
+        }
+    }
 }

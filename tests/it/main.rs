@@ -27,6 +27,10 @@ mod progress;
 mod tls;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
+// Partitioned tables, closure at scale (bounded memory), config-file symlinks, disk-full and lost-database messages.
+mod closure_scale;
+// What a restore keeps besides rows: bounded-memory SQL streaming, CRLF, owners, privileges, roles.sql.
+mod restore_fidelity;
 // Reader limits against small hostile archives (peak-RSS bounds), appended streams, unlisted members, restore spools.
 mod limits;
 // Faults: frozen server and link, SIGTERM, closed stderr, leftover pg_dump, target passwords.

@@ -54,7 +54,9 @@ pub fn all_fingerprints(url: &str, filter: &str) -> BTreeMap<String, (i64, Strin
 /// `pg_dump --schema-only --no-owner --no-privileges`, without what differs
 /// between two databases of the same schema: comments (`--`), `SET` and
 /// `set_config` lines, psql's `\restrict`/`\unrestrict` (pg_dump ≥ 15.14),
-/// and blank lines.
+/// and empty lines. Lines are split at `\n` only, so a `\r` inside a
+/// function body, comment or default still counts (`str::lines` would drop
+/// it and hide a restore that lost it).
 pub fn schema_dump(url: &str) -> String {
     let out = clean_command(pg_bin("pg_dump"))
         .args(["--schema-only", "--no-owner", "--no-privileges", "-d", url])
@@ -65,9 +67,9 @@ pub fn schema_dump(url: &str) -> String {
 }
 
 pub(super) fn normalize_dump(dump: &str) -> String {
-    dump.lines()
+    dump.split('\n')
         .filter(|l| {
-            !(l.trim().is_empty()
+            !(l.is_empty()
                 || l.starts_with("--")
                 || l.starts_with("\\restrict")
                 || l.starts_with("\\unrestrict")

@@ -263,5 +263,10 @@ mod tests {
         let dump = "--\n-- PostgreSQL database dump\n\\restrict abc\nSET x = 1;\n\
                     SELECT pg_catalog.set_config('search_path', '', false);\n\nCREATE TABLE t (a int);\n\\unrestrict abc\n";
         assert_eq!(compare::normalize_dump(dump), "CREATE TABLE t (a int);\n");
+        // A carriage return is content, not a line ending to drop.
+        assert_ne!(
+            compare::normalize_dump("COMMENT ON t IS 'a\r\nb';\n"),
+            compare::normalize_dump("COMMENT ON t IS 'a\nb';\n")
+        );
     }
 }
