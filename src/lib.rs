@@ -22,6 +22,7 @@
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and later `/healthz`), `channels` (alert mail, JSON webhook, healthchecks.io-style ping).
 //! - [`http`]: the HTTP service: `router` (every route), `download`; the only axum code.
+//! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
 //!
@@ -40,6 +41,7 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod http;
+pub mod init;
 pub mod model;
 pub mod monitor;
 pub mod pg;

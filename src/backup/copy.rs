@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::archive::writer::Spool;
 use crate::error::{Error, Result};
-use crate::events::Watchdog;
+use crate::events::{Event, Progress, Watchdog, BYTES_EVENT_CHUNK};
 use crate::pg::{db_err, pg_message, Snapshot};
 use crate::plan::{CopyRows, TablePlan, COPY_BATCH};
 
@@ -23,13 +23,14 @@ pub(super) fn copy_member(
     spool: &mut Spool,
     dir: &Path,
     watchdog: &Watchdog,
+    progress: Progress,
 ) -> Result<()> {
-    copy_table(snap, &t.copy_sql(CopyRows::Base, text), t, spool, dir, watchdog)?;
+    copy_table(snap, &t.copy_sql(CopyRows::Base, text), t, spool, dir, watchdog, progress)?;
     let keys_err =
         |e| Error::io(format!("reading the closure row keys of {} from a temporary file in", t.display()), dir, e);
     for batch in t.closure.batches(COPY_BATCH).map_err(keys_err)? {
         let batch = batch.map_err(keys_err)?;
-        copy_table(snap, &t.copy_sql(CopyRows::Closure(&batch), text), t, spool, dir, watchdog)?;
+        copy_table(snap, &t.copy_sql(CopyRows::Closure(&batch), text), t, spool, dir, watchdog, progress)?;
     }
     Ok(())
 }
@@ -41,12 +42,14 @@ fn copy_table(
     spool: &mut Spool,
     dir: &Path,
     watchdog: &Watchdog,
+    progress: Progress,
 ) -> Result<()> {
     use std::io::Write;
     // A closure batch lists ctids; the start of the statement is enough.
     tracing::debug!(sql = %sql.chars().take(300).collect::<String>(), "COPY out");
     let mut reader = snap.client.copy_out(sql).map_err(|e| copy_error(t, "starting COPY of", e))?;
     let mut buf = vec![0u8; 128 * 1024];
+    let mut unreported = 0u64;
     loop {
         let n = match reader.read(&mut buf) {
             Ok(n) => n,
@@ -63,12 +66,19 @@ fn copy_table(
             }
         };
         if n == 0 {
+            if unreported > 0 {
+                progress(Event::Bytes(unreported));
+            }
             return Ok(());
         }
         spool
             .write_all(&buf[..n])
             .map_err(|e| Error::io(format!("writing rows of {} to a temporary file in", t.display()), dir, e))?;
         watchdog.tick(n as u64);
+        unreported += n as u64;
+        if unreported >= BYTES_EVENT_CHUNK {
+            progress(Event::Bytes(std::mem::take(&mut unreported)));
+        }
         if watchdog.interrupted() {
             return watchdog.check();
         }

@@ -149,6 +149,11 @@ fn run_planned(
     let mut members = vec![append_file(&mut writer, archive::SCHEMA, schema.path())?];
 
     progress(Event::Step("data"));
+    let with_rows = || plan.tables.iter().filter(|t| t.has_data_file());
+    progress(Event::Totals {
+        bytes: with_rows().map(|t| t.estimated_bytes.max(0) as u64).sum(),
+        rows: with_rows().map(|t| t.estimated_rows.max(0) as u64 + t.closure_rows).sum(),
+    });
     let mut tables = Vec::new();
     for t in &plan.tables {
         let mut mt = ManifestTable {
@@ -174,7 +179,7 @@ fn run_planned(
         if t.has_data_file() {
             watchdog.doing(format!("copying rows of {}", t.display()));
             let mut spool = Spool::new(&dir);
-            copy::copy_member(&mut snap, t, false, &mut spool, &dir, &watchdog)
+            copy::copy_member(&mut snap, t, false, &mut spool, &dir, &watchdog, progress)
                 .map_err(|e| stalled_or(&watchdog, e))?;
             let (rows, member) = (spool.csv.rows(), archive::data_member(&t.schema, &t.name));
             let psql_unsafe = spool.csv.psql_unsafe;
@@ -183,7 +188,7 @@ fn run_planned(
                 // Same snapshot, same rows: text format escapes newlines, so
                 // no line of it can be `\.` (see ManifestTable::psql_file).
                 let mut text = Spool::new(&dir);
-                copy::copy_member(&mut snap, t, true, &mut text, &dir, &watchdog)
+                copy::copy_member(&mut snap, t, true, &mut text, &dir, &watchdog, &crate::events::silent)
                     .map_err(|e| stalled_or(&watchdog, e))?;
                 let copy_member = archive::psql_member(&t.schema, &t.name);
                 members.push(writer.append_spool(&copy_member, 0o600, text)?);

@@ -79,6 +79,8 @@ impl<'a> Recorder<'a> {
             Event::Warning(w) => format!("warning: {w}"),
             Event::Table { name, rows, closure_rows, .. } => format!("  {name}: {rows} rows ({closure_rows} closure)"),
             Event::Detail(d) => format!("  {d}"),
+            // Progress counters: the bar's business, not the alert's.
+            Event::Totals { .. } | Event::Bytes(_) => return (self.inner)(e),
         };
         let mut lines = self.lines.lock().expect("not poisoned");
         if lines.len() == LOG_LINES {

@@ -6,8 +6,10 @@
 mod backup;
 mod check;
 mod config;
+mod init;
 mod list;
 mod plan;
+mod progress;
 mod prune;
 mod render;
 mod restore;
@@ -91,6 +93,8 @@ pub enum Command {
     List,
     /// Apply retention: delete old archives, keeping the newest good ones
     Prune(prune::PruneArgs),
+    /// Write a commented starting config for the database, from its catalog (read-only)
+    Init(init::InitArgs),
 }
 
 /// Runs the command and returns the process exit code.
@@ -126,23 +130,11 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
     };
     let (config, file) = crate::config::load(path, flags)?;
     // Every command that reads the config says what looks wrong in it.
-    let progress = progress_printer(cli.verbose);
+    let progress = progress::plain_printer(cli.verbose);
     for w in &config.warnings {
         progress(Event::Warning(w.clone()));
     }
     Ok((config, file))
-}
-
-fn progress_printer(verbose: bool) -> impl Fn(Event) + Sync {
-    move |e| match e {
-        Event::Step(s) => err_line(&format!("lifeboat: {}", printable(s))),
-        Event::Warning(w) => err_line(&format!("warning: {}", printable(&w))),
-        Event::Table { name, rows, closure_rows, bytes } if verbose => {
-            err_line(&format!("  {}: {rows} rows ({closure_rows} closure), {}", printable(&name), render::bytes(bytes)))
-        }
-        Event::Detail(d) if verbose => err_line(&format!("  {}", printable(&d))),
-        _ => {}
-    }
 }
 
 /// Writes one line to stderr. A closed stderr, or a reader that went away
@@ -205,7 +197,14 @@ fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
-    let progress = progress_printer(cli.verbose);
+    use std::io::IsTerminal;
+    // Bars only for a person watching; scripts, logs and --json keep the plain lines.
+    let terminal = (!cli.json && std::io::stderr().is_terminal()).then(|| progress::Terminal::new(cli.verbose));
+    let plain = progress::plain_printer(cli.verbose);
+    let progress = |e: Event| match &terminal {
+        Some(t) => t.handle(e),
+        None => plain(e),
+    };
     // SIGTERM / SIGINT trip it; the daemon's shutdown will too.
     let cancel = CancelToken::new();
     cancel_on_signals(&cancel);
@@ -221,5 +220,6 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Check => check::run(&cli),
         Command::List => list::run(&cli),
         Command::Prune(args) => prune::run(&cli, args, &progress),
+        Command::Init(args) => init::run(&cli, args, &progress, &cancel),
     }
 }

@@ -7,20 +7,7 @@ use crate::plan::Plan;
 use crate::restore::{RehearsalReport, RestoreReport};
 use crate::verify::VerifyReport;
 
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::model::human_bytes as bytes;
 
 fn ms(n: u64) -> String {
     crate::events::humantime(std::time::Duration::from_millis(n))

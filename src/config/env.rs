@@ -1,7 +1,8 @@
-//! The environment layer: libpq's `PG*`, the deployment's `POSTGRES_*`,
-//! `SMTP_*` and `ADMIN_EMAILS`, `DATABASE_URL` and
-//! `LIFEBOAT_<SECTION>__<KEY>`, mapped onto config keys (more specific names
-//! win), with `*_FILE` variants for secrets.
+//! The environment layer: libpq's `PG*` (with `PGSSLMODE`/`PGSSLROOTCERT`/
+//! `PGSSLCERT`/`PGSSLKEY`), the deployment's `POSTGRES_*`, `SMTP_*` and
+//! `ADMIN_EMAILS`, `DATABASE_URL` and `LIFEBOAT_<SECTION>__<KEY>`, mapped
+//! onto config keys (more specific names win), with `*_FILE` variants for
+//! secrets.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +54,16 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         }
         overlay_section(&mut db, layer);
     }
+    // libpq's TLS variables, below DATABASE_URL's own sslmode.
+    let mut tls = toml::Table::new();
+    for (var, key) in
+        [("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"), ("PGSSLCERT", "sslcert"), ("PGSSLKEY", "sslkey")]
+    {
+        if let Some(v) = env.get(var) {
+            tls.insert(key.into(), s(v));
+        }
+    }
+    overlay_section(&mut db, tls);
     if let Some(url) = env_secret(env, "DATABASE_URL")? {
         overlay_section(&mut db, url_fields(&url, "DATABASE_URL")?);
     }
@@ -73,11 +84,12 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         if rest == "CONFIG" || rest == "LOG" || rest.starts_with("TEST_") || rest.starts_with("TARGET_PASSWORD") {
             continue;
         }
+        // Not an override: another program's variable that shares the
+        // prefix (docker-compose `env_file` lines, `LIFEBOAT_VERSION`). Only
+        // the `__` form is ours, and a typo in it is still an error below.
         let Some((section, key)) = rest.split_once("__") else {
-            return Err(ConfigError::Env {
-                name: var.clone(),
-                message: "expected LIFEBOAT_<SECTION>__<KEY>, e.g. LIFEBOAT_DATABASE__HOST".into(),
-            });
+            tracing::debug!(variable = %var, "ignored: not LIFEBOAT_<SECTION>__<KEY>");
+            continue;
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         if let Some(base) = key.strip_suffix("_file") {

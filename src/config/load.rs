@@ -381,11 +381,58 @@ dir = "/file/backups"
         .unwrap_err()
         .to_string();
         assert!(err.contains("LIFEBOAT_DATABASE__PASSWORD and LIFEBOAT_DATABASE__PASSWORD_FILE"), "{err}");
-        let err = resolve(None, &env(&[("DATABASE_URL", "postgres://u@h/d?sslmode=require")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("sslmode=require") && err.contains("TLS"), "{err}");
         assert!(!err.contains(": a"), "{err}");
+    }
+
+    // covers: FR-11.4, FR-11.6, FR-28.2
+    #[test]
+    fn tls_settings_come_from_urls_config_keys_and_pgssl_variables_with_the_usual_precedence() {
+        use crate::config::SslMode;
+        let c = resolve(None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.database.sslmode, SslMode::Prefer, "libpq's default");
+        let e = env(&[("PGSSLMODE", "verify-ca"), ("PGSSLROOTCERT", "/etc/ca.pem")]);
+        let c = resolve(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.database.sslmode, c.database.sslrootcert.as_deref()),
+            (SslMode::VerifyCa, Some(Path::new("/etc/ca.pem")))
+        );
+        let mut e2 = e.clone();
+        e2.insert(
+            "DATABASE_URL".into(),
+            "postgres://u@h/d?sslmode=require&sslcert=/c.pem&sslkey=/k.pem&schema=public".into(),
+        );
+        let c = resolve(None, &e2, &Overrides::default()).unwrap();
+        assert_eq!(c.database.sslmode, SslMode::Require, "DATABASE_URL beats PGSSLMODE");
+        assert_eq!(c.database.sslrootcert.as_deref(), Some(Path::new("/etc/ca.pem")), "kept from PGSSLROOTCERT");
+        assert_eq!(
+            (c.database.sslcert.as_deref(), c.database.sslkey.as_deref()),
+            (Some(Path::new("/c.pem")), Some(Path::new("/k.pem")))
+        );
+        e2.insert("LIFEBOAT_DATABASE__SSLMODE".into(), "verify-full".into());
+        let c = resolve(Some((Path::new("a.toml"), "[database]\nsslmode = \"disable\"\n")), &e2, &Overrides::default())
+            .unwrap();
+        assert_eq!(c.database.sslmode, SslMode::VerifyFull);
+        let c = resolve(
+            Some((Path::new("a.toml"), "[database]\nsslmode = \"disable\"\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.database.sslmode, SslMode::Disable);
+
+        let err =
+            resolve(None, &env(&[("DATABASE_URL", "postgres://u:pw@h/d?sslmode=verify-fulll")]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("verify-fulll") && err.contains("verify-ca, verify-full") && !err.contains("pw@"),
+            "{err}"
+        );
+        let err =
+            resolve(Some((Path::new("a.toml"), "[database]\nsslmode = \"allow\"\n")), &env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("allow") && err.contains("verify-full"), "{err}");
     }
 
     // covers: FR-16.1, FR-11.2
@@ -406,6 +453,16 @@ dir = "/file/backups"
         assert!(err.to_string().contains("both password and password_file"), "{err}");
         let e = env(&[("LIFEBOAT_TEST_DATABASE_URL", "postgres://x@y/z")]);
         assert!(resolve(None, &e, &Overrides::default()).is_ok());
+    }
+
+    // covers: FR-11.3
+    #[test]
+    fn lifeboat_names_without_a_section_are_not_overrides() {
+        let e = env(&[("LIFEBOAT_VERSION", "1"), ("LIFEBOAT_HOST", "elsewhere")]);
+        let c = resolve(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.database.host, "localhost", "LIFEBOAT_HOST is not LIFEBOAT_DATABASE__HOST");
+        let err = resolve(None, &env(&[("LIFEBOAT_SCOPEE__FULL", "a")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("LIFEBOAT_SCOPEE__FULL") && err.to_string().contains("`scope`"), "{err}");
     }
 
     // covers: FR-11.2, FR-11.7, SC-2.4

@@ -33,7 +33,7 @@ pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
 pub use secret::Secret;
 pub use service::{MonitorConfig, RetentionConfig};
-pub use url::{parse_database_url, parse_target_url, target_password};
+pub use url::{parse_database_url, parse_target_url, target_password, Target};
 
 use crate::model::{DefaultMode, Span, TableName};
 
@@ -51,8 +51,6 @@ pub enum ConfigError {
         "invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database"
     )]
     Url { origin: String, message: String },
-    #[error("{origin} asks for sslmode=require, but lifeboat cannot use TLS to PostgreSQL yet; connect over a private network (e.g. the docker-compose network) and remove sslmode")]
-    NoTls { origin: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -99,6 +97,71 @@ pub struct DatabaseConfig {
     pub lock_timeout: Span,
     pub stall_timeout: Span,
     pub connect_timeout: Span,
+    /// TLS to the server, as libpq's `sslmode` (and `PGSSLMODE`).
+    pub sslmode: SslMode,
+    /// PEM file of the CA(s) that sign the server's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<PathBuf>,
+    /// PEM client certificate (and `sslkey`, its private key) for `cert` authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslcert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslkey: Option<PathBuf>,
+}
+
+/// libpq's `sslmode` values that lifeboat implements (`allow` is not one:
+/// it would prefer plain text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain text only.
+    Disable,
+    /// TLS when the server offers it, else plain text; the certificate is not checked.
+    #[default]
+    Prefer,
+    /// TLS or fail; the certificate is checked only when `sslrootcert` is set (as libpq).
+    Require,
+    /// TLS, and the certificate must chain to `sslrootcert`.
+    VerifyCa,
+    /// `verify-ca`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub const NAMES: &'static str = "disable, prefer, require, verify-ca, verify-full";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl std::str::FromStr for SslMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            _ => Err(format!("sslmode {s:?} is not one of {}", SslMode::NAMES)),
+        }
+    }
+}
+
+/// How one connection uses TLS: the mode and the files it needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: SslMode,
+    pub rootcert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
@@ -115,6 +178,10 @@ impl Default for DatabaseConfig {
             lock_timeout: "30s".parse().expect("valid"),
             stall_timeout: "5 minutes".parse().expect("valid"),
             connect_timeout: "10s".parse().expect("valid"),
+            sslmode: SslMode::default(),
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
         }
     }
 }
@@ -149,6 +216,16 @@ impl DatabaseConfig {
             c.password(p.expose());
         }
         c
+    }
+
+    /// The TLS settings of the source connection (and pg_dump's).
+    pub fn tls(&self) -> Tls {
+        Tls {
+            mode: self.sslmode,
+            rootcert: self.sslrootcert.clone(),
+            cert: self.sslcert.clone(),
+            key: self.sslkey.clone(),
+        }
     }
 
     /// `host:port/name`, for messages (never contains the password).

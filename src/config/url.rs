@@ -1,22 +1,46 @@
 //! Database URLs: `postgres://` parsing with ORM-only query parameters
-//! (Prisma's `?schema=public`) dropped, expansion of a `url` key into
-//! host/port/name/user/password, and targets given on the command line.
+//! (Prisma's `?schema=public`) dropped, libpq's TLS parameters (`sslmode`,
+//! `sslrootcert`, `sslcert`, `sslkey`) taken out for lifeboat's own TLS,
+//! expansion of a `url` key into host/port/name/user/password and TLS keys,
+//! and targets given on the command line.
 //! Errors never contain the URL (it may hold a password).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::env::env_secret;
-use super::{pgpass, with_keepalives, ConfigError, DatabaseConfig, Secret};
+use super::{pgpass, with_keepalives, ConfigError, DatabaseConfig, Secret, Tls};
+
+/// A database given by a URL on the command line: the client settings and
+/// how to use TLS. Derefs to the `tokio_postgres::Config`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub config: tokio_postgres::Config,
+    pub tls: Tls,
+}
+
+impl std::ops::Deref for Target {
+    type Target = tokio_postgres::Config;
+    fn deref(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}
+
+impl std::ops::DerefMut for Target {
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Config {
+        &mut self.config
+    }
+}
 
 /// [`parse_database_url`] for a target given on the command line (`--db`,
 /// `--restore-test`): with the same connect timeout default as the config,
 /// `application_name = lifeboat` and keepalives, unless the URL says
-/// otherwise. Without a password in the URL, it comes from the
-/// environment or libpq's password file ([`target_password`]).
-pub fn parse_target_url(url: &str, origin: &str) -> Result<tokio_postgres::Config, ConfigError> {
+/// otherwise, and the URL's TLS settings. Without a password in the URL, it
+/// comes from the environment or libpq's password file ([`target_password`]).
+pub fn parse_target_url(url: &str, origin: &str) -> Result<Target, ConfigError> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    target_config(url, origin, &env)
+    let tls = parse_url(url, origin)?.1;
+    Ok(Target { config: target_config(url, origin, &env)?, tls })
 }
 
 fn target_config(
@@ -40,6 +64,10 @@ fn target_config(
     }
     Ok(c)
 }
+
+/// libpq's TLS parameters, which lifeboat implements itself (the driver's
+/// parser knows only disable/prefer/require and no certificate files).
+const TLS_URL_PARAMS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
 /// The password of a `--db` / `--restore-test` target whose URL has none,
 /// from the most specific source: `LIFEBOAT_TARGET_PASSWORD[_FILE]`, then
@@ -90,7 +118,13 @@ const FOREIGN_URL_PARAMS: &[&str] =
 
 /// Parses a `postgres://` URL, ignoring ORM-only parameters (Prisma's
 /// `?schema=public`). Errors never contain the URL (it may hold a password).
+/// The TLS parameters are in [`parse_target_url`]'s result, not in this one.
 pub fn parse_database_url(url: &str, origin: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    Ok(parse_url(url, origin)?.0)
+}
+
+fn parse_url(url: &str, origin: &str) -> Result<(tokio_postgres::Config, Tls), ConfigError> {
+    let mut tls = Tls::default();
     let cleaned = match url.split_once('?') {
         Some((head, query)) => {
             // Keys are compared decoded (the `form_urlencoded` parser of the `url` project), but
@@ -100,9 +134,24 @@ pub fn parse_database_url(url: &str, origin: &str) -> Result<tokio_postgres::Con
                 .split('&')
                 .filter(|kv| {
                     let key = form_urlencoded::parse(kv.as_bytes()).next().map(|(k, _)| k.into_owned());
-                    !kv.is_empty() && !key.is_some_and(|k| FOREIGN_URL_PARAMS.contains(&k.as_str()))
+                    !kv.is_empty()
+                        && !key.is_some_and(|k| {
+                            FOREIGN_URL_PARAMS.contains(&k.as_str()) || TLS_URL_PARAMS.contains(&k.as_str())
+                        })
                 })
                 .collect();
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                match k.as_ref() {
+                    "sslmode" => {
+                        tls.mode =
+                            v.parse().map_err(|message| ConfigError::Url { origin: origin.to_string(), message })?
+                    }
+                    "sslrootcert" => tls.rootcert = Some(PathBuf::from(v.as_ref())),
+                    "sslcert" => tls.cert = Some(PathBuf::from(v.as_ref())),
+                    "sslkey" => tls.key = Some(PathBuf::from(v.as_ref())),
+                    _ => {}
+                }
+            }
             if kept.is_empty() {
                 head.to_string()
             } else {
@@ -115,17 +164,21 @@ pub fn parse_database_url(url: &str, origin: &str) -> Result<tokio_postgres::Con
     let config: tokio_postgres::Config = cleaned
         .parse()
         .map_err(|e: tokio_postgres::Error| ConfigError::Url { origin: origin.to_string(), message: e.to_string() })?;
-    // Connections are not encrypted yet: asking for TLS must not quietly get
-    // a plain connection.
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(ConfigError::NoTls { origin: origin.to_string() });
-    }
-    Ok(config)
+    Ok((config, tls))
 }
 
 pub(super) fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigError> {
-    let pc = parse_database_url(url, origin)?;
+    let (pc, tls) = parse_url(url, origin)?;
     let mut t = toml::Table::new();
+    // Only what the URL says: a URL without sslmode keeps the lower layer's.
+    if url.split_once('?').is_some_and(|(_, q)| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "sslmode")) {
+        t.insert("sslmode".into(), toml::Value::String(tls.mode.as_str().into()));
+    }
+    for (key, path) in [("sslrootcert", &tls.rootcert), ("sslcert", &tls.cert), ("sslkey", &tls.key)] {
+        if let Some(p) = path {
+            t.insert(key.into(), toml::Value::String(p.display().to_string()));
+        }
+    }
     if let Some(h) = pc.get_hosts().first() {
         let host = match h {
             tokio_postgres::config::Host::Tcp(s) => s.clone(),

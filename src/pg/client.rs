@@ -21,7 +21,10 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Config, CopyInSink, CopyOutStream, NoTls, Row};
+use tokio_postgres::{Config, CopyInSink, CopyOutStream, Row};
+
+use super::tls::{self, Connector};
+use crate::config::SslMode;
 
 use crate::events::CancelToken;
 
@@ -38,6 +41,9 @@ pub struct Client {
     inner: Option<tokio_postgres::Client>,
     conn: Option<tokio::task::JoinHandle<()>>,
     cancel: CancelToken,
+    /// Cancel requests use the connection's own TLS (a server that accepts
+    /// only TLS refuses a plain one).
+    tls: Connector,
 }
 
 /// Why a connection could not be set up.
@@ -55,14 +61,23 @@ pub enum ConnectError {
 impl Client {
     /// Connects, bounding the whole setup by the config's connect timeout
     /// (which tokio-postgres applies to the TCP connect only).
-    pub fn connect(config: &Config, cancel: &CancelToken) -> Result<Client, ConnectError> {
+    /// `tls` and `mode` say how TLS is used (see `pg::tls`).
+    pub(crate) fn connect(
+        config: &Config,
+        tls: Connector,
+        mode: SslMode,
+        cancel: &CancelToken,
+    ) -> Result<Client, ConnectError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ConnectError::Runtime)?;
+        let mut config = config.clone();
+        config.ssl_mode(tls::driver_mode(mode));
+        let config = &config;
         let limit = config.get_connect_timeout().copied();
         let outcome = rt.block_on(async {
             let connect = async {
                 match limit {
-                    Some(limit) => tokio::time::timeout(limit, config.connect(NoTls)).await.ok(),
-                    None => Some(config.connect(NoTls).await),
+                    Some(limit) => tokio::time::timeout(limit, tls.connect(config)).await.ok(),
+                    None => Some(tls.connect(config).await),
                 }
             };
             tokio::select! {
@@ -76,12 +91,8 @@ impl Client {
             Some(None) => return Err(ConnectError::TimedOut(limit.unwrap_or_default())),
             Some(Some(r)) => r.map_err(ConnectError::Pg)?,
         };
-        let conn = rt.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended");
-            }
-        });
-        Ok(Client { rt, inner: Some(inner), conn: Some(conn), cancel: cancel.clone() })
+        let conn = rt.spawn(connection);
+        Ok(Client { rt, inner: Some(inner), conn: Some(conn), cancel: cancel.clone(), tls })
     }
 
     fn inner(&self) -> &tokio_postgres::Client {
@@ -99,7 +110,7 @@ impl Client {
     fn stop(&mut self) -> tokio_postgres::Error {
         let token = self.inner().cancel_token();
         self.rt.block_on(async {
-            let _ = tokio::time::timeout(CANCEL_BOUND, token.cancel_query(NoTls)).await;
+            let _ = tokio::time::timeout(CANCEL_BOUND, self.tls.cancel_query(&token)).await;
         });
         if let Some(conn) = self.conn.take() {
             conn.abort();

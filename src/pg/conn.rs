@@ -2,7 +2,8 @@
 //! turning driver errors into messages that name the server's own words.
 
 use super::client::{Client, ConnectError};
-use crate::config::DatabaseConfig;
+use super::tls::Connector;
+use crate::config::{DatabaseConfig, SslMode, Target};
 use crate::error::{Error, Result};
 use crate::events::CancelToken;
 
@@ -80,7 +81,7 @@ pub fn copy_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Er
 
 pub fn connect(db: &DatabaseConfig, cancel: &CancelToken) -> Result<Client> {
     connect_with(
-        &db.client_config(),
+        &Target { config: db.client_config(), tls: db.tls() },
         &db.display_target(),
         "the [database] settings (or DATABASE_URL / POSTGRES_* variables)",
         cancel,
@@ -100,14 +101,28 @@ pub fn describe(c: &tokio_postgres::Config) -> String {
 /// Connects with the whole setup (TCP connect, startup, authentication)
 /// bounded by the config's connect timeout, ended early by `cancel`;
 /// `hint` names what the user set to point here (for the error message).
-pub fn connect_with(config: &tokio_postgres::Config, target: &str, hint: &str, cancel: &CancelToken) -> Result<Client> {
-    let failed = |message: String, retryable: bool| Error::Connect {
-        target: target.to_string(),
-        message,
-        retryable,
-        hint: hint.to_string(),
+pub fn connect_with(config: &Target, target: &str, hint: &str, cancel: &CancelToken) -> Result<Client> {
+    let connector = Connector::new(&config.tls)?;
+    let mode = config.tls.mode;
+    let failed = |message: String, retryable: bool| {
+        // A certificate problem is not fixed by waiting.
+        let tls_failure = message.contains("TLS") || message.contains("certificate");
+        let hint = match mode {
+            _ if !tls_failure => hint.to_string(),
+            SslMode::VerifyCa | SslMode::VerifyFull => format!(
+                "{hint}: with sslmode={} the server's certificate must be signed by the CA in sslrootcert{}",
+                mode.as_str(),
+                if mode == SslMode::VerifyFull {
+                    " and name the host connected to (or use verify-ca, which does not check the name)"
+                } else {
+                    ""
+                }
+            ),
+            mode => format!("{hint}: sslmode={} needs a server with TLS enabled (ssl = on)", mode.as_str()),
+        };
+        Error::Connect { target: target.to_string(), message, retryable: retryable && !tls_failure, hint }
     };
-    Client::connect(config, cancel).map_err(|e| match e {
+    Client::connect(&config.config, connector, mode, cancel).map_err(|e| match e {
         ConnectError::TimedOut(limit) => failed(
             format!(
                 "timed out after {}: the server did not answer (it accepted the connection but never replied, \
@@ -171,7 +186,14 @@ mod tests {
             .dbname("d")
             .connect_timeout(std::time::Duration::from_millis(500));
         let started = std::time::Instant::now();
-        let err = connect_with(&config, "silent", "the test", &CancelToken::new()).map(|_| ()).unwrap_err();
+        let err = connect_with(
+            &Target { config: config.clone(), tls: Default::default() },
+            "silent",
+            "the test",
+            &CancelToken::new(),
+        )
+        .map(|_| ())
+        .unwrap_err();
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
         assert!(err.is_retryable() && err.exit_code() == 2, "{err}");
         assert!(err.to_string().contains("timed out after 0.5s: the server did not answer"), "{err}");
@@ -184,7 +206,10 @@ mod tests {
             c.cancel();
         });
         let started = std::time::Instant::now();
-        let err = connect_with(&config, "silent", "the test", &cancel).map(|_| ()).unwrap_err();
+        let err =
+            connect_with(&Target { config: config.clone(), tls: Default::default() }, "silent", "the test", &cancel)
+                .map(|_| ())
+                .unwrap_err();
         tripper.join().unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
         assert!(matches!(err, Error::Cancelled { .. }), "{err}");

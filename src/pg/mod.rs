@@ -1,4 +1,5 @@
 //! Everything that talks to PostgreSQL: connections and quoting (`conn`),
+//! TLS with libpq's sslmode semantics (`tls`),
 //! the exported snapshot (`snapshot`), the system catalogs (`catalog`) and
 //! pg_dump as a child process (`pg_dump`), and the blocking client whose
 //! waits a cancellation always ends (`client`).
@@ -8,6 +9,7 @@ pub mod client;
 pub mod conn;
 pub mod pg_dump;
 pub mod snapshot;
+mod tls;
 
 pub use client::Client;
 pub use conn::{

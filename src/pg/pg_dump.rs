@@ -138,7 +138,14 @@ pub fn start(
         .env("PGDATABASE", &db.name)
         .env("PGUSER", &db.user)
         .env("PGAPPNAME", "lifeboat-pg_dump")
-        .env("PGCONNECT_TIMEOUT", connect_timeout_secs(db).to_string());
+        .env("PGCONNECT_TIMEOUT", connect_timeout_secs(db).to_string())
+        // The same TLS as lifeboat's own connection (libpq implements every mode).
+        .env("PGSSLMODE", db.sslmode.as_str());
+    for (var, path) in [("PGSSLROOTCERT", &db.sslrootcert), ("PGSSLCERT", &db.sslcert), ("PGSSLKEY", &db.sslkey)] {
+        if let Some(p) = path {
+            cmd.env(var, p);
+        }
+    }
     if let Some(p) = &db.password {
         cmd.env("PGPASSWORD", p.expose());
     }

@@ -17,13 +17,13 @@ use super::{parallel, phase, sql, target, RestoreOptions, TableCheck};
 use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
 use crate::archive::{self, Manifest, ManifestTable};
 use crate::error::{Error, Result};
-use crate::events::{CancelToken, Event, Progress};
+use crate::events::{CancelToken, CountingReader, Event, Progress};
 use crate::pg::{copy_err, db_err};
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(super) fn load(
     client: &mut Client,
-    target: &tokio_postgres::Config,
+    target: &crate::config::Target,
     archive_path: &Path,
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,
@@ -67,6 +67,13 @@ pub(super) fn load(
         let path = member.path.as_str();
         cancel.check(&format!("restoring {path}"))?;
         let Some(sha) = expected.get(path) else { return Ok(()) };
+        let mut counted;
+        let r: &mut dyn Read = if by_file.contains_key(path) {
+            counted = CountingReader::new(r, progress);
+            &mut counted
+        } else {
+            r
+        };
         let mut h = Hashing::new(r);
         if path == archive::SCHEMA || path == archive::SEQUENCES || path == archive::CONSTRAINTS {
             let name = match path {
@@ -100,6 +107,11 @@ pub(super) fn load(
                 phase(phases, step, since);
                 step = "data";
                 progress(Event::Step("data"));
+                let with_rows = || by_file.values().filter(|t| selected(t));
+                progress(Event::Totals {
+                    bytes: with_rows().map(|t| t.bytes).sum(),
+                    rows: with_rows().map(|t| t.rows).sum(),
+                });
             }
             if !selected(t) {
                 return Ok(());

@@ -199,7 +199,7 @@ pub(super) fn phase(phases: &mut Vec<(String, u64)>, name: &str, since: &mut Ins
 pub(crate) fn restore_verified(
     archive_path: &Path,
     verified: &VerifyReport,
-    target: &tokio_postgres::Config,
+    target: &crate::config::Target,
     opts: &RestoreOptions,
     progress: Progress,
     cancel: &CancelToken,

@@ -65,7 +65,7 @@ impl Spool {
 /// transaction; the first error stops the others from taking more work.
 /// Returns the rows each COPY loaded, by data file.
 pub(super) fn copy_parallel(
-    target: &tokio_postgres::Config,
+    target: &crate::config::Target,
     spool: &Spool,
     jobs: usize,
     progress: Progress,

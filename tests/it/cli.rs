@@ -252,3 +252,30 @@ fn plan_shows_every_table_with_mode_cutoff_closure_and_the_config_files() {
     // Progress goes to stderr, the plan to stdout.
     assert!(stderr(&o).contains("lifeboat: plan") && !text.contains("lifeboat: plan"));
 }
+
+// covers: FR-11.3, US-13/AC-2
+#[test]
+fn a_stray_lifeboat_variable_is_ignored_but_a_typo_in_an_override_is_an_error() {
+    // docker-compose `env_file` lines of other tools share the prefix.
+    let o = support::lifeboat()
+        .args(["config"])
+        .env("LIFEBOAT_VERSION", "1")
+        .env("LIFEBOAT_IMAGE_TAG", "v2-secret-tag")
+        .env("LIFEBOAT_LOG", "lifeboat=debug")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(err.contains("LIFEBOAT_VERSION") && err.contains("ignored"), "a debug log names it:\n{err}");
+    assert!(!err.contains("v2-secret-tag"), "the value is never logged:\n{err}");
+
+    let o = support::lifeboat().args(["config"]).env("LIFEBOAT_STORAGE__DIRR", "x").output().unwrap();
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("LIFEBOAT_STORAGE__DIRR") && err.contains("`dir`"), "names the valid keys:\n{err}");
+
+    let o = support::lifeboat().args(["config"]).env("LIFEBOAT_STORAGEE__DIR", "x").output().unwrap();
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("LIFEBOAT_STORAGEE__DIR") && err.contains("`storage`"), "names the valid sections:\n{err}");
+}

@@ -19,6 +19,12 @@ mod hardening;
 mod snapshots;
 // Cancellation tokens: backup stops, pg_dump killed, nothing partial left.
 mod cancel;
+// `lifeboat init`: proposed configs that plan, back up and restore with valid FKs; no overwrite.
+mod init;
+// Progress bars on a (pseudo-)terminal, plain lines elsewhere.
+mod progress;
+// TLS to PostgreSQL: every sslmode against real ssl = on servers with a test CA.
+mod tls;
 // What a backup may do to the source: read-only role, RLS, idle timeouts, default scope.
 mod source_safety;
 // Partitioned tables, closure at scale (bounded memory), config-file symlinks, disk-full and lost-database messages.

@@ -154,6 +154,47 @@ impl Cluster {
         self.pg_ctl_start().unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Writes `contents` to `data/<name>` with `mode`, owned by the server's
+    /// user (PostgreSQL refuses a key file others can read).
+    pub fn install_file(&self, name: &str, contents: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.data.join(name);
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("cannot chmod");
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("cannot chown");
+        }
+    }
+
+    /// Appends settings to `postgresql.conf` (take effect at [`Self::reload`]).
+    pub fn append_conf(&self, text: &str) {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(format!("\n{text}\n").as_bytes()))
+            .expect("cannot append to postgresql.conf");
+    }
+
+    /// Replaces `pg_hba.conf` and reloads the server.
+    pub fn set_hba(&self, text: &str) {
+        self.install_file("pg_hba.conf", text.as_bytes(), 0o600);
+        self.reload();
+    }
+
+    /// Rereads the configuration files (including the `ssl` settings), with
+    /// no restart: the port stays taken, so no other test can grab it.
+    pub fn reload(&self) {
+        let out = admin_command(pg_bin("pg_ctl"), self.owner)
+            .arg("-D")
+            .arg(&self.data)
+            .arg("reload")
+            .output()
+            .expect("cannot run pg_ctl reload");
+        check("pg_ctl reload", &out);
+        // The postmaster rereads the file on SIGHUP, asynchronously.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
     /// Stops the postmaster with SIGSTOP until the guard is dropped (SIGCONT).
     /// New connections then complete their TCP handshake in the kernel's
     /// backlog but never get an answer: a frozen or hopelessly overloaded

@@ -1,0 +1,582 @@
+//! `lifeboat init`: a commented starting config for a database lifeboat has
+//! never seen. [`propose`] is the pure decision, from catalog facts to one
+//! mode per table with its reason; [`run`] reads the catalog inside a
+//! read-only snapshot, proposes, and has the plan estimate the result (so the
+//! size at the end of the file is the estimate `lifeboat plan` would print);
+//! [`render`] writes the TOML; [`write_new`] never replaces a file unasked.
+//!
+//! The rules, first match wins:
+//! 1. migration history (`_prisma_migrations`, `schema_migrations`, …) → full;
+//! 2. logs, audit trails, caches, sessions and job queues, by name (and for
+//!    sessions and jobs, by shape) → schema only: the closure still pulls in
+//!    any row that a kept row references;
+//! 3. referenced by another table → full, unless it is large and has a
+//!    creation-time column (then a window; the closure keeps references valid);
+//! 4. small (below `--full-below-mb`) or never analyzed → full;
+//! 5. large with a timestamp column → window on it (created_at-like first);
+//! 6. large without one → full, with the plan's large-table warning.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{Config, DatabaseConfig, ScopeConfig, WindowRule};
+use crate::error::{Error, Result};
+use crate::events::{CancelToken, Progress};
+use crate::model::{human_bytes, Mode, Span, TableName};
+use crate::pg::catalog::{self, Catalog, Table};
+use crate::pg::Snapshot;
+use crate::plan::{Plan, LARGE_TABLE_BYTES};
+
+/// How `init` judges tables (flattened into `lifeboat init`'s arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InitOptions {
+    /// Tables smaller than this many MB on disk are kept in full
+    #[arg(long, value_name = "MB", default_value_t = 10)]
+    pub full_below_mb: u64,
+    /// How much history a window keeps, e.g. "3 months", "90 days"
+    #[arg(long, value_name = "DURATION", default_value = "3 months")]
+    pub keep: Span,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions { full_below_mb: 10, keep: "3 months".parse().expect("valid") }
+    }
+}
+
+/// One table's proposed mode and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub table: TableName,
+    pub mode: Mode,
+    /// The window's time column (window mode only).
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// What `init` proposes, with the plan of that proposal.
+#[derive(Debug, Clone, Serialize)]
+pub struct Proposal {
+    pub decisions: Vec<Decision>,
+    pub estimated_archive_bytes: i64,
+    pub warnings: Vec<String>,
+    /// The config file's text.
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// Table-name words of data an application can lose: logs, audit trails,
+/// caches. Matched against whole words of the name (`usage_logs`, `AuditLog`).
+const EPHEMERAL_WORDS: &[(&str, &str)] = &[
+    // An audit log is an audit trail first.
+    ("audit", "an audit trail"),
+    ("audits", "an audit trail"),
+    ("log", "a log"),
+    ("logs", "a log"),
+    ("logging", "a log"),
+    ("cache", "a cache"),
+    ("caches", "a cache"),
+    ("cached", "a cache"),
+    ("queue", "a job queue"),
+    ("queues", "a job queue"),
+    ("queued", "a job queue"),
+];
+
+/// Migration bookkeeping of common frameworks: small and vital (the
+/// application reads it to know its schema version).
+const MIGRATION_TABLES: &[&str] = &[
+    "_prisma_migrations",
+    "schema_migrations",
+    "ar_internal_metadata",
+    "__efmigrationshistory",
+    "flyway_schema_history",
+    "knex_migrations",
+    "knex_migrations_lock",
+    "alembic_version",
+    "django_migrations",
+    "goose_db_version",
+    "typeorm_metadata",
+    "migrations",
+    "sequelizemeta",
+];
+
+/// Preferred window columns, best first: when a row was created.
+const CREATION_COLUMNS: &[&str] = &[
+    "created_at",
+    "createdat",
+    "created",
+    "created_on",
+    "creation_date",
+    "date_created",
+    "inserted_at",
+    "occurred_at",
+    "recorded_at",
+    "timestamp",
+];
+
+/// Name words; `AuditLog` → `audit`, `log`; `daily_login_rewards` → `daily`, `login`, `rewards`.
+fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for ch in name.chars() {
+        if !ch.is_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if ch.is_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = ch.is_lowercase() || ch.is_ascii_digit();
+        cur.extend(ch.to_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn has_column(t: &Table, pred: impl Fn(&str) -> bool) -> Option<String> {
+    t.columns.iter().map(|c| c.name.to_ascii_lowercase()).find(|c| pred(c))
+}
+
+/// Why a table looks like data the application can lose, if it does.
+fn ephemeral(t: &Table) -> Option<String> {
+    let w = words(&t.name.name);
+    if let Some((word, what)) = EPHEMERAL_WORDS.iter().find(|(x, _)| w.iter().any(|y| y == x)) {
+        return Some(format!("the name ({word:?}) says {what}"));
+    }
+    let expiry = || has_column(t, |c| c.starts_with("expire") || c == "expiry" || c == "expires_at" || c == "ttl");
+    if w.iter().any(|x| x == "session" || x == "sessions") {
+        let token = has_column(t, |c| c == "sid" || c.contains("token") || c == "data" || c == "sess");
+        if let Some(c) = expiry().or(token) {
+            return Some(format!("sessions: the name and its {c:?} column say short-lived login state"));
+        }
+    }
+    if w.iter().any(|x| x == "job" || x == "jobs") {
+        let queue = has_column(t, |c| {
+            matches!(c, "attempts" | "attempt" | "run_at" | "locked_at" | "scheduled_at" | "available_at" | "queue")
+        });
+        if let Some(c) = queue {
+            return Some(format!("a job queue: the name and its {c:?} column"));
+        }
+    }
+    None
+}
+
+/// The best window column: created_at-like names first, then any other
+/// date/timestamp column that does not record a later change.
+fn window_column(t: &Table) -> Option<String> {
+    let times: Vec<&str> = t.columns.iter().filter(|c| c.is_time() && !c.generated).map(|c| c.name.as_str()).collect();
+    for want in CREATION_COLUMNS {
+        if let Some(c) = times.iter().find(|c| c.to_ascii_lowercase() == *want) {
+            return Some(c.to_string());
+        }
+    }
+    let later = ["updat", "modif", "delet", "expir", "until", "ends", "finish", "last", "archiv"];
+    times.iter().find(|c| !later.iter().any(|l| c.to_ascii_lowercase().contains(l))).map(|c| c.to_string())
+}
+
+fn size_of(t: &Table, catalog: &Catalog) -> (i64, Option<i64>) {
+    // A partitioned parent holds nothing itself: sum its partitions.
+    let mut bytes = 0;
+    let mut rows: Option<i64> = None;
+    let mut stack = vec![t.oid];
+    while let Some(oid) = stack.pop() {
+        let x = catalog.table(oid);
+        bytes += x.bytes;
+        if let Some(r) = x.estimated_rows {
+            rows = Some(rows.unwrap_or(0) + r);
+        }
+        stack.extend(catalog.tables.iter().filter(|p| p.partition_of == Some(oid)).map(|p| p.oid));
+    }
+    (bytes, rows)
+}
+
+/// At most three names, then how many more.
+fn abbreviate(mut names: Vec<String>) -> Vec<String> {
+    if names.len() > 3 {
+        let more = names.len() - 3;
+        names.truncate(3);
+        names.push(format!("{more} more"));
+    }
+    names
+}
+
+fn describe_size(bytes: i64, rows: Option<i64>) -> String {
+    match rows {
+        Some(r) => format!("~{} on disk, ~{r} rows", human_bytes(bytes.max(0) as u64)),
+        None => format!("~{} on disk", human_bytes(bytes.max(0) as u64)),
+    }
+}
+
+/// One mode per table, with its reason. Partitions are left out: they take
+/// their parent's mode.
+pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
+    let small = i64::try_from(opts.full_below_mb.saturating_mul(1_048_576)).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    for t in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
+        let (bytes, rows) = size_of(t, catalog);
+        let size = describe_size(bytes, rows);
+        let mut referrers: Vec<String> = catalog
+            .foreign_keys
+            .iter()
+            .filter(|fk| fk.parent == t.oid && fk.child != t.oid)
+            .map(|fk| catalog.table(fk.child).name.to_string())
+            .collect();
+        referrers.sort();
+        referrers.dedup();
+        let referrers = abbreviate(referrers);
+        let decide =
+            |mode, column: Option<String>, reason: String| Decision { table: t.name.clone(), mode, column, reason };
+        let column = window_column(t);
+        // Partitioned parents that others reference must stay full (plan::scope).
+        let huge_and_windowable = bytes > LARGE_TABLE_BYTES && column.is_some() && t.kind != 'p';
+        let d = if MIGRATION_TABLES.contains(&t.name.name.to_ascii_lowercase().as_str()) {
+            decide(
+                Mode::Full,
+                None,
+                "migration history: the application needs every row to know its schema version".into(),
+            )
+        } else if let Some(why) = ephemeral(t) {
+            let also = if referrers.is_empty() {
+                String::new()
+            } else {
+                format!("; rows that {} reference are still kept (closure)", referrers.join(", "))
+            };
+            decide(Mode::Schema, None, format!("{why}; the table is recreated empty{also}"))
+        } else if !referrers.is_empty() && !huge_and_windowable {
+            decide(Mode::Full, None, format!("referenced by {} ({size})", referrers.join(", ")))
+        } else if rows.is_none() && bytes == 0 {
+            decide(Mode::Full, None, "never analyzed, size unknown: kept whole (run ANALYZE, then init again)".into())
+        } else if bytes < small {
+            decide(Mode::Full, None, format!("small: under {} MB ({size})", opts.full_below_mb))
+        } else if let Some(c) = column {
+            let refs = if referrers.is_empty() {
+                String::new()
+            } else {
+                format!("; referenced by {}: older rows they point at are kept (closure)", referrers.join(", "))
+            };
+            let reason =
+                format!("over {} MB ({size}); rows of the last {} by {c:?}{refs}", opts.full_below_mb, opts.keep);
+            decide(Mode::Window, Some(c), reason)
+        } else {
+            decide(
+                Mode::Full,
+                None,
+                format!("over {} MB ({size}) but no creation-time column to window on", opts.full_below_mb),
+            )
+        };
+        out.push(d);
+    }
+    out
+}
+
+/// The `[scope]` that the decisions describe (one window rule per table,
+/// so that each keeps its own reason in the file).
+pub fn scope(decisions: &[Decision], keep: Span) -> ScopeConfig {
+    let pick = |m: Mode| decisions.iter().filter(|d| d.mode == m).map(|d| d.table.clone()).collect();
+    ScopeConfig {
+        default: Default::default(),
+        full: pick(Mode::Full),
+        schema_only: pick(Mode::Schema),
+        window: decisions
+            .iter()
+            .filter(|d| d.mode == Mode::Window)
+            .map(|d| WindowRule {
+                tables: vec![d.table.clone()],
+                column: d.column.clone().expect("window decisions have a column"),
+                keep,
+            })
+            .collect(),
+    }
+}
+
+/// Reads the catalog of the configured database (read-only snapshot),
+/// proposes a scope, and lets the plan estimate it.
+pub fn run(config: &Config, opts: &InitOptions, progress: Progress, cancel: &CancelToken) -> Result<Proposal> {
+    let mut snap = Snapshot::open(&config.database, cancel)?;
+    let catalog = catalog::read(&mut snap.client)?;
+    snap.close()?;
+    let decisions = propose(&catalog, opts);
+    let mut proposed = config.clone();
+    proposed.scope = scope(&decisions, opts.keep);
+    let plan = crate::backup::plan_only(&proposed, progress, cancel)?;
+    let text = render(&config.database, &config.storage.dir, &decisions, &plan, opts);
+    Ok(Proposal {
+        decisions,
+        estimated_archive_bytes: plan.estimated_archive_bytes,
+        warnings: plan.warnings.clone(),
+        text,
+    })
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn table_str(t: &TableName) -> String {
+    toml_str(&if t.schema == "public" { t.name.clone() } else { t.to_string() })
+}
+
+/// The config file: `[database]` (never a password), `[storage]`, `[scope]`
+/// with one comment per table, a commented `[files]`, and the plan's
+/// estimate and warnings at the end.
+pub fn render(db: &DatabaseConfig, storage: &Path, decisions: &[Decision], plan: &Plan, opts: &InitOptions) -> String {
+    let mut s = String::new();
+    let count = |m: Mode| decisions.iter().filter(|d| d.mode == m).count();
+    s.push_str(&format!(
+        "# lifeboat configuration proposed by `lifeboat init` for {} (PostgreSQL {}).\n\
+         # {} tables: {} full, {} window, {} schema only. Each table's mode and the reason for it\n\
+         # are below: review them, then run `lifeboat plan` to see the effect.\n\n",
+        db.display_target(),
+        plan.server_version,
+        decisions.len(),
+        count(Mode::Full),
+        count(Mode::Window),
+        count(Mode::Schema)
+    ));
+    s.push_str("[database]\n");
+    s.push_str(&format!(
+        "host = {}\nport = {}\nname = {}\nuser = {}\n",
+        toml_str(&db.host),
+        db.port,
+        toml_str(&db.name),
+        toml_str(&db.user)
+    ));
+    if db.sslmode != crate::config::SslMode::Prefer {
+        s.push_str(&format!("sslmode = {}\n", toml_str(db.sslmode.as_str())));
+    }
+    for (key, path) in [("sslrootcert", &db.sslrootcert), ("sslcert", &db.sslcert), ("sslkey", &db.sslkey)] {
+        if let Some(p) = path {
+            s.push_str(&format!("{key} = {}\n", toml_str(&p.display().to_string())));
+        }
+    }
+    s.push_str(
+        "# The password is never written here: set POSTGRES_PASSWORD or DATABASE_URL, or\n\
+         # password_file = \"/run/secrets/db_password\"\n\n",
+    );
+    s.push_str(&format!("[storage]\ndir = {}\n\n", toml_str(&storage.display().to_string())));
+    s.push_str(
+        "# Deployment files to keep with the database (relative to base_dir), e.g.:\n\
+         # [files]\n# base_dir = \"/app\"\n# include = [\".env.production\", \"docker-compose.prod.yml\"]\n\n",
+    );
+
+    s.push_str("[scope]\n# A table named nowhere below is backed up in full and flagged by `lifeboat plan`.\ndefault = \"full\"\n");
+    for (key, mode) in [("full", Mode::Full), ("schema_only", Mode::Schema)] {
+        let list: Vec<&Decision> = decisions.iter().filter(|d| d.mode == mode).collect();
+        if list.is_empty() {
+            s.push_str(&format!("{key} = []\n"));
+            continue;
+        }
+        s.push_str(&format!("{key} = [\n"));
+        for d in list {
+            s.push_str(&format!("  {}, # {}\n", table_str(&d.table), d.reason));
+        }
+        s.push_str("]\n");
+    }
+    for d in decisions.iter().filter(|d| d.mode == Mode::Window) {
+        s.push_str(&format!(
+            "\n# {}: {}\n[[scope.window]]\ntables = [{}]\ncolumn = {}\nkeep = {}\n",
+            d.table,
+            d.reason,
+            table_str(&d.table),
+            toml_str(d.column.as_deref().unwrap_or_default()),
+            toml_str(&opts.keep.to_string())
+        ));
+    }
+    let closure: u64 = plan.tables.iter().map(|t| t.closure_rows).sum();
+    s.push_str(&format!(
+        "\n# Estimated archive size: ~{} (the plan's estimate with these modes; closure adds {closure} rows).\n",
+        human_bytes(plan.estimated_archive_bytes.max(0) as u64)
+    ));
+    for w in &plan.warnings {
+        s.push_str(&format!("# warning: {w}\n"));
+    }
+    s
+}
+
+/// Writes `text` to `path`; an existing file is replaced only with `force`.
+pub fn write_new(path: &Path, text: &str, force: bool) -> Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let mut f = o.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Refused(format!(
+                "{} already exists and was left unchanged; pass --force to replace it, or --output another file",
+                path.display()
+            ))
+        } else {
+            Error::io("cannot write the config to", path, e)
+        }
+    })?;
+    f.write_all(text.as_bytes()).map_err(|e| Error::io("cannot write the config to", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::catalog::{Column, ForeignKey};
+
+    fn col(name: &str, ty: &str) -> Column {
+        Column { name: name.into(), type_name: ty.into(), generated: false }
+    }
+
+    fn table(oid: u32, name: &str, mb: i64, cols: &[(&str, &str)]) -> Table {
+        Table {
+            oid,
+            name: TableName::new("public", name),
+            kind: 'r',
+            columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
+            estimated_rows: Some(mb * 10_000),
+            partition_of: None,
+            bytes: mb * 1_048_576,
+        }
+    }
+
+    fn fk(child: u32, parent: u32) -> ForeignKey {
+        ForeignKey {
+            name: format!("fk_{child}_{parent}"),
+            child,
+            parent,
+            columns: vec!["x".into()],
+            ref_columns: vec!["id".into()],
+        }
+    }
+
+    fn decide(tables: Vec<Table>, fks: Vec<ForeignKey>) -> Vec<Decision> {
+        let c = Catalog { tables, foreign_keys: fks, sequences: vec![], large_objects: 0 };
+        propose(&c, &InitOptions::default())
+    }
+
+    fn mode_of<'a>(d: &'a [Decision], name: &str) -> &'a Decision {
+        d.iter().find(|d| d.table.name == name).unwrap()
+    }
+
+    const TS: &str = "timestamp with time zone";
+
+    // covers: FR-26.2
+    #[test]
+    fn logs_sessions_caches_audit_trails_and_queues_are_schema_only() {
+        let d = decide(
+            vec![
+                table(1, "sessions", 200, &[("sid", "text"), ("expires_at", TS), ("created_at", TS)]),
+                table(2, "audit_log", 500, &[("id", "bigint"), ("created_at", TS)]),
+                table(3, "AuditLog", 1, &[("id", "bigint")]),
+                table(4, "cache_entries", 1, &[("key", "text")]),
+                table(5, "delayed_jobs", 1, &[("id", "bigint"), ("attempts", "integer"), ("run_at", TS)]),
+                table(6, "jobs", 1, &[("id", "bigint"), ("title", "text")]),
+                table(7, "chat_sessions", 1, &[("id", "bigint"), ("title", "text")]),
+                table(8, "daily_login_rewards", 1, &[("id", "bigint")]),
+                table(9, "users", 1, &[("id", "uuid")]),
+            ],
+            vec![fk(1, 9), fk(2, 9)],
+        );
+        for name in ["sessions", "audit_log", "AuditLog", "cache_entries", "delayed_jobs"] {
+            assert_eq!(mode_of(&d, name).mode, Mode::Schema, "{name}: {:?}", mode_of(&d, name));
+        }
+        assert!(mode_of(&d, "sessions").reason.contains("\"expires_at\""), "{:?}", mode_of(&d, "sessions"));
+        assert!(mode_of(&d, "audit_log").reason.contains("audit trail"), "{:?}", mode_of(&d, "audit_log"));
+        // Business data that only shares a word: a jobs board, chat sessions, "login".
+        for name in ["jobs", "chat_sessions", "daily_login_rewards"] {
+            assert_eq!(mode_of(&d, name).mode, Mode::Full, "{name}: {:?}", mode_of(&d, name));
+        }
+    }
+
+    // covers: FR-26.2
+    #[test]
+    fn a_big_events_table_gets_a_window_on_its_creation_time() {
+        let d = decide(
+            vec![table(
+                1,
+                "events",
+                2000,
+                &[("id", "bigint"), ("updated_at", TS), ("happened", "date"), ("created_at", TS)],
+            )],
+            vec![],
+        );
+        let e = mode_of(&d, "events");
+        assert_eq!((e.mode, e.column.as_deref()), (Mode::Window, Some("created_at")), "{e:?}");
+        assert!(e.reason.contains("over 10 MB") && e.reason.contains("3 months"), "{e:?}");
+
+        // No created_at: any time column that is not a later change.
+        let d = decide(vec![table(1, "readings", 2000, &[("updated_at", TS), ("measured_at", TS)])], vec![]);
+        assert_eq!(mode_of(&d, "readings").column.as_deref(), Some("measured_at"));
+        // No time column at all: full, and the reason says why.
+        let d = decide(vec![table(1, "blobs", 2000, &[("id", "bigint"), ("data", "bytea")])], vec![]);
+        assert_eq!(mode_of(&d, "blobs").mode, Mode::Full);
+        assert!(mode_of(&d, "blobs").reason.contains("no creation-time column"));
+    }
+
+    // covers: FR-26.2
+    #[test]
+    fn small_lookup_tables_referenced_tables_and_migrations_are_full() {
+        let d = decide(
+            vec![
+                table(1, "countries", 0, &[("code", "text"), ("created_at", TS)]),
+                table(2, "accounts", 40, &[("id", "uuid"), ("created_at", TS)]),
+                table(3, "orders", 30, &[("id", "uuid"), ("account_id", "uuid"), ("created_at", TS)]),
+                table(4, "_prisma_migrations", 30, &[("started_at", TS)]),
+                table(5, "ledger", 900, &[("id", "uuid"), ("created_at", TS)]),
+                table(6, "refunds", 1, &[("ledger_id", "uuid")]),
+            ],
+            vec![fk(3, 2), fk(6, 5)],
+        );
+        let c = mode_of(&d, "countries");
+        assert_eq!(c.mode, Mode::Full);
+        assert!(c.reason.starts_with("small"), "{c:?}");
+        let a = mode_of(&d, "accounts");
+        assert_eq!(a.mode, Mode::Full);
+        assert!(a.reason.contains("referenced by public.orders"), "{a:?}");
+        assert_eq!(mode_of(&d, "orders").mode, Mode::Window, "30 MB is over the 10 MB default");
+        assert_eq!(mode_of(&d, "_prisma_migrations").mode, Mode::Full);
+        // A huge referenced table is still windowed: the closure keeps the references.
+        let l = mode_of(&d, "ledger");
+        assert_eq!(l.mode, Mode::Window, "{l:?}");
+        assert!(l.reason.contains("closure"), "{l:?}");
+    }
+
+    #[test]
+    fn the_scope_has_one_mode_per_table() {
+        let d = decide(
+            vec![table(1, "events", 2000, &[("created_at", TS)]), table(2, "sessions", 1, &[("token", "text")])],
+            vec![],
+        );
+        let s = scope(&d, "90 days".parse().unwrap());
+        assert_eq!(s.window.len(), 1);
+        assert_eq!(s.window[0].keep.to_string(), "90 days");
+        assert_eq!(s.schema_only, vec![TableName::new("public", "sessions")]);
+        assert!(s.full.is_empty());
+    }
+
+    #[test]
+    fn words_split_snake_and_camel_case() {
+        assert_eq!(words("AuditLog"), ["audit", "log"]);
+        assert_eq!(words("usage_logs"), ["usage", "logs"]);
+        assert_eq!(words("blog_posts"), ["blog", "posts"]);
+    }
+
+    // covers: FR-26.3
+    #[test]
+    fn an_existing_file_is_replaced_only_with_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lifeboat.toml");
+        std::fs::write(&p, "old").unwrap();
+        let err = write_new(&p, "new", false).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("already exists") && err.to_string().contains("--force"), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+        write_new(&p, "new", true).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+    }
+}

@@ -1,0 +1,80 @@
+//! Progress on stderr: a bar (bytes, rows, ETA) when a person watches a
+//! terminal, the plain step lines everywhere else. The terminal is a real
+//! pseudo-terminal made by util-linux `script`.
+
+use std::process::{Command, Output};
+
+use crate::flow::{self, assert_exit, stderr, Seeded};
+use crate::support::{self, fresh_db};
+
+/// Runs `lifeboat ARGS` with stdin, stdout and stderr on a pseudo-terminal
+/// (`script -qec CMD /dev/null`); the terminal's bytes are its stdout.
+fn on_a_terminal(args: &[&str]) -> Output {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let line: Vec<String> =
+        std::iter::once(env!("CARGO_BIN_EXE_lifeboat")).chain(args.iter().copied()).map(quote).collect();
+    let mut cmd = Command::new("script");
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(support::leaks_into_lifeboat) {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.args(["-qec", &line.join(" "), "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("cannot run `script` (util-linux), needed to give lifeboat a terminal")
+}
+
+fn terminal_text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+// covers: FR-27.1, FR-27.2, FR-24.4
+#[test]
+fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
+    let s = Seeded::new("progress");
+    let cfg = s.config.to_str().unwrap();
+
+    let o = on_a_terminal(&["--config", cfg, "backup"]);
+    assert_exit(&o, 0);
+    let tty = terminal_text(&o);
+    for needle in ["lifeboat: data", "█", " rows · ETA ", "MiB", "Backup complete and verified"] {
+        assert!(tty.contains(needle), "{needle:?} missing from the terminal:\n{tty}");
+    }
+    // The step after the rows starts on a line of its own.
+    assert!(tty.contains("\nlifeboat: files"), "{tty}");
+
+    // Without a terminal: exactly the plain lines, no bar.
+    let o = flow::run(&["--config", cfg, "backup"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stderr(&o),
+        "lifeboat: plan\nlifeboat: closure\nlifeboat: schema\nlifeboat: data\nlifeboat: files\nlifeboat: verify\n"
+    );
+    // --json on a terminal: plain lines too.
+    let o = on_a_terminal(&["--config", cfg, "--json", "backup"]);
+    assert_exit(&o, 0);
+    let tty = terminal_text(&o);
+    assert!(!tty.contains("ETA") && !tty.contains("█") && tty.contains("lifeboat: data"), "{tty}");
+
+    let archive = s.backup()["archive"].as_str().unwrap().to_string();
+    let target = fresh_db("progress_target");
+    let o = on_a_terminal(&["restore", &archive, "--db", &target.url]);
+    assert_exit(&o, 0);
+    let tty = terminal_text(&o);
+    for needle in ["lifeboat: data", "█", " rows · ETA ", "Restore complete"] {
+        assert!(tty.contains(needle), "{needle:?} missing from the terminal:\n{tty}");
+    }
+    let expected_rows: i64 = support::SAAS_EXPECTED_ROWS.iter().map(|(_, rows, closure)| rows + closure).sum();
+    assert!(tty.contains(&format!("{expected_rows}/{expected_rows} rows")), "the restore knows its row count:\n{tty}");
+
+    let again = fresh_db("progress_plain");
+    let o = flow::run(&["restore", &archive, "--db", &again.url]);
+    assert_exit(&o, 0);
+    assert!(!stderr(&o).contains("ETA") && !stderr(&o).contains("█"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("lifeboat: verify\nlifeboat: schema\nlifeboat: data\nlifeboat: sequences\n"),
+        "{}",
+        stderr(&o)
+    );
+}
