@@ -258,7 +258,7 @@ pub fn check(sums: &[u8], sig: Option<&[u8]>, trusted: Option<&TrustedKey>) -> S
 mod tests {
     use super::*;
 
-    // covers: FR-12.10, FR-12.11
+    // covers: FR-12.12, FR-12.11
     #[test]
     fn a_store_key_signs_and_verifies_and_any_change_is_caught() {
         use std::os::unix::fs::PermissionsExt;

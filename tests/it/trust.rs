@@ -72,7 +72,7 @@ fn minisign_available() -> bool {
     ok
 }
 
-// covers: FR-12.10, FR-12.11, FR-7.11, SC-5
+// covers: FR-12.12, FR-12.11, FR-7.14, SC-5
 #[test]
 fn every_archive_is_signed_and_minisign_agrees() {
     use std::os::unix::fs::PermissionsExt;
@@ -149,7 +149,7 @@ fn no_tables(db: &crate::support::TestDb) -> bool {
     db.query_one_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
 }
 
-// covers: FR-7.11, US-4/AC-11, SC-5
+// covers: FR-7.14, US-4/AC-12, SC-5
 #[test]
 fn restore_with_trusted_key_refuses_an_edited_or_resigned_archive() {
     let s = signed();
@@ -192,7 +192,7 @@ fn restore_with_trusted_key_refuses_an_edited_or_resigned_archive() {
     assert_eq!(db.count("public.users"), 200);
 }
 
-// covers: FR-7.11, US-4/AC-11
+// covers: FR-7.14, US-4/AC-12
 #[test]
 fn an_unsigned_archive_is_reported_as_unsigned_and_refused_with_a_trusted_key() {
     let s = signed();
