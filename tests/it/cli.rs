@@ -173,6 +173,7 @@ fn every_example_config_shipped_in_the_repository_loads() {
             let o = support::lifeboat()
                 .args(["--config", e.path().to_str().unwrap(), "--json", "config"])
                 .env("LIFEBOAT_DATABASE__PASSWORD_FILE", &pw)
+                .env("LIFEBOAT_EMAIL__PASSWORD_FILE", &pw)
                 .output()
                 .unwrap();
             assert_exit(&o, 0);
