@@ -157,6 +157,66 @@ fn a_good_backup_mails_the_archive_attached_to_every_admin_over_starttls() {
     assert_eq!(sha256(a.contents()), sha256(&std::fs::read(&archive).unwrap()), "attachment is byte-identical");
 }
 
+/// `identity.txt` in `dir` holding `id` as `age-keygen` writes it.
+fn identity_file(dir: &Path, id: &age::x25519::Identity) -> PathBuf {
+    use age::secrecy::ExposeSecret;
+    let p = dir.join("identity.txt");
+    std::fs::write(&p, format!("# test identity\n{}\n", id.to_string().expose_secret())).unwrap();
+    p
+}
+
+// covers: FR-19.1, FR-19.2, FR-19.4, FR-5.3, US-8/AC-1, US-8/AC-2
+#[test]
+fn an_encrypted_attachment_decrypts_with_the_identity_to_the_archive_and_verifies() {
+    if !smtp::aiosmtpd_available() {
+        return;
+    }
+    let mail = Mail::start(Mode::StartTls);
+    let s = Seeded::new("deliver_age");
+    let id = age::x25519::Identity::generate();
+    let encryption = format!("[encryption]\nrecipients = [{}]\n", toml_string(&id.to_public().to_string()));
+    add_section(&s, &format!("{}\n{encryption}", mail.section(Mode::StartTls, s.dir.path(), "")));
+    let o = backup_json(&s, &[]);
+    assert_exit(&o, 0);
+    let report = json(&o);
+    assert_eq!(report["delivery"]["status"], "delivered", "{report}");
+    assert_eq!(report["delivery"]["method"], "attachment", "{report}");
+    let archive = archive_path(&report);
+    let name = archive.file_name().unwrap().to_str().unwrap();
+    let plaintext = std::fs::read(&archive).unwrap();
+    let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the store keeps the plaintext archive at 0600");
+
+    let got = mail.server.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "exactly one message for all admins");
+    let m = parse(&got[0].raw);
+    let attachments: Vec<_> = m.attachments().collect();
+    assert_eq!(attachments.len(), 1, "exactly one attachment");
+    let a = attachments[0];
+    let enc_name = format!("{name}.age");
+    assert!(enc_name.ends_with(".tar.gz.age"), "{enc_name}");
+    assert_eq!(a.attachment_name(), Some(enc_name.as_str()), "the encrypted copy travels, not the archive");
+    let ct = a.content_type().unwrap();
+    assert_eq!((ct.ctype(), ct.subtype()), ("application", Some("octet-stream")));
+    let ciphertext = a.contents();
+    assert!(ciphertext.starts_with(b"age-encryption.org/v1"), "the attachment is age-encrypted");
+    let decrypted = age::decrypt(&id, ciphertext).expect("the matching identity decrypts the attachment");
+    assert_eq!(sha256(&decrypted), sha256(&plaintext), "decrypts to the identical archive");
+
+    let saved = tempfile::tempdir().unwrap();
+    let file = saved.path().join(&enc_name);
+    std::fs::write(&file, ciphertext).unwrap();
+    let idf = identity_file(saved.path(), &id);
+    let o = run(&["verify", file.to_str().unwrap(), "--identity", idf.to_str().unwrap()]);
+    assert_exit(&o, 0);
+
+    let wrong = tempfile::tempdir().unwrap();
+    let wrong_id = identity_file(wrong.path(), &age::x25519::Identity::generate());
+    let o = run(&["verify", file.to_str().unwrap(), "--identity", wrong_id.to_str().unwrap()]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains(wrong_id.to_str().unwrap()), "names the identity file: {}", stderr(&o));
+}
+
 // covers: FR-3.7, FR-3.10, SC-3.1
 #[test]
 fn test_email_delivers_over_implicit_tls_and_reports_the_smtp_reply() {
