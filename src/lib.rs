@@ -21,6 +21,7 @@
 //! - [`history`]: the run history: `sqlite` (`.lifeboat/history.db`, versioned migrations), `markers` (`.last_backup_*`).
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and later `/healthz`), `channels` (alert mail, JSON webhook, healthchecks.io-style ping).
+//! - [`daemon`]: the service: `runner` (one recorded, delivered, pruned and alerted backup run, shared by `lifeboat backup`).
 //! - [`http`]: the HTTP service: `router` (every route), `download`; the only axum code.
 //! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
@@ -36,6 +37,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod crypt;
+pub mod daemon;
 pub mod deliver;
 pub mod error;
 pub mod events;

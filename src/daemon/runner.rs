@@ -1,0 +1,344 @@
+//! One backup run as the service sees it, shared by `lifeboat backup` and
+//! the daemon: the ping when the run starts, the engine's `backup::run`
+//! recorded in the run history (and, when it succeeded, the marker files),
+//! then delivery (the success mail, unless switched off), retention, and
+//! the alert channels: on any failure an alert that names the step, the
+//! error and the last log lines, and a ping when the run ends well.
+//!
+//! The recording lives here, around `backup::run`, not inside it: the
+//! engine stays unaware of where runs are recorded. A run is recorded in
+//! the storage directory's history once that directory exists; a first run
+//! that fails before creating it (say, the database is unreachable) leaves
+//! no files at all, and so no record.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use crate::backup::BackupReport;
+use crate::config::Config;
+use crate::deliver::{self, DeliveryReport, Status};
+use crate::error::Error;
+use crate::events::{CancelToken, Event, Progress};
+use crate::history::{markers, History, Outcome as RunOutcome, StepRecord, Trigger};
+use crate::monitor::channels::{self, Alert, Ping};
+use crate::retention::Decision;
+
+/// How many of the last progress lines an alert quotes.
+const LOG_LINES: usize = 20;
+
+/// What a run is asked to do besides the backup itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub trigger: Trigger,
+    /// Mail the archive (failure alerts and pings go out either way).
+    pub deliver: bool,
+}
+
+/// A run whose backup succeeded (its delivery may still have failed).
+#[derive(Debug)]
+pub struct RunReport {
+    pub backup: BackupReport,
+    pub delivery: DeliveryReport,
+    /// What retention deleted after the run.
+    pub pruned: Vec<Decision>,
+}
+
+/// One recorded, delivered, pruned and alerted backup run. `Err` is the
+/// backup's own failure (already alerted and recorded); a failed delivery
+/// is `Ok` with `delivery.status == Failed` (also alerted).
+pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &CancelToken) -> Result<RunReport, Error> {
+    let recorder = Recorder::new(progress);
+    let progress = &|e| recorder.record(e);
+    let _ = channels::ping(&config.alerts, Ping::Start, None, progress);
+
+    let store = crate::backup::store_for(config);
+    let dir = config.storage.dir.as_path();
+    let started = Utc::now();
+    let mut recording = Recording::new(dir, opts.trigger, started, progress);
+    let steps = Mutex::new(Vec::<(&'static str, DateTime<Utc>)>::new());
+    let tracking = |e: Event| {
+        if let Event::Step(s) = &e {
+            steps.lock().expect("not poisoned").push((s, Utc::now()));
+        }
+        progress(e);
+    };
+    let result = crate::backup::run(config, &store, &tracking, cancel);
+    recording.finish(&result, steps.into_inner().expect("not poisoned"));
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let alert = backup_failed(config, &e, recorder.step(), recorder.lines());
+            channels::alert(config, &alert, true, progress);
+            return Err(e);
+        }
+    };
+
+    let delivery = if opts.deliver {
+        deliver::deliver(config, &report.archive, Some(report.duration_ms), progress)
+    } else {
+        DeliveryReport::skipped("--no-deliver")
+    };
+    recording.delivery(&delivery);
+    let pruned = prune_after_success(config, &store, progress);
+    if delivery.status == Status::Failed {
+        let alert = delivery_failed(config, &report, &delivery, recorder.lines());
+        // Mail is what failed: the other channels carry this alert.
+        channels::alert(config, &alert, false, progress);
+    } else {
+        let _ = channels::ping(&config.alerts, Ping::Success, None, progress);
+    }
+    Ok(RunReport { backup: report, delivery, pruned })
+}
+
+/// Passes events on and keeps the current step and the last lines, for
+/// the alert of a run that fails.
+pub struct Recorder<'a> {
+    inner: Progress<'a>,
+    step: Mutex<&'static str>,
+    lines: Mutex<VecDeque<String>>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(inner: Progress<'a>) -> Self {
+        // Nothing happens before the connection to the source.
+        Recorder { inner, step: Mutex::new("connect"), lines: Mutex::new(VecDeque::new()) }
+    }
+
+    pub fn record(&self, e: Event) {
+        let line = match &e {
+            Event::Step(s) => {
+                *self.step.lock().expect("not poisoned") = s;
+                format!("step: {s}")
+            }
+            Event::Warning(w) => format!("warning: {w}"),
+            Event::Table { name, rows, closure_rows, .. } => format!("  {name}: {rows} rows ({closure_rows} closure)"),
+            Event::Detail(d) => format!("  {d}"),
+            // Progress counters: the bar's business, not the alert's.
+            Event::Totals { .. } | Event::Bytes(_) => return (self.inner)(e),
+        };
+        let mut lines = self.lines.lock().expect("not poisoned");
+        if lines.len() == LOG_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(format!("{} {line}", chrono::Utc::now().format("%H:%M:%S")));
+        drop(lines);
+        (self.inner)(e)
+    }
+
+    fn step(&self) -> &'static str {
+        *self.step.lock().expect("not poisoned")
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("not poisoned").iter().cloned().collect()
+    }
+}
+
+/// Retention after a successful run (FR-6.1), the same decision as
+/// `lifeboat prune`. The backup itself succeeded: a retention problem is a
+/// warning, never a failed run.
+fn prune_after_success(config: &Config, store: &dyn crate::store::Store, progress: Progress) -> Vec<Decision> {
+    let dir = &config.storage.dir;
+    let history = match History::open_existing(dir) {
+        Ok(h) => h,
+        Err(e) => {
+            progress(Event::Warning(format!("retention skipped: {e:#}")));
+            return Vec::new();
+        }
+    };
+    let now = Utc::now();
+    match crate::retention::prune(
+        store,
+        &config.storage.name_prefix,
+        history.as_ref(),
+        &config.retention,
+        now,
+        progress,
+    ) {
+        Ok(plan) => plan.deletes().cloned().collect(),
+        Err(e) => {
+            progress(Event::Warning(format!("retention skipped after the successful backup: {e:#}")));
+            Vec::new()
+        }
+    }
+}
+
+/// Records one run: a `running` row as soon as the storage directory
+/// exists, then its outcome. Failing to record never fails the backup; it
+/// is a warning.
+struct Recording<'a> {
+    dir: &'a Path,
+    trigger: Trigger,
+    started: DateTime<Utc>,
+    progress: Progress<'a>,
+    open: Option<(History, i64)>,
+}
+
+impl<'a> Recording<'a> {
+    fn new(dir: &'a Path, trigger: Trigger, started: DateTime<Utc>, progress: Progress<'a>) -> Recording<'a> {
+        let mut r = Recording { dir, trigger, started, progress, open: None };
+        if dir.is_dir() {
+            r.open = r.begin();
+        }
+        r
+    }
+
+    fn warn(&self, what: &str, e: &Error) {
+        (self.progress)(Event::Warning(format!("{what}: {e:#}")));
+    }
+
+    fn begin(&self) -> Option<(History, i64)> {
+        let h = History::open(self.dir).map_err(|e| self.warn("this run is not recorded in the history", &e)).ok()?;
+        let id = h
+            .start(self.trigger, self.started)
+            .map_err(|e| self.warn("this run is not recorded in the history", &e))
+            .ok()?;
+        Some((h, id))
+    }
+
+    fn finish(&mut self, result: &Result<BackupReport, Error>, seen: Vec<(&'static str, DateTime<Utc>)>) {
+        let finished = Utc::now();
+        if self.open.is_none() && self.dir.is_dir() {
+            self.open = self.begin();
+        }
+        if let Ok(report) = result {
+            // The markers first: they are what a HEALTHCHECK script reads.
+            if let Err(e) = markers::write(self.dir, finished.timestamp(), report.size_bytes) {
+                self.warn("the backup succeeded but the marker files were not written", &e);
+            }
+        }
+        let Some((history, id)) = self.open.as_mut() else { return };
+        let outcome = outcome(result, (finished - self.started).num_milliseconds().max(0) as u64);
+        let failed = outcome.failed_step.clone();
+        // Each step ends where the next begins; a failed run's last step is the one that failed.
+        let mut steps = Vec::new();
+        let mut starts = vec![("connect", self.started)];
+        starts.extend(seen);
+        for (i, (step, at)) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).map_or(finished, |n| n.1);
+            let is_last = i + 1 == starts.len();
+            let status = if is_last && failed.is_some() { "failed" } else { "ok" };
+            steps.push(StepRecord { step: step.to_string(), status: status.into(), started_at: *at, finished_at: end });
+        }
+        let outcome =
+            RunOutcome { failed_step: failed.map(|_| starts.last().expect("connect").0.to_string()), ..outcome };
+        if let Err(e) = history.finish(*id, finished, &outcome, &steps) {
+            let e = e.to_string();
+            (self.progress)(Event::Warning(format!("this run's outcome is not recorded in the history: {e}")));
+        }
+    }
+
+    /// The delivery's outcome of a recorded run.
+    fn delivery(&self, d: &DeliveryReport) {
+        let Some((history, id)) = self.open.as_ref() else { return };
+        let status = match d.status {
+            Status::Delivered => "delivered",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        };
+        if let Err(e) = history.set_delivery(*id, status) {
+            self.warn("the delivery is not recorded in the history", &e);
+        }
+    }
+}
+
+fn outcome(result: &Result<BackupReport, Error>, duration_ms: u64) -> RunOutcome {
+    match result {
+        Ok(r) => RunOutcome {
+            status: "success",
+            archive: r.archive.file_name().map(|n| n.to_string_lossy().into_owned()),
+            size_bytes: Some(r.size_bytes),
+            duration_ms,
+            tables: Some(r.tables.len() as u64),
+            rows: Some(r.rows),
+            closure_rows: Some(r.closure_rows),
+            warnings: r.warnings.clone(),
+            ..Default::default()
+        },
+        Err(e) => RunOutcome {
+            status: match e {
+                Error::Cancelled { .. } => "aborted",
+                // Another run holds the directory: this one did nothing.
+                Error::Busy(_) => "skipped",
+                _ => "failed",
+            },
+            // Filled in from the steps seen.
+            failed_step: Some(String::new()),
+            error: Some(format!("{e:#}")),
+            duration_ms,
+            ..Default::default()
+        },
+    }
+}
+
+/// The error and every cause that its message does not already include.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str("\ncaused by: ");
+            s.push_str(&text);
+        }
+        source = c.source();
+    }
+    s
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn backup_failed(config: &Config, e: &Error, step: &str, log_lines: Vec<String>) -> Alert {
+    let dir = config.storage.dir.display();
+    let retried = if e.is_retryable() {
+        "Nothing: a backup started by hand is not retried. This kind of error is often temporary, so running it again may succeed."
+    } else {
+        "Nothing: this error does not go away by retrying; fix its cause first."
+    };
+    Alert {
+        kind: "backup_failed",
+        title: "backup failed".into(),
+        step: step.to_string(),
+        error: chain(e),
+        retried: retried.into(),
+        next_steps: vec![
+            "Read the error above: it names what failed and what to change.".into(),
+            "Then run `lifeboat backup` by hand and check that it exits 0.".into(),
+            format!("The archives made before are untouched in {dir} (`lifeboat verify` checks one)."),
+        ],
+        log_lines,
+        archive: None,
+        host: deliver::host_name(),
+        time: now(),
+    }
+}
+
+fn delivery_failed(config: &Config, r: &BackupReport, d: &DeliveryReport, log_lines: Vec<String>) -> Alert {
+    let archive = r.archive.display().to_string();
+    Alert {
+        kind: "delivery_failed",
+        title: "backup mail not delivered".into(),
+        step: "deliver".into(),
+        error: d.error.clone().unwrap_or_default(),
+        retried: format!(
+            "{} attempt(s) to {}, with back-off from {}.",
+            d.attempts,
+            config.email.display_server(),
+            config.email.backoff
+        ),
+        next_steps: vec![
+            format!("The backup itself is good and kept: {archive}"),
+            "Fix the mail settings the error names; `lifeboat test-email` checks them.".into(),
+            format!("Then send the archive again: lifeboat send {archive}"),
+        ],
+        log_lines,
+        archive: Some(archive),
+        host: deliver::host_name(),
+        time: now(),
+    }
+}
