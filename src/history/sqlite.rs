@@ -126,6 +126,14 @@ impl RunRecord {
     }
 }
 
+/// An incident the monitor opened and has not yet seen clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenIncident {
+    pub kind: String,
+    pub opened_at: DateTime<Utc>,
+    pub detail: String,
+}
+
 pub struct History {
     conn: Connection,
     path: PathBuf,
@@ -376,6 +384,70 @@ impl History {
     fn query(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<RunRecord>> {
         let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
         let rows = st.query_map(p, record).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// How many runs ended with each status (`success`, `failed`, …), by status.
+    pub fn runs_by_status(&self) -> Result<Vec<(String, u64)>> {
+        self.counts("SELECT status, count(*) FROM runs GROUP BY status ORDER BY status")
+    }
+
+    /// How many runs had each delivery outcome (`attached`, `link`, `failed`, …).
+    pub fn deliveries_by_status(&self) -> Result<Vec<(String, u64)>> {
+        self.counts(
+            "SELECT delivery_status, count(*) FROM runs WHERE delivery_status IS NOT NULL \
+             GROUP BY delivery_status ORDER BY delivery_status",
+        )
+    }
+
+    fn counts(&self, sql: &str) -> Result<Vec<(String, u64)>> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows =
+            st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// The newest restore rehearsal: its status (`ok` | `failed`) and how
+    /// long the restore took, if any run was rehearsed.
+    pub fn last_restore_test(&self) -> Result<Option<(String, Option<u64>)>> {
+        self.conn
+            .query_row(
+                "SELECT restore_test_status, restore_test_duration_ms FROM runs \
+                 WHERE restore_test_status IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?.map(|v| v as u64))),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The incidents still open, oldest first. The `incidents` table is the
+    /// monitor's (FR-4.5); a history without it has none open.
+    pub fn open_incidents(&self) -> Result<Vec<OpenIncident>> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'incidents')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT kind, opened_at, detail FROM incidents WHERE resolved_at IS NULL ORDER BY opened_at")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(OpenIncident {
+                    kind: r.get(0)?,
+                    opened_at: parse_ts(&r.get::<_, String>(1)?),
+                    detail: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 

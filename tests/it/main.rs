@@ -45,3 +45,5 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
+mod status;
