@@ -165,4 +165,36 @@ mod tests {
         }
         assert!(LinksConfig::default().path_prefix().unwrap_err().to_string().contains("links.public_url is not set"));
     }
+
+    // covers: FR-17.4, NFR-3
+    #[test]
+    fn basic_auth_needs_user_and_password_and_reads_the_password_file() {
+        let resolve = |text: &str| {
+            crate::config::resolve(
+                Some((std::path::Path::new("/x/lifeboat.toml"), text)),
+                &Default::default(),
+                &Default::default(),
+            )
+        };
+        let c = resolve("[http]\nbasic_auth_user = \"ops\"\nbasic_auth_password = \"pw-71c3\"\n").unwrap();
+        let (user, pw) = c.http.basic_auth().unwrap();
+        assert_eq!((user, pw.expose()), ("ops", "pw-71c3"));
+        assert!(!format!("{:?} {}", c.http, toml::to_string(&c.http).unwrap()).contains("pw-71c3"));
+        for half in ["basic_auth_user = \"ops\"", "basic_auth_password = \"pw\""] {
+            let err = resolve(&format!("[http]\n{half}\n")).unwrap_err().to_string();
+            assert!(err.contains("needs both basic_auth_user and basic_auth_password"), "{err}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("pw");
+        std::fs::write(&file, "from-file-9a\n").unwrap();
+        let text = format!("[http]\nbasic_auth_user = \"ops\"\nbasic_auth_password_file = {:?}\n", file);
+        let c = resolve(&text).unwrap();
+        assert_eq!(c.http.basic_auth().unwrap().1.expose(), "from-file-9a");
+        assert!(c.http.basic_auth_password_file.is_none());
+        let both = format!("{text}basic_auth_password = \"x\"\n");
+        assert!(resolve(&both)
+            .unwrap_err()
+            .to_string()
+            .contains("sets both basic_auth_password and basic_auth_password_file"));
+    }
 }

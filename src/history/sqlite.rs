@@ -523,4 +523,38 @@ mod tests {
         assert!(h.recent(5).unwrap().is_empty());
         assert_eq!(h.version().unwrap(), History::VERSION);
     }
+
+    // covers: FR-4.4, FR-17.3
+    #[test]
+    fn counts_by_status_the_last_rehearsal_and_open_incidents_are_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut h = History::open(d.path()).unwrap();
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z").unwrap().to_utc();
+        for status in ["success", "failed", "success"] {
+            let id = h.start(Trigger::Schedule, t0).unwrap();
+            h.finish(id, t0, &Outcome { status, ..Default::default() }, &[]).unwrap();
+            if status == "success" {
+                h.set_delivery(id, "attached").unwrap();
+            }
+        }
+        assert_eq!(h.runs_by_status().unwrap(), [("failed".to_string(), 1), ("success".to_string(), 2)]);
+        assert_eq!(h.deliveries_by_status().unwrap(), [("attached".to_string(), 2)]);
+        assert_eq!(h.last_restore_test().unwrap(), None);
+        h.conn
+            .execute("UPDATE runs SET restore_test_status = 'failed', restore_test_duration_ms = 900 WHERE id = 3", [])
+            .unwrap();
+        assert_eq!(h.last_restore_test().unwrap(), Some(("failed".to_string(), Some(900))));
+        // No incidents table (the monitor has not created one): none open.
+        assert!(h.open_incidents().unwrap().is_empty());
+        h.conn
+            .execute_batch(
+                "CREATE TABLE incidents (kind TEXT, opened_at TEXT, detail TEXT, resolved_at TEXT);
+                 INSERT INTO incidents VALUES ('stale', '2026-12-01T02:00:00.000Z', 'old', NULL),
+                                              ('failed', '2026-11-30T02:00:00.000Z', 'x', '2026-11-30T03:00:00.000Z');",
+            )
+            .unwrap();
+        let open = h.open_incidents().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].kind.as_str(), open[0].opened_at), ("stale", t0));
+    }
 }

@@ -36,6 +36,15 @@ struct App {
 
 impl App {
     fn start(config: Config, next_run: Option<DateTime<Utc>>) -> App {
+        Self::start_with(config, next_run, lifeboat::http::app)
+    }
+
+    /// `routes` is `http::app` or `http::metrics_app`.
+    fn start_with(
+        config: Config,
+        next_run: Option<DateTime<Utc>>,
+        routes: fn(lifeboat::http::AppState) -> axum::Router,
+    ) -> App {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -47,7 +56,7 @@ impl App {
                 let state = lifeboat::http::AppState::new(std::sync::Arc::new(config), next_rx, downloads);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                lifeboat::http::serve(listener, lifeboat::http::app(state), async {
+                lifeboat::http::serve(listener, routes(state), async {
                     let _ = stopped.await;
                 })
                 .await
@@ -271,8 +280,13 @@ fn metrics_parse_as_prometheus_text_and_match_the_history() {
     assert_eq!(sample(&scrape, "lifeboat_last_restore_test_success", None), Some(1.0));
 
     // `[http] metrics_listen` moves /metrics off the main listener.
-    let moved = App::start(config_of(s, "[http]\nmetrics_listen = \"127.0.0.1:0\"\n"), None);
-    assert_eq!(moved.get("/metrics").status, 404);
+    let moved = config_of(s, "[http]\nmetrics_listen = \"127.0.0.1:0\"\n");
+    let main = App::start(moved.clone(), None);
+    assert_eq!(main.get("/metrics").status, 404);
+    assert_eq!(main.get("/healthz").status, 200);
+    let metrics = App::start_with(moved, None, lifeboat::http::metrics_app);
+    assert_eq!(metrics.get("/metrics").status, 200);
+    assert_eq!(metrics.get("/").status, 404, "the metrics listener serves /metrics only");
 }
 
 // covers: FR-17.4, US-5/AC-5, NFR-3
