@@ -166,7 +166,7 @@ mod tests {
         assert!(LinksConfig::default().path_prefix().unwrap_err().to_string().contains("links.public_url is not set"));
     }
 
-    // covers: FR-17.4, NFR-3
+    // covers: FR-17.4, SC-2.4
     #[test]
     fn basic_auth_needs_user_and_password_and_reads_the_password_file() {
         let resolve = |text: &str| {

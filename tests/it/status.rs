@@ -231,7 +231,7 @@ fn sample(m: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>)
     )
 }
 
-// covers: FR-17.3, FR-4.4, US-5/AC-5
+// covers: FR-17.3, FR-17.1, FR-4.4, US-5/AC-5
 #[test]
 fn metrics_parse_as_prometheus_text_and_match_the_history() {
     let s = store();
@@ -289,7 +289,7 @@ fn metrics_parse_as_prometheus_text_and_match_the_history() {
     assert_eq!(metrics.get("/").status, 404, "the metrics listener serves /metrics only");
 }
 
-// covers: FR-17.4, US-5/AC-5, NFR-3
+// covers: FR-17.4, US-5/AC-5, SC-1.2, SC-2.4
 #[test]
 fn the_status_page_renders_in_chromium_with_health_runs_chart_and_next_run() {
     let Some(chromium) = support::browser::chromium() else { return };
@@ -328,7 +328,7 @@ fn the_status_page_renders_in_chromium_with_health_runs_chart_and_next_run() {
     assert!(text(&idle.get("/")).contains("no schedule: not running as daemon"));
 }
 
-// covers: FR-17.4, NFR-3
+// covers: FR-17.4, SC-2.4
 #[test]
 fn basic_auth_guards_the_page_and_metrics_but_not_healthz() {
     let s = store();
@@ -354,7 +354,7 @@ fn basic_auth_guards_the_page_and_metrics_but_not_healthz() {
     assert_no_secret("/healthz", &text(&g));
 }
 
-// covers: NFR-3, FR-17.4, FR-17.3, FR-17.2
+// covers: SC-2.4, SC-1.2, FR-17.4, FR-17.3, FR-17.2
 #[test]
 fn no_secret_appears_on_any_page() {
     let s = store();
