@@ -129,3 +129,32 @@ pub async fn get(State(state): State<AppState>) -> Response {
         Err(e) => super::internal_error("/metrics", &e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-17.3, FR-4.4
+    #[test]
+    fn what_the_history_does_not_have_is_left_out_not_zero() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T03:00:00Z").unwrap().to_utc();
+        let empty = render(&Snapshot::default(), now);
+        assert!(!empty.contains("lifeboat_last_success_timestamp_seconds "), "{empty}");
+        assert!(!empty.contains("lifeboat_backup_age_seconds "), "{empty}");
+        assert!(!empty.contains("lifeboat_last_restore_test"), "{empty}");
+        assert!(empty.contains("lifeboat_incidents_open 0"), "{empty}");
+        assert!(empty.ends_with("# EOF\n"));
+
+        let s = Snapshot {
+            last_success: Some(now - chrono::Duration::seconds(90)),
+            restore_test: Some(("failed".into(), None)),
+            runs: vec![("success".into(), 3)],
+            ..Default::default()
+        };
+        let text = render(&s, now);
+        assert!(text.contains("lifeboat_backup_age_seconds 90.0\n"), "{text}");
+        assert!(text.contains("lifeboat_runs_total{status=\"success\"} 3\n"), "{text}");
+        assert!(text.contains("lifeboat_last_restore_test_success 0.0\n"), "{text}");
+        assert!(!text.contains("lifeboat_last_restore_test_duration_seconds "), "{text}");
+    }
+}
