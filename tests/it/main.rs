@@ -45,3 +45,5 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
+mod incidents;
