@@ -69,7 +69,7 @@ pub struct VerifyConfig {
     /// password file, as for `verify --restore-test`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_test_url: Option<Secret>,
-    /// Read into `restore_test_url` by [`finish_verify`]; always `None` afterwards.
+    /// Read into `restore_test_url` when the config is loaded; always `None` afterwards.
     #[serde(skip_serializing)]
     pub restore_test_url_file: Option<PathBuf>,
 }

@@ -77,7 +77,13 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         Ok(r) => r,
         Err(e) => {
             let alert = backup_failed(config, &e, recorder.step(), recorder.lines());
-            incidents::raise(config, &alert, true, progress);
+            if matches!(e, Error::Busy(_)) {
+                // Refused, recorded `skipped`: not a failed run, so no incident
+                // (the monitor would close it again at once).
+                channels::alert(config, &alert, true, progress);
+            } else {
+                incidents::raise(config, &alert, true, progress);
+            }
             return Err(e);
         }
     };

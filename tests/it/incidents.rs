@@ -246,7 +246,7 @@ fn a_failed_run_alerts_once_the_monitor_does_not_repeat_it_and_the_next_success_
     assert!(w.open_kinds().is_empty());
 }
 
-// covers: FR-4.3, FR-4.6, US-2/AC-6, D-4
+// covers: FR-4.3, FR-4.6, US-2/AC-6
 #[test]
 fn a_small_archive_opens_band_and_anomaly_incidents_and_is_kept() {
     if !smtp::aiosmtpd_available() {
