@@ -16,6 +16,7 @@ use mail_parser::MessageParser;
 use serde_json::Value;
 
 use crate::flow::{assert_exit, backup_with, json, run, run_with, stderr};
+use crate::support::http_sink::HttpSink;
 use crate::support::smtp::{self, free_port, Mode, SmtpOptions, SmtpServer, TestCa};
 use crate::support::{self, toml_string, TestDb};
 use lifeboat::config::{Config, ConfigPath, Overrides};
@@ -208,13 +209,16 @@ fn a_stale_backup_alerts_once_reminds_after_realert_hours_and_recovers_once() {
     no_secret_in(&w.mails(), &[SMTP_PASSWORD]);
 }
 
-// covers: FR-4.5, FR-4.6, US-3/AC-1, US-3/AC-4
+// covers: FR-4.5, FR-4.6, FR-4.7, US-3/AC-1, US-3/AC-4, SC-2.4
 #[test]
 fn a_failed_run_alerts_once_the_monitor_does_not_repeat_it_and_the_next_success_recovers() {
     if !smtp::aiosmtpd_available() {
         return;
     }
-    let w = Watched::new("inc_failed", "min_size_mb = 0", "");
+    let sink = HttpSink::start();
+    let alerts =
+        format!("[alerts]\nwebhook_url = \"{0}/hook/T0KEN-inc-5\"\nping_url = \"{0}/ping/uuid-inc\"\n", sink.url);
+    let w = Watched::new("inc_failed", "min_size_mb = 0", &alerts);
     w.backup();
     let fail = || {
         let o = w.cmd(&["backup", "--database-url", "postgres://nobody@127.0.0.1:1/gone"]);
@@ -244,6 +248,22 @@ fn a_failed_run_alerts_once_the_monitor_does_not_repeat_it_and_the_next_success_
     w.tick(Utc::now());
     assert_eq!(w.notices().len(), 2, "nothing more to say");
     assert!(w.open_kinds().is_empty());
+
+    // The webhook saw one alert and one recovery; the ping saw every run,
+    // the second failure too.
+    let seen = sink.wait_for(10, std::time::Duration::from_secs(5));
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    let (start, ok, fail, hook) =
+        ("/ping/uuid-inc/start", "/ping/uuid-inc", "/ping/uuid-inc/fail", "/hook/T0KEN-inc-5");
+    assert_eq!(paths, [start, ok, start, hook, fail, start, fail, start, hook, ok], "{seen:?}");
+    let events: Vec<Value> =
+        seen.iter().filter(|r| r.path == hook).map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    assert_eq!((&events[0]["event"], &events[0]["kind"]), (&"alert".into(), &"backup_failed".into()));
+    assert_eq!((&events[1]["event"], &events[1]["kind"]), (&"recovery".into(), &"backup_failed".into()));
+    for r in &seen {
+        assert!(!r.body.contains("T0KEN") && !r.body.contains("uuid-inc") && !r.body.contains(SMTP_PASSWORD), "{r:?}");
+    }
+    no_secret_in(&w.mails(), &[SMTP_PASSWORD, "T0KEN", "uuid-inc"]);
 }
 
 // covers: FR-4.3, FR-4.6, US-2/AC-6
