@@ -47,3 +47,5 @@ mod trust;
 mod service;
 // Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
 mod incidents;
+// The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
+mod docs;
