@@ -45,6 +45,8 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
+mod incidents;
 // The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
 mod docs;
 // The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
