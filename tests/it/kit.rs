@@ -198,6 +198,7 @@ fn the_dockerfile_lints_clean_and_declares_the_runtime_contract() {
         "ENV TZ=Asia/Bangkok",
         "ENV LIFEBOAT_CONFIG=/etc/lifeboat/smart-ai-hub.toml",
         "COPY config/smart-ai-hub.toml /etc/lifeboat/smart-ai-hub.toml",
+        "COPY scripts/backup-lightweight.sh scripts/send-backup-email.sh scripts/backup-monitor.sh /usr/local/bin/",
         "VOLUME [\"/backups\"]",
         "EXPOSE 8080",
         "HEALTHCHECK --interval=1h --timeout=10s --start-period=15m --retries=3 CMD [\"lifeboat\", \"check\"]",
