@@ -294,6 +294,7 @@ pub fn scope(decisions: &[Decision], keep: Span) -> ScopeConfig {
                 keep,
             })
             .collect(),
+        optional_tables: Vec::new(),
     }
 }
 

