@@ -45,3 +45,5 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
+mod docs;
