@@ -47,3 +47,5 @@ mod trust;
 mod service;
 // The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
 mod docs;
+// The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
+mod status;
