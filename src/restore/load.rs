@@ -4,7 +4,7 @@
 //! row counts against the manifest. With `--jobs N` rows are spooled and
 //! handed to [`parallel`](super::parallel).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
@@ -36,6 +36,7 @@ pub(super) fn load(
     cancel: &CancelToken,
 ) -> Result<(Vec<TableCheck>, Option<Staged>, Policy)> {
     let mut policy = Policy::for_target(client, opts.no_owner)?;
+    client.batch_execute(BULK_LOAD).map_err(db_err("setting the restore session up for a bulk load"))?;
     if !existing.is_empty() {
         target::drop_existing(client, existing)?;
         phase(phases, "drop", since);
@@ -63,6 +64,8 @@ pub(super) fn load(
     let parallel = spool.is_some();
     let mut deferred: Vec<(String, tempfile::TempPath)> = Vec::new();
     let mut step = "";
+    // Tables COPY may load with FREEZE (see `plain_tables`), known once the schema is in.
+    let mut freeze: Option<BTreeSet<(String, String)>> = None;
     let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
         let path = member.path.as_str();
         cancel.check(&format!("restoring {path}"))?;
@@ -121,7 +124,15 @@ pub(super) fn load(
                 check_sha(path, h, sha)?;
                 return Ok(());
             }
-            let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
+            if freeze.is_none() {
+                freeze = Some(plain_tables(client)?);
+            }
+            let frozen = freeze.as_ref().is_some_and(|f| f.contains(&(t.schema.clone(), t.name.clone())));
+            let sql = format!(
+                "COPY {} FROM STDIN (FORMAT csv, HEADER{})",
+                t.copy_target(),
+                if frozen { ", FREEZE" } else { "" }
+            );
             tracing::debug!(%sql, "COPY in");
             let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
             let copied_io = std::io::copy(&mut h, &mut w);
@@ -177,6 +188,32 @@ pub(super) fn load(
     }
     phase(phases, "check", since);
     Ok((checks, staged, policy))
+}
+
+/// Memory for the index builds (`maintenance_work_mem`) and the foreign-key
+/// checks (`work_mem`) of constraints.sql, for this session only, and only
+/// raised: a server configured with more keeps its own. The one COMMIT stays
+/// synchronous, so a restore reported done is durable.
+const BULK_LOAD: &str = "SELECT set_config(s.name, w.kb || 'kB', false) \
+     FROM (VALUES ('maintenance_work_mem', 262144), ('work_mem', 65536)) AS w(name, kb) \
+     JOIN pg_catalog.pg_settings s ON s.name = w.name WHERE s.setting::bigint < w.kb";
+
+/// The plain tables of the target (not partitioned, not foreign). In the
+/// single-transaction restore every one of them was created by schema.sql
+/// in this very transaction (the target was empty, or `--force` emptied it
+/// in it), which is what `COPY … FREEZE` asks: the rows are written frozen
+/// and all-visible, so neither the ANALYZE below nor the first VACUUM after
+/// the restore has to rewrite every page to set hint bits. Nobody can see
+/// the rows before the COMMIT, so FREEZE bends no one's snapshot.
+fn plain_tables(client: &mut Client) -> Result<BTreeSet<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'",
+            &[],
+        )
+        .map_err(db_err("listing the restored tables"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// [`for_each_member`] whose callback returns this crate's errors: they come

@@ -933,3 +933,23 @@ fn a_target_holding_only_types_or_functions_is_not_empty() {
     assert!(err.contains("not empty") && err.contains("type mood") && err.contains("function hello"), "{err}");
     assert_exit(&restore(&w.archive, &target.url, &["--force"]), 0);
 }
+
+// covers: FR-7.4
+#[test]
+fn restore_writes_the_rows_frozen_so_nothing_rewrites_the_restored_pages_later() {
+    // COPY … FREEZE into the tables the restore's own transaction created:
+    // every page is all-visible and all-frozen as loaded. A plain COPY
+    // leaves the visibility map empty, and the first reads and VACUUMs
+    // after the restore would rewrite every page to set hint bits.
+    let w = work();
+    let target = fresh_db("restore frozen");
+    assert_exit(&restore(&w.archive, &target.url, &[]), 0);
+    target.exec("CREATE EXTENSION pg_visibility");
+    for table in ["public.credit_transactions", "public.users", "public.messages"] {
+        let pages = target.query_one_i64(&format!(
+            "SELECT (pg_relation_size('{table}') / current_setting('block_size')::int)::bigint"
+        ));
+        let frozen = target.query_one_i64(&format!("SELECT all_frozen FROM pg_visibility_map_summary('{table}')"));
+        assert!(pages > 0 && frozen == pages, "{table}: {frozen} of {pages} pages frozen");
+    }
+}
