@@ -437,12 +437,12 @@ fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang(
 // Messages (issue 8, item 14, the backup side).
 
 /// A 2 MiB tmpfs mounted on a temp dir, unmounted on drop.
-struct SmallFs {
-    dir: tempfile::TempDir,
+pub(crate) struct SmallFs {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl SmallFs {
-    fn mount() -> Option<SmallFs> {
+    pub(crate) fn mount() -> Option<SmallFs> {
         let dir = tempfile::tempdir().unwrap();
         let o = Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(dir.path()).output().ok()?;
         o.status.success().then_some(SmallFs { dir })
