@@ -51,8 +51,9 @@ const DRILLS: &[Drill] = &[
     Drill {
         name: "corrupted_archive_in_store",
         spec: "TS-5.7",
-        fault: "one byte flipped in the middle of the newest of three archives",
-        expected: "`verify` exits 1 naming the damage; retention keeps `keep_last` good archives without counting it",
+        fault: "one byte flipped in the middle of the newest of three archives; later the oldest truncated",
+        expected: "`verify` exits 1 naming the damage; `list --verify` flags it (plain `list` flags a size change); \
+                   retention keeps `keep_last` good archives without counting it",
         see_also: "verify::a_flipped_byte_anywhere_in_the_stream_is_caught, \
                    service::prune_keeps_the_newest_good_archives_and_does_not_count_a_corrupted_one",
     },
@@ -160,6 +161,23 @@ fn regenerate_table() {
         ));
     }
     std::fs::write(&doc, format!("{head}{BEGIN}\n{table}\n{END}{tail}")).unwrap();
+}
+
+// covers: DR-5
+#[test]
+fn reliability_md_holds_the_generated_table_of_every_drill() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/RELIABILITY.md")).unwrap();
+    let (_, rest) = doc.split_once(BEGIN).expect("the begin marker");
+    let (table, _) = rest.split_once(END).expect("the end marker");
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `drills::")).collect();
+    let mut names: Vec<&str> = DRILLS.iter().map(|d| d.name).collect();
+    names.sort();
+    let listed: Vec<&str> =
+        rows.iter().map(|r| r.trim_start_matches("| `drills::").split('`').next().unwrap_or("")).collect();
+    assert_eq!(listed, names, "one row per drill, sorted: regenerate with LIFEBOAT_TEST_UPDATE_DOCS=1");
+    for r in rows {
+        assert!(!r.contains("(not run in the last pass)"), "commit a table from a pass that ran every drill: {r}");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -723,7 +741,7 @@ fn table_locked_access_exclusive() {
     );
 }
 
-// covers: TS-5.7, FR-5.2, FR-6.2, US-12/AC-2, TS-5.9
+// covers: TS-5.7, FR-5.2, FR-6.2, FR-17.5, US-12/AC-2, TS-5.9
 #[test]
 fn corrupted_archive_in_store() {
     let started = start("corrupted_archive_in_store");
@@ -745,10 +763,20 @@ fn corrupted_archive_in_store() {
 
     let verify = rig.run(&["verify", path.to_str().unwrap()]);
     assert_exit(&verify, 1);
-    let list = rig.run(&["--json", "list"]);
-    assert_exit(&list, 0);
-    let listed = json(&list);
-    let entry = listed["archives"].as_array().unwrap().iter().find(|a| a["name"] == newest.as_str()).cloned();
+    let listed = |rig: &mut Rig, args: &[&str], name: &str| -> Value {
+        let o = rig.run(args);
+        assert_exit(&o, 0);
+        let v = json(&o);
+        v["archives"].as_array().unwrap().iter().find(|a| a["name"] == name).cloned().expect("listed")
+    };
+    // The same size as when it was verified: only reading it finds the damage.
+    let plain = listed(&mut rig, &["--json", "list"], &newest);
+    let read = listed(&mut rig, &["--json", "list", "--verify"], &newest);
+    let flagged = read["damaged"].as_str().unwrap_or_else(|| panic!("list --verify flags it: {read}")).to_string();
+    assert!(flagged.contains("damaged") || flagged.contains("checksum"), "{read}");
+    let text = rig.run(&["list", "--verify"]);
+    let shown = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(shown.contains("DAMAGED") && shown.contains(&format!("damaged: {newest}")), "{shown}");
     let prune = rig.run(&["--json", "prune", "--dry-run"]);
     assert_exit(&prune, 0);
     let plan = json(&prune);
@@ -760,18 +788,27 @@ fn corrupted_archive_in_store() {
         decisions.iter().filter(|d| d["reason"].as_str().is_some_and(|r| r.contains("keep_last"))).collect();
     assert_eq!(kept_good.len(), 2, "keep_last = 2 good archives besides the damaged one: {plan}");
     assert!(kept_good.iter().all(|d| d["name"] != newest.as_str()));
+    // A truncated archive: plain `list` sees that its size is not the verified one.
+    let oldest = rig.storage.join(&names[0]);
+    let whole = std::fs::read(&oldest).unwrap();
+    std::fs::write(&oldest, &whole[..whole.len() - 100]).unwrap();
+    let truncated = listed(&mut rig, &["--json", "list"], &names[0]);
+    let by_size = truncated["damaged"].as_str().unwrap_or_else(|| panic!("list flags a truncated one: {truncated}"));
+    assert!(by_size.contains("when it was verified"), "{truncated}");
     let secrets = rig.assert_no_secret(&[]);
     record(
         "corrupted_archive_in_store",
         started,
         &format!(
-            "byte {at} of {} flipped; verify exit {}: `{}`; list shows verified={} (from the history: list \
-             does not re-read archives); prune --dry-run: damaged archive `{}` ({}), {} good archives kept \
+            "byte {at} of {} flipped; verify exit {}: `{}`; plain list: damaged={} (same size as verified); \
+             list --verify: DAMAGED ({}); an archive truncated by 100 bytes: plain list flags it ({by_size}); \
+             prune --dry-run: damaged archive `{}` ({}), {} good archives kept \
              by keep_last = 2; {secrets}",
             bytes.len(),
             code(&verify),
             first_line(&stderr(&verify)),
-            entry.as_ref().map_or("absent".into(), |e| e["verified"].to_string()),
+            plain["damaged"],
+            first_line(&flagged),
             damaged["action"].as_str().unwrap_or("?"),
             reason,
             kept_good.len(),
