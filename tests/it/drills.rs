@@ -11,8 +11,9 @@
 //! The table: a drill that passed writes its row to
 //! `$CARGO_TARGET_TMPDIR/drills/<name>.txt` (removed when it starts); with
 //! `LIFEBOAT_TEST_UPDATE_DOCS` (or `LIFEBOAT_UPDATE_DOCS`) set, it then
-//! regenerates the section between the markers of `docs/RELIABILITY.md`
-//! from every recorded row, sorted by drill name. Run all drills at once:
+//! regenerates the section between the markers of `docs/RELIABILITY.md`,
+//! rows sorted by drill name: the recorded ones, and for a drill not
+//! recorded yet its row from the last pass. Run all drills at once:
 //! `LIFEBOAT_TEST_UPDATE_DOCS=1 cargo test --test it drills::`.
 //!
 //! Drills already proved elsewhere are named in the table's "see also"
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::closure_scale::SmallFs;
+use crate::closure_scale::full_disk_and_big_db;
 use crate::deliver::{email_section, USER};
 use crate::faults::{pg_dumps_for, run_bounded_with};
 use crate::flow::{self, assert_exit, json, stderr, stored_in};
@@ -140,7 +141,13 @@ fn regenerate_table() {
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/RELIABILITY.md");
     let text = std::fs::read_to_string(&doc).unwrap();
     let (head, rest) = text.split_once(BEGIN).expect("docs/RELIABILITY.md has the begin marker");
-    let (_, tail) = rest.split_once(END).expect("docs/RELIABILITY.md has the end marker");
+    let (old_table, tail) = rest.split_once(END).expect("docs/RELIABILITY.md has the end marker");
+    // A drill with no result yet in this pass keeps its row from the last
+    // pass, so the file is complete at every moment of a pass.
+    let old_row = |name: &str| {
+        let start = format!("| `drills::{name}` |");
+        old_table.lines().find(|l| l.starts_with(&start)).map(|l| format!("{l}\n"))
+    };
     let mut drills: Vec<&Drill> = DRILLS.iter().collect();
     drills.sort_by_key(|d| d.name);
     let mut table = String::from(
@@ -148,8 +155,16 @@ fn regenerate_table() {
          | --- | --- | --- | --- | --- | --- |\n",
     );
     for d in drills {
-        let observed = std::fs::read_to_string(results_dir().join(format!("{}.txt", d.name)))
-            .unwrap_or_else(|_| "(not run in the last pass)".into());
+        let observed = match std::fs::read_to_string(results_dir().join(format!("{}.txt", d.name))) {
+            Ok(o) => o,
+            Err(_) => match old_row(d.name) {
+                Some(row) => {
+                    table.push_str(&row);
+                    continue;
+                }
+                None => "(not run yet)".into(),
+            },
+        };
         table.push_str(&format!(
             "| `drills::{}` | {} | {} | {} | {} | {} |\n",
             d.name,
@@ -160,7 +175,10 @@ fn regenerate_table() {
             cell(d.see_also)
         ));
     }
-    std::fs::write(&doc, format!("{head}{BEGIN}\n{table}\n{END}{tail}")).unwrap();
+    // Write and rename: a reader never sees half a file.
+    let tmp = doc.with_extension("md.tmp");
+    std::fs::write(&tmp, format!("{head}{BEGIN}\n{table}\n{END}{tail}")).unwrap();
+    std::fs::rename(&tmp, &doc).unwrap();
 }
 
 // covers: DR-5
@@ -176,7 +194,7 @@ fn reliability_md_holds_the_generated_table_of_every_drill() {
         rows.iter().map(|r| r.trim_start_matches("| `drills::").split('`').next().unwrap_or("")).collect();
     assert_eq!(listed, names, "one row per drill, sorted: regenerate with LIFEBOAT_TEST_UPDATE_DOCS=1");
     for r in rows {
-        assert!(!r.contains("(not run in the last pass)"), "commit a table from a pass that ran every drill: {r}");
+        assert!(!r.contains("(not run yet)"), "commit a table from a pass that ran every drill: {r}");
     }
 }
 
@@ -540,18 +558,7 @@ fn kill_9_at_random_points() {
 #[test]
 fn disk_full_in_storage() {
     let started = start("disk_full_in_storage");
-    let Some(fs) = SmallFs::mount() else {
-        // Mounting needs root (CAP_SYS_ADMIN); CI runs as root.
-        assert!(std::env::var_os("CI").is_none(), "cannot mount a tmpfs in CI");
-        eprintln!("SKIPPED: cannot mount a 2 MiB tmpfs here (not root?)");
-        return;
-    };
-    let db = fresh_db("drill_disk_full");
-    db.exec(
-        "CREATE TABLE big (id int PRIMARY KEY, payload text);
-         INSERT INTO big SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) FROM generate_series(1, 130000) g;
-         ANALYZE;",
-    );
+    let Some((fs, db)) = full_disk_and_big_db("drill_disk_full") else { return };
     let storage = fs.dir.path().join("backups");
     let mut rig = Rig::new(&db.url, "", Some(&storage), "");
     let o = rig.run(&["--json", "backup"]);
@@ -560,6 +567,7 @@ fn disk_full_in_storage() {
     let shown = storage.canonicalize().unwrap().to_string_lossy().into_owned();
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains(&shown), "names the directory: {err}");
+    assert!(err.contains("public.big"), "names what was being written: {err}");
     let needed = err
         .split("needs about ")
         .nth(1)
@@ -577,7 +585,7 @@ fn disk_full_in_storage() {
         "disk_full_in_storage",
         started,
         &format!(
-            "exit {}: error names the storage path and says the backup needs about {needed} MB; files left: {}; \
+            "exit {}: error names the storage path, public.big and says the backup needs about {needed} MB; files left: {}; \
              webhook alert kind={} step={}; {secrets}",
             code(&o),
             left.len(),
