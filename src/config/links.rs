@@ -93,9 +93,31 @@ pub fn validate(links: &LinksConfig, encryption: &EncryptionConfig) -> Result<()
     Ok(())
 }
 
+/// What looks wrong in `[links]` without being an error (SC-6.2).
+pub fn warnings(links: &LinksConfig) -> Vec<String> {
+    match &links.public_url {
+        Some(url) if url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) => vec![format!(
+            "links.public_url {url:?} is plain http: download links, and the archives they fetch, cross the \
+             network unencrypted; use an https:// address (a TLS reverse proxy in front of lifeboat)"
+        )],
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // covers: SC-6.2
+    #[test]
+    fn a_plain_http_public_url_is_warned_about_and_https_is_not() {
+        let links = |u: &str| LinksConfig { public_url: Some(u.into()), ..LinksConfig::default() };
+        let w = warnings(&links("HTTP://hub.example.com/backups"));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("plain http") && w[0].contains("use an https:// address"), "{w:?}");
+        assert!(warnings(&links("https://hub.example.com/backups")).is_empty());
+        assert!(warnings(&LinksConfig::default()).is_empty());
+    }
 
     // covers: FR-18.1
     #[test]

@@ -59,6 +59,7 @@ pub fn resolve(
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
     config.warnings = warnings;
+    config.warnings.extend(super::links::warnings(&config.links));
 
     if let Some(path) = config.database.password_file.take() {
         // Name the layer the path came from: the environment's variable when

@@ -243,7 +243,7 @@ fn test_email_delivers_over_implicit_tls_and_reports_the_smtp_reply() {
     assert!(m.subject().unwrap().contains("test"), "{:?}", m.subject());
 }
 
-// covers: FR-3.6, FR-18.1, US-1/AC-4
+// covers: FR-3.6, FR-18.1, US-1/AC-4, TS-1.7
 #[test]
 fn a_message_over_the_limit_carries_a_signed_link_instead() {
     if !smtp::aiosmtpd_available() {

@@ -47,3 +47,5 @@ mod trust;
 mod service;
 // Fault drills (TS-5): database stopped mid-run, kill -9, disk full, SMTP down, locks, corruption, malformed configs; they write docs/RELIABILITY.md.
 mod drills;
+// The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
+mod docs;
