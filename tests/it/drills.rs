@@ -333,8 +333,8 @@ fn code(o: &Output) -> String {
 #[test]
 fn postgres_stopped_mid_run() {
     let started = start("postgres_stopped_mid_run");
-    let cluster = support::Cluster::with_password_role(DB_PW, &["app"]);
-    let admin_url = cluster.url("app");
+    let cluster = support::Cluster::with_password_role(DB_PW, &["drill_app"]);
+    let admin_url = cluster.url("drill_app");
     support::connect(&admin_url)
         .batch_execute(
             "CREATE TABLE users (id int PRIMARY KEY, email text); \
@@ -343,7 +343,7 @@ fn postgres_stopped_mid_run() {
              INSERT INTO payments SELECT g, 1 + g % 2000, g FROM generate_series(1, 5000) g; ANALYZE",
         )
         .unwrap();
-    let url = format!("postgres://lb_pw@127.0.0.1:{}/app", cluster.port());
+    let url = format!("postgres://lb_pw@127.0.0.1:{}/drill_app", cluster.port());
     let mut rig = Rig::new(&url, "lock_timeout = \"60s\"", None, "");
 
     // Hold the run inside pg_dump (as backup.rs does): an ACCESS EXCLUSIVE
@@ -392,7 +392,7 @@ fn postgres_stopped_mid_run() {
     assert!(err.contains("pg_dump") || err.contains("connection"), "{err}");
     let left = stored_in(&rig.storage);
     assert!(left.is_empty(), "nothing left behind: {left:?}");
-    assert_eq!(pg_dumps_for("app", run.pid), Vec::<String>::new(), "pg_dump outlived the run");
+    assert_eq!(pg_dumps_for("drill_app", run.pid), Vec::<String>::new(), "pg_dump outlived the run");
     let alerts = rig.alerts(1);
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["kind"], "backup_failed", "{}", alerts[0]);
@@ -727,7 +727,9 @@ fn table_locked_access_exclusive() {
     let err = stderr(&run.output);
     assert!(err.contains("public.z_migrating") && err.contains("lock"), "{err}");
     assert!(insert_wait < Duration::from_secs(1), "an INSERT waited {insert_wait:?}");
-    assert!(ddl_wait < Duration::from_millis(2500), "the ALTER TABLE waited {ddl_wait:?} (lock timeout 2 s)");
+    // The lock is released when lifeboat ends its transaction right after
+    // the server's lock timeout; the margin is for a loaded machine.
+    assert!(ddl_wait < Duration::from_millis(3000), "the ALTER TABLE waited {ddl_wait:?} (lock timeout 2 s)");
     let left = stored_in(&rig.storage);
     assert!(left.iter().all(|n| !n.ends_with(".partial") && !n.ends_with(".tar.gz")), "{left:?}");
     let alerts = rig.alerts(1);
