@@ -73,6 +73,7 @@ pub fn resolve(
         config.database.password = Some(read_secret_file(&path, &origin)?);
     }
     super::email::finish(&mut config.email, &mut config.alerts)?;
+    super::links::finish_http(&mut config.http)?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
             config.files.base_dir = Some(base.join(dir));
@@ -198,8 +199,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
 }
 
 /// Keys that are one setting with their `*_file` twin.
-const SECRET_KEYS: &[(&str, &str)] =
-    &[("password", "password_file"), ("webhook_url", "webhook_url_file"), ("ping_url", "ping_url_file")];
+const SECRET_KEYS: &[(&str, &str)] = &[
+    ("password", "password_file"),
+    ("webhook_url", "webhook_url_file"),
+    ("ping_url", "ping_url_file"),
+    ("basic_auth_password", "basic_auth_password_file"),
+];
 
 /// Puts every key of `top` over `base`, one level of sections deep.
 pub(super) fn overlay(base: &mut toml::Table, top: toml::Table) {

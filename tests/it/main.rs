@@ -49,3 +49,5 @@ mod service;
 mod drills;
 // The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
 mod docs;
+// The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
+mod status;
