@@ -47,6 +47,8 @@ mod trust;
 mod service;
 // Fault drills (TS-5): database stopped mid-run, kill -9, disk full, SMTP down, locks, corruption, malformed configs; they write docs/RELIABILITY.md.
 mod drills;
+// Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
+mod incidents;
 // The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
 mod docs;
 // The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
