@@ -189,6 +189,17 @@ pub fn decide(
     PrunePlan { decisions, blocked: None }
 }
 
+/// What is wrong with a stored archive, read in full through the store
+/// (structure, checksums, manifest, row counts); `None` when it verifies.
+/// The one check behind retention's "good" and `lifeboat list --verify`.
+pub fn damage(store: &dyn Store, name: &str) -> Option<String> {
+    let checked = store
+        .open(name)
+        .map_err(|e| e.to_string())
+        .and_then(|r| crate::verify::verify_stream(std::io::BufReader::new(r)).map(|_| ()).map_err(|e| e.to_string()));
+    checked.err()
+}
+
 fn gfs_key(unit: &str) -> &'static str {
     match unit {
         "day" => "daily",
@@ -229,12 +240,9 @@ pub fn prune(
             return Goodness::NotGood("its restore rehearsal failed".into());
         }
         progress(Event::Detail(format!("verifying {}", a.name)));
-        let checked = store.open(&a.name).map_err(|e| e.to_string()).and_then(|r| {
-            crate::verify::verify_stream(std::io::BufReader::new(r)).map(|_| ()).map_err(|e| e.to_string())
-        });
-        match checked {
-            Ok(()) => Goodness::Good,
-            Err(e) => Goodness::NotGood(format!("damaged: {e}")),
+        match damage(store, &a.name) {
+            None => Goodness::Good,
+            Some(e) => Goodness::NotGood(format!("damaged: {e}")),
         }
     };
     let plan = decide(&archives, policy, now, latest_failed.as_deref(), &mut goodness);

@@ -1,6 +1,8 @@
 //! `lifeboat list`: the archives in the storage directory, newest first,
 //! with age, size and what the history knows of them (verified when
-//! written, delivery, restore rehearsal).
+//! written, delivery, restore rehearsal). An archive whose size differs
+//! from the size the history recorded when it was verified is flagged as
+//! damaged; `--verify` reads every archive in full and flags any damage.
 
 use serde::Serialize;
 
@@ -20,6 +22,15 @@ struct Listed {
     verified: Option<bool>,
     delivery: Option<String>,
     rehearsal: Option<String>,
+    /// What is wrong with the file as it is now (a size that differs from the verified one; with `--verify`, any damage); `null`: nothing found.
+    damaged: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Also read every archive in full (checksums, manifest, row counts) and flag the damaged ones
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Serialize)]
@@ -27,7 +38,7 @@ struct ListReport {
     archives: Vec<Listed>,
 }
 
-pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
+pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
     let config = load(cli, &Overrides::default())?;
     let store = crate::backup::store_for(&config);
     let history = History::open_existing(&config.storage.dir)?;
@@ -39,7 +50,16 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
             Some(h) => h.by_archive(&a.name)?,
             None => None,
         };
+        let recorded = run.as_ref().filter(|r| r.status == "success").and_then(|r| r.size_bytes);
+        let damaged = match recorded {
+            Some(size) if size != a.bytes => {
+                Some(format!("{} bytes on disk, {size} bytes when it was verified", a.bytes))
+            }
+            _ if args.verify => crate::retention::damage(&store, &a.name),
+            _ => None,
+        };
         archives.push(Listed {
+            damaged,
             created_at: created.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             age_seconds: created.map(|t| now.signed_duration_since(t).num_seconds()),
             size_bytes: a.bytes,
@@ -55,6 +75,7 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
         for a in &r.archives {
             let age = a.age_seconds.map(age).unwrap_or_else(|| "?".into());
             let verified = match a.verified {
+                _ if a.damaged.is_some() => "DAMAGED",
                 Some(true) => "yes",
                 Some(false) => "no",
                 None => "unknown",
@@ -67,6 +88,13 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
                 verified,
                 a.delivery.as_deref().unwrap_or("-"),
                 a.rehearsal.as_deref().unwrap_or("-")
+            ));
+        }
+        for a in r.archives.iter().filter(|a| a.damaged.is_some()) {
+            s.push_str(&format!(
+                "damaged: {}: {}; do not rely on it: `lifeboat verify` it, and take a new backup\n",
+                a.name,
+                a.damaged.as_deref().unwrap_or_default()
             ));
         }
         if r.archives.is_empty() {

@@ -90,7 +90,7 @@ pub enum Command {
     /// Health check for Docker HEALTHCHECK: reads history and markers only (exit 1 = unhealthy)
     Check,
     /// The archives in the storage directory with age, size and status
-    List,
+    List(list::ListArgs),
     /// Apply retention: delete old archives, keeping the newest good ones
     Prune(prune::PruneArgs),
     /// Write a commented starting config for the database, from its catalog (read-only)
@@ -218,7 +218,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Config => config::run(&cli),
         Command::Serve(args) => serve::run(&cli, args),
         Command::Check => check::run(&cli),
-        Command::List => list::run(&cli),
+        Command::List(args) => list::run(&cli, args),
         Command::Prune(args) => prune::run(&cli, args, &progress),
         Command::Init(args) => init::run(&cli, args, &progress, &cancel),
     }

@@ -437,12 +437,12 @@ fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang(
 // Messages (issue 8, item 14, the backup side).
 
 /// A 2 MiB tmpfs mounted on a temp dir, unmounted on drop.
-struct SmallFs {
-    dir: tempfile::TempDir,
+pub(crate) struct SmallFs {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl SmallFs {
-    fn mount() -> Option<SmallFs> {
+    pub(crate) fn mount() -> Option<SmallFs> {
         let dir = tempfile::tempdir().unwrap();
         let o = Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(dir.path()).output().ok()?;
         o.status.success().then_some(SmallFs { dir })
@@ -455,22 +455,29 @@ impl Drop for SmallFs {
     }
 }
 
-// covers: NFR-2.6
-#[test]
-fn a_full_disk_names_the_path_what_was_written_and_the_space_needed() {
+/// A 2 MiB tmpfs and a database with ~13 MB of CSV in table `big` (more
+/// than the writer keeps in memory, so it spills); `None` (the test skips)
+/// where a tmpfs cannot be mounted outside CI.
+pub(crate) fn full_disk_and_big_db(hint: &str) -> Option<(SmallFs, TestDb)> {
     let Some(fs) = SmallFs::mount() else {
         // Mounting needs root (CAP_SYS_ADMIN); CI runs as root.
         assert!(std::env::var_os("CI").is_none(), "cannot mount a tmpfs in CI");
-        eprintln!("skipped: cannot mount a 2 MiB tmpfs here (not root?)");
-        return;
+        eprintln!("SKIPPED: cannot mount a 2 MiB tmpfs here (not root?)");
+        return None;
     };
-    let db = fresh_db("disk_full");
-    // ~13 MB of CSV: more than the writer keeps in memory, so it spills.
+    let db = fresh_db(hint);
     db.exec(
         "CREATE TABLE big (id int PRIMARY KEY, payload text);
          INSERT INTO big SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) FROM generate_series(1, 130000) g;
          ANALYZE;",
     );
+    Some((fs, db))
+}
+
+// covers: NFR-2.6
+#[test]
+fn a_full_disk_names_the_path_what_was_written_and_the_space_needed() {
+    let Some((fs, db)) = full_disk_and_big_db("disk_full") else { return };
     let storage = fs.dir.path().join("backups");
     let config = support::write_config(
         fs.dir.path(),

@@ -19,7 +19,7 @@ use crate::support::http_sink::HttpSink;
 use crate::support::smtp::{self, free_port, Mode, SmtpOptions, SmtpServer, TestCa};
 use crate::support::{self, toml_string};
 
-const USER: &str = "backup@example.test";
+pub(crate) const USER: &str = "backup@example.test";
 const PASSWORD: &str = "smtp-Pa55-7f3c91e2";
 const ADMINS: [&str; 2] = ["admin1@example.test", "admin2@example.test"];
 const APP: &str = "ระบบ Smart AI Hub";
@@ -56,7 +56,14 @@ impl Mail {
     }
 }
 
-fn email_section(port: u16, mode: Mode, ca: Option<&Path>, password: &str, dir: &Path, extra: &str) -> String {
+pub(crate) fn email_section(
+    port: u16,
+    mode: Mode,
+    ca: Option<&Path>,
+    password: &str,
+    dir: &Path,
+    extra: &str,
+) -> String {
     let pass_file = dir.join("smtp_pass");
     std::fs::write(&pass_file, format!("{password}\n")).unwrap();
     let ca = ca.map(|c| format!("ca_file = {}\n", toml_string(&c.to_string_lossy()))).unwrap_or_default();

@@ -13,22 +13,22 @@ use crate::flow::{self, assert_exit, stderr};
 use crate::support::{self, fresh_db, Proxy, SilentListener, TestDb, Trigger};
 
 /// What a bounded run of lifeboat gave.
-struct Bounded {
-    output: Output,
-    took: Duration,
+pub(crate) struct Bounded {
+    pub(crate) output: Output,
+    pub(crate) took: Duration,
     /// The process had to be killed after the limit.
-    hung: bool,
-    pid: u32,
+    pub(crate) hung: bool,
+    pub(crate) pid: u32,
 }
 
 /// Spawns `cmd` (stdout and stderr captured), waits up to `limit`, kills it
 /// (SIGKILL) if it is still running then.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Bounded {
+pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration) -> Bounded {
     run_bounded_with(cmd, limit, |_| {})
 }
 
 /// [`run_bounded`], calling `during(pid)` once right after the spawn.
-fn run_bounded_with(cmd: &mut Command, limit: Duration, during: impl FnOnce(u32)) -> Bounded {
+pub(crate) fn run_bounded_with(cmd: &mut Command, limit: Duration, during: impl FnOnce(u32)) -> Bounded {
     let start = Instant::now();
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cannot run lifeboat");
     let pid = child.id();
@@ -61,7 +61,7 @@ fn run_bounded_with(cmd: &mut Command, limit: Duration, during: impl FnOnce(u32)
 
 impl Bounded {
     /// Fails the test if the run hung or took `max` or longer.
-    fn assert_within(&self, max: Duration) {
+    pub(crate) fn assert_within(&self, max: Duration) {
         assert!(
             !self.hung && self.took < max,
             "lifeboat {} after {:.1}s (allowed: {max:?})\nstderr:\n{}",
@@ -130,7 +130,7 @@ fn backup_cmd(config: &Path) -> Command {
 /// lifeboat hands pg_dump its target in the environment (`PGDATABASE`), so
 /// that is where they are recognised; a zombie has no environment left, so
 /// zombies are recognised by their parent, `lifeboat_pid`.
-fn pg_dumps_for(db: &str, lifeboat_pid: u32) -> Vec<String> {
+pub(crate) fn pg_dumps_for(db: &str, lifeboat_pid: u32) -> Vec<String> {
     let mut found = Vec::new();
     let needle = format!("PGDATABASE={db}\0");
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

