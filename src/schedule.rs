@@ -31,18 +31,16 @@ impl Schedule {
     pub fn parse(cron: &str, zone: &str) -> Result<Schedule, String> {
         let zone = parse_zone(zone)?;
         let text = cron.trim();
-        let parsed = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .build()
-            .parse(text)
-            .map_err(|e| {
-                format!(
-                    "schedule.cron {text:?} is not a valid cron expression ({e}); expected 5 fields \
+        let parsed =
+            CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build().parse(text).map_err(
+                |e| {
+                    format!(
+                        "schedule.cron {text:?} is not a valid cron expression ({e}); expected 5 fields \
                      \"minute hour day-of-month month day-of-week\" such as \"0 2 * * *\", or @daily, @hourly, \
                      @weekly, @monthly, @yearly"
-                )
-            })?;
+                    )
+                },
+            )?;
         Ok(Schedule { cron: parsed, zone, text: text.to_string() })
     }
 

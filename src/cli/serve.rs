@@ -23,14 +23,7 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the HTTP runtime: {e}")))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
-            let msg = format!("cannot listen on {addr}: {e}; choose another address with --listen or [http] listen");
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                Error::Busy(msg)
-            } else {
-                Error::Refused(msg)
-            }
-        })?;
+        let listener = bind(&addr, "--listen or [http] listen").await?;
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
         eprintln!("lifeboat: serving downloads from {storage} at http://{local}{prefix}/ (SIGTERM or Ctrl-C stops)");
         crate::http::serve(listener, crate::http::router(downloads), crate::http::shutdown_signal())
@@ -38,4 +31,16 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
             .map_err(|e| Error::Failed(format!("the HTTP server stopped: {e}")))
     })?;
     Ok(0)
+}
+
+/// Binds `addr`; the error names it and `setting`, where to choose another.
+pub(super) async fn bind(addr: &str, setting: &str) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let msg = format!("cannot listen on {addr}: {e}; choose another address with {setting}");
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error::Busy(msg)
+        } else {
+            Error::Refused(msg)
+        }
+    })
 }

@@ -6,3 +6,4 @@
 
 pub mod channels;
 pub mod checks;
+pub mod incidents;
