@@ -14,7 +14,7 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
     crate::deliver::templates::Templates::load(config.email.templates_dir.as_deref()).map_err(|e| {
         Error::Config(ConfigError::Invalid(format!("email.templates_dir: {e}; fix the template or remove the key")))
     })?;
-    crate::http::download::Downloads::from_config(&config)?;
+    crate::daemon::downloads(&config)?;
     super::logging::init("warn,lifeboat=info", Some(&config.log));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -47,7 +47,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
     let schedule = schedule_of(&config)?;
-    let downloads = crate::http::download::Downloads::from_config(&config)?;
+    let downloads = downloads(&config)?;
     let config = Arc::new(config);
     let (next_tx, next_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -78,12 +78,24 @@ pub async fn run(
     }
 }
 
+/// The download route's settings when `[links] public_url` is set (signed
+/// links need it); without it the daemon serves no downloads.
+pub fn downloads(config: &Config) -> crate::Result<Option<crate::http::download::Downloads>> {
+    match config.links.public_url {
+        Some(_) => crate::http::download::Downloads::from_config(config).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The HTTP routes the daemon serves: one function, so mounting the full
 /// app (health, metrics, status page) is a one-line change. `next` is the
 /// next scheduled run.
-fn mount(_config: &Config, downloads: crate::http::download::Downloads, next: NextRun) -> axum::Router {
+fn mount(_config: &Config, downloads: Option<crate::http::download::Downloads>, next: NextRun) -> axum::Router {
     let _ = next;
-    crate::http::router(downloads)
+    match downloads {
+        Some(d) => crate::http::router(d),
+        None => axum::Router::new().fallback(crate::http::download::not_found),
+    }
 }
 
 /// The parsed `[schedule]` (already checked when the config loaded).

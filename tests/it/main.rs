@@ -45,3 +45,5 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// `lifeboat daemon` as a process: catch-up, log file, SIGTERM idle and mid-backup, the lock, kill -9 recovery.
+mod daemon;
