@@ -16,11 +16,7 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
     })?;
     crate::daemon::downloads(&config)?;
     super::logging::init("warn,lifeboat=info", Some(&config.log));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the daemon's runtime: {e}")))?;
+    let runtime = super::serve::runtime("the daemon's runtime")?;
     runtime.block_on(async move {
         let addr = config.http.listen.clone();
         let listener = super::serve::bind(&addr, "[http] listen (LIFEBOAT_HTTP__LISTEN)").await?;

@@ -17,11 +17,7 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     let downloads = crate::http::download::Downloads::from_config(&config)?;
     let addr = args.listen.clone().unwrap_or_else(|| config.http.listen.clone());
     let (storage, prefix) = (downloads.storage.display().to_string(), downloads.path_prefix.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the HTTP runtime: {e}")))?;
+    let runtime = runtime("the HTTP runtime")?;
     runtime.block_on(async move {
         let listener = bind(&addr, "--listen or [http] listen").await?;
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
@@ -43,4 +39,14 @@ pub(super) async fn bind(addr: &str, setting: &str) -> Result<tokio::net::TcpLis
             Error::Refused(msg)
         }
     })
+}
+
+/// The tokio runtime of a long-lived command (two workers: the engine's
+/// work runs on blocking threads).
+pub(super) fn runtime(what: &str) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start {what}: {e}")))
 }

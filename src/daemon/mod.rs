@@ -421,6 +421,17 @@ mod tests {
         (job, seen)
     }
 
+    /// Runs `s` on `dir`: its task, the next-run channel and the stop switch.
+    fn start(
+        s: Scheduler,
+        dir: &std::path::Path,
+    ) -> (JoinHandle<()>, watch::Receiver<Option<DateTime<Utc>>>, watch::Sender<bool>) {
+        let (next_tx, next_rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let dir = dir.to_path_buf();
+        (tokio::spawn(async move { s.run(&dir, next_tx, stop_rx).await }), next_rx, stop_tx)
+    }
+
     fn scheduler(cron: &str, zone: &str, clock: Clock, job: Job) -> Scheduler {
         let cfg = crate::config::ScheduleConfig { cron: cron.into(), timezone: zone.into(), ..Default::default() };
         Scheduler::new(&cfg, Schedule::parse(cron, zone).unwrap(), clock, job)
@@ -440,10 +451,7 @@ mod tests {
         let clock = Clock::virtual_at(utc("2026-12-01T12:00:00Z"));
         let (job, seen) = recording_job(d.path(), clock, vec![]);
         let s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);
-        let (next_tx, mut next_rx) = watch::channel(None);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let dir = d.path().to_path_buf();
-        let task = tokio::spawn(async move { s.run(&dir, next_tx, stop_rx).await });
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
         next_rx.changed().await.unwrap();
         assert_eq!(*next_rx.borrow(), Some(utc("2026-12-01T19:00:00Z")), "02:00 Bangkok");
         let triggers =
@@ -475,10 +483,7 @@ mod tests {
         let clock = Clock::virtual_at(utc("2026-12-01T12:00:00Z"));
         let (job, seen) = recording_job(d.path(), clock, vec![]);
         let s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);
-        let (next_tx, mut next_rx) = watch::channel(None);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let dir = d.path().to_path_buf();
-        let task = tokio::spawn(async move { s.run(&dir, next_tx, stop_rx).await });
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
         next_rx.changed().await.unwrap();
         assert!(seen.lock().unwrap().is_empty(), "the 02:00 run succeeded: nothing to catch up");
         stop_tx.send(true).unwrap();
@@ -493,10 +498,7 @@ mod tests {
         let (job, seen) = recording_job(d.path(), clock, vec![Attempt::Retry, Attempt::Retry, Attempt::Retry]);
         let mut s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);
         s.catch_up = false;
-        let (next_tx, mut next_rx) = watch::channel(None);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let dir = d.path().to_path_buf();
-        let task = tokio::spawn(async move { s.run(&dir, next_tx, stop_rx).await });
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
         next_rx.changed().await.unwrap();
         // 19:00 first attempt, 19:01 second, 19:03 third; then the next day.
         tokio::time::sleep(Duration::from_secs(60 + 1)).await;
@@ -540,10 +542,7 @@ mod tests {
             ..Default::default()
         };
         let s = Scheduler::new(&cfg, Schedule::parse("0 * * * *", "UTC").unwrap(), clock, job);
-        let (next_tx, mut next_rx) = watch::channel(None);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let dir = d.path().to_path_buf();
-        let task = tokio::spawn(async move { s.run(&dir, next_tx, stop_rx).await });
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
         // The catch-up run (nothing ever succeeded) is cancelled at the timeout.
         next_rx.changed().await.unwrap();
         assert_eq!(cancelled_at.lock().unwrap().first().copied().map(|s| (600..=602).contains(&s)), Some(true));
