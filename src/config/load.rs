@@ -62,6 +62,7 @@ pub fn resolve(
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
     config.warnings = warnings;
+    config.warnings.extend(super::links::warnings(&config.links));
 
     if let Some(path) = config.database.password_file.take() {
         // Name the layer the path came from: the environment's variable when
@@ -75,6 +76,7 @@ pub fn resolve(
         config.database.password = Some(read_secret_file(&path, &origin)?);
     }
     super::email::finish(&mut config.email, &mut config.alerts)?;
+    super::links::finish_http(&mut config.http)?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
             config.files.base_dir = Some(base.join(dir));
@@ -206,8 +208,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
 }
 
 /// Keys that are one setting with their `*_file` twin.
-const SECRET_KEYS: &[(&str, &str)] =
-    &[("password", "password_file"), ("webhook_url", "webhook_url_file"), ("ping_url", "ping_url_file")];
+const SECRET_KEYS: &[(&str, &str)] = &[
+    ("password", "password_file"),
+    ("webhook_url", "webhook_url_file"),
+    ("ping_url", "ping_url_file"),
+    ("basic_auth_password", "basic_auth_password_file"),
+];
 
 /// Puts every key of `top` over `base`, one level of sections deep.
 pub(super) fn overlay(base: &mut toml::Table, top: toml::Table) {

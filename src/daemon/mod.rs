@@ -90,12 +90,10 @@ pub fn downloads(config: &Config) -> crate::Result<Option<crate::http::download:
 /// The HTTP routes the daemon serves: one function, so mounting the full
 /// app (health, metrics, status page) is a one-line change. `next` is the
 /// next scheduled run.
-fn mount(_config: &Config, downloads: Option<crate::http::download::Downloads>, next: NextRun) -> axum::Router {
-    let _ = next;
-    match downloads {
-        Some(d) => crate::http::router(d),
-        None => axum::Router::new().fallback(crate::http::download::not_found),
-    }
+/// (`[http] metrics_listen` is not served by the daemon yet: `/metrics` stays
+/// on the main listener only when it is unset.)
+fn mount(config: &Arc<Config>, downloads: Option<crate::http::download::Downloads>, next: NextRun) -> axum::Router {
+    crate::http::app(crate::http::AppState::new(config.clone(), next, downloads))
 }
 
 /// The parsed `[schedule]` (already checked when the config loaded).
