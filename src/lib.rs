@@ -20,8 +20,8 @@
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
 //! - [`history`]: the run history: `sqlite` (`.lifeboat/history.db`, versioned migrations), `markers` (`.last_backup_*`).
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
-//! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and later `/healthz`), `channels` (alert mail, JSON webhook, healthchecks.io-style ping).
-//! - [`daemon`]: the service: `runner` (one recorded, delivered, pruned and alerted backup run, shared by `lifeboat backup`).
+//! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
+//! - [`daemon`]: the service: `runner` (one recorded, delivered, rehearsed, pruned and alerted backup run, shared by `lifeboat backup`), `rehearsal` (the restore rehearsal of each new archive).
 //! - [`http`]: the HTTP service: `router` (every route, `AppState`), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`; the only axum code.
 //! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.

@@ -166,6 +166,7 @@ pub(super) const SECRET_PAIRS: &[(&str, &str, &str)] = &[
     ("alerts", "webhook_url", "webhook_url_file"),
     ("alerts", "ping_url", "ping_url_file"),
     ("http", "basic_auth_password", "basic_auth_password_file"),
+    ("verify", "restore_test_url", "restore_test_url_file"),
 ];
 
 /// Checks that a file layer sets at most one of each secret pair.

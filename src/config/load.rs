@@ -77,6 +77,7 @@ pub fn resolve(
     }
     super::email::finish(&mut config.email, &mut config.alerts)?;
     super::links::finish_http(&mut config.http)?;
+    super::service::finish_verify(&mut config.verify)?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
             config.files.base_dir = Some(base.join(dir));
@@ -213,6 +214,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("webhook_url", "webhook_url_file"),
     ("ping_url", "ping_url_file"),
     ("basic_auth_password", "basic_auth_password_file"),
+    ("restore_test_url", "restore_test_url_file"),
 ];
 
 /// Puts every key of `top` over `base`, one level of sections deep.

@@ -4,7 +4,7 @@
 //! sleep until the next fire time of `[schedule]`, then one run with its
 //! retries), the monitor loop (`monitor::incidents::tick` every
 //! `[monitor] interval`) and the HTTP server. [`runner`] is the one backup
-//! run, shared with `lifeboat backup`.
+//! run, shared with `lifeboat backup`; [`rehearsal`] rehearses each new archive.
 //!
 //! Sync engine, async service: a run is `runner::run` on a blocking thread
 //! (`spawn_blocking`) with a [`CancelToken`]; tokio only waits for it, for
@@ -17,6 +17,7 @@
 //! process become `interrupted`; then catch-up (FR-1.4) runs once when the
 //! most recent due time passed without a success after it.
 
+pub mod rehearsal;
 pub mod runner;
 
 use std::future::Future;

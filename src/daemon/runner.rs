@@ -1,9 +1,13 @@
 //! One backup run as the service sees it, shared by `lifeboat backup` and
 //! the daemon: the ping when the run starts, the engine's `backup::run`
 //! recorded in the run history (and, when it succeeded, the marker files),
-//! then delivery (the success mail, unless switched off), retention, and
-//! the alert channels: on any failure an alert that names the step, the
-//! error and the last log lines, and a ping when the run ends well.
+//! then delivery (the success mail, unless switched off), the restore
+//! rehearsal (with `[verify] restore_test_url`), retention, and the alert
+//! channels: on any failure an alert that names the step, the error and
+//! the last log lines, and a ping when the run ends well. The run's
+//! failures open their incidents (`monitor::incidents::raise`), so the
+//! monitor loop does not alert them a second time, and its successes close
+//! them again.
 //!
 //! The recording lives here, around `backup::run`, not inside it: the
 //! engine stays unaware of where runs are recorded. A run is recorded in
@@ -24,6 +28,8 @@ use crate::error::Error;
 use crate::events::{CancelToken, Event, Progress};
 use crate::history::{markers, History, Outcome as RunOutcome, StepRecord, Trigger};
 use crate::monitor::channels::{self, Alert, Ping};
+use crate::monitor::checks::Kind;
+use crate::monitor::incidents;
 use crate::retention::Decision;
 
 /// How many of the last progress lines an alert quotes.
@@ -103,7 +109,13 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
                 )));
             } else if !skipped {
                 let alert = backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
-                channels::alert(config, &alert, true, progress);
+                if matches!(e, Error::Busy(_)) {
+                    // Refused, recorded `skipped`: not a failed run, so no incident
+                    // (the monitor would close it again at once).
+                    channels::alert(config, &alert, true, progress);
+                } else {
+                    incidents::raise(config, &alert, true, progress);
+                }
             }
             return Err(e);
         }
@@ -115,12 +127,18 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         DeliveryReport::skipped("--no-deliver")
     };
     recording.delivery(&delivery);
+    incidents::resolve(config, Kind::BackupFailed, progress);
+    // Before retention, which must see a failed rehearsal (FR-6.7).
+    super::rehearsal::after_backup(config, &report.archive, progress, cancel);
     let pruned = prune_after_success(config, &store, progress);
     if delivery.status == Status::Failed {
         let alert = delivery_failed(config, &report, &delivery, recorder.lines());
         // Mail is what failed: the other channels carry this alert.
-        channels::alert(config, &alert, false, progress);
+        incidents::raise(config, &alert, false, progress);
     } else {
+        if delivery.status == Status::Delivered {
+            incidents::resolve(config, Kind::DeliveryFailed, progress);
+        }
         let _ = channels::ping(&config.alerts, Ping::Success, None, progress);
     }
     Ok(RunReport { backup: report, delivery, pruned })

@@ -167,8 +167,37 @@ pub fn success(
 
 /// A failure alert.
 pub fn alert(cfg: &EmailConfig, templates: &Templates, ctx: &AlertContext) -> Result<Message, DeliverError> {
-    let subject = templates.subject("alert.subject.j2", ctx)?;
-    let (text, html) = (templates.render("alert.txt.j2", ctx)?, templates.render("alert.html.j2", ctx)?);
+    notice(cfg, templates, "alert", ctx)
+}
+
+/// What an incident's recovery notice says (FR-4.6).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryContext {
+    pub app: String,
+    pub host: String,
+    pub version: &'static str,
+    pub title: String,
+    /// The incident kind (`stale`, `backup_failed`, …).
+    pub kind: String,
+    pub opened_at: String,
+    pub closed_at: String,
+    /// How long it lasted, for people ("3 h 20 min").
+    pub lasted: String,
+    pub alerts_sent: u32,
+    /// The last reason recorded while it was open.
+    pub detail: String,
+}
+
+/// The recovery notice of a closed incident.
+pub fn recovery(cfg: &EmailConfig, templates: &Templates, ctx: &RecoveryContext) -> Result<Message, DeliverError> {
+    notice(cfg, templates, "recovery", ctx)
+}
+
+/// A text + HTML message from the `<name>.subject/.txt/.html.j2` templates.
+fn notice(cfg: &EmailConfig, templates: &Templates, name: &str, ctx: &impl Serialize) -> Result<Message, DeliverError> {
+    let subject = templates.subject(&format!("{name}.subject.j2"), ctx)?;
+    let text = templates.render(&format!("{name}.txt.j2"), ctx)?;
+    let html = templates.render(&format!("{name}.html.j2"), ctx)?;
     build(envelope(cfg, subject)?, MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html)))
 }
 

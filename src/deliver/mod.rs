@@ -42,6 +42,21 @@ pub enum DeliverError {
     Encrypt(String),
 }
 
+/// Builds a notice (an alert or a recovery mail) with the templates,
+/// overridden by `[email] templates_dir`, and sends it with the usual
+/// attempts; the error is the one to report.
+pub fn send_notice(
+    cfg: &Config,
+    what: &str,
+    progress: Progress,
+    build: impl FnOnce(&templates::Templates) -> Result<lettre::Message, DeliverError>,
+) -> Result<(), String> {
+    let templates = templates::Templates::load(cfg.email.templates_dir.as_deref()).map_err(|e| e.to_string())?;
+    let mailer = mail::Mailer::new(&cfg.email).map_err(|e| e.to_string())?;
+    let msg = build(&templates).map_err(|e| e.to_string())?;
+    mailer.send(&msg, what, progress).outcome.map(|_| ())
+}
+
 /// How the archive travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -18,6 +18,9 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("alert.subject.j2", include_str!("templates/alert.subject.j2")),
     ("alert.txt.j2", include_str!("templates/alert.txt.j2")),
     ("alert.html.j2", include_str!("templates/alert.html.j2")),
+    ("recovery.subject.j2", include_str!("templates/recovery.subject.j2")),
+    ("recovery.txt.j2", include_str!("templates/recovery.txt.j2")),
+    ("recovery.html.j2", include_str!("templates/recovery.html.j2")),
     ("test.subject.j2", include_str!("templates/test.subject.j2")),
     ("test.txt.j2", include_str!("templates/test.txt.j2")),
 ];

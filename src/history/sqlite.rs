@@ -52,6 +52,23 @@ const MIGRATIONS: &[&str] = &[
         finished_at TEXT,
         detail TEXT
     );",
+    // 2: incidents (spec 7.5, FR-4.6): at most one open incident per kind,
+    // so two processes that see the same problem cannot both open (and
+    // alert) it; `monitor_state` keeps when the monitor first looked.
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        last_alert_at TEXT,
+        alerts_sent INTEGER NOT NULL DEFAULT 0,
+        closed_at TEXT,
+        detail TEXT
+    );
+    CREATE UNIQUE INDEX incidents_one_open ON incidents (kind) WHERE closed_at IS NULL;
+    CREATE TABLE monitor_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
 ];
 
 /// What started a run.
@@ -113,6 +130,22 @@ pub struct RunRecord {
     pub rows: Option<u64>,
     pub delivery_status: Option<String>,
     pub restore_test_status: Option<String>,
+    pub restore_test_duration_ms: Option<u64>,
+}
+
+/// An incident (FR-4.6) as recorded: open while `closed_at` is `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    /// `stale`, `backup_failed`, … ([`crate::monitor::checks::Kind`]).
+    pub kind: String,
+    pub opened_at: DateTime<Utc>,
+    /// `None` while the alert of an open incident is still to be sent.
+    pub last_alert_at: Option<DateTime<Utc>>,
+    pub alerts_sent: u32,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The latest reason, for people (no secrets).
+    pub detail: Option<String>,
 }
 
 impl RunRecord {
@@ -124,14 +157,6 @@ impl RunRecord {
             _ => self.status.clone(),
         }
     }
-}
-
-/// An incident the monitor opened and has not yet seen clear.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OpenIncident {
-    pub kind: String,
-    pub opened_at: DateTime<Utc>,
-    pub detail: String,
 }
 
 pub struct History {
@@ -148,7 +173,7 @@ fn parse_ts(s: &str) -> DateTime<Utc> {
 }
 
 const COLUMNS: &str = "id, started_at, finished_at, trigger, status, failed_step, error, archive, size_bytes, \
-                       duration_ms, rows, delivery_status, restore_test_status";
+                       duration_ms, rows, delivery_status, restore_test_status, restore_test_duration_ms";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let n = |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(i)?.map(|v| v as u64)) };
@@ -166,6 +191,21 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         rows: n(10)?,
         delivery_status: r.get(11)?,
         restore_test_status: r.get(12)?,
+        restore_test_duration_ms: n(13)?,
+    })
+}
+
+const INCIDENT_COLUMNS: &str = "id, kind, opened_at, last_alert_at, alerts_sent, closed_at, detail";
+
+fn incident(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        opened_at: parse_ts(&r.get::<_, String>(2)?),
+        last_alert_at: r.get::<_, Option<String>>(3)?.as_deref().map(parse_ts),
+        alerts_sent: r.get::<_, i64>(4)?.max(0) as u32,
+        closed_at: r.get::<_, Option<String>>(5)?.as_deref().map(parse_ts),
+        detail: r.get(6)?,
     })
 }
 
@@ -396,6 +436,163 @@ impl History {
         names.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// The newest run with a delivery outcome (`skipped` does not count).
+    pub fn latest_delivery(&self) -> Result<Option<RunRecord>> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM runs WHERE delivery_status IS NOT NULL AND delivery_status != 'skipped' \
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                [],
+            )?
+            .pop())
+    }
+
+    /// The newest run whose archive was rehearsed (`success` or `failed`).
+    pub fn latest_rehearsal(&self) -> Result<Option<RunRecord>> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM runs WHERE restore_test_status IN ('success', 'failed') \
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                [],
+            )?
+            .pop())
+    }
+
+    /// Records the restore rehearsal of the run that wrote `archive`
+    /// (`status`: `success` | `failed`), with a `restore_test` step whose
+    /// detail is what went wrong. `false` when no run wrote `archive`.
+    pub fn set_restore_test(
+        &mut self,
+        archive: &str,
+        status: &str,
+        duration_ms: u64,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<bool> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+        let id: Option<i64> = tx
+            .query_row("SELECT id FROM runs WHERE archive = ?1 ORDER BY id DESC LIMIT 1", params![archive], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| sql_err(&path, e))?;
+        let Some(id) = id else { return Ok(false) };
+        tx.execute(
+            "UPDATE runs SET restore_test_status = ?2, restore_test_duration_ms = ?3 WHERE id = ?1",
+            params![id, status, duration_ms as i64],
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        let step_status = if status == "success" { "ok" } else { "failed" };
+        tx.execute(
+            "INSERT INTO run_steps (run_id, step, status, started_at, finished_at, detail) \
+             VALUES (?1, 'restore_test', ?2, ?3, ?4, ?5)",
+            params![id, step_status, ts(started), ts(finished), detail],
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        tx.commit().map_err(|e| sql_err(&path, e))?;
+        Ok(true)
+    }
+
+    /// The open incidents, oldest first. A history from before incidents
+    /// existed (opened read-only, not migrated) has none.
+    pub fn open_incidents(&self) -> Result<Vec<Incident>> {
+        if self.version()? < 2 {
+            return Ok(Vec::new());
+        }
+        self.incidents(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE closed_at IS NULL ORDER BY id"), [])
+    }
+
+    /// The newest `limit` incidents, open or closed, newest first.
+    pub fn recent_incidents(&self, limit: usize) -> Result<Vec<Incident>> {
+        self.incidents(
+            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id DESC LIMIT ?1"),
+            params![limit as i64],
+        )
+    }
+
+    fn incidents(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Incident>> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = st.query_map(p, incident).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// Opens an incident of `kind` whose alert is being sent (`last_alert_at
+    /// = at`, one alert); `None` when one of that kind is already open
+    /// (another process or an earlier tick opened it and alerts for it).
+    pub fn open_incident(&self, kind: &str, at: DateTime<Utc>, detail: &str) -> Result<Option<i64>> {
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO incidents (kind, opened_at, last_alert_at, alerts_sent, detail) \
+                 VALUES (?1, ?2, ?2, 1, ?3)",
+                params![kind, ts(at), detail],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
+    /// Claims the next alert of open incident `id` whose last alert is
+    /// `previous`: `true` for exactly one caller (compare and set).
+    pub fn claim_alert(
+        &self,
+        id: i64,
+        previous: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+        detail: &str,
+    ) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE incidents SET last_alert_at = ?3, alerts_sent = alerts_sent + 1, detail = ?4 \
+                 WHERE id = ?1 AND closed_at IS NULL AND last_alert_at IS ?2",
+                params![id, previous.map(ts), ts(at), detail],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// An alert of incident `id` that reached no channel: the next look
+    /// sends it again instead of waiting `realert_hours`.
+    pub fn alert_not_sent(&self, id: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE incidents SET last_alert_at = NULL, alerts_sent = max(alerts_sent - 1, 0) WHERE id = ?1",
+                params![id],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Closes incident `id`: `true` for exactly one caller, who sends the
+    /// recovery notice.
+    pub fn close_incident(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("UPDATE incidents SET closed_at = ?2 WHERE id = ?1 AND closed_at IS NULL", params![id, ts(at)])
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// When the monitor first looked at this storage directory (recorded
+    /// as `now` on the first call): "no success yet" becomes `stale` only
+    /// `max_age_hours` after that.
+    pub fn monitor_since(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO monitor_state (key, value) VALUES ('first_look', ?1)", params![ts(now)])
+            .map_err(|e| self.err(e))?;
+        let v: String = self
+            .conn
+            .query_row("SELECT value FROM monitor_state WHERE key = 'first_look'", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(parse_ts(&v))
+    }
+
     /// The recorded steps of run `id`, in order.
     pub fn steps(&self, id: i64) -> Result<Vec<StepRecord>> {
         let mut st = self
@@ -441,7 +638,7 @@ impl History {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
-    /// The newest restore rehearsal: its status (`ok` | `failed`) and how
+    /// The newest restore rehearsal: its status (`success` | `failed`) and how
     /// long the restore took, if any run was rehearsed.
     pub fn last_restore_test(&self) -> Result<Option<(String, Option<u64>)>> {
         self.conn
@@ -453,36 +650,6 @@ impl History {
             )
             .optional()
             .map_err(|e| self.err(e))
-    }
-
-    /// The incidents still open, oldest first. The `incidents` table is the
-    /// monitor's (FR-4.5); a history without it has none open.
-    pub fn open_incidents(&self) -> Result<Vec<OpenIncident>> {
-        let exists: bool = self
-            .conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'incidents')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        if !exists {
-            return Ok(Vec::new());
-        }
-        let mut st = self
-            .conn
-            .prepare("SELECT kind, opened_at, detail FROM incidents WHERE resolved_at IS NULL ORDER BY opened_at")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(OpenIncident {
-                    kind: r.get(0)?,
-                    opened_at: parse_ts(&r.get::<_, String>(1)?),
-                    detail: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
     /// A run by id.
@@ -589,17 +756,48 @@ mod tests {
             .execute("UPDATE runs SET restore_test_status = 'failed', restore_test_duration_ms = 900 WHERE id = 3", [])
             .unwrap();
         assert_eq!(h.last_restore_test().unwrap(), Some(("failed".to_string(), Some(900))));
-        // No incidents table (the monitor has not created one): none open.
-        assert!(h.open_incidents().unwrap().is_empty());
-        h.conn
-            .execute_batch(
-                "CREATE TABLE incidents (kind TEXT, opened_at TEXT, detail TEXT, resolved_at TEXT);
-                 INSERT INTO incidents VALUES ('stale', '2026-12-01T02:00:00.000Z', 'old', NULL),
-                                              ('failed', '2026-11-30T02:00:00.000Z', 'x', '2026-11-30T03:00:00.000Z');",
-            )
-            .unwrap();
+    }
+
+    // covers: FR-4.6, FR-15.5, FR-6.7
+    #[test]
+    fn one_open_incident_per_kind_claimed_once_and_rehearsals_recorded_with_the_run() {
+        let d = tempfile::tempdir().unwrap();
+        let mut h = History::open(d.path()).unwrap();
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z").unwrap().to_utc();
+        let t1 = t0 + chrono::Duration::hours(1);
+        let id = h.open_incident("stale", t0, "old").unwrap().expect("opened");
+        assert_eq!(h.open_incident("stale", t1, "again").unwrap(), None, "one open incident per kind");
+        assert!(h.open_incident("low_disk", t0, "full").unwrap().is_some());
         let open = h.open_incidents().unwrap();
-        assert_eq!(open.len(), 1);
-        assert_eq!((open[0].kind.as_str(), open[0].opened_at), ("stale", t0));
+        assert_eq!(open.iter().map(|i| i.kind.as_str()).collect::<Vec<_>>(), ["stale", "low_disk"]);
+        assert_eq!((open[0].last_alert_at, open[0].alerts_sent), (Some(t0), 1));
+        assert!(h.claim_alert(id, Some(t0), t1, "newer").unwrap());
+        assert!(!h.claim_alert(id, Some(t0), t1, "newer").unwrap(), "a second claimer loses");
+        h.alert_not_sent(id).unwrap();
+        let i = &h.open_incidents().unwrap()[0];
+        assert_eq!((i.last_alert_at, i.alerts_sent, i.detail.as_deref()), (None, 1, Some("newer")));
+        assert!(h.claim_alert(id, None, t1, "sent").unwrap());
+        assert!(h.close_incident(id, t1).unwrap());
+        assert!(!h.close_incident(id, t1).unwrap(), "closed once");
+        assert!(h.open_incident("stale", t1, "new").unwrap().is_some(), "a closed kind can open again");
+        assert_eq!(h.recent_incidents(10).unwrap().len(), 3);
+        assert_eq!(h.monitor_since(t0).unwrap(), t0);
+        assert_eq!(h.monitor_since(t1).unwrap(), t0, "the first look is kept");
+
+        let run = h.start(Trigger::Manual, t0).unwrap();
+        let o = Outcome { status: "success", archive: Some("a.tar.gz".into()), ..Default::default() };
+        h.finish(run, t0, &o, &[]).unwrap();
+        assert!(!h.set_restore_test("other.tar.gz", "failed", 5, t0, t1, None).unwrap());
+        assert!(h.set_restore_test("a.tar.gz", "failed", 1234, t0, t1, Some("3 foreign keys restored")).unwrap());
+        let r = h.latest_rehearsal().unwrap().unwrap();
+        assert_eq!((r.restore_test_status.as_deref(), r.restore_test_duration_ms), (Some("failed"), Some(1234)));
+        assert!(h.rehearsal_failed_archives().unwrap().contains("a.tar.gz"));
+        let steps = h.steps(run).unwrap();
+        assert_eq!((steps[0].step.as_str(), steps[0].status.as_str()), ("restore_test", "failed"));
+        assert!(h.latest_delivery().unwrap().is_none());
+        h.set_delivery(run, "skipped").unwrap();
+        assert!(h.latest_delivery().unwrap().is_none(), "a skipped delivery is no outcome");
+        h.set_delivery(run, "failed").unwrap();
+        assert_eq!(h.latest_delivery().unwrap().unwrap().id, run);
     }
 }

@@ -17,7 +17,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use super::router::AppState;
-use crate::history::{History, OpenIncident};
+use crate::history::{History, Incident};
 use crate::model::human_bytes;
 use crate::monitor::checks::{self, Health};
 
@@ -63,7 +63,7 @@ struct Page {
     next_run: Option<String>,
     runs: Vec<Run>,
     chart: Option<Chart>,
-    incidents: Vec<OpenIncident>,
+    incidents: Vec<Incident>,
     generated_at: String,
 }
 

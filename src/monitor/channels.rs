@@ -3,21 +3,23 @@
 //! healthchecks.io-style ping (`[alerts] ping_url`: `/start` when a run
 //! begins, the bare URL on success, `/fail` on failure). A channel that
 //! fails is reported and never stops the others. The URLs are secrets: no
-//! message, body or log line contains them.
+//! message, body or log line contains them. An incident's recovery notice
+//! ([`recovery`]) goes by mail and webhook.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::{AlertsConfig, Config};
-use crate::deliver::message::AlertContext;
-use crate::deliver::{self, mail::Mailer, templates::Templates};
+use crate::deliver;
+use crate::deliver::message::{AlertContext, RecoveryContext};
 use crate::events::{Event, Progress};
 
 /// What went wrong, for every channel.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
-    /// `backup_failed` or `delivery_failed` (spec FR-4.6).
+    /// The incident kind (spec FR-4.6): `backup_failed`, `delivery_failed`,
+    /// `restore_test_failed`, `stale`, `size_out_of_band`, … .
     pub kind: &'static str,
     /// One line for people: "backup failed", "backup mail not delivered".
     pub title: String,
@@ -84,7 +86,9 @@ pub fn alert(cfg: &Config, a: &Alert, mail: bool, progress: Progress) -> Vec<Cha
         }
         results.push(ChannelResult { channel: "webhook", ok: r.is_ok(), error: r.err() });
     }
-    if cfg.alerts.ping_url.is_some() {
+    // The ping reports runs: a failed run or delivery, not what the monitor
+    // finds between runs (healthchecks.io notices a missing ping itself).
+    if cfg.alerts.ping_url.is_some() && matches!(a.kind, "backup_failed" | "delivery_failed") {
         let r = ping(&cfg.alerts, Ping::Fail, Some(&format!("{}: {}\n\n{}", a.title, a.step, a.error)), progress);
         results.push(ChannelResult { channel: "ping", ok: r.is_ok(), error: r.err() });
     }
@@ -92,8 +96,6 @@ pub fn alert(cfg: &Config, a: &Alert, mail: bool, progress: Progress) -> Vec<Cha
 }
 
 fn alert_mail(cfg: &Config, a: &Alert, progress: Progress) -> Result<(), String> {
-    let templates = Templates::load(cfg.email.templates_dir.as_deref()).map_err(|e| e.to_string())?;
-    let mailer = Mailer::new(&cfg.email).map_err(|e| e.to_string())?;
     let ctx = AlertContext {
         app: deliver::app_name(cfg),
         host: a.host.clone(),
@@ -107,8 +109,40 @@ fn alert_mail(cfg: &Config, a: &Alert, progress: Progress) -> Result<(), String>
         log_lines: a.log_lines.clone(),
         archive: a.archive.clone(),
     };
-    let msg = deliver::message::alert(&cfg.email, &templates, &ctx).map_err(|e| e.to_string())?;
-    mailer.send(&msg, "alert mail", progress).outcome.map(|_| ())
+    deliver::send_notice(cfg, "alert mail", progress, |t| deliver::message::alert(&cfg.email, t, &ctx))
+}
+
+/// Sends an incident's recovery notice by mail (when configured) and as a
+/// webhook POST with `event = "recovery"`.
+pub fn recovery(cfg: &Config, r: &RecoveryContext, progress: Progress) -> Vec<ChannelResult> {
+    let mut results = Vec::new();
+    if cfg.email.enabled() {
+        let sent =
+            deliver::send_notice(cfg, "recovery mail", progress, |t| deliver::message::recovery(&cfg.email, t, r));
+        if let Err(e) = &sent {
+            progress(Event::Warning(format!("the recovery mail was not sent: {e}")));
+        }
+        results.push(ChannelResult { channel: "email", ok: sent.is_ok(), error: sent.err() });
+    }
+    if let Some(url) = &cfg.alerts.webhook_url {
+        let body = serde_json::json!({
+            "event": "recovery",
+            "incident": r.kind,
+            "kind": r.kind,
+            "app": r.app,
+            "title": r.title,
+            "message": r.detail,
+            "host": r.host,
+            "opened_at": r.opened_at,
+            "time": r.closed_at,
+        });
+        let sent = post_json(&cfg.alerts, url.expose(), &body.to_string());
+        if let Err(e) = &sent {
+            progress(Event::Warning(format!("the recovery webhook failed: {e}")));
+        }
+        results.push(ChannelResult { channel: "webhook", ok: sent.is_ok(), error: sent.err() });
+    }
+    results
 }
 
 #[derive(Serialize)]
@@ -143,11 +177,14 @@ fn webhook(cfg: &AlertsConfig, url: &str, a: &Alert, app: &str) -> Result<(), St
         next_steps: &a.next_steps,
         archive: a.archive.as_deref(),
     };
-    let json = serde_json::to_string(&body).expect("serializable");
+    post_json(cfg, url, &serde_json::to_string(&body).expect("serializable"))
+}
+
+fn post_json(cfg: &AlertsConfig, url: &str, json: &str) -> Result<(), String> {
     agent(cfg.timeout.approx_duration())
         .post(url)
         .header("Content-Type", "application/json")
-        .send(json.as_str())
+        .send(json)
         .map(|_| ())
         .map_err(|e| format!("POST to [alerts] webhook_url: {}", describe(&e, url, "webhook_url")))
 }

@@ -3,10 +3,16 @@
 //! database); [`evaluate`] turns those [`Facts`] into a [`Health`] with one
 //! reason per problem.
 //!
-//! Problems: no successful backup ever; the last success older than
-//! `max_age_hours`; the last run failed; the last archive outside
-//! `min_size_mb`–`max_size_mb`, or below half the median of the 7 good runs
-//! before it ("the dump suddenly got tiny").
+//! Problems, each with a machine [`Kind`] (the incident kinds of FR-4.6):
+//! no successful backup ever (`no_success`); the last success older than
+//! `max_age_hours` (`stale`); the last run failed (`backup_failed`); the
+//! last archive outside `min_size_mb`–`max_size_mb` (`size_out_of_band`),
+//! or below half the median of the 7 good runs before it ("the dump
+//! suddenly got tiny", `size_anomaly`); less free space in the storage
+//! directory than twice the last archive (`low_disk`). [`incidents`] adds
+//! what only the monitor alerts on, from the runs recorded: the last
+//! delivery failed (`delivery_failed`), the last restore rehearsal failed
+//! (`restore_test_failed`).
 //!
 //! The last success's time comes from `.last_backup_success` when it
 //! exists (it is what scripts read, and is written after the same verified
@@ -27,6 +33,10 @@ const MIB: u64 = 1024 * 1024;
 pub const ANOMALY_WINDOW: usize = 7;
 pub const ANOMALY_RATIO: f64 = 0.5;
 
+/// Free space needed in the storage directory, as a multiple of the last
+/// archive's size (the next archive, and its `.partial` beside the old one).
+pub const FREE_SPACE_FACTOR: u64 = 2;
+
 /// What the storage directory says about the backups.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
@@ -36,14 +46,81 @@ pub struct Facts {
     pub last_failure: Option<RunRecord>,
     /// Sizes of the good runs before the last one, newest first (up to [`ANOMALY_WINDOW`]).
     pub previous_sizes: Vec<u64>,
+    /// Bytes an unprivileged writer may still use in the storage directory.
+    pub free_bytes: Option<u64>,
+    /// The newest run with a delivery outcome, when that outcome is `failed`.
+    pub failed_delivery: Option<RunRecord>,
+    /// The newest rehearsed run, when its rehearsal failed.
+    pub failed_rehearsal: Option<RunRecord>,
+}
+
+/// A problem's machine name: the incident kind it opens (FR-4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// No successful backup at all (the monitor calls it `stale` once
+    /// `max_age_hours` have passed since it first looked).
+    NoSuccess,
+    Stale,
+    BackupFailed,
+    SizeOutOfBand,
+    SizeAnomaly,
+    LowDisk,
+    DeliveryFailed,
+    RestoreTestFailed,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::NoSuccess,
+        Kind::Stale,
+        Kind::BackupFailed,
+        Kind::SizeOutOfBand,
+        Kind::SizeAnomaly,
+        Kind::LowDisk,
+        Kind::DeliveryFailed,
+        Kind::RestoreTestFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::NoSuccess => "no_success",
+            Kind::Stale => "stale",
+            Kind::BackupFailed => "backup_failed",
+            Kind::SizeOutOfBand => "size_out_of_band",
+            Kind::SizeAnomaly => "size_anomaly",
+            Kind::LowDisk => "low_disk",
+            Kind::DeliveryFailed => "delivery_failed",
+            Kind::RestoreTestFailed => "restore_test_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One problem: its kind and one line for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub kind: Kind,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Health {
     pub healthy: bool,
+    /// The problems' reasons, in order (what `check` prints).
     pub reasons: Vec<String>,
+    pub problems: Vec<Problem>,
     pub last_success: Option<DateTime<Utc>>,
     pub last_size_bytes: Option<u64>,
+}
+
+/// Free bytes for unprivileged writers in the file system of `dir`.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(dir)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Reads markers and history of `storage_dir` (creating nothing).
@@ -58,7 +135,11 @@ pub fn gather(storage_dir: &Path) -> Result<Facts> {
         }
         facts.previous_sizes = good.iter().skip(1).filter_map(|r| r.size_bytes).collect();
         facts.last_failure = h.latest_finished()?.filter(|r| r.status != "success");
+        facts.failed_delivery = h.latest_delivery()?.filter(|r| r.delivery_status.as_deref() == Some("failed"));
+        facts.failed_rehearsal = h.latest_rehearsal()?.filter(|r| r.restore_test_status.as_deref() == Some("failed"));
     }
+    // A storage directory that does not exist yet has no space problem to report.
+    facts.free_bytes = free_space(storage_dir).ok();
     if let Some(t) = m.success_unix.and_then(|s| DateTime::from_timestamp(s, 0)) {
         facts.last_success = Some(t);
     }
@@ -90,57 +171,127 @@ fn mb(bytes: u64) -> String {
 
 /// The verdict at `now`.
 pub fn evaluate(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Health {
-    let mut reasons = Vec::new();
+    let mut problems = Vec::new();
+    let mut push = |kind: Kind, reason: String| problems.push(Problem { kind, reason });
     match f.last_success {
-        None => reasons.push("no successful backup yet: run `lifeboat backup` (or start the daemon)".to_string()),
+        None => {
+            push(Kind::NoSuccess, "no successful backup yet: run `lifeboat backup` (or start the daemon)".to_string())
+        }
         Some(t) => {
             let age = now.signed_duration_since(t);
             if age > chrono::Duration::hours(i64::from(limits.max_age_hours)) {
-                reasons.push(format!(
-                    "the last successful backup is {} hours old ({}), more than max_age_hours = {}: check that \
+                push(
+                    Kind::Stale,
+                    format!(
+                        "the last successful backup is {} hours old ({}), more than max_age_hours = {}: check that \
                      the scheduler runs and why runs fail",
-                    age.num_hours(),
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    limits.max_age_hours
-                ));
+                        age.num_hours(),
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        limits.max_age_hours
+                    ),
+                );
             }
         }
     }
     if let Some(r) = &f.last_failure {
-        reasons.push(format!(
-            "the last run (started {}) {}",
-            r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            r.summary()
-        ));
+        push(
+            Kind::BackupFailed,
+            format!(
+                "the last run (started {}) {}",
+                r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                r.summary()
+            ),
+        );
     }
     if let Some(size) = f.last_size_bytes {
         let (min, max) = (u64::from(limits.min_size_mb) * MIB, u64::from(limits.max_size_mb) * MIB);
         if size < min {
-            reasons.push(format!(
-                "the last archive is {}, below min_size_mb = {}: check that the dump is not empty",
-                mb(size),
-                limits.min_size_mb
-            ));
+            push(
+                Kind::SizeOutOfBand,
+                format!(
+                    "the last archive is {}, below min_size_mb = {}: check that the dump is not empty",
+                    mb(size),
+                    limits.min_size_mb
+                ),
+            );
         } else if size > max {
-            reasons.push(format!(
-                "the last archive is {}, above max_size_mb = {}: check the scope (or raise max_size_mb)",
-                mb(size),
-                limits.max_size_mb
-            ));
+            push(
+                Kind::SizeOutOfBand,
+                format!(
+                    "the last archive is {}, above max_size_mb = {}: check the scope (or raise max_size_mb)",
+                    mb(size),
+                    limits.max_size_mb
+                ),
+            );
         }
         if let Some(m) = median(&f.previous_sizes) {
             if (size as f64) < ANOMALY_RATIO * m {
-                reasons.push(format!(
-                    "the last archive is {}, less than half the median {} of the {} good runs before it: \
-                     check what the dump lost",
-                    mb(size),
-                    mb(m as u64),
-                    f.previous_sizes.len()
-                ));
+                push(
+                    Kind::SizeAnomaly,
+                    format!(
+                        "the last archive is {}, less than half the median {} of the {} good runs before it: \
+                         check what the dump lost",
+                        mb(size),
+                        mb(m as u64),
+                        f.previous_sizes.len()
+                    ),
+                );
+            }
+        }
+        if let Some(free) = f.free_bytes {
+            let needed = size.saturating_mul(FREE_SPACE_FACTOR);
+            if free < needed {
+                push(
+                    Kind::LowDisk,
+                    format!(
+                        "the storage directory has {} free, less than {FREE_SPACE_FACTOR} × the last archive ({}): \
+                         free space there (or lower retention_days) before the next backup",
+                        mb(free),
+                        mb(size)
+                    ),
+                );
             }
         }
     }
-    Health { healthy: reasons.is_empty(), reasons, last_success: f.last_success, last_size_bytes: f.last_size_bytes }
+    let reasons = problems.iter().map(|p| p.reason.clone()).collect::<Vec<_>>();
+    Health {
+        healthy: problems.is_empty(),
+        reasons,
+        problems,
+        last_success: f.last_success,
+        last_size_bytes: f.last_size_bytes,
+    }
+}
+
+/// What the monitor opens incidents for (FR-4.3): the health problems and
+/// the failures recorded with runs (a delivery, a restore rehearsal) that
+/// do not make the backups unhealthy but need someone to act.
+pub fn incidents(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Vec<Problem> {
+    let mut problems = evaluate(f, limits, now).problems;
+    let when = |r: &RunRecord| r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if let Some(r) = &f.failed_delivery {
+        problems.push(Problem {
+            kind: Kind::DeliveryFailed,
+            reason: format!(
+                "the backup mail of the run started {} ({}) was not delivered: fix [email] \
+                 (`lifeboat test-email` checks it), then `lifeboat send` the archive",
+                when(r),
+                r.archive.as_deref().unwrap_or("no archive")
+            ),
+        });
+    }
+    if let Some(r) = &f.failed_rehearsal {
+        problems.push(Problem {
+            kind: Kind::RestoreTestFailed,
+            reason: format!(
+                "the restore rehearsal of {} (run started {}) failed: see `lifeboat list`, then run \
+                 `lifeboat verify <archive> --restore-test <url>` by hand",
+                r.archive.as_deref().unwrap_or("the last archive"),
+                when(r)
+            ),
+        });
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -175,5 +326,61 @@ mod tests {
         let h = evaluate(&Facts::default(), &limits, now());
         assert_eq!(h.reasons.len(), 1);
         assert!(h.reasons[0].starts_with("no successful backup yet"));
+    }
+
+    // covers: FR-4.3, FR-4.6
+    #[test]
+    fn every_problem_has_its_kind_and_low_disk_is_less_than_twice_the_last_archive() {
+        let limits = MonitorConfig::default();
+        let kinds = |f: &Facts| incidents(f, &limits, now()).iter().map(|p| p.kind).collect::<Vec<_>>();
+        let mut f = fresh(40 * MIB);
+        f.free_bytes = Some(80 * MIB);
+        assert_eq!(kinds(&f), [], "exactly twice is enough");
+        f.free_bytes = Some(80 * MIB - 1);
+        assert_eq!(kinds(&f), [Kind::LowDisk]);
+        let h = evaluate(&f, &limits, now());
+        assert!(!h.healthy && h.reasons[0].contains("less than 2 × the last archive (40.0 MB)"), "{:?}", h.reasons);
+        assert_eq!(h.problems[0].reason, h.reasons[0]);
+
+        let run = |status: &str| RunRecord {
+            id: 1,
+            started_at: now(),
+            finished_at: Some(now()),
+            trigger: "manual".into(),
+            status: status.into(),
+            failed_step: None,
+            error: None,
+            archive: Some("critical_backup_20261201_020000.tar.gz".into()),
+            size_bytes: None,
+            duration_ms: None,
+            rows: None,
+            delivery_status: None,
+            restore_test_status: None,
+            restore_test_duration_ms: None,
+        };
+        let mut f = fresh(200 * MIB);
+        f.previous_sizes = vec![900 * MIB; 3];
+        f.last_failure = Some(run("failed"));
+        f.failed_delivery = Some(run("success"));
+        f.failed_rehearsal = Some(run("success"));
+        f.last_success = Some(now() - chrono::Duration::hours(26));
+        assert_eq!(
+            kinds(&f),
+            [
+                Kind::Stale,
+                Kind::BackupFailed,
+                Kind::SizeOutOfBand,
+                Kind::SizeAnomaly,
+                Kind::DeliveryFailed,
+                Kind::RestoreTestFailed
+            ]
+        );
+        // A failed delivery or rehearsal alerts, but the backups are not unhealthy for it.
+        let h = evaluate(&f, &limits, now());
+        assert!(!h.problems.iter().any(|p| matches!(p.kind, Kind::DeliveryFailed | Kind::RestoreTestFailed)));
+        assert_eq!(Kind::ALL.map(|k| Kind::parse(k.as_str())), Kind::ALL.map(Some));
+        assert_eq!(serde_json::to_value(Kind::SizeOutOfBand).unwrap(), "size_out_of_band");
+        let d = tempfile::tempdir().unwrap();
+        assert!(free_space(d.path()).unwrap() > 0);
     }
 }

@@ -1,8 +1,9 @@
 //! Watching the backups and telling people: `checks` decides healthy or
 //! not from the history and the marker files only (no database, no
 //! network), for `lifeboat check` (the Docker HEALTHCHECK) and later the
-//! daemon's `/healthz`; `channels` carries alerts (mail, webhook, ping).
-//! Incidents land here with the daemon.
+//! daemon's `/healthz`; `channels` carries alerts (mail, webhook, ping);
+//! `incidents` turns problems into one alert each, reminders and recovery
+//! notices (the daemon's monitor loop, and each backup run's own failures).
 
 pub mod channels;
 pub mod checks;

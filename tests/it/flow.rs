@@ -14,6 +14,20 @@ pub fn run(args: &[&str]) -> Output {
     support::lifeboat().args(args).output().expect("cannot run lifeboat")
 }
 
+/// `lifeboat --config <config> <args…>`.
+pub fn run_with(config: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// `lifeboat --config <config> --json backup`, asserting exit 0; the report.
+pub fn backup_with(config: &Path) -> Value {
+    let o = run_with(config, &["--json", "backup"]);
+    assert_exit(&o, 0);
+    json(&o)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -47,6 +47,8 @@ mod trust;
 mod service;
 // `lifeboat daemon` as a process: catch-up, log file, SIGTERM idle and mid-backup, the lock, kill -9 recovery.
 mod daemon;
+// Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
+mod incidents;
 // The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
 mod docs;
 // The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.

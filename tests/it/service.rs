@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::flow::{assert_exit, json, run, stderr};
+use crate::flow::{assert_exit, backup_with, json, run_with, stderr};
 use crate::support::{self, TestDb};
 
 /// A tiny database, its config and storage directory in a temp dir.
@@ -42,15 +42,11 @@ impl Tiny {
     }
 
     fn cmd(&self, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["--config", self.config.to_str().unwrap()];
-        all.extend_from_slice(args);
-        run(&all)
+        run_with(&self.config, args)
     }
 
     fn backup(&self) -> Value {
-        let o = self.cmd(&["--json", "backup"]);
-        assert_exit(&o, 0);
-        json(&o)
+        backup_with(&self.config)
     }
 
     /// A backup that fails: the database URL points at a port nobody listens on.
