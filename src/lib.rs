@@ -50,6 +50,7 @@ pub mod pg;
 pub mod plan;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod store;
 pub mod verify;
 

@@ -7,30 +7,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = lifeboat::cli::Cli::parse();
-    // `serve` logs every download at info level (FR-18.3).
-    let default = match cli.command {
-        lifeboat::cli::Command::Serve(_) => "warn,lifeboat=info",
-        _ => "warn",
-    };
-    let filter = match tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG") {
-        Ok(f) => f,
-        Err(e) => {
-            if std::env::var_os("LIFEBOAT_LOG").is_some() {
-                lifeboat::cli::err_line(&format!(
-                    "warning: LIFEBOAT_LOG is not a valid filter ({e}); using \"{default}\""
-                ));
-            }
-            default.into()
-        }
-    };
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        // Its own write errors would go to stderr through eprintln!, which
-        // panics on a broken pipe: progress must never kill a run.
-        .log_internal_errors(false)
-        .init();
+    // `serve` logs every download at info level (FR-18.3); `daemon` sets up
+    // its own logging once its config (`[log] file`) is loaded.
+    match cli.command {
+        lifeboat::cli::Command::Daemon => {}
+        lifeboat::cli::Command::Serve(_) => lifeboat::cli::logging::init("warn,lifeboat=info", None),
+        _ => lifeboat::cli::logging::init("warn", None),
+    }
     ExitCode::from(lifeboat::cli::run(cli))
 }

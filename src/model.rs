@@ -106,7 +106,10 @@ impl FromStr for Span {
 
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.unit.name())
+        // "1 minute", "2 minutes": both are PostgreSQL interval syntax too.
+        let name = self.unit.name();
+        let name = if self.amount == 1 { name.strip_suffix('s').unwrap_or(name) } else { name };
+        write!(f, "{} {name}", self.amount)
     }
 }
 

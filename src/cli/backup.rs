@@ -16,7 +16,6 @@ use crate::daemon::runner::{self, RunOptions};
 use crate::deliver::{DeliveryReport, Status};
 use crate::error::{printable, Error};
 use crate::events::{CancelToken, Progress};
-use crate::history::Trigger;
 
 /// The exit code of a good backup whose delivery failed.
 pub const EXIT_DELIVERY_FAILED: u8 = 3;
@@ -45,7 +44,7 @@ pub(super) fn run(cli: &Cli, args: &BackupArgs, progress: Progress, cancel: &Can
     let flags = Overrides { database_url: args.database_url.clone(), output_dir: args.output_dir.clone() };
     // A config that does not load alerts nobody: its channels are unknown.
     let config = load(cli, &flags)?;
-    let opts = RunOptions { trigger: Trigger::Manual, deliver: !args.no_deliver };
+    let opts = RunOptions::manual(!args.no_deliver);
     let r = runner::run(&config, opts, progress, cancel)?;
     for d in &r.pruned {
         super::err_line(&format!("lifeboat: retention deleted {} ({})", printable(&d.name), d.reason));

@@ -6,8 +6,10 @@
 mod backup;
 mod check;
 mod config;
+mod daemon;
 mod init;
 mod list;
+pub mod logging;
 mod plan;
 mod progress;
 mod prune;
@@ -95,6 +97,8 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Write a commented starting config for the database, from its catalog (read-only)
     Init(init::InitArgs),
+    /// Run the service: scheduled backups, monitor, HTTP, until SIGTERM or Ctrl-C (exit 0)
+    Daemon,
 }
 
 /// Runs the command and returns the process exit code.
@@ -207,7 +211,10 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     };
     // SIGTERM / SIGINT trip it; the daemon's shutdown will too.
     let cancel = CancelToken::new();
-    cancel_on_signals(&cancel);
+    // The daemon handles the signals itself: a graceful stop, exit 0 (FR-23.2).
+    if !matches!(cli.command, Command::Daemon) {
+        cancel_on_signals(&cancel);
+    }
     match &cli.command {
         Command::Plan(args) => plan::run(&cli, args, &progress, &cancel),
         Command::Backup(args) => backup::run(&cli, args, &progress, &cancel),
@@ -221,5 +228,6 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::List(args) => list::run(&cli, args),
         Command::Prune(args) => prune::run(&cli, args, &progress),
         Command::Init(args) => init::run(&cli, args, &progress, &cancel),
+        Command::Daemon => daemon::run(&cli),
     }
 }

@@ -21,11 +21,7 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     let (storage, prefix) = (downloads.storage.display().to_string(), downloads.path_prefix.clone());
     let metrics_addr = config.http.metrics_listen.clone();
     let state = crate::http::AppState::new(std::sync::Arc::new(config), crate::http::no_schedule(), Some(downloads));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the HTTP runtime: {e}")))?;
+    let runtime = runtime("the HTTP runtime")?;
     runtime.block_on(async move {
         let listener = bind(&addr, "--listen or [http] listen").await?;
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
@@ -60,7 +56,8 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     Ok(0)
 }
 
-async fn bind(addr: &str, setting: &str) -> Result<tokio::net::TcpListener, Error> {
+/// Binds `addr`; the error names it and `setting`, where to choose another.
+pub(super) async fn bind(addr: &str, setting: &str) -> Result<tokio::net::TcpListener, Error> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         let msg = format!("cannot listen on {addr}: {e}; choose another address with {setting}");
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -69,4 +66,14 @@ async fn bind(addr: &str, setting: &str) -> Result<tokio::net::TcpListener, Erro
             Error::Refused(msg)
         }
     })
+}
+
+/// The tokio runtime of a long-lived command (two workers: the engine's
+/// work runs on blocking threads).
+pub(super) fn runtime(what: &str) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start {what}: {e}")))
 }

@@ -77,6 +77,11 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         sections.entry("retention".into()).or_default().insert("retention_days".into(), s(v));
         origins.insert(("retention".into(), "retention_days".into()), ("BACKUP_RETENTION_DAYS".into(), false));
     }
+    // The deployment's name for the schedule; LIFEBOAT_SCHEDULE__CRON beats it.
+    if let Some(v) = env.get("BACKUP_SCHEDULE") {
+        sections.entry("schedule".into()).or_default().insert("cron".into(), s(v));
+        origins.insert(("schedule".into(), "cron".into()), ("BACKUP_SCHEDULE".into(), false));
+    }
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
         // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.
@@ -155,4 +160,25 @@ fn overlay_section(base: &mut toml::Table, top: toml::Table) {
         base.remove("password_file");
     }
     base.extend(top);
+}
+
+/// `TZ` as the default of `[schedule] timezone`: *below* the file (the
+/// image always sets `TZ`, which must not beat a zone written in the
+/// config). A `TZ` that is no IANA name (`EST5EDT`-style POSIX rules, a
+/// path) is left out with a warning rather than failing every command.
+pub(super) fn tz_layer(env: &BTreeMap<String, String>, warnings: &mut Vec<String>) -> toml::Table {
+    let mut out = toml::Table::new();
+    let Some(tz) = env.get("TZ").map(|t| t.trim()).filter(|t| !t.is_empty()) else { return out };
+    match crate::schedule::parse_zone(tz) {
+        Ok(zone) => {
+            let mut t = toml::Table::new();
+            t.insert("timezone".into(), toml::Value::String(zone.name().to_string()));
+            out.insert("schedule".into(), toml::Value::Table(t));
+        }
+        Err(_) => warnings.push(format!(
+            "TZ={tz:?} is not an IANA time zone name, so the schedule uses UTC; set [schedule] timezone \
+             (or LIFEBOAT_SCHEDULE__TIMEZONE) to a name such as \"Asia/Bangkok\""
+        )),
+    }
+    out
 }

@@ -20,6 +20,8 @@ pub fn resolve(
 ) -> Result<Config, ConfigError> {
     let mut merged = toml::Table::new();
     let base_dir = file.and_then(|(p, _)| p.parent()).map(Path::to_path_buf);
+    let mut tz_warnings = Vec::new();
+    overlay(&mut merged, super::env::tz_layer(env, &mut tz_warnings));
 
     if let Some((path, text)) = file {
         // Deserialize straight from the text first: that error has the line.
@@ -54,7 +56,8 @@ pub fn resolve(
         overlay(&mut merged, t);
     }
 
-    let warnings = terse_minute_windows(&merged);
+    let mut warnings = terse_minute_windows(&merged);
+    warnings.extend(tz_warnings);
     let mut config: Config = toml::Value::Table(merged)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
@@ -151,6 +154,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(format!(
             "storage.name_prefix {p:?} must be non-empty and use only letters, digits, '_' and '-'"
         )));
+    }
+    crate::schedule::Schedule::parse(&c.schedule.cron, &c.schedule.timezone).map_err(ConfigError::Invalid)?;
+    if c.schedule.retries == 0 {
+        return Err(ConfigError::Invalid(
+            "schedule.retries must be at least 1: it counts the attempts of a run, the first included".into(),
+        ));
     }
     if c.retention.keep_last == 0 {
         return Err(ConfigError::Invalid(

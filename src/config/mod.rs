@@ -32,7 +32,7 @@ pub use email::{AlertsConfig, EmailConfig, SmtpTls};
 pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
 pub use secret::Secret;
-pub use service::{MonitorConfig, RetentionConfig, VerifyConfig};
+pub use service::{LogConfig, LogFormat, MonitorConfig, RetentionConfig, ScheduleConfig, VerifyConfig};
 pub use url::{parse_database_url, parse_target_url, target_password, Target};
 
 use crate::model::{DefaultMode, Span, TableName};
@@ -69,6 +69,8 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     pub retention: RetentionConfig,
     pub monitor: MonitorConfig,
+    pub schedule: ScheduleConfig,
+    pub log: LogConfig,
     pub verify: VerifyConfig,
     /// What looks unintended in a valid config (a window in bare minutes);
     /// every command shows these and the plan records them. Not a key.

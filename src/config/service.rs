@@ -1,7 +1,8 @@
 //! The service's config sections: `[retention]` (what `prune` keeps,
-//! FR-6), `[monitor]` (what `check` calls unhealthy, FR-4.2, and how often
-//! an open incident re-alerts, FR-4.6) and `[verify]` (the nightly restore
-//! rehearsal's scratch server, FR-15.5). Integers
+//! FR-6), `[monitor]` (what `check` calls unhealthy, FR-4.2, how often
+//! an open incident re-alerts, FR-4.6, and how often the daemon looks),
+//! `[verify]` (the nightly restore rehearsal's scratch server, FR-15.5),
+//! `[schedule]` (when and how the daemon runs, FR-1) and `[log]` (FR-25). Integers
 //! also arrive as strings from the environment (`BACKUP_RETENTION_DAYS`,
 //! `LIFEBOAT_MONITOR__MAX_AGE_HOURS`), so they accept both.
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Secret};
+use crate::model::Span;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -47,6 +49,8 @@ pub struct MonitorConfig {
     /// … and at most this big (MiB).
     #[serde(deserialize_with = "de_count")]
     pub max_size_mb: u32,
+    /// How often the daemon's monitor loop looks (FR-4).
+    pub interval: Span,
     /// An open incident alerts again at most this often (0 = never again).
     #[serde(deserialize_with = "de_count")]
     pub realert_hours: u32,
@@ -54,8 +58,81 @@ pub struct MonitorConfig {
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        MonitorConfig { max_age_hours: 25, min_size_mb: 1, max_size_mb: 100, realert_hours: 24 }
+        MonitorConfig {
+            max_age_hours: 25,
+            min_size_mb: 1,
+            max_size_mb: 100,
+            interval: span("5 minutes"),
+            realert_hours: 24,
+        }
     }
+}
+
+fn span(s: &str) -> Span {
+    s.parse().expect("valid")
+}
+
+/// `[schedule]`: when the daemon backs up and how it retries (FR-1, FR-23.2).
+/// `cron` and `timezone` are checked by `crate::schedule` when the config
+/// loads, so a typo is a config error naming the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// 5-field cron or `@daily` etc. (`BACKUP_SCHEDULE`).
+    pub cron: String,
+    /// IANA zone; default `TZ` when it names one, else `UTC`.
+    pub timezone: String,
+    /// Run once at start when the most recent due time passed without a success.
+    pub catch_up: bool,
+    /// A run (with its retries) longer than this is aborted and recorded failed.
+    pub run_timeout: Span,
+    /// Attempts per scheduled run for retryable errors (the first included; ≥ 1).
+    #[serde(deserialize_with = "de_count")]
+    pub retries: u32,
+    /// The first back-off; each further one doubles.
+    pub retry_backoff: Span,
+    /// How long an in-flight run may go on after SIGTERM before it is aborted.
+    pub shutdown_grace: Span,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            cron: "0 2 * * *".into(),
+            timezone: "UTC".into(),
+            catch_up: true,
+            run_timeout: span("2 hours"),
+            retries: 3,
+            retry_backoff: span("1 minute"),
+            shutdown_grace: span("60s"),
+        }
+    }
+}
+
+/// `[log]`: where the daemon and the state-changing commands log (FR-25).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Appended to; empty = no file.
+    pub file: PathBuf,
+    pub format: LogFormat,
+    /// Past this size the file is rotated to `<file>.1` (one kept).
+    #[serde(deserialize_with = "de_count")]
+    pub max_size_mb: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { file: PathBuf::from("/var/log/backup.log"), format: LogFormat::Text, max_size_mb: 50 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[verify]`: the restore rehearsal after each successful backup run.
@@ -136,6 +213,42 @@ mod tests {
         assert!(err.to_string().contains("BACKUP_RETENTION_DAYS") && err.to_string().contains("whole number"), "{err}");
         let err = resolve(Some((p, "[retention]\nkeep_last = 0\n")), &env(&[]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("keep_last must be at least 1"), "{err}");
+    }
+
+    // covers: FR-1.1, FR-1.2, FR-11.6, FR-25.1, FR-25.3
+    #[test]
+    fn schedule_and_log_come_from_file_env_and_defaults() {
+        let p = Path::new("x.toml");
+        let c = resolve(None, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!((c.schedule.cron.as_str(), c.schedule.timezone.as_str()), ("0 2 * * *", "UTC"));
+        assert!(c.schedule.catch_up && c.schedule.retries == 3);
+        assert_eq!(c.schedule.run_timeout.to_string(), "2 hours");
+        assert_eq!(c.monitor.interval.to_string(), "5 minutes");
+        assert_eq!((c.log.file.to_str(), c.log.max_size_mb), (Some("/var/log/backup.log"), 50));
+
+        let c = resolve(None, &env(&[("TZ", "Asia/Bangkok"), ("BACKUP_SCHEDULE", "@hourly")]), &Overrides::default())
+            .unwrap();
+        assert_eq!((c.schedule.cron.as_str(), c.schedule.timezone.as_str()), ("@hourly", "Asia/Bangkok"));
+        let file =
+            "[schedule]\ntimezone = \"Europe/Berlin\"\ncron = \"30 1 * * *\"\n[log]\nfile = \"\"\nformat = \"json\"\n";
+        let c = resolve(Some((p, file)), &env(&[("TZ", "Asia/Bangkok")]), &Overrides::default()).unwrap();
+        assert_eq!(c.schedule.timezone, "Europe/Berlin", "TZ is below the file");
+        assert_eq!((c.log.file.as_os_str().is_empty(), c.log.format), (true, crate::config::LogFormat::Json));
+        let e = env(&[("BACKUP_SCHEDULE", "0 3 * * *"), ("LIFEBOAT_SCHEDULE__TIMEZONE", "America/New_York")]);
+        let c = resolve(Some((p, file)), &e, &Overrides::default()).unwrap();
+        assert_eq!((c.schedule.cron.as_str(), c.schedule.timezone.as_str()), ("0 3 * * *", "America/New_York"));
+
+        let c = resolve(None, &env(&[("TZ", "EST5EDT,M3.2.0,M11.1.0")]), &Overrides::default()).unwrap();
+        assert_eq!(c.schedule.timezone, "UTC");
+        assert!(c.warnings.iter().any(|w| w.contains("not an IANA time zone")), "{:?}", c.warnings);
+
+        let err = resolve(None, &env(&[("BACKUP_SCHEDULE", "0 25 * * *")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("\"0 25 * * *\"") && err.to_string().contains("cron"), "{err}");
+        let err = resolve(Some((p, "[schedule]\ntimezone = \"Mars/Olympus\"\n")), &env(&[]), &Overrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("Mars/Olympus"), "{err}");
+        let err = resolve(Some((p, "[schedule]\nretries = 0\n")), &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("retries must be at least 1"), "{err}");
     }
 
     // covers: FR-4.6, FR-15.5

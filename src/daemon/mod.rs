@@ -1,6 +1,555 @@
-//! The long-lived service (`lifeboat daemon`): for now its [`runner`], the
-//! one backup run shared by `lifeboat backup` and the scheduler, and the
-//! [`rehearsal`] of each new archive.
+//! The long-lived service (`lifeboat daemon`, FR-23): [`run`] takes its
+//! config, a bound listener and a shutdown future (mini-redis shape), and
+//! runs three tasks until the future completes: the scheduler (one loop:
+//! sleep until the next fire time of `[schedule]`, then one run with its
+//! retries), the monitor loop (`monitor::incidents::tick` every
+//! `[monitor] interval`) and the HTTP server. [`runner`] is the one backup
+//! run, shared with `lifeboat backup`; [`rehearsal`] rehearses each new archive.
+//!
+//! Sync engine, async service: a run is `runner::run` on a blocking thread
+//! (`spawn_blocking`) with a [`CancelToken`]; tokio only waits for it, for
+//! the run timeout and for the shutdown. All waiting is `tokio::time`, and
+//! the wall clock is read through [`Clock`], so tests drive the scheduler
+//! with a paused tokio clock instead of real minutes.
+//!
+//! On start (FR-23.3), under the store's lock: stale `.partial` files are
+//! removed (the lock does that) and history rows left `running` by a dead
+//! process become `interrupted`; then catch-up (FR-1.4) runs once when the
+//! most recent due time passed without a success after it.
 
 pub mod rehearsal;
 pub mod runner;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError};
+use crate::error::Error;
+use crate::events::{CancelToken, Event};
+use crate::history::{History, Trigger};
+use crate::schedule::Schedule;
+use crate::store::Store;
+use runner::RunOptions;
+
+/// The next scheduled run, for the status page and `/metrics`.
+pub type NextRun = watch::Receiver<Option<DateTime<Utc>>>;
+
+/// Runs the service until `shutdown` completes, then stops scheduling,
+/// gives a run in flight `[schedule] shutdown_grace` to finish (then
+/// cancels it cleanly) and returns. Errors only when it cannot start.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> crate::Result<()> {
+    let schedule = schedule_of(&config)?;
+    let downloads = downloads(&config)?;
+    let config = Arc::new(config);
+    let (next_tx, next_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut stop = stop_rx.clone();
+    let http = tokio::spawn(crate::http::serve(listener, mount(&config, downloads, next_rx), async move {
+        stopped(&mut stop).await;
+    }));
+    let c = config.clone();
+    let startup = tokio::task::spawn_blocking(move || startup(&c)).await;
+    if let Err(e) = startup {
+        tracing::warn!("the start-up cleanup did not finish: {e}");
+    }
+    let monitor = tokio::spawn(monitor_loop(config.clone(), stop_rx.clone()));
+    let scheduler = Scheduler::new(&config.schedule, schedule, Clock::System, real_job(config.clone()));
+    let history_dir = config.storage.dir.clone();
+    let scheduled = tokio::spawn(async move { scheduler.run(&history_dir, next_tx, stop_rx).await });
+
+    shutdown.await;
+    tracing::info!("stopping: no new runs; a run in flight gets schedule.shutdown_grace to finish");
+    let _ = stop_tx.send(true);
+    let _ = scheduled.await;
+    let _ = monitor.await;
+    match http.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Failed(format!("the HTTP server stopped: {e}"))),
+        Err(e) => Err(Error::Failed(format!("the HTTP server task failed: {e}"))),
+    }
+}
+
+/// The download route's settings when `[links] public_url` is set (signed
+/// links need it); without it the daemon serves no downloads.
+pub fn downloads(config: &Config) -> crate::Result<Option<crate::http::download::Downloads>> {
+    match config.links.public_url {
+        Some(_) => crate::http::download::Downloads::from_config(config).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The HTTP routes the daemon serves: one function, so mounting the full
+/// app (health, metrics, status page) is a one-line change. `next` is the
+/// next scheduled run.
+/// (`[http] metrics_listen` is not served by the daemon yet: `/metrics` stays
+/// on the main listener only when it is unset.)
+fn mount(config: &Arc<Config>, downloads: Option<crate::http::download::Downloads>, next: NextRun) -> axum::Router {
+    crate::http::app(crate::http::AppState::new(config.clone(), next, downloads))
+}
+
+/// The parsed `[schedule]` (already checked when the config loaded).
+pub fn schedule_of(config: &Config) -> crate::Result<Schedule> {
+    Schedule::parse(&config.schedule.cron, &config.schedule.timezone)
+        .map_err(|m| Error::Config(ConfigError::Invalid(m)))
+}
+
+/// Engine events as log lines: steps and details at info/debug, warnings
+/// at warn. Counters (bytes, totals) are the progress bar's, not the log's.
+pub fn log_event(e: Event) {
+    match e {
+        Event::Step(s) => tracing::info!(step = s, "step"),
+        Event::Warning(w) => tracing::warn!("{w}"),
+        Event::Table { name, rows, closure_rows, bytes } => {
+            tracing::info!(table = %name, rows, closure_rows, bytes, "table written")
+        }
+        Event::Detail(d) => tracing::debug!("{d}"),
+        Event::Totals { .. } | Event::Bytes(_) => {}
+    }
+}
+
+/// FR-23.3: under the store's lock (which removes stale `.partial`s),
+/// closes the runs a dead process left `running`. When another run holds
+/// the lock, its rows are live: nothing is touched.
+fn startup(config: &Config) {
+    let store = crate::backup::store_for(config);
+    let lock = match store.lock(&log_event) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("start-up cleanup skipped: {e:#}");
+            return;
+        }
+    };
+    match History::open_existing(&config.storage.dir).and_then(|h| match h {
+        Some(_) => History::open(&config.storage.dir).and_then(|h| h.mark_interrupted(Utc::now())),
+        None => Ok(0),
+    }) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} run(s) left running by a process that died are recorded as interrupted"),
+        Err(e) => tracing::warn!("cannot close the runs a dead process left running: {e:#}"),
+    }
+    drop(lock);
+}
+
+async fn monitor_loop(config: Arc<Config>, mut stop: watch::Receiver<bool>) {
+    let every = config.monitor.interval.approx_duration();
+    loop {
+        let c = config.clone();
+        let tick = tokio::task::spawn_blocking(move || crate::monitor::incidents::tick(&c, Utc::now(), &log_event));
+        match tick.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("monitor: {e:#}"),
+            Err(e) => tracing::warn!("monitor: the check did not finish: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// Where the scheduler reads the time. `Virtual` follows tokio's clock
+/// from a fixed start, so a paused test clock moves it too.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    System,
+    Virtual { base: DateTime<Utc>, at: tokio::time::Instant },
+}
+
+impl Clock {
+    pub fn virtual_at(base: DateTime<Utc>) -> Clock {
+        Clock::Virtual { base, at: tokio::time::Instant::now() }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Virtual { base, at } => {
+                *base + chrono::Duration::from_std(at.elapsed()).unwrap_or(chrono::Duration::MAX)
+            }
+        }
+    }
+}
+
+/// How one attempt ended, as the scheduler needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Success,
+    /// Worth another attempt after the back-off (FR-1.7).
+    Retry,
+    /// Failed for good, skipped (lock taken) or aborted: no retry.
+    Done,
+}
+
+/// Starts one attempt on a blocking thread; the scheduler only awaits it.
+pub type Job = Arc<dyn Fn(RunOptions, CancelToken) -> JoinHandle<Attempt> + Send + Sync>;
+
+/// The real job: `runner::run`, logged.
+fn real_job(config: Arc<Config>) -> Job {
+    Arc::new(move |opts: RunOptions, cancel: CancelToken| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let trigger = opts.trigger.as_str();
+            tracing::info!(trigger, attempt = opts.attempt, "backup run starts");
+            match runner::run(&config, opts, &log_event, &cancel) {
+                Ok(r) => {
+                    tracing::info!(archive = %r.backup.archive.display(), bytes = r.backup.size_bytes, "backup run succeeded");
+                    Attempt::Success
+                }
+                Err(e) => {
+                    let retry = opts.attempt < opts.attempts && runner::retry_worthy(&e);
+                    match &e {
+                        Error::Busy(_) => tracing::warn!("scheduled run skipped: {e:#}"),
+                        Error::Cancelled { .. } => tracing::warn!("backup run aborted: {e:#}"),
+                        _ => tracing::error!(attempt = opts.attempt, "backup run failed: {e:#}"),
+                    }
+                    if retry {
+                        Attempt::Retry
+                    } else {
+                        Attempt::Done
+                    }
+                }
+            }
+        })
+    })
+}
+
+/// The scheduling policy, apart from what a run does (the [`Job`]).
+pub struct Scheduler {
+    schedule: Schedule,
+    catch_up: bool,
+    attempts: u32,
+    backoff: Duration,
+    run_timeout: Duration,
+    grace: Duration,
+    clock: Clock,
+    job: Job,
+}
+
+/// Whether the daemon is stopping.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Scheduler {
+    pub fn new(cfg: &crate::config::ScheduleConfig, schedule: Schedule, clock: Clock, job: Job) -> Scheduler {
+        Scheduler {
+            schedule,
+            catch_up: cfg.catch_up,
+            attempts: cfg.retries.max(1),
+            backoff: cfg.retry_backoff.approx_duration(),
+            run_timeout: cfg.run_timeout.approx_duration(),
+            grace: cfg.shutdown_grace.approx_duration(),
+            clock,
+            job,
+        }
+    }
+
+    /// The loop: catch-up first, then sleep until each fire time and run;
+    /// publishes the next fire time on `next`; returns once `stop` is true
+    /// (after the run in flight finished or was cancelled).
+    pub async fn run(
+        &self,
+        storage_dir: &std::path::Path,
+        next: watch::Sender<Option<DateTime<Utc>>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        if self.catch_up {
+            let now = self.clock.now();
+            if let Some(due) = self.schedule.previous_due(now) {
+                if !succeeded_since(storage_dir, due).await {
+                    tracing::info!(due = %due.to_rfc3339(), "the last due run did not succeed: catching up now");
+                    if self.slot(Trigger::CatchUp, &mut stop).await == Flow::Stop {
+                        return;
+                    }
+                }
+            }
+        }
+        loop {
+            let now = self.clock.now();
+            let Some(at) = self.schedule.next_after(now) else {
+                tracing::warn!(cron = self.schedule.cron(), "the schedule never fires again; no more runs");
+                let _ = next.send(None);
+                stopped(&mut stop).await;
+                return;
+            };
+            let _ = next.send(Some(at));
+            tracing::info!(next = %at.to_rfc3339(), "next scheduled run");
+            let wait = (at - now).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped(&mut stop) => return,
+            }
+            // A wall clock set back while sleeping: not due yet, sleep again.
+            if self.clock.now() < at {
+                continue;
+            }
+            if self.slot(Trigger::Schedule, &mut stop).await == Flow::Stop {
+                return;
+            }
+        }
+    }
+
+    /// One scheduled run: attempts with exponential back-off, all within
+    /// `run_timeout`; on stop, the attempt in flight gets the grace period.
+    async fn slot(&self, trigger: Trigger, stop: &mut watch::Receiver<bool>) -> Flow {
+        let deadline = tokio::time::Instant::now() + self.run_timeout;
+        let std_deadline = std::time::Instant::now() + self.run_timeout;
+        let cancel = CancelToken::new();
+        for attempt in 1..=self.attempts {
+            let opts = RunOptions {
+                trigger,
+                deliver: true,
+                attempt,
+                attempts: self.attempts,
+                deadline: Some((std_deadline, self.run_timeout)),
+            };
+            let mut handle = (self.job)(opts, cancel.clone());
+            let ended = tokio::select! {
+                r = &mut handle => r,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::error!("the run exceeded schedule.run_timeout: cancelling it");
+                    cancel.cancel();
+                    handle.await
+                }
+                _ = stopped(stop) => {
+                    tokio::select! {
+                        _ = &mut handle => {}
+                        _ = tokio::time::sleep(self.grace) => {
+                            tracing::warn!("the run did not finish within schedule.shutdown_grace: aborting it");
+                            cancel.cancel();
+                            let _ = handle.await;
+                        }
+                    }
+                    return Flow::Stop;
+                }
+            };
+            let ended = ended.unwrap_or_else(|e| {
+                tracing::error!("the backup run panicked: {e}");
+                Attempt::Done
+            });
+            if ended != Attempt::Retry || attempt == self.attempts {
+                return Flow::Continue;
+            }
+            let wait = self.backoff.saturating_mul(1 << (attempt - 1).min(16));
+            tracing::info!(attempt, wait_seconds = wait.as_secs(), "retrying after the back-off");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(deadline) => return Flow::Continue,
+                _ = stopped(stop) => return Flow::Stop,
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// Completes once the daemon is stopping (the guard `wait_for` returns is
+/// not `Send`, so it must not live across an await of the caller).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Whether a run that started at or after `due` succeeded (history read on
+/// a blocking thread; no history = no).
+async fn succeeded_since(storage_dir: &std::path::Path, due: DateTime<Utc>) -> bool {
+    let dir = storage_dir.to_path_buf();
+    let found = tokio::task::spawn_blocking(move || match History::open_existing(&dir) {
+        Ok(Some(h)) => h.success_since(due).map(|r| r.is_some()),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e),
+    })
+    .await;
+    match found {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            tracing::warn!("cannot read the run history for catch-up ({e:#}); catching up to be safe");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::history::Outcome;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    /// A job that records a real history row per attempt, with the outcomes
+    /// given in order (then success). The backup itself is not what these
+    /// tests are about: the integration tests run real ones.
+    fn recording_job(dir: &std::path::Path, clock: Clock, plan: Vec<Attempt>) -> (Job, Arc<Mutex<Vec<RunOptions>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let plan = Arc::new(Mutex::new(plan));
+        let (s, dir) = (seen.clone(), dir.to_path_buf());
+        let job: Job = Arc::new(move |opts: RunOptions, _cancel: CancelToken| {
+            s.lock().unwrap().push(opts);
+            let outcome = {
+                let mut p = plan.lock().unwrap();
+                if p.is_empty() {
+                    Attempt::Success
+                } else {
+                    p.remove(0)
+                }
+            };
+            let (dir, now) = (dir.clone(), clock.now());
+            tokio::spawn(async move {
+                let mut h = History::open(&dir).unwrap();
+                let id = h.start_attempt(opts.trigger, now, opts.attempt).unwrap();
+                let status = if outcome == Attempt::Success { "success" } else { "failed" };
+                h.finish(id, now, &Outcome { status, ..Default::default() }, &[]).unwrap();
+                outcome
+            })
+        });
+        (job, seen)
+    }
+
+    /// Runs `s` on `dir`: its task, the next-run channel and the stop switch.
+    fn start(
+        s: Scheduler,
+        dir: &std::path::Path,
+    ) -> (JoinHandle<()>, watch::Receiver<Option<DateTime<Utc>>>, watch::Sender<bool>) {
+        let (next_tx, next_rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let dir = dir.to_path_buf();
+        (tokio::spawn(async move { s.run(&dir, next_tx, stop_rx).await }), next_rx, stop_tx)
+    }
+
+    fn scheduler(cron: &str, zone: &str, clock: Clock, job: Job) -> Scheduler {
+        let cfg = crate::config::ScheduleConfig { cron: cron.into(), timezone: zone.into(), ..Default::default() };
+        Scheduler::new(&cfg, Schedule::parse(cron, zone).unwrap(), clock, job)
+    }
+
+    // covers: FR-1.1, FR-1.4, FR-23.3
+    #[tokio::test(start_paused = true)]
+    async fn catch_up_runs_once_however_many_slots_were_missed_then_the_schedule_goes_on() {
+        let d = tempfile::tempdir().unwrap();
+        // The last success was five days ago: five 02:00 slots were missed.
+        let mut h = History::open(d.path()).unwrap();
+        let old = utc("2026-11-26T19:00:00Z");
+        let id = h.start(Trigger::Schedule, old).unwrap();
+        h.finish(id, old, &Outcome { status: "success", ..Default::default() }, &[]).unwrap();
+        drop(h);
+
+        let clock = Clock::virtual_at(utc("2026-12-01T12:00:00Z"));
+        let (job, seen) = recording_job(d.path(), clock, vec![]);
+        let s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
+        next_rx.changed().await.unwrap();
+        assert_eq!(*next_rx.borrow(), Some(utc("2026-12-01T19:00:00Z")), "02:00 Bangkok");
+        let triggers =
+            |seen: &Mutex<Vec<RunOptions>>| seen.lock().unwrap().iter().map(|o| o.trigger).collect::<Vec<_>>();
+        assert_eq!(triggers(&seen), [Trigger::CatchUp], "one catch-up, not five");
+
+        // Through the next two fire times: one run each, no double run.
+        tokio::time::sleep(Duration::from_secs(7 * 3600 + 1)).await;
+        next_rx.changed().await.unwrap();
+        assert_eq!(*next_rx.borrow(), Some(utc("2026-12-02T19:00:00Z")));
+        assert_eq!(triggers(&seen), [Trigger::CatchUp, Trigger::Schedule]);
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        next_rx.changed().await.unwrap();
+        assert_eq!(triggers(&seen), [Trigger::CatchUp, Trigger::Schedule, Trigger::Schedule]);
+
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    // covers: FR-1.4
+    #[tokio::test(start_paused = true)]
+    async fn no_catch_up_after_a_success_since_the_last_due_time() {
+        let d = tempfile::tempdir().unwrap();
+        let mut h = History::open(d.path()).unwrap();
+        let at = utc("2026-11-30T19:00:05Z");
+        let id = h.start(Trigger::Schedule, at).unwrap();
+        h.finish(id, at, &Outcome { status: "success", ..Default::default() }, &[]).unwrap();
+        drop(h);
+        let clock = Clock::virtual_at(utc("2026-12-01T12:00:00Z"));
+        let (job, seen) = recording_job(d.path(), clock, vec![]);
+        let s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
+        next_rx.changed().await.unwrap();
+        assert!(seen.lock().unwrap().is_empty(), "the 02:00 run succeeded: nothing to catch up");
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    // covers: FR-1.7
+    #[tokio::test(start_paused = true)]
+    async fn retryable_failures_are_retried_with_doubling_back_off_up_to_the_attempts() {
+        let d = tempfile::tempdir().unwrap();
+        let clock = Clock::virtual_at(utc("2026-12-01T18:59:00Z"));
+        let (job, seen) = recording_job(d.path(), clock, vec![Attempt::Retry, Attempt::Retry, Attempt::Retry]);
+        let mut s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);
+        s.catch_up = false;
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
+        next_rx.changed().await.unwrap();
+        // 19:00 first attempt, 19:01 second, 19:03 third; then the next day.
+        tokio::time::sleep(Duration::from_secs(60 + 1)).await;
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(seen.lock().unwrap().len(), 2, "after 1 minute");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(seen.lock().unwrap().len(), 2, "the second back-off is 2 minutes");
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        let attempts: Vec<_> = seen.lock().unwrap().iter().map(|o| (o.attempt, o.attempts)).collect();
+        assert_eq!(attempts, [(1, 3), (2, 3), (3, 3)], "3 attempts in all, the first included");
+        next_rx.changed().await.unwrap();
+        assert_eq!(*next_rx.borrow(), Some(utc("2026-12-02T19:00:00Z")));
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    // covers: FR-1.6, FR-23.2
+    #[tokio::test(start_paused = true)]
+    async fn a_run_past_its_timeout_or_the_shutdown_grace_is_cancelled() {
+        let d = tempfile::tempdir().unwrap();
+        let clock = Clock::virtual_at(utc("2026-12-01T12:00:00Z"));
+        // A run that only ends when cancelled.
+        let cancelled_at = Arc::new(Mutex::new(Vec::new()));
+        let c = cancelled_at.clone();
+        let job: Job = Arc::new(move |_opts, cancel: CancelToken| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                while !cancel.is_cancelled() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                c.lock().unwrap().push(started.elapsed().as_secs());
+                Attempt::Done
+            })
+        });
+        let cfg = crate::config::ScheduleConfig {
+            run_timeout: "10 minutes".parse().unwrap(),
+            shutdown_grace: "60s".parse().unwrap(),
+            ..Default::default()
+        };
+        let s = Scheduler::new(&cfg, Schedule::parse("0 * * * *", "UTC").unwrap(), clock, job);
+        let (task, mut next_rx, stop_tx) = start(s, d.path());
+        // The catch-up run (nothing ever succeeded) is cancelled at the timeout.
+        next_rx.changed().await.unwrap();
+        assert_eq!(cancelled_at.lock().unwrap().first().copied().map(|s| (600..=602).contains(&s)), Some(true));
+        // The 13:00 run is in flight when the shutdown comes: 60 s of grace, then cancelled.
+        tokio::time::sleep(Duration::from_secs(50 * 60 + 5)).await;
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        let took = cancelled_at.lock().unwrap()[1];
+        assert!((60..=70).contains(&took), "{took}");
+    }
+}

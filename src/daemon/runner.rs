@@ -41,6 +41,29 @@ pub struct RunOptions {
     pub trigger: Trigger,
     /// Mail the archive (failure alerts and pings go out either way).
     pub deliver: bool,
+    /// This attempt (1 = the first) of `attempts`: the daemon retries a
+    /// [`retry_worthy`] failure (FR-1.7), and only the last attempt alerts.
+    pub attempt: u32,
+    pub attempts: u32,
+    /// When the caller cancels the run for taking too long, and that limit
+    /// (`[schedule] run_timeout`): a run cancelled at or past it is recorded
+    /// `failed` and alerted (FR-1.6), not `aborted`.
+    pub deadline: Option<(std::time::Instant, std::time::Duration)>,
+}
+
+impl RunOptions {
+    /// `lifeboat backup`: one attempt, no timeout.
+    pub fn manual(deliver: bool) -> RunOptions {
+        RunOptions { trigger: Trigger::Manual, deliver, attempt: 1, attempts: 1, deadline: None }
+    }
+}
+
+/// Whether the daemon tries a run that failed with `e` again (FR-1.7): the
+/// error's own retryability, except a run that found the lock taken (it is
+/// `skipped`: the other run is the backup) or was cancelled (shutdown or
+/// timeout).
+pub fn retry_worthy(e: &Error) -> bool {
+    e.is_retryable() && !matches!(e, Error::Busy(_) | Error::Cancelled { .. })
 }
 
 /// A run whose backup succeeded (its delivery may still have failed).
@@ -63,7 +86,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     let store = crate::backup::store_for(config);
     let dir = config.storage.dir.as_path();
     let started = Utc::now();
-    let mut recording = Recording::new(dir, opts.trigger, started, progress);
+    let mut recording = Recording::new(dir, opts.trigger, opts.attempt, started, progress);
     let steps = Mutex::new(Vec::<(&'static str, DateTime<Utc>)>::new());
     let tracking = |e: Event| {
         if let Event::Step(s) = &e {
@@ -71,18 +94,28 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         }
         progress(e);
     };
-    let result = crate::backup::run(config, &store, &tracking, cancel);
+    let result = timed_out(crate::backup::run(config, &store, &tracking, cancel), opts.deadline);
     recording.finish(&result, steps.into_inner().expect("not poisoned"));
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            let alert = backup_failed(config, &e, recorder.step(), recorder.lines());
-            if matches!(e, Error::Busy(_)) {
-                // Refused, recorded `skipped`: not a failed run, so no incident
-                // (the monitor would close it again at once).
-                channels::alert(config, &alert, true, progress);
-            } else {
-                incidents::raise(config, &alert, true, progress);
+            let retried = opts.attempt < opts.attempts && retry_worthy(&e);
+            // A scheduled run that found another run at work did nothing wrong.
+            let skipped = matches!(e, Error::Busy(_)) && opts.trigger != Trigger::Manual;
+            if retried {
+                progress(Event::Warning(format!(
+                    "attempt {} of {} failed with an error worth retrying; trying again after the back-off",
+                    opts.attempt, opts.attempts
+                )));
+            } else if !skipped {
+                let alert = backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
+                if matches!(e, Error::Busy(_)) {
+                    // Refused, recorded `skipped`: not a failed run, so no incident
+                    // (the monitor would close it again at once).
+                    channels::alert(config, &alert, true, progress);
+                } else {
+                    incidents::raise(config, &alert, true, progress);
+                }
             }
             return Err(e);
         }
@@ -190,14 +223,21 @@ fn prune_after_success(config: &Config, store: &dyn crate::store::Store, progres
 struct Recording<'a> {
     dir: &'a Path,
     trigger: Trigger,
+    attempt: u32,
     started: DateTime<Utc>,
     progress: Progress<'a>,
     open: Option<(History, i64)>,
 }
 
 impl<'a> Recording<'a> {
-    fn new(dir: &'a Path, trigger: Trigger, started: DateTime<Utc>, progress: Progress<'a>) -> Recording<'a> {
-        let mut r = Recording { dir, trigger, started, progress, open: None };
+    fn new(
+        dir: &'a Path,
+        trigger: Trigger,
+        attempt: u32,
+        started: DateTime<Utc>,
+        progress: Progress<'a>,
+    ) -> Recording<'a> {
+        let mut r = Recording { dir, trigger, attempt, started, progress, open: None };
         if dir.is_dir() {
             r.open = r.begin();
         }
@@ -211,7 +251,7 @@ impl<'a> Recording<'a> {
     fn begin(&self) -> Option<(History, i64)> {
         let h = History::open(self.dir).map_err(|e| self.warn("this run is not recorded in the history", &e)).ok()?;
         let id = h
-            .start(self.trigger, self.started)
+            .start_attempt(self.trigger, self.started, self.attempt)
             .map_err(|e| self.warn("this run is not recorded in the history", &e))
             .ok()?;
         Some((h, id))
@@ -263,6 +303,25 @@ impl<'a> Recording<'a> {
     }
 }
 
+/// A run cancelled at or past its deadline took too long (FR-1.6): that is
+/// a failure of the run, not a shutdown.
+fn timed_out(
+    result: Result<BackupReport, Error>,
+    deadline: Option<(std::time::Instant, std::time::Duration)>,
+) -> Result<BackupReport, Error> {
+    match (result, deadline) {
+        (Err(Error::Cancelled { doing }), Some((at, limit))) if std::time::Instant::now() >= at => {
+            Err(Error::Failed(format!(
+                "the run took longer than schedule.run_timeout ({}) and was stopped while {doing}; no archive of \
+                 it was kept. Find what made it slow (a lock held by a migration? a stalled network?) or raise \
+                 schedule.run_timeout",
+                crate::events::humantime(limit)
+            )))
+        }
+        (r, _) => r,
+    }
+}
+
 fn outcome(result: &Result<BackupReport, Error>, duration_ms: u64) -> RunOutcome {
     match result {
         Ok(r) => RunOutcome {
@@ -311,19 +370,19 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn backup_failed(config: &Config, e: &Error, step: &str, log_lines: Vec<String>) -> Alert {
+fn backup_failed(config: &Config, e: &Error, opts: &RunOptions, step: &str, log_lines: Vec<String>) -> Alert {
     let dir = config.storage.dir.display();
-    let retried = if e.is_retryable() {
-        "Nothing: a backup started by hand is not retried. This kind of error is often temporary, so running it again may succeed."
-    } else {
-        "Nothing: this error does not go away by retrying; fix its cause first."
+    let retried = match (opts.attempts > 1, retry_worthy(e)) {
+        (false, true) => "Nothing: a backup started by hand is not retried. This kind of error is often temporary, so running it again may succeed.".to_string(),
+        (true, true) => format!("{} attempt(s) with exponential back-off (schedule.retries = {}); this was the last.", opts.attempt, opts.attempts),
+        (_, false) => "Nothing: this error does not go away by retrying; fix its cause first.".to_string(),
     };
     Alert {
         kind: "backup_failed",
         title: "backup failed".into(),
         step: step.to_string(),
         error: chain(e),
-        retried: retried.into(),
+        retried,
         next_steps: vec![
             "Read the error above: it names what failed and what to change.".into(),
             "Then run `lifeboat backup` by hand and check that it exits 0.".into(),

@@ -305,13 +305,47 @@ impl History {
 
     /// Records the start of a run (`running`); returns its id.
     pub fn start(&self, trigger: Trigger, at: DateTime<Utc>) -> Result<i64> {
+        self.start_attempt(trigger, at, 1)
+    }
+
+    /// [`start`](History::start) of attempt `attempt` (1 = the first) of a run the daemon retries (FR-1.7).
+    pub fn start_attempt(&self, trigger: Trigger, at: DateTime<Utc>, attempt: u32) -> Result<i64> {
         self.conn
             .execute(
-                "INSERT INTO runs (started_at, trigger, status) VALUES (?1, ?2, 'running')",
-                params![ts(at), trigger.as_str()],
+                "INSERT INTO runs (started_at, trigger, status, attempt) VALUES (?1, ?2, 'running', ?3)",
+                params![ts(at), trigger.as_str(), attempt],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Closes the runs left `running` by a process that died (`kill -9`, a
+    /// power cut) as `interrupted` at `at` (FR-20.3, FR-23.3). Only call it
+    /// while holding the store's lock: then no live run can own such a row.
+    /// Returns how many were closed.
+    pub fn mark_interrupted(&self, at: DateTime<Utc>) -> Result<usize> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?1,
+                     error = 'the process running this backup ended without finishing it (killed, or the host \
+                              stopped); no archive of this run was kept'
+                 WHERE status = 'running'",
+                params![ts(at)],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest success that started at or after `t` (catch-up, FR-1.4).
+    pub fn success_since(&self, t: DateTime<Utc>) -> Result<Option<RunRecord>> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM runs WHERE status = 'success' AND started_at >= ?1 \
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![ts(t)],
+            )?
+            .pop())
     }
 
     /// Records how run `id` ended, with its steps.
@@ -637,7 +671,7 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> Error {
 mod tests {
     use super::*;
 
-    // covers: FR-20.1
+    // covers: FR-20.1, FR-20.3, FR-23.3
     #[test]
     fn a_run_is_recorded_with_its_steps_and_the_schema_is_versioned() {
         let d = tempfile::tempdir().unwrap();
@@ -677,6 +711,17 @@ mod tests {
         drop(ro);
 
         let h = History::open(d.path()).unwrap();
+        // A run left `running` by a dead process is closed as interrupted (FR-23.3).
+        let dead = h.start_attempt(Trigger::Schedule, t0, 2).unwrap();
+        assert!(
+            h.success_since(t0).unwrap().is_some()
+                && h.success_since(t0 + chrono::Duration::hours(1)).unwrap().is_none()
+        );
+        assert_eq!(h.mark_interrupted(t0).unwrap(), 1);
+        let r = h.get(dead).unwrap().unwrap();
+        assert_eq!((r.status.as_str(), r.finished_at), ("interrupted", Some(t0)));
+        assert!(r.error.unwrap().contains("ended without finishing"));
+        assert_eq!(h.mark_interrupted(t0).unwrap(), 0, "finished runs are left alone");
         h.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(h);
         let err = History::open(d.path()).err().unwrap().to_string();

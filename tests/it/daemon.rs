@@ -1,0 +1,174 @@
+//! `lifeboat daemon` as a real process against a real database: catch-up
+//! on start, the log file, `check` afterwards, SIGTERM (exit 0) when idle
+//! and mid-backup (aborted, nothing half-written kept), a manual backup
+//! refused while the daemon's run holds the lock, and `kill -9` recovered
+//! by the next start. The scheduler's timing itself (fire times, retries,
+//! no double run) is tested on a paused tokio clock in `src/daemon`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::faults::{big_db, proxied};
+use crate::flow::{assert_exit, run, stderr};
+
+use crate::support::{self, TestDb, Trigger};
+
+/// A config for `url` in `dir`: a schedule that is due long ago (so the
+/// start catches up) and not again for months, an ephemeral HTTP port and
+/// a log file in `dir/logs`.
+fn config(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    support::write_config(
+        dir,
+        &format!(
+            "[database]\nurl = {}\nconnect_timeout = \"3s\"\nstall_timeout = \"10 minutes\"\n\
+             [storage]\ndir = {}\n[monitor]\nmin_size_mb = 0\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [log]\nfile = {}\n[schedule]\ncron = \"0 0 1 1 *\"\ntimezone = \"Asia/Bangkok\"\nshutdown_grace = \"1s\"\n{extra}",
+            support::toml_string(url),
+            support::toml_string(&dir.join("b").to_string_lossy()),
+            support::toml_string(&dir.join("logs/backup.log").to_string_lossy()),
+        ),
+    )
+}
+
+fn start(config: &Path, stderr_to: &Path) -> Child {
+    let err = std::fs::File::create(stderr_to).unwrap();
+    support::lifeboat()
+        .args(["--config", config.to_str().unwrap(), "daemon"])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("cannot start lifeboat daemon")
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let o = Command::new("kill").args([sig, &child.id().to_string()]).output().unwrap();
+    assert!(o.status.success());
+}
+
+/// Waits (bounded) for the daemon to exit and returns its code.
+fn exit_code(mut child: Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the daemon did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn archives(dir: &Path) -> Vec<String> {
+    files(dir).into_iter().filter(|n| n.starts_with("critical_backup_") && n.ends_with(".tar.gz")).collect()
+}
+
+fn runs(storage: &Path) -> Vec<(String, String)> {
+    let Ok(c) = rusqlite::Connection::open(storage.join(".lifeboat/history.db")) else { return Vec::new() };
+    let Ok(mut st) = c.prepare("SELECT trigger, status FROM runs ORDER BY id") else { return Vec::new() };
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().flatten().collect()
+}
+
+fn tiny_db(hint: &str) -> TestDb {
+    let db = support::fresh_db(hint);
+    db.exec("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 5) g");
+    db
+}
+
+// covers: FR-1.1, FR-1.4, FR-23.1, FR-23.2, FR-25.1, FR-25.2, FR-20.1
+#[test]
+fn the_daemon_catches_up_at_start_logs_with_timestamps_and_stops_on_sigterm_with_exit_0() {
+    let db = tiny_db("daemon_catch_up");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &db.url, "");
+    let storage = dir.path().join("b");
+    let daemon = start(&cfg, &dir.path().join("stderr"));
+    wait_for("the catch-up backup", Duration::from_secs(60), || runs(&storage).iter().any(|(_, s)| s != "running"));
+    assert_eq!(runs(&storage), [("catch-up".to_string(), "success".to_string())]);
+    assert_eq!(archives(&storage).len(), 1, "one catch-up run, however many slots were missed");
+    let check = run(&["--config", cfg.to_str().unwrap(), "check"]);
+    assert_exit(&check, 0);
+
+    signal(&daemon, "-TERM");
+    assert_eq!(exit_code(daemon, Duration::from_secs(20)), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("logs/backup.log")).unwrap();
+    assert!(log.contains("backup run succeeded") && log.contains("step"), "{log}");
+    for line in log.lines() {
+        let stamp = line.split_whitespace().next().unwrap_or("");
+        assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "no RFC 3339 timestamp: {line}");
+    }
+    assert!(!log.contains(&db.url), "no connection string in the log");
+}
+
+// covers: FR-1.5, FR-23.2, FR-23.3, FR-20.3, FR-12.7
+#[test]
+fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start() {
+    let db = big_db("daemon_abort");
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("b");
+    let copy_of_big = || Trigger { then_bytes: 256 * 1024, ..Trigger::on("FROM ONLY \"public\".\"big\"") };
+
+    // 1. SIGTERM while the catch-up run is stuck in a COPY: 1 s of grace, then aborted.
+    let (proxy, url) = proxied(&db);
+    let cfg = config(dir.path(), &url, "");
+    proxy.freeze_on(copy_of_big());
+    let daemon = start(&cfg, &dir.path().join("stderr1"));
+    assert!(proxy.wait_triggered(Duration::from_secs(60)), "the COPY never started");
+    wait_for("the .partial", Duration::from_secs(10), || files(&storage).iter().any(|n| n.ends_with(".partial")));
+    // A manual backup meanwhile: the daemon's run holds the directory.
+    let manual = run(&["--config", cfg.to_str().unwrap(), "backup", "--database-url", &db.url]);
+    assert_exit(&manual, 2);
+    assert!(stderr(&manual).contains("another lifeboat run holds"), "{}", stderr(&manual));
+    signal(&daemon, "-TERM");
+    let code = exit_code(daemon, Duration::from_secs(40));
+    let err1 = std::fs::read_to_string(dir.path().join("stderr1")).unwrap();
+    assert_eq!(code, Some(0), "{err1}");
+    assert!(archives(&storage).is_empty(), "no archive from the aborted run: {:?}", files(&storage));
+    assert!(!files(&storage).iter().any(|n| n.ends_with(".partial")), "{:?}", files(&storage));
+    let history = runs(&storage);
+    assert!(history.contains(&("catch-up".into(), "aborted".into())), "{history:?}");
+    drop(proxy);
+
+    // 2. kill -9 mid-backup: the .partial and a `running` row stay behind.
+    let (proxy, url) = proxied(&db);
+    let cfg = config(dir.path(), &url, "");
+    proxy.freeze_on(copy_of_big());
+    let daemon = start(&cfg, &dir.path().join("stderr2"));
+    assert!(proxy.wait_triggered(Duration::from_secs(60)), "the COPY never started");
+    wait_for("the .partial", Duration::from_secs(10), || files(&storage).iter().any(|n| n.ends_with(".partial")));
+    signal(&daemon, "-KILL");
+    let _ = exit_code(daemon, Duration::from_secs(10));
+    assert!(runs(&storage).iter().any(|(_, s)| s == "running"), "{:?}", runs(&storage));
+    drop(proxy);
+
+    // 3. The next start cleans up, records the dead run as interrupted and catches up.
+    let cfg = config(dir.path(), &db.url, "");
+    let daemon = start(&cfg, &dir.path().join("stderr3"));
+    wait_for("the catch-up after kill -9", Duration::from_secs(90), || archives(&storage).len() == 1);
+    signal(&daemon, "-TERM");
+    assert_eq!(exit_code(daemon, Duration::from_secs(30)), Some(0));
+    let history = runs(&storage);
+    assert!(history.contains(&("manual".into(), "skipped".into())), "the refused manual run: {history:?}");
+    let daemon_runs: Vec<String> = history.into_iter().filter(|(t, _)| t != "manual").map(|(_, s)| s).collect();
+    assert_eq!(daemon_runs, ["aborted", "interrupted", "success"], "every run recorded, none claimed good");
+    assert!(!files(&storage).iter().any(|n| n.ends_with(".partial")), "{:?}", files(&storage));
+    assert_exit(&run(&["--config", cfg.to_str().unwrap(), "check"]), 0);
+}
