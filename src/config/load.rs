@@ -20,6 +20,7 @@ pub fn resolve(
 ) -> Result<Config, ConfigError> {
     let mut merged = toml::Table::new();
     let base_dir = file.and_then(|(p, _)| p.parent()).map(Path::to_path_buf);
+    let mut file_remote = None;
 
     if let Some((path, text)) = file {
         // Deserialize straight from the text first: that error has the line.
@@ -36,6 +37,7 @@ pub fn resolve(
         super::email::check_file_pairs(&t)
             .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
         expand_url(&mut t, &format!("{} [database] url", path.display()))?;
+        file_remote = t.get("remote").and_then(|r| r.as_table()).cloned();
         overlay(&mut merged, t);
     }
 
@@ -72,6 +74,7 @@ pub fn resolve(
         config.database.password = Some(read_secret_file(&path, &origin)?);
     }
     super::email::finish(&mut config.email, &mut config.alerts)?;
+    super::remote::finish(&mut config.remote, env, file_remote.as_ref())?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
             config.files.base_dir = Some(base.join(dir));
@@ -197,8 +200,13 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
 }
 
 /// Keys that are one setting with their `*_file` twin.
-const SECRET_KEYS: &[(&str, &str)] =
-    &[("password", "password_file"), ("webhook_url", "webhook_url_file"), ("ping_url", "ping_url_file")];
+const SECRET_KEYS: &[(&str, &str)] = &[
+    ("password", "password_file"),
+    ("webhook_url", "webhook_url_file"),
+    ("ping_url", "ping_url_file"),
+    ("access_key_id", "access_key_id_file"),
+    ("secret_access_key", "secret_access_key_file"),
+];
 
 /// Puts every key of `top` over `base`, one level of sections deep.
 pub(super) fn overlay(base: &mut toml::Table, top: toml::Table) {

@@ -45,3 +45,5 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// Offsite copies on a real S3-compatible store (SeaweedFS): multipart upload, presigned links, catch-up, remote retention, restore from s3://.
+mod offsite;
