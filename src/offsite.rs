@@ -207,3 +207,17 @@ pub fn prune_remote(
     }
     Ok(deleted)
 }
+
+/// `lifeboat plan`'s check of `[remote]`: the bucket is reachable and
+/// writable (a small put + delete under the prefix). The line to show names
+/// the credentials' source, never a key; `None` without `[remote]`.
+pub fn check(config: &Config) -> Result<Option<String>> {
+    let Some(remote) = RemoteStore::from_config(&config.remote)? else { return Ok(None) };
+    remote.probe()?;
+    Ok(Some(format!(
+        "offsite: {} at {} is reachable and writable (credentials: {})",
+        remote.object_url(""),
+        remote.endpoint(),
+        config.remote.credentials_source
+    )))
+}

@@ -332,8 +332,11 @@ impl RemoteStore {
         Ok(Presigned { url: url.to_string(), valid_for, capped })
     }
 
-    /// Reachable and writable: puts and deletes a small object under the prefix.
+    /// Reachable and writable: lists the prefix (a missing bucket fails
+    /// here: some stores create one on a PUT), then puts and deletes a
+    /// small object under it.
     pub fn probe(&self) -> Result<()> {
+        self.list()?;
         let name = format!(".lifeboat-probe-{}", std::process::id());
         let path = self.path(&name);
         self.rt

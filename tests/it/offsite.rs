@@ -176,7 +176,7 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
 
     // The store is back: the next run uploads the missed archive first, then its own.
     o.set_endpoint(&weed().endpoint);
-    let second = o.cmd(&["backup"]);
+    let second = o.cmd(&["--verbose", "backup"]);
     assert_exit(&second, 0);
     let local = o.local_archives();
     assert_eq!(local.len(), 2);
@@ -226,4 +226,86 @@ fn remote_retention_keeps_the_newest_good_copies_and_deletes_only_after_a_succes
         .collect();
     expected.sort();
     assert_eq!(o.remote_names(), expected, "{}", stderr(&ok));
+}
+
+// covers: FR-19.9
+#[test]
+fn plan_checks_the_bucket_and_wrong_keys_or_a_missing_bucket_name_bucket_and_endpoint_without_the_secret() {
+    if !s3::available() {
+        return;
+    }
+    let o = Offsite::new("plan", 5, "", "");
+    let ok = o.cmd(&["plan"]);
+    assert_exit(&ok, 0);
+    let err = stderr(&ok);
+    assert!(
+        err.contains(&format!("s3://{}/{PREFIX}/ at {} is reachable and writable", o.bucket, weed().endpoint))
+            && err.contains("credentials: the config file's [remote] access_key_id"),
+        "{err}"
+    );
+    assert!(o.remote_names().is_empty(), "the probe object is deleted again");
+
+    let text = std::fs::read_to_string(&o.config).unwrap();
+    let wrong = "wrong-secret-9d8c7b";
+    for (what, changed) in [
+        ("wrong secret", text.replace(SECRET_KEY, wrong)),
+        ("missing bucket", text.replace(&format!("s3://{}/", o.bucket), "s3://lb-no-such-bucket-x/")),
+    ] {
+        std::fs::write(&o.config, &changed).unwrap();
+        let bad = o.cmd(&["plan"]);
+        let err = stderr(&bad);
+        assert_ne!(bad.status.code(), Some(0), "{what}: {err}");
+        let bucket = if what == "missing bucket" { "lb-no-such-bucket-x" } else { o.bucket.as_str() };
+        assert!(err.contains(&format!("s3://{bucket}/")) && err.contains(&weed().endpoint), "{what}: {err}");
+        assert!(!err.contains(SECRET_KEY) && !err.contains(wrong), "{what}: the secret leaked: {err}");
+    }
+}
+
+// covers: FR-19.6
+#[test]
+fn a_presigned_link_returns_the_identical_file_and_a_tampered_or_expired_one_is_refused() {
+    if !s3::available() {
+        return;
+    }
+    let bucket = weed().bucket("presign");
+    let toml = weed().remote_toml(&bucket, PREFIX, "");
+    let config = lifeboat::config::resolve(
+        Some((std::path::Path::new("x.toml"), &toml)),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let store = lifeboat::store::s3::RemoteStore::from_config(&config.remote).unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("critical_backup_20261201_020000.tar.gz");
+    let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&file, &data).unwrap();
+    let name = "critical_backup_20261201_020000.tar.gz";
+    store.upload(&file, name, &|_| {}).unwrap();
+
+    let get = |url: &str| -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent.get(url).call().unwrap();
+        (r.status().as_u16(), r.body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap())
+    };
+    let link = store.presigned_get(name, Duration::from_secs(3600)).unwrap();
+    assert!(!link.capped && !link.url.contains(SECRET_KEY));
+    let (status, body) = get(&link.url);
+    assert_eq!(status, 200);
+    assert_eq!(sha(&body), sha(&data), "the presigned download differs from the file");
+
+    // One hex digit of the signature changed.
+    let at = link.url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut tampered = link.url.clone().into_bytes();
+    tampered[at] = if tampered[at] == b'0' { b'1' } else { b'0' };
+    let (status, _) = get(&String::from_utf8(tampered).unwrap());
+    assert_eq!(status, 403, "a tampered link must be refused");
+
+    let short = store.presigned_get(name, Duration::from_secs(1)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _) = get(&short.url);
+    assert_eq!(status, 403, "an expired link must be refused");
+
+    let long = store.presigned_get(name, Duration::from_secs(30 * 24 * 3600)).unwrap();
+    assert!(long.capped && long.valid_for == Duration::from_secs(7 * 24 * 3600));
 }

@@ -102,8 +102,12 @@ impl Weed {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ok = ureq::post(&format!("{}/buckets/lifeboat-ready/", self.filer)).send_empty().is_ok()
-                && ureq::put(&format!("{}/buckets/lifeboat-ready/probe", self.filer)).send("x").is_ok();
+            // The S3 gateway answers at all (403 to an unsigned request is an answer).
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let made = agent.post(&format!("{}/buckets/lifeboat-ready/", self.filer)).send_empty();
+            let ok = made.is_ok_and(|r| matches!(r.status().as_u16(), 200 | 201 | 409))
+                && ureq::put(&format!("{}/buckets/lifeboat-ready/probe", self.filer)).send("x").is_ok()
+                && agent.get(&format!("{}/lifeboat-ready/probe", self.endpoint)).call().is_ok();
             if ok {
                 return;
             }
