@@ -1,4 +1,4 @@
-//! The offsite step of a run (FR-19): after a verified backup, the archive
+//! The offsite step of a run (FR-29): after a verified backup, the archive
 //! (its `.age` when `[encryption] recipients` are set: nothing unencrypted
 //! leaves the host then) goes to `[remote]`, together with every local
 //! archive whose offsite copy is missing, oldest first (catch-up after a

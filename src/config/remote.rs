@@ -218,7 +218,7 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    // covers: FR-19.1
+    // covers: FR-29.1
     #[test]
     fn remote_urls_split_into_bucket_and_prefix() {
         let u = RemoteUrl::parse("s3://smart-ai-hub-backups/lifeboat/").unwrap();
@@ -230,7 +230,7 @@ mod tests {
         }
     }
 
-    // covers: FR-19.1, NFR-2.5
+    // covers: FR-29.1, NFR-2.5
     #[test]
     fn aws_variables_fill_remote_and_the_keys_stay_hidden() {
         let d = tempfile::tempdir().unwrap();

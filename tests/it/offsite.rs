@@ -100,7 +100,7 @@ fn sha(data: &[u8]) -> String {
     crate::flow::sha256(data)
 }
 
-// covers: FR-19.2, FR-19.3, NFR-1.3
+// covers: FR-29.2, FR-29.3, NFR-1.1
 #[test]
 fn a_backup_uploads_a_multipart_copy_that_is_byte_identical_with_bounded_memory() {
     if !s3::available() {
@@ -146,7 +146,7 @@ fn a_backup_uploads_a_multipart_copy_that_is_byte_identical_with_bounded_memory(
     );
 }
 
-// covers: FR-19.4, FR-19.5
+// covers: FR-29.4, FR-29.5
 #[test]
 fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_what_is_missing() {
     if !s3::available() {
@@ -198,7 +198,7 @@ fn name_days_ago(days: i64) -> String {
     format!("critical_backup_{}.tar.gz", t.format("%Y%m%d_%H%M%S"))
 }
 
-// covers: FR-19.7
+// covers: FR-29.7
 #[test]
 fn remote_retention_keeps_the_newest_good_copies_and_deletes_only_after_a_successful_run() {
     if !s3::available() {
@@ -228,7 +228,7 @@ fn remote_retention_keeps_the_newest_good_copies_and_deletes_only_after_a_succes
     assert_eq!(o.remote_names(), expected, "{}", stderr(&ok));
 }
 
-// covers: FR-19.9
+// covers: FR-29.9
 #[test]
 fn plan_checks_the_bucket_and_wrong_keys_or_a_missing_bucket_name_bucket_and_endpoint_without_the_secret() {
     if !s3::available() {
@@ -261,7 +261,7 @@ fn plan_checks_the_bucket_and_wrong_keys_or_a_missing_bucket_name_bucket_and_end
     }
 }
 
-// covers: FR-19.6
+// covers: FR-29.6
 #[test]
 fn a_presigned_link_returns_the_identical_file_and_a_tampered_or_expired_one_is_refused() {
     if !s3::available() {
