@@ -23,7 +23,7 @@
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and later `/healthz`), `channels` (alert mail, JSON webhook, healthchecks.io-style ping).
 //! - [`offsite`]: the offsite step of a run: upload to `[remote]` (S3, `store::s3`), catch-up, remote retention.
 //! - [`daemon`]: the service: `runner` (one recorded, delivered, pruned and alerted backup run, shared by `lifeboat backup`).
-//! - [`http`]: the HTTP service: `router` (every route), `download`; the only axum code.
+//! - [`http`]: the HTTP service: `router` (every route, `AppState`), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`; the only axum code.
 //! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.

@@ -275,7 +275,7 @@ mod tests {
 
     const NOW: &str = "2026-12-01T02:05:00Z";
 
-    // covers: FR-6.1, US-12/AC-1
+    // covers: FR-6.1, US-12/AC-1, TS-1.6
     #[test]
     fn forty_daily_archives_leave_thirty() {
         let p = decide(&daily(40), &RetentionConfig::default(), at(NOW), None, &mut all_good);
@@ -286,7 +286,7 @@ mod tests {
         assert!(p.blocked.is_none());
     }
 
-    // covers: FR-6.3, US-12/AC-3
+    // covers: FR-6.3, US-12/AC-3, TS-1.6
     #[test]
     fn nothing_is_deleted_when_the_latest_run_failed() {
         // Every run of the last 40 days failed: the archives are the old ones.
@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(asked, 0, "no archive needs judging");
     }
 
-    // covers: FR-6.2, US-12/AC-2
+    // covers: FR-6.2, US-12/AC-2, TS-1.6
     #[test]
     fn keep_last_is_honoured_when_everything_is_old() {
         let archives: Vec<Archive> = daily(50).into_iter().skip(40).collect();
@@ -312,7 +312,7 @@ mod tests {
         assert!(p.decisions[2].reason.contains("keep_last = 3"), "{}", p.decisions[2].reason);
     }
 
-    // covers: FR-6.2, FR-6.6
+    // covers: FR-6.2, FR-6.6, TS-1.6
     #[test]
     fn a_corrupted_newest_archive_is_not_counted_as_good() {
         let archives: Vec<Archive> = daily(50).into_iter().skip(40).collect();
@@ -334,7 +334,7 @@ mod tests {
         assert_eq!(asked.len(), 4, "only the archives that decide keep_last are judged: {asked:?}");
     }
 
-    // covers: FR-6.4
+    // covers: FR-6.4, TS-1.6
     #[test]
     fn gfs_keeps_the_newest_good_archive_of_each_week_and_month() {
         let policy =

@@ -47,9 +47,12 @@ impl Writer {
     }
 
     /// Appends `size` bytes from `data`; returns the member's size and hash.
+    /// A source that turns out shorter or longer than `size` (a config file
+    /// changed while it was read) fails the member, and so the run (FR-16.5);
+    /// a growing one is read no further than one byte past `size`.
     pub fn append(&mut self, member: &str, mode: u32, size: u64, data: impl Read) -> Result<ManifestFile> {
         let mut header = self.header(size, mode);
-        let mut hashing = Hashing::new(data);
+        let mut hashing = Hashing::new(data.take(size.saturating_add(1)));
         self.builder
             .append_data(&mut header, member, &mut hashing)
             .map_err(|e| Error::io(format!("writing member {member} to"), &self.path, e))?;
@@ -121,5 +124,25 @@ impl Write for Spool {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-16.5
+    #[test]
+    fn a_source_that_changed_size_while_read_fails_the_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::create(&dir.path().join("a.partial"), 0).unwrap();
+        let m = w.append("config/ok", 0o600, 3, &b"abc"[..]).unwrap();
+        assert_eq!(m.bytes, 3);
+        let shrunk = w.append("config/shrunk", 0o600, 10, &b"abc"[..]).unwrap_err();
+        assert!(shrunk.to_string().contains("member config/shrunk: expected 10 bytes, read 3"), "{shrunk}");
+        let mut w = Writer::create(&dir.path().join("b.partial"), 0).unwrap();
+        // A file that keeps growing is not read to its end.
+        let grown = w.append("config/grown", 0o600, 3, std::io::repeat(b'x')).unwrap_err();
+        assert!(grown.to_string().contains("member config/grown: expected 3 bytes, read 4"), "{grown}");
     }
 }

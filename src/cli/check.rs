@@ -9,8 +9,7 @@ use crate::monitor::checks;
 
 pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
     let config = load(cli, &Overrides::default())?;
-    let facts = checks::gather(&config.storage.dir)?;
-    let health = checks::evaluate(&facts, &config.monitor, chrono::Utc::now());
+    let health = checks::check(&config.storage.dir, &config.monitor, chrono::Utc::now())?;
     emit(cli.json, &health, |h| {
         if h.healthy {
             let when = h.last_success.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();

@@ -85,7 +85,7 @@ pub enum Command {
     TestEmail,
     /// Print the effective configuration (secrets shown as ***) and the signing key
     Config,
-    /// Serve signed download links (`[links] public_url`) until SIGTERM or Ctrl-C
+    /// Serve signed download links (`[links] public_url`), /healthz, /metrics and the status page until SIGTERM or Ctrl-C
     Serve(serve::ServeArgs),
     /// Health check for Docker HEALTHCHECK: reads history and markers only (exit 1 = unhealthy)
     Check,

@@ -1,5 +1,7 @@
-//! `lifeboat serve`: the download route on a tokio runtime until SIGTERM
-//! or SIGINT. The engine stays synchronous; only this glue starts tokio.
+//! `lifeboat serve`: the HTTP service (signed downloads, `/healthz`,
+//! `/metrics`, the status page) on a tokio runtime until SIGTERM or
+//! SIGINT, without the scheduler (the status page says so). The engine
+//! stays synchronous; only this glue starts tokio.
 
 use super::{load, Cli};
 use crate::config::Overrides;
@@ -17,25 +19,54 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     let downloads = crate::http::download::Downloads::from_config(&config)?;
     let addr = args.listen.clone().unwrap_or_else(|| config.http.listen.clone());
     let (storage, prefix) = (downloads.storage.display().to_string(), downloads.path_prefix.clone());
+    let metrics_addr = config.http.metrics_listen.clone();
+    let state = crate::http::AppState::new(std::sync::Arc::new(config), crate::http::no_schedule(), Some(downloads));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the HTTP runtime: {e}")))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
-            let msg = format!("cannot listen on {addr}: {e}; choose another address with --listen or [http] listen");
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                Error::Busy(msg)
-            } else {
-                Error::Refused(msg)
-            }
-        })?;
+        let listener = bind(&addr, "--listen or [http] listen").await?;
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
-        eprintln!("lifeboat: serving downloads from {storage} at http://{local}{prefix}/ (SIGTERM or Ctrl-C stops)");
-        crate::http::serve(listener, crate::http::router(downloads), crate::http::shutdown_signal())
-            .await
-            .map_err(|e| Error::Failed(format!("the HTTP server stopped: {e}")))
+        let metrics = match &metrics_addr {
+            Some(a) => Some(bind(a, "[http] metrics_listen").await?),
+            None => None,
+        };
+        eprintln!("lifeboat: serving downloads from {storage} at http://{local}{prefix}/ and the status page at http://{local}/ (SIGTERM or Ctrl-C stops)");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let when_stopped = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let metrics_task = metrics.map(|l| {
+            if let Ok(a) = l.local_addr() {
+                eprintln!("lifeboat: serving /metrics at http://{a}/metrics");
+            }
+            tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state.clone()), when_stopped()))
+        });
+        tokio::spawn(async move {
+            crate::http::shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let served = crate::http::serve(listener, crate::http::app(state), when_stopped()).await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
+        served.map_err(|e| Error::Failed(format!("the HTTP server stopped: {e}")))
     })?;
     Ok(0)
+}
+
+async fn bind(addr: &str, setting: &str) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let msg = format!("cannot listen on {addr}: {e}; choose another address with {setting}");
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error::Busy(msg)
+        } else {
+            Error::Refused(msg)
+        }
+    })
 }

@@ -165,6 +165,7 @@ pub(super) const SECRET_PAIRS: &[(&str, &str, &str)] = &[
     ("email", "password", "password_file"),
     ("alerts", "webhook_url", "webhook_url_file"),
     ("alerts", "ping_url", "ping_url_file"),
+    ("http", "basic_auth_password", "basic_auth_password_file"),
     ("remote", "access_key_id", "access_key_id_file"),
     ("remote", "secret_access_key", "secret_access_key_file"),
 ];

@@ -61,6 +61,7 @@ pub fn resolve(
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
     config.warnings = warnings;
+    config.warnings.extend(super::links::warnings(&config.links));
 
     if let Some(path) = config.database.password_file.take() {
         // Name the layer the path came from: the environment's variable when
@@ -74,6 +75,7 @@ pub fn resolve(
         config.database.password = Some(read_secret_file(&path, &origin)?);
     }
     super::email::finish(&mut config.email, &mut config.alerts)?;
+    super::links::finish_http(&mut config.http)?;
     super::remote::finish(&mut config.remote, env, file_remote.as_ref())?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
@@ -204,6 +206,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("password", "password_file"),
     ("webhook_url", "webhook_url_file"),
     ("ping_url", "ping_url_file"),
+    ("basic_auth_password", "basic_auth_password_file"),
     ("access_key_id", "access_key_id_file"),
     ("secret_access_key", "secret_access_key_file"),
 ];

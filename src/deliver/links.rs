@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(verify(&name, expires, &sig, KEY, 5_000), Err(LinkError::Expired));
     }
 
-    // covers: FR-18.2, SC-6.1
+    // covers: FR-18.2, SC-6.1, TS-1.7
     #[test]
     fn any_change_to_name_expiry_signature_or_key_is_a_bad_signature() {
         let (name, expires, sig) = parts(&signed_url("http://x", "a.tar.gz", 2_000, KEY));

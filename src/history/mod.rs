@@ -10,4 +10,4 @@
 pub mod markers;
 pub mod sqlite;
 
-pub use sqlite::{History, Outcome, RunRecord, StepRecord, Trigger};
+pub use sqlite::{History, OpenIncident, Outcome, RunRecord, StepRecord, Trigger};

@@ -131,6 +131,14 @@ impl RunRecord {
     }
 }
 
+/// An incident the monitor opened and has not yet seen clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenIncident {
+    pub kind: String,
+    pub opened_at: DateTime<Utc>,
+    pub detail: String,
+}
+
 pub struct History {
     conn: Connection,
     path: PathBuf,
@@ -410,6 +418,70 @@ impl History {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// How many runs ended with each status (`success`, `failed`, …), by status.
+    pub fn runs_by_status(&self) -> Result<Vec<(String, u64)>> {
+        self.counts("SELECT status, count(*) FROM runs GROUP BY status ORDER BY status")
+    }
+
+    /// How many runs had each delivery outcome (`attached`, `link`, `failed`, …).
+    pub fn deliveries_by_status(&self) -> Result<Vec<(String, u64)>> {
+        self.counts(
+            "SELECT delivery_status, count(*) FROM runs WHERE delivery_status IS NOT NULL \
+             GROUP BY delivery_status ORDER BY delivery_status",
+        )
+    }
+
+    fn counts(&self, sql: &str) -> Result<Vec<(String, u64)>> {
+        let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows =
+            st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// The newest restore rehearsal: its status (`ok` | `failed`) and how
+    /// long the restore took, if any run was rehearsed.
+    pub fn last_restore_test(&self) -> Result<Option<(String, Option<u64>)>> {
+        self.conn
+            .query_row(
+                "SELECT restore_test_status, restore_test_duration_ms FROM runs \
+                 WHERE restore_test_status IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?.map(|v| v as u64))),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The incidents still open, oldest first. The `incidents` table is the
+    /// monitor's (FR-4.5); a history without it has none open.
+    pub fn open_incidents(&self) -> Result<Vec<OpenIncident>> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'incidents')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT kind, opened_at, detail FROM incidents WHERE resolved_at IS NULL ORDER BY opened_at")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(OpenIncident {
+                    kind: r.get(0)?,
+                    opened_at: parse_ts(&r.get::<_, String>(1)?),
+                    detail: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
     /// A run by id.
     pub fn get(&self, id: i64) -> Result<Option<RunRecord>> {
         self.conn
@@ -481,5 +553,39 @@ mod tests {
         let h = History::open_existing(old.path()).unwrap().unwrap();
         assert!(h.recent(5).unwrap().is_empty());
         assert_eq!(h.version().unwrap(), History::VERSION);
+    }
+
+    // covers: FR-4.4, FR-17.3
+    #[test]
+    fn counts_by_status_the_last_rehearsal_and_open_incidents_are_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut h = History::open(d.path()).unwrap();
+        let t0 = DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z").unwrap().to_utc();
+        for status in ["success", "failed", "success"] {
+            let id = h.start(Trigger::Schedule, t0).unwrap();
+            h.finish(id, t0, &Outcome { status, ..Default::default() }, &[]).unwrap();
+            if status == "success" {
+                h.set_delivery(id, "attached").unwrap();
+            }
+        }
+        assert_eq!(h.runs_by_status().unwrap(), [("failed".to_string(), 1), ("success".to_string(), 2)]);
+        assert_eq!(h.deliveries_by_status().unwrap(), [("attached".to_string(), 2)]);
+        assert_eq!(h.last_restore_test().unwrap(), None);
+        h.conn
+            .execute("UPDATE runs SET restore_test_status = 'failed', restore_test_duration_ms = 900 WHERE id = 3", [])
+            .unwrap();
+        assert_eq!(h.last_restore_test().unwrap(), Some(("failed".to_string(), Some(900))));
+        // No incidents table (the monitor has not created one): none open.
+        assert!(h.open_incidents().unwrap().is_empty());
+        h.conn
+            .execute_batch(
+                "CREATE TABLE incidents (kind TEXT, opened_at TEXT, detail TEXT, resolved_at TEXT);
+                 INSERT INTO incidents VALUES ('stale', '2026-12-01T02:00:00.000Z', 'old', NULL),
+                                              ('failed', '2026-11-30T02:00:00.000Z', 'x', '2026-11-30T03:00:00.000Z');",
+            )
+            .unwrap();
+        let open = h.open_incidents().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].kind.as_str(), open[0].opened_at), ("stale", t0));
     }
 }

@@ -68,6 +68,12 @@ pub fn gather(storage_dir: &Path) -> Result<Facts> {
     Ok(facts)
 }
 
+/// [`gather`] then [`evaluate`] at `now`: what `lifeboat check` and
+/// `/healthz` answer.
+pub fn check(storage_dir: &Path, limits: &MonitorConfig, now: DateTime<Utc>) -> Result<Health> {
+    Ok(evaluate(&gather(storage_dir)?, limits, now))
+}
+
 fn median(v: &[u64]) -> Option<f64> {
     if v.is_empty() {
         return None;

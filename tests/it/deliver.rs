@@ -236,7 +236,7 @@ fn test_email_delivers_over_implicit_tls_and_reports_the_smtp_reply() {
     assert!(m.subject().unwrap().contains("test"), "{:?}", m.subject());
 }
 
-// covers: FR-3.6, FR-18.1, US-1/AC-4
+// covers: FR-3.6, FR-18.1, US-1/AC-4, TS-1.7
 #[test]
 fn a_message_over_the_limit_carries_a_signed_link_instead() {
     if !smtp::aiosmtpd_available() {
@@ -614,12 +614,7 @@ fn the_success_mail_renders_in_a_browser() {
     if !smtp::aiosmtpd_available() {
         return;
     }
-    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        std::process::Command::new(c).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-    });
-    if !smtp::require("chromium (Debian package)", chromium.is_some()) {
-        return;
-    }
+    let Some(chromium) = support::browser::chromium() else { return };
     let mail = Mail::start(Mode::StartTls);
     let s = Seeded::new("deliver_render");
     add_section(&s, &mail.section(Mode::StartTls, s.dir.path(), ""));
@@ -629,24 +624,7 @@ fn the_success_mail_renders_in_a_browser() {
     let page = s.dir.path().join("mail.html");
     std::fs::write(&page, &html).unwrap();
     let png = s.dir.path().join("success-mail.png");
-    let o = std::process::Command::new(chromium.unwrap())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        .arg("--hide-scrollbars")
-        .arg(format!("--screenshot={}", png.display()))
-        .arg("--window-size=900,1400")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(png.is_file(), "no screenshot: {}", String::from_utf8_lossy(&o.stderr));
-    let bytes = std::fs::read(&png).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
-    // A blank page compresses to a few kB; a rendered mail with text and tables does not.
-    assert!(bytes.len() > 20_000, "the screenshot looks blank ({} bytes)", bytes.len());
-    // The picture in docs/BACKUP_SYSTEM.md; refreshed on request only, so a
-    // test run leaves the work tree as it was.
-    if std::env::var_os("LIFEBOAT_TEST_UPDATE_DOCS").is_some() {
-        let keep = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/success-mail.png");
-        std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
-        std::fs::copy(&png, &keep).unwrap();
-    }
+    support::browser::screenshot(chromium, &format!("file://{}", page.display()), &png, "900,1400");
+    // The picture in docs/BACKUP_SYSTEM.md; refreshed on request only.
+    support::browser::keep_for_docs(&png, "success-mail.png");
 }

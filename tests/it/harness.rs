@@ -324,3 +324,19 @@ fn lifeboat_command_hides_the_developers_database_settings() {
     let help = lifeboat().arg("--help").output().expect("run lifeboat --help");
     assert!(help.status.success(), "{}", String::from_utf8_lossy(&help.stderr));
 }
+
+// covers: NFR-6.1
+#[test]
+fn ci_tests_against_postgresql_15_server_and_client() {
+    // Other majors may be used locally (FR-14.7 decides what works); CI is
+    // where the promise "PostgreSQL 15 is tested" is kept.
+    let db = fresh_db("harness version");
+    let server_major = db.query_one_i64("SELECT current_setting('server_version_num')::int / 10000");
+    let out = crate::support::clean_command(crate::support::pg_bin("pg_dump")).arg("--version").output().unwrap();
+    let client = String::from_utf8_lossy(&out.stdout).into_owned();
+    let client_major: i64 = client.split_whitespace().nth(2).and_then(|v| v.split('.').next()?.parse().ok()).unwrap();
+    assert!(client_major >= server_major, "pg_dump {client} must be at least the server's major {server_major}");
+    if std::env::var_os("CI").is_some() {
+        assert_eq!((server_major, client_major), (15, 15), "CI runs PostgreSQL 15: {client}");
+    }
+}

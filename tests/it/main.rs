@@ -45,5 +45,9 @@ mod download;
 mod trust;
 // The service's core: run history and markers, prune/retention, check, list.
 mod service;
+// The documents against the code: spec 8.2 vs --help, README vs CI, links, changelog, doc topics.
+mod docs;
+// The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
+mod status;
 // Offsite copies on a real S3-compatible store (SeaweedFS): multipart upload, presigned links, catch-up, remote retention, restore from s3://.
 mod offsite;

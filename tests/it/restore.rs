@@ -316,7 +316,7 @@ fn restore_reproduces_every_archived_row_the_schema_valid_fks_and_sequences() {
     assert!(ct.rows < f.source.rows["public.credit_transactions"].len() as u64 && ct.closure_rows > 0, "{ct:?}");
 }
 
-// covers: FR-12.6, US-4/AC-10, TS-2.2, TS-2.3
+// covers: FR-12.6, US-4/AC-10, TS-2.2, TS-2.3, NFR-6.2
 #[test]
 fn restore_and_the_archives_own_psql_script_load_identical_databases() {
     let w = work();
@@ -334,7 +334,7 @@ fn restore_and_the_archives_own_psql_script_load_identical_databases() {
     assert_same_schema(&by_lifeboat.url, &schema_dump(&by_psql.url));
 }
 
-// covers: FR-21.1, FR-21.2, FR-21.3, US-10/AC-1, US-10/AC-2, US-4/AC-1, TS-2.3
+// covers: FR-21.1, FR-21.2, FR-21.3, FR-21.4, US-10/AC-1, US-10/AC-2, US-4/AC-1, TS-2.3
 #[test]
 fn restore_tables_subset_brings_its_fk_ancestors_and_leaves_other_tables_empty() {
     let f = fixture();
@@ -366,7 +366,7 @@ fn restore_tables_subset_brings_its_fk_ancestors_and_leaves_other_tables_empty()
     assert_eq!(user_objects(&unknown), 0);
 }
 
-// covers: FR-7.2, US-4/AC-2, TS-2.7
+// covers: FR-7.2, US-4/AC-2, TS-2.7, SC-8
 #[test]
 fn restore_into_a_non_empty_database_refuses_without_force_and_changes_nothing() {
     let w = work();
@@ -442,7 +442,7 @@ fn restore_that_cannot_start_exits_2_naming_the_missing_archive_or_database() {
     assert!(stderr(&out).contains("cannot connect") && stderr(&out).contains("_missing"), "{}", stderr(&out));
 }
 
-// covers: FR-7.3, US-4/AC-2
+// covers: FR-7.3, US-4/AC-2, SC-8
 #[test]
 fn restore_refuses_the_configured_source_database_without_force() {
     let f = fixture();

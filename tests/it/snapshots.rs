@@ -50,7 +50,7 @@ fn plan_output_reads_the_same() {
     settings.bind(|| insta::assert_snapshot!("plan_text", text));
 }
 
-// covers: FR-12.1, FR-12.5, FR-12.8
+// covers: FR-12.1, FR-12.5, FR-12.8, FR-5.6
 #[test]
 fn backup_info_and_manifest_read_the_same() {
     let s = Seeded::new("snap_archive");

@@ -42,7 +42,7 @@ impl Drop for Reader {
     }
 }
 
-// covers: FR-14.1, US-11/AC-3, SC-4.3
+// covers: FR-14.1, US-11/AC-3, SC-4.3, SC-7
 #[test]
 fn a_role_that_can_only_read_takes_a_complete_backup_and_writes_nothing() {
     let s = Seeded::new("readonly");

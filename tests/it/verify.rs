@@ -24,7 +24,7 @@ fn verify(path: &Path) -> std::process::Output {
     run(&["verify", path.to_str().unwrap()])
 }
 
-// covers: FR-5.1, FR-5.3, FR-5.5, FR-12.8, US-4/AC-8, US-4/AC-9
+// covers: FR-5.1, FR-5.3, FR-5.5, FR-12.8, US-4/AC-8, US-4/AC-9, NFR-6.2
 #[test]
 fn a_fresh_archive_verifies_and_sha256sum_agrees() {
     let o = verify(good_archive());

@@ -13,10 +13,12 @@
 //! (fingerprints, schema dump, FK and sequence reports), `rss` (a child's
 //! peak resident memory), `saas` (the
 //! fixture and its config), `smtp` (a real SMTP server with a test CA),
-//! `http_sink` (a real HTTP listener for webhooks and pings).
+//! `http_sink` (a real HTTP listener for webhooks and pings), `browser`
+//! (headless Chromium: screenshots and the DOM it built).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
+pub mod browser;
 mod cluster;
 mod compare;
 pub mod http_sink;
