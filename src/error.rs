@@ -76,6 +76,11 @@ pub enum Error {
     #[error("{0}")]
     Failed(String),
 
+    /// The offsite store (S3-compatible) failed a request or could not be
+    /// reached: names the object (`s3://bucket/key`) and the endpoint.
+    #[error("{doing} {object} at {endpoint}: {message}; {hint}")]
+    Remote { doing: String, object: String, endpoint: String, message: String, hint: String, retryable: bool },
+
     /// `source`, followed by what it left behind (`The restore was rolled
     /// back: …`). The kind is the source's: exit code and retryability are
     /// read through, so wrapping never turns a lost connection into a
@@ -131,7 +136,8 @@ impl Error {
             Error::Db { retryable, .. }
             | Error::Connect { retryable, .. }
             | Error::PgDump { retryable, .. }
-            | Error::History { retryable, .. } => *retryable,
+            | Error::History { retryable, .. }
+            | Error::Remote { retryable, .. } => *retryable,
             // Someone has to make room first.
             Error::DiskFull { .. } => false,
             Error::Noted { source, .. } => source.is_retryable(),

@@ -1,4 +1,5 @@
-//! `lifeboat plan`: opens the snapshot, builds the plan, prints it.
+//! `lifeboat plan`: opens the snapshot, builds the plan, prints it; with
+//! `[remote]`, checks that the bucket is reachable and writable.
 
 use super::{emit, load, render, Cli};
 use crate::config::Overrides;
@@ -15,6 +16,9 @@ pub struct PlanArgs {
 pub(super) fn run(cli: &Cli, args: &PlanArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
     let config = load(cli, &Overrides { database_url: args.database_url.clone(), ..Default::default() })?;
     let plan = crate::backup::plan_only(&config, progress, cancel)?;
+    if let Some(line) = crate::offsite::check(&config)? {
+        eprintln!("lifeboat: {}", crate::error::printable(&line));
+    }
     emit(cli.json, &plan, render::plan);
     Ok(0)
 }

@@ -167,6 +167,8 @@ pub(super) const SECRET_PAIRS: &[(&str, &str, &str)] = &[
     ("alerts", "ping_url", "ping_url_file"),
     ("http", "basic_auth_password", "basic_auth_password_file"),
     ("verify", "restore_test_url", "restore_test_url_file"),
+    ("remote", "access_key_id", "access_key_id_file"),
+    ("remote", "secret_access_key", "secret_access_key_file"),
 ];
 
 /// Checks that a file layer sets at most one of each secret pair.

@@ -149,6 +149,11 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
     if !email.is_empty() {
         out.insert("email".into(), toml::Value::Table(email));
     }
+    // The standard AWS_* variables, below LIFEBOAT_REMOTE__*.
+    let remote = super::remote::deployment_env(env, |name| env_secret(env, name))?;
+    if !remote.is_empty() {
+        out.insert("remote".into(), toml::Value::Table(remote));
+    }
     expand_url(&mut top, "LIFEBOAT_DATABASE__URL")?;
     overlay(&mut out, top);
     Ok(out)

@@ -22,6 +22,7 @@ pub fn resolve(
     let base_dir = file.and_then(|(p, _)| p.parent()).map(Path::to_path_buf);
     let mut tz_warnings = Vec::new();
     overlay(&mut merged, super::env::tz_layer(env, &mut tz_warnings));
+    let mut file_remote = None;
 
     if let Some((path, text)) = file {
         // Deserialize straight from the text first: that error has the line.
@@ -38,6 +39,7 @@ pub fn resolve(
         super::email::check_file_pairs(&t)
             .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
         expand_url(&mut t, &format!("{} [database] url", path.display()))?;
+        file_remote = t.get("remote").and_then(|r| r.as_table()).cloned();
         overlay(&mut merged, t);
     }
 
@@ -78,6 +80,7 @@ pub fn resolve(
     super::email::finish(&mut config.email, &mut config.alerts)?;
     super::links::finish_http(&mut config.http)?;
     super::service::finish_verify(&mut config.verify)?;
+    super::remote::finish(&mut config.remote, env, file_remote.as_ref())?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
             config.files.base_dir = Some(base.join(dir));
@@ -223,6 +226,8 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("ping_url", "ping_url_file"),
     ("basic_auth_password", "basic_auth_password_file"),
     ("restore_test_url", "restore_test_url_file"),
+    ("access_key_id", "access_key_id_file"),
+    ("secret_access_key", "secret_access_key_file"),
 ];
 
 /// Puts every key of `top` over `base`, one level of sections deep.

@@ -20,6 +20,7 @@ mod env;
 mod links;
 mod load;
 mod pgpass;
+mod remote;
 mod secret;
 mod service;
 mod url;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use email::{AlertsConfig, EmailConfig, SmtpTls};
 pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
+pub use remote::{RemoteConfig, RemoteUrl};
 pub use secret::Secret;
 pub use service::{LogConfig, LogFormat, MonitorConfig, RetentionConfig, ScheduleConfig, VerifyConfig};
 pub use url::{parse_database_url, parse_target_url, target_password, Target};
@@ -72,6 +74,7 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub log: LogConfig,
     pub verify: VerifyConfig,
+    pub remote: RemoteConfig,
     /// What looks unintended in a valid config (a window in bare minutes);
     /// every command shows these and the plan records them. Not a key.
     #[serde(skip)]

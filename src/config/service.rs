@@ -164,7 +164,7 @@ pub(super) fn finish_verify(v: &mut VerifyConfig) -> Result<(), ConfigError> {
 }
 
 /// A whole number ≥ 0, as a TOML integer or (from the environment) a string.
-fn de_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+pub(super) fn de_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum N {

@@ -73,6 +73,8 @@ pub struct RunReport {
     pub delivery: DeliveryReport,
     /// What retention deleted after the run.
     pub pruned: Vec<Decision>,
+    /// The offsite copy (`[remote]`): uploaded, caught up, or why not.
+    pub offsite: crate::offsite::OffsiteReport,
 }
 
 /// One recorded, delivered, pruned and alerted backup run. `Err` is the
@@ -121,6 +123,8 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         }
     };
 
+    // Before the mail: its download link may be the offsite copy's.
+    let offsite = crate::offsite::after_backup(config, &report.archive, progress);
     let delivery = if opts.deliver {
         deliver::deliver(config, &report.archive, Some(report.duration_ms), progress)
     } else {
@@ -141,7 +145,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         }
         let _ = channels::ping(&config.alerts, Ping::Success, None, progress);
     }
-    Ok(RunReport { backup: report, delivery, pruned })
+    Ok(RunReport { backup: report, delivery, pruned, offsite })
 }
 
 /// Passes events on and keeps the current step and the last lines, for

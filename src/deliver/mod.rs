@@ -160,7 +160,8 @@ fn try_deliver(
     let artifact = artifact_for(cfg, archive)?;
     let ctx = success_context(cfg, archive, &artifact, &report.manifest, report.size_bytes, duration_ms);
     let artifact_name = file_name(&artifact);
-    let (msg, method) = message::success(&cfg.email, &templates, ctx, &artifact, || link_for(cfg, &artifact_name))?;
+    let (msg, method) =
+        message::success(&cfg.email, &templates, ctx, &artifact, || link_for(cfg, &artifact_name, progress))?;
     if method == Method::NoLink {
         progress(Event::Warning(format!(
             "{artifact_name} is too big to attach within [email] attach_limit_mb = {} and no [links] public_url is set: the mail says where the archive is kept instead",
@@ -197,8 +198,35 @@ fn artifact_for(cfg: &Config, archive: &Path) -> Result<PathBuf, DeliverError> {
     crate::crypt::encrypted_copy(archive, &cfg.encryption.recipients).map_err(|e| DeliverError::Encrypt(e.to_string()))
 }
 
-/// `(url, expires)` with `[links] public_url`, else `None`.
-fn link_for(cfg: &Config, name: &str) -> Result<Option<(String, i64)>, DeliverError> {
+/// `(url, expires)`: with `[remote]` and an offsite copy of `name`, a
+/// presigned GET URL of that copy (it works with the backup host gone),
+/// valid for `[links] ttl` capped at the store's 7 days; else with
+/// `[links] public_url` the daemon's signed link; else `None`.
+fn link_for(cfg: &Config, name: &str, progress: Progress) -> Result<Option<(String, i64)>, DeliverError> {
+    if let Some(remote) = crate::store::s3::RemoteStore::from_config(&cfg.remote).ok().flatten() {
+        match remote.sha256(name) {
+            Ok(Some(_)) => {
+                let p = remote
+                    .presigned_get(name, cfg.links.ttl.approx_duration())
+                    .map_err(|e| DeliverError::Link(e.to_string()))?;
+                if p.capped {
+                    progress(Event::Warning(format!(
+                        "[links] ttl = {} is longer than a presigned S3 link may be valid: the link in the mail expires after 7 days",
+                        cfg.links.ttl
+                    )));
+                }
+                let expires = chrono::Utc::now().timestamp().saturating_add(p.valid_for.as_secs() as i64);
+                return Ok(Some((p.url, expires)));
+            }
+            Ok(None) => progress(Event::Warning(format!(
+                "{name} has no offsite copy in {}: the mail links to this host instead",
+                remote.object_url(name)
+            ))),
+            Err(e) => progress(Event::Warning(format!(
+                "cannot link to the offsite copy ({e}); the mail links to this host instead"
+            ))),
+        }
+    }
     let Some(public_url) = &cfg.links.public_url else { return Ok(None) };
     let key = links::load_or_create_key(cfg.links.secret_file.as_deref(), &cfg.storage.dir)
         .map_err(|e| DeliverError::Link(e.to_string()))?;

@@ -69,6 +69,11 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );",
+    // 3 (offsite, issue 11): whether the run's archive has its offsite copy
+    // (`uploaded`, `failed`, `caught_up`), where, and the copy's SHA-256.
+    "ALTER TABLE runs ADD COLUMN offsite_status TEXT;
+    ALTER TABLE runs ADD COLUMN offsite_object TEXT;
+    ALTER TABLE runs ADD COLUMN offsite_sha256 TEXT;",
 ];
 
 /// What started a run.
@@ -388,6 +393,32 @@ impl History {
         self.conn
             .execute("UPDATE runs SET delivery_status = ?2 WHERE id = ?1", params![id, status])
             .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the offsite copy of `archive` on the newest run that wrote it
+    /// (`object` and `sha256` only when it was uploaded). Returns whether
+    /// such a run is recorded.
+    pub fn set_offsite(&self, archive: &str, status: &str, object: Option<&str>, sha256: Option<&str>) -> Result<bool> {
+        self.conn
+            .execute(
+                "UPDATE runs SET offsite_status = ?2, offsite_object = ?3, offsite_sha256 = ?4
+                 WHERE id = (SELECT max(id) FROM runs WHERE archive = ?1)",
+                params![archive, status, object, sha256],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The offsite status recorded for `archive`'s newest run, if any.
+    pub fn offsite_status(&self, archive: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT offsite_status FROM runs WHERE archive = ?1 ORDER BY id DESC LIMIT 1",
+                params![archive],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(|e| self.err(e))
     }
 

@@ -10,6 +10,7 @@
 pub mod dry_run;
 pub mod keyfile;
 pub mod local;
+pub mod s3;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -57,3 +57,5 @@ mod kit;
 mod docs;
 // The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
 mod status;
+// Offsite copies on a real S3-compatible store (SeaweedFS): multipart upload, presigned links, catch-up, remote retention, restore from s3://.
+mod offsite;

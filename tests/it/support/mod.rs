@@ -24,6 +24,7 @@ mod compare;
 pub mod http_sink;
 mod proxy;
 pub mod rss;
+pub mod s3;
 mod saas;
 pub mod smtp;
 
@@ -159,7 +160,7 @@ pub fn connect(url: &str) -> Client {
 /// The `lifeboat` binary, with none of the developer's database, mail,
 /// backup or logging settings in its environment: every `PG*`,
 /// `POSTGRES_*`, `DATABASE_URL*`, `LIFEBOAT_*`, `SMTP_*`, `BACKUP_*`,
-/// `ADMIN_EMAILS` and `RUST_LOG` variable is removed. Set what a test needs
+/// `AWS_*`, `ADMIN_EMAILS` and `RUST_LOG` variable is removed. Set what a test needs
 /// with `.env()` afterwards.
 pub fn lifeboat() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
@@ -174,7 +175,7 @@ pub fn lifeboat() -> Command {
 /// Whether an environment variable of this name would change what
 /// `lifeboat` does (see [`lifeboat`]).
 pub fn leaks_into_lifeboat(name: &str) -> bool {
-    const PREFIXES: [&str; 6] = ["PG", "POSTGRES_", "DATABASE_URL", "LIFEBOAT_", "SMTP_", "BACKUP_"];
+    const PREFIXES: [&str; 7] = ["PG", "POSTGRES_", "DATABASE_URL", "LIFEBOAT_", "SMTP_", "BACKUP_", "AWS_"];
     PREFIXES.iter().any(|p| name.starts_with(p)) || name == "ADMIN_EMAILS" || name == "RUST_LOG"
 }
 

@@ -1,0 +1,311 @@
+//! Offsite copies on a real S3-compatible store (SeaweedFS, one server per
+//! test process, one bucket per test): multipart upload with bounded memory
+//! and a byte-identical copy, presigned links fetched with a plain HTTP
+//! client, a store that is down (local archive kept, run not offsite,
+//! alert) and the catch-up after it, remote retention, restore and verify
+//! straight from the store, and clear errors without secrets.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use crate::flow::{assert_exit, stderr};
+use crate::support::http_sink::HttpSink;
+use crate::support::s3::{self, weed, SECRET_KEY};
+use crate::support::{self, TestDb};
+
+/// A database, its config with `[remote]` and the storage directory.
+struct Offsite {
+    /// Dropped (and the database with it) at the end of the test.
+    _db: TestDb,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    bucket: String,
+}
+
+const PREFIX: &str = "hub/lifeboat";
+
+impl Offsite {
+    /// `rows` rows of incompressible-ish text; `extra` is appended to the config
+    /// (after `[remote]`, whose `extra_remote` keys come first).
+    fn new(hint: &str, rows: u32, extra_remote: &str, extra: &str) -> Offsite {
+        let db = support::fresh_db(hint);
+        db.exec(&format!(
+            "CREATE TABLE blobs (id int PRIMARY KEY, body text);
+             INSERT INTO blobs SELECT g, md5(random()::text) || md5(random()::text) FROM generate_series(1, {rows}) g"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = weed().bucket(hint);
+        let toml = format!(
+            "[database]\nurl = {}\nconnect_timeout = \"2s\"\n\n[storage]\ndir = {}\n\n{}\n{extra}\n",
+            support::toml_string(&db.url),
+            support::toml_string(&dir.path().join("backups").to_string_lossy()),
+            weed().remote_toml(&bucket, PREFIX, extra_remote),
+        );
+        let config = support::write_config(dir.path(), &toml);
+        Offsite { _db: db, dir, config, bucket }
+    }
+
+    fn storage(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = support::lifeboat();
+        c.arg("--config").arg(&self.config).args(args);
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("cannot run lifeboat")
+    }
+
+    fn local_archives(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.storage())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tar.gz"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn remote_names(&self) -> Vec<String> {
+        weed().names(&self.bucket, PREFIX)
+    }
+
+    fn remote_bytes(&self, name: &str) -> Vec<u8> {
+        weed().read(&self.bucket, &format!("{PREFIX}/{name}")).unwrap_or_else(|| panic!("{name} is not in the store"))
+    }
+
+    fn offsite_status(&self, archive: &str) -> Option<String> {
+        let c = rusqlite::Connection::open(self.storage().join(".lifeboat/history.db")).unwrap();
+        c.query_row("SELECT offsite_status FROM runs WHERE archive = ?1", [archive], |r| r.get(0)).unwrap()
+    }
+
+    /// Points `[remote] endpoint` somewhere else (a port nobody listens on: the store is down).
+    fn set_endpoint(&self, endpoint: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text: String = text
+            .lines()
+            .map(|l| if l.starts_with("endpoint = ") { format!("endpoint = \"{endpoint}\"") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&self.config, text + "\n").unwrap();
+    }
+}
+
+fn sha(data: &[u8]) -> String {
+    crate::flow::sha256(data)
+}
+
+// covers: FR-29.2, FR-29.3, NFR-1.1
+#[test]
+fn a_backup_uploads_a_multipart_copy_that_is_byte_identical_with_bounded_memory() {
+    if !s3::available() {
+        return;
+    }
+    // About 30 MB of archive in 5 MiB parts (S3's smallest): more than two
+    // parts, and far more than the memory bound's headroom below.
+    let o = Offsite::new("multipart", 850_000, "part_size_mb = 5", "");
+    // The same backup without [remote]: the baseline the upload is bounded against.
+    let text = std::fs::read_to_string(&o.config).unwrap();
+    let plain = o.dir.path().join("plain.toml");
+    std::fs::write(&plain, text.split("[remote]").next().unwrap()).unwrap();
+    let baseline = support::rss::run_measured(
+        support::lifeboat()
+            .arg("--config")
+            .arg(&plain)
+            .arg("backup")
+            .arg("--output-dir")
+            .arg(o.dir.path().join("plain")),
+    );
+    assert!(baseline.output.status.success(), "{}", stderr(&baseline.output));
+    let measured = support::rss::run_measured(&o.command(&["backup"]));
+    assert!(measured.output.status.success(), "{}", stderr(&measured.output));
+    eprintln!("--- backup stderr ---\n{}", stderr(&measured.output));
+    let local = o.local_archives();
+    assert_eq!(local.len(), 1);
+    let name = &local[0];
+    let bytes = std::fs::read(o.storage().join(name)).unwrap();
+    assert!(bytes.len() > 25 * 1024 * 1024, "the archive must span more than two 5 MiB parts: {} bytes", bytes.len());
+    let remote = o.remote_bytes(name);
+    assert_eq!(sha(&remote), sha(&bytes), "the offsite copy differs from the local archive");
+    let sidecar = String::from_utf8(o.remote_bytes(&format!("{name}.sha256"))).unwrap();
+    assert_eq!(sidecar, format!("{}  {name}\n", sha(&bytes)));
+    assert_eq!(o.remote_names(), vec![name.clone(), format!("{name}.sha256")]);
+    assert_eq!(o.offsite_status(name).as_deref(), Some("uploaded"));
+    let (peak, base) = (measured.peak_rss_mib(), baseline.peak_rss_mib());
+    eprintln!("peak RSS: backup {base} MiB, backup + {} byte multipart upload {peak} MiB", bytes.len());
+    // One 5 MiB part in memory (plus the client's copies) — never the archive.
+    assert!(
+        peak <= base + 20,
+        "the upload held {} MiB more than the backup alone ({peak} vs {base} MiB)",
+        peak - base.min(peak)
+    );
+}
+
+// covers: FR-29.4, FR-29.5
+#[test]
+fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_what_is_missing() {
+    if !s3::available() {
+        return;
+    }
+    let sink = HttpSink::start();
+    let o = Offsite::new("down", 50, "", &format!("[alerts]\nwebhook_url = \"{}/hook\"\n", sink.url));
+    // A port nobody listens on: the store is down for the whole first run.
+    let dead = format!("http://127.0.0.1:{}", support::smtp::free_port());
+    o.set_endpoint(&dead);
+    let first = o.cmd(&["backup"]);
+    assert_exit(&first, 0);
+    let err = stderr(&first);
+    let local = o.local_archives();
+    assert_eq!(local.len(), 1, "the local archive is kept: {err}");
+    assert!(err.contains("the offsite copy failed, the local archive is kept"), "{err}");
+    assert!(
+        err.contains(&format!("s3://{}/{PREFIX}/", o.bucket)) && err.contains(&dead),
+        "names bucket and endpoint: {err}"
+    );
+    assert_eq!(o.offsite_status(&local[0]).as_deref(), Some("failed"));
+    let hooks = sink.wait_for(1, Duration::from_secs(10));
+    let alert = hooks.iter().find(|h| h.body.contains("offsite_failed")).expect("an offsite_failed alert");
+    assert!(alert.body.contains(&local[0]), "{}", alert.body);
+    assert!(!err.contains(SECRET_KEY) && !alert.body.contains(SECRET_KEY), "the secret leaked");
+    assert!(o.remote_names().is_empty());
+
+    // The store is back: the next run uploads the missed archive first, then its own.
+    o.set_endpoint(&weed().endpoint);
+    let second = o.cmd(&["--verbose", "backup"]);
+    assert_exit(&second, 0);
+    let local = o.local_archives();
+    assert_eq!(local.len(), 2);
+    let mut expected: Vec<String> = local.iter().flat_map(|n| [n.clone(), format!("{n}.sha256")]).collect();
+    expected.sort();
+    assert_eq!(o.remote_names(), expected, "{}", stderr(&second));
+    let log = stderr(&second);
+    let (catch_up, own) = (log.find(&format!("uploading {}", local[0])), log.find(&format!("uploading {}", local[1])));
+    assert!(catch_up.is_some() && own.is_some() && catch_up < own, "oldest first: {log}");
+    assert_eq!(o.offsite_status(&local[0]).as_deref(), Some("caught_up"));
+    assert_eq!(o.offsite_status(&local[1]).as_deref(), Some("uploaded"));
+    for n in &local {
+        assert_eq!(sha(&o.remote_bytes(n)), sha(&std::fs::read(o.storage().join(n)).unwrap()));
+    }
+}
+
+fn name_days_ago(days: i64) -> String {
+    let t = chrono::Utc::now() - chrono::Duration::days(days);
+    format!("critical_backup_{}.tar.gz", t.format("%Y%m%d_%H%M%S"))
+}
+
+// covers: FR-29.7
+#[test]
+fn remote_retention_keeps_the_newest_good_copies_and_deletes_only_after_a_successful_run() {
+    if !s3::available() {
+        return;
+    }
+    let o = Offsite::new("retention", 20, "retention_days = 1\nkeep_last = 3", "");
+    // Nine older copies in the store (2..=10 days old), each with its SHA-256.
+    let planted: Vec<String> = (2..=10).map(name_days_ago).collect();
+    for n in &planted {
+        weed().put(&o.bucket, &format!("{PREFIX}/{n}"), b"old copy");
+        weed().put(&o.bucket, &format!("{PREFIX}/{n}.sha256"), format!("{}  {n}\n", sha(b"old copy")).as_bytes());
+    }
+    // A failing run deletes nothing.
+    let failed = o.cmd(&["backup", "--database-url", "postgres://nobody@127.0.0.1:1/gone"]);
+    assert_exit(&failed, 2);
+    assert_eq!(o.remote_names().len(), 18);
+
+    let ok = o.cmd(&["backup"]);
+    assert_exit(&ok, 0);
+    let local = o.local_archives();
+    // 10 copies, keep_last = 3: this run's and the two newest planted ones stay.
+    let mut expected: Vec<String> = [local[0].clone(), planted[0].clone(), planted[1].clone()]
+        .iter()
+        .flat_map(|n| [n.clone(), format!("{n}.sha256")])
+        .collect();
+    expected.sort();
+    assert_eq!(o.remote_names(), expected, "{}", stderr(&ok));
+}
+
+// covers: FR-29.9
+#[test]
+fn plan_checks_the_bucket_and_wrong_keys_or_a_missing_bucket_name_bucket_and_endpoint_without_the_secret() {
+    if !s3::available() {
+        return;
+    }
+    let o = Offsite::new("plan", 5, "", "");
+    let ok = o.cmd(&["plan"]);
+    assert_exit(&ok, 0);
+    let err = stderr(&ok);
+    assert!(
+        err.contains(&format!("s3://{}/{PREFIX}/ at {} is reachable and writable", o.bucket, weed().endpoint))
+            && err.contains("credentials: the config file's [remote] access_key_id"),
+        "{err}"
+    );
+    assert!(o.remote_names().is_empty(), "the probe object is deleted again");
+
+    let text = std::fs::read_to_string(&o.config).unwrap();
+    let wrong = "wrong-secret-9d8c7b";
+    for (what, changed) in [
+        ("wrong secret", text.replace(SECRET_KEY, wrong)),
+        ("missing bucket", text.replace(&format!("s3://{}/", o.bucket), "s3://lb-no-such-bucket-x/")),
+    ] {
+        std::fs::write(&o.config, &changed).unwrap();
+        let bad = o.cmd(&["plan"]);
+        let err = stderr(&bad);
+        assert_ne!(bad.status.code(), Some(0), "{what}: {err}");
+        let bucket = if what == "missing bucket" { "lb-no-such-bucket-x" } else { o.bucket.as_str() };
+        assert!(err.contains(&format!("s3://{bucket}/")) && err.contains(&weed().endpoint), "{what}: {err}");
+        assert!(!err.contains(SECRET_KEY) && !err.contains(wrong), "{what}: the secret leaked: {err}");
+    }
+}
+
+// covers: FR-29.6
+#[test]
+fn a_presigned_link_returns_the_identical_file_and_a_tampered_or_expired_one_is_refused() {
+    if !s3::available() {
+        return;
+    }
+    let bucket = weed().bucket("presign");
+    let toml = weed().remote_toml(&bucket, PREFIX, "");
+    let config = lifeboat::config::resolve(
+        Some((std::path::Path::new("x.toml"), &toml)),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let store = lifeboat::store::s3::RemoteStore::from_config(&config.remote).unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("critical_backup_20261201_020000.tar.gz");
+    let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&file, &data).unwrap();
+    let name = "critical_backup_20261201_020000.tar.gz";
+    store.upload(&file, name, &|_| {}).unwrap();
+
+    let get = |url: &str| -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent.get(url).call().unwrap();
+        (r.status().as_u16(), r.body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap())
+    };
+    let link = store.presigned_get(name, Duration::from_secs(3600)).unwrap();
+    assert!(!link.capped && !link.url.contains(SECRET_KEY));
+    let (status, body) = get(&link.url);
+    assert_eq!(status, 200);
+    assert_eq!(sha(&body), sha(&data), "the presigned download differs from the file");
+
+    // One hex digit of the signature changed.
+    let at = link.url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut tampered = link.url.clone().into_bytes();
+    tampered[at] = if tampered[at] == b'0' { b'1' } else { b'0' };
+    let (status, _) = get(&String::from_utf8(tampered).unwrap());
+    assert_eq!(status, 403, "a tampered link must be refused");
+
+    let short = store.presigned_get(name, Duration::from_secs(1)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _) = get(&short.url);
+    assert_eq!(status, 403, "an expired link must be refused");
+
+    let long = store.presigned_get(name, Duration::from_secs(30 * 24 * 3600)).unwrap();
+    assert!(long.capped && long.valid_for == Duration::from_secs(7 * 24 * 3600));
+}
