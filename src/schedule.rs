@@ -120,7 +120,7 @@ mod tests {
         assert!(e.contains("\"Asia/Bangkk\"") && e.contains("IANA"), "{e}");
     }
 
-    // covers: FR-1.3
+    // covers: FR-1.3, TS-1.5
     #[test]
     fn spring_forward_fires_once_at_the_first_instant_after_the_gap() {
         // New York, 2026-03-08: 02:00 EST jumps to 03:00 EDT; 02:30 does not exist.
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(b.previous_due(utc("2026-03-29T05:00:00Z")).unwrap().to_rfc3339(), "2026-03-29T01:00:00+00:00");
     }
 
-    // covers: FR-1.3
+    // covers: FR-1.3, TS-1.5
     #[test]
     fn fall_back_fires_once_at_the_first_occurrence() {
         // New York, 2026-11-01: 01:00-02:00 happens twice (EDT, then EST).

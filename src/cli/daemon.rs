@@ -20,6 +20,10 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
     runtime.block_on(async move {
         let addr = config.http.listen.clone();
         let listener = super::serve::bind(&addr, "[http] listen (LIFEBOAT_HTTP__LISTEN)").await?;
+        let metrics = match &config.http.metrics_listen {
+            Some(a) => Some(super::serve::bind(a, "[http] metrics_listen (LIFEBOAT_HTTP__METRICS_LISTEN)").await?),
+            None => None,
+        };
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
         tracing::info!(
             cron = schedule.cron(),
@@ -28,7 +32,7 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
             storage = %config.storage.dir.display(),
             "lifeboat daemon started"
         );
-        crate::daemon::run(config, listener, crate::http::shutdown_signal()).await
+        crate::daemon::run(config, listener, metrics, crate::http::shutdown_signal()).await
     })?;
     tracing::info!("lifeboat daemon stopped");
     Ok(0)

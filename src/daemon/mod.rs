@@ -42,9 +42,12 @@ pub type NextRun = watch::Receiver<Option<DateTime<Utc>>>;
 /// Runs the service until `shutdown` completes, then stops scheduling,
 /// gives a run in flight `[schedule] shutdown_grace` to finish (then
 /// cancels it cleanly) and returns. Errors only when it cannot start.
+/// `metrics` is the listener of `[http] metrics_listen`, when set: `/metrics`
+/// is then served there only.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
     let schedule = schedule_of(&config)?;
@@ -53,10 +56,17 @@ pub async fn run(
     let (next_tx, next_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let state = crate::http::AppState::new(config.clone(), next_rx, downloads);
     let mut stop = stop_rx.clone();
-    let http = tokio::spawn(crate::http::serve(listener, mount(&config, downloads, next_rx), async move {
+    let http = tokio::spawn(crate::http::serve(listener, crate::http::app(state.clone()), async move {
         stopped(&mut stop).await;
     }));
+    let metrics_http = metrics.map(|l| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state), async move {
+            stopped(&mut stop).await;
+        }))
+    });
     let c = config.clone();
     let startup = tokio::task::spawn_blocking(move || startup(&c)).await;
     if let Err(e) = startup {
@@ -72,6 +82,11 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = scheduled.await;
     let _ = monitor.await;
+    if let Some(m) = metrics_http {
+        if let Ok(Err(e)) = m.await {
+            tracing::warn!("the metrics listener stopped: {e}");
+        }
+    }
     match http.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Error::Failed(format!("the HTTP server stopped: {e}"))),
@@ -86,15 +101,6 @@ pub fn downloads(config: &Config) -> crate::Result<Option<crate::http::download:
         Some(_) => crate::http::download::Downloads::from_config(config).map(Some),
         None => Ok(None),
     }
-}
-
-/// The HTTP routes the daemon serves: one function, so mounting the full
-/// app (health, metrics, status page) is a one-line change. `next` is the
-/// next scheduled run.
-/// (`[http] metrics_listen` is not served by the daemon yet: `/metrics` stays
-/// on the main listener only when it is unset.)
-fn mount(config: &Arc<Config>, downloads: Option<crate::http::download::Downloads>, next: NextRun) -> axum::Router {
-    crate::http::app(crate::http::AppState::new(config.clone(), next, downloads))
 }
 
 /// The parsed `[schedule]` (already checked when the config loaded).
@@ -436,7 +442,7 @@ mod tests {
         Scheduler::new(&cfg, Schedule::parse(cron, zone).unwrap(), clock, job)
     }
 
-    // covers: FR-1.1, FR-1.4, FR-23.3
+    // covers: FR-1.1, FR-1.4, FR-23.3, TS-1.5
     #[tokio::test(start_paused = true)]
     async fn catch_up_runs_once_however_many_slots_were_missed_then_the_schedule_goes_on() {
         let d = tempfile::tempdir().unwrap();
@@ -489,7 +495,7 @@ mod tests {
         task.await.unwrap();
     }
 
-    // covers: FR-1.7
+    // covers: FR-1.7, TS-1.5
     #[tokio::test(start_paused = true)]
     async fn retryable_failures_are_retried_with_doubling_back_off_up_to_the_attempts() {
         let d = tempfile::tempdir().unwrap();

@@ -127,7 +127,24 @@ pub fn start(
         Section::Roles => pg_dump.path.with_file_name("pg_dumpall"),
         _ => pg_dump.path.clone(),
     };
-    let mut cmd = Command::new(&program);
+    let mut cmd = command(&program, db, snapshot_id, section);
+    cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+    tracing::debug!(program = %program.display(), section = section.arg(), "starting pg_dump");
+    let mut child = cmd.spawn().map_err(|e| Error::io("starting", &program, e))?;
+    let mut err = child.stderr.take().expect("piped");
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    Ok(Running { child, stderr: Some(stderr), section, out: Some(out) })
+}
+
+/// The pg_dump (or pg_dumpall) command for one section: connection and
+/// TLS settings in the environment (the password too, never an argument),
+/// the snapshot, the section and the lock wait bound (FR-14.3) as arguments.
+fn command(program: &Path, db: &DatabaseConfig, snapshot_id: &str, section: Section) -> Command {
+    let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("PG")) {
             cmd.env_remove(k);
@@ -164,16 +181,8 @@ pub fn start(
             .arg(format!("--lock-wait-timeout={}", db.lock_timeout.approx_duration().as_millis()))
             .arg("--format=plain");
     }
-    cmd.args(["--no-password", "--encoding=UTF8"]).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
-    tracing::debug!(program = %program.display(), section = section.arg(), "starting pg_dump");
-    let mut child = cmd.spawn().map_err(|e| Error::io("starting", &program, e))?;
-    let mut err = child.stderr.take().expect("piped");
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    Ok(Running { child, stderr: Some(stderr), section, out: Some(out) })
+    cmd.args(["--no-password", "--encoding=UTF8"]);
+    cmd
 }
 
 /// libpq's connect_timeout is whole seconds (and 1 is its minimum).
@@ -335,5 +344,25 @@ mod tests {
         let c = conninfo(&db);
         assert_eq!(c, "connect_timeout=3 keepalives=1 keepalives_idle=30 keepalives_interval=10 keepalives_count=3");
         assert!(!c.contains("Sekrit"));
+    }
+
+    // covers: FR-14.3, FR-14.12
+    #[test]
+    fn pg_dump_waits_for_locks_no_longer_than_lock_timeout_and_gets_the_password_only_by_environment() {
+        let db = DatabaseConfig {
+            lock_timeout: "2s".parse().unwrap(),
+            password: Some(crate::config::Secret::new("Sekrit")),
+            ..Default::default()
+        };
+        let cmd = command(Path::new("/usr/bin/pg_dump"), &db, "00000003-1B", Section::PreData);
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.contains(&"--lock-wait-timeout=2000".to_string()), "{args:?}");
+        assert!(args.contains(&"--snapshot=00000003-1B".to_string()), "{args:?}");
+        assert!(!args.iter().any(|a| a.contains("Sekrit")), "no password among the arguments: {args:?}");
+        let env: Vec<_> = cmd.get_envs().filter_map(|(k, v)| Some((k.to_str()?, v?.to_str()?))).collect();
+        assert!(env.contains(&("PGPASSWORD", "Sekrit")));
+        // pg_dumpall (roles) takes no snapshot and no lock wait: it reads only pg_roles.
+        let roles = command(Path::new("/usr/bin/pg_dumpall"), &db, "x", Section::Roles);
+        assert!(!roles.get_args().any(|a| a.to_string_lossy().starts_with("--lock-wait-timeout")));
     }
 }

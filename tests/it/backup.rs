@@ -94,7 +94,7 @@ fn psql_restore_of_a_backup_reproduces_every_included_row_the_schema_sequences_a
     }
 }
 
-// covers: FR-2.2, FR-2.3, FR-8.1, FR-8.3, FR-13.2, US-2/AC-2, US-2/AC-3, TS-2.5
+// covers: FR-2.2, FR-2.3, FR-8.1, FR-8.3, FR-13.2, US-2/AC-2, US-2/AC-3, TS-2.5, NFR-5.2
 #[test]
 fn windows_keep_recent_rows_and_closure_pulls_old_parents_across_chains() {
     let s = Seeded::new("closure");

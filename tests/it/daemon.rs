@@ -93,12 +93,28 @@ fn tiny_db(hint: &str) -> TestDb {
     db
 }
 
-// covers: FR-1.1, FR-1.4, FR-23.1, FR-23.2, FR-25.1, FR-25.2, FR-20.1
+// covers: FR-1.1, FR-1.4, FR-23.1, FR-23.2, FR-25.1, FR-25.2, FR-20.1, NFR-4.2, US-1/AC-1
 #[test]
-fn the_daemon_catches_up_at_start_logs_with_timestamps_and_stops_on_sigterm_with_exit_0() {
+fn the_daemon_catches_up_at_start_mails_the_archive_logs_with_timestamps_and_stops_on_sigterm_with_exit_0() {
+    use crate::support::smtp::{self, Mode, SmtpOptions, SmtpServer, TestCa};
+    if !smtp::require("python3 with aiosmtpd", smtp::aiosmtpd_available()) {
+        return;
+    }
     let db = tiny_db("daemon_catch_up");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &db.url, "");
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert(&["localhost"]);
+    let password = "Smtp-Daemon-Secret-4k";
+    let server = SmtpServer::start(&SmtpOptions {
+        mode: Mode::StartTls,
+        port: 0,
+        cert: Some((&cert, &key)),
+        user: crate::deliver::USER,
+        password,
+        refuse: &[],
+    });
+    let email = crate::deliver::email_section(server.port, Mode::StartTls, Some(&ca.ca_file), password, dir.path(), "");
+    let cfg = config(dir.path(), &db.url, &email);
     let storage = dir.path().join("b");
     let daemon = start(&cfg, &dir.path().join("stderr"));
     wait_for("the catch-up backup", Duration::from_secs(60), || runs(&storage).iter().any(|(_, s)| s != "running"));
@@ -106,6 +122,16 @@ fn the_daemon_catches_up_at_start_logs_with_timestamps_and_stops_on_sigterm_with
     assert_eq!(archives(&storage).len(), 1, "one catch-up run, however many slots were missed");
     let check = run(&["--config", cfg.to_str().unwrap(), "check"]);
     assert_exit(&check, 0);
+    // The verified archive is mailed to every administrator, attached.
+    let mails = server.wait_for(1, Duration::from_secs(30));
+    assert_eq!(mails.len(), 1);
+    let mut rcpt = mails[0].rcpt.clone();
+    rcpt.sort();
+    assert_eq!(rcpt, crate::deliver::ADMINS);
+    let parsed = mail_parser::MessageParser::default().parse(&mails[0].raw).unwrap();
+    let attached = parsed.attachments().next().expect("the archive is attached");
+    let archive = std::fs::read(storage.join(&archives(&storage)[0])).unwrap();
+    assert_eq!(attached.contents(), &archive[..], "the attachment is the archive");
 
     signal(&daemon, "-TERM");
     assert_eq!(exit_code(daemon, Duration::from_secs(20)), Some(0));
@@ -116,6 +142,7 @@ fn the_daemon_catches_up_at_start_logs_with_timestamps_and_stops_on_sigterm_with
         assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "no RFC 3339 timestamp: {line}");
     }
     assert!(!log.contains(&db.url), "no connection string in the log");
+    assert!(!log.contains(password), "no SMTP password in the log");
 }
 
 // covers: FR-1.5, FR-23.2, FR-23.3, FR-20.3, FR-12.7
@@ -171,4 +198,86 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
     assert_eq!(daemon_runs, ["aborted", "interrupted", "success"], "every run recorded, none claimed good");
     assert!(!files(&storage).iter().any(|n| n.ends_with(".partial")), "{:?}", files(&storage));
     assert_exit(&run(&["--config", cfg.to_str().unwrap(), "check"]), 0);
+}
+
+/// `(attempt, status, started_at)` of every recorded run, in order.
+fn attempts(storage: &Path) -> Vec<(i64, String, String)> {
+    let Ok(c) = rusqlite::Connection::open(storage.join(".lifeboat/history.db")) else { return Vec::new() };
+    let Ok(mut st) = c.prepare("SELECT attempt, status, started_at FROM runs ORDER BY id") else { return Vec::new() };
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().flatten().collect()
+}
+
+// covers: TS-5.1, FR-1.7, NFR-2.4, FR-4.5
+#[test]
+fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once() {
+    // Nothing listens on this port: the server is "stopped" (connection refused).
+    let port = crate::support::smtp::free_port();
+    let url = format!("postgres://lifeboat:Pg-Drill-Secret-7q@127.0.0.1:{port}/app");
+    let sink = crate::support::http_sink::HttpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "retries = 3\nretry_backoff = \"1s\"\n[alerts]\nwebhook_url = \"{}/hook/Hook-Token-9z\"\n",
+        sink.url
+    );
+    let cfg = config(dir.path(), &url, &extra);
+    let storage = dir.path().join("b");
+    // The storage directory exists, so the attempts are recorded.
+    std::fs::create_dir_all(&storage).unwrap();
+    let daemon = start(&cfg, &dir.path().join("stderr"));
+    let alerts = sink.wait_for(1, Duration::from_secs(60));
+    wait_for("three recorded attempts", Duration::from_secs(30), || {
+        attempts(&storage).iter().filter(|(_, s, _)| s != "running").count() == 3
+    });
+    // Nothing more is tried until the next slot (months away).
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&daemon, "-TERM");
+    assert_eq!(exit_code(daemon, Duration::from_secs(20)), Some(0));
+
+    let runs = attempts(&storage);
+    assert_eq!(runs.iter().map(|r| (r.0, r.1.as_str())).collect::<Vec<_>>(), [(1, "failed"), (2, "failed"), (3, "failed")]);
+    let at = |i: usize| chrono::DateTime::parse_from_rfc3339(&runs[i].2).unwrap();
+    assert!((at(1) - at(0)).num_milliseconds() >= 1000, "1 s back-off before the 2nd attempt: {runs:?}");
+    assert!((at(2) - at(1)).num_milliseconds() >= 2000, "2 s (doubled) before the 3rd: {runs:?}");
+    assert!(archives(&storage).is_empty(), "no archive");
+    assert!(!files(&storage).iter().any(|f| f.ends_with(".partial")));
+
+    // One alert, after the last attempt, with the reason; no secret in it.
+    let hooks: Vec<_> = sink.seen().into_iter().filter(|s| s.path.starts_with("/hook/")).collect();
+    assert_eq!(hooks.len(), 1, "only the last attempt alerts: {alerts:?}");
+    let a: serde_json::Value = serde_json::from_str(&hooks[0].body).unwrap();
+    assert_eq!(a["kind"], "backup_failed");
+    assert_eq!(a["step"], "connect");
+    let message = a["message"].as_str().unwrap();
+    assert!(message.contains("cannot connect to PostgreSQL") && message.contains("Connection refused"), "{message}");
+    let log = std::fs::read_to_string(dir.path().join("logs/backup.log")).unwrap()
+        + &std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    for secret in ["Pg-Drill-Secret-7q", "Hook-Token-9z"] {
+        assert!(!hooks[0].body.contains(secret) && !log.contains(secret), "{secret} leaked");
+    }
+}
+
+// covers: FR-17.1, FR-17.3
+#[test]
+fn the_daemon_serves_metrics_on_metrics_listen_alone() {
+    let db = tiny_db("daemon_metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::smtp::free_port();
+    let cfg = config(dir.path(), &db.url, "");
+    // [http] is already in the file: add the key there.
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[http]\n",
+        &format!("[http]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let storage = dir.path().join("b");
+    let daemon = start(&cfg, &dir.path().join("stderr"));
+    wait_for("the catch-up backup", Duration::from_secs(60), || runs(&storage).iter().any(|(_, s)| s != "running"));
+    let body = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(body.contains("lifeboat_runs_total{status=\"success\"} 1"), "{body}");
+    assert!(body.contains("lifeboat_last_success_timestamp_seconds"), "{body}");
+    let page = ureq::get(&format!("http://127.0.0.1:{port}/")).call();
+    assert!(matches!(page, Err(ureq::Error::StatusCode(404))), "the metrics listener serves /metrics only");
+    signal(&daemon, "-TERM");
+    assert_eq!(exit_code(daemon, Duration::from_secs(20)), Some(0));
 }

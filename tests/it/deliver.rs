@@ -21,7 +21,7 @@ use crate::support::{self, toml_string};
 
 pub(crate) const USER: &str = "backup@example.test";
 const PASSWORD: &str = "smtp-Pa55-7f3c91e2";
-const ADMINS: [&str; 2] = ["admin1@example.test", "admin2@example.test"];
+pub(crate) const ADMINS: [&str; 2] = ["admin1@example.test", "admin2@example.test"];
 const APP: &str = "ระบบ Smart AI Hub";
 
 /// A CA, a server certificate for `localhost`, and a server using them.

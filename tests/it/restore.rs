@@ -704,7 +704,7 @@ fn restore_and_verify_refuse_path_traversal_and_write_nothing_outside_the_config
     assert_eq!(user_objects(&target), 0);
 }
 
-// covers: FR-7.7, US-4/AC-5
+// covers: FR-7.7, US-4/AC-5, SC-1.3
 #[test]
 fn restore_puts_config_files_in_the_config_dir_with_their_modes_and_keeps_existing_ones() {
     let f = fixture();
@@ -732,6 +732,8 @@ fn restore_puts_config_files_in_the_config_dir_with_their_modes_and_keeps_existi
     let stamp = baks[0].trim_start_matches(".env.production.bak-");
     assert!(stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()), "{stamp}");
     assert_eq!(std::fs::read_to_string(dir.join(baks[0])).unwrap(), "OLD=1\n");
+    let bak_mode = std::fs::metadata(dir.join(baks[0])).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(bak_mode, 0o640, "the .bak copy keeps the replaced file's mode (a rename)");
     assert!(stdout(&out).contains(&format!("previous kept as {}", dir.join(baks[0]).display())), "{}", stdout(&out));
     // Only the files and the one backup copy: no staging directory left.
     assert_eq!(names.len(), 5, "{names:?}");
@@ -766,7 +768,7 @@ fn restore_refuses_a_config_dir_whose_subdirectory_links_outside_and_changes_not
     assert_eq!(user_objects(&target), 0);
 }
 
-// covers: FR-7.7, US-4/AC-5
+// covers: FR-7.7, US-4/AC-5, SC-1.3
 #[test]
 fn restore_takes_config_file_modes_from_the_checksummed_manifest_not_the_tar_header() {
     // Tar header modes are covered by no checksum (a forger recomputes the

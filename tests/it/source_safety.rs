@@ -42,7 +42,7 @@ impl Drop for Reader {
     }
 }
 
-// covers: FR-14.1, US-11/AC-3, SC-4.3, SC-7
+// covers: FR-14.1, US-11/AC-3, SC-4.3, SC-7, FR-8.2
 #[test]
 fn a_role_that_can_only_read_takes_a_complete_backup_and_writes_nothing() {
     let s = Seeded::new("readonly");
@@ -51,6 +51,8 @@ fn a_role_that_can_only_read_takes_a_complete_backup_and_writes_nothing() {
     let before = support::all_fingerprints(&s.db.url, "true");
     let report = s.backup();
     assert_eq!(report["tables"].as_array().unwrap().len(), 22);
+    // The closure ran too, with read-only queries in the READ ONLY snapshot (no temp tables).
+    assert!(report["closure_rows"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(support::all_fingerprints(&s.db.url, "true"), before);
 }
 
