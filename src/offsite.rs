@@ -221,3 +221,48 @@ pub fn check(config: &Config) -> Result<Option<String>> {
         config.remote.credentials_source
     )))
 }
+
+/// The archive an `s3://bucket/prefix/NAME` argument names, read straight
+/// from the store with the `[remote]` endpoint and credentials (FR-29.8).
+/// The bucket must be the configured one (the credentials are for it); the
+/// prefix may differ from `[remote] url`'s. The signature is checked
+/// against `--trusted-key` when given, else the configured local store's
+/// `.lifeboat/signing.pub` when it has one, else it goes unchecked (as for
+/// a local archive without a store key).
+pub fn remote_source(config: &Config, url: &str) -> Result<crate::archive::reader::Source> {
+    let Some(configured) = config.remote.location() else {
+        return Err(Error::Refused(format!(
+            "{url} is in an S3 store, but no [remote] url is configured; set [remote] url (with endpoint and \
+             credentials) in the config to read it, or download the archive and pass its path"
+        )));
+    };
+    let wanted = crate::config::RemoteUrl::parse(url).map_err(Error::Refused)?;
+    if wanted.bucket != configured.bucket {
+        return Err(Error::Refused(format!(
+            "{url} is in bucket {:?}, but [remote] url is in bucket {:?}; the configured endpoint and \
+             credentials are only for that one: pass an s3:// URL in it, or point [remote] at the other bucket",
+            wanted.bucket, configured.bucket
+        )));
+    }
+    let (prefix, name) = wanted.prefix.rsplit_once('/').unwrap_or(("", wanted.prefix.as_str()));
+    if name.is_empty() {
+        return Err(Error::Refused(format!(
+            "{url} names no archive; expected s3://{}/PREFIX/NAME.tar.gz (`lifeboat list` shows the names)",
+            wanted.bucket
+        )));
+    }
+    let mut remote = config.remote.clone();
+    remote.url = Some(format!("s3://{}/{prefix}", wanted.bucket));
+    let store = RemoteStore::from_config(&remote)?.expect("the url was just set");
+    let size = store.size(name)?;
+    let name = name.to_string();
+    let url = store.object_url(&name);
+    let store = std::sync::Arc::new(store);
+    let store_key = config.storage.dir.join(crate::archive::signature::PUBLIC_KEY_FILE);
+    Ok(crate::archive::reader::Source::Remote {
+        url,
+        size,
+        open: std::sync::Arc::new(move || store.open(&name).map_err(|e| std::io::Error::other(e.to_string()))),
+        store_key: store_key.is_file().then_some(store_key),
+    })
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::reader::{for_each_member_in, ArchiveError, Hashing};
+use crate::archive::reader::{for_each_member_in, ArchiveError, Hashing, Source};
 use crate::archive::signature::{self, KeyOrigin, SignatureReport, TrustedKey};
 use crate::archive::{self, CsvCounter, Manifest};
 use crate::crypt::Identities;
@@ -73,19 +73,24 @@ pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveEr
 }
 
 pub fn verify_with(path: &Path, opts: &VerifyOptions, progress: Progress) -> Result<VerifyReport, ArchiveError> {
+    verify_source(&Source::from(path), opts, progress)
+}
+
+/// [`verify_with`] any [`Source`], a remote archive streamed from its store too.
+pub fn verify_source(source: &Source, opts: &VerifyOptions, progress: Progress) -> Result<VerifyReport, ArchiveError> {
     progress(Event::Step("verify"));
     let identities = opts.identities()?;
-    let trusted = trusted_key(path, opts, progress)?;
-    let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let reader = crate::archive::reader::open(path, identities.as_ref())?;
+    let trusted = trusted_key(source, opts, progress)?;
+    let size_bytes = source.size();
+    let reader = crate::archive::reader::open_source(source, identities.as_ref())?;
     let mut report = verify_stream(reader)?;
-    report.archive = path.to_path_buf();
+    report.archive = source.report_path();
     report.size_bytes = size_bytes;
     report.signature = signature::check(&report.sums, report.sums_signature.as_deref(), trusted.as_ref());
     if report.signature.refused() {
         return Err(ArchiveError::Signature(format!(
             "signature check failed for {}: {}",
-            path.display(),
+            source.name(),
             report.signature.message
         )));
     }
@@ -95,13 +100,15 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions, progress: Progress) -> Res
     Ok(report)
 }
 
-/// `--trusted-key`, else the archive's store key. A store key that cannot
-/// be read only means the signature goes unchecked (and says so).
-fn trusted_key(path: &Path, opts: &VerifyOptions, progress: Progress) -> Result<Option<TrustedKey>, ArchiveError> {
+/// `--trusted-key`, else the archive's store key (for a remote archive: the
+/// configured local store's, see [`Source::store_key`]). A store key that is
+/// missing or cannot be read only means the signature goes unchecked (and
+/// says so).
+fn trusted_key(source: &Source, opts: &VerifyOptions, progress: Progress) -> Result<Option<TrustedKey>, ArchiveError> {
     if let Some(p) = &opts.trusted_key {
         return TrustedKey::from_file(p, KeyOrigin::Flag).map(Some).map_err(|e| ArchiveError::Key(e.to_string()));
     }
-    let Some(p) = signature::store_public_key(path) else { return Ok(None) };
+    let Some(p) = source.store_key() else { return Ok(None) };
     match TrustedKey::from_file(&p, KeyOrigin::Store) {
         Ok(k) => Ok(Some(k)),
         Err(e) => {

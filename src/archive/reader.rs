@@ -14,7 +14,8 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::bufread::GzDecoder;
 use sha2::{Digest, Sha256};
@@ -141,14 +142,111 @@ pub fn for_each_member(
     identities: Option<&Identities>,
     f: impl FnMut(&Member, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
-    for_each_member_in(open(path, identities)?, f)
+    for_each_member_of(&Source::from(path), identities, f)
+}
+
+/// [`for_each_member`] over any [`Source`]: one fresh stream per call.
+pub fn for_each_member_of(
+    source: &Source,
+    identities: Option<&Identities>,
+    f: impl FnMut(&Member, &mut dyn Read) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    for_each_member_in(open_source(source, identities)?, f)
 }
 
 /// Opens an archive file for reading: the file itself, or its streaming
 /// decryption when it is age-encrypted (which needs `identities`).
 pub fn open(path: &Path, identities: Option<&Identities>) -> Result<Box<dyn Read>, ArchiveError> {
-    let file = File::open(path).map_err(|source| ArchiveError::Open { path: path.display().to_string(), source })?;
-    Ok(crate::crypt::decrypting(BufReader::with_capacity(256 * 1024, file), path, identities)?)
+    open_source(&Source::from(path), identities)
+}
+
+/// [`open`] over any [`Source`].
+pub fn open_source(source: &Source, identities: Option<&Identities>) -> Result<Box<dyn Read>, ArchiveError> {
+    let raw = source.open_raw()?;
+    Ok(crate::crypt::decrypting(BufReader::with_capacity(256 * 1024, raw), Path::new(&source.name()), identities)?)
+}
+
+/// Opens a fresh byte stream of a remote archive (one per pass over it).
+pub type Opener = Arc<dyn Fn() -> io::Result<Box<dyn Read + Send>> + Send + Sync>;
+
+/// Where an archive's bytes come from: a local file, or an object store
+/// that is asked for a new stream on every pass (verify, then load), so a
+/// remote archive is never copied to a local file first (FR-29.8).
+#[derive(Clone)]
+pub enum Source {
+    Path(PathBuf),
+    Remote {
+        /// `s3://bucket/prefix/NAME`, as messages and reports show it.
+        url: String,
+        size: u64,
+        open: Opener,
+        /// The key a signature is checked against when `--trusted-key` is not
+        /// given: the configured local store's, if it has one.
+        store_key: Option<PathBuf>,
+    },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl From<&Path> for Source {
+    fn from(p: &Path) -> Source {
+        Source::Path(p.to_path_buf())
+    }
+}
+
+impl Source {
+    /// The path, or the `s3://` URL.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Path(p) => p.display().to_string(),
+            Source::Remote { url, .. } => url.clone(),
+        }
+    }
+
+    /// What reports record as the archive: the path, or the URL.
+    pub fn report_path(&self) -> PathBuf {
+        match self {
+            Source::Path(p) => p.clone(),
+            Source::Remote { url, .. } => PathBuf::from(url),
+        }
+    }
+
+    /// The local file, if it is one.
+    pub fn local(&self) -> Option<&Path> {
+        match self {
+            Source::Path(p) => Some(p),
+            Source::Remote { .. } => None,
+        }
+    }
+
+    /// Bytes as stored (0 when a local file cannot be read; opening says why).
+    pub fn size(&self) -> u64 {
+        match self {
+            Source::Path(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            Source::Remote { size, .. } => *size,
+        }
+    }
+
+    /// The store's signing key: beside a local archive, or the configured
+    /// local store's for a remote one.
+    pub fn store_key(&self) -> Option<PathBuf> {
+        match self {
+            Source::Path(p) => crate::archive::signature::store_public_key(p),
+            Source::Remote { store_key, .. } => store_key.clone(),
+        }
+    }
+
+    fn open_raw(&self) -> Result<Box<dyn Read>, ArchiveError> {
+        let failed = |source| ArchiveError::Open { path: self.name(), source };
+        match self {
+            Source::Path(p) => Ok(Box::new(File::open(p).map_err(failed)?)),
+            Source::Remote { open, .. } => Ok(open().map_err(failed)?),
+        }
+    }
 }
 
 /// [`for_each_member`] over any byte stream (the fuzz target's entry point).

@@ -11,6 +11,7 @@ use crate::restore::RestoreOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
+    /// The archive: a path, or s3://BUCKET/PREFIX/NAME read through [remote]
     archive: PathBuf,
     #[command(flatten)]
     options: RestoreOptions,
@@ -21,8 +22,9 @@ pub(super) fn run(cli: &Cli, args: &RestoreArgs, progress: Progress, cancel: &Ca
     // a restore must not overwrite by accident. Without a file there is
     // no source to protect (the defaults name no real database).
     let (config, file) = load_with_path(cli, &Overrides::default())?;
+    let source = super::verify::archive_source(&args.archive, || Ok(config.clone()))?;
     let opts = RestoreOptions { source: file.map(|_| config.database), ..args.options.clone() };
-    let report = crate::restore::restore(&args.archive, &opts, progress, cancel)?;
+    let report = crate::restore::restore_source(&source, &opts, progress, cancel)?;
     emit(cli.json, &report, render::restore);
     Ok(if report.ok { 0 } else { 1 })
 }

@@ -1,7 +1,10 @@
 //! `lifeboat verify`: checks an archive (and its signature); with
 //! `--restore-test`, rehearses a restore into a throwaway database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::archive::reader::Source;
+use crate::config::{Config, Overrides};
 
 use super::{emit, render, Cli};
 use crate::error::Error;
@@ -10,6 +13,7 @@ use crate::verify::VerifyOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
+    /// The archive: a path, or s3://BUCKET/PREFIX/NAME read through [remote]
     archive: PathBuf,
     /// Also restore it into a throwaway database on this server (a rehearsal)
     #[arg(long, value_name = "URL")]
@@ -19,12 +23,30 @@ pub struct VerifyArgs {
 }
 
 pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
-    let report = crate::verify::verify_with(&args.archive, &args.options, progress)?;
+    let source = archive_source(&args.archive, || super::load(cli, &Overrides::default()))?;
+    let report = crate::verify::verify_source(&source, &args.options, progress)?;
     if let Some(url) = &args.restore_test {
-        let rt = crate::restore::rehearse(&args.archive, &report, url, &args.options, progress, cancel)?;
+        let Some(path) = source.local() else {
+            return Err(Error::Refused(format!(
+                "--restore-test reads a local archive; for {} run `lifeboat restore {} --db URL` into a \
+                 throwaway database instead",
+                source.name(),
+                source.name()
+            )));
+        };
+        let rt = crate::restore::rehearse(path, &report, url, &args.options, progress, cancel)?;
         emit(cli.json, &rt, render::rehearsal);
         return Ok(if rt.ok { 0 } else { 1 });
     }
     emit(cli.json, &report, render::verify);
     Ok(0)
+}
+
+/// A local path, or an `s3://bucket/prefix/NAME` read through `[remote]`.
+/// The config is only loaded for the latter.
+pub(super) fn archive_source(archive: &Path, config: impl FnOnce() -> Result<Config, Error>) -> Result<Source, Error> {
+    match archive.to_str().filter(|a| a.starts_with("s3://")) {
+        Some(url) => crate::offsite::remote_source(&config()?, url),
+        None => Ok(Source::from(archive)),
+    }
 }

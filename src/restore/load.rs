@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::Path;
 use std::time::Instant;
 
 use crate::pg::Client;
@@ -14,7 +13,7 @@ use crate::pg::Client;
 use super::config_files::Staged;
 use super::owners::Policy;
 use super::{parallel, phase, sql, target, RestoreOptions, TableCheck};
-use crate::archive::reader::{for_each_member, ArchiveError, Hashing};
+use crate::archive::reader::{for_each_member_of, ArchiveError, Hashing, Source};
 use crate::archive::{self, Manifest, ManifestTable};
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, CountingReader, Event, Progress};
@@ -24,7 +23,7 @@ use crate::pg::{copy_err, db_err};
 pub(super) fn load(
     client: &mut Client,
     target: &crate::config::Target,
-    archive_path: &Path,
+    source: &Source,
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,
     opts: &RestoreOptions,
@@ -150,7 +149,7 @@ pub(super) fn load(
         Ok(())
     };
     let identities = opts.verify.identities().map_err(ArchiveError::from)?;
-    for_each_member_keeping_errors(archive_path, identities.as_ref(), &mut run)?;
+    for_each_member_keeping_errors(source, identities.as_ref(), &mut run)?;
     phase(phases, step, since);
 
     if let Some(spool) = &spool {
@@ -219,12 +218,12 @@ fn plain_tables(client: &mut Client) -> Result<BTreeSet<(String, String)>> {
 /// [`for_each_member`] whose callback returns this crate's errors: they come
 /// out as they went in (kind, retryability), not flattened into a message.
 pub(super) fn for_each_member_keeping_errors(
-    archive_path: &Path,
+    source: &Source,
     identities: Option<&crate::crypt::Identities>,
     f: &mut dyn FnMut(&archive::reader::Member, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
     let mut inner = None;
-    let outer = for_each_member(archive_path, identities, |m, r| {
+    let outer = for_each_member_of(source, identities, |m, r| {
         f(m, r).map_err(|e| {
             let msg = format!("{e:#}");
             inner = Some(e);
@@ -269,14 +268,16 @@ mod tests {
         for (_, e, code, retry) in crate::error::tests::kinds() {
             let text = e.to_string();
             let mut e = Some(e);
-            let got = for_each_member_keeping_errors(&path, None, &mut |_, _| Err(e.take().expect("one member")))
-                .unwrap_err();
+            let got = for_each_member_keeping_errors(&Source::from(path.as_path()), None, &mut |_, _| {
+                Err(e.take().expect("one member"))
+            })
+            .unwrap_err();
             assert_eq!((got.exit_code(), got.is_retryable(), got.to_string()), (code, retry, text));
         }
         // The reader's own errors are the archive's.
         let bad = dir.path().join("bad.tar.gz");
         std::fs::write(&bad, b"not gzip").unwrap();
-        let got = for_each_member_keeping_errors(&bad, None, &mut |_, _| Ok(())).unwrap_err();
+        let got = for_each_member_keeping_errors(&Source::from(bad.as_path()), None, &mut |_, _| Ok(())).unwrap_err();
         assert!(matches!(got, Error::Archive(_)) && !got.is_retryable(), "{got:?}");
     }
 }

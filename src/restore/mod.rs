@@ -26,12 +26,13 @@ use serde::Serialize;
 
 pub use rehearse::{rehearse, RehearsalReport};
 
+use crate::archive::reader::Source;
 use crate::archive::{Manifest, ManifestTable};
 use crate::config::{parse_target_url, DatabaseConfig};
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
 use crate::pg::{self, db_err, describe};
-use crate::verify::{verify_with, VerifyOptions, VerifyReport};
+use crate::verify::{verify_source, VerifyOptions, VerifyReport};
 
 /// What to restore where. The engine owns these options; `lifeboat restore`
 /// flattens them into its arguments (clap's `Args` derive, behind the
@@ -61,7 +62,7 @@ pub struct RestoreOptions {
     #[arg(long)]
     pub no_owner: bool,
     /// With --jobs: where the rows wait, uncompressed, for the parallel load
-    /// [default: the archive's directory; never $TMPDIR]
+    /// [default: the archive's directory, the current one for an s3:// archive; never $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
     /// The database the config backs up; restoring over it needs `--force`
@@ -120,8 +121,19 @@ pub fn restore(
     progress: Progress,
     cancel: &CancelToken,
 ) -> Result<RestoreReport> {
+    restore_source(&Source::from(archive_path), opts, progress, cancel)
+}
+
+/// [`restore`] from any [`Source`]: a remote archive is streamed from its
+/// store twice (verify pass, load pass), never copied locally first.
+pub fn restore_source(
+    source: &Source,
+    opts: &RestoreOptions,
+    progress: Progress,
+    cancel: &CancelToken,
+) -> Result<RestoreReport> {
     let started = Instant::now();
-    let verified = verify_with(archive_path, &opts.verify, progress)?;
+    let verified = verify_source(source, &opts.verify, progress)?;
     cancel.check("verifying the archive")?;
     let verify_ms = started.elapsed().as_millis() as u64;
     let target = parse_target_url(&opts.target, "--db")?;
@@ -134,7 +146,7 @@ pub fn restore(
             )));
         }
     }
-    let mut report = restore_verified(archive_path, &verified, &target, opts, progress, cancel)?;
+    let mut report = restore_verified(source, &verified, &target, opts, progress, cancel)?;
     report.phases.insert(0, ("verify".into(), verify_ms));
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
@@ -197,7 +209,7 @@ pub(super) fn phase(phases: &mut Vec<(String, u64)>, name: &str, since: &mut Ins
 }
 
 pub(crate) fn restore_verified(
-    archive_path: &Path,
+    source: &Source,
     verified: &VerifyReport,
     target: &crate::config::Target,
     opts: &RestoreOptions,
@@ -210,7 +222,7 @@ pub(crate) fn restore_verified(
     let target_name = describe(target);
     // Before the target is touched: a spool that cannot be made must not
     // cost a --force target its contents.
-    let spool = if opts.jobs > 1 { Some(parallel::Spool::create(&spool_dir(archive_path, opts))?) } else { None };
+    let spool = if opts.jobs > 1 { Some(parallel::Spool::create(&spool_dir(source, opts))?) } else { None };
     let mut client = pg::connect_with(target, &target_name, DB_HINT, cancel)?;
 
     let existing = target::user_tables(&mut client)?;
@@ -240,7 +252,7 @@ pub(crate) fn restore_verified(
     let outcome = load::load(
         &mut client,
         target,
-        archive_path,
+        source,
         manifest,
         &existing,
         opts,
@@ -274,7 +286,7 @@ pub(crate) fn restore_verified(
         drop(staged);
         return Ok(RestoreReport {
             ok,
-            archive: archive_path.to_path_buf(),
+            archive: source.report_path(),
             target: target_name,
             dropped: Vec::new(),
             tables: checks,
@@ -317,7 +329,7 @@ pub(crate) fn restore_verified(
     }
     Ok(RestoreReport {
         ok,
-        archive: archive_path.to_path_buf(),
+        archive: source.report_path(),
         target: target_name,
         dropped,
         tables: checks,
@@ -337,9 +349,10 @@ fn rolled_back(e: Error, target: &str) -> Error {
 }
 
 /// `--spool-dir`, else the archive's own directory: on the disk that holds
-/// the backups, not `$TMPDIR` (often RAM in a container).
-fn spool_dir(archive_path: &Path, opts: &RestoreOptions) -> PathBuf {
-    match (&opts.spool_dir, archive_path.parent()) {
+/// the backups, not `$TMPDIR` (often RAM in a container). A remote archive
+/// has no directory here: the current one, as `--help` says.
+fn spool_dir(source: &Source, opts: &RestoreOptions) -> PathBuf {
+    match (&opts.spool_dir, source.local().and_then(Path::parent)) {
         (Some(dir), _) => dir.clone(),
         (None, Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         (None, _) => PathBuf::from("."),

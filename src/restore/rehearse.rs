@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{restore_verified, RestoreOptions, REHEARSAL_HINT};
+use crate::archive::reader::Source;
 use crate::config::parse_target_url;
 use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
@@ -63,7 +64,7 @@ pub fn rehearse(
     target.dbname(&scratch);
     let result = (|| -> Result<RehearsalReport> {
         let opts = RestoreOptions { verify: verify.clone(), ..RestoreOptions::default() };
-        let report = restore_verified(archive_path, verified, &target, &opts, progress, cancel);
+        let report = restore_verified(&Source::from(archive_path), verified, &target, &opts, progress, cancel);
         let mut problems = Vec::new();
         let (mut fks, mut seqs) = (Vec::new(), Vec::new());
         match report {

@@ -302,6 +302,13 @@ impl RemoteStore {
         }
     }
 
+    /// The size of an object (a HEAD request); a missing one is an error
+    /// that says to look at `lifeboat list`.
+    pub fn size(&self, name: &str) -> Result<u64> {
+        let meta = self.rt.block_on(self.store.head(&self.path(name))).map_err(|e| self.err("cannot read", name, e))?;
+        Ok(meta.size)
+    }
+
     /// Streams an archive: a blocking reader over the GET response, one
     /// chunk in memory at a time (no local copy first).
     pub fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {

@@ -309,3 +309,64 @@ fn a_presigned_link_returns_the_identical_file_and_a_tampered_or_expired_one_is_
     let long = store.presigned_get(name, Duration::from_secs(30 * 24 * 3600)).unwrap();
     assert!(long.capped && long.valid_for == Duration::from_secs(7 * 24 * 3600));
 }
+
+// covers: FR-29.8
+#[test]
+fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
+    if !s3::available() {
+        return;
+    }
+    let o = Offsite::new("from_s3", 300, "", "");
+    o._db.exec(
+        "CREATE TABLE notes (id int PRIMARY KEY, blob_id int NOT NULL REFERENCES blobs(id), body text);
+         INSERT INTO notes SELECT g, 1 + g % 300, 'note ' || g FROM generate_series(1, 120) g",
+    );
+    assert_exit(&o.cmd(&["backup"]), 0);
+    let name = o.local_archives().pop().expect("an archive");
+    // Only the offsite copy is left; the local store (and its signing key) stays.
+    std::fs::remove_file(o.storage().join(&name)).unwrap();
+    let url = format!("s3://{}/{PREFIX}/{name}", o.bucket);
+    // Run where any local copy would show: nothing may be written there.
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| o.command(args).current_dir(cwd.path()).output().unwrap();
+
+    let verified = run(&["--json", "verify", &url]);
+    assert_exit(&verified, 0);
+    let v = crate::flow::json(&verified);
+    assert_eq!(v["archive"], url.as_str(), "{v}");
+    assert_eq!(v["signature"]["status"], "valid", "checked against the local store's key: {v}");
+
+    let target = support::fresh_db("from_s3_target");
+    let restored = run(&["--json", "restore", &url, "--db", &target.url]);
+    assert_exit(&restored, 0);
+    let r = crate::flow::json(&restored);
+    let tables = r["tables"].as_array().expect("table checks");
+    assert_eq!(tables.len(), 2, "{r}");
+    assert!(tables.iter().all(|t| t["ok"] == true && t["expected"] == t["restored"]), "{r}");
+    for t in ["blobs", "notes"] {
+        assert_eq!(target.count(t), o._db.count(t), "rows of {t}");
+    }
+    let fingerprint =
+        |db: &TestDb| support::query_fingerprint(&mut db.client(), "SELECT id, body FROM blobs ORDER BY id");
+    assert_eq!(fingerprint(&target), fingerprint(&o._db));
+    let fks = support::fk_report(&mut target.client());
+    assert_eq!(fks.len(), 1, "{fks:?}");
+    assert!(fks.iter().all(|(_, valid)| *valid), "{fks:?}");
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "nothing is copied locally");
+    assert_eq!(o.local_archives(), Vec::<String>::new());
+
+    // Another bucket than [remote]'s: the credentials are not for it.
+    let other = run(&["verify", &format!("s3://some-other-bucket/{PREFIX}/{name}")]);
+    assert_exit(&other, 2);
+    let err = stderr(&other);
+    assert!(err.contains("\"some-other-bucket\"") && err.contains(&format!("\"{}\"", o.bucket)), "{err}");
+
+    // One flipped byte in the stored object: verify refuses it.
+    let mut bytes = o.remote_bytes(&name);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    weed().put(&o.bucket, &format!("{PREFIX}/{name}"), &bytes);
+    let tampered = run(&["verify", &url]);
+    assert_exit(&tampered, 1);
+    assert!(stderr(&tampered).contains("archive is damaged"), "{}", stderr(&tampered));
+}
