@@ -215,10 +215,8 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     let url = format!("postgres://lifeboat:Pg-Drill-Secret-7q@127.0.0.1:{port}/app");
     let sink = crate::support::http_sink::HttpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "retries = 3\nretry_backoff = \"1s\"\n[alerts]\nwebhook_url = \"{}/hook/Hook-Token-9z\"\n",
-        sink.url
-    );
+    let extra =
+        format!("retries = 3\nretry_backoff = \"1s\"\n[alerts]\nwebhook_url = \"{}/hook/Hook-Token-9z\"\n", sink.url);
     let cfg = config(dir.path(), &url, &extra);
     let storage = dir.path().join("b");
     // The storage directory exists, so the attempts are recorded.
@@ -234,7 +232,10 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     assert_eq!(exit_code(daemon, Duration::from_secs(20)), Some(0));
 
     let runs = attempts(&storage);
-    assert_eq!(runs.iter().map(|r| (r.0, r.1.as_str())).collect::<Vec<_>>(), [(1, "failed"), (2, "failed"), (3, "failed")]);
+    assert_eq!(
+        runs.iter().map(|r| (r.0, r.1.as_str())).collect::<Vec<_>>(),
+        [(1, "failed"), (2, "failed"), (3, "failed")]
+    );
     let at = |i: usize| chrono::DateTime::parse_from_rfc3339(&runs[i].2).unwrap();
     assert!((at(1) - at(0)).num_milliseconds() >= 1000, "1 s back-off before the 2nd attempt: {runs:?}");
     assert!((at(2) - at(1)).num_milliseconds() >= 2000, "2 s (doubled) before the 3rd: {runs:?}");
@@ -273,7 +274,8 @@ fn the_daemon_serves_metrics_on_metrics_listen_alone() {
     let storage = dir.path().join("b");
     let daemon = start(&cfg, &dir.path().join("stderr"));
     wait_for("the catch-up backup", Duration::from_secs(60), || runs(&storage).iter().any(|(_, s)| s != "running"));
-    let body = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+    let body =
+        ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
     assert!(body.contains("lifeboat_runs_total{status=\"success\"} 1"), "{body}");
     assert!(body.contains("lifeboat_last_success_timestamp_seconds"), "{body}");
     let page = ureq::get(&format!("http://127.0.0.1:{port}/")).call();
