@@ -143,7 +143,11 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         if delivery.status == Status::Delivered {
             incidents::resolve(config, Kind::DeliveryFailed, progress);
         }
-        let _ = channels::ping(&config.alerts, Ping::Success, None, progress);
+        // A run whose offsite copy failed has pinged /fail with its alert:
+        // a success ping after it would clear that check at once.
+        if offsite.ok() {
+            let _ = channels::ping(&config.alerts, Ping::Success, None, progress);
+        }
     }
     Ok(RunReport { backup: report, delivery, pruned, offsite })
 }

@@ -86,9 +86,9 @@ pub fn alert(cfg: &Config, a: &Alert, mail: bool, progress: Progress) -> Vec<Cha
         }
         results.push(ChannelResult { channel: "webhook", ok: r.is_ok(), error: r.err() });
     }
-    // The ping reports runs: a failed run or delivery, not what the monitor
-    // finds between runs (healthchecks.io notices a missing ping itself).
-    if cfg.alerts.ping_url.is_some() && matches!(a.kind, "backup_failed" | "delivery_failed") {
+    // The ping reports runs: a failed run, delivery or offsite copy, not what
+    // the monitor finds between runs (healthchecks.io notices a missing ping itself).
+    if cfg.alerts.ping_url.is_some() && matches!(a.kind, "backup_failed" | "delivery_failed" | "offsite_failed") {
         let r = ping(&cfg.alerts, Ping::Fail, Some(&format!("{}: {}\n\n{}", a.title, a.step, a.error)), progress);
         results.push(ChannelResult { channel: "ping", ok: r.is_ok(), error: r.err() });
     }

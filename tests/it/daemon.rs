@@ -257,19 +257,18 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     }
 }
 
-// covers: FR-17.1, FR-17.3
+// covers: FR-17.1, FR-17.3, FR-25.2
 #[test]
-fn the_daemon_serves_metrics_on_metrics_listen_alone() {
+fn the_daemon_serves_metrics_on_metrics_listen_alone_and_logs_json_lines() {
     let db = tiny_db("daemon_metrics");
     let dir = tempfile::tempdir().unwrap();
     let port = crate::support::smtp::free_port();
     let cfg = config(dir.path(), &db.url, "");
     // [http] is already in the file: add the key there.
-    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
-        "[http]\n",
-        &format!("[http]\nmetrics_listen = \"127.0.0.1:{port}\"\n"),
-        1,
-    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replacen("[http]\n", &format!("[http]\nmetrics_listen = \"127.0.0.1:{port}\"\n"), 1)
+        .replacen("[log]\n", "[log]\nformat = \"json\"\n", 1);
     std::fs::write(&cfg, text).unwrap();
     let storage = dir.path().join("b");
     let daemon = start(&cfg, &dir.path().join("stderr"));
@@ -282,4 +281,14 @@ fn the_daemon_serves_metrics_on_metrics_listen_alone() {
     assert!(matches!(page, Err(ureq::Error::StatusCode(404))), "the metrics listener serves /metrics only");
     signal(&daemon, "-TERM");
     assert_eq!(exit_code(daemon, Duration::from_secs(20)), Some(0));
+    // format = "json": one object per line, each with an RFC 3339 timestamp and a level.
+    let log = std::fs::read_to_string(dir.path().join("logs/backup.log")).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let stamp = v["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp: {line}"));
+        assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "not RFC 3339: {line}");
+        assert!(v["level"].is_string(), "no level: {line}");
+    }
+    assert!(log.contains("backup run succeeded"), "{log}");
 }

@@ -146,14 +146,15 @@ fn a_backup_uploads_a_multipart_copy_that_is_byte_identical_with_bounded_memory(
     );
 }
 
-// covers: FR-29.4, FR-29.5
+// covers: FR-29.4, FR-29.5, FR-4.7
 #[test]
 fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_what_is_missing() {
     if !s3::available() {
         return;
     }
     let sink = HttpSink::start();
-    let o = Offsite::new("down", 50, "", &format!("[alerts]\nwebhook_url = \"{}/hook\"\n", sink.url));
+    let alerts = format!("[alerts]\nwebhook_url = \"{0}/hook\"\nping_url = \"{0}/ping\"\n", sink.url);
+    let o = Offsite::new("down", 50, "", &alerts);
     // A port nobody listens on: the store is down for the whole first run.
     let dead = format!("http://127.0.0.1:{}", support::smtp::free_port());
     o.set_endpoint(&dead);
@@ -172,6 +173,10 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
     let alert = hooks.iter().find(|h| h.body.contains("offsite_failed")).expect("an offsite_failed alert");
     assert!(alert.body.contains(&local[0]), "{}", alert.body);
     assert!(!err.contains(SECRET_KEY) && !alert.body.contains(SECRET_KEY), "the secret leaked");
+    // The healthchecks.io-style ping ends on /fail: no success ping clears it.
+    let pings: Vec<String> = sink.seen().into_iter().map(|h| h.path).filter(|p| p.starts_with("/ping")).collect();
+    assert_eq!(pings.first().map(String::as_str), Some("/ping/start"), "{pings:?}");
+    assert_eq!(pings.last().map(String::as_str), Some("/ping/fail"), "{pings:?}");
     assert!(o.remote_names().is_empty());
 
     // The store is back: the next run uploads the missed archive first, then its own.
