@@ -4,6 +4,8 @@
 //! from the size the history recorded when it was verified is flagged as
 //! damaged; `--verify` reads every archive in full and flags any damage.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::{emit, load, render, Cli};
@@ -24,6 +26,11 @@ struct Listed {
     rehearsal: Option<String>,
     /// What is wrong with the file as it is now (a size that differs from the verified one; with `--verify`, any damage); `null`: nothing found.
     damaged: Option<String>,
+    /// `false` for a copy only the `[remote]` store has.
+    local: bool,
+    /// With `[remote]`: `present`, `missing`, `size mismatch` or `unknown` (the store could not be listed); `null` without `[remote]`.
+    remote: Option<&'static str>,
+    remote_bytes: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,8 +50,10 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
     let store = crate::backup::store_for(&config);
     let history = History::open_existing(&config.storage.dir)?;
     let now = chrono::Utc::now();
+    let mut remote = remote_copies(&config);
     let mut archives = Vec::new();
     for a in store.list()?.into_iter().rev() {
+        let copy = remote.as_mut().map(|r| r.as_mut().map(|m| m.remove(&a.name)).map_err(|_| ()));
         let created = crate::retention::created_from_name(&config.storage.name_prefix, &a.name);
         let run = match &history {
             Some(h) => h.by_archive(&a.name)?,
@@ -66,12 +75,41 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
             verified: run.as_ref().map(|r| r.status == "success"),
             delivery: run.as_ref().and_then(|r| r.delivery_status.clone()),
             rehearsal: run.as_ref().and_then(|r| r.restore_test_status.clone()),
+            local: true,
+            remote: copy.map(|c| match c {
+                Err(()) => "unknown",
+                Ok(None) => "missing",
+                Ok(Some(b)) if b != a.bytes => "size mismatch",
+                Ok(Some(_)) => "present",
+            }),
+            remote_bytes: copy.and_then(|c| c.ok().flatten()),
             name: a.name,
         });
     }
+    // Copies only the store has (the local one was pruned or lost), newest first.
+    for (name, bytes) in remote.and_then(Result::ok).unwrap_or_default().into_iter().rev() {
+        let created = crate::retention::created_from_name(&config.storage.name_prefix, &name);
+        archives.push(Listed {
+            created_at: created.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            age_seconds: created.map(|t| now.signed_duration_since(t).num_seconds()),
+            size_bytes: 0,
+            verified: None,
+            delivery: None,
+            rehearsal: None,
+            damaged: None,
+            local: false,
+            remote: Some("present"),
+            remote_bytes: Some(bytes),
+            name,
+        });
+    }
     emit(cli.json, &ListReport { archives }, |r| {
+        let remote_col = r.archives.iter().any(|a| a.remote.is_some());
         let mut s =
             format!("{:<44} {:>10} {:>10}  {:<9} {:<9} rehearsal\n", "archive", "age", "size", "verified", "delivery");
+        if remote_col {
+            s = format!("{}  remote\n", s.trim_end());
+        }
         for a in &r.archives {
             let age = a.age_seconds.map(age).unwrap_or_else(|| "?".into());
             let verified = match a.verified {
@@ -80,15 +118,19 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
                 Some(false) => "no",
                 None => "unknown",
             };
-            s.push_str(&format!(
-                "{:<44} {:>10} {:>10}  {:<9} {:<9} {}\n",
+            let line = format!(
+                "{:<44} {:>10} {:>10}  {:<9} {:<9} {:<9}",
                 a.name,
                 age,
-                render::bytes(a.size_bytes),
-                verified,
+                if a.local { render::bytes(a.size_bytes) } else { "-".into() },
+                if a.local { verified } else { "(remote)" },
                 a.delivery.as_deref().unwrap_or("-"),
                 a.rehearsal.as_deref().unwrap_or("-")
-            ));
+            );
+            match a.remote {
+                Some(remote) if remote_col => s.push_str(&format!("{line}  {remote}\n")),
+                _ => s.push_str(&format!("{}\n", line.trim_end())),
+            }
         }
         for a in r.archives.iter().filter(|a| a.damaged.is_some()) {
             s.push_str(&format!(
@@ -110,5 +152,23 @@ fn age(seconds: i64) -> String {
         s if s < 3600 => format!("{}m", s.max(0) / 60),
         s if s < 2 * 86400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86400),
+    }
+}
+
+/// The `[remote]` copies by name and size: `None` without `[remote]`,
+/// `Err` (warned about) when the store cannot be listed, so the local
+/// listing still shows.
+fn remote_copies(config: &crate::config::Config) -> Option<Result<BTreeMap<String, u64>, ()>> {
+    let listed = crate::store::s3::RemoteStore::from_config(&config.remote).and_then(|s| match s {
+        Some(s) => s.list().map(Some),
+        None => Ok(None),
+    });
+    match listed {
+        Ok(None) => None,
+        Ok(Some(v)) => Some(Ok(v.into_iter().map(|a| (a.name, a.bytes)).collect())),
+        Err(e) => {
+            super::err_line(&format!("warning: the remote copies are not shown: {e}"));
+            Some(Err(()))
+        }
     }
 }

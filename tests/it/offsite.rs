@@ -375,3 +375,48 @@ fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
     assert_exit(&tampered, 1);
     assert!(stderr(&tampered).contains("archive is damaged"), "{}", stderr(&tampered));
 }
+
+// covers: FR-29.8
+#[test]
+fn list_shows_the_remote_copies_beside_the_local_ones() {
+    if !s3::available() {
+        return;
+    }
+    let o = Offsite::new("list_remote", 50, "", "");
+    assert_exit(&o.cmd(&["backup"]), 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_exit(&o.cmd(&["backup"]), 0);
+    let [gone, changed]: [String; 2] = o.local_archives().try_into().unwrap();
+    // A run while the store is down: its archive has no offsite copy.
+    std::thread::sleep(Duration::from_millis(1100));
+    o.set_endpoint(&format!("http://127.0.0.1:{}", support::smtp::free_port()));
+    assert_exit(&o.cmd(&["backup"]), 0);
+    o.set_endpoint(&weed().endpoint);
+    let missing = o.local_archives().pop().unwrap();
+    std::fs::remove_file(o.storage().join(&gone)).unwrap();
+    let mut bytes = o.remote_bytes(&changed);
+    bytes.push(0);
+    weed().put(&o.bucket, &format!("{PREFIX}/{changed}"), &bytes);
+
+    let listed = o.cmd(&["--json", "list"]);
+    assert_exit(&listed, 0);
+    let v = crate::flow::json(&listed);
+    let row = |name: &str| {
+        v["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name}: {v}"))
+    };
+    assert_eq!((row(&gone)["local"].clone(), row(&gone)["remote"].clone()), (false.into(), "present".into()), "{v}");
+    assert_eq!(row(&changed)["remote"], "size mismatch", "{v}");
+    assert_eq!(row(&changed)["remote_bytes"], bytes.len() as u64, "{v}");
+    assert_eq!(row(&missing)["remote"], "missing", "{v}");
+    let text = String::from_utf8(o.cmd(&["list"]).stdout).unwrap();
+    assert!(text.lines().next().unwrap().ends_with("remote"), "{text}");
+    let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{text}")).to_string();
+    assert!(line(&changed).ends_with("size mismatch") && line(&missing).ends_with("missing"), "{text}");
+    assert!(line(&gone).contains("(remote)") && line(&gone).ends_with("present"), "{text}");
+}
