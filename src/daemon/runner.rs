@@ -109,6 +109,11 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
                     "attempt {} of {} failed with an error worth retrying; trying again after the back-off",
                     opts.attempt, opts.attempts
                 )));
+            } else if matches!(e, Error::Cancelled { .. }) {
+                // Stopped on purpose (SIGTERM after the grace period, Ctrl-C):
+                // recorded `aborted`, not a failure to alert about; the
+                // daemon's next start catches the missed run up. A run
+                // timeout is not this: it arrives as its own error.
             } else if !skipped {
                 let alert = backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
                 if matches!(e, Error::Busy(_)) {

@@ -145,7 +145,7 @@ fn the_daemon_catches_up_at_start_mails_the_archive_logs_with_timestamps_and_sto
     assert!(!log.contains(password), "no SMTP password in the log");
 }
 
-// covers: FR-1.5, FR-23.2, FR-23.3, FR-20.3, FR-12.7
+// covers: FR-1.5, FR-23.2, FR-23.3, FR-20.3, FR-12.7, FR-4.5
 #[test]
 fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start() {
     let db = big_db("daemon_abort");
@@ -155,7 +155,8 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
 
     // 1. SIGTERM while the catch-up run is stuck in a COPY: 1 s of grace, then aborted.
     let (proxy, url) = proxied(&db);
-    let cfg = config(dir.path(), &url, "");
+    let sink = crate::support::http_sink::HttpSink::start();
+    let cfg = config(dir.path(), &url, &format!("[alerts]\nwebhook_url = \"{}/hook\"\n", sink.url));
     proxy.freeze_on(copy_of_big());
     let daemon = start(&cfg, &dir.path().join("stderr1"));
     assert!(proxy.wait_triggered(Duration::from_secs(60)), "the COPY never started");
@@ -172,6 +173,10 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
     assert!(!files(&storage).iter().any(|n| n.ends_with(".partial")), "{:?}", files(&storage));
     let history = runs(&storage);
     assert!(history.contains(&("catch-up".into(), "aborted".into())), "{history:?}");
+    // The refused manual run alerts; the run stopped on purpose does not.
+    let hooks: Vec<String> = sink.seen().into_iter().map(|h| h.body).collect();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert!(hooks[0].contains("another lifeboat run holds"), "{hooks:?}");
     drop(proxy);
 
     // 2. kill -9 mid-backup: the .partial and a `running` row stay behind.
