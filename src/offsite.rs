@@ -6,7 +6,7 @@
 //! a failed one leaves the local archive as it is, marks the run "not
 //! offsite" and alerts through the delivery channels. After a run whose
 //! uploads all succeeded, remote retention applies the same rules as the
-//! local one ([`retention::decide`](crate::retention::decide)) with the
+//! local one ([`crate::retention::decide`]) with the
 //! `[remote]` policy.
 
 use std::collections::BTreeMap;

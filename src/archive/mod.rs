@@ -108,7 +108,7 @@ pub struct CsvCounter {
 impl CsvCounter {
     /// Most bytes are neither a quote nor a newline: those runs are skipped
     /// with `memchr2` (SIMD), and only a line's first three bytes and the
-    /// two special bytes go through [`step`](Self::step). Same counts as
+    /// two special bytes go through `step`. Same counts as
     /// feeding every byte to `step`, however the input is chunked.
     pub fn feed(&mut self, bytes: &[u8]) {
         let mut rest = bytes;
