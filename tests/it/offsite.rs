@@ -420,3 +420,57 @@ fn list_shows_the_remote_copies_beside_the_local_ones() {
     assert!(line(&changed).ends_with("size mismatch") && line(&missing).ends_with("missing"), "{text}");
     assert!(line(&gone).contains("(remote)") && line(&gone).ends_with("present"), "{text}");
 }
+
+// covers: FR-29.6, US-1/AC-4
+#[test]
+fn the_mail_of_an_archive_over_the_attach_limit_links_to_its_presigned_offsite_copy() {
+    use crate::support::smtp::{self as mail, Mode, SmtpOptions, SmtpServer, TestCa};
+    if !s3::available() || !mail::require("python3 with aiosmtpd", mail::aiosmtpd_available()) {
+        return;
+    }
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_cert(&["localhost"]);
+    let password = "Smtp-Offsite-Secret-2w";
+    let server = SmtpServer::start(&SmtpOptions {
+        mode: Mode::StartTls,
+        port: 0,
+        cert: Some((&cert, &key)),
+        user: crate::deliver::USER,
+        password,
+        refuse: &[],
+    });
+    let secrets = tempfile::tempdir().unwrap();
+    // attach_limit_mb = 0: never attached, always linked.
+    let email = crate::deliver::email_section(
+        server.port,
+        Mode::StartTls,
+        Some(&ca.ca_file),
+        password,
+        secrets.path(),
+        "attach_limit_mb = 0\n",
+    );
+    let o = Offsite::new("maillink", 2_000, "", &email);
+    let b = o.cmd(&["backup"]);
+    assert_exit(&b, 0);
+    let local = o.local_archives();
+    assert_eq!(local.len(), 1, "{}", stderr(&b));
+    let mails = server.wait_for(1, Duration::from_secs(30));
+    assert_eq!(mails.len(), 1);
+    let parsed = mail_parser::MessageParser::default().parse(&mails[0].raw).unwrap();
+    assert!(parsed.attachments().next().is_none(), "over the limit: not attached");
+    let text = parsed.body_text(0).expect("a text part").into_owned();
+    let url = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains("X-Amz-Signature="))
+        .unwrap_or_else(|| panic!("no presigned link in the mail:\n{text}"))
+        .trim_end_matches(['.', ',', ')', '>']);
+    assert!(url.contains(&o.bucket) && url.contains(&local[0]), "the link names the bucket and the archive: {url}");
+    assert!(!text.contains(SECRET_KEY) && !text.contains(password), "no secret in the mail");
+    // Fetched with a plain HTTP client, it is the archive, byte for byte,
+    // even with the local copy gone (the backup host lost).
+    let archive = std::fs::read(o.storage().join(&local[0])).unwrap();
+    std::fs::remove_file(o.storage().join(&local[0])).unwrap();
+    let mut r = ureq::get(url).call().unwrap();
+    let body = r.body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap();
+    assert_eq!(sha(&body), sha(&archive), "the linked offsite copy is the archive");
+}

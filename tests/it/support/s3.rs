@@ -71,6 +71,10 @@ impl Weed {
             format!("-s3.port={}", p[6]),
             format!("-s3.port.grpc={}", p[7]),
             format!("-s3.config={}", dir.join("s3.json").display()),
+            // Off: they listen on fixed ports (8181, 9101), so a second
+            // server on the machine (another test run) would die at start.
+            "-s3.port.iceberg=0".to_string(),
+            "-s3.port.lance=0".to_string(),
             "-master.volumeSizeLimitMB=64".into(),
             "-volume.max=50".into(),
         ];
