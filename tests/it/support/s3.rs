@@ -76,7 +76,9 @@ impl Weed {
             "-s3.port.iceberg=0".to_string(),
             "-s3.port.lance=0".to_string(),
             "-master.volumeSizeLimitMB=64".into(),
-            "-volume.max=50".into(),
+            // Each bucket is a collection that grows volumes of its own: room
+            // for every bucket of a test run (volumes are sparse files).
+            "-volume.max=1000".into(),
         ];
         // sh: start weed, wait for our pipe to close, stop it, clean up.
         let script = r#"bin="$1"; dir="$2"; shift 2; "$bin" "$@" >"$dir/weed.log" 2>&1 & pid=$!; read -r _; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir""#;
