@@ -212,13 +212,16 @@ fn gfs_key(unit: &str) -> &'static str {
 /// decision says (nothing when `store` is a dry run). Holds the store's lock
 /// meanwhile, which also removes stale `.partial` files (FR-6.6). Goodness:
 /// an archive whose restore rehearsal failed (history) is not good; any
-/// other is good when it verifies now (read through the store).
+/// other is good when it verifies now (read through the store), or is
+/// `verified`: the archive the calling run has just written and verified
+/// before sealing it, which need not be read a second time.
 pub fn prune(
     store: &dyn Store,
     prefix: &str,
     history: Option<&History>,
     policy: &RetentionConfig,
     now: DateTime<Utc>,
+    verified: Option<&str>,
     progress: Progress,
 ) -> Result<PrunePlan> {
     let _lock = store.lock(progress)?;
@@ -238,6 +241,9 @@ pub fn prune(
     let mut goodness = |a: &Archive| {
         if rehearsal_failed.contains(&a.name) {
             return Goodness::NotGood("its restore rehearsal failed".into());
+        }
+        if verified == Some(a.name.as_str()) {
+            return Goodness::Good;
         }
         progress(Event::Detail(format!("verifying {}", a.name)));
         match damage(store, &a.name) {
@@ -282,6 +288,24 @@ mod tests {
     }
 
     const NOW: &str = "2026-12-01T02:05:00Z";
+
+    /// Only the run that has just verified an archive may vouch for it:
+    /// every other caller reads it in full.
+    // covers: FR-6.2, FR-5.1
+    #[test]
+    fn the_archive_the_run_just_verified_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = crate::archive::archive_name(PREFIX, Utc::now());
+        std::fs::write(dir.path().join(&name), b"not a gzip stream").unwrap();
+        let store = crate::store::LocalStore::new(dir.path(), PREFIX);
+        let policy = RetentionConfig::default();
+        let reason = |verified: Option<&str>| {
+            let p = prune(&store, PREFIX, None, &policy, Utc::now(), verified, &crate::events::silent).unwrap();
+            p.decisions[0].reason.clone()
+        };
+        assert!(reason(None).contains("not good: damaged"), "{}", reason(None));
+        assert!(reason(Some(&name)).starts_with("the newest good archive"), "{}", reason(Some(&name)));
+    }
 
     // covers: FR-6.1, US-12/AC-1, TS-1.6
     #[test]

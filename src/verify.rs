@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::reader::{for_each_member_in, ArchiveError, Hashing, Source};
+use crate::archive::reader::{for_each_member_in, ArchiveError, Source};
 use crate::archive::signature::{self, KeyOrigin, SignatureReport, TrustedKey};
 use crate::archive::{self, CsvCounter, Manifest};
 use crate::crypt::Identities;
@@ -66,6 +66,50 @@ struct Seen {
     bytes: u64,
     rows: Option<u64>,
 }
+
+/// Reads a member to its end (keeping its bytes in `keep`): its size,
+/// SHA-256 and, for a CSV member, its row count. Inflating is the reading
+/// thread's work; hashing and counting, most of the rest, run beside it on
+/// a second thread, fed in [`DIGEST_CHUNK`]s.
+fn digest(r: &mut dyn Read, is_csv: bool, mut keep: Option<&mut Vec<u8>>) -> std::io::Result<Seen> {
+    use sha2::{Digest, Sha256};
+    use std::sync::mpsc;
+    std::thread::scope(|s| {
+        let (full, filled) = mpsc::sync_channel::<Vec<u8>>(4);
+        let (empty, emptied) = mpsc::channel::<Vec<u8>>();
+        let hasher = s.spawn(move || {
+            let (mut sha, mut csv, mut bytes) = (Sha256::new(), CsvCounter::default(), 0u64);
+            for buf in filled {
+                sha.update(&buf);
+                if is_csv {
+                    csv.feed(&buf);
+                }
+                bytes += buf.len() as u64;
+                let _ = empty.send(buf);
+            }
+            Seen { bytes, sha256: format!("{:x}", sha.finalize()), rows: is_csv.then(|| csv.rows()) }
+        });
+        loop {
+            let mut buf = emptied.try_recv().unwrap_or_default();
+            buf.resize(DIGEST_CHUNK, 0);
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            if let Some(keep) = keep.as_mut() {
+                keep.extend_from_slice(&buf);
+            }
+            if full.send(buf).is_err() {
+                break;
+            }
+        }
+        drop(full);
+        Ok(hasher.join().expect("the hashing thread does not panic"))
+    })
+}
+
+const DIGEST_CHUNK: usize = 256 * 1024;
 
 /// [`verify_with`] a plain archive and the key of its own store.
 pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveError> {
@@ -142,22 +186,9 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
             });
         }
         let is_csv = m.path.starts_with(archive::DATA_DIR);
-        let mut h = Hashing::new(r);
-        let mut csv = CsvCounter::default();
         let mut keep = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = h.read(&mut buf).map_err(|e| ArchiveError::Corrupt { at: Some(m.path.clone()), source: e })?;
-            if n == 0 {
-                break;
-            }
-            if is_csv {
-                csv.feed(&buf[..n]);
-            }
-            if is_meta {
-                keep.extend_from_slice(&buf[..n]);
-            }
-        }
+        let digest = digest(r, is_csv, is_meta.then_some(&mut keep))
+            .map_err(|e| ArchiveError::Corrupt { at: Some(m.path.clone()), source: e })?;
         if m.path == archive::MANIFEST {
             manifest_text = Some(keep);
         } else if m.path == archive::SUMS {
@@ -165,7 +196,7 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
         } else if is_sig {
             sig_bytes = Some(keep);
         }
-        seen.insert(m.path.clone(), Seen { bytes: h.bytes, sha256: h.hex(), rows: is_csv.then(|| csv.rows()) });
+        seen.insert(m.path.clone(), digest);
         Ok(())
     })?;
 

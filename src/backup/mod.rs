@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::archive::writer::{Spool, Writer};
+use crate::archive::writer::Writer;
 use crate::archive::{self, texts, Manifest, ManifestTable, ManifestWindow, SequenceValue};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -88,7 +88,8 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
 
 /// The space a run needs in the storage directory, from the plan's
 /// estimates: the archive, plus the largest table's rows, which wait
-/// uncompressed in a temporary file until their size is known.
+/// (compressed) in a temporary file until their size is known; counted
+/// uncompressed, as an upper bound.
 fn space_needed(plan: &Plan) -> u64 {
     let spool = plan.tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).max().unwrap_or(0);
     (plan.estimated_archive_bytes.max(0) + spool.max(0)) as u64
@@ -178,7 +179,7 @@ fn run_planned(
         watchdog.check()?;
         if t.has_data_file() {
             watchdog.doing(format!("copying rows of {}", t.display()));
-            let mut spool = Spool::new(&dir);
+            let mut spool = writer.spool(&dir);
             copy::copy_member(&mut snap, t, false, &mut spool, &dir, &watchdog, progress)
                 .map_err(|e| stalled_or(&watchdog, e))?;
             let (rows, member) = (spool.csv.rows(), archive::data_member(&t.schema, &t.name));
@@ -187,7 +188,7 @@ fn run_planned(
             if psql_unsafe {
                 // Same snapshot, same rows: text format escapes newlines, so
                 // no line of it can be `\.` (see ManifestTable::psql_file).
-                let mut text = Spool::new(&dir);
+                let mut text = writer.spool(&dir);
                 copy::copy_member(&mut snap, t, true, &mut text, &dir, &watchdog, &crate::events::silent)
                     .map_err(|e| stalled_or(&watchdog, e))?;
                 let copy_member = archive::psql_member(&t.schema, &t.name);

@@ -40,9 +40,9 @@ pub(super) fn run(cli: &Cli, args: &PruneArgs, progress: Progress) -> Result<u8,
     let (prefix, now) = (&config.storage.name_prefix, chrono::Utc::now());
     let plan = if args.dry_run {
         let dry = DryRun::new(store)?;
-        retention::prune(&dry, prefix, history.as_ref(), &config.retention, now, progress)?
+        retention::prune(&dry, prefix, history.as_ref(), &config.retention, now, None, progress)?
     } else {
-        retention::prune(&store, prefix, history.as_ref(), &config.retention, now, progress)?
+        retention::prune(&store, prefix, history.as_ref(), &config.retention, now, None, progress)?
     };
     let report = PruneReport { dry_run: args.dry_run, blocked: plan.blocked, decisions: plan.decisions };
     emit(cli.json, &report, |r| {

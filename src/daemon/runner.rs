@@ -139,7 +139,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     incidents::resolve(config, Kind::BackupFailed, progress);
     // Before retention, which must see a failed rehearsal (FR-6.7).
     super::rehearsal::after_backup(config, &report.archive, progress, cancel);
-    let pruned = prune_after_success(config, &store, progress);
+    let pruned = prune_after_success(config, &store, &report.archive, progress);
     if delivery.status == Status::Failed {
         let alert = delivery_failed(config, &report, &delivery, recorder.lines());
         // Mail is what failed: the other channels carry this alert.
@@ -203,8 +203,14 @@ impl<'a> Recorder<'a> {
 
 /// Retention after a successful run (FR-6.1), the same decision as
 /// `lifeboat prune`. The backup itself succeeded: a retention problem is a
-/// warning, never a failed run.
-fn prune_after_success(config: &Config, store: &dyn crate::store::Store, progress: Progress) -> Vec<Decision> {
+/// warning, never a failed run. `archive`, verified by the backup before
+/// it was sealed, is not read again.
+fn prune_after_success(
+    config: &Config,
+    store: &dyn crate::store::Store,
+    archive: &Path,
+    progress: Progress,
+) -> Vec<Decision> {
     let dir = &config.storage.dir;
     let history = match History::open_existing(dir) {
         Ok(h) => h,
@@ -220,6 +226,7 @@ fn prune_after_success(config: &Config, store: &dyn crate::store::Store, progres
         history.as_ref(),
         &config.retention,
         now,
+        archive.file_name().and_then(|n| n.to_str()),
         progress,
     ) {
         Ok(plan) => plan.deletes().cloned().collect(),
