@@ -669,20 +669,6 @@ impl History {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
-    /// The newest restore rehearsal: its status (`success` | `failed`) and how
-    /// long the restore took, if any run was rehearsed.
-    pub fn last_restore_test(&self) -> Result<Option<(String, Option<u64>)>> {
-        self.conn
-            .query_row(
-                "SELECT restore_test_status, restore_test_duration_ms FROM runs \
-                 WHERE restore_test_status IS NOT NULL ORDER BY id DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?.map(|v| v as u64))),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
-
     /// A run by id.
     pub fn get(&self, id: i64) -> Result<Option<RunRecord>> {
         self.conn
@@ -782,11 +768,15 @@ mod tests {
         }
         assert_eq!(h.runs_by_status().unwrap(), [("failed".to_string(), 1), ("success".to_string(), 2)]);
         assert_eq!(h.deliveries_by_status().unwrap(), [("attached".to_string(), 2)]);
-        assert_eq!(h.last_restore_test().unwrap(), None);
+        assert!(h.latest_rehearsal().unwrap().is_none());
         h.conn
             .execute("UPDATE runs SET restore_test_status = 'failed', restore_test_duration_ms = 900 WHERE id = 3", [])
             .unwrap();
-        assert_eq!(h.last_restore_test().unwrap(), Some(("failed".to_string(), Some(900))));
+        let r = h.latest_rehearsal().unwrap().unwrap();
+        assert_eq!(
+            (r.id, r.restore_test_status.as_deref(), r.restore_test_duration_ms),
+            (3, Some("failed"), Some(900))
+        );
     }
 
     // covers: FR-4.6, FR-15.5, FR-6.7

@@ -47,7 +47,7 @@ pub fn collect(storage_dir: &std::path::Path) -> crate::Result<Snapshot> {
         s.last_duration_ms = h.successes(1)?.first().and_then(|r| r.duration_ms);
         s.runs = h.runs_by_status()?;
         s.deliveries = h.deliveries_by_status()?;
-        s.restore_test = h.last_restore_test()?;
+        s.restore_test = h.latest_rehearsal()?.and_then(|r| Some((r.restore_test_status?, r.restore_test_duration_ms)));
         s.incidents_open = h.open_incidents()?.len() as u64;
     }
     Ok(s)

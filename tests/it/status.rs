@@ -5,9 +5,8 @@
 //! `lifeboat backup` runs of the SaaS fixture.
 //!
 //! Where a run state is hard to produce for real, the history is written
-//! through its own API (`History::start`/`finish`/`set_delivery`) or one
-//! SQL update (restore rehearsal, which no command records yet); each such
-//! place says so.
+//! through its own API (`History::start`/`finish`/`set_delivery`/
+//! `set_restore_test`); each such place says so.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,14 +27,14 @@ const AUTH_PASSWORD: &str = "basic-Pa55-status-c83e1f";
 const PUBLIC_URL: &str = "https://hub.example.com/backups";
 
 /// The app on 127.0.0.1:0 in its own runtime thread; stopped on drop.
-struct App {
-    origin: String,
+pub(crate) struct App {
+    pub(crate) origin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl App {
-    fn start(config: Config, next_run: Option<DateTime<Utc>>) -> App {
+    pub(crate) fn start(config: Config, next_run: Option<DateTime<Utc>>) -> App {
         Self::start_with(config, next_run, lifeboat::http::app)
     }
 
@@ -109,7 +108,7 @@ fn auth_section() -> String {
     )
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
@@ -159,16 +158,12 @@ fn store() -> &'static Seeded {
         s.backup();
         failed_backup(&s);
         s.backup();
-        let h = History::open(&s.storage()).unwrap();
-        let newest = h.recent(1).unwrap()[0].id;
-        h.set_delivery(newest, "attached").unwrap();
-        drop(h);
-        let db = rusqlite::Connection::open(History::path_in(&s.storage())).unwrap();
-        db.execute(
-            "UPDATE runs SET restore_test_status = 'ok', restore_test_duration_ms = 4250 WHERE id = ?1",
-            [newest],
-        )
-        .unwrap();
+        let mut h = History::open(&s.storage()).unwrap();
+        let newest = h.recent(1).unwrap()[0].clone();
+        h.set_delivery(newest.id, "attached").unwrap();
+        let archive = newest.archive.expect("the newest run is a success");
+        let now = Utc::now();
+        assert!(h.set_restore_test(&archive, "success", 4250, now, now, None).unwrap());
         s
     })
 }
