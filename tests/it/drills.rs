@@ -205,7 +205,9 @@ const DB_PW: &str = "Drill-db-pw-5e1f0c93";
 const SMTP_PW: &str = "Drill-smtp-pw-77ab30d1";
 const LINK_SECRET: &str = "Drill-link-secret-0c9d4e2a81";
 const HOOK_TOKEN: &str = "Drill-hook-tok-3b8a6f";
-const SECRETS: [&str; 4] = [DB_PW, SMTP_PW, LINK_SECRET, HOOK_TOKEN];
+const HTTP_USER: &str = "ops";
+const HTTP_PW: &str = "Drill-http-pw-9d1e6b27";
+const SECRETS: [&str; 5] = [DB_PW, SMTP_PW, LINK_SECRET, HOOK_TOKEN, HTTP_PW];
 
 /// `url` with `password` for its user.
 fn with_password(url: &str, password: &str) -> String {
@@ -240,7 +242,8 @@ impl Rig {
         let toml = format!(
             "[database]\nurl = {}\nconnect_timeout = \"3s\"\n{database}\n[storage]\ndir = {}\n\
              [alerts]\nwebhook_url = \"{}/hook/{HOOK_TOKEN}\"\n\
-             [links]\npublic_url = \"https://hub.example.test/backups\"\nsecret_file = {}\n{extra}\n",
+             [links]\npublic_url = \"https://hub.example.test/backups\"\nsecret_file = {}\n\
+             [http]\nbasic_auth_user = \"{HTTP_USER}\"\nbasic_auth_password = \"{HTTP_PW}\"\n{extra}\n",
             toml_string(&with_password(url, DB_PW)),
             toml_string(&storage.to_string_lossy()),
             sink.url,
@@ -281,12 +284,38 @@ impl Rig {
         rusqlite::Connection::open(self.storage.join(".lifeboat/history.db")).unwrap()
     }
 
+    /// What the HTTP service shows of this storage after the drill: the
+    /// status page, `/metrics` (both behind the drill's basic auth) and
+    /// `/healthz`, served in-process by `lifeboat::http::app` from the
+    /// drill's own config, as the daemon would serve them.
+    fn pages(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let config = lifeboat::config::resolve(
+            Some((&self.config, &text)),
+            &std::collections::BTreeMap::new(),
+            &lifeboat::config::Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("the drill's config: {e}"));
+        let app = crate::status::App::start(config, None);
+        let auth = crate::status::basic(HTTP_USER, HTTP_PW);
+        ["/", "/metrics", "/healthz"]
+            .into_iter()
+            .map(|path| {
+                let g = crate::download::get_with(&format!("{}{path}", app.origin), &[("authorization", &auth)]);
+                assert!(g.status == 200 || (path == "/healthz" && g.status == 503), "{path}: {}", g.status);
+                (format!("the page {path}"), String::from_utf8_lossy(&g.body).into_owned())
+            })
+            .collect()
+    }
+
     /// Fails if any secret appears in anything lifeboat produced: outputs,
-    /// webhook bodies, `extra` (mails), and the bytes of every file of the
-    /// history and the markers. Returns "N texts, B bytes" for the table.
+    /// webhook bodies, `extra` (mails), the status page, `/metrics` and
+    /// `/healthz`, and the bytes of every file of the history and the
+    /// markers. Returns "N texts, B bytes" for the table.
     fn assert_no_secret(&self, extra: &[(String, String)]) -> String {
         let mut texts: Vec<(String, String)> = self.seen.clone();
         texts.extend(extra.iter().cloned());
+        texts.extend(self.pages());
         for r in self.sink.seen() {
             texts.push((format!("webhook body to {}", r.path.replace(HOOK_TOKEN, "<token>")), r.body));
         }

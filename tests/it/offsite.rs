@@ -13,6 +13,7 @@ use crate::flow::{assert_exit, stderr};
 use crate::support::http_sink::HttpSink;
 use crate::support::s3::{self, weed, SECRET_KEY};
 use crate::support::{self, TestDb};
+use crate::support::{Proxy, Trigger};
 
 /// A database, its config with `[remote]` and the storage directory.
 struct Offsite {
@@ -82,6 +83,17 @@ impl Offsite {
     fn offsite_status(&self, archive: &str) -> Option<String> {
         let c = rusqlite::Connection::open(self.storage().join(".lifeboat/history.db")).unwrap();
         c.query_row("SELECT offsite_status FROM runs WHERE archive = ?1", [archive], |r| r.get(0)).unwrap()
+    }
+
+    /// `lifeboat backup`, which must succeed and upload its archive: a
+    /// failed upload is reported as such, with the run's stderr, not as a
+    /// missing object later.
+    fn backup_uploaded(&self) -> Output {
+        let o = self.cmd(&["backup"]);
+        assert_exit(&o, 0);
+        let newest = self.local_archives().pop().expect("an archive");
+        assert_eq!(self.offsite_status(&newest).as_deref(), Some("uploaded"), "{}", stderr(&o));
+        o
     }
 
     /// Points `[remote] endpoint` somewhere else (a port nobody listens on: the store is down).
@@ -198,6 +210,67 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
     }
 }
 
+/// The store goes away in the middle of a multipart upload: the third
+/// part's request is held (a proxy in front of the real SeaweedFS stops
+/// forwarding when it sees `partNumber=3`), then every connection is cut
+/// and the port closed, as when the store's host goes down. The proxy is
+/// the fault injector (a real store cannot be stopped at an exact part);
+/// the store behind it is real.
+// covers: FR-29.4, FR-29.5
+#[test]
+fn a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run_catches_up() {
+    if !s3::available() {
+        return;
+    }
+    let sink = HttpSink::start();
+    let alerts = format!("[alerts]\nwebhook_url = \"{0}/hook\"\n", sink.url);
+    // ~30 MB of archive in 5 MiB parts: the cut comes with parts already stored.
+    let o = Offsite::new("midpart", 850_000, "part_size_mb = 5", &alerts);
+    let upstream: std::net::SocketAddr = weed().endpoint.trim_start_matches("http://").parse().unwrap();
+    let proxy = Proxy::start(upstream);
+    let through = format!("http://127.0.0.1:{}", proxy.port());
+    o.set_endpoint(&through);
+    proxy.freeze_on(Trigger::on("partNumber=3"));
+    let started = std::time::Instant::now();
+    let child = o
+        .command(&["backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(proxy.wait_triggered(Duration::from_secs(120)), "the upload never reached its third part");
+    drop(proxy);
+    let first = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert_exit(&first, 0);
+    let err = stderr(&first);
+    let local = o.local_archives();
+    assert_eq!(local.len(), 1, "the local archive is kept: {err}");
+    assert!(err.contains("the offsite copy failed, the local archive is kept"), "{err}");
+    assert!(err.contains(&through), "names the endpoint: {err}");
+    assert_eq!(o.offsite_status(&local[0]).as_deref(), Some("failed"));
+    let hooks = sink.wait_for(1, Duration::from_secs(10));
+    assert!(hooks.iter().any(|h| h.body.contains("offsite_failed") && h.body.contains(&local[0])), "{hooks:?}");
+    assert!(!err.contains(SECRET_KEY), "the secret leaked");
+    // No object under the archive's name: an interrupted multipart upload is never a copy.
+    assert!(o.remote_names().is_empty(), "{:?}", o.remote_names());
+    let verify = o.cmd(&["verify", o.storage().join(&local[0]).to_str().unwrap()]);
+    assert_exit(&verify, 0);
+    assert!(took < Duration::from_secs(120), "the failed upload took {took:?}");
+
+    // The store is back: the next run uploads the interrupted archive, then its own.
+    o.set_endpoint(&weed().endpoint);
+    let second = o.cmd(&["backup"]);
+    assert_exit(&second, 0);
+    let local = o.local_archives();
+    assert_eq!(local.len(), 2);
+    assert_eq!(o.offsite_status(&local[0]).as_deref(), Some("caught_up"));
+    assert_eq!(o.offsite_status(&local[1]).as_deref(), Some("uploaded"));
+    for n in &local {
+        assert_eq!(sha(&o.remote_bytes(n)), sha(&std::fs::read(o.storage().join(n)).unwrap()), "{n}");
+    }
+}
+
 fn name_days_ago(days: i64) -> String {
     let t = chrono::Utc::now() - chrono::Duration::days(days);
     format!("critical_backup_{}.tar.gz", t.format("%Y%m%d_%H%M%S"))
@@ -221,8 +294,7 @@ fn remote_retention_keeps_the_newest_good_copies_and_deletes_only_after_a_succes
     assert_exit(&failed, 2);
     assert_eq!(o.remote_names().len(), 18);
 
-    let ok = o.cmd(&["backup"]);
-    assert_exit(&ok, 0);
+    let ok = o.backup_uploaded();
     let local = o.local_archives();
     // 10 copies, keep_last = 3: this run's and the two newest planted ones stay.
     let mut expected: Vec<String> = [local[0].clone(), planted[0].clone(), planted[1].clone()]
@@ -326,7 +398,7 @@ fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
         "CREATE TABLE notes (id int PRIMARY KEY, blob_id int NOT NULL REFERENCES blobs(id), body text);
          INSERT INTO notes SELECT g, 1 + g % 300, 'note ' || g FROM generate_series(1, 120) g",
     );
-    assert_exit(&o.cmd(&["backup"]), 0);
+    o.backup_uploaded();
     let name = o.local_archives().pop().expect("an archive");
     // Only the offsite copy is left; the local store (and its signing key) stays.
     std::fs::remove_file(o.storage().join(&name)).unwrap();
@@ -383,9 +455,9 @@ fn list_shows_the_remote_copies_beside_the_local_ones() {
         return;
     }
     let o = Offsite::new("list_remote", 50, "", "");
-    assert_exit(&o.cmd(&["backup"]), 0);
+    o.backup_uploaded();
     std::thread::sleep(Duration::from_millis(1100));
-    assert_exit(&o.cmd(&["backup"]), 0);
+    o.backup_uploaded();
     let [gone, changed]: [String; 2] = o.local_archives().try_into().unwrap();
     // A run while the store is down: its archive has no offsite copy.
     std::thread::sleep(Duration::from_millis(1100));
@@ -450,8 +522,7 @@ fn the_mail_of_an_archive_over_the_attach_limit_links_to_its_presigned_offsite_c
         "attach_limit_mb = 0\n",
     );
     let o = Offsite::new("maillink", 2_000, "", &email);
-    let b = o.cmd(&["backup"]);
-    assert_exit(&b, 0);
+    let b = o.backup_uploaded();
     let local = o.local_archives();
     assert_eq!(local.len(), 1, "{}", stderr(&b));
     let mails = server.wait_for(1, Duration::from_secs(30));
