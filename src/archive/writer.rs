@@ -4,7 +4,7 @@
 //! The gzip stream is one member (the reader refuses a second one), but it
 //! is not compressed in one pass. Table rows are compressed while COPY
 //! still sends them, by a pool of worker threads, the way `pigz` does it:
-//! the rows are cut into [`CHUNK`]-sized chunks, each deflated on its own
+//! the rows are cut into 1 MiB chunks (`CHUNK`), each deflated on its own
 //! (primed with the 32 KiB before it, so the ratio is that of one pass) and
 //! ended with a sync flush, so the pieces are byte-aligned deflate blocks
 //! that simply follow one another. A table's compressed rows wait in its
