@@ -44,6 +44,36 @@ pub(super) fn run(cli: &Cli, args: &SendArgs, progress: Progress) -> Result<u8, 
         }
     };
     let report = deliver::deliver(&config, &archive, None, progress);
+    if report.status == Status::Delivered {
+        record_delivery(&config, &archive, progress);
+    }
     emit(cli.json, &report, render::delivery);
     Ok(if report.status == Status::Delivered { 0 } else { 1 })
+}
+
+/// A delivered archive of this store: its run's delivery becomes
+/// `delivered` (a failed re-send changes nothing) and an open
+/// `delivery_failed` incident closes with its recovery notice, as after a
+/// backup whose mail went out. An archive from elsewhere has no run here.
+fn record_delivery(config: &crate::config::Config, archive: &std::path::Path, progress: Progress) {
+    let Some(name) = archive.file_name().and_then(|n| n.to_str()) else { return };
+    use crate::history::History;
+    let dir = &config.storage.dir;
+    let recorded = (|| {
+        if !History::path_in(dir).is_file() {
+            return Ok(false);
+        }
+        let h = History::open(dir)?;
+        match h.by_archive(name)? {
+            Some(run) => h.set_delivery(run.id, "delivered").map(|()| true),
+            None => Ok(false),
+        }
+    })();
+    match recorded {
+        Ok(true) => crate::monitor::incidents::resolve(config, crate::monitor::checks::Kind::DeliveryFailed, progress),
+        Ok(false) => {}
+        Err(e) => {
+            progress(crate::events::Event::Warning(format!("the delivery is not recorded in the history: {e:#}")))
+        }
+    }
 }

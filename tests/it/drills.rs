@@ -92,7 +92,7 @@ const DRILLS: &[Drill] = &[
         name: "smtp_down_for_the_whole_retry_window",
         spec: "TS-5.5, NFR-2.4",
         fault: "nothing listens on the SMTP port for all 3 attempts (back-off 1 s)",
-        expected: "exit 3, archive kept and verified, history delivery = failed, alert by webhook; SMTP back: `lifeboat send` delivers",
+        expected: "exit 3, archive kept and verified, history delivery = failed, alert by webhook; SMTP back: `lifeboat send` delivers, records it (history delivery = delivered) and closes the incident with a recovery notice",
         see_also: "deliver::smtp_down_at_first_and_up_by_the_third_attempt_delivers",
     },
     Drill {
@@ -624,7 +624,7 @@ fn disk_full_in_storage() {
     );
 }
 
-// covers: TS-5.5, NFR-2.4, FR-3.8, FR-3.11, FR-4.7, TS-5.9, SC-2.4
+// covers: TS-5.5, NFR-2.4, FR-3.8, FR-3.10, FR-3.11, FR-4.7, TS-5.9, SC-2.4
 #[test]
 fn smtp_down_for_the_whole_retry_window() {
     if !smtp::aiosmtpd_available() {
@@ -669,18 +669,25 @@ fn smtp_down_for_the_whole_retry_window() {
     });
     let send = rig.run(&["--json", "send", &archive]);
     assert_exit(&send, 0);
-    let got = server.wait_for(1, Duration::from_secs(10));
-    assert_eq!(got.len(), 1, "one message after `send`");
-    let parsed = mail_parser::MessageParser::default().parse(&got[0].raw).expect("a parsable message");
-    let attachment = parsed.attachments().next().expect("the archive is attached");
-    let same = flow::sha256(attachment.contents()) == flow::sha256(&std::fs::read(&archive).unwrap());
+    // The archive, then the recovery notice of the delivery_failed incident it closes.
+    let got = server.wait_for(2, Duration::from_secs(10));
+    assert_eq!(got.len(), 2, "two messages after `send`");
+    let parsed: Vec<_> =
+        got.iter().map(|m| mail_parser::MessageParser::default().parse(&m.raw).expect("a parsable message")).collect();
+    let attached: Vec<_> = parsed.iter().filter_map(|p| p.attachments().next()).collect();
+    assert_eq!(attached.len(), 1, "one message carries the archive");
+    let same = flow::sha256(attached[0].contents()) == flow::sha256(&std::fs::read(&archive).unwrap());
     assert!(same, "the attachment is the kept archive");
+    let notice = parsed.iter().find(|p| p.attachments().next().is_none()).expect("a recovery notice");
+    assert!(notice.subject().unwrap_or_default().contains("RECOVERED"), "{:?}", notice.subject());
+    assert!(notice.body_text(0).unwrap_or_default().contains("delivery_failed"), "the notice names the incident");
     let after: Option<String> = rig
         .history()
         .query_row("SELECT delivery_status FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT 1", [], |r| {
             r.get(0)
         })
         .unwrap();
+    assert_eq!(after.as_deref(), Some("delivered"), "`send` records the delivery it made: {}", stderr(&send));
     let mails: Vec<(String, String)> = got.iter().map(|m| ("the mail sent by `send`".to_string(), m.text())).collect();
     let secrets = rig.assert_no_secret(&mails);
     record(
@@ -688,8 +695,9 @@ fn smtp_down_for_the_whole_retry_window() {
         started,
         &format!(
             "backup exit {} after {took:.1} s, delivery {} after {} attempts, archive kept and verifies; \
-             history delivery = {}; webhook alert kind={}; SMTP back: `send` exit {}, {} message, attachment \
-             SHA-256 equals the archive's; history delivery after `send`: {}; {secrets}",
+             history delivery = {}; webhook alert kind={}; SMTP back: `send` exit {}, {} messages (the archive, \
+             attachment SHA-256 equals the archive's, and the incident's recovery notice); history delivery \
+             after `send`: {}; {secrets}",
             code(&o),
             report["delivery"]["status"].as_str().unwrap_or("?"),
             report["delivery"]["attempts"],
