@@ -4,7 +4,8 @@
 //! archive whose offsite copy is missing, oldest first (catch-up after a
 //! run whose upload failed). Each upload is recorded in the run history;
 //! a failed one leaves the local archive as it is, marks the run "not
-//! offsite" and alerts through the delivery channels. After a run whose
+//! offsite" and opens the `offsite_failed` incident (alerted once, closed
+//! with a recovery notice by the next run whose uploads all succeed). After a run whose
 //! uploads all succeeded, remote retention applies the same rules as the
 //! local one ([`crate::retention::decide`]) with the
 //! `[remote]` policy.
@@ -18,7 +19,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Progress};
 use crate::history::History;
-use crate::monitor::channels::{self, Alert};
+use crate::monitor::channels::Alert;
+use crate::monitor::checks::Kind;
+use crate::monitor::incidents;
 use crate::retention::{self, Archive, Decision, Goodness};
 use crate::store::s3::{RemoteStore, Uploaded};
 use crate::store::Store;
@@ -75,6 +78,7 @@ pub fn run_with(config: &Config, remote: &RemoteStore, archive: &Path, progress:
         let uploaded = std::mem::take(&mut report.uploaded);
         return OffsiteReport { uploaded, ..failed(config, archive, Some(remote), history.as_ref(), &e, progress) };
     }
+    incidents::resolve(config, Kind::OffsiteFailed, progress);
     match prune_remote(config, remote, history.as_ref(), progress) {
         Ok(p) => report.pruned = p,
         Err(e) => progress(Event::Warning(format!("remote retention skipped after the successful upload: {e:#}"))),
@@ -165,7 +169,8 @@ fn failed(
         time: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     progress(Event::Warning(format!("the offsite copy failed, the local archive is kept: {e:#}")));
-    channels::alert(config, &alert, true, progress);
+    // An incident: alerted once (then every `realert_hours`) while the store stays down.
+    incidents::raise(config, &alert, true, progress);
     OffsiteReport { error: Some(format!("{e:#}")), ..Default::default() }
 }
 

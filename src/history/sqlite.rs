@@ -136,6 +136,8 @@ pub struct RunRecord {
     pub delivery_status: Option<String>,
     pub restore_test_status: Option<String>,
     pub restore_test_duration_ms: Option<u64>,
+    /// `uploaded`, `caught_up` or `failed` with `[remote]` (FR-29.4).
+    pub offsite_status: Option<String>,
 }
 
 /// An incident (FR-4.6) as recorded: open while `closed_at` is `None`.
@@ -178,7 +180,8 @@ fn parse_ts(s: &str) -> DateTime<Utc> {
 }
 
 const COLUMNS: &str = "id, started_at, finished_at, trigger, status, failed_step, error, archive, size_bytes, \
-                       duration_ms, rows, delivery_status, restore_test_status, restore_test_duration_ms";
+                       duration_ms, rows, delivery_status, restore_test_status, restore_test_duration_ms, \
+                       offsite_status";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let n = |i: usize| -> rusqlite::Result<Option<u64>> { Ok(r.get::<_, Option<i64>>(i)?.map(|v| v as u64)) };
@@ -197,6 +200,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         delivery_status: r.get(11)?,
         restore_test_status: r.get(12)?,
         restore_test_duration_ms: n(13)?,
+        offsite_status: r.get(14)?,
     })
 }
 
@@ -475,6 +479,16 @@ impl History {
                     "SELECT {COLUMNS} FROM runs WHERE delivery_status IS NOT NULL AND delivery_status != 'skipped' \
                      ORDER BY id DESC LIMIT 1"
                 ),
+                [],
+            )?
+            .pop())
+    }
+
+    /// The newest run with an offsite outcome (FR-29.4).
+    pub fn latest_offsite(&self) -> Result<Option<RunRecord>> {
+        Ok(self
+            .query(
+                &format!("SELECT {COLUMNS} FROM runs WHERE offsite_status IS NOT NULL ORDER BY id DESC LIMIT 1"),
                 [],
             )?
             .pop())

@@ -52,6 +52,8 @@ pub struct Facts {
     pub failed_delivery: Option<RunRecord>,
     /// The newest rehearsed run, when its rehearsal failed.
     pub failed_rehearsal: Option<RunRecord>,
+    /// The newest run with an offsite outcome, when its upload failed.
+    pub failed_offsite: Option<RunRecord>,
 }
 
 /// A problem's machine name: the incident kind it opens (FR-4.6).
@@ -68,10 +70,11 @@ pub enum Kind {
     LowDisk,
     DeliveryFailed,
     RestoreTestFailed,
+    OffsiteFailed,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::NoSuccess,
         Kind::Stale,
         Kind::BackupFailed,
@@ -80,6 +83,7 @@ impl Kind {
         Kind::LowDisk,
         Kind::DeliveryFailed,
         Kind::RestoreTestFailed,
+        Kind::OffsiteFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +96,7 @@ impl Kind {
             Kind::LowDisk => "low_disk",
             Kind::DeliveryFailed => "delivery_failed",
             Kind::RestoreTestFailed => "restore_test_failed",
+            Kind::OffsiteFailed => "offsite_failed",
         }
     }
 
@@ -137,6 +142,7 @@ pub fn gather(storage_dir: &Path) -> Result<Facts> {
         facts.last_failure = h.latest_finished()?.filter(|r| r.status != "success");
         facts.failed_delivery = h.latest_delivery()?.filter(|r| r.delivery_status.as_deref() == Some("failed"));
         facts.failed_rehearsal = h.latest_rehearsal()?.filter(|r| r.restore_test_status.as_deref() == Some("failed"));
+        facts.failed_offsite = h.latest_offsite()?.filter(|r| r.offsite_status.as_deref() == Some("failed"));
     }
     // A storage directory that does not exist yet has no space problem to report.
     facts.free_bytes = free_space(storage_dir).ok();
@@ -291,6 +297,17 @@ pub fn incidents(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Vec<P
             ),
         });
     }
+    if let Some(r) = &f.failed_offsite {
+        problems.push(Problem {
+            kind: Kind::OffsiteFailed,
+            reason: format!(
+                "the offsite copy of {} (run started {}) failed: the archive is kept locally and the next run \
+                 uploads it; fix what `lifeboat plan` says about [remote]",
+                r.archive.as_deref().unwrap_or("the last archive"),
+                when(r)
+            ),
+        });
+    }
     problems
 }
 
@@ -357,12 +374,14 @@ mod tests {
             delivery_status: None,
             restore_test_status: None,
             restore_test_duration_ms: None,
+            offsite_status: None,
         };
         let mut f = fresh(200 * MIB);
         f.previous_sizes = vec![900 * MIB; 3];
         f.last_failure = Some(run("failed"));
         f.failed_delivery = Some(run("success"));
         f.failed_rehearsal = Some(run("success"));
+        f.failed_offsite = Some(run("success"));
         f.last_success = Some(now() - chrono::Duration::hours(26));
         assert_eq!(
             kinds(&f),
@@ -372,12 +391,16 @@ mod tests {
                 Kind::SizeOutOfBand,
                 Kind::SizeAnomaly,
                 Kind::DeliveryFailed,
-                Kind::RestoreTestFailed
+                Kind::RestoreTestFailed,
+                Kind::OffsiteFailed
             ]
         );
         // A failed delivery or rehearsal alerts, but the backups are not unhealthy for it.
         let h = evaluate(&f, &limits, now());
-        assert!(!h.problems.iter().any(|p| matches!(p.kind, Kind::DeliveryFailed | Kind::RestoreTestFailed)));
+        assert!(!h
+            .problems
+            .iter()
+            .any(|p| matches!(p.kind, Kind::DeliveryFailed | Kind::RestoreTestFailed | Kind::OffsiteFailed)));
         assert_eq!(Kind::ALL.map(|k| Kind::parse(k.as_str())), Kind::ALL.map(Some));
         assert_eq!(serde_json::to_value(Kind::SizeOutOfBand).unwrap(), "size_out_of_band");
         let d = tempfile::tempdir().unwrap();

@@ -117,7 +117,9 @@ pub fn raise(config: &Config, alert: &Alert, mail: bool, progress: Progress) {
             rfc3339(open.opened_at),
             open.last_alert_at.map_or_else(|| "not yet".to_string(), rfc3339),
         )));
-        if matches!(alert.kind, "backup_failed" | "delivery_failed") && config.alerts.ping_url.is_some() {
+        if matches!(alert.kind, "backup_failed" | "delivery_failed" | "offsite_failed")
+            && config.alerts.ping_url.is_some()
+        {
             let _ = channels::ping(&config.alerts, Ping::Fail, Some(&detail), progress);
         }
         Ok(None)
@@ -255,6 +257,7 @@ fn title(kind: Kind) -> &'static str {
         Kind::LowDisk => "low disk space for backups",
         Kind::DeliveryFailed => "backup mail not delivered",
         Kind::RestoreTestFailed => "restore rehearsal failed",
+        Kind::OffsiteFailed => "backup not copied offsite",
     }
 }
 
@@ -288,6 +291,10 @@ fn next_steps(kind: Kind, config: &Config) -> Vec<String> {
             "The archive is kept, but it does not count as good for retention.",
             "Check that the scratch server of [verify] restore_test_url is up and its role has CREATEDB.",
             "Rehearse by hand to see every problem: lifeboat verify <archive> --restore-test <url>",
+        ],
+        Kind::OffsiteFailed => &[
+            "The backup itself is good and kept locally; the next run uploads every archive whose offsite copy is missing.",
+            "Fix what the error names (the store must be reachable, the bucket must exist, the keys must be valid); `lifeboat plan` checks it.",
         ],
     };
     let mut v: Vec<String> = steps.iter().map(|s| s.to_string()).collect();

@@ -148,6 +148,8 @@ fn the_daemon_catches_up_at_start_mails_the_archive_logs_with_timestamps_and_sto
 // covers: FR-1.5, FR-23.2, FR-23.3, FR-20.3, FR-12.7, FR-4.5
 #[test]
 fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start() {
+    let started =
+        crate::drills::start("daemon::sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start");
     let db = big_db("daemon_abort");
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("b");
@@ -165,8 +167,10 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
     let manual = run(&["--config", cfg.to_str().unwrap(), "backup", "--database-url", &db.url]);
     assert_exit(&manual, 2);
     assert!(stderr(&manual).contains("another lifeboat run holds"), "{}", stderr(&manual));
+    let termed = std::time::Instant::now();
     signal(&daemon, "-TERM");
     let code = exit_code(daemon, Duration::from_secs(40));
+    let term_took = termed.elapsed().as_secs_f64();
     let err1 = std::fs::read_to_string(dir.path().join("stderr1")).unwrap();
     assert_eq!(code, Some(0), "{err1}");
     assert!(archives(&storage).is_empty(), "no archive from the aborted run: {:?}", files(&storage));
@@ -193,8 +197,10 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
 
     // 3. The next start cleans up, records the dead run as interrupted and catches up.
     let cfg = config(dir.path(), &db.url, "");
+    let restarted = std::time::Instant::now();
     let daemon = start(&cfg, &dir.path().join("stderr3"));
     wait_for("the catch-up after kill -9", Duration::from_secs(90), || archives(&storage).len() == 1);
+    let catch_up_took = restarted.elapsed().as_secs_f64();
     signal(&daemon, "-TERM");
     assert_eq!(exit_code(daemon, Duration::from_secs(30)), Some(0));
     let history = runs(&storage);
@@ -203,6 +209,17 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
     assert_eq!(daemon_runs, ["aborted", "interrupted", "success"], "every run recorded, none claimed good");
     assert!(!files(&storage).iter().any(|n| n.ends_with(".partial")), "{:?}", files(&storage));
     assert_exit(&run(&["--config", cfg.to_str().unwrap(), "check"]), 0);
+    crate::drills::record(
+        "daemon::sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start",
+        started,
+        &format!(
+            "SIGTERM: exit 0 {term_took:.1} s after the signal (shutdown_grace 1 s), run `aborted`, 0 files left, \
+             1 webhook alert (the manual run refused meanwhile), none for the aborted run; SIGKILL: `.partial` and \
+             a `running` row left; next start: catch-up archive after {catch_up_took:.1} s, no `.partial`, runs \
+             {}, `check` exit 0",
+            daemon_runs.join(" → ")
+        ),
+    );
 }
 
 /// `(attempt, status, started_at)` of every recorded run, in order.
@@ -215,6 +232,9 @@ fn attempts(storage: &Path) -> Vec<(i64, String, String)> {
 // covers: TS-5.1, FR-1.7, NFR-2.4, FR-4.5
 #[test]
 fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once() {
+    let started = crate::drills::start(
+        "daemon::postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once",
+    );
     // Nothing listens on this port: the server is "stopped" (connection refused).
     let port = crate::support::smtp::free_port();
     let url = format!("postgres://lifeboat:Pg-Drill-Secret-7q@127.0.0.1:{port}/app");
@@ -260,6 +280,18 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     for secret in ["Pg-Drill-Secret-7q", "Hook-Token-9z"] {
         assert!(!hooks[0].body.contains(secret) && !log.contains(secret), "{secret} leaked");
     }
+    crate::drills::record(
+        "daemon::postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once",
+        started,
+        &format!(
+            "3 attempts, all `failed`, {:.1} s then {:.1} s apart; 1 webhook alert kind=backup_failed step=connect: \
+             `{}`; 0 archives, 0 `.partial`; no secret in the alert or the log ({} KiB)",
+            (at(1) - at(0)).num_milliseconds() as f64 / 1000.0,
+            (at(2) - at(1)).num_milliseconds() as f64 / 1000.0,
+            message.lines().next().unwrap_or("").chars().take(160).collect::<String>(),
+            log.len().div_ceil(1024)
+        ),
+    );
 }
 
 // covers: FR-17.1, FR-17.3, FR-25.2

@@ -13,8 +13,10 @@
 //! `LIFEBOAT_TEST_UPDATE_DOCS` (or `LIFEBOAT_UPDATE_DOCS`) set, it then
 //! regenerates the section between the markers of `docs/RELIABILITY.md`,
 //! rows sorted by drill name: the recorded ones, and for a drill not
-//! recorded yet its row from the last pass. Run all drills at once:
-//! `LIFEBOAT_TEST_UPDATE_DOCS=1 cargo test --test it drills::`.
+//! recorded yet its row from the last pass. The daemon's and the offsite
+//! store's drills (`daemon.rs`, `offsite.rs`) call [`start`] and [`record`]
+//! with their own test paths. Run all drills at once:
+//! `LIFEBOAT_TEST_UPDATE_DOCS=1 cargo test --test it -- drills:: daemon:: offsite::`.
 //!
 //! Drills already proved elsewhere are named in the table's "see also"
 //! column instead of being repeated here.
@@ -50,7 +52,7 @@ struct Drill {
 
 const DRILLS: &[Drill] = &[
     Drill {
-        name: "corrupted_archive_in_store",
+        name: "drills::corrupted_archive_in_store",
         spec: "TS-5.7",
         fault: "one byte flipped in the middle of the newest of three archives; later the oldest truncated",
         expected: "`verify` exits 1 naming the damage; `list --verify` flags it (plain `list` flags a size change); \
@@ -59,21 +61,21 @@ const DRILLS: &[Drill] = &[
                    service::prune_keeps_the_newest_good_archives_and_does_not_count_a_corrupted_one",
     },
     Drill {
-        name: "disk_full_in_storage",
+        name: "drills::disk_full_in_storage",
         spec: "TS-5.4, NFR-2.6",
         fault: "storage.dir on a 2 MiB tmpfs, ~13 MB of rows to back up",
         expected: "exit 1, `No space left on device` naming the path and the MB needed; nothing partial left; webhook alert",
         see_also: "closure_scale::a_full_disk_names_the_path_what_was_written_and_the_space_needed",
     },
     Drill {
-        name: "kill_9_at_random_points",
+        name: "drills::kill_9_at_random_points",
         spec: "TS-5.3, NFR-2.2",
         fault: "SIGKILL of `lifeboat backup` after a seeded random delay within one run's measured duration, 20 times",
         expected: "no final archive fails `verify`; history never records success for a killed run; the next run cleans up and succeeds",
         see_also: "backup::a_stale_partial_from_a_crashed_run_is_removed_by_the_next_run",
     },
     Drill {
-        name: "malformed_configs",
+        name: "drills::malformed_configs",
         spec: "TS-5.8, NFR-2.5",
         fault: "seeded random edits of every shipped example config (examples/*.toml, TOML blocks of README, docs, spec)",
         expected: "`lifeboat config` exits 0 or 2 with an `error:` message; never a panic (exit 101)",
@@ -81,7 +83,7 @@ const DRILLS: &[Drill] = &[
                    config_safety::a_malformed_config_never_echoes_the_secret_it_holds",
     },
     Drill {
-        name: "postgres_stopped_mid_run",
+        name: "drills::postgres_stopped_mid_run",
         spec: "TS-5.2, NFR-2.3",
         fault: "the throwaway cluster stopped (`pg_ctl stop -m fast`) while the run is inside pg_dump with a `.partial` written",
         expected: "the run fails, `.partial` and temp files removed, webhook alert; after a restart the next run succeeds",
@@ -89,18 +91,46 @@ const DRILLS: &[Drill] = &[
                    closure_scale::a_database_lost_during_copy_names_the_table_and_the_lost_connection",
     },
     Drill {
-        name: "smtp_down_for_the_whole_retry_window",
+        name: "drills::smtp_down_for_the_whole_retry_window",
         spec: "TS-5.5, NFR-2.4",
         fault: "nothing listens on the SMTP port for all 3 attempts (back-off 1 s)",
         expected: "exit 3, archive kept and verified, history delivery = failed, alert by webhook; SMTP back: `lifeboat send` delivers, records it (history delivery = delivered) and closes the incident with a recovery notice",
         see_also: "deliver::smtp_down_at_first_and_up_by_the_third_attempt_delivers",
     },
     Drill {
-        name: "table_locked_access_exclusive",
+        name: "drills::table_locked_access_exclusive",
         spec: "TS-5.6, FR-14.2",
         fault: "another session holds ACCESS EXCLUSIVE on a table (a migration); `lock_timeout = \"2s\"`",
         expected: "the run fails after the lock timeout naming the table; the application is never blocked by lifeboat longer than the lock timeout",
         see_also: "backup::a_table_locked_by_another_session_fails_the_run_naming_it_within_the_lock_timeout",
+    },
+    Drill {
+        name: "daemon::postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once",
+        spec: "TS-5.1, FR-1.7",
+        fault: "nothing listens on the database port when the daemon's scheduled (catch-up) run starts; `retries = 3`, `retry_backoff = \"1s\"`",
+        expected: "3 attempts with doubling back-off, then one `backup_failed` alert naming the refused connection; no archive, nothing partial, no secret in alert or log",
+        see_also: "deliver::a_failed_backup_alerts_with_step_and_cause_and_no_secret",
+    },
+    Drill {
+        name: "daemon::sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start",
+        spec: "TS-5.3, FR-23.3",
+        fault: "the daemon's run held inside a COPY (a proxy stops forwarding), then SIGTERM; again, then SIGKILL",
+        expected: "SIGTERM: exit 0 after the grace, run `aborted`, nothing kept, no alert; SIGKILL: the next start removes the `.partial`, records the run `interrupted` and catches up",
+        see_also: "drills::kill_9_at_random_points",
+    },
+    Drill {
+        name: "offsite::a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_what_is_missing",
+        spec: "FR-29.4, FR-29.5, FR-4.6",
+        fault: "nothing listens at the S3 endpoint for two runs",
+        expected: "backups exit 0 with the local archive kept, runs offsite `failed`, one `offsite_failed` alert for both; the store back: the missed archives uploaded oldest first, one recovery notice",
+        see_also: "offsite::a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run_catches_up",
+    },
+    Drill {
+        name: "offsite::a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run_catches_up",
+        spec: "FR-29.4, FR-29.5",
+        fault: "the third 5 MiB part of the upload held at a proxy before the real SeaweedFS, then every connection cut and the port closed",
+        expected: "backup exit 0, local archive kept and verified, run offsite `failed`, `offsite_failed` alert, no object under the archive's name; the store back: caught up byte-identical",
+        see_also: "offsite::a_backup_uploads_a_multipart_copy_that_is_byte_identical_with_bounded_memory",
     },
 ];
 
@@ -111,8 +141,10 @@ fn results_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("drills")
 }
 
-/// Forgets the last result of drill `name` (it is about to run again).
-fn start(name: &str) -> Instant {
+/// Forgets the last result of drill `name` (its test's path, e.g.
+/// `drills::kill_9_at_random_points`: drills of other modules write their
+/// rows too) — it is about to run again.
+pub(crate) fn start(name: &str) -> Instant {
     assert!(DRILLS.iter().any(|d| d.name == name), "drill {name} is not in DRILLS");
     let _ = std::fs::remove_file(results_dir().join(format!("{name}.txt")));
     Instant::now()
@@ -120,7 +152,7 @@ fn start(name: &str) -> Instant {
 
 /// Records what drill `name` observed (it passed), and regenerates the
 /// table when asked to.
-fn record(name: &str, started: Instant, observed: &str) {
+pub(crate) fn record(name: &str, started: Instant, observed: &str) {
     let observed = format!("{observed}; drill took {:.1} s", started.elapsed().as_secs_f64());
     eprintln!("drill {name}: {observed}");
     std::fs::create_dir_all(results_dir()).unwrap();
@@ -145,7 +177,7 @@ fn regenerate_table() {
     // A drill with no result yet in this pass keeps its row from the last
     // pass, so the file is complete at every moment of a pass.
     let old_row = |name: &str| {
-        let start = format!("| `drills::{name}` |");
+        let start = format!("| `{name}` |");
         old_table.lines().find(|l| l.starts_with(&start)).map(|l| format!("{l}\n"))
     };
     let mut drills: Vec<&Drill> = DRILLS.iter().collect();
@@ -166,7 +198,7 @@ fn regenerate_table() {
             },
         };
         table.push_str(&format!(
-            "| `drills::{}` | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} |\n",
             d.name,
             d.spec,
             cell(d.fault),
@@ -187,11 +219,10 @@ fn reliability_md_holds_the_generated_table_of_every_drill() {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/RELIABILITY.md")).unwrap();
     let (_, rest) = doc.split_once(BEGIN).expect("the begin marker");
     let (table, _) = rest.split_once(END).expect("the end marker");
-    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `drills::")).collect();
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `") && l.contains("::")).collect();
     let mut names: Vec<&str> = DRILLS.iter().map(|d| d.name).collect();
     names.sort();
-    let listed: Vec<&str> =
-        rows.iter().map(|r| r.trim_start_matches("| `drills::").split('`').next().unwrap_or("")).collect();
+    let listed: Vec<&str> = rows.iter().map(|r| r.trim_start_matches("| `").split('`').next().unwrap_or("")).collect();
     assert_eq!(listed, names, "one row per drill, sorted: regenerate with LIFEBOAT_TEST_UPDATE_DOCS=1");
     for r in rows {
         assert!(!r.contains("(not run yet)"), "commit a table from a pass that ran every drill: {r}");
@@ -361,7 +392,7 @@ fn code(o: &Output) -> String {
 // covers: TS-5.2, NFR-2.3, FR-4.5, TS-5.9, SC-2.4
 #[test]
 fn postgres_stopped_mid_run() {
-    let started = start("postgres_stopped_mid_run");
+    let started = start("drills::postgres_stopped_mid_run");
     let cluster = support::Cluster::with_password_role(DB_PW, &["drill_app"]);
     let admin_url = cluster.url("drill_app");
     support::connect(&admin_url)
@@ -437,7 +468,7 @@ fn postgres_stopped_mid_run() {
     assert_exit(&verify, 0);
     let secrets = rig.assert_no_secret(&[]);
     record(
-        "postgres_stopped_mid_run",
+        "drills::postgres_stopped_mid_run",
         started,
         &format!(
             "exit {} {after_stop:.1} s after the stop (run {:.1} s): `{}`; files left in storage: {}; \
@@ -471,7 +502,7 @@ fn small_db(hint: &str) -> TestDb {
 fn kill_9_at_random_points() {
     const SEED: u64 = 0x5EED_D1A1_0009;
     const KILLS: usize = 20;
-    let started = start("kill_9_at_random_points");
+    let started = start("drills::kill_9_at_random_points");
     let db = small_db("drill_kill9");
     let mut rig = Rig::new(&db.url, "", None, "");
     let t = Instant::now();
@@ -569,7 +600,7 @@ fn kill_9_at_random_points() {
     durations.sort();
     let median = durations[durations.len() / 2];
     record(
-        "kill_9_at_random_points",
+        "drills::kill_9_at_random_points",
         started,
         &format!(
             "seed {SEED:#x}, a whole run {median} ms (median), kill delays {min}–{max} ms; {killed} of {round} \
@@ -586,7 +617,7 @@ fn kill_9_at_random_points() {
 // covers: TS-5.4, NFR-2.6, NFR-2.3, FR-4.5, TS-5.9
 #[test]
 fn disk_full_in_storage() {
-    let started = start("disk_full_in_storage");
+    let started = start("drills::disk_full_in_storage");
     let Some((fs, db)) = full_disk_and_big_db("drill_disk_full") else { return };
     let storage = fs.dir.path().join("backups");
     let mut rig = Rig::new(&db.url, "", Some(&storage), "");
@@ -611,7 +642,7 @@ fn disk_full_in_storage() {
     assert!(alerts[0]["message"].as_str().unwrap_or("").contains("No space left"), "{}", alerts[0]);
     let secrets = rig.assert_no_secret(&[]);
     record(
-        "disk_full_in_storage",
+        "drills::disk_full_in_storage",
         started,
         &format!(
             "exit {}: error names the storage path, public.big and says the backup needs about {needed} MB; files left: {}; \
@@ -630,7 +661,7 @@ fn smtp_down_for_the_whole_retry_window() {
     if !smtp::aiosmtpd_available() {
         return;
     }
-    let started = start("smtp_down_for_the_whole_retry_window");
+    let started = start("drills::smtp_down_for_the_whole_retry_window");
     let db = small_db("drill_smtp_down");
     let ca = TestCa::new();
     let (cert, key) = ca.server_cert(&["localhost"]);
@@ -691,7 +722,7 @@ fn smtp_down_for_the_whole_retry_window() {
     let mails: Vec<(String, String)> = got.iter().map(|m| ("the mail sent by `send`".to_string(), m.text())).collect();
     let secrets = rig.assert_no_secret(&mails);
     record(
-        "smtp_down_for_the_whole_retry_window",
+        "drills::smtp_down_for_the_whole_retry_window",
         started,
         &format!(
             "backup exit {} after {took:.1} s, delivery {} after {} attempts, archive kept and verifies; \
@@ -713,7 +744,7 @@ fn smtp_down_for_the_whole_retry_window() {
 // covers: TS-5.6, FR-14.2, US-11/AC-1, NFR-2.3, TS-5.9
 #[test]
 fn table_locked_access_exclusive() {
-    let started = start("table_locked_access_exclusive");
+    let started = start("drills::table_locked_access_exclusive");
     let db = fresh_db("drill_locked");
     // lifeboat locks tables in catalog order: a_orders before z_migrating,
     // so it holds a_orders while it waits for z_migrating.
@@ -773,7 +804,7 @@ fn table_locked_access_exclusive() {
     assert_eq!(alerts.first().map(|a| a["kind"].clone()), Some("backup_failed".into()), "{alerts:?}");
     let secrets = rig.assert_no_secret(&[]);
     record(
-        "table_locked_access_exclusive",
+        "drills::table_locked_access_exclusive",
         started,
         &format!(
             "exit {} after {:.1} s (lock_timeout 2 s): `{}`; application INSERT into the table lifeboat held \
@@ -791,7 +822,7 @@ fn table_locked_access_exclusive() {
 // covers: TS-5.7, FR-5.2, FR-6.2, FR-17.5, US-12/AC-2, TS-5.9
 #[test]
 fn corrupted_archive_in_store() {
-    let started = start("corrupted_archive_in_store");
+    let started = start("drills::corrupted_archive_in_store");
     let db = small_db("drill_corrupt");
     // Three fresh archives: all within retention_days, so the backups' own
     // retention keeps them; the newest is then damaged on disk.
@@ -844,7 +875,7 @@ fn corrupted_archive_in_store() {
     assert!(by_size.contains("when it was verified"), "{truncated}");
     let secrets = rig.assert_no_secret(&[]);
     record(
-        "corrupted_archive_in_store",
+        "drills::corrupted_archive_in_store",
         started,
         &format!(
             "byte {at} of {} flipped; verify exit {}: `{}`; plain list: damaged={} (same size as verified); \
@@ -1007,7 +1038,7 @@ fn mutate_config(rng: &mut Rng, original: &str) -> String {
 fn malformed_configs() {
     const SEED: u64 = 0xC0F1_6D21;
     const PER_CONFIG: usize = 60;
-    let started = start("malformed_configs");
+    let started = start("drills::malformed_configs");
     let configs = shipped_configs();
     assert!(configs.iter().any(|(p, _)| p.starts_with("examples/")), "{configs:?}");
     let dir = tempfile::tempdir().unwrap();
@@ -1061,7 +1092,7 @@ fn malformed_configs() {
         }
     }
     record(
-        "malformed_configs",
+        "drills::malformed_configs",
         started,
         &format!(
             "seed {SEED:#x}: {runs} mutants of {} configs ({}): {loaded} still valid (exit 0), {refused} refused \

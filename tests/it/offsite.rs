@@ -158,12 +158,15 @@ fn a_backup_uploads_a_multipart_copy_that_is_byte_identical_with_bounded_memory(
     );
 }
 
-// covers: FR-29.4, FR-29.5, FR-4.7
+// covers: FR-29.4, FR-29.5, FR-4.7, FR-4.6
 #[test]
 fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_what_is_missing() {
+    const DRILL: &str =
+        "offsite::a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_what_is_missing";
     if !s3::available() {
         return;
     }
+    let started = crate::drills::start(DRILL);
     let sink = HttpSink::start();
     let alerts = format!("[alerts]\nwebhook_url = \"{0}/hook\"\nping_url = \"{0}/ping\"\n", sink.url);
     let o = Offsite::new("down", 50, "", &alerts);
@@ -191,23 +194,51 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
     assert_eq!(pings.last().map(String::as_str), Some("/ping/fail"), "{pings:?}");
     assert!(o.remote_names().is_empty());
 
-    // The store is back: the next run uploads the missed archive first, then its own.
+    // Still down for the next run: the open offsite_failed incident is not alerted again.
+    std::thread::sleep(Duration::from_millis(1100));
+    let again = o.cmd(&["backup"]);
+    assert_exit(&again, 0);
+    assert!(stderr(&again).contains("not alerted again: the offsite_failed incident is open"), "{}", stderr(&again));
+    let offsite_alerts = |kind: &str| {
+        sink.seen()
+            .iter()
+            .filter(|h| h.path == "/hook" && h.body.contains(kind) && h.body.contains("offsite_failed"))
+            .count()
+    };
+    assert_eq!(offsite_alerts("\"alert\""), 1, "one alert per incident: {:?}", sink.seen());
+
+    // The store is back: the next run uploads the missed archives first, then its own,
+    // and closes the incident with one recovery notice.
     o.set_endpoint(&weed().endpoint);
+    std::thread::sleep(Duration::from_millis(1100));
     let second = o.cmd(&["--verbose", "backup"]);
     assert_exit(&second, 0);
     let local = o.local_archives();
-    assert_eq!(local.len(), 2);
+    assert_eq!(local.len(), 3);
+    assert_eq!(offsite_alerts("\"recovery\""), 1, "{:?}", sink.seen());
     let mut expected: Vec<String> = local.iter().flat_map(|n| [n.clone(), format!("{n}.sha256")]).collect();
     expected.sort();
     assert_eq!(o.remote_names(), expected, "{}", stderr(&second));
     let log = stderr(&second);
-    let (catch_up, own) = (log.find(&format!("uploading {}", local[0])), log.find(&format!("uploading {}", local[1])));
-    assert!(catch_up.is_some() && own.is_some() && catch_up < own, "oldest first: {log}");
+    let at: Vec<Option<usize>> = local.iter().map(|n| log.find(&format!("uploading {n}"))).collect();
+    assert!(at.iter().all(Option::is_some) && at.windows(2).all(|w| w[0] < w[1]), "oldest first: {log}");
     assert_eq!(o.offsite_status(&local[0]).as_deref(), Some("caught_up"));
-    assert_eq!(o.offsite_status(&local[1]).as_deref(), Some("uploaded"));
+    assert_eq!(o.offsite_status(&local[1]).as_deref(), Some("caught_up"));
+    assert_eq!(o.offsite_status(&local[2]).as_deref(), Some("uploaded"));
     for n in &local {
         assert_eq!(sha(&o.remote_bytes(n)), sha(&std::fs::read(o.storage().join(n)).unwrap()));
     }
+    crate::drills::record(
+        DRILL,
+        started,
+        &format!(
+            "2 runs with the store down: exit 0 each, local archives kept, offsite `failed`, 1 `offsite_failed` \
+             alert naming bucket and endpoint (the second run: `not alerted again`), pings end on /fail; store \
+             back: {} objects uploaded oldest first (caught_up, caught_up, uploaded), byte-identical, 1 recovery \
+             notice; no access key in stderr or alert",
+            local.len()
+        ),
+    );
 }
 
 /// The store goes away in the middle of a multipart upload: the third
@@ -219,9 +250,12 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
 // covers: FR-29.4, FR-29.5
 #[test]
 fn a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run_catches_up() {
+    const DRILL: &str =
+        "offsite::a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run_catches_up";
     if !s3::available() {
         return;
     }
+    let drill = crate::drills::start(DRILL);
     let sink = HttpSink::start();
     let alerts = format!("[alerts]\nwebhook_url = \"{0}/hook\"\n", sink.url);
     // ~30 MB of archive in 5 MiB parts: the cut comes with parts already stored.
@@ -269,6 +303,18 @@ fn a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run
     for n in &local {
         assert_eq!(sha(&o.remote_bytes(n)), sha(&std::fs::read(o.storage().join(n)).unwrap()), "{n}");
     }
+    let size = std::fs::metadata(o.storage().join(&local[0])).unwrap().len();
+    crate::drills::record(
+        DRILL,
+        drill,
+        &format!(
+            "a {:.1} MB archive, cut at its third 5 MiB part: backup exit 0 after {:.1} s, local archive kept and \
+             verifies, offsite `failed`, `offsite_failed` alert naming the archive, 0 objects in the store; store \
+             back: both archives uploaded (caught_up, uploaded), byte-identical",
+            size as f64 / 1e6,
+            took.as_secs_f64()
+        ),
+    );
 }
 
 fn name_days_ago(days: i64) -> String {
