@@ -93,6 +93,8 @@ fn the_compose_file_validates_and_the_backup_service_has_its_mounts_env_secrets_
     assert_eq!(b["build"]["args"]["PG_MAJOR"], "15");
     assert_eq!(b["depends_on"]["postgres"]["condition"], "service_healthy");
     assert_eq!(b["restart"], "unless-stopped");
+    // Past the daemon's default shutdown_grace (60 s): a stop lets the running backup end cleanly.
+    assert_eq!(b["stop_grace_period"], "1m30s", "{b}");
     assert_eq!(b["logging"]["driver"], "json-file");
     assert!(b["logging"]["options"]["max-size"].is_string() && b["logging"]["options"]["max-file"].is_string());
     // No command: the image's CMD ["daemon"] runs.
