@@ -266,14 +266,11 @@ pub(super) fn deployment_env(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
     use crate::config::{resolve, Overrides};
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::config::test_env as env;
 
     // covers: FR-11.4, FR-11.5, FR-3.1, SC-2.1, SC-2.4
     #[test]

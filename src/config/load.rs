@@ -258,9 +258,7 @@ pub(super) fn overlay(base: &mut toml::Table, top: toml::Table) {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::config::test_env as env;
 
     const FILE: &str = r#"
 [database]

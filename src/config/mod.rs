@@ -39,6 +39,12 @@ pub use url::{parse_database_url, parse_target_url, target_password, Target};
 
 use crate::model::{DefaultMode, Span, TableName};
 
+/// An environment for the config tests, from `(name, value)` pairs.
+#[cfg(test)]
+pub(crate) fn test_env(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}; pass an existing file with --config or LIFEBOAT_CONFIG")]

@@ -214,9 +214,7 @@ mod tests {
     use super::RemoteUrl;
     use crate::config::{resolve, Overrides};
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::config::test_env as env;
 
     // covers: FR-29.1
     #[test]

@@ -183,14 +183,11 @@ pub(super) fn de_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D:
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
     use crate::config::{resolve, Overrides};
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::config::test_env as env;
 
     // covers: FR-6.1, FR-11.6, FR-4.2
     #[test]

@@ -207,9 +207,7 @@ pub(super) fn url_fields(url: &str, origin: &str) -> Result<toml::Table, ConfigE
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::config::test_env as env;
 
     // covers: SC-4.4
     #[test]

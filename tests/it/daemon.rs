@@ -96,23 +96,14 @@ fn tiny_db(hint: &str) -> TestDb {
 // covers: FR-1.1, FR-1.4, FR-23.1, FR-23.2, FR-25.1, FR-25.2, FR-20.1, NFR-4.2, US-1/AC-1
 #[test]
 fn the_daemon_catches_up_at_start_mails_the_archive_logs_with_timestamps_and_stops_on_sigterm_with_exit_0() {
-    use crate::support::smtp::{self, Mode, SmtpOptions, SmtpServer, TestCa};
+    use crate::support::smtp::{self, Mode, TlsServer};
     if !smtp::require("python3 with aiosmtpd", smtp::aiosmtpd_available()) {
         return;
     }
     let db = tiny_db("daemon_catch_up");
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new();
-    let (cert, key) = ca.server_cert(&["localhost"]);
     let password = "Smtp-Daemon-Secret-4k";
-    let server = SmtpServer::start(&SmtpOptions {
-        mode: Mode::StartTls,
-        port: 0,
-        cert: Some((&cert, &key)),
-        user: crate::deliver::USER,
-        password,
-        refuse: &[],
-    });
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, password);
     let email = crate::deliver::email_section(server.port, Mode::StartTls, Some(&ca.ca_file), password, dir.path(), "");
     let cfg = config(dir.path(), &db.url, &email);
     let storage = dir.path().join("b");

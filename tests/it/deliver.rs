@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::flow::{assert_exit, json, run, sha256, stderr, Seeded};
 use crate::support::http_sink::HttpSink;
-use crate::support::smtp::{self, free_port, Mode, SmtpOptions, SmtpServer, TestCa};
+use crate::support::smtp::{self, free_port, Mode, SmtpOptions, SmtpServer, TestCa, TlsServer};
 use crate::support::{self, toml_string};
 
 pub(crate) const USER: &str = "backup@example.test";
@@ -36,16 +36,7 @@ impl Mail {
     }
 
     fn start_with(mode: Mode, names: &[&str], refuse: &[&str]) -> Mail {
-        let ca = TestCa::new();
-        let (cert, key) = ca.server_cert(names);
-        let server = SmtpServer::start(&SmtpOptions {
-            mode,
-            port: 0,
-            cert: Some((&cert, &key)),
-            user: USER,
-            password: PASSWORD,
-            refuse,
-        });
+        let TlsServer { ca, server } = TlsServer::start_with(mode, USER, PASSWORD, names, refuse);
         Mail { ca, server }
     }
 

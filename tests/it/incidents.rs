@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::flow::{assert_exit, backup_with, json, run, run_with, stderr};
 use crate::support::http_sink::HttpSink;
-use crate::support::smtp::{self, free_port, Mode, SmtpOptions, SmtpServer, TestCa};
+use crate::support::smtp::{self, free_port, Mode, SmtpServer, TestCa, TlsServer};
 use crate::support::{self, toml_string, TestDb};
 use lifeboat::config::{Config, ConfigPath, Overrides};
 use lifeboat::history::{History, Outcome, Trigger};
@@ -57,16 +57,7 @@ impl Watched {
         let db = support::fresh_db(hint);
         db.exec("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 5) g");
         let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new();
-        let (cert, key) = ca.server_cert(&["localhost"]);
-        let smtp = SmtpServer::start(&SmtpOptions {
-            mode: Mode::StartTls,
-            port: 0,
-            cert: Some((&cert, &key)),
-            user: USER,
-            password: SMTP_PASSWORD,
-            refuse: &[],
-        });
+        let TlsServer { ca, server: smtp } = TlsServer::start(Mode::StartTls, USER, SMTP_PASSWORD);
         let pass_file = dir.path().join("smtp_pass");
         std::fs::write(&pass_file, format!("{SMTP_PASSWORD}\n")).unwrap();
         let storage = storage.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("backups"));

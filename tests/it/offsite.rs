@@ -542,21 +542,12 @@ fn list_shows_the_remote_copies_beside_the_local_ones() {
 // covers: FR-29.6, US-1/AC-4
 #[test]
 fn the_mail_of_an_archive_over_the_attach_limit_links_to_its_presigned_offsite_copy() {
-    use crate::support::smtp::{self as mail, Mode, SmtpOptions, SmtpServer, TestCa};
+    use crate::support::smtp::{self as mail, Mode, TlsServer};
     if !s3::available() || !mail::require("python3 with aiosmtpd", mail::aiosmtpd_available()) {
         return;
     }
-    let ca = TestCa::new();
-    let (cert, key) = ca.server_cert(&["localhost"]);
     let password = "Smtp-Offsite-Secret-2w";
-    let server = SmtpServer::start(&SmtpOptions {
-        mode: Mode::StartTls,
-        port: 0,
-        cert: Some((&cert, &key)),
-        user: crate::deliver::USER,
-        password,
-        refuse: &[],
-    });
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, password);
     let secrets = tempfile::tempdir().unwrap();
     // attach_limit_mb = 0: never attached, always linked.
     let email = crate::deliver::email_section(

@@ -112,6 +112,28 @@ pub struct SmtpOptions<'a> {
     pub refuse: &'a [&'a str],
 }
 
+/// A real SMTP server speaking `mode` with a certificate for `names` from a
+/// CA of its own (the client trusts `ca.ca_file`), AUTH as `user`/`password`,
+/// refusing the recipients in `refuse`: the set-up of every TLS mail test.
+pub struct TlsServer {
+    pub ca: TestCa,
+    pub server: SmtpServer,
+}
+
+impl TlsServer {
+    pub fn start(mode: Mode, user: &str, password: &str) -> TlsServer {
+        Self::start_with(mode, user, password, &["localhost"], &[])
+    }
+
+    pub fn start_with(mode: Mode, user: &str, password: &str, names: &[&str], refuse: &[&str]) -> TlsServer {
+        let ca = TestCa::new();
+        let (cert, key) = ca.server_cert(names);
+        let server =
+            SmtpServer::start(&SmtpOptions { mode, port: 0, cert: Some((&cert, &key)), user, password, refuse });
+        TlsServer { ca, server }
+    }
+}
+
 /// One message as the server received it.
 #[derive(Debug, Clone)]
 pub struct Received {
