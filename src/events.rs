@@ -76,11 +76,18 @@ pub fn silent(_: Event) {}
 
 /// A cheap, clonable flag that asks a run to stop. Tripping it is sticky.
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken(Arc<AtomicBool>, Option<Arc<CancelToken>>);
 
 impl CancelToken {
     pub fn new() -> CancelToken {
         CancelToken::default()
+    }
+
+    /// A token tripped with this one, or on its own (which leaves this one
+    /// as it is): for one part of a run that must stop when the run does,
+    /// or alone when the rest of the run failed.
+    pub fn child(&self) -> CancelToken {
+        CancelToken(Arc::default(), Some(Arc::new(self.clone())))
     }
 
     /// Asks every holder of a clone to stop at its next poll.
@@ -89,7 +96,7 @@ impl CancelToken {
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.load(Ordering::SeqCst) || self.1.as_ref().is_some_and(|parent| parent.is_cancelled())
     }
 
     /// [`Error::Cancelled`](crate::error::Error::Cancelled) if tripped.

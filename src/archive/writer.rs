@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 
 /// Compressed rows in memory up to this size, then spilled to a temp file
 /// beside the archive (not /tmp, which may be RAM in a container).
-const SPOOL_IN_MEMORY: usize = 8 * 1024 * 1024;
+const SPOOL_IN_MEMORY: usize = 1024 * 1024;
 /// Uncompressed bytes per chunk a worker deflates at once.
 const CHUNK: usize = 1024 * 1024;
 /// The deflate window: how much of the previous chunk primes the next.
@@ -316,8 +316,11 @@ impl Spool {
         Ok(())
     }
 
-    /// Compresses what is left and waits for every chunk.
-    fn drain(&mut self) -> io::Result<()> {
+    /// Compresses what is left and waits for every chunk; more rows may
+    /// follow. A spool held while others fill (`backup::run` keeps every
+    /// table's base rows until the closure is known) settles first, so its
+    /// chunks do not wait in memory.
+    pub fn drain(&mut self) -> io::Result<()> {
         if !self.chunk.is_empty() {
             self.dispatch()?;
         }

@@ -14,8 +14,8 @@ use crate::events::{Event, Progress, Watchdog, BYTES_EVENT_CHUNK};
 use crate::pg::{db_err, pg_message, Snapshot};
 use crate::plan::{CopyRows, TablePlan, COPY_BATCH};
 
-/// Copies `t`'s rows into `spool` (`text`: COPY text format, else CSV);
-/// temp files go to `dir`.
+/// Copies `t`'s rows into `spool` (`text`: COPY text format, else CSV):
+/// [`copy_base`], then [`copy_closure`]; temp files go to `dir`.
 pub(super) fn copy_member(
     snap: &mut Snapshot,
     t: &TablePlan,
@@ -25,7 +25,33 @@ pub(super) fn copy_member(
     watchdog: &Watchdog,
     progress: Progress,
 ) -> Result<()> {
-    copy_table(snap, &t.copy_sql(CopyRows::Base, text), t, spool, dir, watchdog, progress)?;
+    copy_base(snap, t, text, spool, dir, watchdog, progress)?;
+    copy_closure(snap, t, text, spool, dir, watchdog, progress)
+}
+
+/// The rows `t`'s mode selects, with the CSV header: a member's beginning.
+pub(super) fn copy_base(
+    snap: &mut Snapshot,
+    t: &TablePlan,
+    text: bool,
+    spool: &mut Spool,
+    dir: &Path,
+    watchdog: &Watchdog,
+    progress: Progress,
+) -> Result<()> {
+    copy_table(snap, &t.copy_sql(CopyRows::Base, text), t, spool, dir, watchdog, progress)
+}
+
+/// The rows the closure added to `t`, [`COPY_BATCH`] per statement, after its base rows.
+pub(super) fn copy_closure(
+    snap: &mut Snapshot,
+    t: &TablePlan,
+    text: bool,
+    spool: &mut Spool,
+    dir: &Path,
+    watchdog: &Watchdog,
+    progress: Progress,
+) -> Result<()> {
     let keys_err =
         |e| Error::io(format!("reading the closure row keys of {} from a temporary file in", t.display()), dir, e);
     for batch in t.closure.batches(COPY_BATCH).map_err(keys_err)? {

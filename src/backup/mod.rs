@@ -90,9 +90,9 @@ pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &Canc
 /// estimates: the archive, plus the largest table's rows, which wait
 /// (compressed) in a temporary file until their size is known; counted
 /// uncompressed, as an upper bound.
-fn space_needed(plan: &Plan) -> u64 {
-    let spool = plan.tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).max().unwrap_or(0);
-    (plan.estimated_archive_bytes.max(0) + spool.max(0)) as u64
+fn space_needed(tables: &[plan::TablePlan], estimated_archive_bytes: i64) -> u64 {
+    let spool = tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).max().unwrap_or(0);
+    (estimated_archive_bytes.max(0) + spool.max(0)) as u64
 }
 
 /// [`run`], telling it the plan's space estimate (`needed`) for a full disk.
@@ -115,17 +115,17 @@ fn run_planned(
     let pg_dump = pg_dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
     let watchdog = stall_watchdog(config, cancel);
     watchdog.doing("planning");
-    let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
-    *needed = Some(space_needed(&plan));
-    if let Some(m) = plan.files.missing.iter().find(|m| m.required) {
+    let (draft, closure_job) =
+        plan::build_base(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
+    if let Some(m) = draft.files().missing.iter().find(|m| m.required) {
         return Err(Error::FileMissing {
             pattern: m.pattern.clone(),
             base: config.files.base_dir.clone().unwrap_or_default(),
         });
     }
 
-    if !plan.files.refused.is_empty() {
-        let links: Vec<String> = plan.files.refused.iter().map(|r| r.describe()).collect();
+    if !draft.files().refused.is_empty() {
+        let links: Vec<String> = draft.files().refused.iter().map(|r| r.describe()).collect();
         return Err(Error::Failed(format!("refusing to back up config files: {}", links.join("; "))));
     }
 
@@ -149,14 +149,57 @@ fn run_planned(
     watchdog.check()?;
     let mut members = vec![append_file(&mut writer, archive::SCHEMA, schema.path())?];
 
+    *needed = Some(space_needed(draft.tables(), draft.estimated_archive_bytes()));
+    // The closure runs on a second connection into the same snapshot while
+    // this one copies every table's base rows (the closure only adds rows
+    // after them): the plan's queries are the server's work on one core, the
+    // COPY and its compression use the others. Members are written in plan
+    // order once the closure is known.
+    progress(Event::Step("closure"));
+    watchdog.doing("opening a second connection into the snapshot for the closure");
+    let closure_cancel = cancel.child();
+    let names: Vec<String> = draft.tables().iter().map(|t| t.qualified()).collect();
+    let mut second = snap.import(&config.database, &closure_cancel, &names).map_err(|e| stalled_or(&watchdog, e))?;
     progress(Event::Step("data"));
-    let with_rows = || plan.tables.iter().filter(|t| t.has_data_file());
+    let base_rows = |t: &plan::TablePlan| t.has_rows && t.mode != crate::model::Mode::Schema;
     progress(Event::Totals {
-        bytes: with_rows().map(|t| t.estimated_bytes.max(0) as u64).sum(),
-        rows: with_rows().map(|t| t.estimated_rows.max(0) as u64 + t.closure_rows).sum(),
+        bytes: draft.tables().iter().filter(|t| base_rows(t)).map(|t| t.estimated_bytes.max(0) as u64).sum(),
+        rows: draft.tables().iter().filter(|t| base_rows(t)).map(|t| t.estimated_rows.max(0) as u64).sum(),
     });
+    let (plan, mut spools) = std::thread::scope(|scope| -> Result<_> {
+        let closure = scope.spawn(|| {
+            let sets = closure_job.compute(&mut second.client, &watchdog, progress);
+            (sets, second.close())
+        });
+        let mut spools = Vec::new();
+        let copied = (|| -> Result<()> {
+            for t in draft.tables() {
+                if !base_rows(t) {
+                    spools.push(None);
+                    continue;
+                }
+                watchdog.check()?;
+                watchdog.doing(format!("copying rows of {}", t.display()));
+                let mut spool = writer.spool(&dir);
+                copy::copy_base(&mut snap, t, false, &mut spool, &dir, &watchdog, progress)?;
+                spool.drain().map_err(|e| Error::io(format!("compressing rows of {} in", t.display()), &dir, e))?;
+                spools.push(Some(spool));
+            }
+            Ok(())
+        })();
+        if copied.is_err() {
+            // The run ends: so does the closure, without ending the run's token.
+            closure_cancel.cancel();
+        }
+        let (sets, closed) = closure.join().expect("the closure thread does not panic");
+        copied.map_err(|e| stalled_or(&watchdog, e))?;
+        let sets = sets.map_err(|e| stalled_or(&watchdog, e))?;
+        closed.map_err(|e| stalled_or(&watchdog, e))?;
+        Ok((draft.with_closure(sets), spools))
+    })?;
+    *needed = Some(space_needed(&plan.tables, plan.estimated_archive_bytes));
     let mut tables = Vec::new();
-    for t in &plan.tables {
+    for (t, spool) in plan.tables.iter().zip(spools.iter_mut()) {
         let mut mt = ManifestTable {
             schema: t.schema.clone(),
             name: t.name.clone(),
@@ -179,9 +222,20 @@ fn run_planned(
         watchdog.check()?;
         if t.has_data_file() {
             watchdog.doing(format!("copying rows of {}", t.display()));
-            let mut spool = writer.spool(&dir);
-            copy::copy_member(&mut snap, t, false, &mut spool, &dir, &watchdog, progress)
-                .map_err(|e| stalled_or(&watchdog, e))?;
+            let spool = match spool.take() {
+                Some(mut spool) => {
+                    copy::copy_closure(&mut snap, t, false, &mut spool, &dir, &watchdog, progress)
+                        .map_err(|e| stalled_or(&watchdog, e))?;
+                    spool
+                }
+                // Schema only: the closure's rows are its only ones.
+                None => {
+                    let mut spool = writer.spool(&dir);
+                    copy::copy_member(&mut snap, t, false, &mut spool, &dir, &watchdog, progress)
+                        .map_err(|e| stalled_or(&watchdog, e))?;
+                    spool
+                }
+            };
             let (rows, member) = (spool.csv.rows(), archive::data_member(&t.schema, &t.name));
             let psql_unsafe = spool.csv.psql_unsafe;
             let written = writer.append_spool(&member, 0o600, spool)?;

@@ -56,6 +56,45 @@ impl Snapshot {
         })
     }
 
+    /// A second connection into this snapshot (`SET TRANSACTION SNAPSHOT`),
+    /// e.g. for the closure while the first one copies rows. It takes
+    /// ACCESS SHARE on `tables` at once, as pg_dump does, so none of its
+    /// queries can queue behind a lock requested after this moment; `cancel`
+    /// ends it at any time.
+    pub fn import(&self, db: &DatabaseConfig, cancel: &CancelToken, tables: &[String]) -> Result<Snapshot> {
+        let mut client = connect(db, cancel)?;
+        let lock_ms = db.lock_timeout.approx_duration().as_millis();
+        client
+            .batch_execute(&format!(
+                "{SESSION_SETTINGS}; SET row_security = off; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SET TRANSACTION SNAPSHOT {}; \
+                 SET LOCAL idle_in_transaction_session_timeout = 0; \
+                 SET LOCAL statement_timeout = 0; \
+                 SET LOCAL lock_timeout = {lock_ms}",
+                super::conn::quote_literal(&self.id)
+            ))
+            .map_err(db_err("importing the snapshot on a second connection"))?;
+        for t in tables {
+            client.batch_execute(&format!("LOCK TABLE ONLY {t} IN ACCESS SHARE MODE")).map_err(|e| {
+                match super::sqlstate(&e) {
+                    Some("55P03") => {
+                        crate::error::Error::LockTimeout { table: t.clone(), timeout: db.lock_timeout.to_string() }
+                    }
+                    _ => db_err(format!("locking table {t} on the second connection"))(e),
+                }
+            })?;
+        }
+        Ok(Snapshot {
+            client,
+            id: self.id.clone(),
+            now: self.now.clone(),
+            server_version: self.server_version.clone(),
+            server_version_num: self.server_version_num,
+            database: self.database.clone(),
+        })
+    }
+
     pub fn server_major(&self) -> u32 {
         (self.server_version_num / 10000) as u32
     }

@@ -84,7 +84,6 @@ pub fn compute(
     if edges.is_empty() {
         return Ok(added);
     }
-    progress(Event::Step("closure"));
     let spill_err = |e| Error::io("keeping closure row keys in a temporary file in", spill, e);
 
     let mut delta: BTreeMap<usize, Delta> = tables

@@ -158,6 +158,84 @@ impl Plan {
 /// table (ACCESS SHARE, so nothing can rewrite them under the snapshot and a
 /// lock timeout names the table), and computes the referential closure.
 pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress: Progress) -> Result<Plan> {
+    let (draft, job) = build_base(snap, config, watchdog, progress)?;
+    progress(Event::Step("closure"));
+    let sets = job.compute(&mut snap.client, watchdog, progress)?;
+    Ok(draft.with_closure(sets))
+}
+
+/// What the referential closure needs, owned, so it can run on another
+/// connection into the same snapshot while the base rows are copied
+/// (`backup::run`).
+pub struct ClosureJob {
+    sources: Vec<closure::Source>,
+    fks: Vec<pg::catalog::ForeignKey>,
+    spill: std::path::PathBuf,
+}
+
+impl ClosureJob {
+    /// The closure's added rows, one set per table of the plan, in order.
+    pub fn compute(
+        &self,
+        client: &mut pg::client::Client,
+        watchdog: &Watchdog,
+        progress: Progress,
+    ) -> Result<Vec<KeySet>> {
+        closure::compute(client, &self.sources, &self.fks, &self.spill, watchdog, progress)
+    }
+}
+
+/// A plan before its closure: every table's base rows are known, the rows
+/// the closure adds are not.
+pub struct Draft {
+    plan: Plan,
+}
+
+impl Draft {
+    /// The tables (closure rows still 0: [`TablePlan::has_data_file`] is not final).
+    pub fn tables(&self) -> &[TablePlan] {
+        &self.plan.tables
+    }
+
+    pub fn files(&self) -> &FileSelection {
+        &self.plan.files
+    }
+
+    /// The archive's estimated size from the rows known so far.
+    pub fn estimated_archive_bytes(&self) -> i64 {
+        let estimated: i64 = self.plan.tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).sum();
+        (estimated as f64 * COMPRESSED_FRACTION) as i64
+            + self.plan.files.files.iter().map(|f| f.bytes as i64).sum::<i64>()
+    }
+
+    /// The plan, with the closure's sets (indexed like the tables).
+    pub fn with_closure(mut self, sets: Vec<KeySet>) -> Plan {
+        for (t, set) in self.plan.tables.iter_mut().zip(sets) {
+            t.closure_rows = set.len();
+            t.closure = set;
+        }
+        let estimated_archive_bytes = self.estimated_archive_bytes();
+        let mut plan = self.plan;
+        plan.estimated_archive_bytes = estimated_archive_bytes;
+        if plan.estimated_archive_bytes > BUDGET_BYTES {
+            plan.warnings.push(format!(
+                "estimated archive size ~{} MB is over the 100 MB budget; narrow the windows or move tables to schema_only",
+                plan.estimated_archive_bytes / 1_048_576
+            ));
+        }
+        plan
+    }
+}
+
+/// [`build`] without the closure: the scope resolved, every table locked,
+/// windows cut, rows estimated, config files collected; and the closure's
+/// job, to run on this snapshot's connection or one that imports it.
+pub fn build_base(
+    snap: &mut Snapshot,
+    config: &Config,
+    watchdog: &Watchdog,
+    progress: Progress,
+) -> Result<(Draft, ClosureJob)> {
     progress(Event::Step("plan"));
     watchdog.doing("reading the catalog");
     let catalog = catalog::read(&mut snap.client)?;
@@ -244,12 +322,7 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
             parent_predicate: t.base_predicate("p"),
         })
         .collect();
-    let spill = spill_dir(config);
-    let added = closure::compute(&mut snap.client, &sources, &catalog.row_foreign_keys(), &spill, watchdog, progress)?;
-    for (t, set) in tables.iter_mut().zip(added) {
-        t.closure_rows = set.len();
-        t.closure = set;
-    }
+    let job = ClosureJob { sources, fks: catalog.row_foreign_keys(), spill: spill_dir(config) };
 
     let files = files::collect(&config.files)?;
     // A partitioned table is named once, with how many partitions it has.
@@ -313,17 +386,7 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
             files.files[0].path
         ));
     }
-    let estimated: i64 = tables.iter().filter(|t| t.has_data_file()).map(|t| t.estimated_bytes).sum();
-    let estimated_archive_bytes =
-        (estimated as f64 * COMPRESSED_FRACTION) as i64 + files.files.iter().map(|f| f.bytes as i64).sum::<i64>();
-    if estimated_archive_bytes > BUDGET_BYTES {
-        warnings.push(format!(
-            "estimated archive size ~{} MB is over the 100 MB budget; narrow the windows or move tables to schema_only",
-            estimated_archive_bytes / 1_048_576
-        ));
-    }
-
-    Ok(Plan {
+    let plan = Plan {
         database: snap.database.clone(),
         server_version: snap.server_version.clone(),
         snapshot_time: snap.now.clone(),
@@ -331,9 +394,10 @@ pub fn build(snap: &mut Snapshot, config: &Config, watchdog: &Watchdog, progress
         foreign_keys,
         sequences: catalog.sequences.iter().map(|s| s.name.clone()).collect(),
         files,
-        estimated_archive_bytes,
+        estimated_archive_bytes: 0,
         warnings,
-    })
+    };
+    Ok((Draft { plan }, job))
 }
 
 /// Where the closure keeps its sorted row keys: the storage directory when

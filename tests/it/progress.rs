@@ -49,7 +49,7 @@ fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
     assert_exit(&o, 0);
     assert_eq!(
         stderr(&o),
-        "lifeboat: plan\nlifeboat: closure\nlifeboat: schema\nlifeboat: data\nlifeboat: files\nlifeboat: verify\n"
+        "lifeboat: plan\nlifeboat: schema\nlifeboat: closure\nlifeboat: data\nlifeboat: files\nlifeboat: verify\n"
     );
     // --json on a terminal: plain lines too.
     let o = on_a_terminal(&["--config", cfg, "--json", "backup"]);
