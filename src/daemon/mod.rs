@@ -21,6 +21,7 @@ pub mod rehearsal;
 pub mod runner;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,8 +73,8 @@ pub async fn run(
     if let Err(e) = startup {
         tracing::warn!("the start-up cleanup did not finish: {e}");
     }
-    let monitor = tokio::spawn(monitor_loop(config.clone(), stop_rx.clone()));
     let scheduler = Scheduler::new(&config.schedule, schedule, Clock::System, real_job(config.clone()));
+    let monitor = tokio::spawn(monitor_loop(config.clone(), scheduler.busy(), stop_rx.clone()));
     let history_dir = config.storage.dir.clone();
     let scheduled = tokio::spawn(async move { scheduler.run(&history_dir, next_tx, stop_rx).await });
 
@@ -146,9 +147,19 @@ fn startup(config: &Config) {
     drop(lock);
 }
 
-async fn monitor_loop(config: Arc<Config>, mut stop: watch::Receiver<bool>) {
+/// The monitor every `[monitor] interval`, except while a scheduled run
+/// (with its retries) is under way: that run alerts its own failure once its
+/// last attempt failed, and a look between two attempts would alert the
+/// first one (or close the incident as the retry starts).
+async fn monitor_loop(config: Arc<Config>, busy: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
     let every = config.monitor.interval.approx_duration();
     loop {
+        while busy.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stopped(&mut stop) => return,
+            }
+        }
         let c = config.clone();
         let tick = tokio::task::spawn_blocking(move || crate::monitor::incidents::tick(&c, Utc::now(), &log_event));
         match tick.await {
@@ -239,6 +250,8 @@ pub struct Scheduler {
     grace: Duration,
     clock: Clock,
     job: Job,
+    /// Set from a slot's first attempt to its last (see [`monitor_loop`]).
+    busy: Arc<AtomicBool>,
 }
 
 /// Whether the daemon is stopping.
@@ -259,7 +272,13 @@ impl Scheduler {
             grace: cfg.shutdown_grace.approx_duration(),
             clock,
             job,
+            busy: Arc::default(),
         }
+    }
+
+    /// True while a slot's attempts (and the back-off between them) run.
+    pub fn busy(&self) -> Arc<AtomicBool> {
+        self.busy.clone()
     }
 
     /// The loop: catch-up first, then sleep until each fire time and run;
@@ -310,6 +329,14 @@ impl Scheduler {
     /// One scheduled run: attempts with exponential back-off, all within
     /// `run_timeout`; on stop, the attempt in flight gets the grace period.
     async fn slot(&self, trigger: Trigger, stop: &mut watch::Receiver<bool>) -> Flow {
+        struct Busy<'a>(&'a AtomicBool);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        self.busy.store(true, Ordering::SeqCst);
+        let _busy = Busy(&self.busy);
         let deadline = tokio::time::Instant::now() + self.run_timeout;
         let std_deadline = std::time::Instant::now() + self.run_timeout;
         let cancel = CancelToken::new();
