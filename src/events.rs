@@ -228,6 +228,20 @@ pub fn humantime(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// The closure's connection in a backup holds a child of the run's
+    /// token: the run's stop ends it, and ending it alone (a failed base
+    /// copy) leaves the run's token, whose state decides the run's error.
+    // covers: NFR-2.3
+    #[test]
+    fn a_child_token_stops_with_its_parent_and_alone_without_it() {
+        let run = CancelToken::new();
+        let (closure, grandchild) = (run.child(), run.child().child());
+        closure.cancel();
+        assert!(closure.is_cancelled() && !run.is_cancelled() && !grandchild.is_cancelled());
+        run.cancel();
+        assert!(grandchild.is_cancelled() && run.child().is_cancelled());
+    }
+
     // covers: FR-14.4, US-11/AC-2
     // A stalled COPY cannot be produced on demand by a real server without
     // privileges tricks, so the watchdog is tested with a silent producer.

@@ -69,8 +69,8 @@ pub fn after_backup(config: &Config, archive: &Path, progress: Progress) -> Offs
     }
 }
 
-/// [`after_backup`] with a given store (tests shorten its back-off).
-pub fn run_with(config: &Config, remote: &RemoteStore, archive: &Path, progress: Progress) -> OffsiteReport {
+/// [`after_backup`] once the store is set up.
+fn run_with(config: &Config, remote: &RemoteStore, archive: &Path, progress: Progress) -> OffsiteReport {
     progress(Event::Step("offsite"));
     let history = open_history(config, progress);
     let mut report = OffsiteReport::default();

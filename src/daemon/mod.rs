@@ -464,6 +464,13 @@ mod tests {
         (tokio::spawn(async move { s.run(&dir, next_tx, stop_rx).await }), next_rx, stop_tx)
     }
 
+    /// A scheduled run recorded in `dir`'s history as a success at `at`.
+    fn succeeded_at(dir: &std::path::Path, at: DateTime<Utc>) {
+        let mut h = History::open(dir).unwrap();
+        let id = h.start(Trigger::Schedule, at).unwrap();
+        h.finish(id, at, &Outcome { status: "success", ..Default::default() }, &[]).unwrap();
+    }
+
     fn scheduler(cron: &str, zone: &str, clock: Clock, job: Job) -> Scheduler {
         let cfg = crate::config::ScheduleConfig { cron: cron.into(), timezone: zone.into(), ..Default::default() };
         Scheduler::new(&cfg, Schedule::parse(cron, zone).unwrap(), clock, job)
@@ -474,11 +481,7 @@ mod tests {
     async fn catch_up_runs_once_however_many_slots_were_missed_then_the_schedule_goes_on() {
         let d = tempfile::tempdir().unwrap();
         // The last success was five days ago: five 02:00 slots were missed.
-        let mut h = History::open(d.path()).unwrap();
-        let old = utc("2026-11-26T19:00:00Z");
-        let id = h.start(Trigger::Schedule, old).unwrap();
-        h.finish(id, old, &Outcome { status: "success", ..Default::default() }, &[]).unwrap();
-        drop(h);
+        succeeded_at(d.path(), utc("2026-11-26T19:00:00Z"));
 
         let clock = Clock::virtual_at(utc("2026-12-01T12:00:00Z"));
         let (job, seen) = recording_job(d.path(), clock, vec![]);
@@ -507,11 +510,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_catch_up_after_a_success_since_the_last_due_time() {
         let d = tempfile::tempdir().unwrap();
-        let mut h = History::open(d.path()).unwrap();
-        let at = utc("2026-11-30T19:00:05Z");
-        let id = h.start(Trigger::Schedule, at).unwrap();
-        h.finish(id, at, &Outcome { status: "success", ..Default::default() }, &[]).unwrap();
-        drop(h);
+        succeeded_at(d.path(), utc("2026-11-30T19:00:05Z"));
         let clock = Clock::virtual_at(utc("2026-12-01T12:00:00Z"));
         let (job, seen) = recording_job(d.path(), clock, vec![]);
         let s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);

@@ -25,18 +25,7 @@ impl Snapshot {
     /// moment, even while it waits for a server that stopped answering.
     pub fn open(db: &DatabaseConfig, cancel: &CancelToken) -> Result<Snapshot> {
         let mut client = connect(db, cancel)?;
-        let lock_ms = db.lock_timeout.approx_duration().as_millis();
-        // row_security = off: a role that RLS would filter gets an error
-        // instead of a backup silently missing rows.
-        client
-            .batch_execute(&format!(
-                "{SESSION_SETTINGS}; SET row_security = off; \
-                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 SET LOCAL idle_in_transaction_session_timeout = 0; \
-                 SET LOCAL statement_timeout = 0; \
-                 SET LOCAL lock_timeout = {lock_ms}"
-            ))
-            .map_err(db_err("opening the snapshot transaction"))?;
+        begin(&mut client, db, None).map_err(db_err("opening the snapshot transaction"))?;
         let row = client
             .query_one(
                 "SELECT pg_export_snapshot(), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
@@ -58,40 +47,36 @@ impl Snapshot {
 
     /// A second connection into this snapshot (`SET TRANSACTION SNAPSHOT`),
     /// e.g. for the closure while the first one copies rows. It takes
-    /// ACCESS SHARE on `tables` at once, as pg_dump does, so none of its
-    /// queries can queue behind a lock requested after this moment; `cancel`
-    /// ends it at any time.
-    pub fn import(&self, db: &DatabaseConfig, cancel: &CancelToken, tables: &[String]) -> Result<Snapshot> {
+    /// ACCESS SHARE on `tables` (`(quoted, shown)` names) at once, as pg_dump
+    /// does, so none of its queries can queue behind a lock requested after
+    /// this moment; `cancel` ends it at any time.
+    pub fn import(&self, db: &DatabaseConfig, cancel: &CancelToken, tables: &[(String, String)]) -> Result<Snapshot> {
         let mut client = connect(db, cancel)?;
-        let lock_ms = db.lock_timeout.approx_duration().as_millis();
-        client
-            .batch_execute(&format!(
-                "{SESSION_SETTINGS}; SET row_security = off; \
-                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 SET TRANSACTION SNAPSHOT {}; \
-                 SET LOCAL idle_in_transaction_session_timeout = 0; \
-                 SET LOCAL statement_timeout = 0; \
-                 SET LOCAL lock_timeout = {lock_ms}",
-                super::conn::quote_literal(&self.id)
-            ))
-            .map_err(db_err("importing the snapshot on a second connection"))?;
-        for t in tables {
-            client.batch_execute(&format!("LOCK TABLE ONLY {t} IN ACCESS SHARE MODE")).map_err(|e| {
-                match super::sqlstate(&e) {
-                    Some("55P03") => {
-                        crate::error::Error::LockTimeout { table: t.clone(), timeout: db.lock_timeout.to_string() }
-                    }
-                    _ => db_err(format!("locking table {t} on the second connection"))(e),
-                }
-            })?;
-        }
-        Ok(Snapshot {
+        begin(&mut client, db, Some(&self.id)).map_err(db_err("importing the snapshot on a second connection"))?;
+        let mut second = Snapshot {
             client,
             id: self.id.clone(),
             now: self.now.clone(),
             server_version: self.server_version.clone(),
             server_version_num: self.server_version_num,
             database: self.database.clone(),
+        };
+        for (quoted, shown) in tables {
+            second.lock(db, quoted, shown)?;
+        }
+        Ok(second)
+    }
+
+    /// `LOCK TABLE ONLY quoted IN ACCESS SHARE MODE`, within `[database]
+    /// lock_timeout`: a timeout names the table (`shown`).
+    pub fn lock(&mut self, db: &DatabaseConfig, quoted: &str, shown: &str) -> Result<()> {
+        self.client.batch_execute(&format!("LOCK TABLE ONLY {quoted} IN ACCESS SHARE MODE")).map_err(|e| {
+            match super::sqlstate(&e) {
+                Some("55P03") => {
+                    crate::error::Error::LockTimeout { table: shown.to_string(), timeout: db.lock_timeout.to_string() }
+                }
+                _ => db_err(format!("locking table {shown}"))(e),
+            }
         })
     }
 
@@ -103,4 +88,25 @@ impl Snapshot {
     pub fn close(mut self) -> Result<()> {
         self.client.batch_execute("COMMIT").map_err(db_err("closing the snapshot transaction"))
     }
+}
+
+/// Session settings and the read-only REPEATABLE READ transaction, with no
+/// timeout but `[database] lock_timeout`; into snapshot `import` when given.
+/// row_security = off: a role that RLS would filter gets an error instead
+/// of a backup silently missing rows.
+fn begin(
+    client: &mut Client,
+    db: &DatabaseConfig,
+    import: Option<&str>,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let lock_ms = db.lock_timeout.approx_duration().as_millis();
+    let import =
+        import.map(|id| format!("SET TRANSACTION SNAPSHOT {}; ", super::conn::quote_literal(id))).unwrap_or_default();
+    client.batch_execute(&format!(
+        "{SESSION_SETTINGS}; SET row_security = off; \
+         BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {import}\
+         SET LOCAL idle_in_transaction_session_timeout = 0; \
+         SET LOCAL statement_timeout = 0; \
+         SET LOCAL lock_timeout = {lock_ms}"
+    ))
 }

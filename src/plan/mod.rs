@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::{Event, Progress, Watchdog};
 pub use crate::model::FkPlan;
 use crate::model::{DefaultMode, Mode, Span, TableName};
@@ -244,17 +244,7 @@ pub fn build_base(
 
     for t in &catalog.tables {
         watchdog.doing(format!("locking {}", t.name));
-        snap.client
-            .batch_execute(&format!(
-                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
-                pg::qualified(&t.name.schema, &t.name.name)
-            ))
-            .map_err(|e| match pg::sqlstate(&e) {
-                Some("55P03") => {
-                    Error::LockTimeout { table: t.name.to_string(), timeout: config.database.lock_timeout.to_string() }
-                }
-                _ => db_err(format!("locking table {}", t.name))(e),
-            })?;
+        snap.lock(&config.database, &pg::qualified(&t.name.schema, &t.name.name), &t.name.to_string())?;
     }
 
     // One cutoff per distinct `keep`, from the snapshot's own now().

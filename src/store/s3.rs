@@ -134,12 +134,6 @@ impl RemoteStore {
         }))
     }
 
-    /// Shorter waits between attempts (tests).
-    pub fn with_backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
