@@ -225,3 +225,366 @@ fn section_finds_the_text_up_to_the_next_heading_of_its_level() {
     assert_eq!(section(t, "## D"), "\nw\n");
     assert!(Path::new(&repo()).join("Cargo.toml").exists());
 }
+
+// ---------------------------------------------------------------------------
+// Examples that run: every fenced block of README.md and docs/*.md that shows
+// a command is either a ```console block, run here against the real binary
+// on a seeded database and a throwaway store with its output compared, or is
+// preceded by `<!-- not run: REASON -->` and listed as such.
+// ---------------------------------------------------------------------------
+
+/// A fenced block of a document.
+struct Block {
+    file: String,
+    /// 1-based line of the opening fence.
+    line: usize,
+    /// The fence's indentation, stripped from the body's lines.
+    indent: usize,
+    info: String,
+    body: Vec<String>,
+    /// The reason of a `<!-- not run: REASON -->` line just above the fence.
+    not_run: Option<String>,
+}
+
+impl Block {
+    /// Whether the block shows commands a reader would copy.
+    fn is_example(&self) -> bool {
+        ["console", "sh", "bash", "shell"].contains(&self.info.as_str())
+            || self.body.iter().any(|l| l.trim_start().starts_with("$ "))
+    }
+}
+
+/// The fenced blocks of a document (fences may be indented, as in lists).
+fn blocks(rel: &str) -> Vec<Block> {
+    let text = read(rel);
+    let mut out = Vec::new();
+    let mut open: Option<Block> = None;
+    let mut previous = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        match open.take() {
+            Some(b) if trimmed == "```" => out.push(b),
+            Some(mut b) => {
+                let strip = b.indent.min(line.len() - line.trim_start().len());
+                b.body.push(line[strip..].to_string());
+                open = Some(b);
+            }
+            None if trimmed.starts_with("```") => {
+                let not_run =
+                    previous.strip_prefix("<!-- not run: ").and_then(|r| r.strip_suffix(" -->")).map(str::to_string);
+                open = Some(Block {
+                    file: rel.to_string(),
+                    line: i + 1,
+                    indent: line.len() - line.trim_start().len(),
+                    info: trimmed.trim_start_matches('`').trim().to_string(),
+                    body: Vec::new(),
+                    not_run,
+                });
+            }
+            None => {
+                if !trimmed.is_empty() {
+                    previous = trimmed.to_string();
+                }
+            }
+        }
+    }
+    assert!(open.is_none(), "{rel}: a fenced block is never closed");
+    out
+}
+
+/// README.md and every docs/*.md, sorted.
+fn documents() -> Vec<String> {
+    let mut docs: Vec<String> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .map(|n| format!("docs/{n}"))
+        .collect();
+    docs.sort();
+    docs.insert(0, "README.md".to_string());
+    docs
+}
+
+// covers: DR-8
+#[test]
+fn every_command_example_in_the_docs_is_run_or_marked_not_run() {
+    let mut unmarked = Vec::new();
+    let mut not_run = Vec::new();
+    let mut run = 0;
+    for doc in documents() {
+        for b in blocks(&doc).into_iter().filter(Block::is_example) {
+            match (&b.info[..], &b.not_run) {
+                ("console", None) => run += 1,
+                ("console", Some(_)) => {
+                    unmarked.push(format!("{}:{}: a console block is run: drop the not-run marker", b.file, b.line))
+                }
+                (_, Some(reason)) if !reason.trim().is_empty() => {
+                    not_run.push(format!("{}:{}: {reason}", b.file, b.line))
+                }
+                _ => unmarked.push(format!(
+                    "{}:{}: make it a ```console block (run by the tests) or put `<!-- not run: REASON -->` above it",
+                    b.file, b.line
+                )),
+            }
+        }
+    }
+    // The list a reviewer reads to know what the tests do not check.
+    println!("{run} console examples run by docs::the_console_examples_of_*; not run:\n  {}", not_run.join("\n  "));
+    assert!(unmarked.is_empty(), "command examples neither run nor marked:\n{}", unmarked.join("\n"));
+    assert!(run >= 8, "the central examples (backup, plan, verify, restore, list, check, prune, config) run: {run}");
+}
+
+/// What differs between two runs of the same example: timestamps, archive
+/// name stamps, sizes, durations, key ids, the server's version, byte counts
+/// in JSON; and runs of spaces (columns widen with the numbers).
+fn masked(line: &str) -> String {
+    use regex::Regex;
+    use std::sync::OnceLock;
+    static MASKS: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    let masks = MASKS.get_or_init(|| {
+        [
+            (r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d| UTC)?", "[TIME]"),
+            (r"\d{8}_\d{6}(_\d+)?", "[STAMP]"),
+            (r"\b\d{14}\b", "[STAMP]"),
+            (r"\b\d+(\.\d+)? ?(B|KB|MB|GB|KiB|MiB|GiB)\b", "[SIZE]"),
+            (r"\b\d+(\.\d+)?(ms|s)\b", "[DUR]"),
+            (r"\b[0-9A-F]{16}\b", "[KEYID]"),
+            (r"PostgreSQL \d+(\.\d+)?( \([^()]*\))?", "PostgreSQL [VERSION]"),
+            (r#""(size_bytes|last_size_bytes|bytes|age_seconds|[a-z_]*_ms)": \d+"#, "\"$1\": [N]"),
+            (r"\s+", " "),
+        ]
+        .into_iter()
+        .map(|(re, to)| (Regex::new(re).unwrap(), to))
+        .collect()
+    });
+    let mut s = line.trim().to_string();
+    for (re, to) in masks {
+        s = re.replace_all(&s, *to).into_owned();
+    }
+    s
+}
+
+/// Whether `actual` lines match `expected` lines: both masked, a line `…`
+/// (or `...`) stands for any number of lines and `[..]` for any text
+/// within a line.
+fn matches(expected: &[String], actual: &[String]) -> bool {
+    fn line_matches(e: &str, a: &str) -> bool {
+        let parts: Vec<&str> = e.split("[..]").collect();
+        if parts.len() == 1 {
+            return e == a;
+        }
+        let pattern = format!("^{}$", parts.iter().map(|p| regex::escape(p)).collect::<Vec<_>>().join(".*"));
+        regex::Regex::new(&pattern).unwrap().is_match(a)
+    }
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((e, rest)) if e == "…" || e == "..." => (0..=actual.len()).any(|skip| matches(rest, &actual[skip..])),
+        Some((e, rest)) => actual.split_first().is_some_and(|(a, more)| line_matches(e, a) && matches(rest, more)),
+    }
+}
+
+/// The world the examples run in, as the documents describe it: a seeded
+/// database `smart_ai_hub` on `127.0.0.1:54329`, a working directory
+/// `/tmp/lb` holding `lifeboat.toml`, the store `backups/`, the
+/// application's config files under `app/` and an `empty/` directory.
+/// Other databases a command names (`…/hub_restored`) are created empty on
+/// first use. Commands see these names; their output is mapped back.
+struct Sandbox {
+    seeded: crate::flow::Seeded,
+    others: Vec<(String, crate::support::TestDb)>,
+    /// `postgres://user@host:port/` of the test server.
+    server_prefix: String,
+}
+
+const DOC_ROOT: &str = "/tmp/lb";
+const DOC_SERVER: &str = "postgres://postgres@127.0.0.1:54329/";
+const DOC_DB: &str = "smart_ai_hub";
+
+impl Sandbox {
+    fn new(hint: &str) -> Sandbox {
+        let files = "[files]\nbase_dir = \"app\"\n\
+                     include = [\".env.production\", \"docker-compose.prod.yml\", \"nginx.prod.conf\", \"ssl/**\"]\n\
+                     optional = [\"monitoring/**\"]\n\n\
+                     [monitor]\nmin_size_mb = 0\n";
+        let seeded = crate::flow::Seeded::with_config(hint, files);
+        let app = seeded.dir.path().join("app");
+        for (name, text) in [
+            (".env.production", "NODE_ENV=production\n"),
+            ("docker-compose.prod.yml", "services: {}\n"),
+            ("nginx.prod.conf", "events {}\n"),
+            ("ssl/fullchain.pem", "-----BEGIN CERTIFICATE-----\n"),
+            ("ssl/privkey.pem", "-----BEGIN PRIVATE KEY-----\n"),
+            ("ssl/archive/fullchain1.pem", "-----BEGIN CERTIFICATE-----\n"),
+            ("ssl/archive/privkey1.pem", "-----BEGIN PRIVATE KEY-----\n"),
+        ] {
+            let p = app.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            // Secrets are private, the rest readable: the modes a restore reports.
+            let mode = if name.contains("privkey") || name.starts_with(".env") { 0o600 } else { 0o644 };
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        }
+        std::fs::create_dir(seeded.dir.path().join("empty")).unwrap();
+        let server_prefix = crate::support::server().url("");
+        Sandbox { seeded, others: Vec::new(), server_prefix }
+    }
+
+    fn root(&self) -> String {
+        self.seeded.dir.path().to_string_lossy().into_owned()
+    }
+
+    /// The newest archive's name in the store.
+    fn newest_archive(&self) -> Option<String> {
+        self.seeded.stored().into_iter().filter(|n| n.ends_with(".tar.gz")).max()
+    }
+
+    /// The command as it runs here: the documents' server, database, root
+    /// and archive names replaced by the sandbox's.
+    fn command(&mut self, doc: &str) -> String {
+        let url = regex::Regex::new(&format!(r"{}([A-Za-z0-9_]+)", regex::escape(DOC_SERVER))).unwrap();
+        let mut cmd = doc.to_string();
+        for name in url.captures_iter(doc).map(|c| c[1].to_string()).collect::<Vec<_>>() {
+            if name != DOC_DB && !self.others.iter().any(|(n, _)| *n == name) {
+                self.others.push((name.clone(), crate::support::fresh_db(&name)));
+            }
+        }
+        cmd = url
+            .replace_all(&cmd, |c: &regex::Captures| {
+                let name = &c[1];
+                if name == DOC_DB {
+                    self.seeded.db.url.clone()
+                } else {
+                    self.others.iter().find(|(n, _)| n == name).unwrap().1.url.clone()
+                }
+            })
+            .into_owned();
+        if let Some(newest) = self.newest_archive() {
+            let stem = newest.trim_end_matches(".tar.gz");
+            cmd =
+                regex::Regex::new(r"critical_backup_\d{8}_\d{6}(_\d+)?").unwrap().replace_all(&cmd, stem).into_owned();
+        }
+        cmd.replace(DOC_ROOT, &self.root())
+    }
+
+    /// Output lines as the documents write them.
+    fn output(&self, raw: &str) -> Vec<String> {
+        let mut text = raw.replace(&self.root(), DOC_ROOT).replace(&self.seeded.db.name, DOC_DB);
+        for (doc_name, db) in &self.others {
+            text = text.replace(&db.name, doc_name);
+        }
+        let authority = |url: &str| {
+            url.trim_start_matches("postgres://")
+                .split_once('@')
+                .map_or(url, |(_, h)| h)
+                .trim_end_matches('/')
+                .to_string()
+        };
+        text = text
+            .replace(&self.server_prefix, DOC_SERVER)
+            .replace(&authority(&self.server_prefix), &authority(DOC_SERVER));
+        text.lines().map(masked).collect()
+    }
+
+    /// Runs one command line with `sh` in the sandbox, stdout and stderr on
+    /// one pipe (the order a log or a terminal without colours shows).
+    fn run(&mut self, doc_cmd: &str) -> Vec<String> {
+        let cmd = self.command(doc_cmd);
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_lifeboat")).parent().unwrap().to_path_buf();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let mut sh = std::process::Command::new("sh");
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(crate::support::leaks_into_lifeboat) || name == "NO_COLOR" {
+                sh.env_remove(&name);
+            }
+        }
+        let o = sh
+            .arg("-c")
+            .arg(format!("exec 2>&1; {cmd}"))
+            .env("PATH", path)
+            .current_dir(self.seeded.dir.path())
+            .output()
+            .expect("cannot run sh");
+        self.output(&String::from_utf8_lossy(&o.stdout))
+    }
+}
+
+/// Runs every ```console block of `doc` in order, in one sandbox, and
+/// fails listing each example whose output differs.
+/// With `backup_first`, the sandbox's store starts with one archive.
+fn run_console_examples(doc: &str, backup_first: bool) {
+    let mut sandbox = Sandbox::new(&format!("docs_{}", doc.trim_start_matches("docs/").trim_end_matches(".md")));
+    if backup_first {
+        sandbox.seeded.backup();
+    }
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for b in blocks(doc).into_iter().filter(|b| b.info == "console") {
+        let mut i = 0;
+        while i < b.body.len() {
+            let Some(cmd) = b.body[i].strip_prefix("$ ") else {
+                failures.push(format!("{doc}:{}: console blocks start each command with `$ `", b.line + 1 + i));
+                break;
+            };
+            let at = b.line + 1 + i;
+            i += 1;
+            let start = i;
+            while i < b.body.len() && !b.body[i].starts_with("$ ") {
+                i += 1;
+            }
+            let expected: Vec<String> = b.body[start..i].iter().map(|l| masked(l)).collect();
+            let actual = sandbox.run(cmd);
+            ran += 1;
+            if !matches(&expected, &actual) {
+                failures.push(format!(
+                    "{doc}:{at}: `{cmd}`\n--- expected (masked) ---\n{}\n--- actual (masked) ---\n{}",
+                    expected.join("\n"),
+                    actual.join("\n")
+                ));
+            }
+        }
+    }
+    assert!(ran > 0, "{doc} has no console example");
+    assert!(
+        failures.is_empty(),
+        "{} example(s) of {doc} differ from the binary:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn masks_and_wildcards_match_what_differs_between_runs() {
+    let e = |l: &[&str]| l.iter().map(|s| masked(s)).collect::<Vec<_>>();
+    let doc = e(&[
+        "OK backups/critical_backup_20261124_180224.tar.gz: 350.6 KB in 0.1s",
+        "…",
+        "signature: valid, by key F7EA73916C78B86F [..]",
+    ]);
+    let real = e(&[
+        "OK backups/critical_backup_20261207_100704_2.tar.gz:   362.3 KB in 12s",
+        "x",
+        "y",
+        "signature: valid, by key E7C775A881EFC6D0 (k)",
+    ]);
+    assert!(matches(&doc, &real));
+    assert!(!matches(&doc[..1], &real), "extra lines are a difference");
+    assert!(!matches(&e(&["5802 rows"]), &e(&["5803 rows"])), "counts are compared");
+}
+
+// covers: DR-8
+#[test]
+fn the_console_examples_of_the_readme_run() {
+    run_console_examples("README.md", false);
+}
+
+// covers: DR-8
+#[test]
+fn the_console_examples_of_the_operations_guide_run() {
+    run_console_examples("docs/BACKUP_OPERATIONS.md", false);
+}
+
+// covers: DR-8
+#[test]
+fn the_console_examples_of_the_user_guide_run() {
+    run_console_examples("docs/BACKUP_SYSTEM.md", true);
+}
