@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! The folder list reads like the pipeline (DESIGN.md §9); the arrows point
+//! The folder list reads like the pipeline; the arrows point
 //! down: `cli` calls the engine, the engine never calls `cli`.
 //!
 //! - [`error`]: the engine's error type with exit codes and retryability.

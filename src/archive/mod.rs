@@ -1,5 +1,5 @@
 //! The archive format (v1): member names, the manifest, `SHA256SUMS`, and
-//! the two halves that write and read it. See DESIGN.md §4 and the spec's
+//! the two halves that write and read it. See the spec's
 //! Data Models section.
 //!
 //! Member order is part of the format: `database/schema.sql` first, then the

@@ -125,7 +125,7 @@ pub fn safe_path(raw: &[u8]) -> Result<String, String> {
     Ok(s.trim_end_matches('/').to_string())
 }
 
-/// Whether a member path belongs to the v1 layout (DESIGN.md §4).
+/// Whether a member path belongs to the v1 layout (the spec, section 7.1).
 fn in_layout(path: &str) -> bool {
     use crate::archive::{signature, CONFIG_DIR, INFO, MANIFEST, SUMS};
     path.starts_with("database/")

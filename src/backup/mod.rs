@@ -1,5 +1,5 @@
 //! `lifeboat backup`: the orchestrator, the only place that knows the order
-//! of the pipeline (DESIGN.md §1): snapshot → plan → dump → archive →
+//! of the pipeline: snapshot → plan → dump → archive →
 //! sign → verify → seal. Everything is written to the store's partial file, which
 //! is removed on any error (or cancellation); only a verified archive gets
 //! its final name. `copy.rs` streams one table's rows out of the snapshot.

@@ -1,6 +1,6 @@
 //! Watching the backups and telling people: `checks` decides healthy or
 //! not from the history and the marker files only (no database, no
-//! network), for `lifeboat check` (the Docker HEALTHCHECK) and later the
+//! network), for `lifeboat check` (the Docker HEALTHCHECK) and the
 //! daemon's `/healthz`; `channels` carries alerts (mail, webhook, ping);
 //! `incidents` turns problems into one alert each, reminders and recovery
 //! notices (the daemon's monitor loop, and each backup run's own failures).

@@ -4,7 +4,7 @@
 //! blocks in it; a read from a server or link that stopped answering then
 //! never returns, and its `connect_timeout` covers only the TCP connect, not
 //! the startup and authentication that follow. This client does the same
-//! blocking (the engine stays synchronous, DESIGN.md §9), but every wait is
+//! blocking (the engine stays synchronous), but every wait is
 //! raced against the run's [`CancelToken`] and the whole connection setup
 //! against `connect_timeout`. When the token trips (stall watchdog, SIGTERM,
 //! the daemon's shutdown) the server is asked to cancel the query (bounded

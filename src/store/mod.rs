@@ -3,7 +3,7 @@
 //! object store later. [`dry_run::DryRun`] wraps any store and records the
 //! writes and deletes instead of doing them (the seam for `prune --dry-run`).
 //!
-//! The contract keeps DESIGN.md §4's promise: an archive is written under a
+//! The contract keeps the format's promise: an archive is written under a
 //! partial name, and only [`Store::finalize`] (after verification) gives it
 //! its final name, so a listed archive is always complete.
 
