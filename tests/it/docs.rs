@@ -588,3 +588,44 @@ fn the_console_examples_of_the_operations_guide_run() {
 fn the_console_examples_of_the_user_guide_run() {
     run_console_examples("docs/BACKUP_SYSTEM.md", true);
 }
+
+/// Sentences that may speak of the future, each with why: `(file, text it contains)`.
+/// Everything else in README.md, docs/ and the spec describes the product as it is.
+const FUTURE_ALLOWED: &[(&str, &str, &str)] = &[
+    ("docs/BACKUP_DEVELOPMENT.md", "the snapshot it will be executed on", "the plan's own future, not a feature"),
+    ("docs/BACKUP_OPERATIONS.md", "no schedule: not running as daemon", "quotes what `serve`'s status page says"),
+    ("specs/AUTOMATED_BACKUP_SERVICE_SPEC.md", "no schedule: not running as daemon", "quotes what `serve`'s status page says"),
+    ("docs/BENCHMARKS.md", "archive not yet proven authentic", "an archive's state, not a feature"),
+    ("docs/RELIABILITY.md", "Still to write; they are not faked here", "the open list of drills, a roadmap section"),
+];
+
+// covers: DR-9
+#[test]
+fn no_document_promises_as_future_a_feature_that_exists() {
+    let promise = regex::Regex::new(
+        r"(?i)\b(not yet|will be|planned|no scheduler|no schedule\b|later releases?|not built yet|still to (write|automate)|once\b[^.]{0,60}\b(lands|is merged|exists))",
+    )
+    .unwrap();
+    let mut docs = documents();
+    docs.push("specs/AUTOMATED_BACKUP_SERVICE_SPEC.md".to_string());
+    let mut found = Vec::new();
+    let mut used = BTreeSet::new();
+    for doc in &docs {
+        for (i, line) in read(doc).lines().enumerate() {
+            let Some(m) = promise.find(line) else { continue };
+            match FUTURE_ALLOWED.iter().position(|(f, text, _)| f == doc && line.contains(text)) {
+                Some(k) => {
+                    used.insert(k);
+                }
+                None => found.push(format!("{doc}:{}: \"{}\" in: {}", i + 1, m.as_str(), line.trim())),
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "future-tense promises (describe what exists now, or add the sentence to FUTURE_ALLOWED with why):\n{}",
+        found.join("\n")
+    );
+    let stale: Vec<_> = (0..FUTURE_ALLOWED.len()).filter(|k| !used.contains(k)).map(|k| FUTURE_ALLOWED[k].1).collect();
+    assert!(stale.is_empty(), "FUTURE_ALLOWED entries that match nothing any more: {stale:?}");
+}
