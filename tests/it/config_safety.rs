@@ -282,7 +282,7 @@ fn deleting_the_lock_file_does_not_let_a_second_run_take_the_directory() {
     assert_exit(&run(&["verify", &archive]), 0);
 }
 
-// covers: FR-12.1, NFR-2.1
+// covers: FR-12.1
 #[test]
 fn back_to_back_backups_get_distinct_names_and_all_succeed() {
     let db = tiny_db("same_second");

@@ -594,7 +594,11 @@ fn the_console_examples_of_the_user_guide_run() {
 const FUTURE_ALLOWED: &[(&str, &str, &str)] = &[
     ("docs/BACKUP_DEVELOPMENT.md", "the snapshot it will be executed on", "the plan's own future, not a feature"),
     ("docs/BACKUP_OPERATIONS.md", "no schedule: not running as daemon", "quotes what `serve`'s status page says"),
-    ("specs/AUTOMATED_BACKUP_SERVICE_SPEC.md", "no schedule: not running as daemon", "quotes what `serve`'s status page says"),
+    (
+        "specs/AUTOMATED_BACKUP_SERVICE_SPEC.md",
+        "no schedule: not running as daemon",
+        "quotes what `serve`'s status page says",
+    ),
     ("docs/BENCHMARKS.md", "archive not yet proven authentic", "an archive's state, not a feature"),
     ("docs/RELIABILITY.md", "Still to write; they are not faked here", "the open list of drills, a roadmap section"),
 ];
@@ -628,4 +632,51 @@ fn no_document_promises_as_future_a_feature_that_exists() {
     );
     let stale: Vec<_> = (0..FUTURE_ALLOWED.len()).filter(|k| !used.contains(k)).map(|k| FUTURE_ALLOWED[k].1).collect();
     assert!(stale.is_empty(), "FUTURE_ALLOWED entries that match nothing any more: {stale:?}");
+}
+
+// covers: TS-7
+#[test]
+fn spec_trace_tells_proven_from_mentioned_and_missed() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = d.path().join("spec.md");
+    let bench = d.path().join("BENCHMARKS.md");
+    let tests = d.path().join("tests");
+    std::fs::create_dir(&tests).unwrap();
+    // Spelled apart so that spec-trace, scanning this file, does not take them for citations.
+    let c = concat!("cov", "ers:");
+    std::fs::write(
+        tests.join("t.rs"),
+        format!(
+            "// {c} FR-1\n#[test]\nfn proves_it() {{}}\n\n// {c} FR-2\nfn a_helper() {{}}\n\n\
+             // {c} FR-3\n#[tokio::test(flavor = \"multi_thread\")]\nasync fn proves_three() {{}}\n\n//! {c} PR-1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(&bench, "| case | result | target |\n|---|---|---|\n| PR-1 backup | 0.5 | ≤ 0.3 **missed** |\n")
+        .unwrap();
+    let trace = |spec_text: &str| {
+        std::fs::write(&spec, spec_text).unwrap();
+        let o = std::process::Command::new(repo().join("scripts/spec-trace"))
+            .args(["--strict", "--spec"])
+            .arg(&spec)
+            .arg("--bench")
+            .arg(&bench)
+            .arg("--tests")
+            .arg(&tests)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let (code, out) = trace("- **FR-1** a\n- **FR-2** b\n- **FR-3** c\n| **PR-1** | fast |\n");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FR-1           proven"), "{out}");
+    assert!(out.contains("FR-3           proven"), "a #[tokio::test] proves: {out}");
+    assert!(out.contains("FR-2           mention"), "a citation on a helper only mentions: {out}");
+    assert!(out.contains("PR-1           missed"), "{out}");
+    // Marked honestly in the spec, the same evidence passes --strict.
+    let (code, out) = trace(
+        "- **FR-1** a\n- **FR-2** b (manual: checked by hand)\n- **FR-3** c\n| **PR-1** | fast (missed: see BENCHMARKS.md) |\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("FR-2           manual"), "{out}");
 }
