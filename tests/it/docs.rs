@@ -386,7 +386,7 @@ fn matches(expected: &[String], actual: &[String]) -> bool {
 /// The world the examples run in, as the documents describe it: a seeded
 /// database `smart_ai_hub` on `127.0.0.1:54329`, a working directory
 /// `/tmp/lb` holding `lifeboat.toml`, the store `backups/`, the
-/// application's config files under `app/` and an `empty/` directory.
+/// application's config files under `app/`, and `empty/` and `secrets/` directories.
 /// Other databases a command names (`…/hub_restored`) are created empty on
 /// first use. Commands see these names; their output is mapped back.
 struct Sandbox {
@@ -425,6 +425,7 @@ impl Sandbox {
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
         }
         std::fs::create_dir(seeded.dir.path().join("empty")).unwrap();
+        std::fs::create_dir(seeded.dir.path().join("secrets")).unwrap();
         let server_prefix = crate::support::server().url("");
         Sandbox { seeded, others: Vec::new(), server_prefix }
     }
