@@ -679,3 +679,17 @@ fn spec_trace_tells_proven_from_mentioned_and_missed() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("FR-2           manual"), "{out}");
 }
+
+// covers: DR-3
+#[test]
+fn the_healthcheck_the_operations_guide_shows_is_the_images() {
+    let dockerfile = read("Dockerfile.backup");
+    let line = dockerfile.lines().find(|l| l.starts_with("HEALTHCHECK ")).expect("the image has a HEALTHCHECK");
+    assert!(line.ends_with(r#"CMD ["lifeboat", "check"]"#), "the image's HEALTHCHECK runs `lifeboat check`: {line}");
+    let ops = read("docs/BACKUP_OPERATIONS.md");
+    assert!(
+        ops.contains(&format!("`{line}`")),
+        "docs/BACKUP_OPERATIONS.md shows the image's HEALTHCHECK as it is: {line}"
+    );
+    assert!(!ops.contains("HEALTHCHECK calls it"), "/healthz is not what the image's HEALTHCHECK calls");
+}
