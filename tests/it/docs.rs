@@ -269,7 +269,9 @@ fn blocks(rel: &str) -> Vec<Block> {
                 b.body.push(line[strip..].to_string());
                 open = Some(b);
             }
-            None if trimmed.starts_with("```") => {
+            // CommonMark: a backtick fence's info string has no backtick, so
+            // "```` ```console ```` examples …" is inline code, not a fence.
+            None if trimmed.starts_with("```") && !trimmed.trim_start_matches('`').contains('`') => {
                 let not_run =
                     previous.strip_prefix("<!-- not run: ").and_then(|r| r.strip_suffix(" -->")).map(str::to_string);
                 open = Some(Block {
@@ -349,6 +351,8 @@ fn masked(line: &str) -> String {
             (r"\b\d+(\.\d+)? ?(B|KB|MB|GB|KiB|MiB|GiB)\b", "[SIZE]"),
             (r"\b\d+(\.\d+)?(ms|s)\b", "[DUR]"),
             (r"\b[0-9A-F]{16}\b", "[KEYID]"),
+            // `list`'s age column: a slow machine may cross a minute.
+            (r"\b\d+[mhd]\b", "[AGE]"),
             (r"PostgreSQL \d+(\.\d+)?( \([^()]*\))?", "PostgreSQL [VERSION]"),
             (r#""(size_bytes|last_size_bytes|bytes|age_seconds|[a-z_]*_ms)": \d+"#, "\"$1\": [N]"),
             (r"\s+", " "),
