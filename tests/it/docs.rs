@@ -697,3 +697,36 @@ fn the_healthcheck_the_operations_guide_shows_is_the_images() {
     );
     assert!(!ops.contains("HEALTHCHECK calls it"), "/healthz is not what the image's HEALTHCHECK calls");
 }
+
+/// Every file under `dir` (recursively) with one of the extensions.
+fn files_under(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, exts, out);
+        } else if p.extension().is_some_and(|x| exts.iter().any(|e| x == *e)) {
+            out.push(p);
+        }
+    }
+}
+
+// covers: DR-2
+#[test]
+fn the_repository_cites_no_design_notes_it_does_not_ship() {
+    let mut files = vec![repo().join("README.md")];
+    files_under(&repo().join("docs"), &["md"], &mut files);
+    files_under(&repo().join("src"), &["rs", "j2", "html"], &mut files);
+    let mut cited = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            for name in ["DESIGN.md", "CONVENTIONS.md", "shared/"] {
+                let shipped = name.ends_with(".md") && repo().join("docs").join(name).exists();
+                if line.contains(name) && !shipped {
+                    cited.push(format!("{}:{}: {name}", f.strip_prefix(repo()).unwrap().display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(cited.is_empty(), "citations of documents that are not in the repository:\n{}", cited.join("\n"));
+}
