@@ -82,6 +82,36 @@ fn a_server_idle_in_transaction_timeout_does_not_kill_the_snapshot() {
     assert_eq!(report["tables"].as_array().unwrap().len(), 22);
 }
 
+// covers: FR-14.15
+#[test]
+fn a_waiting_snapshot_connection_is_kept_alive_and_one_left_idle_is_ended_by_the_server() {
+    use std::time::{Duration, Instant};
+    let db = support::fresh_db("idle_limit");
+    db.exec("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    // stall_timeout 1 s: the server ends a session idle in its transaction after 1 s + 5 s.
+    let text = format!("[database]\nurl = {}\nstall_timeout = \"1s\"\n", support::toml_string(&db.url));
+    let config = lifeboat::config::resolve(
+        Some((std::path::Path::new("lifeboat.toml"), &text)),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let cancel = lifeboat::events::CancelToken::new();
+    let mut kept = lifeboat::pg::Snapshot::open(&config.database, &cancel).unwrap();
+    let mut left = lifeboat::pg::Snapshot::open(&config.database, &cancel).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(9) {
+        kept.keep_alive().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n: i64 = kept.client.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+    assert_eq!(n, 1, "the kept connection still reads its snapshot");
+    assert!(left.client.query_one("SELECT 1", &[]).is_err(), "the server ended the idle one");
+    let alive = db.query_one_i64(&format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {}", left.session.pid));
+    assert_eq!(alive, 0);
+    kept.close().unwrap();
+}
+
 // covers: FR-10.3, FR-2.4
 #[test]
 fn with_default_schema_an_unnamed_table_keeps_only_its_structure_and_says_so() {
