@@ -503,3 +503,52 @@ fn an_abandoned_run_ends_its_own_sessions_over_a_fresh_connection() {
     migration_succeeds(&db);
     drop(proxy);
 }
+
+// covers: FR-14.12, SC-4.4, SC-4.5
+#[test]
+fn pgconnect_timeout_bounds_source_and_target_and_url_passwords_are_warned_about_or_refused() {
+    let silent = SilentListener::start();
+    let src = fresh_db("pgconnect_src");
+    src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(&dir.path().join("good"), &src.url);
+    let o = flow::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+
+    // No connect_timeout anywhere but libpq's variable: 2 s, not the default 10 s.
+    let secret = "Zq9-url-pw";
+    let target = format!("postgres://postgres:{secret}@127.0.0.1:{}/app", silent.port());
+    let run = run_bounded(
+        support::lifeboat().args(["restore", &archive, "--db", &target]).env("PGCONNECT_TIMEOUT", "2"),
+        Duration::from_secs(30),
+    );
+    run.assert_within(Duration::from_secs(7));
+    assert_exit(&run.output, 2);
+    let err = stderr(&run.output);
+    assert!(err.contains("timed out after 2.0s"), "{err}");
+    assert!(err.contains("warning: the --db URL holds a password") && err.contains("LIFEBOAT_TARGET_PASSWORD_FILE"));
+    assert!(!err.contains(secret), "{err}");
+
+    let dead = format!("postgres://postgres@127.0.0.1:{}/app", silent.port());
+    std::fs::create_dir_all(dir.path().join("silent")).unwrap();
+    let source = support::write_config(
+        &dir.path().join("silent"),
+        &format!(
+            "[database]\nurl = {}\n[storage]\ndir = {}\n",
+            support::toml_string(&dead),
+            support::toml_string(&dir.path().join("b").to_string_lossy())
+        ),
+    );
+    let run = run_bounded(backup_cmd(&source).env("PGCONNECT_TIMEOUT", "2"), Duration::from_secs(30));
+    run.assert_within(Duration::from_secs(7));
+    assert_exit(&run.output, 2);
+    assert!(stderr(&run.output).contains("timed out after 2.0s"), "{}", stderr(&run.output));
+
+    // An unencoded @ in the password: named, and its tail never shown as the host.
+    let o = flow::run(&["restore", &archive, "--db", "postgres://postgres:Zq9@tail-of-pw@127.0.0.1:1/app"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("percent-encode special characters (@ # : / ?) in the URL password"), "{err}");
+    assert!(!err.contains("tail-of-pw") && !err.contains("Zq9"), "{err}");
+}
