@@ -168,6 +168,13 @@ fn run_planned(
     let roles = pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::Roles, &dir);
     watchdog.doing("pg_dump --section=pre-data");
     let schema = pre.finish_keeping(&watchdog, &mut || snap.keep_alive()).map_err(|e| stalled_or(&watchdog, e))?;
+    // post-data too, before the rows: it read the same catalog as pre-data,
+    // so it is about done, and once it exits no pg_dump session (which
+    // turns the server's idle-in-transaction limit off for itself, see
+    // pg::sessions) holds locks through the long part of the run.
+    watchdog.doing("pg_dump --section=post-data");
+    let constraints =
+        post.finish_keeping(&watchdog, &mut || snap.keep_alive()).map_err(|e| stalled_or(&watchdog, e))?;
     watchdog.check()?;
     let mut members = vec![append_file(&mut writer, archive::SCHEMA, schema.path())?];
 
@@ -312,9 +319,6 @@ fn run_planned(
         });
     }
 
-    watchdog.doing("pg_dump --section=post-data");
-    let constraints =
-        post.finish_keeping(&watchdog, &mut || snap.keep_alive()).map_err(|e| stalled_or(&watchdog, e))?;
     watchdog.check()?;
     // The snapshot (and its locks) are released as soon as nothing reads it.
     snap.close().map_err(|e| stalled_or(&watchdog, e))?;

@@ -22,7 +22,9 @@
 //!   where the snapshot connection itself waits while other work goes on
 //!   (pg_dump, the closure), lifeboat pings it (`Snapshot::keep_alive`).
 //!   pg_dump resets `idle_in_transaction_session_timeout` to 0 on its own
-//!   sessions; they get the TCP limits only.
+//!   sessions; they get the TCP limits only, which a peer that still
+//!   acknowledges but never forwards (a hung middlebox) defeats, so a backup
+//!   waits for both pg_dumps to exit before it copies any rows.
 //! * **Ending them** ([`Sessions::end_leftovers`]): when a run is abandoned,
 //!   a fresh connection terminates the sessions the run recorded (its own by
 //!   pid and start time, pg_dump's by application name and the snapshot's
