@@ -68,8 +68,12 @@ pub fn plan_only(config: &Config, progress: Progress, cancel: &CancelToken) -> R
 /// a cancellation, a lost connection: whatever the link may have caused),
 /// ends them over a fresh connection, bounded (see `pg::sessions`).
 fn abandoned(config: &Config, sessions: &Sessions, cancel: &CancelToken, e: &Error) {
+    let bound = match e {
+        Error::Cancelled { .. } => crate::pg::sessions::SHUTDOWN_END_BOUND,
+        _ => crate::pg::sessions::END_BOUND,
+    };
     if cancel.is_cancelled() || e.is_retryable() {
-        sessions.end_leftovers(&config.database);
+        sessions.end_leftovers(&config.database, bound);
     }
 }
 

@@ -28,7 +28,8 @@
 //! * **Ending them** ([`Sessions::end_leftovers`]): when a run is abandoned,
 //!   a fresh connection terminates the sessions the run recorded (its own by
 //!   pid and start time, pg_dump's by application name and the snapshot's
-//!   xmin), bounded by [`END_BOUND`], best effort: it helps when only the
+//!   xmin), bounded by [`END_BOUND`] ([`SHUTDOWN_END_BOUND`] after a signal),
+//!   best effort: it helps when only the
 //!   run's connections froze (a dead NAT entry, a hung proxy connection) and
 //!   cannot when the whole path is down, which the limits above cover.
 
@@ -45,6 +46,10 @@ pub const MARGIN: Duration = Duration::from_secs(5);
 /// At most this long (or the connect timeout, when shorter) is spent ending
 /// an abandoned run's sessions.
 pub const END_BOUND: Duration = Duration::from_secs(5);
+
+/// The same for a run stopped by a signal or the daemon's shutdown, which
+/// an orchestrator's stop timeout is counting.
+pub const SHUTDOWN_END_BOUND: Duration = Duration::from_secs(2);
 
 /// The application name pg_dump's sessions carry (`PGAPPNAME`).
 pub const PG_DUMP_APP: &str = "lifeboat-pg_dump";
@@ -125,15 +130,15 @@ impl Sessions {
 
     /// Ends, over a fresh connection, whatever is left of the recorded
     /// sessions and of pg_dump's sessions on the same snapshot; bounded by
-    /// [`END_BOUND`] (or the connect timeout, when shorter). Best effort:
-    /// says in the log what it did or why it could not, and returns the
-    /// pids it ended.
-    pub fn end_leftovers(&self, db: &DatabaseConfig) -> Vec<i32> {
+    /// `bound` ([`END_BOUND`] or [`SHUTDOWN_END_BOUND`]; the connect timeout,
+    /// when shorter). Best effort: says in the log what it did or why it
+    /// could not, and returns the pids it ended.
+    pub fn end_leftovers(&self, db: &DatabaseConfig, bound: Duration) -> Vec<i32> {
         let recorded = self.0.lock().expect("not poisoned").clone();
         if recorded.is_empty() {
             return Vec::new();
         }
-        let bound = END_BOUND.min(db.connect_timeout.approx_duration().max(Duration::from_secs(1)));
+        let bound = bound.min(db.connect_timeout.approx_duration().max(Duration::from_secs(1)));
         let limit = humantime(server_limit(db));
         match end(db, &recorded, bound) {
             Ok(ended) if ended.is_empty() => {
