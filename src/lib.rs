@@ -9,7 +9,7 @@
 //! - [`error`]: the engine's error type with exit codes and retryability.
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
 //! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `pgpass`, `links` (`[links]`, `[http]`, `[encryption]`).
-//! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `snapshot`, `catalog`, `pg_dump` (the child process).
+//! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `snapshot`, `sessions` (server-side limits of the run's sessions, ending them when it is abandoned), `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `keys` (closure row keys on disk), `files` (config files).
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).

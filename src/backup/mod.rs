@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress, Watchdog};
 use crate::model::Mode;
 use crate::pg::pg_dump::{self, Section};
+use crate::pg::sessions::Sessions;
 use crate::pg::{db_err, Snapshot};
 use crate::plan::{self, Plan};
 use crate::store::{LocalStore, Store};
@@ -51,11 +52,29 @@ pub struct BackupReport {
 /// stopped answering.
 pub fn plan_only(config: &Config, progress: Progress, cancel: &CancelToken) -> Result<Plan> {
     cancel.check("connecting")?;
-    let mut snap = Snapshot::open(&config.database, cancel)?;
-    let watchdog = stall_watchdog(config, cancel);
-    let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
-    snap.close().map_err(|e| stalled_or(&watchdog, e))?;
-    Ok(plan)
+    let sessions = Sessions::default();
+    let planned = (|| {
+        let mut snap = Snapshot::open(&config.database, cancel)?;
+        sessions.record(&snap.session);
+        let watchdog = stall_watchdog(config, cancel);
+        let plan = plan::build(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
+        snap.close().map_err(|e| stalled_or(&watchdog, e))?;
+        Ok(plan)
+    })();
+    planned.inspect_err(|e| abandoned(config, &sessions, cancel, e))
+}
+
+/// After a failed run whose sessions may be left on the server (a stall,
+/// a cancellation, a lost connection: whatever the link may have caused),
+/// ends them over a fresh connection, bounded (see `pg::sessions`).
+fn abandoned(config: &Config, sessions: &Sessions, cancel: &CancelToken, e: &Error) {
+    let bound = match e {
+        Error::Cancelled { .. } => crate::pg::sessions::SHUTDOWN_END_BOUND,
+        _ => crate::pg::sessions::END_BOUND,
+    };
+    if cancel.is_cancelled() || e.is_retryable() {
+        sessions.end_leftovers(&config.database, bound);
+    }
 }
 
 /// The watchdog on the run's token. Nothing else to do on a stall: the
@@ -80,10 +99,13 @@ pub fn store_for(config: &Config) -> LocalStore {
 /// [`Error::Cancelled`]. The stall watchdog trips the same token.
 pub fn run(config: &Config, store: &dyn Store, progress: Progress, cancel: &CancelToken) -> Result<BackupReport> {
     let mut needed = None;
-    run_planned(config, store, progress, cancel, &mut needed).map_err(|e| match needed {
-        Some(bytes) => e.with_space_needed(bytes),
-        None => e,
-    })
+    let sessions = Sessions::default();
+    run_planned(config, store, progress, cancel, &mut needed, &sessions)
+        .inspect_err(|e| abandoned(config, &sessions, cancel, e))
+        .map_err(|e| match needed {
+            Some(bytes) => e.with_space_needed(bytes),
+            None => e,
+        })
 }
 
 /// The space a run needs in the storage directory, from the plan's
@@ -95,19 +117,22 @@ fn space_needed(tables: &[plan::TablePlan], estimated_archive_bytes: i64) -> u64
     (estimated_archive_bytes.max(0) + spool.max(0)) as u64
 }
 
-/// [`run`], telling it the plan's space estimate (`needed`) for a full disk.
+/// [`run`], telling it the plan's space estimate (`needed`) for a full disk
+/// and the server sessions it opens (`sessions`).
 fn run_planned(
     config: &Config,
     store: &dyn Store,
     progress: Progress,
     cancel: &CancelToken,
     needed: &mut Option<u64>,
+    sessions: &Sessions,
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let created = chrono::Utc::now();
     cancel.check("connecting")?;
     // Connect first: a run that cannot reach the database touches no files.
     let mut snap = Snapshot::open(&config.database, cancel)?;
+    sessions.record(&snap.session);
     let _lock = store.lock(progress)?;
     // Under the lock, so two first runs cannot both create a key.
     let signer = store.signer()?;
@@ -141,11 +166,19 @@ fn run_planned(
     let mut writer = Writer::create(&partial_path, mtime)?;
 
     progress(Event::Step("schema"));
-    let pre = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::PreData, &dir)?;
-    let post = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::PostData, &dir)?;
-    let roles = pg_dump::start(&pg_dump, &config.database, &snap.id, Section::Roles, &dir);
+    let pre = pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::PreData, &dir)?;
+    let post =
+        pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::PostData, &dir)?;
+    let roles = pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::Roles, &dir);
     watchdog.doing("pg_dump --section=pre-data");
-    let schema = pre.finish(&watchdog)?;
+    let schema = pre.finish_keeping(&watchdog, &mut || snap.keep_alive()).map_err(|e| stalled_or(&watchdog, e))?;
+    // post-data too, before the rows: it read the same catalog as pre-data,
+    // so it is about done, and once it exits no pg_dump session (which
+    // turns the server's idle-in-transaction limit off for itself, see
+    // pg::sessions) holds locks through the long part of the run.
+    watchdog.doing("pg_dump --section=post-data");
+    let constraints =
+        post.finish_keeping(&watchdog, &mut || snap.keep_alive()).map_err(|e| stalled_or(&watchdog, e))?;
     watchdog.check()?;
     let mut members = vec![append_file(&mut writer, archive::SCHEMA, schema.path())?];
 
@@ -160,6 +193,7 @@ fn run_planned(
     let closure_cancel = cancel.child();
     let names: Vec<(String, String)> = draft.tables().iter().map(|t| (t.qualified(), t.display())).collect();
     let mut second = snap.import(&config.database, &closure_cancel, &names).map_err(|e| stalled_or(&watchdog, e))?;
+    sessions.record(&second.session);
     progress(Event::Step("data"));
     let base_rows = |t: &plan::TablePlan| t.has_rows && t.mode != crate::model::Mode::Schema;
     progress(Event::Totals {
@@ -187,6 +221,15 @@ fn run_planned(
             }
             Ok(())
         })();
+        // While the closure still runs, this connection waits: it is kept
+        // alive (see pg::sessions), and a failure to do so ends the run.
+        let copied = copied.and_then(|()| {
+            while !closure.is_finished() {
+                snap.keep_alive()?;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(())
+        });
         if copied.is_err() {
             // The run ends: so does the closure, without ending the run's token.
             closure_cancel.cancel();
@@ -280,8 +323,6 @@ fn run_planned(
         });
     }
 
-    watchdog.doing("pg_dump --section=post-data");
-    let constraints = post.finish(&watchdog)?;
     watchdog.check()?;
     // The snapshot (and its locks) are released as soon as nothing reads it.
     snap.close().map_err(|e| stalled_or(&watchdog, e))?;

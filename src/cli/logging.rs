@@ -6,6 +6,11 @@
 //! `<file>.1` (one kept) and a new one starts, so the log cannot fill the
 //! disk. (tracing-appender only rotates by time.) A file that cannot be
 //! opened is a warning: logging never stops a backup.
+//!
+//! No level shows a secret: the HTTP, TLS and mail client crates print
+//! whole URLs (a webhook's or ping's token is in its path), headers and SMTP
+//! commands at debug and trace, so they are capped at `warn` by a filter of
+//! their own ([`CAPPED`]) that `LIFEBOAT_LOG` cannot lift.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,6 +18,7 @@ use std::sync::Mutex;
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -20,6 +26,21 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use crate::config::{LogConfig, LogFormat};
 
 type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Crates whose debug and trace lines print what may be a secret: request
+/// URLs with their path and query (ureq prints `POST http://…/hook/<token>`
+/// at trace), headers, presigned queries, SMTP commands (`AUTH PLAIN …`).
+/// They are capped at `warn` whatever `LIFEBOAT_LOG` says; their warnings
+/// and errors name no URL path. A target matches by prefix (`ureq` covers
+/// `ureq_proto`, `hyper` covers `hyper_util`).
+pub const CAPPED: &[&str] =
+    &["ureq", "reqwest", "hyper", "h2", "rustls", "tokio_rustls", "lettre", "object_store", "tower_http", "axum"];
+
+/// The filter that keeps [`CAPPED`] crates at `warn` and lets everything
+/// else through to the `LIFEBOAT_LOG` filter.
+fn caps() -> Targets {
+    CAPPED.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |t, c| t.with_target(*c, LevelFilter::WARN))
+}
 
 /// Installs the global subscriber: stderr, plus `log`'s file when given
 /// and not empty. `default` is the filter when `LIFEBOAT_LOG` is unset.
@@ -53,7 +74,7 @@ pub fn init(default: &str, log: Option<&LogConfig>) {
             Err(e) => super::err_line(&format!("warning: {e}; logging to stderr only")),
         }
     }
-    let _ = tracing_subscriber::registry().with(layers).with(filter).try_init();
+    let _ = tracing_subscriber::registry().with(layers).with(filter).with(caps()).try_init();
 }
 
 /// `path` opened for appending, rotated to `<path>.1` once it grows past
@@ -80,6 +101,19 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    // covers: FR-25.4
+    #[test]
+    fn http_and_mail_crates_stay_at_warn_whatever_the_filter_says() {
+        let caps = caps();
+        for target in ["ureq::run", "ureq_proto::client", "hyper_util::client", "reqwest::connect", "lettre::transport"]
+        {
+            assert!(!caps.would_enable(target, &tracing::Level::INFO), "{target}");
+            assert!(caps.would_enable(target, &tracing::Level::WARN), "{target}");
+        }
+        assert!(caps.would_enable("lifeboat::backup", &tracing::Level::TRACE));
+        assert!(caps.would_enable("tokio_postgres::query", &tracing::Level::DEBUG));
+    }
 
     // covers: FR-25.3
     #[test]

@@ -18,6 +18,7 @@ pub struct RestoreArgs {
 }
 
 pub(super) fn run(cli: &Cli, args: &RestoreArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
+    warn_password_in_url(&args.options.target, "--db");
     // A config file, when there is one, names the source database that
     // a restore must not overwrite by accident. Without a file there is
     // no source to protect (the defaults name no real database).
@@ -27,4 +28,17 @@ pub(super) fn run(cli: &Cli, args: &RestoreArgs, progress: Progress, cancel: &Ca
     let report = crate::restore::restore_source(&source, &opts, progress, cancel)?;
     emit(cli.json, &report, render::restore);
     Ok(if report.ok { 0 } else { 1 })
+}
+
+/// Warns on stderr when a URL given on the command line (`flag`) holds a
+/// password: `ps` shows it to every user of the host, and the shell keeps
+/// it in its history. The password itself is never shown.
+pub(super) fn warn_password_in_url(url: &str, flag: &str) {
+    if crate::config::url_has_password(url) {
+        super::err_line(&format!(
+            "warning: the {flag} URL holds a password, which other users can see in `ps` and which stays in the \
+             shell's history; leave it out of the URL and set LIFEBOAT_TARGET_PASSWORD_FILE (or PGPASSWORD, or \
+             ~/.pgpass) instead"
+        ));
+    }
 }

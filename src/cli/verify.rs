@@ -26,6 +26,7 @@ pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &Can
     let source = archive_source(&args.archive, || super::load(cli, &Overrides::default()))?;
     let report = crate::verify::verify_source(&source, &args.options, progress)?;
     if let Some(url) = &args.restore_test {
+        super::restore::warn_password_in_url(url, "--restore-test");
         let Some(path) = source.local() else {
             return Err(Error::Refused(format!(
                 "--restore-test reads a local archive; for {} run `lifeboat restore {} --db URL` into a \

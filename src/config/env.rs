@@ -64,6 +64,10 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         }
     }
     overlay_section(&mut db, tls);
+    // libpq's connect timeout (whole seconds), as pg_dump and psql read it.
+    if let Some(t) = super::url::pgconnect_timeout(env)? {
+        db.insert("connect_timeout".into(), s(&format!("{}s", t.as_secs())));
+    }
     if let Some(url) = env_secret(env, "DATABASE_URL")? {
         overlay_section(&mut db, url_fields(&url, "DATABASE_URL")?);
     }

@@ -35,7 +35,7 @@ pub use load::{load, resolve};
 pub use remote::{RemoteConfig, RemoteUrl};
 pub use secret::Secret;
 pub use service::{LogConfig, LogFormat, MonitorConfig, RetentionConfig, ScheduleConfig, VerifyConfig};
-pub use url::{parse_database_url, parse_target_url, target_password, Target};
+pub use url::{parse_database_url, parse_target_url, pgconnect_timeout, target_password, url_has_password, Target};
 
 use crate::model::{DefaultMode, Span, TableName};
 

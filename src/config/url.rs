@@ -55,14 +55,50 @@ fn target_config(
             c.password(p.expose());
         }
     }
-    let defaults = DatabaseConfig::default();
     if c.get_connect_timeout().is_none() {
-        c.connect_timeout(defaults.connect_timeout.approx_duration());
+        let default = DatabaseConfig::default().connect_timeout.approx_duration();
+        c.connect_timeout(pgconnect_timeout(env)?.unwrap_or(default));
     }
     if c.get_application_name().is_none() {
         c.application_name("lifeboat");
     }
     Ok(c)
+}
+
+/// libpq's `PGCONNECT_TIMEOUT`: whole seconds, at least 2 (as libpq reads
+/// it); `None` when unset, 0 or negative (libpq would then wait forever,
+/// which lifeboat never does: the default applies).
+pub fn pgconnect_timeout(env: &BTreeMap<String, String>) -> Result<Option<std::time::Duration>, ConfigError> {
+    let Some(v) = env.get("PGCONNECT_TIMEOUT") else { return Ok(None) };
+    let secs: i64 = v.trim().parse().map_err(|_| ConfigError::Env {
+        name: "PGCONNECT_TIMEOUT".into(),
+        message: format!("{v:?} is not a whole number of seconds"),
+    })?;
+    Ok((secs > 0).then(|| std::time::Duration::from_secs(secs.max(2) as u64)))
+}
+
+/// Whether a database URL carries a password (in its user info or as
+/// `?password=`): the command line is the wrong place for one.
+pub fn url_has_password(url: &str) -> bool {
+    parse_database_url(url, "").is_ok_and(|c| c.get_password().is_some())
+}
+
+/// An `@` in the user info beyond the one before the host: an unencoded
+/// `@` in the password, whose tail the parser would take for the host
+/// (and show in every error about it).
+fn check_user_info(url: &str, origin: &str) -> Result<(), ConfigError> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority.matches('@').count() > 1 {
+        return Err(ConfigError::Url {
+            origin: origin.to_string(),
+            message: "the user or password holds an unencoded @, so part of it would be taken for the host; \
+                      percent-encode special characters (@ # : / ?) in the URL password (@ is %40, # is %23, \
+                      : is %3A, / is %2F, ? is %3F)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// libpq's TLS parameters, which lifeboat implements itself (the driver's
@@ -124,6 +160,7 @@ pub fn parse_database_url(url: &str, origin: &str) -> Result<tokio_postgres::Con
 }
 
 fn parse_url(url: &str, origin: &str) -> Result<(tokio_postgres::Config, Tls), ConfigError> {
+    check_user_info(url, origin)?;
     let mut tls = Tls::default();
     let cleaned = match url.split_once('?') {
         Some((head, query)) => {
@@ -236,6 +273,36 @@ mod tests {
         // The variables are not config overrides.
         let c = super::super::resolve(None, &env(&[("LIFEBOAT_TARGET_PASSWORD_FILE", file_s)]), &Default::default());
         assert!(c.is_ok(), "{c:?}");
+    }
+
+    // covers: FR-14.12
+    #[test]
+    fn a_target_without_connect_timeout_in_its_url_takes_pgconnect_timeout() {
+        let t = |url: &str, e: &[(&str, &str)]| {
+            target_config(url, "--db", &env(e)).map(|c| c.get_connect_timeout().copied())
+        };
+        let secs = |s| Some(std::time::Duration::from_secs(s));
+        assert_eq!(t("postgres://u@h/db", &[("PGCONNECT_TIMEOUT", "3")]).unwrap(), secs(3));
+        assert_eq!(t("postgres://u@h/db?connect_timeout=7", &[("PGCONNECT_TIMEOUT", "3")]).unwrap(), secs(7));
+        assert_eq!(t("postgres://u@h/db", &[("PGCONNECT_TIMEOUT", "0")]).unwrap(), secs(10), "0: the default");
+        assert_eq!(t("postgres://u@h/db", &[("PGCONNECT_TIMEOUT", "1")]).unwrap(), secs(2), "libpq's minimum");
+        assert_eq!(t("postgres://u@h/db", &[]).unwrap(), secs(10));
+        let err = t("postgres://u@h/db", &[("PGCONNECT_TIMEOUT", "soon")]).unwrap_err().to_string();
+        assert!(err.contains("PGCONNECT_TIMEOUT") && err.contains("whole number of seconds"), "{err}");
+    }
+
+    // covers: SC-4.5
+    #[test]
+    fn an_unencoded_at_in_a_url_password_is_named_and_never_shown_as_the_host() {
+        for url in ["postgres://u:Sec@ret-tail@127.0.0.1:1/db", "postgresql://u:a@b@c@h/db?sslmode=disable"] {
+            let err = parse_target_url(url, "--db").unwrap_err().to_string();
+            assert!(err.contains("percent-encode special characters (@ # : / ?) in the URL password"), "{err}");
+            assert!(!err.contains("ret-tail") && !err.contains("Sec") && !err.contains("b@c"), "{err}");
+        }
+        // One @ in the user info, others after the host: fine.
+        assert!(parse_target_url("postgres://u:p%40ss@h/db?application_name=a@b", "--db").is_ok());
+        assert!(url_has_password("postgres://u:p%40ss@h/db") && url_has_password("postgres://u@h/db?password=x"));
+        assert!(!url_has_password("postgres://u@h/db") && !url_has_password("not a url"));
     }
 
     // covers: FR-14.12

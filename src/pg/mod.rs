@@ -1,13 +1,15 @@
 //! Everything that talks to PostgreSQL: connections and quoting (`conn`),
 //! TLS with libpq's sslmode semantics (`tls`),
 //! the exported snapshot (`snapshot`), the system catalogs (`catalog`) and
-//! pg_dump as a child process (`pg_dump`), and the blocking client whose
-//! waits a cancellation always ends (`client`).
+//! pg_dump as a child process (`pg_dump`), the server-side limits and
+//! clean-up of a run's own sessions (`sessions`), and the blocking client
+//! whose waits a cancellation always ends (`client`).
 
 pub mod catalog;
 pub mod client;
 pub mod conn;
 pub mod pg_dump;
+pub mod sessions;
 pub mod snapshot;
 mod tls;
 

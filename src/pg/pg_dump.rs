@@ -108,12 +108,13 @@ impl Drop for Running {
     }
 }
 
-/// Starts pg_dump for one section on the snapshot. The password goes through
-/// the environment, never the command line (where `ps` would show it).
+/// Starts pg_dump for one section on the snapshot, on a server of
+/// `server_version_num`. The password goes through the environment, never
+/// the command line (where `ps` would show it).
 pub fn start(
     pg_dump: &PgDump,
     db: &DatabaseConfig,
-    snapshot_id: &str,
+    (snapshot_id, server_version_num): (&str, i32),
     section: Section,
     tmp_dir: &Path,
 ) -> Result<Running> {
@@ -127,7 +128,7 @@ pub fn start(
         Section::Roles => pg_dump.path.with_file_name("pg_dumpall"),
         _ => pg_dump.path.clone(),
     };
-    let mut cmd = command(&program, db, snapshot_id, section);
+    let mut cmd = command(&program, db, (snapshot_id, server_version_num), section);
     cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
     tracing::debug!(program = %program.display(), section = section.arg(), "starting pg_dump");
     let mut child = cmd.spawn().map_err(|e| Error::io("starting", &program, e))?;
@@ -142,8 +143,10 @@ pub fn start(
 
 /// The pg_dump (or pg_dumpall) command for one section: connection and
 /// TLS settings in the environment (the password too, never an argument),
-/// the snapshot, the section and the lock wait bound (FR-14.3) as arguments.
-fn command(program: &Path, db: &DatabaseConfig, snapshot_id: &str, section: Section) -> Command {
+/// with the server-side TCP limits of the run's sessions (`sessions`) as
+/// startup options, the snapshot, the section and the lock wait bound
+/// (FR-14.3) as arguments.
+fn command(program: &Path, db: &DatabaseConfig, (snapshot_id, server_num): (&str, i32), section: Section) -> Command {
     let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("PG")) {
@@ -154,7 +157,8 @@ fn command(program: &Path, db: &DatabaseConfig, snapshot_id: &str, section: Sect
         .env("PGPORT", db.port.to_string())
         .env("PGDATABASE", &db.name)
         .env("PGUSER", &db.user)
-        .env("PGAPPNAME", "lifeboat-pg_dump")
+        .env("PGAPPNAME", super::sessions::PG_DUMP_APP)
+        .env("PGOPTIONS", super::sessions::pg_dump_options(db, server_num))
         .env("PGCONNECT_TIMEOUT", connect_timeout_secs(db).to_string())
         // The same TLS as lifeboat's own connection (libpq implements every mode).
         .env("PGSSLMODE", db.sslmode.as_str());
@@ -226,12 +230,23 @@ impl Running {
     /// Waits for pg_dump, feeding the watchdog with its output size and
     /// killing it if the watchdog fires or the run is cancelled. Returns the
     /// file it wrote.
-    pub fn finish(mut self, watchdog: &Watchdog) -> Result<tempfile::NamedTempFile> {
+    pub fn finish(self, watchdog: &Watchdog) -> Result<tempfile::NamedTempFile> {
+        self.finish_keeping(watchdog, &mut || Ok(()))
+    }
+
+    /// [`finish`](Running::finish), calling `keep` while it waits (to keep
+    /// the snapshot connection alive); its error ends the wait, and pg_dump.
+    pub fn finish_keeping(
+        mut self,
+        watchdog: &Watchdog,
+        keep: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<tempfile::NamedTempFile> {
         let mut seen = 0u64;
         let status = loop {
             if let Some(status) = self.child.try_wait().map_err(|e| Error::io("waiting for", "pg_dump", e))? {
                 break status;
             }
+            keep()?;
             if watchdog.interrupted() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
@@ -354,15 +369,17 @@ mod tests {
             password: Some(crate::config::Secret::new("Sekrit")),
             ..Default::default()
         };
-        let cmd = command(Path::new("/usr/bin/pg_dump"), &db, "00000003-1B", Section::PreData);
+        let cmd = command(Path::new("/usr/bin/pg_dump"), &db, ("00000003-1B", 150004), Section::PreData);
         let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.contains(&"--lock-wait-timeout=2000".to_string()), "{args:?}");
         assert!(args.contains(&"--snapshot=00000003-1B".to_string()), "{args:?}");
         assert!(!args.iter().any(|a| a.contains("Sekrit")), "no password among the arguments: {args:?}");
         let env: Vec<_> = cmd.get_envs().filter_map(|(k, v)| Some((k.to_str()?, v?.to_str()?))).collect();
         assert!(env.contains(&("PGPASSWORD", "Sekrit")));
+        let options = env.iter().find(|(k, _)| *k == "PGOPTIONS").map(|(_, v)| *v).unwrap_or_default();
+        assert!(options.contains("-c tcp_user_timeout=305000"), "the server-side limit of FR-14.15: {options}");
         // pg_dumpall (roles) takes no snapshot and no lock wait: it reads only pg_roles.
-        let roles = command(Path::new("/usr/bin/pg_dumpall"), &db, "x", Section::Roles);
+        let roles = command(Path::new("/usr/bin/pg_dumpall"), &db, ("x", 150004), Section::Roles);
         assert!(!roles.get_args().any(|a| a.to_string_lossy().starts_with("--lock-wait-timeout")));
     }
 }

@@ -1,8 +1,11 @@
 //! The exported REPEATABLE READ READ ONLY snapshot every part of a backup
 //! reads from: pg_dump (`--snapshot`), the plan, the closure and every COPY.
 
+use std::time::{Duration, Instant};
+
 use super::client::Client;
 use super::conn::{connect, db_err, SESSION_SETTINGS};
+use super::sessions::{self, Session, SESSION_SQL};
 use crate::config::DatabaseConfig;
 use crate::error::Result;
 use crate::events::CancelToken;
@@ -18,6 +21,11 @@ pub struct Snapshot {
     pub server_version: String,
     pub server_version_num: i32,
     pub database: String,
+    /// This connection's session on the server (to end it if it is left behind).
+    pub session: Session,
+    /// When [`Snapshot::keep_alive`] last pinged, and how often it must.
+    pinged: Instant,
+    ping_every: Duration,
 }
 
 impl Snapshot {
@@ -35,6 +43,7 @@ impl Snapshot {
             .map_err(db_err("exporting the snapshot"))?;
         let id: String = row.get(0);
         tracing::debug!(snapshot = %id, server = %row.get::<_, String>(2), "snapshot exported");
+        let session = describe(&mut client)?;
         Ok(Snapshot {
             id,
             now: row.get(1),
@@ -42,6 +51,9 @@ impl Snapshot {
             server_version_num: row.get(3),
             database: row.get(4),
             client,
+            session,
+            pinged: Instant::now(),
+            ping_every: sessions::ping_every(db),
         })
     }
 
@@ -53,6 +65,7 @@ impl Snapshot {
     pub fn import(&self, db: &DatabaseConfig, cancel: &CancelToken, tables: &[(String, String)]) -> Result<Snapshot> {
         let mut client = connect(db, cancel)?;
         begin(&mut client, db, Some(&self.id)).map_err(db_err("importing the snapshot on a second connection"))?;
+        let session = describe(&mut client)?;
         let mut second = Snapshot {
             client,
             id: self.id.clone(),
@@ -60,6 +73,9 @@ impl Snapshot {
             server_version: self.server_version.clone(),
             server_version_num: self.server_version_num,
             database: self.database.clone(),
+            session,
+            pinged: Instant::now(),
+            ping_every: self.ping_every,
         };
         for (quoted, shown) in tables {
             second.lock(db, quoted, shown)?;
@@ -80,6 +96,18 @@ impl Snapshot {
         })
     }
 
+    /// Tells the server this connection is still wanted while the run
+    /// waits for other work (pg_dump, the closure): a round trip at most
+    /// every [`sessions::ping_every`], well within the
+    /// `idle_in_transaction_session_timeout` that would otherwise end it.
+    pub fn keep_alive(&mut self) -> Result<()> {
+        if self.pinged.elapsed() >= self.ping_every {
+            self.client.batch_execute("").map_err(db_err("keeping the snapshot connection open"))?;
+            self.pinged = Instant::now();
+        }
+        Ok(())
+    }
+
     pub fn server_major(&self) -> u32 {
         (self.server_version_num / 10000) as u32
     }
@@ -90,22 +118,36 @@ impl Snapshot {
     }
 }
 
+/// This connection's session as the server knows it (see `sessions`).
+fn describe(client: &mut Client) -> Result<Session> {
+    let row = client.query_one(SESSION_SQL, &[]).map_err(db_err("reading this session's pid"))?;
+    Ok(Session::from_row(&row))
+}
+
 /// Session settings and the read-only REPEATABLE READ transaction, with no
-/// timeout but `[database] lock_timeout`; into snapshot `import` when given.
-/// row_security = off: a role that RLS would filter gets an error instead
-/// of a backup silently missing rows.
+/// statement timeout, `[database] lock_timeout`, and the server-side limits
+/// of `sessions` (an idle-in-transaction and TCP limit of the stall timeout
+/// plus a margin, which replace any shorter limit the server or role sets:
+/// lifeboat keeps its waiting connections alive itself); into snapshot
+/// `import` when given. row_security = off: a role that RLS would filter
+/// gets an error instead of a backup silently missing rows.
 fn begin(
     client: &mut Client,
     db: &DatabaseConfig,
     import: Option<&str>,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let lock_ms = db.lock_timeout.approx_duration().as_millis();
+    let idle_ms = sessions::server_limit(db).as_millis();
+    let limits = sessions::limits_sql(db);
     let import =
         import.map(|id| format!("SET TRANSACTION SNAPSHOT {}; ", super::conn::quote_literal(id))).unwrap_or_default();
+    // Apart: a SELECT in the same simple query would open the implicit
+    // transaction that BEGIN … ISOLATION LEVEL must come before.
+    client.batch_execute(&limits)?;
     client.batch_execute(&format!(
         "{SESSION_SETTINGS}; SET row_security = off; \
          BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {import}\
-         SET LOCAL idle_in_transaction_session_timeout = 0; \
+         SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; \
          SET LOCAL statement_timeout = 0; \
          SET LOCAL lock_timeout = {lock_ms}"
     ))

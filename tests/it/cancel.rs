@@ -78,10 +78,22 @@ fn a_token_tripped_mid_backup_kills_pg_dump_and_leaves_no_partial() {
 
     let token = CancelToken::new();
     let trip = token.clone();
-    // Tripped when the rows start: both pg_dumps have been started by then.
+    // Tripped while the run waits for the held post-data dump (both pg_dumps
+    // exit before the rows are copied): once the wrapper has started both
+    // sections after the --version probe.
+    let recorded = pids.clone();
     let progress = move |e: Event| {
-        if matches!(e, Event::Step("data")) {
-            trip.cancel();
+        if matches!(e, Event::Step("schema")) {
+            let (trip, recorded) = (trip.clone(), recorded.clone());
+            std::thread::spawn(move || {
+                let started = || std::fs::read_to_string(&recorded).map(|p| p.lines().count()).unwrap_or(0);
+                let t = std::time::Instant::now();
+                while started() < 3 && t.elapsed() < std::time::Duration::from_secs(10) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                trip.cancel();
+            });
         }
     };
     let store = LocalStore::new(&storage, "critical_backup");

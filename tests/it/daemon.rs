@@ -32,9 +32,15 @@ fn config(dir: &Path, url: &str, extra: &str) -> PathBuf {
 }
 
 fn start(config: &Path, stderr_to: &Path) -> Child {
+    start_with(config, stderr_to, &[])
+}
+
+/// [`start`] with extra environment variables.
+fn start_with(config: &Path, stderr_to: &Path, env: &[(&str, &str)]) -> Child {
     let err = std::fs::File::create(stderr_to).unwrap();
     support::lifeboat()
         .args(["--config", config.to_str().unwrap(), "daemon"])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(err)
         .spawn()
@@ -220,7 +226,7 @@ fn attempts(storage: &Path) -> Vec<(i64, String, String)> {
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().flatten().collect()
 }
 
-// covers: TS-5.1, FR-1.7, NFR-2.4, FR-4.5, FR-4.3
+// covers: TS-5.1, FR-1.7, NFR-2.4, FR-4.5, FR-4.3, FR-25.4
 #[test]
 fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once() {
     let started = crate::drills::start(
@@ -231,8 +237,11 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     let url = format!("postgres://lifeboat:Pg-Drill-Secret-7q@127.0.0.1:{port}/app");
     let sink = crate::support::http_sink::HttpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let extra =
-        format!("retries = 3\nretry_backoff = \"1s\"\n[alerts]\nwebhook_url = \"{}/hook/Hook-Token-9z\"\n", sink.url);
+    let extra = format!(
+        "retries = 3\nretry_backoff = \"1s\"\n[alerts]\nwebhook_url = \"{0}/hook/Hook-Token-9z\"\n\
+         ping_url = \"{0}/ping/Ping-Token-4k\"\n",
+        sink.url
+    );
     let cfg = config(dir.path(), &url, &extra);
     // The monitor looks every second, so it looks between the attempts: it
     // must leave the alert to the last one.
@@ -241,7 +250,8 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     let storage = dir.path().join("b");
     // The storage directory exists, so the attempts are recorded.
     std::fs::create_dir_all(&storage).unwrap();
-    let daemon = start(&cfg, &dir.path().join("stderr"));
+    // At trace level, where the HTTP client would print whole URLs.
+    let daemon = start_with(&cfg, &dir.path().join("stderr"), &[("LIFEBOAT_LOG", "trace")]);
     let alerts = sink.wait_for(1, Duration::from_secs(60));
     wait_for("three recorded attempts", Duration::from_secs(30), || {
         attempts(&storage).iter().filter(|(_, s, _)| s != "running").count() == 3
@@ -272,7 +282,7 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     assert!(message.contains("cannot connect to PostgreSQL") && message.contains("Connection refused"), "{message}");
     let log = std::fs::read_to_string(dir.path().join("logs/backup.log")).unwrap()
         + &std::fs::read_to_string(dir.path().join("stderr")).unwrap();
-    for secret in ["Pg-Drill-Secret-7q", "Hook-Token-9z"] {
+    for secret in ["Pg-Drill-Secret-7q", "Hook-Token-9z", "Ping-Token-4k"] {
         assert!(!hooks[0].body.contains(secret) && !log.contains(secret), "{secret} leaked");
     }
     crate::drills::record(

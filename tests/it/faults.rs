@@ -402,3 +402,153 @@ fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass
         assert!(help.contains(source), "restore --help names {source}:\n{help}");
     }
 }
+
+/// The server sessions of lifeboat (and of its pg_dump) on `db`, as
+/// `pid application_name state`.
+fn lifeboat_sessions(db: &TestDb) -> Vec<String> {
+    let mut admin = support::connect(&support::server().admin_url());
+    admin
+        .query(
+            "SELECT pid::text || ' ' || application_name || ' ' || coalesce(state, '?') FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name LIKE 'lifeboat%'",
+            &[&db.name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Waits up to `limit` for lifeboat's sessions on `db` to be gone; how long it took.
+fn sessions_gone_within(db: &TestDb, limit: Duration) -> Result<Duration, Vec<String>> {
+    let start = Instant::now();
+    loop {
+        let left = lifeboat_sessions(db);
+        if left.is_empty() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return Err(left);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A migration's `ALTER TABLE` with a 3 s lock timeout, as a deploy runs it.
+fn migration_succeeds(db: &TestDb) {
+    support::connect(&db.url)
+        .batch_execute("SET lock_timeout = '3s'; ALTER TABLE big ADD COLUMN migrated int")
+        .unwrap_or_else(|e| panic!("the migration could not take its lock: {e}"));
+}
+
+// covers: FR-14.15, FR-14.4, US-11/AC-2
+#[test]
+fn a_link_frozen_for_good_leaves_no_session_holding_locks_on_the_server() {
+    // The whole path freezes mid-COPY and stays frozen (the proxy lives on,
+    // holding its sockets open, so the server's kernel sees a live peer
+    // that stopped reading): only the server's own limits can end the
+    // sessions, and lifeboat's fresh connection to end them freezes too.
+    let db = big_db("frozen_for_good");
+    let (proxy, url) = proxied(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url);
+    proxy.freeze_on(Trigger { then_bytes: 256 * 1024, ..Trigger::on("FROM ONLY \"public\".\"big\"") });
+    let mut frozen_at = None;
+    let run = run_bounded_with(&mut backup_cmd(&cfg), Duration::from_secs(45), |_| {
+        assert!(proxy.wait_triggered(Duration::from_secs(30)), "the COPY never started");
+        frozen_at = Some(Instant::now());
+    });
+    let frozen_at = frozen_at.unwrap();
+    run.assert_within(Duration::from_secs(25));
+    assert_exit(&run.output, 1);
+    assert!(stderr(&run.output).contains("no progress for 5"), "{}", stderr(&run.output));
+    // stall_timeout (5 s) + the server's margin (5 s) + 8 s: the kernel
+    // notices a zero window that outlasted tcp_user_timeout at its next
+    // probe, which backs off (seen: 13 s after the freeze).
+    let bound = Duration::from_secs(18);
+    let gone = sessions_gone_within(&db, bound.saturating_sub(frozen_at.elapsed()));
+    let gone = gone.unwrap_or_else(|left| {
+        panic!("sessions left {:.1}s after the freeze: {left:?}", frozen_at.elapsed().as_secs_f64())
+    });
+    let _ = gone;
+    eprintln!(
+        "frozen for good: the run ended after {:.1}s, the server sessions were gone {:.1}s after the freeze",
+        run.took.as_secs_f64(),
+        frozen_at.elapsed().as_secs_f64()
+    );
+    migration_succeeds(&db);
+    drop(proxy);
+}
+
+// covers: FR-14.15, FR-14.4
+#[test]
+fn an_abandoned_run_ends_its_own_sessions_over_a_fresh_connection() {
+    // Only the connection that asks for the big table's rows freezes (a dead
+    // NAT entry): new connections still get through, and lifeboat uses one
+    // to end what its run left, long before the server's limit (10 s).
+    let db = big_db("abandoned_sessions");
+    let (proxy, url) = proxied(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &url);
+    proxy.freeze_on(Trigger { each_connection: true, ..Trigger::on("FROM ONLY \"public\".\"big\"") });
+    let run = run_bounded(&mut backup_cmd(&cfg), Duration::from_secs(45));
+    assert!(proxy.triggered(), "the proxy never froze:\n{}", stderr(&run.output));
+    run.assert_within(Duration::from_secs(20));
+    assert_exit(&run.output, 1);
+    let err = stderr(&run.output);
+    assert!(err.contains("no progress for 5"), "{err}");
+    assert!(err.contains("server session(s) the abandoned run left on"), "{err}");
+    let gone = sessions_gone_within(&db, Duration::from_secs(2));
+    assert!(gone.is_ok(), "left behind after lifeboat exited: {gone:?}\n{err}");
+    migration_succeeds(&db);
+    drop(proxy);
+}
+
+// covers: FR-14.12, SC-4.4, SC-4.5
+#[test]
+fn pgconnect_timeout_bounds_source_and_target_and_url_passwords_are_warned_about_or_refused() {
+    let silent = SilentListener::start();
+    let src = fresh_db("pgconnect_src");
+    src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(&dir.path().join("good"), &src.url);
+    let o = flow::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+
+    // No connect_timeout anywhere but libpq's variable: 2 s, not the default 10 s.
+    let secret = "Zq9-url-pw";
+    let target = format!("postgres://postgres:{secret}@127.0.0.1:{}/app", silent.port());
+    let run = run_bounded(
+        support::lifeboat().args(["restore", &archive, "--db", &target]).env("PGCONNECT_TIMEOUT", "2"),
+        Duration::from_secs(30),
+    );
+    run.assert_within(Duration::from_secs(7));
+    assert_exit(&run.output, 2);
+    let err = stderr(&run.output);
+    assert!(err.contains("timed out after 2.0s"), "{err}");
+    assert!(err.contains("warning: the --db URL holds a password") && err.contains("LIFEBOAT_TARGET_PASSWORD_FILE"));
+    assert!(!err.contains(secret), "{err}");
+
+    let dead = format!("postgres://postgres@127.0.0.1:{}/app", silent.port());
+    std::fs::create_dir_all(dir.path().join("silent")).unwrap();
+    let source = support::write_config(
+        &dir.path().join("silent"),
+        &format!(
+            "[database]\nurl = {}\n[storage]\ndir = {}\n",
+            support::toml_string(&dead),
+            support::toml_string(&dir.path().join("b").to_string_lossy())
+        ),
+    );
+    let run = run_bounded(backup_cmd(&source).env("PGCONNECT_TIMEOUT", "2"), Duration::from_secs(30));
+    run.assert_within(Duration::from_secs(7));
+    assert_exit(&run.output, 2);
+    assert!(stderr(&run.output).contains("timed out after 2.0s"), "{}", stderr(&run.output));
+
+    // An unencoded @ in the password: named, and its tail never shown as the host.
+    let o = flow::run(&["restore", &archive, "--db", "postgres://postgres:Zq9@tail-of-pw@127.0.0.1:1/app"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("percent-encode special characters (@ # : / ?) in the URL password"), "{err}");
+    assert!(!err.contains("tail-of-pw") && !err.contains("Zq9"), "{err}");
+}

@@ -82,6 +82,73 @@ fn a_server_idle_in_transaction_timeout_does_not_kill_the_snapshot() {
     assert_eq!(report["tables"].as_array().unwrap().len(), 22);
 }
 
+// covers: FR-14.15
+#[test]
+fn a_waiting_snapshot_connection_is_kept_alive_and_one_left_idle_is_ended_by_the_server() {
+    use std::time::{Duration, Instant};
+    let db = support::fresh_db("idle_limit");
+    db.exec("CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    // stall_timeout 1 s: the server ends a session idle in its transaction after 1 s + 5 s.
+    let text = format!("[database]\nurl = {}\nstall_timeout = \"1s\"\n", support::toml_string(&db.url));
+    let config = lifeboat::config::resolve(
+        Some((std::path::Path::new("lifeboat.toml"), &text)),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let cancel = lifeboat::events::CancelToken::new();
+    let mut kept = lifeboat::pg::Snapshot::open(&config.database, &cancel).unwrap();
+    let mut left = lifeboat::pg::Snapshot::open(&config.database, &cancel).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(9) {
+        kept.keep_alive().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n: i64 = kept.client.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+    assert_eq!(n, 1, "the kept connection still reads its snapshot");
+    assert!(left.client.query_one("SELECT 1", &[]).is_err(), "the server ended the idle one");
+    let alive = db.query_one_i64(&format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {}", left.session.pid));
+    assert_eq!(alive, 0);
+    kept.close().unwrap();
+}
+
+// covers: FR-14.15, FR-14.4
+#[test]
+fn a_healthy_run_whose_snapshot_connection_waits_longer_than_the_server_limit_succeeds() {
+    let db = support::fresh_db("long_wait");
+    db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)");
+    let dir = tempfile::tempdir().unwrap();
+    // A real pg_dump behind a wrapper whose pre-data section first writes a
+    // SQL comment line every 0.5 s for 11 s: progress for the watchdog
+    // (stall_timeout 3 s) while the snapshot connection waits longer than the
+    // server's idle limit (3 s + 5 s) before pg_dump even imports the snapshot.
+    let wrapper = dir.path().join("pg_dump");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/bash\ncase \"$*\" in *pre-data*) for i in $(seq 22); do echo \"-- held $i\"; sleep 0.5; done ;; esac\nexec '{}' \"$@\"\n",
+            support::pg_bin("pg_dump").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = support::write_config(
+        dir.path(),
+        &format!(
+            "[database]\nurl = {}\nstall_timeout = \"3s\"\npg_dump = {}\n[storage]\ndir = {}\n",
+            support::toml_string(&db.url),
+            support::toml_string(&wrapper.to_string_lossy()),
+            support::toml_string(&dir.path().join("b").to_string_lossy())
+        ),
+    );
+    let started = std::time::Instant::now();
+    let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    assert!(started.elapsed() > std::time::Duration::from_secs(11), "the wrapper held pre-data");
+    assert_eq!(flow::json(&o)["rows"], 100, "{}", stderr(&o));
+}
+
 // covers: FR-10.3, FR-2.4
 #[test]
 fn with_default_schema_an_unnamed_table_keeps_only_its_structure_and_says_so() {
