@@ -23,6 +23,7 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     let state = crate::http::AppState::new(std::sync::Arc::new(config), crate::http::no_schedule(), Some(downloads));
     let runtime = runtime("the HTTP runtime")?;
     runtime.block_on(async move {
+        let limits = crate::http::limits::for_process(&state.config.http);
         let listener = bind(&addr, "--listen or [http] listen").await?;
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
         let metrics = match &metrics_addr {
@@ -41,13 +42,13 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
             if let Ok(a) = l.local_addr() {
                 eprintln!("lifeboat: serving /metrics at http://{a}/metrics");
             }
-            tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state.clone()), when_stopped()))
+            tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state.clone()), limits.clone(), when_stopped()))
         });
         tokio::spawn(async move {
             crate::http::shutdown_signal().await;
             let _ = stop.send(true);
         });
-        let served = crate::http::serve(listener, crate::http::app(state), when_stopped()).await;
+        let served = crate::http::serve(listener, crate::http::app(state), limits, when_stopped()).await;
         if let Some(t) = metrics_task {
             let _ = t.await;
         }

@@ -52,10 +52,11 @@ impl App {
                 let downloads = lifeboat::http::download::Downloads::from_config(&config).ok();
                 // The sender lives as long as the server: a daemon's scheduler would publish here.
                 let (_next_tx, next_rx) = tokio::sync::watch::channel(next_run);
+                let limits = lifeboat::http::Limits::new(&config.http, None);
                 let state = lifeboat::http::AppState::new(std::sync::Arc::new(config), next_rx, downloads);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                lifeboat::http::serve(listener, routes(state), async {
+                lifeboat::http::serve(listener, routes(state), limits, async {
                     let _ = stopped.await;
                 })
                 .await
