@@ -14,6 +14,13 @@
 //! the storage directory's history once that directory exists; a first run
 //! that fails before creating it (say, the database is unreachable) leaves
 //! no files at all, and so no record.
+//!
+//! A process out of descriptors (FR-23.4) cannot record, mail, post or
+//! ping: every channel needs one. The HTTP side's limits keep a reserve so
+//! this should not happen, but when it does the run does not just fail
+//! silently: it waits up to [`DESCRIPTOR_WAIT`] for descriptors (the HTTP
+//! side closes idle connections within its header-read timeout) before it
+//! starts, and again before it records its failure and alerts.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -34,6 +41,43 @@ use crate::retention::Decision;
 
 /// How many of the last progress lines an alert quotes.
 const LOG_LINES: usize = 20;
+
+/// How long a run waits for a free descriptor, before it starts and before
+/// it records and alerts a failure: longer than the default
+/// `[http] header_read_timeout` (10 s), after which idle connections are gone.
+pub const DESCRIPTOR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether this process has no descriptor to spare (EMFILE/ENFILE on a
+/// probe open of `/dev/null`).
+fn out_of_descriptors() -> bool {
+    match std::fs::File::open("/dev/null") {
+        Ok(_) => false,
+        Err(e) => matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)),
+    }
+}
+
+/// Waits (bounded by `limit`) until a descriptor is free; says so when it
+/// had to wait, and when waiting did not help.
+fn wait_for_descriptors(limit: std::time::Duration, why: &str, progress: Progress) {
+    if !out_of_descriptors() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while out_of_descriptors() && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let waited = crate::events::humantime(start.elapsed());
+    if out_of_descriptors() {
+        tracing::error!(
+            "out of open files for {waited} {why}; raise the open-files limit (ulimit -n, the container's nofile)"
+        );
+    } else {
+        progress(Event::Warning(format!(
+            "this process was out of open files: waited {waited} {why}; raise the open-files limit (ulimit -n, the \
+             container's nofile) or lower [http] max_connections"
+        )));
+    }
+}
 
 /// What a run is asked to do besides the backup itself.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +127,7 @@ pub struct RunReport {
 pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &CancelToken) -> Result<RunReport, Error> {
     let recorder = Recorder::new(progress);
     let progress = &|e| recorder.record(e);
+    wait_for_descriptors(DESCRIPTOR_WAIT, "before the run could start", progress);
     let _ = channels::ping(&config.alerts, Ping::Start, None, progress);
 
     let store = crate::backup::store_for(config);
@@ -97,6 +142,10 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         progress(e);
     };
     let result = timed_out(crate::backup::run(config, &store, &tracking, cancel), opts.deadline);
+    if result.is_err() {
+        // A run that failed for want of descriptors still leaves its row and its alert.
+        wait_for_descriptors(DESCRIPTOR_WAIT, "to record and alert the failed run", progress);
+    }
     recording.finish(&result, steps.into_inner().expect("not poisoned"));
     let report = match result {
         Ok(r) => r,

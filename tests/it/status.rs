@@ -187,7 +187,7 @@ fn healthz(app: &App) -> (u16, serde_json::Value) {
     (g.status, v)
 }
 
-// covers: FR-17.2, US-5/AC-1, FR-4.2, SC-2.4
+// covers: FR-17.2, US-5/AC-1, FR-4.2, SC-2.4, SC-10.2
 #[test]
 fn healthz_is_200_or_503_with_the_age_of_the_last_success_and_no_detail() {
     let s = Seeded::with_config("status_health", "[monitor]\nmin_size_mb = 0\n");
