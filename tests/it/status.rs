@@ -1,5 +1,6 @@
 //! The HTTP service's read side: `/healthz`, `/metrics` (parsed as
-//! Prometheus text), the status page (opened in headless Chromium) and
+//! Prometheus text), the status page (opened in headless Chromium), the
+//! idle timeout of a client that stops reading, and
 //! basic auth. The app runs in-process on 127.0.0.1:0 through
 //! `lifeboat::http::serve`, over a storage directory filled by real
 //! `lifeboat backup` runs of the SaaS fixture.
@@ -400,4 +401,31 @@ fn no_secret_appears_on_any_page() {
     let link = lifeboat::deliver::links::signed_url(PUBLIC_URL, &archive, expires, LINK_SECRET.as_bytes());
     let g = get(&link.replace("https://hub.example.com", &app.origin));
     assert_eq!(g.status, 200, "{}", text(&g));
+}
+
+// covers: FR-17.6, SC-10.1
+#[test]
+fn a_client_that_stops_reading_its_responses_is_cut_off_after_the_idle_timeout() {
+    use std::io::Write;
+    let s = store();
+    let app = App::start(config_of(s, "[http]\nidle_timeout = \"1s\"\n"), None);
+    let addr = app.origin.trim_start_matches("http://").to_string();
+    // Pipelined requests, never a byte read: once the socket buffers are
+    // full, the server's writes wait on this client.
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.set_write_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let batch = b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(1000);
+    let started = std::time::Instant::now();
+    let ended = loop {
+        if let Err(e) = c.write_all(&batch) {
+            break e;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the server still reads after 120 s");
+    };
+    // Cut off by the server (reset), not our own write timeout expiring.
+    assert!(
+        matches!(ended.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+        "{ended:?} after {:?}",
+        started.elapsed()
+    );
 }
