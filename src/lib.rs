@@ -23,7 +23,7 @@
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
 //! - [`offsite`]: the offsite step of a run: upload to `[remote]` (S3, `store::s3`), catch-up, remote retention.
 //! - [`daemon`]: the service: `runner` (one recorded, delivered, rehearsed, pruned and alerted backup run, shared by `lifeboat backup`), `rehearsal` (the restore rehearsal of each new archive).
-//! - [`http`]: the HTTP service: `router` (every route, `AppState`), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`; the only axum code.
+//! - [`http`]: the HTTP service: `router` (every route, `AppState`), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`, `limits` (connection cap, header-read and idle timeouts, the descriptor budget); `serve` is its accept loop; the only axum and hyper code.
 //! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.

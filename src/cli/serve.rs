@@ -23,6 +23,7 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     let state = crate::http::AppState::new(std::sync::Arc::new(config), crate::http::no_schedule(), Some(downloads));
     let runtime = runtime("the HTTP runtime")?;
     runtime.block_on(async move {
+        let limits = crate::http::limits::for_process(&state.config.http);
         let listener = bind(&addr, "--listen or [http] listen").await?;
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
         let metrics = match &metrics_addr {
@@ -41,13 +42,13 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
             if let Ok(a) = l.local_addr() {
                 eprintln!("lifeboat: serving /metrics at http://{a}/metrics");
             }
-            tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state.clone()), when_stopped()))
+            tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state.clone()), limits.clone(), when_stopped()))
         });
         tokio::spawn(async move {
             crate::http::shutdown_signal().await;
             let _ = stop.send(true);
         });
-        let served = crate::http::serve(listener, crate::http::app(state), when_stopped()).await;
+        let served = crate::http::serve(listener, crate::http::app(state), limits, when_stopped()).await;
         if let Some(t) = metrics_task {
             let _ = t.await;
         }
@@ -56,16 +57,31 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     Ok(0)
 }
 
+/// Connections the kernel queues for `accept` while `[http] max_connections`
+/// are held (std's and tokio's default is 128): a crowd of idle peers then
+/// waits there, holding no descriptor of ours, instead of pushing
+/// `/healthz` out with dropped SYNs. The kernel caps it at `somaxconn`.
+const BACKLOG: u32 = 1024;
+
 /// Binds `addr`; the error names it and `setting`, where to choose another.
 pub(super) async fn bind(addr: &str, setting: &str) -> Result<tokio::net::TcpListener, Error> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    let failed = |e: std::io::Error| {
         let msg = format!("cannot listen on {addr}: {e}; choose another address with {setting}");
         if e.kind() == std::io::ErrorKind::AddrInUse {
             Error::Busy(msg)
         } else {
             Error::Refused(msg)
         }
-    })
+    };
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await.map_err(failed)? {
+        let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+        match socket.and_then(|s| s.set_reuseaddr(true).and(s.bind(a)).map(|()| s)).and_then(|s| s.listen(BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(failed(last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing"))))
 }
 
 /// The tokio runtime of a long-lived command (two workers: the engine's

@@ -1,5 +1,6 @@
 //! `[links]` (signed download links), `[http]` (where `lifeboat serve`
-//! listens, the separate metrics listener, basic auth) and `[encryption]`
+//! listens, the separate metrics listener, basic auth, the connection
+//! limits) and `[encryption]`
 //! (age recipients): the sections the HTTP service and the delivery share.
 
 use std::path::PathBuf;
@@ -82,6 +83,15 @@ pub struct HttpConfig {
     /// Read into `basic_auth_password` by `finish_http`; always `None` afterwards.
     #[serde(skip_serializing)]
     pub basic_auth_password_file: Option<PathBuf>,
+    /// At most this many connections at once, over both listeners (FR-17.6);
+    /// the daemon lowers it further so descriptors stay in reserve for a run.
+    pub max_connections: u32,
+    /// A connection must send a whole request head within this, the first
+    /// one and each next one on a kept-alive connection (FR-17.6).
+    pub header_read_timeout: Span,
+    /// A response the client takes no byte of for this long ends its
+    /// connection (FR-17.6).
+    pub idle_timeout: Span,
 }
 
 impl Default for HttpConfig {
@@ -92,6 +102,9 @@ impl Default for HttpConfig {
             basic_auth_user: None,
             basic_auth_password: None,
             basic_auth_password_file: None,
+            max_connections: 256,
+            header_read_timeout: "10s".parse().expect("valid"),
+            idle_timeout: "60s".parse().expect("valid"),
         }
     }
 }
@@ -107,6 +120,11 @@ impl HttpConfig {
 pub(super) fn finish_http(http: &mut HttpConfig) -> Result<(), ConfigError> {
     if let Some(p) = http.basic_auth_password_file.take() {
         http.basic_auth_password = Some(super::secret::read_secret_file(&p, "http.basic_auth_password_file")?);
+    }
+    if http.max_connections == 0 {
+        return Err(ConfigError::Invalid(
+            "[http] max_connections must be at least 1 (default 256): with 0 nothing could connect".into(),
+        ));
     }
     match (&http.basic_auth_user, &http.basic_auth_password) {
         (Some(u), Some(_)) if u.is_empty() || u.contains(':') => {

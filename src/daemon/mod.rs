@@ -58,13 +58,16 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let state = crate::http::AppState::new(config.clone(), next_rx, downloads);
+    // One budget for both listeners, within the open-files limit less a run's reserve.
+    let limits = crate::http::limits::for_process(&config.http);
     let mut stop = stop_rx.clone();
-    let http = tokio::spawn(crate::http::serve(listener, crate::http::app(state.clone()), async move {
-        stopped(&mut stop).await;
-    }));
+    let http =
+        tokio::spawn(crate::http::serve(listener, crate::http::app(state.clone()), limits.clone(), async move {
+            stopped(&mut stop).await;
+        }));
     let metrics_http = metrics.map(|l| {
         let mut stop = stop_rx.clone();
-        tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state), async move {
+        tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state), limits, async move {
             stopped(&mut stop).await;
         }))
     });

@@ -14,6 +14,13 @@
 //! the storage directory's history once that directory exists; a first run
 //! that fails before creating it (say, the database is unreachable) leaves
 //! no files at all, and so no record.
+//!
+//! A process out of descriptors (FR-23.4) cannot record, mail, post or
+//! ping: every channel needs one. The HTTP side's limits keep a reserve so
+//! this should not happen, but when it does the run does not just fail
+//! silently: it waits up to [`DESCRIPTOR_WAIT`] for descriptors (the HTTP
+//! side closes idle connections within its header-read timeout) before it
+//! starts, and again before it records its failure and alerts.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -34,6 +41,51 @@ use crate::retention::Decision;
 
 /// How many of the last progress lines an alert quotes.
 const LOG_LINES: usize = 20;
+
+/// How long a run waits for a free descriptor, before it starts and before
+/// it records and alerts a failure: longer than the default
+/// `[http] header_read_timeout` (10 s), after which idle connections are gone.
+pub const DESCRIPTOR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Descriptors that recording a run and alerting it need at once: the
+/// history (database, WAL, shared memory), a socket per channel, a spare.
+const DESCRIPTORS_TO_RECORD: usize = 8;
+
+/// Whether this process lacks the descriptors to record and alert a run
+/// (EMFILE/ENFILE when opening [`DESCRIPTORS_TO_RECORD`] handles of `/dev/null` at once).
+fn out_of_descriptors() -> bool {
+    let mut probes = Vec::with_capacity(DESCRIPTORS_TO_RECORD);
+    while probes.len() < DESCRIPTORS_TO_RECORD {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => probes.push(f),
+            Err(e) => return matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)),
+        }
+    }
+    false
+}
+
+/// Waits (bounded by `limit`) until enough descriptors are free; says so
+/// when it had to wait, and when waiting did not help.
+fn wait_for_descriptors(limit: std::time::Duration, why: &str, progress: Progress) {
+    if !out_of_descriptors() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while out_of_descriptors() && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let waited = crate::events::humantime(start.elapsed());
+    if out_of_descriptors() {
+        tracing::error!(
+            "out of open files for {waited} {why}; raise the open-files limit (ulimit -n, the container's nofile)"
+        );
+    } else {
+        progress(Event::Warning(format!(
+            "this process was out of open files: waited {waited} {why}; raise the open-files limit (ulimit -n, the \
+             container's nofile) or lower [http] max_connections"
+        )));
+    }
+}
 
 /// What a run is asked to do besides the backup itself.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +135,7 @@ pub struct RunReport {
 pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &CancelToken) -> Result<RunReport, Error> {
     let recorder = Recorder::new(progress);
     let progress = &|e| recorder.record(e);
+    wait_for_descriptors(DESCRIPTOR_WAIT, "before the run could start", progress);
     let _ = channels::ping(&config.alerts, Ping::Start, None, progress);
 
     let store = crate::backup::store_for(config);
@@ -97,6 +150,10 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         progress(e);
     };
     let result = timed_out(crate::backup::run(config, &store, &tracking, cancel), opts.deadline);
+    if result.is_err() {
+        // A run that failed for want of descriptors still leaves its row and its alert.
+        wait_for_descriptors(DESCRIPTOR_WAIT, "to record and alert the failed run", progress);
+    }
     recording.finish(&result, steps.into_inner().expect("not poisoned"));
     let report = match result {
         Ok(r) => r,
@@ -437,5 +494,107 @@ fn delivery_failed(config: &Config, r: &BackupReport, d: &DeliveryReport, log_li
         archive: Some(archive),
         host: deliver::host_name(),
         time: now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "LIFEBOAT_TEST_OUT_OF_DESCRIPTORS_DIR";
+
+    /// Runs `out_of_descriptors_child` in a process of its own: it lowers its
+    /// open-files limit, which must not touch the tests running beside it.
+    // covers: FR-23.4
+    #[test]
+    fn a_run_that_starts_out_of_descriptors_waits_then_records_its_failure_and_alerts() {
+        let d = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "daemon::runner::tests::out_of_descriptors_child", "--ignored", "--nocapture"])
+            .env(CHILD, d.path())
+            .output()
+            .unwrap();
+        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && out.contains("1 passed"), "{out}");
+    }
+
+    /// The run starts while every descriptor is taken (they come free 2 s
+    /// later, as idle HTTP connections would): it must still leave its
+    /// history row and post its alert. The database is unreachable, so the
+    /// run fails; the webhook is a plain listener in this process.
+    #[test]
+    #[ignore = "run by a_run_that_starts_out_of_descriptors_waits_then_records_its_failure_and_alerts in a child"]
+    fn out_of_descriptors_child() {
+        use std::io::{Read, Write};
+        let Some(dir) = std::env::var_os(CHILD).map(std::path::PathBuf::from) else { return };
+        let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let text = format!(
+            "[database]\nurl = \"postgres://lifeboat@127.0.0.1:1/app\"\nconnect_timeout = \"2s\"\n\
+             [storage]\ndir = {:?}\n[alerts]\nwebhook_url = \"http://{}/hook\"\n",
+            dir.to_string_lossy(),
+            hook.local_addr().unwrap()
+        );
+        let config =
+            crate::config::resolve(Some((&dir.join("lifeboat.toml"), &text)), &Default::default(), &Default::default())
+                .unwrap();
+        let posted = std::thread::spawn(move || {
+            // Linux takes the new descriptor's number before it waits: while
+            // the process is out of them, accept fails at once; try again
+            // (for 30 s: no alert at all is a failure, not a hang).
+            hook.set_nonblocking(true).unwrap();
+            let start = std::time::Instant::now();
+            let mut c = loop {
+                match hook.accept() {
+                    Ok((c, _)) => break c,
+                    Err(_) if start.elapsed() < std::time::Duration::from_secs(30) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    Err(e) => return format!("no alert within 30 s: {e}"),
+                }
+            };
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            let (mut seen, mut buf) = (Vec::new(), [0u8; 8192]);
+            while !String::from_utf8_lossy(&seen).contains("backup_failed") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        // Every descriptor taken, given back after 2 s.
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let limit = rustix::process::Rlimit { current: Some(open + 64), maximum: None };
+        let limit = rustix::process::Rlimit {
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
+            ..limit
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+        }
+        assert!(out_of_descriptors());
+        let freed = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            drop(held);
+        });
+        let t0 = std::time::Instant::now();
+        let result = run(
+            &config,
+            RunOptions { trigger: Trigger::Schedule, ..RunOptions::manual(true) },
+            &|_| {},
+            &CancelToken::new(),
+        );
+        let took = t0.elapsed();
+        freed.join().unwrap();
+        let request = posted.join().unwrap();
+        let runs = History::open_existing(&dir).ok().flatten().map(|h| h.recent(5).unwrap()).unwrap_or_default();
+        assert_eq!(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(), ["failed"], "{runs:?} {result:?}");
+        assert!(request.starts_with("POST /hook") && request.contains("backup_failed"), "{request}");
+        assert!(took >= std::time::Duration::from_millis(1500), "it waited for descriptors: {took:?}");
+        println!("recorded and alerted");
     }
 }

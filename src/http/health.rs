@@ -1,11 +1,17 @@
 //! `GET /healthz` (FR-17.2): 200 `{"status":"ok",…}` or 503
-//! `{"status":"unhealthy","reasons":[…]}`, from the same
+//! `{"status":"unhealthy",…}`, from the same
 //! [`checks::check`](crate::monitor::checks::check) as `lifeboat check`.
-//! Never behind basic auth: Docker's HEALTHCHECK calls it.
+//! Never behind basic auth: Docker's HEALTHCHECK calls it. So it tells
+//! whoever asks no more than healthy or not and when the last backup
+//! succeeded (`last_success`, `last_success_age_seconds`): the reasons
+//! quote run errors, which name the database's host, port, name and role;
+//! they are on the status page (behind basic auth when configured), in
+//! `lifeboat check` and in the log.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 
 use super::router::AppState;
 use crate::monitor::checks;
@@ -15,30 +21,25 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// The whole answer: the verdict and the last success's time and age.
+fn body(status: &str, last_success: Option<DateTime<Utc>>, now: DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "status": status,
+        "last_success": last_success,
+        "last_success_age_seconds": last_success.map(|t| (now - t).num_seconds().max(0)),
+    })
+}
+
 pub async fn get(State(state): State<AppState>) -> Response {
     let config = state.config.clone();
-    let health = super::blocking(move || checks::check(&config.storage.dir, &config.monitor, chrono::Utc::now())).await;
+    let now = Utc::now();
+    let health = super::blocking(move || checks::check(&config.storage.dir, &config.monitor, now)).await;
     match health {
-        Ok(h) if h.healthy => json(
-            StatusCode::OK,
-            serde_json::json!({
-                "status": "ok",
-                "last_success": h.last_success,
-                "last_size_bytes": h.last_size_bytes,
-            }),
-        ),
-        Ok(h) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({
-                "status": "unhealthy",
-                "reasons": h.reasons,
-                "last_success": h.last_success,
-                "last_size_bytes": h.last_size_bytes,
-            }),
-        ),
-        Err(e) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({ "status": "unhealthy", "reasons": [e.to_string()] }),
-        ),
+        Ok(h) if h.healthy => json(StatusCode::OK, body("ok", h.last_success, now)),
+        Ok(h) => json(StatusCode::SERVICE_UNAVAILABLE, body("unhealthy", h.last_success, now)),
+        Err(e) => {
+            tracing::warn!("/healthz: cannot read the run history: {e:#}");
+            json(StatusCode::SERVICE_UNAVAILABLE, body("unhealthy", None, now))
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The HTTP service (FR-17, FR-18): `router` (the table of routes and
 //! their state), `health` (`/healthz`), `metrics` (`/metrics`), `status`
 //! (the status page), `auth` (optional basic auth) and `download` (signed
-//! links). `lifeboat serve` runs [`app`] now; the daemon runs the same. The
-//! only module that knows axum.
+//! links), `limits` (what a peer may hold: connections, header-read and
+//! idle timeouts, FR-17.6). `lifeboat serve` runs [`app`] now; the daemon
+//! runs the same. The only module that knows axum and hyper.
 //!
 //! Shape (mini-redis): [`serve`] takes a bound listener and a shutdown
 //! future, so tests bind `127.0.0.1:0` and nothing waits on a timer. The
@@ -12,6 +13,7 @@
 mod auth;
 pub mod download;
 mod health;
+pub mod limits;
 pub mod metrics;
 mod router;
 mod status;
@@ -19,6 +21,7 @@ mod status;
 use std::future::Future;
 use std::net::SocketAddr;
 
+pub use limits::Limits;
 pub use router::{app, metrics_app, no_schedule, AppState};
 
 /// Runs blocking engine code (rusqlite reads of the history) off the tokio
@@ -46,14 +49,88 @@ pub(crate) fn internal_error(what: &str, e: &crate::Error) -> axum::response::Re
 
 /// Serves `app` on `listener` until `shutdown` completes; requests in
 /// flight are finished first.
+///
+/// Not `axum::serve`, which gives hyper neither a timer nor a header-read
+/// timeout and accepts every connection it can: this loop takes a slot of
+/// `limits` before it accepts (beyond the cap, peers wait in the kernel's
+/// backlog, holding none of our descriptors), serves each connection with
+/// hyper's HTTP/1 builder and `header_read_timeout`, and fails a write that
+/// the peer takes nothing of within `idle_timeout`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Connections watch `stopping`; the loop waits until all dropped `done`.
+    let (stopping, _) = tokio::sync::watch::channel(false);
+    let (done, all_done) = tokio::sync::mpsc::channel::<()>(1);
+    let mut all_done = all_done;
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    loop {
+        let slot = tokio::select! {
+            s = limits.slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) if accept_failed(&e, &mut shutdown).await => break,
+                Err(_) => continue,
+            },
+            _ = &mut shutdown => break,
+        };
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.idle_timeout));
+        let io = TokioIo::new(Box::pin(stream));
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))));
+        let connection = http1.serve_connection(io, service);
+        let (mut stop, done) = (stopping.subscribe(), done.clone());
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                r = connection.as_mut() => log_closed(peer, r),
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    log_closed(peer, connection.await);
+                }
+            }
+            drop((slot, done));
+        });
+    }
+    let _ = stopping.send(true);
+    drop(done);
+    let _ = all_done.recv().await;
+    Ok(())
+}
+
+/// A connection that ended with an error (a header-read or idle timeout, a
+/// reset) is the peer's business: a debug line, never a warning a crowd of
+/// peers could flood the log with.
+fn log_closed(peer: SocketAddr, result: hyper::Result<()>) {
+    if let Err(e) = result {
+        tracing::debug!(%peer, "connection closed: {e}");
+    }
+}
+
+/// An `accept` that failed: a peer that left meanwhile is nothing; out of
+/// descriptors (which the limits should prevent) waits a second so the
+/// loop does not spin, and says so. True when `shutdown` came meanwhile.
+async fn accept_failed(e: &std::io::Error, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> bool {
+    use std::io::ErrorKind::*;
+    if matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted) {
+        return false;
+    }
+    tracing::warn!("cannot accept an HTTP connection: {e}; trying again in 1 s");
+    tokio::select! {
+        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
+        _ = shutdown => true,
+    }
 }
 
 /// Completes on SIGTERM (docker stop) or SIGINT (Ctrl-C).

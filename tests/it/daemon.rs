@@ -334,3 +334,199 @@ fn the_daemon_serves_metrics_on_metrics_listen_alone_and_logs_json_lines() {
     }
     assert!(log.contains("backup run succeeded"), "{log}");
 }
+
+/// A daemon that is killed (and reaped) when the test leaves, however it leaves.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `lifeboat daemon` with its open-files limit (soft and hard) set to `nofile` by util-linux `prlimit`,
+/// which execs it: the pid is the daemon's.
+fn start_with_nofile(config: &Path, stderr_to: &Path, nofile: u32) -> Running {
+    let lifeboat = support::lifeboat();
+    let mut cmd = Command::new("prlimit");
+    for (k, v) in lifeboat.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let err = std::fs::File::create(stderr_to).unwrap();
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
+        .arg("--")
+        .arg(lifeboat.get_program())
+        .args(["--config", config.to_str().unwrap(), "daemon"])
+        .stdout(Stdio::null())
+        .stderr(err);
+    Running(cmd.spawn().expect("cannot start prlimit … lifeboat daemon"))
+}
+
+/// Holds `n` connections to `addr` that never finish a request (half of them
+/// send nothing, half a partial head), opening a new one for each the server
+/// closes, until dropped; counts the closes.
+struct HalfOpen {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HalfOpen {
+    fn hold(addr: std::net::SocketAddr, n: usize) -> HalfOpen {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let (stop, closed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (s, c) = (stop.clone(), closed.clone());
+        let thread = std::thread::spawn(move || {
+            let open = |i: usize| {
+                let mut t = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+                if i % 2 == 1 {
+                    let _ = t.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+                }
+                t.set_nonblocking(true).ok()?;
+                Some(t)
+            };
+            let mut held: Vec<Option<std::net::TcpStream>> = (0..n).map(open).collect();
+            while !s.load(Ordering::SeqCst) {
+                for (i, slot) in held.iter_mut().enumerate() {
+                    let gone = match slot {
+                        Some(t) => match t.read(&mut [0u8; 512]) {
+                            Ok(_) => true,
+                            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                        },
+                        None => true,
+                    };
+                    if gone {
+                        if slot.is_some() {
+                            c.fetch_add(1, Ordering::SeqCst);
+                        }
+                        *slot = open(i);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        HalfOpen { stop, closed, thread: Some(thread) }
+    }
+
+    fn closed(&self) -> usize {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HalfOpen {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+/// One plain HTTP/1.1 GET with a bound on the whole exchange: (status, body).
+fn get_within(addr: std::net::SocketAddr, path: &str, limit: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect_timeout(&addr, limit)?;
+    t.set_read_timeout(Some(limit))?;
+    t.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut answer = String::new();
+    t.read_to_string(&mut answer)?;
+    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, answer.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string())))
+}
+
+// covers: FR-17.6, NFR-3, SC-10.1
+#[test]
+fn half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_starve_the_scheduled_run() {
+    let started = crate::drills::start(
+        "daemon::half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_starve_the_scheduled_run",
+    );
+    const NOFILE: u32 = 256;
+    const HALF_OPEN: usize = 300;
+    let db = tiny_db("daemon_half_open");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = crate::support::http_sink::HttpSink::start();
+    let port = crate::support::smtp::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg =
+        config(dir.path(), &db.url, &format!("catch_up = false\n[alerts]\nwebhook_url = \"{}/hook\"\n", sink.url));
+    // Every minute, no catch-up: the run comes while the connections are held.
+    let text =
+        std::fs::read_to_string(&cfg).unwrap().replacen("cron = \"0 0 1 1 *\"", "cron = \"* * * * *\"", 1).replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\"\nheader_read_timeout = \"2s\"\nidle_timeout = \"5s\""),
+            1,
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let storage = dir.path().join("b");
+    let stderr_path = dir.path().join("stderr");
+    let daemon = start_with_nofile(&cfg, &stderr_path, NOFILE);
+    wait_for("the listener", Duration::from_secs(30), || std::net::TcpStream::connect(addr).is_ok());
+
+    // A connection that sends nothing is closed after the header-read timeout.
+    let mut probe = std::net::TcpStream::connect(addr).unwrap();
+    let flood = HalfOpen::hold(addr, HALF_OPEN);
+    probe.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let opened = Instant::now();
+    let eof = std::io::Read::read(&mut probe, &mut [0u8; 64]);
+    let probe_closed_after = opened.elapsed();
+    assert!(
+        matches!(eof, Ok(0)),
+        "a silent connection is not closed by the server: {eof:?} after {probe_closed_after:?}"
+    );
+
+    // The next minute's run succeeds with the flood still on.
+    wait_for("the scheduled run under the flood", Duration::from_secs(150), || {
+        runs(&storage).iter().any(|(t, s)| t == "schedule" && s != "running")
+    });
+    let history = runs(&storage);
+    let log = std::fs::read_to_string(dir.path().join("logs/backup.log")).unwrap_or_default()
+        + &std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert_eq!(history.first(), Some(&("schedule".to_string(), "success".to_string())), "{history:?}\n{log}");
+    assert_eq!(archives(&storage).len(), 1, "{:?}", files(&storage));
+    // /healthz still answers (after the connections queued before it).
+    let t = Instant::now();
+    let (status, body) = get_within(addr, "/healthz", Duration::from_secs(60)).unwrap_or_else(|e| {
+        let ss = Command::new("ss").args(["-tanH", &format!("( sport = :{port} or dport = :{port} )")]).output();
+        let ss = ss.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let mut states = std::collections::BTreeMap::<String, usize>::new();
+        for l in ss.lines() {
+            *states.entry(l.split_whitespace().next().unwrap_or("").to_string()).or_default() += 1;
+        }
+        let listen: Vec<&str> = ss.lines().filter(|l| l.starts_with("LISTEN")).collect();
+        panic!("/healthz does not answer under the flood after {:?}: {e}; sockets {states:?} {listen:?}", t.elapsed())
+    });
+    let healthz_took = t.elapsed();
+    assert_eq!(status, 200, "{body}");
+    let closed = flood.closed();
+    assert!(closed > 0, "the server closed {closed} half-open connections");
+    drop(flood);
+    drop(daemon);
+
+    let log = std::fs::read_to_string(dir.path().join("logs/backup.log")).unwrap()
+        + &std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!log.contains("Too many open files"), "{log}");
+    let cap = log
+        .split("HTTP: at most ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("the connection cap is not logged: {log}"));
+    assert!(cap < NOFILE / 4, "max_connections lowered for a {NOFILE} open-files limit: {cap}");
+    assert!(sink.seen().is_empty(), "nothing failed, nothing alerted: {:?}", sink.seen());
+    crate::drills::record(
+        "daemon::half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_starve_the_scheduled_run",
+        started,
+        &format!(
+            "open-files limit {NOFILE}, {HALF_OPEN} half-open connections held (and reopened as closed): cap \
+             lowered to {cap} connections; a silent connection closed after {:.1} s (header_read_timeout 2 s); \
+             {closed} closed by the server in all; the scheduled run `success`; /healthz 200 after {:.1} s in \
+             the queue; no \"Too many open files\", no alert",
+            probe_closed_after.as_secs_f64(),
+            healthz_took.as_secs_f64()
+        ),
+    );
+}

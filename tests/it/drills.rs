@@ -112,6 +112,13 @@ const DRILLS: &[Drill] = &[
         see_also: "deliver::a_failed_backup_alerts_with_step_and_cause_and_no_secret",
     },
     Drill {
+        name: "daemon::half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_starve_the_scheduled_run",
+        spec: "SC-10.1, FR-17.6",
+        fault: "the daemon runs with an open-files limit of 256 (`prlimit --nofile=256:256`) while 300 connections that never finish a request (nothing sent, or half a head) are held open and reopened as the server closes them; a run every minute",
+        expected: "the connection cap is lowered to leave a run's reserve; silent connections closed after `header_read_timeout`; the scheduled run succeeds; `/healthz` answers; no \"Too many open files\", no alert",
+        see_also: "status::healthz_is_200_or_503_with_the_age_of_the_last_success_and_no_detail",
+    },
+    Drill {
         name: "daemon::sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start",
         spec: "TS-5.3, FR-23.3",
         fault: "the daemon's run held inside a COPY (a proxy stops forwarding), then SIGTERM; again, then SIGKILL",
