@@ -205,7 +205,8 @@ fn an_encrypted_attachment_decrypts_with_the_identity_to_the_archive_and_verifie
     let file = saved.path().join(&enc_name);
     std::fs::write(&file, ciphertext).unwrap();
     let idf = identity_file(saved.path(), &id);
-    let o = run(&["verify", file.to_str().unwrap(), "--identity", idf.to_str().unwrap()]);
+    // Saved from the mail, outside the store: the store's key is trusted through its config.
+    let o = run(&["--config", s.config.to_str().unwrap(), "verify", file.to_str().unwrap(), "--identity", idf.to_str().unwrap()]);
     assert_exit(&o, 0);
 
     let wrong = tempfile::tempdir().unwrap();
@@ -315,7 +316,7 @@ fn assert_delivery_fails(s: &Seeded, sink: &HttpSink, expect: &[&str]) -> String
     assert_eq!(report["delivery"]["attempts"], 3, "{report}");
     let archive = archive_path(&report);
     assert!(archive.is_file(), "the good archive is kept");
-    assert_exit(&run(&["verify", archive.to_str().unwrap()]), 0);
+    assert_exit(&run(&["--config", s.config.to_str().unwrap(), "verify", archive.to_str().unwrap()]), 0);
 
     let seen = sink.wait_for(3, Duration::from_secs(5));
     let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
