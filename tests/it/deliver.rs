@@ -206,7 +206,14 @@ fn an_encrypted_attachment_decrypts_with_the_identity_to_the_archive_and_verifie
     std::fs::write(&file, ciphertext).unwrap();
     let idf = identity_file(saved.path(), &id);
     // Saved from the mail, outside the store: the store's key is trusted through its config.
-    let o = run(&["--config", s.config.to_str().unwrap(), "verify", file.to_str().unwrap(), "--identity", idf.to_str().unwrap()]);
+    let o = run(&[
+        "--config",
+        s.config.to_str().unwrap(),
+        "verify",
+        file.to_str().unwrap(),
+        "--identity",
+        idf.to_str().unwrap(),
+    ]);
     assert_exit(&o, 0);
 
     let wrong = tempfile::tempdir().unwrap();

@@ -324,7 +324,11 @@ fn small() -> &'static (Vec<u8>, Vec<u8>, Vec<u8>) {
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup --json");
         let path = PathBuf::from(report["archive"].as_str().expect("archive path"));
         let key = |f: &str| std::fs::read(dir.path().join("out/.lifeboat").join(f)).unwrap();
-        (std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())), key("signing.key"), key("signing.pub"))
+        (
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+            key("signing.key"),
+            key("signing.pub"),
+        )
     })
 }
 

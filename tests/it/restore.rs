@@ -71,7 +71,10 @@ fn work() -> Work {
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::write(keys.join("signing.key"), &f.keys.0).unwrap();
     std::fs::write(keys.join("signing.pub"), &f.keys.1).unwrap();
-    write_config(dir.path(), &format!("[storage]\ndir = {}\n", toml_string(&dir.path().join("store").to_string_lossy())));
+    write_config(
+        dir.path(),
+        &format!("[storage]\ndir = {}\n", toml_string(&dir.path().join("store").to_string_lossy())),
+    );
     Work { dir, archive }
 }
 

@@ -111,7 +111,9 @@ fn every_archive_is_signed_and_minisign_agrees() {
     let o = run(&["verify", s.archive.to_str().unwrap()]);
     assert_exit(&o, 1);
     let e = stderr(&o);
-    for says in ["signing.pub lies beside the archive", "--trusted-key", "--insecure-accept-untrusted", "lifeboat config"] {
+    for says in
+        ["signing.pub lies beside the archive", "--trusted-key", "--insecure-accept-untrusted", "lifeboat config"]
+    {
         assert!(e.contains(says), "{says}: {e}");
     }
 
@@ -222,7 +224,10 @@ fn an_unsigned_archive_is_refused_unless_accepted_insecurely() {
     let o = run(&["--json", "verify", unsigned.to_str().unwrap(), "--insecure-accept-untrusted"]);
     assert_exit(&o, 0);
     let v = json(&o);
-    assert_eq!((v["signature"]["status"].as_str(), v["signature"]["accepted_insecurely"].as_bool()), (Some("unsigned"), Some(true)));
+    assert_eq!(
+        (v["signature"]["status"].as_str(), v["signature"]["accepted_insecurely"].as_bool()),
+        (Some("unsigned"), Some(true))
+    );
     assert!(stderr(&o).contains("INSECURE"), "{}", stderr(&o));
     let db = fresh_db("trust_insecure");
     let o = run(&["restore", unsigned.to_str().unwrap(), "--db", &db.url, "--insecure-accept-untrusted"]);
@@ -281,7 +286,10 @@ fn an_encrypted_archive_decrypts_to_the_same_bytes_and_verifies_and_restores_wit
 
     let pk = pub_key(&s.seeded.storage());
     let trust = ["--trusted-key", pk.to_str().unwrap()];
-    let v = lb(&args_with(&["--json", "verify", enc.to_str().unwrap()], &["--identity", idf.to_str().unwrap(), trust[0], trust[1]]));
+    let v = lb(&args_with(
+        &["--json", "verify", enc.to_str().unwrap()],
+        &["--identity", idf.to_str().unwrap(), trust[0], trust[1]],
+    ));
     assert_exit(&v, 0);
     assert_eq!(json(&v)["tables"], 22);
 
@@ -297,7 +305,16 @@ fn an_encrypted_archive_decrypts_to_the_same_bytes_and_verifies_and_restores_wit
     assert!(!stderr(&o).contains("AGE-SECRET-KEY"), "the identity is never shown");
 
     let db = fresh_db("trust_age");
-    let o = run(&["restore", enc.to_str().unwrap(), "--db", &db.url, "--identity", idf.to_str().unwrap(), trust[0], trust[1]]);
+    let o = run(&[
+        "restore",
+        enc.to_str().unwrap(),
+        "--db",
+        &db.url,
+        "--identity",
+        idf.to_str().unwrap(),
+        trust[0],
+        trust[1],
+    ]);
     assert_exit(&o, 0);
     assert_eq!(db.count("public.users"), 200);
 }
@@ -338,7 +355,11 @@ fn forgeries(marker: &Path) -> Vec<(&'static str, tempfile::TempDir, PathBuf)> {
         resign_with_other_key(m);
     });
     let (d3, stale) = copy_outside(evil);
-    vec![("signature dropped", d1, dropped), ("re-signed with another key", d2, resigned), ("signature kept", d3, stale)]
+    vec![
+        ("signature dropped", d1, dropped),
+        ("re-signed with another key", d2, resigned),
+        ("signature kept", d3, stale),
+    ]
 }
 
 /// Puts `COPY (SELECT 1) TO PROGRAM 'touch MARKER'` first in schema.sql
@@ -383,7 +404,8 @@ fn forged_archives_are_refused_whichever_way_the_key_is_trusted_and_nothing_runs
             assert_exit(&o, 1);
             assert!(stderr(&o).contains("refusing"), "{what}: {}", stderr(&o));
             let db = fresh_db("trust_forged");
-            let o = lb(&[args_with(&["restore", archive.to_str().unwrap(), "--db", &db.url], &[]), trust.clone()].concat());
+            let o =
+                lb(&[args_with(&["restore", archive.to_str().unwrap(), "--db", &db.url], &[]), trust.clone()].concat());
             assert_exit(&o, 1);
             assert!(!stderr(&o).contains("psql -f"), "{what}: never advise psql: {}", stderr(&o));
             assert!(!marker.exists(), "{what}: the forged COPY … TO PROGRAM ran");
@@ -499,7 +521,11 @@ fn a_signed_archive_with_statements_that_reach_outside_is_refused_and_nothing_ru
     });
     let o = run(&["--config", s.seeded.config.to_str().unwrap(), "verify", archive.to_str().unwrap()]);
     assert_exit(&o, 1);
-    assert!(stderr(&o).contains("database/restore.sql") && stderr(&o).contains("not what lifeboat generates"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("database/restore.sql") && stderr(&o).contains("not what lifeboat generates"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 // covers: FR-12.5, FR-12.12, US-4/AC-12
@@ -524,7 +550,9 @@ fn backup_info_check_steps_run_verbatim_and_catch_a_forged_sha256sums() {
         .replace("/path/to/signing.pub", pub_key(&s.seeded.storage()).to_str().unwrap());
     let work = tempfile::tempdir().unwrap();
     std::fs::copy(&s.archive, work.path().join(s.archive.file_name().unwrap())).unwrap();
-    let sh = |script: &str| std::process::Command::new("sh").args(["-ec", script]).current_dir(work.path()).output().unwrap();
+    let sh = |script: &str| {
+        std::process::Command::new("sh").args(["-ec", script]).current_dir(work.path()).output().unwrap()
+    };
     let o = sh(&format!("{extract}\n{check}"));
     assert!(o.status.success(), "{extract}\n{check}\n{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     // Then the psql path, from restore-dir.
