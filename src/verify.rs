@@ -182,7 +182,11 @@ fn refusal(source: &Source, sig: &SignatureReport) -> String {
     let beside = source
         .local()
         .and_then(signature::key_beside)
-        .filter(|k| !sig.trusted_keys.iter().any(|t| t.ends_with(&format!("({})", k.display()))))
+        // Not worth mentioning when it is one of the trusted keys anyway.
+        .filter(|k| {
+            let id = TrustedKey::from_file(k, KeyOrigin::Store).map(|b| b.key_id()).unwrap_or_default();
+            !sig.trusted_keys.iter().any(|t| !id.is_empty() && t.starts_with(&id))
+        })
         .map(|k| {
             format!(
                 " {} lies beside the archive, but a key found there is not trusted by itself (whoever handed \
