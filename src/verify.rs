@@ -57,7 +57,7 @@ pub struct VerifyOptions {
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// minisign public key trusted to sign archives (the signing.pub of the store that made
-    /// them), besides the key of the store the config names and [restore] trusted_keys
+    /// them), besides the key of the store the config names and those it lists (restore.trusted_keys)
     #[arg(long, value_name = "FILE")]
     pub trusted_key: Option<PathBuf>,
     /// INSECURE: use an archive that no trusted key signed (unsigned, signed by another key, or
@@ -159,11 +159,12 @@ pub fn verify_source(source: &Source, opts: &VerifyOptions, progress: Progress) 
     report.archive = source.report_path();
     report.size_bytes = size_bytes;
     report.signature = signature::check(&report.sums, report.sums_signature.as_deref(), &trusted);
-    if report.signature.status != signature::Status::Valid {
-        if !opts.insecure_accept_untrusted {
-            return Err(ArchiveError::Signature(refusal(source, &report.signature)));
-        }
-        report.signature.accepted_insecurely = true;
+    report.signature.accepted_insecurely =
+        opts.insecure_accept_untrusted && report.signature.status != signature::Status::Valid;
+    if report.signature.refused() {
+        return Err(ArchiveError::Signature(refusal(source, &report.signature)));
+    }
+    if report.signature.accepted_insecurely {
         progress(Event::Warning(format!(
             "INSECURE (--insecure-accept-untrusted): {}; the archive is used anyway, and nothing proves \
              its SQL is what a backup of yours wrote",
