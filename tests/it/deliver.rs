@@ -98,7 +98,7 @@ fn raw_headers(raw: &[u8]) -> String {
     text.split("\r\n\r\n").next().unwrap().to_string()
 }
 
-// covers: FR-3.1, FR-3.2, FR-3.3, FR-3.4, FR-3.5, US-1/AC-2, US-1/AC-3, US-1/AC-5, SC-3.1, SC-3.2
+// covers: FR-3.1, FR-3.2, FR-3.3, FR-3.4, FR-3.5, US-1/AC-2, US-1/AC-3, US-1/AC-5, SC-3.1, SC-3.2, FR-12.11
 #[test]
 fn a_good_backup_mails_the_archive_attached_to_every_admin_over_starttls() {
     if !smtp::aiosmtpd_available() {
@@ -145,6 +145,15 @@ fn a_good_backup_mails_the_archive_attached_to_every_admin_over_starttls() {
         }
     }
     assert!(html.contains("<table"), "the HTML body uses tables");
+    // Which key signed it and where its public key is, so it can be kept off the host.
+    let key_file = std::fs::read_to_string(s.storage().join(".lifeboat/signing.pub")).unwrap();
+    let key = key_file.lines().nth(1).unwrap().trim();
+    let id = key_file.lines().next().unwrap().rsplit(' ').next().unwrap();
+    for needle in
+        [key, id, "lifeboat config", ".lifeboat/signing.pub", "minisign -Vm SHA256SUMS", "mkdir -p restore-dir"]
+    {
+        assert!(plain.contains(needle), "{needle:?} missing from the mail:\n{plain}");
+    }
 
     let attachments: Vec<_> = m.attachments().collect();
     assert_eq!(attachments.len(), 1);
