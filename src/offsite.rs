@@ -230,10 +230,9 @@ pub fn check(config: &Config) -> Result<Option<String>> {
 /// The archive an `s3://bucket/prefix/NAME` argument names, read straight
 /// from the store with the `[remote]` endpoint and credentials (FR-29.8).
 /// The bucket must be the configured one (the credentials are for it); the
-/// prefix may differ from `[remote] url`'s. The signature is checked
-/// against `--trusted-key` when given, else the configured local store's
-/// `.lifeboat/signing.pub` when it has one, else it goes unchecked (as for
-/// a local archive without a store key).
+/// prefix may differ from `[remote] url`'s. The signature is checked as
+/// for a local archive: against the configured store's key, `[restore]
+/// trusted_keys` and `--trusted-key` (see `verify`).
 pub fn remote_source(config: &Config, url: &str) -> Result<crate::archive::reader::Source> {
     let Some(configured) = config.remote.location() else {
         return Err(Error::Refused(format!(
@@ -263,11 +262,9 @@ pub fn remote_source(config: &Config, url: &str) -> Result<crate::archive::reade
     let name = name.to_string();
     let url = store.object_url(&name);
     let store = std::sync::Arc::new(store);
-    let store_key = config.storage.dir.join(crate::archive::signature::PUBLIC_KEY_FILE);
     Ok(crate::archive::reader::Source::Remote {
         url,
         size,
         open: std::sync::Arc::new(move || store.open(&name).map_err(|e| std::io::Error::other(e.to_string()))),
-        store_key: store_key.is_file().then_some(store_key),
     })
 }

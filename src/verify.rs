@@ -3,8 +3,17 @@
 //! `SHA256SUMS` and `manifest.json`, and CSV row counts (parsed as CSV)
 //! against the manifest, and every member listed by the manifest (and the
 //! other way round). The same pass guards every restore. Then the
-//! signature (`SHA256SUMS.minisig`) is checked against `--trusted-key` or
-//! the key of the store the archive sits in (see [`archive::signature`]).
+//! signature (`SHA256SUMS.minisig`) must check against a trusted key (see
+//! [`archive::signature`]), and the members lifeboat generates from the
+//! manifest (`restore.sql`, `sequences.sql`) must be exactly what it
+//! generates, so a forged psql script cannot pass.
+//!
+//! Trust is explicit (FR-7.14): the keys are `--trusted-key`, the key of
+//! the store the config names and `[restore] trusted_keys`. A key found
+//! beside the archive is not one of them: whoever handed over the
+//! directory could have put it there. An archive no trusted key signed is
+//! refused unless the operator passes `--insecure-accept-untrusted`, a
+//! per-invocation decision that is deliberately not a config key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -13,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::archive::reader::{for_each_member_in, ArchiveError, Source};
-use crate::archive::signature::{self, KeyOrigin, SignatureReport, TrustedKey};
-use crate::archive::{self, CsvCounter, Manifest};
+use crate::archive::signature::{self, KeyOrigin, SignatureReport, Trust, TrustedKey};
+use crate::archive::{self, texts, CsvCounter, Manifest};
 use crate::crypt::Identities;
 use crate::events::{Event, Progress};
 
@@ -47,17 +56,35 @@ pub struct VerifyOptions {
     /// age identity file (from age-keygen), to read a .tar.gz.age archive
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// minisign public key that must have signed the archive; anything else (unsigned,
-    /// another key) is refused [default: the .lifeboat/signing.pub of the archive's store,
-    /// where a missing or other signature is only a warning]
+    /// minisign public key trusted to sign archives (the signing.pub of the store that made
+    /// them), besides the key of the store the config names and those it lists (restore.trusted_keys)
     #[arg(long, value_name = "FILE")]
     pub trusted_key: Option<PathBuf>,
+    /// INSECURE: use an archive that no trusted key signed (unsigned, signed by another key, or
+    /// whose signature does not match), with a warning. Its SQL then runs unchecked
+    #[arg(long)]
+    pub insecure_accept_untrusted: bool,
+    /// The keys the config trusts (its store's, `[restore] trusted_keys`);
+    /// set by the caller, not a flag.
+    #[arg(skip)]
+    pub trust: Trust,
 }
 
 impl VerifyOptions {
     /// The identities of `--identity`, read once per pass over the archive.
     pub fn identities(&self) -> Result<Option<Identities>, crate::crypt::DecryptError> {
         self.identity.as_deref().map(Identities::from_file).transpose()
+    }
+}
+
+/// The keys `config` trusts: its store's (`[storage] dir`'s
+/// `.lifeboat/signing.pub`, wherever the archive lies) and
+/// `[restore] trusted_keys`.
+pub fn config_trust(config: &crate::config::Config) -> Trust {
+    Trust {
+        store_key: Some(config.storage.dir.join(signature::PUBLIC_KEY_FILE)),
+        listed: config.restore.trusted_keys.clone(),
+        keys: Vec::new(),
     }
 }
 
@@ -111,9 +138,10 @@ fn digest(r: &mut dyn Read, is_csv: bool, mut keep: Option<&mut Vec<u8>>) -> std
 
 const DIGEST_CHUNK: usize = 256 * 1024;
 
-/// [`verify_with`] a plain archive and the key of its own store.
-pub fn verify(path: &Path, progress: Progress) -> Result<VerifyReport, ArchiveError> {
-    verify_with(path, &VerifyOptions::default(), progress)
+/// [`verify_with`] a plain archive of a store lifeboat reads itself (the
+/// backup it just wrote, the archive it mails), trusting `trust`.
+pub fn verify(path: &Path, trust: Trust, progress: Progress) -> Result<VerifyReport, ArchiveError> {
+    verify_with(path, &VerifyOptions { trust, ..VerifyOptions::default() }, progress)
 }
 
 pub fn verify_with(path: &Path, opts: &VerifyOptions, progress: Progress) -> Result<VerifyReport, ArchiveError> {
@@ -124,44 +152,122 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions, progress: Progress) -> Res
 pub fn verify_source(source: &Source, opts: &VerifyOptions, progress: Progress) -> Result<VerifyReport, ArchiveError> {
     progress(Event::Step("verify"));
     let identities = opts.identities()?;
-    let trusted = trusted_key(source, opts, progress)?;
+    let trusted = trusted_keys(opts, progress)?;
     let size_bytes = source.size();
     let reader = crate::archive::reader::open_source(source, identities.as_ref())?;
     let mut report = verify_stream(reader)?;
     report.archive = source.report_path();
     report.size_bytes = size_bytes;
-    report.signature = signature::check(&report.sums, report.sums_signature.as_deref(), trusted.as_ref());
+    report.signature = signature::check(&report.sums, report.sums_signature.as_deref(), &trusted);
+    report.signature.accepted_insecurely =
+        opts.insecure_accept_untrusted && report.signature.status != signature::Status::Valid;
     if report.signature.refused() {
-        return Err(ArchiveError::Signature(format!(
-            "signature check failed for {}: {}",
-            source.name(),
+        return Err(ArchiveError::Signature(refusal(source, &report.signature)));
+    }
+    if report.signature.accepted_insecurely {
+        progress(Event::Warning(format!(
+            "INSECURE (--insecure-accept-untrusted): {}; the archive is used anyway, and nothing proves \
+             its SQL is what a backup of yours wrote",
             report.signature.message
         )));
     }
-    if report.signature.status != signature::Status::Valid {
-        progress(Event::Warning(report.signature.message.clone()));
-    }
+    check_generated(&report.manifest)?;
     Ok(report)
 }
 
-/// `--trusted-key`, else the archive's store key (for a remote archive: the
-/// configured local store's, see [`Source::store_key`]). A store key that is
-/// missing or cannot be read only means the signature goes unchecked (and
-/// says so).
-fn trusted_key(source: &Source, opts: &VerifyOptions, progress: Progress) -> Result<Option<TrustedKey>, ArchiveError> {
+/// Why an untrusted archive is refused, and the ways on: trust the store
+/// that made it, or accept it insecurely. Never a path that would run it
+/// unchecked (psql) as if that were safe.
+fn refusal(source: &Source, sig: &SignatureReport) -> String {
+    let trusted = if sig.trusted_keys.is_empty() { "none".to_string() } else { sig.trusted_keys.join(", ") };
+    let beside = source
+        .local()
+        .and_then(signature::key_beside)
+        // Not worth mentioning when it is one of the trusted keys anyway.
+        .filter(|k| {
+            let id = TrustedKey::from_file(k, KeyOrigin::Store).map(|b| b.key_id()).unwrap_or_default();
+            !sig.trusted_keys.iter().any(|t| !id.is_empty() && t.starts_with(&id))
+        })
+        .map(|k| {
+            format!(
+                " {} lies beside the archive, but a key found there is not trusted by itself (whoever handed \
+                 over the directory could have put it there): if it is your store, name its config with \
+                 --config or the key with --trusted-key.",
+                k.display()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "refusing {}: {}. lifeboat reads an archive only when a trusted key signed it (trusted now: {trusted}).{beside} \
+         Trust the store that made it with --trusted-key FILE (its .lifeboat/signing.pub; `lifeboat config` on the \
+         backup host prints the key), --config naming that store, or [restore] trusted_keys in the config; or, only \
+         if you know where this archive came from, pass --insecure-accept-untrusted",
+        source.name(),
+        sig.message
+    )
+}
+
+/// `--trusted-key`, the keys in hand, the configured store's key (when it
+/// has one yet) and `[restore] trusted_keys`. A key the operator named
+/// that cannot be used is an error (exit 2), never silently dropped; a
+/// store key that cannot be read is a warning (the store is not trusted).
+fn trusted_keys(opts: &VerifyOptions, progress: Progress) -> Result<Vec<TrustedKey>, ArchiveError> {
+    let key_err = |e: crate::error::Error| ArchiveError::Key(e.to_string());
+    let mut keys = opts.trust.keys.clone();
     if let Some(p) = &opts.trusted_key {
-        return TrustedKey::from_file(p, KeyOrigin::Flag).map(Some).map_err(|e| ArchiveError::Key(e.to_string()));
+        keys.push(TrustedKey::from_file(p, KeyOrigin::Flag).map_err(key_err)?);
     }
-    let Some(p) = source.store_key() else { return Ok(None) };
-    match TrustedKey::from_file(&p, KeyOrigin::Store) {
-        Ok(k) => Ok(Some(k)),
-        Err(e) => {
-            progress(Event::Warning(format!(
-                "the store's signing key cannot be read, so the signature is not checked: {e}"
-            )));
-            Ok(None)
+    if let Some(p) = opts.trust.store_key.as_deref().filter(|p| p.exists()) {
+        match TrustedKey::from_file(p, KeyOrigin::Store) {
+            Ok(k) => keys.push(k),
+            Err(e) => {
+                progress(Event::Warning(format!("the store's signing key is not trusted: it cannot be read: {e}")))
+            }
         }
     }
+    for (i, entry) in opts.trust.listed.iter().enumerate() {
+        keys.push(TrustedKey::from_entry(entry, &format!("[restore] trusted_keys entry {}", i + 1)).map_err(key_err)?);
+    }
+    Ok(keys)
+}
+
+/// `database/restore.sql` and `database/sequences.sql` are generated from
+/// the manifest, so they must be exactly what this lifeboat generates from
+/// it: a forged psql script (a `\!` line, a `COPY … TO PROGRAM`) cannot
+/// pass, whoever signed it. verify has already checked each member against
+/// the manifest's SHA-256. Names that would break a line of the script are
+/// refused too: they could carry a psql meta-command onto a line of its own.
+fn check_generated(manifest: &Manifest) -> Result<(), ArchiveError> {
+    use sha2::Digest;
+    for t in &manifest.tables {
+        let names = [&t.schema, &t.name].into_iter().chain(&t.columns).chain(t.file.iter()).chain(t.psql_file.iter());
+        if let Some(bad) = names.into_iter().find(|n| n.chars().any(char::is_control)) {
+            return Err(ArchiveError::Member {
+                path: archive::MANIFEST.into(),
+                reason: format!(
+                    "table {} has a name with a line break or control character ({}); restore.sql cannot carry it \
+                     safely",
+                    crate::archive::reader::shown(&t.display()),
+                    crate::archive::reader::shown(bad)
+                ),
+            });
+        }
+    }
+    let generated =
+        [(archive::RESTORE_SQL, texts::restore_sql(manifest)), (archive::SEQUENCES, texts::sequences_sql(manifest))];
+    for (path, text) in generated {
+        let Some(member) = manifest.members.iter().find(|m| m.path == path) else { continue };
+        if member.sha256 != format!("{:x}", sha2::Sha256::digest(text.as_bytes())) {
+            return Err(ArchiveError::Member {
+                path: path.into(),
+                reason: "is not what lifeboat generates from manifest.json: it was altered after the backup (or \
+                         made by another lifeboat version); lifeboat will not use this archive, and its psql \
+                         script must not be run"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// [`verify`] over any byte stream; `archive` and `size_bytes` are left empty.
@@ -293,7 +399,7 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
         tables: manifest.tables.len(),
         rows: manifest.tables.iter().map(|t| t.rows).sum(),
         files: manifest.files.len(),
-        signature: signature::check(&sums_raw, sig_bytes.as_deref(), None),
+        signature: signature::check(&sums_raw, sig_bytes.as_deref(), &[]),
         manifest,
         sums: sums_raw,
         sums_signature: sig_bytes,

@@ -180,9 +180,6 @@ pub enum Source {
         url: String,
         size: u64,
         open: Opener,
-        /// The key a signature is checked against when `--trusted-key` is not
-        /// given: the configured local store's, if it has one.
-        store_key: Option<PathBuf>,
     },
 }
 
@@ -228,15 +225,6 @@ impl Source {
         match self {
             Source::Path(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
             Source::Remote { size, .. } => *size,
-        }
-    }
-
-    /// The store's signing key: beside a local archive, or the configured
-    /// local store's for a remote one.
-    pub fn store_key(&self) -> Option<PathBuf> {
-        match self {
-            Source::Path(p) => crate::archive::signature::store_public_key(p),
-            Source::Remote { store_key, .. } => store_key.clone(),
         }
     }
 

@@ -108,10 +108,11 @@ impl Signer {
     }
 }
 
-/// The public key of the store that holds `archive`, if it has one
-/// (`<archive's dir>/.lifeboat/signing.pub`). `verify` reads no config,
-/// so this is how it knows the store's key.
-pub fn store_public_key(archive: &Path) -> Option<PathBuf> {
+/// The `.lifeboat/signing.pub` beside `archive`, if there is one. It is
+/// NOT a trust anchor: whoever handed over the directory could have put it
+/// there. Refusal messages name it, so an operator who knows it is their
+/// store's can say so (`--config`, `--trusted-key`).
+pub fn key_beside(archive: &Path) -> Option<PathBuf> {
     let p = archive.parent()?.join(PUBLIC_KEY_FILE);
     p.is_file().then_some(p)
 }
@@ -126,16 +127,35 @@ pub fn read_store_public_key(store_dir: &Path) -> Option<(String, String)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyOrigin {
-    /// The archive's own store (`.lifeboat/signing.pub` beside it).
+    /// The key of the store the config names (`[storage] dir`'s
+    /// `.lifeboat/signing.pub`), wherever the archive itself lies.
     Store,
     /// `--trusted-key FILE`.
     Flag,
+    /// `[restore] trusted_keys`.
+    Config,
+}
+
+/// Where the keys an archive may be signed by come from, besides
+/// `--trusted-key`. Filled from the config by the CLI (and the daemon);
+/// never from the archive or its directory.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// The configured store's public key file; trusted when it exists.
+    pub store_key: Option<PathBuf>,
+    /// `[restore] trusted_keys`: base64 public keys or key files.
+    pub listed: Vec<String>,
+    /// Keys already in hand (a backup checks its new archive with the key
+    /// that just signed it).
+    pub keys: Vec<TrustedKey>,
 }
 
 /// A public key the operator trusts.
+#[derive(Debug, Clone)]
 pub struct TrustedKey {
     pk: minisign::PublicKey,
-    pub path: PathBuf,
+    /// Where it came from, for messages: a file, or `[restore] trusted_keys`.
+    pub from: String,
     pub origin: KeyOrigin,
 }
 
@@ -151,26 +171,54 @@ impl TrustedKey {
             .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
             .unwrap_or_default();
         let pk = minisign::PublicKey::from_base64(line).map_err(|e| key_err("the public key", path, e))?;
-        Ok(TrustedKey { pk, path: path.to_path_buf(), origin })
+        Ok(TrustedKey { pk, from: path.display().to_string(), origin })
+    }
+
+    /// One `[restore] trusted_keys` entry: a base64 public key (what
+    /// `lifeboat config` and `minisign -P` show), else a key file's path.
+    /// A base64 key decodes to exactly 42 bytes that start with `Ed`; no
+    /// real path does, so the two cannot be confused.
+    pub fn from_entry(entry: &str, what: &str) -> Result<TrustedKey> {
+        let entry = entry.trim();
+        if let Ok(pk) = minisign::PublicKey::from_base64(entry) {
+            return Ok(TrustedKey { pk, from: what.to_string(), origin: KeyOrigin::Config });
+        }
+        TrustedKey::from_file(Path::new(entry), KeyOrigin::Config).map_err(|e| {
+            Error::Invalid(format!(
+                "{what} is neither a minisign public key (the base64 line `lifeboat config` prints) nor a \
+                 readable key file: {e}"
+            ))
+        })
+    }
+
+    /// A key held by a [`Signer`] (the store's own).
+    pub fn of_signer(signer: &Signer, from: &str) -> TrustedKey {
+        TrustedKey { pk: signer.pk.clone(), from: from.to_string(), origin: KeyOrigin::Store }
     }
 
     pub fn key_id(&self) -> String {
         key_id(self.pk.keynum())
+    }
+
+    /// `ID (where from)`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.key_id(), self.from)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Signed by the trusted key, and the signature matches `SHA256SUMS`.
+    /// Signed by a trusted key, and the signature matches `SHA256SUMS`.
     Valid,
     /// No `SHA256SUMS.minisig`.
     Unsigned,
-    /// Signed, but no trusted key to check it with.
+    /// Signed, but no key is trusted to check it with.
     Unchecked,
-    /// Signed by a key other than the trusted one.
+    /// Signed by a key that is not a trusted one.
     OtherKey,
-    /// Claims the trusted key, but does not match `SHA256SUMS`: forged or damaged.
+    /// Claims a trusted key but does not match `SHA256SUMS` (forged or
+    /// damaged), or is not a minisign signature at all.
     Invalid,
 }
 
@@ -181,75 +229,86 @@ pub struct SignatureReport {
     pub status: Status,
     /// The key id the signature names.
     pub signed_by: Option<String>,
-    /// The key it was checked against.
+    /// The trusted key that signed it (`None` unless `valid`, or `invalid`
+    /// by a trusted key).
     pub trusted_key_id: Option<String>,
-    /// `store` or `flag` (`--trusted-key`).
+    /// Where that key came from: `store`, `flag` (`--trusted-key`) or
+    /// `config` (`[restore] trusted_keys`).
     pub trusted_key: Option<KeyOrigin>,
+    /// Every key that was trusted for this check, as `ID (where from)`.
+    pub trusted_keys: Vec<String>,
+    /// Not valid, used anyway because of `--insecure-accept-untrusted`.
+    pub accepted_insecurely: bool,
     pub message: String,
 }
 
 impl SignatureReport {
-    /// Whether the caller must refuse the archive: a signature that does
-    /// not match is always refused; with an explicit `--trusted-key`
-    /// anything but a valid signature by that key is.
+    /// Whether the caller must refuse the archive: anything but a valid
+    /// signature by a trusted key is, unless the operator accepted that
+    /// insecurely (`--insecure-accept-untrusted`).
     pub fn refused(&self) -> bool {
-        self.status == Status::Invalid || (self.trusted_key == Some(KeyOrigin::Flag) && self.status != Status::Valid)
+        self.status != Status::Valid && !self.accepted_insecurely
     }
 }
 
-/// Checks `sig` (the signature member's bytes, if any) over `sums`.
-pub fn check(sums: &[u8], sig: Option<&[u8]>, trusted: Option<&TrustedKey>) -> SignatureReport {
-    let trusted_key_id = trusted.map(TrustedKey::key_id);
-    let origin = trusted.map(|t| t.origin);
-    let report = |status, signed_by: Option<String>, message: String| SignatureReport {
+/// Checks `sig` (the signature member's bytes, if any) over `sums` against
+/// every key in `trusted`.
+pub fn check(sums: &[u8], sig: Option<&[u8]>, trusted: &[TrustedKey]) -> SignatureReport {
+    let report = |status, signed_by: Option<String>, by: Option<&TrustedKey>, message: String| SignatureReport {
         status,
         signed_by,
-        trusted_key_id: trusted_key_id.clone(),
-        trusted_key: origin,
+        trusted_key_id: by.map(TrustedKey::key_id),
+        trusted_key: by.map(|t| t.origin),
+        trusted_keys: trusted.iter().map(TrustedKey::describe).collect(),
+        accepted_insecurely: false,
         message,
     };
     let Some(sig) = sig else {
         return report(
             Status::Unsigned,
             None,
-            "the archive is unsigned (no SHA256SUMS.minisig): nothing proves who made it; archives made before \
-             signing existed look like this"
+            None,
+            "the archive is unsigned (no SHA256SUMS.minisig): nothing proves who made it or that its SQL is \
+             what the backup wrote"
                 .into(),
         );
     };
     let parsed = std::str::from_utf8(sig).ok().and_then(|s| minisign::SignatureBox::from_string(s).ok());
     let Some(sbox) = parsed else {
-        return report(Status::Invalid, None, "SHA256SUMS.minisig is not a minisign signature".into());
+        return report(Status::Invalid, None, None, "SHA256SUMS.minisig is not a minisign signature".into());
     };
     let signer = key_id(sbox.keynum());
-    let Some(t) = trusted else {
+    if trusted.is_empty() {
         return report(
             Status::Unchecked,
             Some(signer.clone()),
-            format!(
-                "signed by key {signer}, not checked: no trusted key (pass --trusted-key FILE, the store's \
-                 .lifeboat/signing.pub)"
-            ),
+            None,
+            format!("signed by key {signer}, which cannot be checked: no key is trusted"),
         );
-    };
-    if sbox.keynum() != t.pk.keynum() {
+    }
+    let Some(t) = trusted.iter().find(|t| t.pk.keynum() == sbox.keynum()) else {
+        let ids: Vec<String> = trusted.iter().map(TrustedKey::describe).collect();
         return report(
             Status::OtherKey,
             Some(signer.clone()),
+            None,
             format!(
-                "signed by another key ({signer}), not by the trusted key {} ({}); an archive from another \
+                "signed by key {signer}, which is not a trusted key (trusted: {}): an archive from another \
                  store, an old key, or a forgery",
-                t.key_id(),
-                t.path.display()
+                ids.join(", ")
             ),
         );
-    }
+    };
     match minisign::verify(&t.pk, &sbox, Cursor::new(sums), true, false, false) {
-        Ok(()) => report(Status::Valid, Some(signer.clone()), format!("valid, by key {signer} ({})", t.path.display())),
+        Ok(()) => report(Status::Valid, Some(signer), Some(t), format!("valid, by key {}", t.describe())),
         Err(_) => report(
             Status::Invalid,
             Some(signer),
-            "the signature does not match SHA256SUMS: the archive was changed after it was signed".into(),
+            Some(t),
+            format!(
+                "the signature by key {} does not match SHA256SUMS: the archive was changed after it was signed",
+                t.describe()
+            ),
         ),
     }
 }
@@ -258,9 +317,9 @@ pub fn check(sums: &[u8], sig: Option<&[u8]>, trusted: Option<&TrustedKey>) -> S
 mod tests {
     use super::*;
 
-    // covers: FR-12.12, FR-12.11
+    // covers: FR-12.12, FR-12.11, FR-7.14
     #[test]
-    fn a_store_key_signs_and_verifies_and_any_change_is_caught() {
+    fn a_store_key_signs_and_verifies_and_anything_else_is_refused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let s = Signer::load_or_create(dir.path()).unwrap();
@@ -273,25 +332,48 @@ mod tests {
         let sums = b"abc  database/schema.sql\n";
         let sig = s.sign(sums, "a.tar.gz").unwrap();
         let store = TrustedKey::from_file(&dir.path().join(PUBLIC_KEY_FILE), KeyOrigin::Store).unwrap();
-        let r = check(sums, Some(&sig), Some(&store));
+        let r = check(sums, Some(&sig), std::slice::from_ref(&store));
         assert_eq!(r.status, Status::Valid, "{}", r.message);
+        assert_eq!(r.trusted_key, Some(KeyOrigin::Store));
         assert!(!r.refused());
 
-        let r = check(b"abd  database/schema.sql\n", Some(&sig), Some(&store));
+        let r = check(b"abd  database/schema.sql\n", Some(&sig), std::slice::from_ref(&store));
         assert_eq!(r.status, Status::Invalid);
-        assert!(r.refused(), "a bad signature is refused even with the implicit store key");
+        assert!(r.refused(), "a bad signature is refused");
 
         let other_dir = tempfile::tempdir().unwrap();
         let other = Signer::load_or_create(other_dir.path()).unwrap();
         let forged = other.sign(sums, "a.tar.gz").unwrap();
-        let r = check(sums, Some(&forged), Some(&store));
+        let r = check(sums, Some(&forged), std::slice::from_ref(&store));
         assert_eq!(r.status, Status::OtherKey);
-        assert!(r.message.contains(&other.key_id()) && !r.refused());
-        let flag = TrustedKey::from_file(&dir.path().join(PUBLIC_KEY_FILE), KeyOrigin::Flag).unwrap();
-        assert!(check(sums, Some(&forged), Some(&flag)).refused());
-        assert!(check(sums, None, Some(&flag)).refused());
-        assert_eq!(check(sums, None, Some(&store)).status, Status::Unsigned);
-        assert_eq!(check(sums, Some(&sig), None).status, Status::Unchecked);
-        assert_eq!(check(sums, Some(b"garbage"), None).status, Status::Invalid);
+        assert!(r.message.contains(&other.key_id()) && r.refused(), "{}", r.message);
+        // Any of several trusted keys will do: the other store's, listed by base64.
+        let listed = TrustedKey::from_entry(&other.public_key(), "[restore] trusted_keys entry 1").unwrap();
+        let r = check(sums, Some(&forged), &[store.clone(), listed]);
+        assert_eq!((r.status, r.trusted_key), (Status::Valid, Some(KeyOrigin::Config)), "{}", r.message);
+        assert_eq!(r.trusted_keys.len(), 2);
+
+        assert!(check(sums, None, std::slice::from_ref(&store)).refused());
+        assert_eq!(check(sums, None, std::slice::from_ref(&store)).status, Status::Unsigned);
+        assert_eq!(check(sums, Some(&sig), &[]).status, Status::Unchecked);
+        assert!(check(sums, Some(&sig), &[]).refused(), "no trusted key: nothing is accepted");
+        assert_eq!(check(sums, Some(b"garbage"), &[]).status, Status::Invalid);
+        let mut insecure = check(sums, None, &[]);
+        insecure.accepted_insecurely = true;
+        assert!(!insecure.refused());
+    }
+
+    // covers: FR-7.14
+    #[test]
+    fn a_trusted_keys_entry_is_a_base64_key_or_a_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Signer::load_or_create(dir.path()).unwrap();
+        let file = dir.path().join(PUBLIC_KEY_FILE);
+        let by_file = TrustedKey::from_entry(file.to_str().unwrap(), "entry 1").unwrap();
+        let by_line = TrustedKey::from_entry(&format!(" {} ", s.public_key()), "entry 2").unwrap();
+        assert_eq!((by_file.key_id(), by_line.key_id()), (s.key_id(), s.key_id()));
+        assert_eq!(by_file.origin, KeyOrigin::Config);
+        let e = TrustedKey::from_entry("RWQnot-a-key", "[restore] trusted_keys entry 3").unwrap_err().to_string();
+        assert!(e.contains("[restore] trusted_keys entry 3") && e.contains("lifeboat config"), "{e}");
     }
 }

@@ -125,10 +125,17 @@ pub fn backup_info(m: &Manifest, archive_name: &str, signing: Option<(&str, &str
         r#"
 HOW TO RESTORE
 --------------
-1. Check the archive (either command):
+{trust}
+1. Check the archive, before anything from it runs (either way):
      lifeboat verify {archive_name}
-     tar -xzf {archive_name} -C restore-dir && (cd restore-dir && sha256sum -c SHA256SUMS)
-{signature}
+   lifeboat trusts the key of the store its config names, [restore]
+   trusted_keys and --trusted-key FILE, and refuses an archive none of
+   them signed. Without lifeboat, check the signature first, then the sums:
+     mkdir -p restore-dir && tar -xzf {archive_name} -C restore-dir
+     cd restore-dir && minisign -Vm SHA256SUMS -p /path/to/signing.pub && sha256sum -c SHA256SUMS
+   /path/to/signing.pub is your copy of the store's public key, never a
+   file that came with the archive.
+
 2a. With lifeboat (verifies, loads in one transaction, checks row counts):
      lifeboat restore {archive_name} --db postgres://USER@HOST:5432/NEW_DB
      lifeboat restore {archive_name} --db ... --config-dir ./restored-config   # config files too
@@ -136,8 +143,9 @@ HOW TO RESTORE
    Owners and privileges (GRANTs) are re-applied where their roles exist on
    the target; statements naming a role it lacks are skipped and reported.
 
-2b. With nothing but psql (from the extracted directory):
-     cd restore-dir
+2b. With nothing but psql, in restore-dir, once minisign and sha256sum
+    above both passed (restore.sql runs what the archive holds, psql
+    commands included):
 {roles_step}     createdb NEW_DB
      psql -X -v ON_ERROR_STOP=1 -d NEW_DB -f database/restore.sql
    The script runs in one transaction and stops at the first error.
@@ -162,21 +170,30 @@ HOW TO RESTORE
 Rows of window tables are those at or after the cutoff shown above, plus
 "closure" rows: older rows that kept rows reference, so every foreign key
 is valid after the restore."#,
-        signature = signature_steps(archive_name, signing)
+        trust = trust_note(signing)
     );
     s
 }
 
-fn signature_steps(archive_name: &str, signing: Option<(&str, &str)>) -> String {
-    let Some((key, id)) = signing else { return String::new() };
+/// Why the signature matters and which key made it. A forger rewrites
+/// this file too, so it says where the real key is kept, not to trust the
+/// one printed here.
+fn trust_note(signing: Option<(&str, &str)>) -> String {
+    let Some((key, id)) = signing else {
+        return "This archive is UNSIGNED: nothing proves who made it, and lifeboat\n\
+                refuses it unless told --insecure-accept-untrusted.\n"
+            .into();
+    };
     format!(
-        r#"   Check who made it: SHA256SUMS is signed (SHA256SUMS.minisig) with the
-   minisign key {id} of the store that made this backup:
+        r#"Restoring runs the archive's SQL, and the psql path runs psql commands
+too (shell commands included). SHA256SUMS only shows the files agree with
+each other: a forger recomputes it. SHA256SUMS.minisig shows that the store
+which made this backup signed them, with its minisign key {id}:
      {key}
-     lifeboat verify {archive_name} --trusted-key signing.pub
-     (cd restore-dir && minisign -Vm SHA256SUMS -P {key})
-   Compare the key with the one `lifeboat config` shows on the backup host
-   (or its .lifeboat/signing.pub): a forger can change this file too.
+Do not trust that key because this file shows it (a forger rewrites this
+file too): compare it with the copy of the store's public key you keep off
+the backup host (`lifeboat config` prints it there; the file is
+.lifeboat/signing.pub in the storage directory).
 "#
     )
 }

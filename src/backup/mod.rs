@@ -386,7 +386,9 @@ fn run_planned(
     watchdog.check()?;
     drop(watchdog);
 
-    crate::verify::verify(&partial_path, progress).map_err(|e| {
+    let own_key = crate::archive::signature::TrustedKey::of_signer(&signer, "the store's signing key");
+    let trust = crate::archive::signature::Trust { keys: vec![own_key], ..Default::default() };
+    crate::verify::verify(&partial_path, trust, progress).map_err(|e| {
         Error::Failed(format!("the archive just written failed verification, so it was discarded: {e}"))
     })?;
     cancel.check("sealing the verified archive")?;

@@ -32,7 +32,8 @@ fn text(s: &Shown) -> String {
     let mut out = toml::to_string(&s.config).expect("serializable");
     match (&s.signing_public_key, &s.signing_key_id) {
         (Some(key), Some(id)) => out.push_str(&format!(
-            "\n# archive signing key {id} ({}/.lifeboat/signing.pub):\n# {key}\n",
+            "\n# archive signing key {id} ({}/.lifeboat/signing.pub):\n# {key}\n\
+             # Keep a copy off this host; on another host, list it in [restore] trusted_keys.\n",
             s.config.storage.dir.display()
         )),
         _ => out.push_str("\n# archive signing key: none yet (the first backup creates it)\n"),

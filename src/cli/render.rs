@@ -103,7 +103,11 @@ pub fn verify(r: &VerifyReport) -> String {
         r.rows,
         r.files,
         bytes(r.size_bytes),
-        r.signature.message
+        if r.signature.accepted_insecurely {
+            format!("NOT TRUSTED, used anyway (--insecure-accept-untrusted): {}", r.signature.message)
+        } else {
+            r.signature.message.clone()
+        }
     )
 }
 

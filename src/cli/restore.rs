@@ -24,7 +24,10 @@ pub(super) fn run(cli: &Cli, args: &RestoreArgs, progress: Progress, cancel: &Ca
     // no source to protect (the defaults name no real database).
     let (config, file) = load_with_path(cli, &Overrides::default())?;
     let source = super::verify::archive_source(&args.archive, || Ok(config.clone()))?;
-    let opts = RestoreOptions { source: file.map(|_| config.database), ..args.options.clone() };
+    let mut opts = RestoreOptions { source: None, ..args.options.clone() };
+    // The keys the config trusts: its store's and [restore] trusted_keys.
+    opts.verify.trust = crate::verify::config_trust(&config);
+    opts.source = file.map(|_| config.database);
     let report = crate::restore::restore_source(&source, &opts, progress, cancel)?;
     emit(cli.json, &report, render::restore);
     Ok(if report.ok { 0 } else { 1 })

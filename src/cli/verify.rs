@@ -23,8 +23,12 @@ pub struct VerifyArgs {
 }
 
 pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
-    let source = archive_source(&args.archive, || super::load(cli, &Overrides::default()))?;
-    let report = crate::verify::verify_source(&source, &args.options, progress)?;
+    // The config names the keys to trust (its store's, [restore]
+    // trusted_keys) and, for an s3:// archive, the store to read.
+    let config = super::load(cli, &Overrides::default())?;
+    let source = archive_source(&args.archive, || Ok(config.clone()))?;
+    let options = VerifyOptions { trust: crate::verify::config_trust(&config), ..args.options.clone() };
+    let report = crate::verify::verify_source(&source, &options, progress)?;
     if let Some(url) = &args.restore_test {
         super::restore::warn_password_in_url(url, "--restore-test");
         let Some(path) = source.local() else {
@@ -35,7 +39,7 @@ pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &Can
                 source.name()
             )));
         };
-        let rt = crate::restore::rehearse(path, &report, url, &args.options, progress, cancel)?;
+        let rt = crate::restore::rehearse(path, &report, url, &options, progress, cancel)?;
         emit(cli.json, &rt, render::rehearsal);
         return Ok(if rt.ok { 0 } else { 1 });
     }
@@ -44,7 +48,6 @@ pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &Can
 }
 
 /// A local path, or an `s3://bucket/prefix/NAME` read through `[remote]`.
-/// The config is only loaded for the latter.
 pub(super) fn archive_source(archive: &Path, config: impl FnOnce() -> Result<Config, Error>) -> Result<Source, Error> {
     match archive.to_str().filter(|a| a.starts_with("s3://")) {
         Some(url) => crate::offsite::remote_source(&config()?, url),

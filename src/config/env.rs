@@ -29,7 +29,8 @@ pub(super) fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<O
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["full", "schema_only", "optional_tables", "include", "optional", "to", "recipients"];
+const LIST_KEYS: &[&str] =
+    &["full", "schema_only", "optional_tables", "include", "optional", "to", "recipients", "trusted_keys"];
 
 pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
     let mut db = toml::Table::new();

@@ -80,6 +80,7 @@ pub fn resolve(
     super::email::finish(&mut config.email, &mut config.alerts)?;
     super::links::finish_http(&mut config.http)?;
     super::service::finish_verify(&mut config.verify)?;
+    super::service::finish_restore(&config.restore)?;
     super::remote::finish(&mut config.remote, env, file_remote.as_ref())?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {

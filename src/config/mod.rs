@@ -34,7 +34,7 @@ pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
 pub use load::{load, resolve};
 pub use remote::{RemoteConfig, RemoteUrl};
 pub use secret::Secret;
-pub use service::{LogConfig, LogFormat, MonitorConfig, RetentionConfig, ScheduleConfig, VerifyConfig};
+pub use service::{LogConfig, LogFormat, MonitorConfig, RestoreConfig, RetentionConfig, ScheduleConfig, VerifyConfig};
 pub use url::{parse_database_url, parse_target_url, pgconnect_timeout, target_password, url_has_password, Target};
 
 use crate::model::{DefaultMode, Span, TableName};
@@ -80,6 +80,7 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub log: LogConfig,
     pub verify: VerifyConfig,
+    pub restore: RestoreConfig,
     pub remote: RemoteConfig,
     /// What looks unintended in a valid config (a window in bare minutes);
     /// every command shows these and the plan records them. Not a key.

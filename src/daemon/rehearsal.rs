@@ -38,7 +38,8 @@ pub fn after_backup(config: &Config, archive: &Path, progress: Progress, cancel:
     progress(Event::Step("restore_test"));
     let started_at = Utc::now();
     let started = Instant::now();
-    let opts = VerifyOptions::default();
+    // The archive the run just sealed, checked with the store's key.
+    let opts = VerifyOptions { trust: crate::verify::config_trust(config), ..VerifyOptions::default() };
     let outcome = crate::verify::verify_with(archive, &opts, progress)
         .map_err(crate::Error::from)
         .and_then(|verified| crate::restore::rehearse(archive, &verified, url.expose(), &opts, progress, cancel));

@@ -155,8 +155,8 @@ fn try_deliver(
 ) -> Result<DeliveryReport, DeliverError> {
     let templates = templates::Templates::load(cfg.email.templates_dir.as_deref())?;
     let mailer = mail::Mailer::new(&cfg.email)?;
-    let report =
-        crate::verify::verify(archive, &crate::events::silent).map_err(|e| DeliverError::Verify(e.to_string()))?;
+    let report = crate::verify::verify(archive, crate::verify::config_trust(cfg), &crate::events::silent)
+        .map_err(|e| DeliverError::Verify(e.to_string()))?;
     let artifact = artifact_for(cfg, archive)?;
     let ctx = success_context(cfg, archive, &artifact, &report.manifest, report.size_bytes, duration_ms);
     let artifact_name = file_name(&artifact);
@@ -239,9 +239,11 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The restore steps exactly as `BACKUP_INFO.txt` gives them.
-fn restore_steps(m: &Manifest, name: &str) -> String {
-    let info = crate::archive::texts::backup_info(m, name, None);
+/// The restore steps exactly as `BACKUP_INFO.txt` gives them, with the
+/// store's signing key id and where its public key is (FR-12.12).
+fn restore_steps(cfg: &Config, m: &Manifest, name: &str) -> String {
+    let key = crate::archive::signature::read_store_public_key(&cfg.storage.dir);
+    let info = crate::archive::texts::backup_info(m, name, key.as_ref().map(|(k, id)| (k.as_str(), id.as_str())));
     match info.find("HOW TO RESTORE") {
         Some(i) => info[i..].trim_end().to_string(),
         None => info,
@@ -305,7 +307,7 @@ fn success_context(
             })
             .collect(),
         warnings,
-        restore_steps: restore_steps(m, &name),
+        restore_steps: restore_steps(cfg, m, &name),
         delivery: DeliveryLine {
             method: Method::Attachment,
             link: None,

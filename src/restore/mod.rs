@@ -10,6 +10,7 @@
 //! and moved into place only after the commit.
 
 mod config_files;
+mod guard;
 mod load;
 mod owners;
 mod parallel;

@@ -2,7 +2,9 @@
 //! `constraints.sql`) on the target as it streams: one statement at a time
 //! (see [`statements`](super::statements)), so memory does not grow with
 //! the member, and byte for byte. psql's `\restrict` lines are skipped,
-//! owner and privilege statements go through [`Policy`], and the errors
+//! any other meta-command and the statements [`guard`](super::guard)
+//! refuses stop the restore before they are sent, owner and privilege
+//! statements go through [`Policy`], and the errors
 //! keep their kind: the archive's fault (damaged, oversized) is not worth
 //! retrying, a dropped connection is.
 
@@ -25,16 +27,20 @@ pub(super) fn run_member(client: &mut Client, path: &str, input: &mut dyn Read, 
             Some(Item::Meta { text, .. }) if is_restrict_line(text) => continue,
             Some(Item::Meta { text, line }) => {
                 let name: String = text.split_whitespace().next().unwrap_or("").chars().take(40).collect();
-                return Err(Error::Archive(ArchiveError::Member {
-                    path: path.into(),
-                    reason: format!(
-                        "line {line}: psql meta-command {name} is not SQL, and lifeboat restore runs SQL only; \
-                         restore this archive with psql -f database/restore.sql"
+                return Err(refused(
+                    path,
+                    line,
+                    &format!(
+                        "psql meta-command {name}: pg_dump writes none but \\restrict and \\unrestrict, and one \
+                         such as \\! runs a shell command"
                     ),
-                }));
+                ));
             }
             Some(Item::Sql { sql, line }) => (sql, line),
         };
+        if let Some(why) = super::guard::refusal(sql) {
+            return Err(refused(path, line, &why));
+        }
         if policy.skip(sql) {
             continue;
         }
@@ -66,6 +72,19 @@ pub(super) fn run_member(client: &mut Client, path: &str, input: &mut dyn Read, 
     }
 }
 
+/// A statement the restore will not run, as the archive's fault. It does
+/// not point at psql: psql would run the very thing refused.
+fn refused(path: &str, line: u64, why: &str) -> Error {
+    Error::Archive(ArchiveError::Member {
+        path: path.into(),
+        reason: format!(
+            "line {line}: refused: {why}. The archive was altered or was \
+             not written by lifeboat and pg_dump: do not restore it by any other means (psql included) \
+             before finding out where it came from"
+        ),
+    })
+}
+
 /// What the splitter refused, as the archive's fault.
 fn split_error(path: &str, e: SplitError) -> Error {
     match e {
@@ -75,8 +94,8 @@ fn split_error(path: &str, e: SplitError) -> Error {
         e => Error::Archive(ArchiveError::Member {
             path: path.into(),
             reason: format!(
-                "{e}; pg_dump writes no such SQL, so the archive was altered or not written by lifeboat \
-                 (if you trust it, restore it with psql -f database/restore.sql)"
+                "{e}; pg_dump writes no such SQL, so the archive was altered or not written by lifeboat: do not \
+                 restore it by any other means (psql included) before finding out where it came from"
             ),
         }),
     }

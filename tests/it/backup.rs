@@ -425,7 +425,17 @@ fn tables_in_other_schemas_partitions_and_odd_names_round_trip_through_psql() {
     assert_eq!(support::schema_dump(&db.url), support::schema_dump(&target.url));
     // And through lifeboat restore.
     let again = fresh_db("schemas_again");
-    assert_exit(&run(&["restore", archive.to_str().unwrap(), "--db", &again.url]), 0);
+    assert_exit(
+        &run(&[
+            "restore",
+            archive.to_str().unwrap(),
+            "--db",
+            &again.url,
+            "--trusted-key",
+            &flow::its_store_key(&archive),
+        ]),
+        0,
+    );
     assert_eq!(again.count("public.no_columns"), 2);
 }
 
@@ -454,6 +464,13 @@ fn closure_follows_foreign_keys_declared_on_a_partitioned_table() {
     assert_eq!(target.count("order_lines"), 40);
     assert!(support::fk_report(&mut target.client()).iter().all(|(_, v)| *v));
     // The rehearsal counts keys as the manifest does (not per partition).
-    let o = run(&["verify", report["archive"].as_str().unwrap(), "--restore-test", &support::server().admin_url()]);
+    let o = run(&[
+        "verify",
+        report["archive"].as_str().unwrap(),
+        "--restore-test",
+        &support::server().admin_url(),
+        "--trusted-key",
+        &flow::its_store_key(report["archive"].as_str().unwrap()),
+    ]);
     assert_exit(&o, 0);
 }

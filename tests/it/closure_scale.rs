@@ -39,11 +39,26 @@ fn archive_of(report: &Value) -> PathBuf {
     PathBuf::from(report["archive"].as_str().expect("archive in the report"))
 }
 
+/// `lifeboat verify ARCHIVE`, trusting the key of the store it lies in.
+fn verify_in_its_store(archive: &Path) -> std::process::Output {
+    run(&["verify", archive.to_str().unwrap(), "--trusted-key", &flow::its_store_key(archive)])
+}
+
 /// Restores `archive` twice, with `lifeboat restore` and with plain psql
 /// (`database/restore.sql`), and returns both targets.
 fn restore_both_ways(archive: &Path, hint: &str) -> [TestDb; 2] {
     let by_lifeboat = fresh_db(&format!("{hint}_lb"));
-    assert_exit(&run(&["restore", archive.to_str().unwrap(), "--db", &by_lifeboat.url]), 0);
+    assert_exit(
+        &run(&[
+            "restore",
+            archive.to_str().unwrap(),
+            "--db",
+            &by_lifeboat.url,
+            "--trusted-key",
+            &flow::its_store_key(archive),
+        ]),
+        0,
+    );
     let x = tempfile::tempdir().unwrap();
     flow::extract(archive, x.path());
     let by_psql = fresh_db(&format!("{hint}_psql"));
@@ -135,7 +150,7 @@ fn a_windowed_partitioned_parent_keeps_the_old_partition_rows_recent_children_re
     let in_window = db.query_one_i64("SELECT count(*) FROM events WHERE at >= now() - interval '1 month'");
     assert_eq!(sum_over(&report, "events_", "rows"), in_window + expected, "{}", report["tables"]);
     assert_eq!(table(&report, "events_default")["mode"], "window");
-    assert_exit(&run(&["verify", archive_of(&report).to_str().unwrap()]), 0);
+    assert_exit(&verify_in_its_store(&archive_of(&report)), 0);
     for target in restore_both_ways(&archive_of(&report), "part_window_t") {
         assert_every_fk_valid(&target);
         assert_eq!(alerts_with_their_event(&target), 50, "{}", target.name);
@@ -173,7 +188,7 @@ fn a_leaf_partition_with_a_mode_of_its_own_still_gets_the_rows_children_referenc
     assert_eq!((s["mode"].as_str(), s["closure_rows"].as_i64()), (Some("schema"), Some(referenced_in(&schema_leaf))));
     assert_eq!((w["mode"].as_str(), w["closure_rows"].as_i64()), (Some("window"), Some(referenced_in(&window_leaf))));
     assert!(s["closure_rows"].as_i64().unwrap() > 0 && w["closure_rows"].as_i64().unwrap() > 0);
-    assert_exit(&run(&["verify", archive_of(&report).to_str().unwrap()]), 0);
+    assert_exit(&verify_in_its_store(&archive_of(&report)), 0);
     for target in restore_both_ways(&archive_of(&report), "part_leaf_t") {
         assert_every_fk_valid(&target);
         assert_eq!(alerts_with_their_event(&target), 50, "{}", target.name);

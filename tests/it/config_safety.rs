@@ -279,7 +279,7 @@ fn deleting_the_lock_file_does_not_let_a_second_run_take_the_directory() {
     assert!(a_partial_survived, "run A's .partial was left alone");
     assert_exit(&a, 0);
     let archive = flow::json(&a)["archive"].as_str().unwrap().to_string();
-    assert_exit(&run(&["verify", &archive]), 0);
+    assert_exit(&run(&["verify", &archive, "--trusted-key", &flow::its_store_key(&archive)]), 0);
 }
 
 // covers: FR-12.1
@@ -322,7 +322,7 @@ fn back_to_back_backups_get_distinct_names_and_all_succeed() {
     assert_eq!(sorted.len(), 5, "five distinct archives: {names:?}");
     for a in &archives {
         assert!(!planted.contains(a), "{} was overwritten", a.display());
-        assert_exit(&run(&["verify", a.to_str().unwrap()]), 0);
+        assert_exit(&run(&["verify", a.to_str().unwrap(), "--trusted-key", &flow::its_store_key(a)]), 0);
     }
     let original = std::fs::read(&first).unwrap();
     for p in &planted {
@@ -466,7 +466,17 @@ fn restore_takes_row_counts_from_its_copy_and_scans_no_table_again() {
     let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
     for jobs in ["1", "2"] {
         let target = support::fresh_db(&format!("copy_counts_target_{jobs}"));
-        let o = run(&["--json", "restore", &archive, "--db", &target.url, "--jobs", jobs]);
+        let o = run(&[
+            "--json",
+            "restore",
+            &archive,
+            "--db",
+            &target.url,
+            "--jobs",
+            jobs,
+            "--trusted-key",
+            &flow::its_store_key(&archive),
+        ]);
         assert_exit(&o, 0);
         let report = flow::json(&o);
         let t = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "public.heap_only").unwrap();

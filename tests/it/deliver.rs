@@ -98,7 +98,7 @@ fn raw_headers(raw: &[u8]) -> String {
     text.split("\r\n\r\n").next().unwrap().to_string()
 }
 
-// covers: FR-3.1, FR-3.2, FR-3.3, FR-3.4, FR-3.5, US-1/AC-2, US-1/AC-3, US-1/AC-5, SC-3.1, SC-3.2
+// covers: FR-3.1, FR-3.2, FR-3.3, FR-3.4, FR-3.5, US-1/AC-2, US-1/AC-3, US-1/AC-5, SC-3.1, SC-3.2, FR-12.11
 #[test]
 fn a_good_backup_mails_the_archive_attached_to_every_admin_over_starttls() {
     if !smtp::aiosmtpd_available() {
@@ -145,6 +145,15 @@ fn a_good_backup_mails_the_archive_attached_to_every_admin_over_starttls() {
         }
     }
     assert!(html.contains("<table"), "the HTML body uses tables");
+    // Which key signed it and where its public key is, so it can be kept off the host.
+    let key_file = std::fs::read_to_string(s.storage().join(".lifeboat/signing.pub")).unwrap();
+    let key = key_file.lines().nth(1).unwrap().trim();
+    let id = key_file.lines().next().unwrap().rsplit(' ').next().unwrap();
+    for needle in
+        [key, id, "lifeboat config", ".lifeboat/signing.pub", "minisign -Vm SHA256SUMS", "mkdir -p restore-dir"]
+    {
+        assert!(plain.contains(needle), "{needle:?} missing from the mail:\n{plain}");
+    }
 
     let attachments: Vec<_> = m.attachments().collect();
     assert_eq!(attachments.len(), 1);
@@ -205,7 +214,15 @@ fn an_encrypted_attachment_decrypts_with_the_identity_to_the_archive_and_verifie
     let file = saved.path().join(&enc_name);
     std::fs::write(&file, ciphertext).unwrap();
     let idf = identity_file(saved.path(), &id);
-    let o = run(&["verify", file.to_str().unwrap(), "--identity", idf.to_str().unwrap()]);
+    // Saved from the mail, outside the store: the store's key is trusted through its config.
+    let o = run(&[
+        "--config",
+        s.config.to_str().unwrap(),
+        "verify",
+        file.to_str().unwrap(),
+        "--identity",
+        idf.to_str().unwrap(),
+    ]);
     assert_exit(&o, 0);
 
     let wrong = tempfile::tempdir().unwrap();
@@ -315,7 +332,7 @@ fn assert_delivery_fails(s: &Seeded, sink: &HttpSink, expect: &[&str]) -> String
     assert_eq!(report["delivery"]["attempts"], 3, "{report}");
     let archive = archive_path(&report);
     assert!(archive.is_file(), "the good archive is kept");
-    assert_exit(&run(&["verify", archive.to_str().unwrap()]), 0);
+    assert_exit(&run(&["--config", s.config.to_str().unwrap(), "verify", archive.to_str().unwrap()]), 0);
 
     let seen = sink.wait_for(3, Duration::from_secs(5));
     let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();

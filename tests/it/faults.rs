@@ -212,7 +212,12 @@ fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
     let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
     let target = format!("{dead}?connect_timeout=3");
     let (archive, target) = (archive.as_str(), target.as_str());
-    for args in [["restore", archive, "--db", target], ["verify", archive, "--restore-test", target]] {
+    let key = flow::its_store_key(archive);
+    let key = key.as_str();
+    for args in [
+        ["restore", archive, "--db", target, "--trusted-key", key],
+        ["verify", archive, "--restore-test", target, "--trusted-key", key],
+    ] {
         let run = run_bounded(support::lifeboat().args(args), Duration::from_secs(40));
         run.assert_within(Duration::from_secs(12));
         assert_exit(&run.output, 2);
@@ -317,7 +322,7 @@ fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
     assert_eq!(status.code(), Some(0), "stdout: {}", String::from_utf8_lossy(&out));
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let archive = report["archive"].as_str().unwrap().to_string();
-    assert_exit(&flow::run(&["verify", &archive]), 0);
+    assert_exit(&flow::run(&["verify", &archive, "--trusted-key", &flow::its_store_key(&archive)]), 0);
 
     // stderr closed outright (`2>&-`).
     let o = Command::new("sh")
@@ -330,7 +335,7 @@ fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
         .unwrap();
     assert_exit(&o, 0);
     let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
-    assert_exit(&flow::run(&["verify", &archive]), 0);
+    assert_exit(&flow::run(&["verify", &archive, "--trusted-key", &flow::its_store_key(&archive)]), 0);
 }
 
 // covers: SC-4.4, SC-4.2
@@ -360,7 +365,9 @@ fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass
 
     let restore = |db: &str, env: &[(&str, &Path)], home: &Path| {
         let mut c = support::lifeboat();
-        c.args(["-v", "restore", &archive, "--db", &target(db)]).env("HOME", home).env("LIFEBOAT_LOG", "trace");
+        c.args(["-v", "restore", &archive, "--db", &target(db), "--trusted-key", &flow::its_store_key(&archive)])
+            .env("HOME", home)
+            .env("LIFEBOAT_LOG", "trace");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -385,7 +392,15 @@ fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass
     );
 
     let rehearsal = support::lifeboat()
-        .args(["-v", "verify", &archive, "--restore-test", &target("postgres")])
+        .args([
+            "-v",
+            "verify",
+            &archive,
+            "--restore-test",
+            &target("postgres"),
+            "--trusted-key",
+            &flow::its_store_key(&archive),
+        ])
         .env("HOME", home.path())
         .env("LIFEBOAT_TARGET_PASSWORD_FILE", &file)
         .output()

@@ -169,3 +169,49 @@ pub fn reseal(members: &mut [(String, Vec<u8>)]) {
         .collect();
     members.iter_mut().find(|(p, _)| p == "SHA256SUMS").unwrap().1 = sums.into_bytes();
 }
+
+/// [`reseal`], then signs SHA256SUMS with the secret key of the store in
+/// `storage`, as that store would have: for tests about something other
+/// than the signature (a damaged CSV, a refused statement) whose archive
+/// must pass the trust check.
+pub fn reseal_signed(members: &mut Vec<(String, Vec<u8>)>, storage: &Path) {
+    reseal(members);
+    let sig = sign_sums(&members.iter().find(|(p, _)| p == "SHA256SUMS").unwrap().1, storage);
+    match members.iter_mut().find(|(p, _)| p == "SHA256SUMS.minisig") {
+        Some(m) => m.1 = sig,
+        None => members.push(("SHA256SUMS.minisig".into(), sig)),
+    }
+}
+
+/// A `SHA256SUMS.minisig` for `sums`, made with the secret key of the
+/// store in `storage`.
+pub fn sign_sums(sums: &[u8], storage: &Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(storage.join(".lifeboat/signing.key")).expect("the store's signing key");
+    let sk = minisign::SecretKeyBox::from_string(&text).and_then(minisign::SecretKey::from_unencrypted_box).unwrap();
+    let sig = minisign::sign(None, &sk, std::io::Cursor::new(sums), Some("re-signed by a test"), None).unwrap();
+    sig.to_string().into_bytes()
+}
+
+/// Replaces a `database/*.sql` member and its manifest entry (size,
+/// SHA-256), then [`reseal`]s: the signature is left as it was.
+pub fn replace_sql_member(members: &mut [(String, Vec<u8>)], member: &str, data: Vec<u8>) {
+    let (sha, len) = (sha256(&data), data.len() as u64);
+    members.iter_mut().find(|(p, _)| p == member).expect("member exists").1 = data;
+    let (_, manifest) = members.iter_mut().find(|(p, _)| p == "manifest.json").unwrap();
+    let mut m: Value = serde_json::from_slice(manifest).unwrap();
+    for f in m["members"].as_array_mut().unwrap() {
+        if f["path"] == member {
+            f["sha256"] = sha.clone().into();
+            f["bytes"] = len.into();
+        }
+    }
+    *manifest = serde_json::to_vec_pretty(&m).unwrap();
+    reseal(members);
+}
+
+/// The public key of the store `archive` lies in, for `--trusted-key`: a
+/// test that knows the archive is in its own store says so, as an operator
+/// would (lifeboat trusts no key merely for lying beside an archive).
+pub fn its_store_key(archive: impl AsRef<Path>) -> String {
+    archive.as_ref().parent().unwrap().join(".lifeboat/signing.pub").to_string_lossy().into_owned()
+}

@@ -168,6 +168,14 @@ pub(crate) mod craft {
             self.resum();
         }
 
+        /// Signs `SHA256SUMS` as it now is with the key of the store in
+        /// `storage`, so the archive passes the trust check and only the
+        /// edit under test can fail it.
+        pub fn sign_with(&mut self, storage: &Path) {
+            let sig = crate::flow::sign_sums(self.data(SUMS), storage);
+            *self.data_mut(signature::MEMBER) = sig;
+        }
+
         pub fn tar(&self) -> Vec<u8> {
             let mut b = tar::Builder::new(Vec::new());
             for m in &self.members {
@@ -268,7 +276,23 @@ pub(crate) mod craft {
 /// backup` once per test process. Small, so that hundreds of mutants are
 /// checked in well under a second.
 pub(crate) fn small_archive() -> &'static [u8] {
-    static ARCHIVE: OnceLock<Vec<u8>> = OnceLock::new();
+    &small().0
+}
+
+/// Writes the signing key of the store that made [`small_archive`] into
+/// `dir/store/.lifeboat/`; returns that store directory (its
+/// `.lifeboat/signing.pub` is the key to trust, [`Crafted::sign_with`] signs with it).
+pub(crate) fn small_store_in(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    std::fs::create_dir_all(store.join(".lifeboat")).unwrap();
+    std::fs::write(store.join(".lifeboat/signing.key"), &small().1).unwrap();
+    std::fs::write(store.join(".lifeboat/signing.pub"), &small().2).unwrap();
+    store
+}
+
+/// The archive's bytes and its store's secret and public key files.
+fn small() -> &'static (Vec<u8>, Vec<u8>, Vec<u8>) {
+    static ARCHIVE: OnceLock<(Vec<u8>, Vec<u8>, Vec<u8>)> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
         let db = fresh_db("hardening small");
         db.exec(
@@ -299,7 +323,12 @@ pub(crate) fn small_archive() -> &'static [u8] {
         assert!(out.status.success(), "backup failed:\n{}", String::from_utf8_lossy(&out.stderr));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup --json");
         let path = PathBuf::from(report["archive"].as_str().expect("archive path"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        let key = |f: &str| std::fs::read(dir.path().join("out/.lifeboat").join(f)).unwrap();
+        (
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+            key("signing.key"),
+            key("signing.pub"),
+        )
     })
 }
 

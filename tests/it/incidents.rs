@@ -286,7 +286,10 @@ fn a_small_archive_opens_band_and_anomaly_incidents_and_is_kept() {
     kinds.sort();
     assert_eq!(kinds, ["size_anomaly", "size_out_of_band"]);
     assert!(archive.is_file(), "a size incident never touches the archive");
-    assert_exit(&run(&["verify", archive.to_str().unwrap()]), 0);
+    assert_exit(
+        &run(&["verify", archive.to_str().unwrap(), "--trusted-key", &crate::flow::its_store_key(&archive)]),
+        0,
+    );
     let o = w.cmd(&["--json", "prune", "--dry-run"]);
     assert_exit(&o, 0);
     let name = archive.file_name().unwrap().to_str().unwrap();

@@ -51,7 +51,9 @@ fn init_writes_a_config_whose_backup_restores_with_every_fk_valid() {
         assert_exit(&o, 0);
         let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
         let target = fresh_db(&format!("init_{variant}"));
-        let o = flow::run(&["--config", cfg, "restore", &archive, "--db", &target.url]);
+        // Made with --output-dir, not into the config's store: its key is named.
+        let key = flow::its_store_key(&archive);
+        let o = flow::run(&["--config", cfg, "restore", &archive, "--db", &target.url, "--trusted-key", &key]);
         assert_exit(&o, 0);
         let fks = fk_report(&mut target.client());
         assert_eq!(fks.len(), 31, "{variant}: every foreign key of the fixture: {fks:?}");

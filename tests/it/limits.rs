@@ -268,12 +268,14 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// `lifeboat restore ARCHIVE --db URL --jobs 2 EXTRA…` with `TMPDIR` set.
-fn restore_jobs(archive: &Path, url: &str, tmpdir: &Path, extra: &[&str]) -> Output {
+/// `lifeboat restore ARCHIVE --db URL --jobs 2 --trusted-key KEY EXTRA…`
+/// with `TMPDIR` set; KEY is the key of the store `store` names.
+fn restore_jobs(archive: &Path, url: &str, tmpdir: &Path, store: &Path, extra: &[&str]) -> Output {
     lifeboat()
         .arg("restore")
         .arg(archive)
-        .args(["--db", url, "--jobs", "2"])
+        .args(["--db", url, "--jobs", "2", "--trusted-key"])
+        .arg(store.join(".lifeboat/signing.pub"))
         .args(extra)
         .env("TMPDIR", tmpdir)
         .current_dir(archive.parent().unwrap())
@@ -297,6 +299,9 @@ fn parallel_restore_spools_beside_the_archive_not_in_tmpdir_and_removes_the_spoo
     let row = data[start..end].to_vec();
     data.splice(start..start, row);
     c.refresh_table(csv);
+    let keys = tempfile::tempdir().unwrap();
+    let store = crate::hardening::small_store_in(keys.path());
+    c.sign_with(&store);
     c.write(&bad);
     // TMPDIR names a directory that does not exist, so any use of it fails
     // the run; its parent must stay empty.
@@ -304,12 +309,12 @@ fn parallel_restore_spools_beside_the_archive_not_in_tmpdir_and_removes_the_spoo
     let tmpdir = tmp.path().join("missing");
 
     let target = fresh_db("limits spool ok");
-    let out = restore_jobs(&good, &target.url, &tmpdir, &[]);
+    let out = restore_jobs(&good, &target.url, &tmpdir, &store, &[]);
     assert_exit(&out, 0);
     assert_eq!(target.count("owners"), 6);
 
     let target = fresh_db("limits spool fails");
-    let out = restore_jobs(&bad, &target.url, &tmpdir, &[]);
+    let out = restore_jobs(&bad, &target.url, &tmpdir, &store, &[]);
     assert_exit(&out, 1);
     assert!(stderr(&out).contains("emptied again"), "{}", stderr(&out));
 
@@ -321,16 +326,16 @@ fn parallel_restore_spools_beside_the_archive_not_in_tmpdir_and_removes_the_spoo
     std::fs::create_dir(&spool).unwrap();
     let flag = ["--spool-dir", spool.to_str().unwrap()];
     let target = fresh_db("limits spool dir ok");
-    assert_exit(&restore_jobs(&good, &target.url, &tmpdir, &flag), 0);
+    assert_exit(&restore_jobs(&good, &target.url, &tmpdir, &store, &flag), 0);
     let target = fresh_db("limits spool dir fails");
-    assert_exit(&restore_jobs(&bad, &target.url, &tmpdir, &flag), 1);
+    assert_exit(&restore_jobs(&bad, &target.url, &tmpdir, &store, &flag), 1);
     assert_eq!(names(&spool), Vec::<String>::new(), "a spool was left in --spool-dir");
 
     // A --spool-dir that cannot be used is named before the target is
     // touched: even with --force, what the target holds is still there.
     let target = fresh_db("limits spool dir missing");
     target.exec("CREATE TABLE keep_me (id int PRIMARY KEY); INSERT INTO keep_me VALUES (1)");
-    let out = restore_jobs(&good, &target.url, &tmpdir, &["--force", "--spool-dir", tmpdir.to_str().unwrap()]);
+    let out = restore_jobs(&good, &target.url, &tmpdir, &store, &["--force", "--spool-dir", tmpdir.to_str().unwrap()]);
     assert_exit(&out, 1);
     let err = stderr(&out);
     assert!(err.contains(tmpdir.to_str().unwrap()) && err.contains("--spool-dir"), "{err}");

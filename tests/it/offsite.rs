@@ -433,7 +433,7 @@ fn a_presigned_link_returns_the_identical_file_and_a_tampered_or_expired_one_is_
     assert!(long.capped && long.valid_for == Duration::from_secs(7 * 24 * 3600));
 }
 
-// covers: FR-29.8
+// covers: FR-29.8, FR-7.14
 #[test]
 fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
     if !s3::available() {
@@ -492,6 +492,31 @@ fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
     let tampered = run(&["verify", &url]);
     assert_exit(&tampered, 1);
     assert!(stderr(&tampered).contains("archive is damaged"), "{}", stderr(&tampered));
+
+    // A forgery in the bucket (schema.sql runs a program, SHA256SUMS and
+    // the manifest recomputed, the signature dropped): refused before the
+    // target is touched, with the local store's key trusted through the config.
+    let marker = cwd.path().join("pwned");
+    let original = tempfile::tempdir().unwrap();
+    let copy = original.path().join(&name);
+    bytes[mid] ^= 0x01;
+    std::fs::write(&copy, &bytes).unwrap();
+    let mut m = crate::flow::members(&copy);
+    let schema = m.iter().find(|(p, _)| p == "database/schema.sql").unwrap().1.clone();
+    let mut forged = format!("COPY (SELECT 1) TO PROGRAM 'touch {}';\n", marker.display()).into_bytes();
+    forged.extend_from_slice(&schema);
+    crate::flow::replace_sql_member(&mut m, "database/schema.sql", forged);
+    m.retain(|(p, _)| p != "SHA256SUMS.minisig");
+    crate::flow::write_archive(&copy, &m);
+    weed().put(&o.bucket, &format!("{PREFIX}/{name}"), &std::fs::read(&copy).unwrap());
+    let forged_target = support::fresh_db("from_s3_forged");
+    for args in [vec!["verify", url.as_str()], vec!["restore", url.as_str(), "--db", &forged_target.url]] {
+        let o = run(&args);
+        assert_exit(&o, 1);
+        assert!(stderr(&o).contains("refusing") && stderr(&o).contains("unsigned"), "{args:?}: {}", stderr(&o));
+    }
+    assert!(!marker.exists(), "the forged COPY … TO PROGRAM ran");
+    assert_eq!(forged_target.query_one_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), 0);
 }
 
 // covers: FR-29.8

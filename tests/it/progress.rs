@@ -59,7 +59,7 @@ fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
 
     let archive = s.backup()["archive"].as_str().unwrap().to_string();
     let target = fresh_db("progress_target");
-    let o = on_a_terminal(&["restore", &archive, "--db", &target.url]);
+    let o = on_a_terminal(&["restore", &archive, "--db", &target.url, "--trusted-key", &flow::its_store_key(&archive)]);
     assert_exit(&o, 0);
     let tty = terminal_text(&o);
     for needle in ["lifeboat: data", "█", " rows · ETA ", "Restore complete"] {
@@ -69,7 +69,7 @@ fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
     assert!(tty.contains(&format!("{expected_rows}/{expected_rows} rows")), "the restore knows its row count:\n{tty}");
 
     let again = fresh_db("progress_plain");
-    let o = flow::run(&["restore", &archive, "--db", &again.url]);
+    let o = flow::run(&["restore", &archive, "--db", &again.url, "--trusted-key", &flow::its_store_key(&archive)]);
     assert_exit(&o, 0);
     assert!(!stderr(&o).contains("ETA") && !stderr(&o).contains("█"), "{}", stderr(&o));
     assert!(

@@ -48,6 +48,8 @@ struct Fixture {
     archive: (Vec<u8>, String),
     manifest: Manifest,
     source: Source,
+    /// The store's signing key files (secret, public), for [`work`].
+    keys: (Vec<u8>, Vec<u8>),
 }
 
 /// A test's own directory, holding a copy of the fixture's archive.
@@ -56,12 +58,30 @@ struct Work {
     archive: PathBuf,
 }
 
+/// The directory also holds the store's signing key (in `store/`) and a
+/// `lifeboat.toml` naming that store, which `lifeboat` run there picks up:
+/// the archive, and the ones a test crafts and signs, are trusted.
 fn work() -> Work {
-    let (bytes, name) = &fixture().archive;
+    let f = fixture();
+    let (bytes, name) = &f.archive;
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = dir.path().join(name);
     std::fs::write(&archive, bytes).unwrap();
+    let keys = dir.path().join("store/.lifeboat");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("signing.key"), &f.keys.0).unwrap();
+    std::fs::write(keys.join("signing.pub"), &f.keys.1).unwrap();
+    write_config(
+        dir.path(),
+        &format!("[storage]\ndir = {}\n", toml_string(&dir.path().join("store").to_string_lossy())),
+    );
     Work { dir, archive }
+}
+
+impl Work {
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
 }
 
 /// The source database as it was backed up.
@@ -99,7 +119,11 @@ fn fixture() -> &'static Fixture {
         let out = run_in(dir.path(), ["--config".as_ref(), config.as_os_str(), "--json".as_ref(), "backup".as_ref()]);
         assert_exit(&out, 0);
         let archive = PathBuf::from(json(&out)["archive"].as_str().expect("archive in the backup report"));
-        let manifest = lifeboat::verify::verify(&archive, &lifeboat::events::silent).expect("verifies").manifest;
+        let trust = lifeboat::archive::signature::Trust {
+            store_key: Some(dir.path().join("backups/.lifeboat/signing.pub")),
+            ..Default::default()
+        };
+        let manifest = lifeboat::verify::verify(&archive, trust, &lifeboat::events::silent).expect("verifies").manifest;
 
         let mut client = db.client();
         let mut source = Source {
@@ -117,7 +141,9 @@ fn fixture() -> &'static Fixture {
         }
         let bytes = std::fs::read(&archive).unwrap();
         let name = archive.file_name().unwrap().to_string_lossy().into_owned();
-        Fixture { archive: (bytes, name), manifest, source }
+        let key = |f: &str| std::fs::read(dir.path().join("backups/.lifeboat").join(f)).unwrap();
+        let keys = (key("signing.key"), key("signing.pub"));
+        Fixture { archive: (bytes, name), manifest, source, keys }
     })
 }
 
@@ -264,6 +290,7 @@ fn table<'a>(manifest: &'a Manifest, name: &str) -> &'a ManifestTable {
 fn crafted(w: &Work, name: &str, edit: impl FnOnce(&mut Crafted)) -> PathBuf {
     let mut c = Crafted::read_file(&w.archive);
     edit(&mut c);
+    c.sign_with(&w.store());
     let path = w.dir.path().join(name);
     c.write(&path);
     path
@@ -451,7 +478,8 @@ fn restore_refuses_the_configured_source_database_without_force() {
     live.exec("CREATE TABLE orders (id int PRIMARY KEY, total numeric); INSERT INTO orders VALUES (1, 9.5), (2, 10)");
     let before = all_fingerprints(&live.url, "true");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &saas_config(&live.url, &dir.path().join("backups")));
+    // The store is the one whose key signed the archive.
+    let config = write_config(dir.path(), &saas_config(&live.url, &w.store()));
 
     let args = |url: &str| -> Vec<String> {
         ["--config", config.to_str().unwrap(), "restore", w.archive.to_str().unwrap(), "--db", url]
@@ -468,7 +496,7 @@ fn restore_refuses_the_configured_source_database_without_force() {
     // differently; `--force` with the same URL is the explicit way through.
     let empty = fresh_db("restore configured empty source");
     let spelled = empty.url.replacen("@127.0.0.1:", "@localhost:", 1);
-    std::fs::write(&config, saas_config(&spelled, &dir.path().join("backups"))).unwrap();
+    std::fs::write(&config, saas_config(&spelled, &w.store())).unwrap();
     let out = run_in(dir.path(), args(&empty.url));
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("source database named in the config"), "{}", stderr(&out));

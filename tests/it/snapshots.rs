@@ -96,7 +96,14 @@ fn a_non_empty_restore_target_is_refused_with_what_it_holds() {
     let report = s.backup();
     let target = support::fresh_db("snap_refuse_target");
     target.exec("CREATE TABLE keep_me (id int); CREATE TABLE and_me (id int)");
-    let o = run(&["restore", report["archive"].as_str().unwrap(), "--db", &target.url]);
+    let o = run(&[
+        "--config",
+        s.config.to_str().unwrap(),
+        "restore",
+        report["archive"].as_str().unwrap(),
+        "--db",
+        &target.url,
+    ]);
     assert_eq!(o.status.code(), Some(2));
     settings(Some(s.dir.path())).bind(|| insta::assert_snapshot!("error_non_empty_target", stderr(&o)));
 }

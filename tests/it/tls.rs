@@ -227,7 +227,10 @@ fn require_never_falls_back_and_a_tls_only_server_gets_every_connection_over_tls
 
     let target = url("localhost", port, "postgres", &format!("sslmode=verify-full&sslrootcert={}", q(&f.ca)))
         .replace("/postgres?", "/lb_tls_target?");
-    let o = lifeboat().args(["--json", "restore", &archive, "--db", &target]).output().unwrap();
+    let o = lifeboat()
+        .args(["--json", "restore", &archive, "--db", &target, "--trusted-key", &crate::flow::its_store_key(&archive)])
+        .output()
+        .unwrap();
     assert_exit(&o, 0);
     assert_eq!(json(&o)["ok"], true);
 
