@@ -59,6 +59,19 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
     Ok(manifest)
 }
 
+/// The warnings a backup writes into its manifest: all of them, or, past
+/// [`MAX_WARNINGS`] (which `verify` refuses), the first ones and a last one
+/// that counts the rest, so that an unusual database (thousands of large
+/// tables) still gets an archive that verifies. The run's own output has them all.
+pub fn capped_warnings(mut warnings: Vec<String>) -> Vec<String> {
+    if warnings.len() > MAX_WARNINGS {
+        let rest = warnings.len() - (MAX_WARNINGS - 1);
+        warnings.truncate(MAX_WARNINGS - 1);
+        warnings.push(format!("… and {rest} more warnings, left out of the manifest (at most {MAX_WARNINGS})"));
+    }
+    warnings
+}
+
 /// Walks a JSON document keeping nothing, adding up what its values would
 /// take once parsed (a slot for each value, with room for the vector it
 /// sits in to have doubled, and the heap block of each string), and stops
@@ -289,6 +302,16 @@ mod tests {
         assert!((text.len() as u64) < MAX_MANIFEST_BYTES, "{} bytes", text.len());
         assert!(used < MAX_MANIFEST_MEMORY, "{used} bytes estimated");
         assert_eq!(parse(&text).unwrap().tables.len(), 10_000);
+    }
+
+    // covers: FR-22.8
+    #[test]
+    fn a_backup_caps_its_warnings_so_that_its_manifest_verifies() {
+        let few = vec!["w".to_string(); 3];
+        assert_eq!(capped_warnings(few.clone()), few);
+        let many = capped_warnings(vec!["w".to_string(); 2_500]);
+        assert_eq!(many.len(), MAX_WARNINGS);
+        assert_eq!(many.last().unwrap(), "… and 1501 more warnings, left out of the manifest (at most 1000)");
     }
 
     // covers: FR-22.8
