@@ -21,15 +21,19 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::reader::{for_each_member_in, ArchiveError, Source};
+use crate::archive::reader::{for_each_member_in, shown, ArchiveError, Source};
 use crate::archive::signature::{self, KeyOrigin, SignatureReport, Trust, TrustedKey};
 use crate::archive::{self, texts, CsvCounter, Manifest};
 use crate::crypt::Identities;
 use crate::events::{Event, Progress};
 
 /// manifest.json and SHA256SUMS are read into memory; a lifeboat archive's
-/// are far smaller than this, a hostile one is refused.
-const MAX_META_BYTES: u64 = 64 * 1024 * 1024;
+/// are far smaller than this, a hostile one is refused before it is read.
+/// SHA256SUMS has a tighter bound still: one line per member before it.
+const MAX_META_BYTES: u64 = archive::manifest::MAX_MANIFEST_BYTES;
+
+/// What `SHA256SUMS` may hold beyond one line for each member before it.
+const SUMS_SLACK: u64 = 64 * 1024;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -88,10 +92,14 @@ pub fn config_trust(config: &crate::config::Config) -> Trust {
     }
 }
 
+/// What verify keeps of each member until SHA256SUMS and the manifest come
+/// (its name is the key): a fixed few dozen bytes.
 struct Seen {
-    sha256: String,
+    sha256: [u8; 32],
     bytes: u64,
     rows: Option<u64>,
+    /// Found in SHA256SUMS (a second line for it is refused).
+    listed: bool,
 }
 
 /// Reads a member to its end (keeping its bytes in `keep`): its size,
@@ -114,7 +122,7 @@ fn digest(r: &mut dyn Read, is_csv: bool, mut keep: Option<&mut Vec<u8>>) -> std
                 bytes += buf.len() as u64;
                 let _ = empty.send(buf);
             }
-            Seen { bytes, sha256: format!("{:x}", sha.finalize()), rows: is_csv.then(|| csv.rows()) }
+            Seen { bytes, sha256: sha.finalize().into(), rows: is_csv.then(|| csv.rows()), listed: false }
         });
         loop {
             let mut buf = emptied.try_recv().unwrap_or_default();
@@ -276,9 +284,24 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
     let mut manifest_text: Option<Vec<u8>> = None;
     let mut sums_text: Option<Vec<u8>> = None;
     let mut sig_bytes: Option<Vec<u8>> = None;
+    // What SHA256SUMS can hold: one line for each member before it, and
+    // room for the lines of a few hundred that went missing (so that they
+    // are named as missing, not as an oversized SHA256SUMS).
+    let mut sums_bound = SUMS_SLACK;
     for_each_member_in(input, |m, r| {
         let is_sig = m.path == signature::MEMBER;
         let is_meta = m.path == archive::MANIFEST || m.path == archive::SUMS || is_sig;
+        if m.path == archive::SUMS && m.size > sums_bound {
+            return Err(ArchiveError::Member {
+                path: m.path.clone(),
+                reason: format!(
+                    "is {} bytes, more than one line for each of the {} members before it can take ({sums_bound} \
+                     bytes with {SUMS_SLACK} to spare)",
+                    m.size,
+                    seen.len()
+                ),
+            });
+        }
         if is_meta && m.size > MAX_META_BYTES {
             return Err(ArchiveError::Member {
                 path: m.path.clone(),
@@ -292,7 +315,8 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
             });
         }
         let is_csv = m.path.starts_with(archive::DATA_DIR);
-        let mut keep = Vec::new();
+        // Sized once (the size is bounded above), not grown by doubling.
+        let mut keep = if is_meta { Vec::with_capacity(m.size as usize) } else { Vec::new() };
         let digest = digest(r, is_csv, is_meta.then_some(&mut keep))
             .map_err(|e| ArchiveError::Corrupt { at: Some(m.path.clone()), source: e })?;
         if m.path == archive::MANIFEST {
@@ -302,36 +326,40 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
         } else if is_sig {
             sig_bytes = Some(keep);
         }
+        sums_bound += m.path.len() as u64 + archive::sums::LINE_OVERHEAD;
         seen.insert(m.path.clone(), digest);
         Ok(())
     })?;
 
     let missing = |p: &str| ArchiveError::Member { path: p.to_string(), reason: "is missing".into() };
     let sums_raw = sums_text.ok_or_else(|| missing(archive::SUMS))?;
-    let sums = archive::parse_sums(&String::from_utf8_lossy(&sums_raw))
-        .map_err(|r| ArchiveError::Member { path: archive::SUMS.into(), reason: r })?;
-    let listed: BTreeMap<&str, &str> = sums.iter().map(|(p, s)| (p.as_str(), s.as_str())).collect();
-    for (path, sha) in &listed {
-        let s = seen.get(*path).ok_or_else(|| missing(path))?;
-        if s.sha256 != *sha {
+    let bad_sums = |reason| ArchiveError::Member { path: archive::SUMS.into(), reason };
+    let sums_str = std::str::from_utf8(&sums_raw).map_err(|_| bad_sums("is not UTF-8 text".into()))?;
+    // Checked line by line against what was seen, marking each member
+    // listed: no second copy of the names, and a name listed twice is found.
+    for line in archive::sums::sum_lines(sums_str) {
+        let (n, path, sha) = line.map_err(bad_sums)?;
+        let s = seen.get_mut(path).ok_or_else(|| missing(path))?;
+        if std::mem::replace(&mut s.listed, true) {
+            return Err(bad_sums(format!("SHA256SUMS line {n} lists {} a second time", shown(path))));
+        }
+        if s.sha256 != sha {
             return Err(ArchiveError::Member {
                 path: path.to_string(),
                 reason: "SHA-256 does not match SHA256SUMS (the member was modified or damaged)".into(),
             });
         }
     }
-    let unlisted = |p: &&String| {
-        p.as_str() != archive::SUMS && p.as_str() != signature::MEMBER && !listed.contains_key(p.as_str())
-    };
-    if let Some(extra) = seen.keys().find(unlisted) {
+    let unlisted =
+        |(p, s): &(&String, &Seen)| p.as_str() != archive::SUMS && p.as_str() != signature::MEMBER && !s.listed;
+    if let Some((extra, _)) = seen.iter().find(unlisted) {
         return Err(ArchiveError::Member { path: extra.clone(), reason: "is not listed in SHA256SUMS".into() });
     }
 
-    let manifest = manifest_text.ok_or_else(|| missing(archive::MANIFEST))?;
-    let manifest: Manifest = serde_json::from_slice(&manifest).map_err(|e| ArchiveError::Member {
-        path: archive::MANIFEST.into(),
-        reason: format!("is not a valid manifest: {e}"),
-    })?;
+    let manifest_raw = manifest_text.ok_or_else(|| missing(archive::MANIFEST))?;
+    let manifest: Manifest = archive::manifest::parse(&manifest_raw)
+        .map_err(|reason| ArchiveError::Member { path: archive::MANIFEST.into(), reason })?;
+    drop(manifest_raw);
     if manifest.format != archive::FORMAT || manifest.format_version != archive::FORMAT_VERSION {
         return Err(ArchiveError::Other(format!(
             "unsupported archive format {} v{} (this lifeboat reads {} v{})",
@@ -343,7 +371,7 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
     }
     let check = |path: &str, bytes: u64, sha: &str| -> Result<&Seen, ArchiveError> {
         let s = seen.get(path).ok_or_else(|| missing(path))?;
-        if s.bytes != bytes || s.sha256 != sha {
+        if s.bytes != bytes || archive::sums::decode_sha256(sha) != Some(s.sha256) {
             return Err(ArchiveError::Member {
                 path: path.into(),
                 reason: "size or SHA-256 does not match manifest.json".into(),

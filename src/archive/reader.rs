@@ -4,8 +4,10 @@
 //! end of the tar archive.
 //!
 //! What a hostile archive could make it hold in memory is capped before it
-//! is read (FR-22.6, FR-22.7): member names at [`MAX_NAME_BYTES`], PAX
-//! headers at [`MAX_PAX_BYTES`], the member count at [`MAX_MEMBERS`]. The
+//! is read (FR-22.6, FR-22.7, FR-22.8): member names at [`MAX_NAME_BYTES`]
+//! each and [`MAX_NAME_BYTES_TOTAL`] together, PAX headers at
+//! [`MAX_PAX_BYTES`], the member count at [`MAX_MEMBERS`]; duplicates are
+//! found by a digest of each name, so the names themselves are not kept. The
 //! tar crate would read GNU long names and PAX headers whole, so the
 //! entries are iterated raw and those two extension headers handled here.
 //! Names in messages go through [`shown`]: escaped and truncated.
@@ -31,6 +33,13 @@ pub const MAX_PAX_BYTES: u64 = 64 * 1024;
 /// per table (two with a `.copy` twin), one per config file, and a few fixed
 /// ones. What verify keeps per member stays in the tens of MB at this count.
 pub const MAX_MEMBERS: usize = 100_000;
+/// The most bytes all member names may add up to. What lifeboat writes
+/// stays far below: a data member's name is at most ~400 bytes (two
+/// 63-byte identifiers, each byte percent-encoded), so 10 000 tables with
+/// such names and their `.copy` twins come to 8 MB; typical names are
+/// under 60 bytes. Without it, 100 000 names of 4 KiB each (a 3 MB
+/// archive) would hold 400 MB of names in memory.
+pub const MAX_NAME_BYTES_TOTAL: u64 = 8 * 1024 * 1024;
 /// Zero padding accepted after the end-of-archive blocks: tar pads to its
 /// record size, 10 KiB by default and 1 MiB at GNU tar's largest blocking.
 const MAX_TRAILING_ZEROS: u64 = 1024 * 1024;
@@ -246,7 +255,11 @@ pub fn for_each_member_in(
     // One gzip stream, not `MultiGzDecoder`: a stream appended to the file
     // must be noticed, not read as more of the archive.
     let mut archive = tar::Archive::new(GzDecoder::new(&mut input));
-    let mut seen = HashSet::new();
+    // SHA-256 of each name, cut to 128 bits: a fixed 16 bytes per member
+    // whatever the name's length, and no collision to craft.
+    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut name_bytes = 0u64;
+    let digest = |name: &str| -> [u8; 16] { Sha256::digest(name.as_bytes())[..16].try_into().expect("16 bytes") };
     let mut last: Option<String> = None;
     let corrupt = |at: &Option<String>, source| ArchiveError::Corrupt { at: at.clone(), source };
     // Raw: GNU long names and PAX headers come as entries of their own, so
@@ -277,10 +290,21 @@ pub fn for_each_member_in(
                 ),
             });
         }
+        name_bytes += raw.len() as u64;
+        if name_bytes > MAX_NAME_BYTES_TOTAL {
+            return Err(ArchiveError::Unsafe {
+                path: display,
+                reason: format!(
+                    "the member names add up to more than {MAX_NAME_BYTES_TOTAL} bytes (after {} members); a \
+                     lifeboat archive's names are far shorter",
+                    seen.len()
+                ),
+            });
+        }
         let path = safe_path(&raw).map_err(|reason| ArchiveError::Unsafe { path: display.clone(), reason })?;
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
-                seen.insert(format!("{path}/"));
+                seen.insert(digest(&format!("{path}/")));
                 continue;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
@@ -299,7 +323,7 @@ pub fn for_each_member_in(
                     .into(),
             });
         }
-        if !seen.insert(path.clone()) {
+        if !seen.insert(digest(&path)) {
             return Err(ArchiveError::Member { path, reason: "appears twice".into() });
         }
         let member = Member {

@@ -358,7 +358,7 @@ fn run_planned(
         sequences,
         files: Vec::new(),
         members: Vec::new(),
-        warnings,
+        warnings: archive::manifest::capped_warnings(warnings),
     };
     members.push(writer.append_bytes(archive::SEQUENCES, 0o600, texts::sequences_sql(&manifest).as_bytes())?);
     members.push(append_file(&mut writer, archive::CONSTRAINTS, constraints.path())?);

@@ -17,8 +17,23 @@ use std::io::{self, BufRead, Read, Write};
 /// The largest statement a restore sends. pg_dump writes schema statements
 /// of kilobytes; even a huge function or a long enum stays far below this,
 /// so a longer one means a damaged or hostile archive, and holding it would
-/// let a small archive take gigabytes of memory.
-pub const MAX_STATEMENT: usize = 64 * 1024 * 1024;
+/// let a small archive take gigabytes of memory. Sending one copies it once
+/// more (the protocol message), so the restore stays under 64 MiB.
+pub const MAX_STATEMENT: usize = 16 * 1024 * 1024;
+
+/// The longest word kept for psql's `BEGIN … END` heuristic: longer than
+/// every keyword it looks for (`procedure`), so a longer word still matches
+/// none, and a statement that is one huge identifier is not held twice.
+const MAX_WORD: usize = 16;
+
+/// Where the current dollar-quote tag sits in the statement buffer: it is
+/// part of the statement, so it is not copied (a tag can be as long as the
+/// statement).
+#[derive(Debug, Default, Clone, Copy)]
+struct Tag {
+    start: usize,
+    len: usize,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SplitError {
@@ -76,7 +91,7 @@ enum State {
     Ident,
     /// Saw a `"` inside an identifier: the end, or the first of `""`.
     IdentEnd,
-    /// Saw `$` where a dollar quote may start; the tag so far is in `tag`.
+    /// Saw `$` where a dollar quote may start; the tag so far is [`Tag`].
     DollarStart,
     Dollar,
     /// Inside a dollar quote, matched `$` and this many tag bytes.
@@ -97,7 +112,7 @@ pub struct Statements<R> {
     idents: [u8; 4],
     ident_count: usize,
     word: Vec<u8>,
-    tag: Vec<u8>,
+    tag: Tag,
     done: bool,
 }
 
@@ -127,7 +142,7 @@ impl<R: BufRead> Statements<R> {
             idents: [0; 4],
             ident_count: 0,
             word: Vec::new(),
-            tag: Vec::new(),
+            tag: Tag::default(),
             done: false,
         }
     }
@@ -252,7 +267,7 @@ impl<R: BufRead> Statements<R> {
         state: &mut State,
         b: u8,
         buf: &mut Vec<u8>,
-        tag: &mut Vec<u8>,
+        tag: &mut Tag,
         word: &mut Vec<u8>,
         h: &mut Heuristic<'_>,
     ) -> Option<bool> {
@@ -300,7 +315,9 @@ impl<R: BufRead> Statements<R> {
             State::Normal => {
                 if ident_cont(b) && (!word.is_empty() || ident_start(b)) {
                     buf.push(b);
-                    word.push(b);
+                    if word.len() < MAX_WORD {
+                        word.push(b);
+                    }
                     return None;
                 }
                 let after_ident = !word.is_empty();
@@ -311,7 +328,7 @@ impl<R: BufRead> Statements<R> {
                     b'\'' => *state = State::Quote { escapes: e_prefix, backslash: false },
                     b'"' => *state = State::Ident,
                     b'$' if !after_ident => {
-                        tag.clear();
+                        *tag = Tag { start: buf.len(), len: 0 };
                         *state = State::DollarStart;
                     }
                     b'-' | b'/' => *state = State::MaybeComment(b),
@@ -387,9 +404,9 @@ impl<R: BufRead> Statements<R> {
                 if b == b'$' {
                     buf.push(b);
                     *state = State::Dollar;
-                } else if ident_start(b) || (!tag.is_empty() && b.is_ascii_digit()) {
+                } else if ident_start(b) || (tag.len > 0 && b.is_ascii_digit()) {
                     buf.push(b);
-                    tag.push(b);
+                    tag.len += 1;
                 } else {
                     // `$1`, or a `$` that starts nothing: plain text.
                     *state = State::Normal;
@@ -404,9 +421,9 @@ impl<R: BufRead> Statements<R> {
             }
             State::DollarEnd(matched) => {
                 buf.push(b);
-                *state = if matched == tag.len() && b == b'$' {
+                *state = if matched == tag.len && b == b'$' {
                     State::Normal
-                } else if matched < tag.len() && b == tag[matched] {
+                } else if matched < tag.len && b == buf[tag.start + matched] {
                     State::DollarEnd(matched + 1)
                 } else if b == b'$' {
                     State::DollarEnd(0)
@@ -595,6 +612,26 @@ mod tests {
             Err(SplitError::TooLarge { line, limit }) => assert_eq!((line, limit), (3, 100)),
             other => panic!("{other:?}"),
         }
+    }
+
+    // covers: FR-7.12, FR-22.8
+    #[test]
+    fn a_huge_identifier_or_dollar_tag_is_held_once() {
+        // One identifier as long as the statement: the heuristic's word
+        // stays a few bytes, the statement is refused at the limit.
+        let mut sql = b"SELECT ".to_vec();
+        sql.resize(10_000, b'a');
+        let mut s = Statements::with_limit(&sql[..], 1_000);
+        assert!(matches!(s.next_item(), Err(SplitError::TooLarge { line: 1, limit: 1_000 })));
+        assert!(s.word.capacity() <= MAX_WORD, "word buffer of {}", s.word.capacity());
+        // A long dollar tag still quotes its body (the tag is read from the
+        // statement itself), and a keyword longer than MAX_WORD is no keyword.
+        let tag = format!("${}$", "t".repeat(5_000));
+        let body =
+            format!("CREATE FUNCTION f() RETURNS int AS {tag} SELECT 1; ${}$ {tag} LANGUAGE sql;", "t".repeat(4_999));
+        assert_eq!(split(format!("{body}\nSELECT 2;").as_bytes()), [format!("1: {body}"), "2: SELECT 2;".to_string()]);
+        let long = format!("CREATE FUNCTION f() RETURNS int LANGUAGE sql {}begin SELECT 1; END;", "x".repeat(20));
+        assert_eq!(split(long.as_bytes()).len(), 2, "{long}");
     }
 
     // covers: FR-7.12, TS-1.4

@@ -34,32 +34,26 @@ pub fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>> {
 
 /// Reads the secret at `path`, or writes `make()`'s bytes there first
 /// (mode 0600, fsynced, then linked into place only if still absent) when
-/// it does not exist. The
-/// directory is created 0700 when missing; an existing one is left as is.
-/// A store key readable by others is refused rather than used.
+/// it does not exist. The directory is created 0700 when missing; an
+/// existing one is left as is, but refused unless it is the running user's
+/// and writable by nobody else ([`check_store_dir`]): whoever can write
+/// there could plant the key lifeboat then signs with. The key itself is
+/// opened without following a symlink and refused unless it is a regular
+/// file of the running user that nobody else can read or write.
 pub fn read_or_create_secret(path: &Path, what: &str, make: impl FnOnce() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => {
-            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
-                return Err(Error::Refused(format!(
-                    "{what} {} is readable by other users (mode {:o}); run `chmod 600 {}` and retry",
-                    path.display(),
-                    meta.permissions().mode() & 0o777,
-                    path.display()
-                )));
-            }
-            return read_key_file(path, what);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("reading {what}"), path, e)),
-    }
+    use std::os::unix::fs::DirBuilderExt;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| Error::io("creating storage directory", &dir, e))?;
+    if !check_store_dir(&dir)? {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io("creating storage directory", &dir, e))?;
+    }
+    match read_own_secret(path, what) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        other => return other,
+    }
     let bytes = make()?;
     // Written completely into a temp file (0600) first, then linked to its
     // name only if that name is still free: a concurrent reader or creator
@@ -75,7 +69,94 @@ pub fn read_or_create_secret(path: &Path, what: &str, make: impl FnOnce() -> Res
             Ok(bytes)
         }
         // Another process created it first: use theirs.
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path, what),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => read_own_secret(path, what),
         Err(e) => Err(Error::io(format!("creating {what}"), path, e.error)),
     }
+}
+
+/// The user lifeboat runs as (effective uid).
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Checks a directory that holds the store's keys (`DIR/.lifeboat/`):
+/// `Ok(false)` when it does not exist (the caller creates it, 0700), an
+/// error when it is not a directory, belongs to another user, or others
+/// can write to it. Nothing is changed: lifeboat did not create it, so the
+/// message says how to fix it instead.
+pub fn check_store_dir(dir: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("reading key directory", dir, e)),
+    };
+    let d = dir.display();
+    if !meta.is_dir() {
+        return Err(Error::Refused(format!(
+            "{d} holds lifeboat's keys but is not a directory; move it away and retry (lifeboat recreates it, mode 0700)"
+        )));
+    }
+    let me = euid();
+    if meta.uid() != me {
+        return Err(Error::Refused(format!(
+            "{d} belongs to uid {}, not to the user lifeboat runs as (uid {me}): another user could have planted              the keys in it, so they are not used. If you did not create it, remove it (`rm -r {d}`) and lifeboat              creates a fresh one; if it is yours, `chown -R {me} {d} && chmod 700 {d}`",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Error::Refused(format!(
+            "{d} has mode {mode:04o}: other users can write to it and plant keys, so they are not used; check              what is inside, then `chmod 700 {d}` and retry"
+        )));
+    }
+    Ok(true)
+}
+
+/// Reads a store secret lifeboat itself made: opened without following a
+/// symlink (`O_NOFOLLOW`) and checked on the open file — a regular file of
+/// the running user, neither readable nor writable by others. A missing
+/// file is the `NotFound` [`Error::Io`].
+fn read_own_secret(path: &Path, what: &str) -> Result<Vec<u8>> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let p = path.display();
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::Refused(format!(
+                "{what} {p} is a symbolic link; lifeboat makes its keys as plain files and never follows a link                  there (another user could have planted it): remove it (`rm {p}`) and retry"
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("reading {what}"), path, e)),
+    };
+    let io = |e| Error::io(format!("reading {what}"), path, e);
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::Refused(format!("{what} {p} is not a regular file; move it away and retry")));
+    }
+    let me = euid();
+    if meta.uid() != me {
+        return Err(Error::Refused(format!(
+            "{what} {p} belongs to uid {}, not to the user lifeboat runs as (uid {me}), so it is not used: another              user could have planted it. If you did not create it, remove it (`rm {p}`); if it is yours,              `chown {me} {p}`",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Refused(format!(
+            "{what} {p} can be read or written by other users (mode {mode:o}); run `chmod 600 {p}` and retry"
+        )));
+    }
+    let mut buf = Vec::new();
+    file.take(MAX_KEY_BYTES + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > MAX_KEY_BYTES {
+        return Err(Error::Invalid(format!(
+            "{what} {p} is more than a key can be ({MAX_KEY_BYTES} bytes); move it away and retry"
+        )));
+    }
+    Ok(buf)
 }

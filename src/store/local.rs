@@ -74,6 +74,10 @@ impl Store for LocalStore {
         let dir = &self.dir;
         ensure_dir(dir, progress)?;
         let held = lock_dir(dir, progress)?;
+        // The key directory is checked before the run does anything, not
+        // only when the signer loads at the end (see keyfile::check_store_dir).
+        let keys = dir.join(crate::archive::signature::SECRET_KEY_FILE);
+        crate::store::keyfile::check_store_dir(keys.parent().unwrap_or(dir))?;
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -227,13 +231,7 @@ fn lock_dir(dir: &Path, progress: Progress) -> Result<DirLock> {
             dir.display()
         ))),
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
+    let file = open_lock_file(&lock_path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(busy()),
@@ -241,11 +239,52 @@ fn lock_dir(dir: &Path, progress: Progress) -> Result<DirLock> {
     }
     {
         use std::io::Write;
-        // Only for the message of a run that finds the lock taken.
-        let _ = file.set_len(0);
-        let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+        use std::os::unix::fs::MetadataExt;
+        // Only for the message of a run that finds the lock taken; and only
+        // into a lock file of our own (one another user made is locked, not
+        // rewritten).
+        if file.metadata().is_ok_and(|m| m.uid() == rustix::process::geteuid().as_raw()) {
+            let _ = file.set_len(0);
+            let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+        }
     }
     Ok(DirLock { _dir: held, _file: file })
+}
+
+/// Opens (creating it 0600) [`LOCK_FILE`] without following a symlink: in a
+/// directory others can write to, a link planted there would otherwise have
+/// the pid written over (and the file truncated) wherever it points. A hard
+/// link to another file is refused for the same reason.
+fn open_lock_file(lock_path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let p = lock_path.display();
+    let refused = |what: &str| {
+        Error::Refused(format!(
+            "{p} {what}; lifeboat's lock file is a plain file it makes itself, and it never writes through a \
+             link (another user could have planted it to have a file of yours overwritten): remove it \
+             (`rm {p}`) and retry"
+        ))
+    };
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(lock_path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(refused("is a symbolic link")),
+        Err(e) => return Err(Error::io("opening lock file", lock_path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io("opening lock file", lock_path, e))?;
+    if !meta.is_file() {
+        return Err(refused("is not a regular file"));
+    }
+    if meta.nlink() > 1 {
+        return Err(refused("has other hard links"));
+    }
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -208,6 +208,111 @@ fn an_existing_output_directory_keeps_its_mode_and_a_readable_one_is_warned_abou
     assert!(!stderr(&o).contains("chmod"), "{}", stderr(&o));
 }
 
+/// Archives (`*.tar.gz`) in `dir`.
+fn archives_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tar.gz"))
+        .collect()
+}
+
+/// A minisign secret key file (unencrypted, as lifeboat writes it) and its public key.
+fn planted_key() -> (String, minisign::PublicKey) {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    (kp.sk.to_box(Some("planted")).unwrap().to_string(), kp.pk)
+}
+
+// covers: SC-11.1, NFR-3
+#[test]
+fn a_key_directory_another_user_could_write_to_is_refused_and_its_key_never_signs() {
+    use std::os::unix::fs::{chown, symlink};
+    const NOBODY: u32 = 65534;
+    let db = tiny_db("planted_key");
+    let d = tempfile::tempdir().unwrap();
+    let config = config_in(d.path(), &tiny_config(&db, &d.path().join("unused")));
+    let cfg = config.to_str().unwrap();
+    let (planted, planted_pk) = planted_key();
+    let backup = |out: &Path| run(&["--config", cfg, "backup", "--output-dir", out.to_str().unwrap()]);
+
+    // `.lifeboat/` made by another user, open to all, with a signing key in it.
+    let out = d.path().join("shared");
+    let keys = out.join(".lifeboat");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("signing.key"), &planted).unwrap();
+    std::fs::set_permissions(keys.join("signing.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown(keys.join("signing.key"), Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chown(&keys, Some(NOBODY), Some(NOBODY)).unwrap();
+    let o = backup(&out);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains(keys.to_str().unwrap()) && err.contains("uid 65534") && err.contains("rm -r"), "{err}");
+    assert_eq!(archives_in(&out), Vec::<String>::new(), "nothing is written, so nothing is signed");
+    assert_eq!(mode_of(&keys), 0o777, "a directory lifeboat did not create keeps its mode");
+    // Ours, but writable by others: refused too, with the chmod that fixes it.
+    chown(&keys, Some(0), Some(0)).unwrap();
+    let o = backup(&out);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("mode 0777") && stderr(&o).contains("chmod 700"), "{}", stderr(&o));
+    // A private directory of ours, but the key in it is another user's.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = backup(&out);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("signing.key") && stderr(&o).contains("uid 65534"), "{}", stderr(&o));
+    // Or a symlink to a key elsewhere: never followed.
+    std::fs::remove_file(keys.join("signing.key")).unwrap();
+    let elsewhere = d.path().join("elsewhere.key");
+    std::fs::write(&elsewhere, &planted).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+    symlink(&elsewhere, keys.join("signing.key")).unwrap();
+    let o = backup(&out);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    for name in archives_in(&out) {
+        let members = flow::members(&out.join(&name));
+        let get = |p: &str| members.iter().find(|(n, _)| n == p).map(|(_, d)| d.clone()).unwrap_or_default();
+        let sig = String::from_utf8(get(lifeboat::archive::signature::MEMBER)).unwrap();
+        let sig = minisign::SignatureBox::from_string(&sig).unwrap();
+        let sums = get(lifeboat::archive::SUMS);
+        let planted_signed = minisign::verify(&planted_pk, &sig, std::io::Cursor::new(sums), true, false, false);
+        assert!(planted_signed.is_err(), "{name} is signed with the planted key");
+    }
+
+    // Once removed, lifeboat makes its own, private directory and key.
+    std::fs::remove_dir_all(&keys).unwrap();
+    assert_exit(&backup(&out), 0);
+    assert_eq!(mode_of(&keys), 0o700);
+    assert_eq!(mode_of(&keys.join("signing.key")), 0o600);
+}
+
+// covers: SC-11.2, FR-1.5
+#[test]
+fn a_lock_file_that_is_a_link_is_refused_and_what_it_points_at_is_untouched() {
+    let db = tiny_db("lock_symlink");
+    let d = tempfile::tempdir().unwrap();
+    let config = config_in(d.path(), &tiny_config(&db, &d.path().join("unused")));
+    let cfg = config.to_str().unwrap();
+    let victim = d.path().join("precious.conf");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let lock = out.join(".lifeboat.lock");
+    let links: [fn(&Path, &Path) -> std::io::Result<()>; 2] =
+        [|a, b| std::os::unix::fs::symlink(a, b), |a, b| std::fs::hard_link(a, b)];
+    for link in links {
+        let _ = std::fs::remove_file(&lock);
+        link(&victim, &lock).unwrap();
+        let o = run(&["--config", cfg, "backup", "--output-dir", out.to_str().unwrap()]);
+        assert_exit(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains(lock.to_str().unwrap()) && err.contains("link") && err.contains("rm "), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n", "the linked file was written to");
+        assert_eq!(archives_in(&out), Vec::<String>::new());
+    }
+}
+
 // covers: FR-1.5, FR-12.7, NFR-2.2, NFR-2.3
 #[test]
 fn deleting_the_lock_file_does_not_let_a_second_run_take_the_directory() {

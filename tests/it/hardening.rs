@@ -448,25 +448,50 @@ fn reader_refuses_an_oversized_manifest_before_reading_it() {
     assert!(err.to_string().contains("manifest.json") && err.to_string().contains("1073741824 bytes"), "{err}");
 }
 
-/// Every committed fuzz input: the seeds, and the inputs that once broke
-/// the reader (`fuzz/regressions/<target>/`, where a finding goes once it
-/// is fixed). `archive_tar` inputs are tar streams, gzipped as the target
-/// does.
-fn fuzz_inputs() -> Vec<(PathBuf, Vec<u8>)> {
+/// Every committed input of `targets`, as (target, path, bytes): the
+/// seeds, and the inputs that once broke a parser (`fuzz/regressions/
+/// <target>/`, where a finding goes once it is fixed).
+fn committed_inputs(targets: &[&'static str]) -> Vec<(&'static str, PathBuf, Vec<u8>)> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut out = Vec::new();
     for kind in ["seeds", "regressions"] {
-        for target in ["archive_reader", "archive_tar"] {
+        for &target in targets {
             let Ok(dir) = std::fs::read_dir(fuzz.join(kind).join(target)) else { continue };
             for entry in dir.flatten() {
-                let bytes = std::fs::read(entry.path()).unwrap();
-                let bytes = if target == "archive_tar" { craft::gzip(&bytes) } else { bytes };
-                out.push((entry.path(), bytes));
+                out.push((target, entry.path(), std::fs::read(entry.path()).unwrap()));
             }
         }
     }
     out.sort();
     out
+}
+
+/// The archive targets' committed inputs as archives: `archive_tar` inputs
+/// are tar streams, gzipped as the target does.
+fn fuzz_inputs() -> Vec<(PathBuf, Vec<u8>)> {
+    committed_inputs(&["archive_reader", "archive_tar"])
+        .into_iter()
+        .map(|(target, path, bytes)| (path, if target == "archive_tar" { craft::gzip(&bytes) } else { bytes }))
+        .collect()
+}
+
+// covers: FR-22.5, FR-22.8, TS-6
+#[test]
+fn committed_parser_fuzz_inputs_replay_without_panicking() {
+    let inputs = committed_inputs(&["manifest_json", "sha256sums"]);
+    assert!(inputs.len() >= 2, "fuzz seeds missing: {inputs:?}");
+    for (target, path, bytes) in &inputs {
+        let verdict = catch_unwind(AssertUnwindSafe(|| match *target {
+            "manifest_json" => lifeboat::archive::manifest::parse(bytes).map(|_| ()),
+            _ => std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|t| lifeboat::archive::parse_sums(t).map(|_| ())),
+        }))
+        .unwrap_or_else(|_| panic!("{} panics the {target} parser", path.display()));
+        if path.file_name().unwrap().to_string_lossy().starts_with("small.") {
+            assert!(verdict.is_ok(), "{}: {verdict:?}", path.display());
+        }
+    }
 }
 
 // covers: FR-22.5, FR-22.3, TS-6
@@ -633,8 +658,9 @@ fn mutated_tar_streams_never_panic_and_never_verify_with_altered_content() {
 
 /// Writes the fuzz targets' seeds: the small archive and four crafted
 /// variants, as `fuzz/seeds/archive_reader/*.tar.gz` and, uncompressed
-/// (without BACKUP_INFO.txt), as `fuzz/seeds/archive_tar/*.tar`, so the
-/// fuzzer starts from the real format. Run by hand after a format change:
+/// (without BACKUP_INFO.txt), as `fuzz/seeds/archive_tar/*.tar`, and its
+/// manifest.json and SHA256SUMS for the parsers' targets, so the fuzzer
+/// starts from the real format. Run by hand after a format change:
 /// `cargo test --test it hardening::write_fuzz_seeds -- --ignored`.
 #[test]
 #[ignore = "writes fuzz/seeds; run by hand after an archive format change"]
@@ -667,5 +693,14 @@ fn write_fuzz_seeds() {
             assert!(bytes.len() < 28_000, "{name}.{ext} is {} bytes", bytes.len());
             std::fs::write(dir.join(format!("{name}.{ext}")), bytes).unwrap();
         }
+    }
+    // The parsers' targets start from the small archive's own members.
+    for (target, file, member) in [
+        ("manifest_json", "small.json", lifeboat::archive::MANIFEST),
+        ("sha256sums", "small.txt", lifeboat::archive::SUMS),
+    ] {
+        let dir = seeds.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), base.data(member)).unwrap();
     }
 }

@@ -37,8 +37,19 @@ struct TarGz {
 
 impl TarGz {
     fn create(path: &Path) -> TarGz {
+        TarGz::with_level(path, flate2::Compression::best())
+    }
+
+    fn with_level(path: &Path, level: flate2::Compression) -> TarGz {
         let file = File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        TarGz { gz: GzEncoder::new(BufWriter::with_capacity(1 << 20, file), flate2::Compression::best()) }
+        TarGz { gz: GzEncoder::new(BufWriter::with_capacity(1 << 20, file), level) }
+    }
+
+    /// A regular member of `body`'s bytes (`size` of them).
+    fn member(&mut self, name: &str, size: u64, body: Body<'_>) {
+        self.header(name.as_bytes(), EntryType::Regular, size);
+        body(&mut |chunk| self.gz.write_all(chunk).unwrap());
+        self.pad(size);
     }
 
     /// A GNU header with a raw name (at most 100 bytes) announcing `size`.
@@ -77,6 +88,85 @@ impl TarGz {
     fn finish(mut self) {
         self.gz.write_all(&[0; 1024]).unwrap();
         self.gz.finish().unwrap().flush().unwrap();
+    }
+}
+
+/// A member's bytes, produced in chunks so that a huge one costs no memory.
+type Body<'a> = &'a dyn Fn(Sink<'_>);
+/// Where a [`Body`] puts its chunks.
+type Sink<'a> = &'a mut dyn FnMut(&[u8]);
+
+/// The size and SHA-256 (hex) of a [`Body`].
+fn measure(body: Body<'_>) -> (u64, String) {
+    use sha2::Digest;
+    let (mut sha, mut len) = (sha2::Sha256::new(), 0u64);
+    body(&mut |chunk| {
+        sha.update(chunk);
+        len += chunk.len() as u64;
+    });
+    (len, format!("{:x}", sha.finalize()))
+}
+
+/// `count` copies of `unit`, in chunks of about a MiB.
+fn repeat(out: Sink<'_>, unit: &[u8], count: u64) {
+    let per_chunk = (MIB as usize / unit.len()).max(1) as u64;
+    let chunk = unit.repeat(per_chunk as usize);
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(per_chunk);
+        out(&chunk[..n as usize * unit.len()]);
+        left -= n;
+    }
+}
+
+/// The small real archive, sealed again as a forger would (SHA256SUMS
+/// recomputed, no signature), with `manifest` (if given) as its
+/// manifest.json and `sums_padding` blank lines after SHA256SUMS' lines.
+/// Streamed, so a manifest or SHA256SUMS of many MiB costs no memory here.
+fn resealed(path: &Path, manifest: Option<Body<'_>>, sums_padding: u64) {
+    use lifeboat::archive::{signature, MANIFEST, SUMS};
+    let base = Crafted::read(small_archive());
+    let members: Vec<&Member> =
+        base.members.iter().filter(|m| m.path != SUMS.as_bytes() && m.path != signature::MEMBER.as_bytes()).collect();
+    let mut sums = String::new();
+    for m in &members {
+        let sha = match manifest {
+            Some(body) if m.path == MANIFEST.as_bytes() => measure(body).1,
+            _ => craft::sha256_hex(&m.data),
+        };
+        sums.push_str(&format!("{sha}  {}\n", m.path_str()));
+    }
+    let mut t = TarGz::with_level(path, flate2::Compression::fast());
+    for m in &members {
+        let name = m.path_str();
+        match manifest {
+            Some(body) if name == MANIFEST => t.member(&name, measure(body).0, body),
+            _ => t.member(&name, m.data.len() as u64, &|out| out(&m.data)),
+        }
+    }
+    let sums_body = |out: Sink<'_>| {
+        out(sums.as_bytes());
+        repeat(out, b"\n", sums_padding);
+    };
+    t.member(SUMS, sums.len() as u64 + sums_padding, &sums_body);
+    t.finish();
+}
+
+/// The small archive's manifest.json with `count` copies of `warning` as
+/// its warnings, written as it goes.
+fn manifest_with_warnings(warning: &'static str, count: u64) -> impl Fn(Sink<'_>) {
+    let base = Crafted::read(small_archive());
+    let mut manifest: serde_json::Value = serde_json::from_slice(base.data(lifeboat::archive::MANIFEST)).unwrap();
+    manifest["warnings"] = serde_json::json!(["@W@"]);
+    let text = serde_json::to_string(&manifest).unwrap();
+    let (head, tail) = text.split_once("\"@W@\"").unwrap();
+    let (head, tail) = (head.to_string(), tail.to_string());
+    let item = serde_json::to_string(warning).unwrap();
+    move |out: Sink<'_>| {
+        out(head.as_bytes());
+        out(item.as_bytes());
+        repeat(out, format!(",{item}").as_bytes(), count - 1);
+        out(tail.as_bytes());
     }
 }
 
@@ -177,6 +267,70 @@ fn an_archive_of_400_000_empty_members_is_refused_at_the_member_limit() {
     t.finish();
     assert!(size_of(&path) < 4 * MIB, "generator: {} bytes", size_of(&path));
     assert_refused_within_bound(&path, &["config/m0100000", "100000 members"]);
+}
+
+// covers: FR-22.8, FR-22.4, SC-5
+#[test]
+fn a_manifest_of_22_million_warnings_and_a_padded_sha256sums_are_refused_within_the_bound() {
+    // The archive of issue 19: 66 MB of `"",` in manifest.json and 63 MiB
+    // of blank lines in SHA256SUMS, sealed consistently. It once verified
+    // (exit 0) at 789 MB of memory.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warnings.tar.gz");
+    resealed(&path, Some(&manifest_with_warnings("", 22_000_000)), 63 * MIB);
+    assert!(size_of(&path) < 2 * MIB, "generator: {} bytes", size_of(&path));
+    assert_refused_within_bound(&path, &["manifest.json", "more than a manifest can be"]);
+
+    // Within the size cap, 4 million empty warnings (12 MB) are refused on
+    // what they would take once parsed, before any is built.
+    resealed(&path, Some(&manifest_with_warnings("", 4_000_000)), 0);
+    assert_refused_within_bound(&path, &["manifest.json", "more values than a manifest of 10 000 tables"]);
+    // And a few thousand real-looking ones on their count.
+    resealed(&path, Some(&manifest_with_warnings("large table public.t: ~300 MB in full mode", 5_000)), 0);
+    assert_refused_within_bound(&path, &["manifest.json", "5000 warnings", "at most 1000"]);
+
+    // SHA256SUMS: one line per member before it, with 64 KiB to spare.
+    resealed(&path, None, 63 * MIB);
+    assert_refused_within_bound(&path, &["SHA256SUMS", "one line for each of the"]);
+    resealed(&path, None, 70_000);
+    assert_refused_within_bound(&path, &["SHA256SUMS", "one line for each of the 10 members"]);
+}
+
+// covers: FR-22.8, FR-22.7, SC-5
+#[test]
+fn a_hundred_thousand_members_with_4_kib_names_are_refused_at_the_name_total() {
+    // 99 990 members with 4096-byte names (GNU long names): 400 MB of
+    // names, once kept twice (840 MB of memory), in a 3 MB archive.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("names.tar.gz");
+    let mut t = TarGz::with_level(&path, flate2::Compression::fast());
+    for i in 0..99_990u32 {
+        let mut name = format!("config/{i:05}-").into_bytes();
+        name.resize(4096, b'n');
+        t.header(b"././@LongLink", EntryType::GNULongName, 4097);
+        t.gz.write_all(&name).unwrap();
+        t.gz.write_all(&[0]).unwrap();
+        t.pad(4097);
+        t.header(&name[..100], EntryType::Regular, 0);
+    }
+    t.finish();
+    assert!(size_of(&path) < 8 * MIB, "generator: {} bytes", size_of(&path));
+    // 8 MiB of names is 2048 of these: the 2049th is refused.
+    assert_refused_within_bound(&path, &["config/02048-nnn", "add up to more than 8388608 bytes"]);
+}
+
+// covers: FR-22.8, FR-5.2
+#[test]
+fn a_member_listed_twice_in_sha256sums_is_refused() {
+    // The forger replaces BACKUP_INFO.txt's line with a second manifest.json
+    // one, so that every line names a member that is there.
+    let mut c = Crafted::read(small_archive());
+    let sums = String::from_utf8(c.data(lifeboat::archive::SUMS).to_vec()).unwrap();
+    let line = |name: &str| sums.lines().find(|l| l.ends_with(&format!("  {name}"))).unwrap().to_string();
+    let forged = sums.replace(&line(lifeboat::archive::INFO), &line(lifeboat::archive::MANIFEST));
+    *c.data_mut(lifeboat::archive::SUMS) = forged.into_bytes();
+    let err = lifeboat::verify::verify_stream(c.gz().as_slice()).unwrap_err().to_string();
+    assert!(err.contains("SHA256SUMS") && err.contains("a second time"), "{err}");
 }
 
 // covers: FR-22.6, FR-22.1

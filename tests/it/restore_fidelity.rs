@@ -446,12 +446,14 @@ fn archive_with_schema<'g>(dir: &Path, schema: &mut dyn FnMut() -> Box<dyn Read 
         .filter(|(p, _)| p != "SHA256SUMS" && p != "SHA256SUMS.minisig")
         .map(|(p, d)| format!("{}  {p}\n", if p == "database/schema.sql" { sha.clone() } else { sha256(d) }))
         .collect();
-    // Signed again with the store's key, so the archive is trusted.
-    let sig = crate::flow::sign_sums(sums.as_bytes(), &dir.join("backups"));
-    all.iter_mut().find(|(p, _)| p == "SHA256SUMS.minisig").unwrap().1 = sig;
+    // Signed again with the store's own key, and kept in the store: the
+    // archive is trusted, so only the restore itself can object.
+    let store = archive.parent().unwrap();
+    let signature = crate::flow::sign_sums(sums.as_bytes(), store);
     all.iter_mut().find(|(p, _)| p == "SHA256SUMS").unwrap().1 = sums.into_bytes();
+    all.iter_mut().find(|(p, _)| p == "SHA256SUMS.minisig").unwrap().1 = signature;
 
-    let path = dir.join("big_schema.tar.gz");
+    let path = store.join("big_schema.tar.gz");
     let f = std::fs::File::create(&path).unwrap();
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(f, flate2::Compression::fast()));
     for (name, data) in &all {
@@ -498,33 +500,49 @@ fn restore_streams_a_large_schema_sql_statement_by_statement_in_bounded_memory()
     assert!(run.peak_rss_mib() < 100, "restore peaked at {} MiB for a 128 MiB schema.sql", run.peak_rss_mib());
 }
 
-// covers: FR-7.12
+// covers: FR-7.12, FR-22.8
 #[test]
 fn restore_refuses_one_statement_over_the_limit_naming_the_member_and_the_limit() {
-    // One 96 MiB statement: over the 64 MiB cap. Refused, in bounded
-    // memory, before anything reaches the server.
-    let head = b"CREATE TABLE public.big_t (id integer NOT NULL);\n".to_vec();
-    let statement = |_: usize| {
+    // One 96 MiB statement: over the 16 MiB cap. Refused, in bounded
+    // memory (under 64 MiB, as for every hostile archive), before anything
+    // reaches the server: a string literal, and one huge identifier (which
+    // psql's BEGIN … END heuristic once copied word by word, doubling it).
+    let literal = |_: usize| {
         let mut s = b"COMMENT ON TABLE public.big_t IS '".to_vec();
         s.resize(s.len() + 96 * MIB, b'y');
         s.extend_from_slice(b"';\n");
         s
     };
-    let g = Generated::new(head, 1, &statement);
-    let dir = tempfile::tempdir().unwrap();
-    let archive = archive_with_schema(dir.path(), &mut || Box::new(g.again()));
-    let verified = lifeboat().current_dir(dir.path()).arg("verify").arg(&archive).output().unwrap();
-    assert_exit(&verified, 0);
+    let identifier = |_: usize| {
+        let mut s = b"SELECT ".to_vec();
+        s.resize(s.len() + 96 * MIB, b'y');
+        s.extend_from_slice(b";\n");
+        s
+    };
+    let statements: [&dyn Fn(usize) -> Vec<u8>; 2] = [&literal, &identifier];
+    for statement in statements {
+        let head = b"CREATE TABLE public.big_t (id integer NOT NULL);\n".to_vec();
+        let g = Generated::new(head, 1, statement);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = archive_with_schema(dir.path(), &mut || Box::new(g.again()));
+        let verified = lifeboat()
+            .arg("verify")
+            .arg(&archive)
+            .args(["--trusted-key", &crate::flow::its_store_key(&archive)])
+            .output()
+            .unwrap();
+        assert_exit(&verified, 0);
 
-    let target = fresh_db("fidelity huge statement target");
-    let run = run_measured(&restore_cmd(&archive, &target.url, &[]));
-    assert_exit(&run.output, 1);
-    let err = stderr(&run.output);
-    for expected in ["database/schema.sql", "64 MiB", "line 2", "rolled back"] {
-        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+        let target = fresh_db("fidelity huge statement target");
+        let run = run_measured(&restore_cmd(&archive, &target.url, &[]));
+        assert_exit(&run.output, 1);
+        let err = stderr(&run.output);
+        for expected in ["database/schema.sql", "16 MiB", "line 2", "rolled back"] {
+            assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+        }
+        assert!(err.len() < 4096, "the statement is not echoed: {} bytes of stderr", err.len());
+        eprintln!("restore peaked at {} MiB", run.peak_rss_mib());
+        assert!(run.peak_rss_mib() < 64, "restore peaked at {} MiB refusing a 96 MiB statement", run.peak_rss_mib());
+        assert_eq!(target.query_one_string("SELECT coalesce(to_regclass('public.big_t')::text, 'absent')"), "absent");
     }
-    assert!(err.len() < 4096, "the statement is not echoed: {} bytes of stderr", err.len());
-    eprintln!("restore peaked at {} MiB", run.peak_rss_mib());
-    assert!(run.peak_rss_mib() < 128, "restore peaked at {} MiB refusing a 96 MiB statement", run.peak_rss_mib());
-    assert_eq!(target.query_one_string("SELECT coalesce(to_regclass('public.big_t')::text, 'absent')"), "absent");
 }
