@@ -102,28 +102,21 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         Ok(r) => r,
         Err(e) => {
             let retried = opts.attempt < opts.attempts && retry_worthy(&e);
-            // A scheduled run that found another run at work did nothing wrong.
-            let skipped = matches!(e, Error::Busy(_)) && opts.trigger != Trigger::Manual;
             if retried {
                 progress(Event::Warning(format!(
                     "attempt {} of {} failed with an error worth retrying; trying again after the back-off",
                     opts.attempt, opts.attempts
                 )));
-            } else if matches!(e, Error::Cancelled { .. }) {
-                // Stopped on purpose (SIGTERM after the grace period, Ctrl-C):
-                // recorded `aborted`, not a failure to alert about; the
-                // daemon's next start catches the missed run up. A run
-                // timeout is not this: it arrives as its own error.
-            } else if !skipped {
+            } else if crate::history::counts_for_health(status_of(&e)) {
                 let alert = backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
-                if matches!(e, Error::Busy(_)) {
-                    // Refused, recorded `skipped`: not a failed run, so no incident
-                    // (the monitor would close it again at once).
-                    channels::alert(config, &alert, true, progress);
-                } else {
-                    incidents::raise(config, &alert, true, progress);
-                }
+                incidents::raise(config, &alert, true, progress);
             }
+            // Otherwise the run is `aborted` (stopped on purpose: SIGTERM
+            // after the grace period, Ctrl-C; the daemon's next start catches
+            // the slot up) or `skipped` (refused: another run holds the store
+            // and is the backup). Neither is a failure: no alert, no `/fail`
+            // ping, no incident (FR-4.2). A run timeout is not `aborted`: it
+            // arrives as its own error.
             return Err(e);
         }
     };
@@ -356,18 +349,23 @@ fn outcome(result: &Result<BackupReport, Error>, duration_ms: u64) -> RunOutcome
             ..Default::default()
         },
         Err(e) => RunOutcome {
-            status: match e {
-                Error::Cancelled { .. } => "aborted",
-                // Another run holds the directory: this one did nothing.
-                Error::Busy(_) => "skipped",
-                _ => "failed",
-            },
+            status: status_of(e),
             // Filled in from the steps seen.
             failed_step: Some(String::new()),
             error: Some(format!("{e:#}")),
             duration_ms,
             ..Default::default()
         },
+    }
+}
+
+/// The status recorded for a run that ended with `e`.
+fn status_of(e: &Error) -> &'static str {
+    match e {
+        Error::Cancelled { .. } => "aborted",
+        // Another run holds the directory: this one did nothing.
+        Error::Busy(_) => "skipped",
+        _ => "failed",
     }
 }
 

@@ -103,6 +103,22 @@ pub struct StepRecord {
     pub finished_at: DateTime<Utc>,
 }
 
+/// The statuses of runs that count for health (FR-4.2, FR-20.1): a run that
+/// finished, well (`success`) or not (`failed`, or `interrupted`: its
+/// process died). A run stopped on purpose (`aborted`: SIGTERM, Ctrl-C) and
+/// a run refused because another one held the store (`skipped`) are
+/// neither failures nor successes: they open no incident, send no alert
+/// and `check` looks past them (they stay in `list` and on the status
+/// page). `running` has not ended. The one rule: `check`, `/healthz`, the
+/// monitor, `/metrics` and retention's "prune only after a success" all
+/// read it through [`History::latest_finished`].
+pub const HEALTH_STATUSES: &[&str] = &["success", "failed", "interrupted"];
+
+/// Whether a run with `status` counts for health: see [`HEALTH_STATUSES`].
+pub fn counts_for_health(status: &str) -> bool {
+    HEALTH_STATUSES.contains(&status)
+}
+
 /// How a run ended, as [`History::finish`] records it.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -431,15 +447,14 @@ impl History {
         self.query(&format!("SELECT {COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"), params![limit as i64])
     }
 
-    /// The newest run that ended (neither `running` nor `skipped`).
+    /// The newest run that counts for health ([`counts_for_health`]): the
+    /// last run that finished, looking past runs stopped on purpose
+    /// (`aborted`) and runs refused because another one held the store
+    /// (`skipped`).
     pub fn latest_finished(&self) -> Result<Option<RunRecord>> {
+        let counted = HEALTH_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
         Ok(self
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM runs WHERE status NOT IN ('running', 'skipped') ORDER BY id DESC LIMIT 1"
-                ),
-                [],
-            )?
+            .query(&format!("SELECT {COLUMNS} FROM runs WHERE status IN ({counted}) ORDER BY id DESC LIMIT 1"), [])?
             .pop())
     }
 
