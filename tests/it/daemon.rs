@@ -31,14 +31,36 @@ fn config(dir: &Path, url: &str, extra: &str) -> PathBuf {
     )
 }
 
-fn start(config: &Path, stderr_to: &Path) -> Child {
+/// A started daemon, killed and reaped when dropped: a failed assertion
+/// must not leave it running.
+struct Daemon(Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(config: &Path, stderr_to: &Path) -> Daemon {
     let err = std::fs::File::create(stderr_to).unwrap();
-    support::lifeboat()
-        .args(["--config", config.to_str().unwrap(), "daemon"])
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .expect("cannot start lifeboat daemon")
+    Daemon(
+        support::lifeboat()
+            .args(["--config", config.to_str().unwrap(), "daemon"])
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("cannot start lifeboat daemon"),
+    )
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -55,7 +77,8 @@ fn signal(child: &Child, sig: &str) {
 }
 
 /// Waits (bounded) for the daemon to exit and returns its code.
-fn exit_code(mut child: Child, limit: Duration) -> Option<i32> {
+fn exit_code(mut daemon: Daemon, limit: Duration) -> Option<i32> {
+    let child = &mut daemon.0;
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -168,10 +191,9 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
     assert!(!files(&storage).iter().any(|n| n.ends_with(".partial")), "{:?}", files(&storage));
     let history = runs(&storage);
     assert!(history.contains(&("catch-up".into(), "aborted".into())), "{history:?}");
-    // The refused manual run alerts; the run stopped on purpose does not.
+    // Neither the refused manual run nor the run stopped on purpose alerts (FR-4.2).
     let hooks: Vec<String> = sink.seen().into_iter().map(|h| h.body).collect();
-    assert_eq!(hooks.len(), 1, "{hooks:?}");
-    assert!(hooks[0].contains("another lifeboat run holds"), "{hooks:?}");
+    assert!(hooks.is_empty(), "{hooks:?}");
     drop(proxy);
 
     // 2. kill -9 mid-backup: the .partial and a `running` row stay behind.
@@ -205,7 +227,7 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
         started,
         &format!(
             "SIGTERM: exit 0 {term_took:.1} s after the signal (shutdown_grace 1 s), run `aborted`, 0 files left, \
-             1 webhook alert (the manual run refused meanwhile), none for the aborted run; SIGKILL: `.partial` and \
+             no webhook alert for the manual run refused meanwhile nor for the aborted run; SIGKILL: `.partial` and \
              a `running` row left; next start: catch-up archive after {catch_up_took:.1} s, no `.partial`, runs \
              {}, `check` exit 0",
             daemon_runs.join(" → ")
@@ -323,4 +345,108 @@ fn the_daemon_serves_metrics_on_metrics_listen_alone_and_logs_json_lines() {
         assert!(v["level"].is_string(), "no level: {line}");
     }
     assert!(log.contains("backup run succeeded"), "{log}");
+}
+
+/// Every request the sink saw that is an alert: webhooks and `/fail` pings.
+fn alerts_seen(sink: &crate::support::http_sink::HttpSink) -> Vec<String> {
+    sink.seen()
+        .into_iter()
+        .filter(|h| h.path.starts_with("/hook") || h.path.ends_with("/fail"))
+        .map(|h| format!("{} {}", h.path, h.body))
+        .collect()
+}
+
+// covers: FR-4.2, FR-4.3, FR-20.1, FR-23.2, FR-1.4
+#[test]
+fn a_graceful_stop_and_a_refused_manual_run_page_nobody_and_check_looks_past_them() {
+    use crate::support::smtp::{self, Mode, TlsServer};
+    if !smtp::require("python3 with aiosmtpd", smtp::aiosmtpd_available()) {
+        return;
+    }
+    let db = big_db("daemon_no_page");
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("b");
+    let password = "Smtp-NoPage-Secret-3v";
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, password);
+    let sink = crate::support::http_sink::HttpSink::start();
+    let channels = format!(
+        "{}[alerts]\nwebhook_url = \"{1}/hook\"\nping_url = \"{1}/ping/uuid\"\n",
+        crate::deliver::email_section(server.port, Mode::StartTls, Some(&ca.ca_file), password, dir.path(), ""),
+        sink.url
+    );
+    // `every_minute`: the daemon's run comes at the next minute (or at
+    // once, as a catch-up); `looking`: the monitor looks every second.
+    let cfg_for = |url: &str, schedule: &str, every_minute: bool| {
+        let cfg = config(dir.path(), url, &format!("{schedule}{channels}"));
+        let mut text =
+            std::fs::read_to_string(&cfg).unwrap().replacen("[monitor]\n", "[monitor]\ninterval = \"1s\"\n", 1);
+        if every_minute {
+            text = text.replacen("cron = \"0 0 1 1 *\"", "cron = \"* * * * *\"", 1);
+        }
+        std::fs::write(&cfg, &text).unwrap();
+        cfg
+    };
+    // Every mail that is not a success mail (failure alerts, recovery notices).
+    let alert_mails = || {
+        server
+            .messages()
+            .iter()
+            .filter_map(|m| mail_parser::MessageParser::default().parse(&m.raw)?.subject().map(str::to_string))
+            .filter(|s| !s.contains("✅ OK:"))
+            .collect::<Vec<_>>()
+    };
+
+    // 1. A good run first, by hand, without mail.
+    let cfg = cfg_for(&db.url, "", false);
+    assert_exit(&run(&["--config", cfg.to_str().unwrap(), "backup", "--no-deliver"]), 0);
+
+    // 2. The daemon's scheduled run is stuck in a COPY; a manual backup is
+    //    refused meanwhile (exit 2, `skipped`); SIGTERM stops the run (`aborted`).
+    let (proxy, url) = proxied(&db);
+    proxy.freeze_on(Trigger { then_bytes: 256 * 1024, ..Trigger::on("FROM ONLY \"public\".\"big\"") });
+    let cfg = cfg_for(&url, "catch_up = false\n", true);
+    let daemon = start(&cfg, &dir.path().join("stderr1"));
+    assert!(proxy.wait_triggered(Duration::from_secs(90)), "the scheduled run's COPY never started");
+    let manual = run(&["--config", cfg.to_str().unwrap(), "backup", "--database-url", &db.url]);
+    assert_exit(&manual, 2);
+    assert!(stderr(&manual).contains("another lifeboat run holds"), "{}", stderr(&manual));
+    signal(&daemon, "-TERM");
+    assert_eq!(exit_code(daemon, Duration::from_secs(40)), Some(0));
+    drop(proxy);
+    let statuses: Vec<String> = runs(&storage).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(statuses, ["success", "aborted", "skipped"]);
+
+    // 3. `check` right after: the last run that finished was good.
+    let check = run(&["--config", cfg.to_str().unwrap(), "check"]);
+    assert_exit(&check, 0);
+
+    // 4. Restart without catch-up: the monitor looks (every second) and finds nothing to page about.
+    let cfg = cfg_for(&db.url, "catch_up = false\n", false);
+    let daemon = start(&cfg, &dir.path().join("stderr2"));
+    std::thread::sleep(Duration::from_secs(4));
+    signal(&daemon, "-TERM");
+    assert_eq!(exit_code(daemon, Duration::from_secs(20)), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("logs/backup.log")).unwrap();
+    assert!(log.contains("monitor") || log.contains("next scheduled run"), "{log}");
+
+    // 5. Restart with catch-up: the missed slot is caught up, which is the normal path.
+    let cfg = cfg_for(&db.url, "", true);
+    let daemon = start(&cfg, &dir.path().join("stderr3"));
+    wait_for("the catch-up run", Duration::from_secs(90), || {
+        runs(&storage).len() >= 4 && runs(&storage)[3].1 != "running"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&daemon, "-TERM");
+    assert_eq!(exit_code(daemon, Duration::from_secs(30)), Some(0));
+    let statuses: Vec<(String, String)> = runs(&storage);
+    assert_eq!(statuses[3], ("catch-up".to_string(), "success".to_string()), "{statuses:?}");
+
+    assert_eq!(alert_mails(), Vec::<String>::new(), "no failure mail, no recovery notice");
+    assert_eq!(server.messages().len(), 1, "the catch-up's success mail only");
+    assert_eq!(alerts_seen(&sink), Vec::<String>::new(), "no webhook, no /fail ping");
+    let open: i64 = rusqlite::Connection::open(storage.join(".lifeboat/history.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM incidents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(open, 0, "no incident was ever opened");
 }
