@@ -159,11 +159,6 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         )));
     }
     crate::schedule::Schedule::parse(&c.schedule.cron, &c.schedule.timezone).map_err(ConfigError::Invalid)?;
-    if c.schedule.retries == 0 {
-        return Err(ConfigError::Invalid(
-            "schedule.retries must be at least 1: it counts the attempts of a run, the first included".into(),
-        ));
-    }
     if c.retention.keep_last == 0 {
         return Err(ConfigError::Invalid(
             "retention.keep_last must be at least 1: the newest good archive is never deleted".into(),

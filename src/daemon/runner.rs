@@ -392,7 +392,7 @@ fn backup_failed(config: &Config, e: &Error, opts: &RunOptions, step: &str, log_
     let dir = config.storage.dir.display();
     let retried = match (opts.attempts > 1, retry_worthy(e)) {
         (false, true) => "Nothing: a backup started by hand is not retried. This kind of error is often temporary, so running it again may succeed.".to_string(),
-        (true, true) => format!("{} attempt(s) with exponential back-off (schedule.retries = {}); this was the last.", opts.attempt, opts.attempts),
+        (true, true) => format!("{} attempt(s), schedule.retry_backoff apart (one attempt plus schedule.retries = {}); this was the last.", opts.attempt, opts.attempts - 1),
         (_, false) => "Nothing: this error does not go away by retrying; fix its cause first.".to_string(),
     };
     Alert {
@@ -421,7 +421,7 @@ fn delivery_failed(config: &Config, r: &BackupReport, d: &DeliveryReport, log_li
         step: "deliver".into(),
         error: d.error.clone().unwrap_or_default(),
         retried: format!(
-            "{} attempt(s) to {}, with back-off from {}.",
+            "{} attempt(s) to {}, {} apart.",
             d.attempts,
             config.email.display_server(),
             config.email.backoff
