@@ -121,11 +121,21 @@ pub struct LogConfig {
     /// Past this size the file is rotated to `<file>.1` (one kept).
     #[serde(deserialize_with = "de_count")]
     pub max_size_mb: u32,
+    /// Whether a layer (file, environment) set `file`: the commands
+    /// (`backup`, `send`, `prune`, `restore`) append to it only then; the
+    /// daemon also to the default. Not a key.
+    #[serde(skip)]
+    pub configured: bool,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { file: PathBuf::from("/var/log/backup.log"), format: LogFormat::Text, max_size_mb: 50 }
+        LogConfig {
+            file: PathBuf::from("/var/log/backup.log"),
+            format: LogFormat::Text,
+            max_size_mb: 50,
+            configured: false,
+        }
     }
 }
 

@@ -110,16 +110,22 @@ pub fn schedule_of(config: &Config) -> crate::Result<Schedule> {
         .map_err(|m| Error::Config(ConfigError::Invalid(m)))
 }
 
+/// The target of [`log_event`]'s lines: the commands that also print the
+/// same events on stderr keep them out of their stderr log.
+pub const RUN_LOG: &str = "lifeboat::run";
+
 /// Engine events as log lines: steps and details at info/debug, warnings
 /// at warn. Counters (bytes, totals) are the progress bar's, not the log's.
+/// The daemon's log, and `[log] file` of `backup`, `send`, `prune` and
+/// `restore` (`cli::logging::init_command`), are made of these.
 pub fn log_event(e: Event) {
     match e {
-        Event::Step(s) => tracing::info!(step = s, "step"),
-        Event::Warning(w) => tracing::warn!("{w}"),
+        Event::Step(s) => tracing::info!(target: RUN_LOG, step = s, "step"),
+        Event::Warning(w) => tracing::warn!(target: RUN_LOG, "{w}"),
         Event::Table { name, rows, closure_rows, bytes } => {
-            tracing::info!(table = %name, rows, closure_rows, bytes, "table written")
+            tracing::info!(target: RUN_LOG, table = %name, rows, closure_rows, bytes, "table written")
         }
-        Event::Detail(d) => tracing::debug!("{d}"),
+        Event::Detail(d) => tracing::debug!(target: RUN_LOG, "{d}"),
         Event::Totals { .. } | Event::Bytes(_) => {}
     }
 }

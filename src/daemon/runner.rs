@@ -132,7 +132,9 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     incidents::resolve(config, Kind::BackupFailed, progress);
     // Before retention, which must see a failed rehearsal (FR-6.7).
     super::rehearsal::after_backup(config, &report.archive, progress, cancel);
+    let pruning = Utc::now();
     let pruned = prune_after_success(config, &store, &report.archive, progress);
+    recording.retention(&pruned, &offsite.pruned, pruning);
     if delivery.status == Status::Failed {
         let alert = delivery_failed(config, &report, &delivery, recorder.lines());
         // Mail is what failed: the other channels carry this alert.
@@ -299,6 +301,26 @@ impl<'a> Recording<'a> {
         if let Err(e) = history.finish(*id, finished, &outcome, &steps) {
             let e = e.to_string();
             (self.progress)(Event::Warning(format!("this run's outcome is not recorded in the history: {e}")));
+        }
+    }
+
+    /// What retention deleted after the run (locally and offsite), as its
+    /// `retention` step: one line per archive with the rule (FR-6.8).
+    fn retention(&self, local: &[Decision], remote: &[Decision], started: DateTime<Utc>) {
+        let Some((history, id)) = self.open.as_ref() else { return };
+        let lines: Vec<String> = local
+            .iter()
+            .map(|d| ("local", d))
+            .chain(remote.iter().map(|d| ("offsite", d)))
+            .map(|(place, d)| format!("deleted {} ({place}): {}", d.name, d.reason))
+            .collect();
+        if lines.is_empty() {
+            return;
+        }
+        let step =
+            StepRecord { step: "retention".into(), status: "ok".into(), started_at: started, finished_at: Utc::now() };
+        if let Err(e) = history.add_step(*id, &step, Some(&lines.join("\n"))) {
+            self.warn("what retention deleted is not recorded in the history", &e);
         }
     }
 

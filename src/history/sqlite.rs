@@ -408,6 +408,19 @@ impl History {
         tx.commit().map_err(|e| sql_err(&path, e))
     }
 
+    /// Adds a step to run `id` after it was recorded (retention, which
+    /// runs after the run's outcome is written), with its detail.
+    pub fn add_step(&self, id: i64, s: &StepRecord, detail: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO run_steps (run_id, step, status, started_at, finished_at, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, s.step, s.status, ts(s.started_at), ts(s.finished_at), detail],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Records run `id`'s delivery outcome (`attached`, `link`, `failed`, …).
     pub fn set_delivery(&self, id: i64, status: &str) -> Result<()> {
         self.conn
