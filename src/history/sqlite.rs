@@ -320,7 +320,18 @@ impl History {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+            // The write lock first, then the version again: another
+            // connection (the daemon's first monitor look beside its first
+            // run) may have applied this step in between, and running it
+            // twice fails on `CREATE TABLE`.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sql_err(&path, e))?;
+            let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| sql_err(&path, e))?;
+            if applied as usize > i {
+                continue;
+            }
             tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| sql_err(&path, e))?;
             tx.commit().map_err(|e| sql_err(&path, e))?;
@@ -781,6 +792,17 @@ mod tests {
         assert_eq!((r.status.as_str(), r.finished_at), ("interrupted", Some(t0)));
         assert!(r.error.unwrap().contains("ended without finishing"));
         assert_eq!(h.mark_interrupted(t0).unwrap(), 0, "finished runs are left alone");
+        // Two connections opening a new history at once both migrate it.
+        let fresh = tempfile::tempdir().unwrap();
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let p = fresh.path().to_path_buf();
+                std::thread::spawn(move || History::open(&p).map(drop))
+            })
+            .collect();
+        for o in openers {
+            o.join().unwrap().unwrap();
+        }
         h.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(h);
         let err = History::open(d.path()).err().unwrap().to_string();
