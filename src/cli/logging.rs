@@ -71,7 +71,15 @@ pub fn writes_log_file(command: &super::Command) -> bool {
 /// A file that cannot be opened is a warning; the command goes on.
 pub fn init_command(log: &LogConfig) {
     use std::io::IsTerminal;
-    let chosen = || EnvFilter::try_from_env("LIFEBOAT_LOG").ok();
+    // The HTTP clients' own lines can carry webhook and ping URLs (tokens):
+    // capped at warn whatever LIFEBOAT_LOG asks (merge with `init`'s caps).
+    let chosen = || {
+        EnvFilter::try_from_env("LIFEBOAT_LOG").ok().map(|f| {
+            ["ureq=warn", "ureq_proto=warn", "reqwest=warn", "hyper_util=warn"]
+                .iter()
+                .fold(f, |f, d| f.add_directive(d.parse().expect("valid")))
+        })
+    };
     let run_lines_off = format!("{}=off", crate::daemon::RUN_LOG).parse().expect("a valid directive");
     let stderr_filter = chosen().unwrap_or_else(|| EnvFilter::new("warn")).add_directive(run_lines_off);
     let mut layers: Vec<Boxed> = vec![tracing_subscriber::fmt::layer()
