@@ -7,4 +7,7 @@
 #
 #   docker compose -f docker-compose.prod.yml exec backup backup-lightweight.sh
 set -euo pipefail
+# Every run appends to the log file the daemon writes (the image's default;
+# set LIFEBOAT_LOG__FILE to another path, or "" for none).
+export LIFEBOAT_LOG__FILE="${LIFEBOAT_LOG__FILE-/var/log/backup.log}"
 exec lifeboat backup "$@"

@@ -7,10 +7,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = lifeboat::cli::Cli::parse();
-    // `serve` logs every download at info level (FR-18.3); `daemon` sets up
-    // its own logging once its config (`[log] file`) is loaded.
+    // `serve` logs every download at info level (FR-18.3); `daemon`, and
+    // the commands that also write `[log] file`, set up their own logging
+    // once their config is loaded.
     match cli.command {
         lifeboat::cli::Command::Daemon => {}
+        ref c if lifeboat::cli::logging::writes_log_file(c) => {}
         lifeboat::cli::Command::Serve(_) => lifeboat::cli::logging::init("warn,lifeboat=info", None),
         _ => lifeboat::cli::logging::init("warn", None),
     }

@@ -208,6 +208,7 @@ pub fn prune_remote(
     for d in plan.deletes() {
         progress(Event::Detail(format!("remote retention: deleting {} ({})", remote.object_url(&d.name), d.reason)));
         remote.delete(&d.name)?;
+        retention::log_deleted(&remote.object_url(""), d);
         deleted.push(d.clone());
     }
     Ok(deleted)

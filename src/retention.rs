@@ -254,8 +254,19 @@ pub fn prune(
     let plan = decide(&archives, policy, now, latest_failed.as_deref(), &mut goodness);
     for d in plan.deletes() {
         store.delete(&d.name)?;
+        if !store.is_dry_run() {
+            log_deleted("the storage directory", d);
+        }
     }
     Ok(plan)
+}
+
+/// The one log line of a deletion by retention (FR-6.8), local or remote,
+/// by `lifeboat prune`, `lifeboat backup` or the daemon: the archive, the
+/// store it left and the rule that removed it. Logged at info, so the
+/// daemon's log and `[log] file` always have it.
+pub fn log_deleted(place: &str, d: &Decision) {
+    tracing::info!("retention deleted {} from {place}: {}", d.name, d.reason);
 }
 
 #[cfg(test)]

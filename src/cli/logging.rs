@@ -77,6 +77,54 @@ pub fn init(default: &str, log: Option<&LogConfig>) {
     let _ = tracing_subscriber::registry().with(layers).with(filter).with(caps()).try_init();
 }
 
+/// The commands that change or report on the store, and so write `[log]
+/// file` like the daemon (FR-25.5): one file tells the whole story.
+pub fn writes_log_file(command: &super::Command) -> bool {
+    use super::Command as C;
+    matches!(command, C::Backup(_) | C::Send(_) | C::Prune(_) | C::Restore(_))
+}
+
+/// The logging of [`writes_log_file`] commands, installed once their
+/// config is loaded: stderr as for every command (`LIFEBOAT_LOG`, default
+/// `warn`) but without the run's event lines, which the command prints
+/// itself; and, when `[log] file` is configured, the file in the daemon's
+/// format at the daemon's level (`warn,lifeboat=info`, or `LIFEBOAT_LOG`).
+/// A file that cannot be opened is a warning; the command goes on.
+pub fn init_command(log: &LogConfig) {
+    use std::io::IsTerminal;
+    // The HTTP clients' own lines can carry webhook and ping URLs (tokens):
+    // capped at warn whatever LIFEBOAT_LOG asks (merge with `init`'s caps).
+    let chosen = || {
+        EnvFilter::try_from_env("LIFEBOAT_LOG").ok().map(|f| {
+            ["ureq=warn", "ureq_proto=warn", "reqwest=warn", "hyper_util=warn"]
+                .iter()
+                .fold(f, |f, d| f.add_directive(d.parse().expect("valid")))
+        })
+    };
+    let run_lines_off = format!("{}=off", crate::daemon::RUN_LOG).parse().expect("a valid directive");
+    let stderr_filter = chosen().unwrap_or_else(|| EnvFilter::new("warn")).add_directive(run_lines_off);
+    let mut layers: Vec<Boxed> = vec![tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
+        .with_filter(stderr_filter)
+        .boxed()];
+    if log.configured && !log.file.as_os_str().is_empty() {
+        match file_writer(&log.file, u64::from(log.max_size_mb.max(1)) * 1024 * 1024) {
+            Ok(w) => {
+                let filter = chosen().unwrap_or_else(|| EnvFilter::new("warn,lifeboat=info"));
+                let layer = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false).log_internal_errors(false);
+                layers.push(match log.format {
+                    LogFormat::Text => layer.with_filter(filter).boxed(),
+                    LogFormat::Json => layer.json().with_filter(filter).boxed(),
+                });
+            }
+            Err(e) => super::err_line(&format!("warning: {e}; logging to stderr only")),
+        }
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+}
+
 /// `path` opened for appending, rotated to `<path>.1` once it grows past
 /// `max_bytes`. Checked first, because `FileRotate` panics on a directory
 /// it cannot create.

@@ -101,10 +101,28 @@ pub enum Command {
     Daemon,
 }
 
+/// The subcommand's name, for log lines.
+fn command_name(c: &Command) -> String {
+    let debug = format!("{c:?}");
+    debug.split(['(', ' ']).next().unwrap_or_default().to_ascii_lowercase()
+}
+
 /// Runs the command and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
     let json = cli.json;
-    match dispatch(cli) {
+    let logged = logging::writes_log_file(&cli.command).then(|| command_name(&cli.command));
+    let outcome = dispatch(cli);
+    // The end of a command that writes `[log] file`, as the daemon logs a run's.
+    match (&logged, &outcome) {
+        (Some(name), Ok(code)) => {
+            tracing::info!(target: crate::daemon::RUN_LOG, "lifeboat {name} finished, exit {code}")
+        }
+        (Some(name), Err(e)) => {
+            tracing::error!(target: crate::daemon::RUN_LOG, "lifeboat {name} failed (exit {}): {e:#}", e.exit_code())
+        }
+        (None, _) => {}
+    }
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             let (code, message) = match SIGNAL.load(Ordering::SeqCst) {
@@ -133,6 +151,10 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
         (None, None) => ConfigPath::Default("lifeboat.toml".into()),
     };
     let (config, file) = crate::config::load(path, flags)?;
+    if logging::writes_log_file(&cli.command) {
+        logging::init_command(&config.log);
+        tracing::info!(target: crate::daemon::RUN_LOG, "lifeboat {} starts", command_name(&cli.command));
+    }
     // Every command that reads the config says what looks wrong in it.
     let progress = progress::plain_printer(cli.verbose);
     for w in &config.warnings {
@@ -205,9 +227,15 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     // Bars only for a person watching; scripts, logs and --json keep the plain lines.
     let terminal = (!cli.json && std::io::stderr().is_terminal()).then(|| progress::Terminal::new(cli.verbose));
     let plain = progress::plain_printer(cli.verbose);
-    let progress = |e: Event| match &terminal {
-        Some(t) => t.handle(e),
-        None => plain(e),
+    let to_log = logging::writes_log_file(&cli.command);
+    let progress = |e: Event| {
+        if to_log {
+            crate::daemon::log_event(e.clone());
+        }
+        match &terminal {
+            Some(t) => t.handle(e),
+            None => plain(e),
+        }
     };
     // SIGTERM / SIGINT trip it; the daemon's shutdown will too.
     let cancel = CancelToken::new();

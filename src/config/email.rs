@@ -61,10 +61,10 @@ pub struct EmailConfig {
     /// The name in subjects and bodies; default: the database name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_name: Option<String>,
-    /// Tries per message.
+    /// Tries per message, the first included: 4 = one try plus three retries.
     #[serde(deserialize_with = "de_lenient")]
     pub attempts: u32,
-    /// Wait before the second try; doubled before each further one.
+    /// The wait before each retry (the same every time).
     pub backoff: Span,
     /// Limit of each SMTP connection and command.
     pub timeout: Span,
@@ -86,8 +86,8 @@ impl Default for EmailConfig {
             ca_file: None,
             templates_dir: None,
             app_name: None,
-            attempts: 3,
-            backoff: "30s".parse().expect("valid"),
+            attempts: 4,
+            backoff: "1 minute".parse().expect("valid"),
             timeout: "60s".parse().expect("valid"),
         }
     }

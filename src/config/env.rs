@@ -28,9 +28,73 @@ pub(super) fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<O
     }
 }
 
-/// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] =
-    &["full", "schema_only", "optional_tables", "include", "optional", "to", "recipients", "trusted_keys"];
+/// The keys of the config struct's `section` (`None` for `section` itself
+/// at the top: the section names), read from the struct: serde's
+/// `deny_unknown_fields` error lists every field, whatever its type or
+/// default, so a new key needs no list here. `None`: no such section.
+pub(crate) fn keys_of(section: Option<&str>) -> Option<Vec<String>> {
+    // A name no key has: the error lists the ones that exist.
+    const PROBE: &str = "\u{1}probe";
+    let mut inner = toml::Table::new();
+    inner.insert(PROBE.into(), toml::Value::Integer(0));
+    let probe = match section {
+        None => inner,
+        Some(s) => toml::Table::from_iter([(s.to_string(), toml::Value::Table(inner))]),
+    };
+    let err = toml::Value::Table(probe).try_into::<Config>().err()?;
+    let message = err.message();
+    let listed = message.split_once("expected ")?.1;
+    let keys: Vec<String> = listed.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    (!keys.is_empty()).then_some(keys)
+}
+
+/// What an environment value means for `[section] key`: the type of the
+/// key's default decides (a boolean from `true/false/yes/no/1/0/on/off`,
+/// a number, a comma-separated list, or a TOML inline array for a list of
+/// tables). A key the defaults do not show (optional, or an empty list)
+/// is probed: what the struct expects of a text says its type.
+fn typed(defaults: &toml::Table, section: &str, key: &str, value: &str) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    let v = value.trim();
+    let shown = defaults.get(section).and_then(|s| s.get(key)).cloned().or_else(|| {
+        let probe = toml::Table::from_iter([(
+            section.to_string(),
+            V::Table(toml::Table::from_iter([(key.to_string(), V::String(String::new()))])),
+        )]);
+        let err = V::Table(probe).try_into::<Config>().err()?;
+        let m = err.message();
+        if m.contains("expected a sequence") {
+            Some(V::Array(Vec::new()))
+        } else if m.contains("expected a boolean") {
+            Some(V::Boolean(false))
+        } else if m.contains("expected i") || m.contains("expected u") {
+            Some(V::Integer(0))
+        } else {
+            None
+        }
+    });
+    Ok(match shown {
+        Some(V::Boolean(_)) => V::Boolean(match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => true,
+            "false" | "no" | "0" | "off" => false,
+            _ => return Err("not a boolean (expected true/false, yes/no, 1/0 or on/off)".into()),
+        }),
+        // A text that is no number goes on as it is: the key's own
+        // deserializer says what it expects (a port: 1-65535).
+        Some(V::Integer(_)) => v.parse::<i64>().map_or_else(|_| V::String(value.to_string()), V::Integer),
+        Some(V::Float(_)) => v.parse::<f64>().map_or_else(|_| V::String(value.to_string()), V::Float),
+        Some(V::Array(_)) if v.starts_with('[') => {
+            let t: toml::Table = format!("v = {v}")
+                .parse()
+                .map_err(|e: toml::de::Error| format!("not a TOML inline array: {}", e.message().trim_end()))?;
+            t["v"].clone()
+        }
+        Some(V::Array(_)) => V::Array(
+            value.split(',').map(str::trim).filter(|x| !x.is_empty()).map(|x| V::String(x.to_string())).collect(),
+        ),
+        _ => V::String(value.to_string()),
+    })
+}
 
 pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
     let mut db = toml::Table::new();
@@ -87,6 +151,7 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         sections.entry("schedule".into()).or_default().insert("cron".into(), s(v));
         origins.insert(("schedule".into(), "cron".into()), ("BACKUP_SCHEDULE".into(), false));
     }
+    let defaults = toml::Table::try_from(Config::default()).expect("the defaults serialize");
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
         // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.
@@ -102,7 +167,14 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
             continue;
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        if let Some(base) = key.strip_suffix("_file") {
+        // The one rule for which key a variable sets: a key of the section
+        // is set as it reads (`CA_FILE` sets `ca_file`, `PASSWORD_FILE`
+        // sets `password_file`); `<KEY>_FILE` for a key that has no
+        // `<key>_file` of its own reads `<key>` from that file (a secret).
+        let keys = keys_of(Some(&section)).unwrap_or_default();
+        let is_key = |k: &str| keys.iter().any(|x| x == k);
+        let base = key.strip_suffix("_file").filter(|b| is_key(b));
+        if let Some(base) = base {
             let plain = format!("LIFEBOAT_{}__{}", section.to_uppercase(), base.to_uppercase());
             if env.contains_key(&plain) {
                 return Err(ConfigError::Env {
@@ -111,20 +183,15 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
                 });
             }
         }
-        let (key, value, secret) = match key.strip_suffix("_file") {
-            // `<key>_FILE` for secrets that have no `_file` key of their own.
-            // `password_file` and `secret_file` are keys of their own.
-            Some(k) if k != "password" && k != "base" && k != "secret" => {
-                (k.to_string(), read_secret_file(Path::new(value), var)?.0, true)
-            }
+        let (key, value, secret) = match base {
+            Some(k) if !is_key(&key) => (k.to_string(), read_secret_file(Path::new(value), var)?.0, true),
             _ => (key, value.clone(), false),
         };
+        let v = typed(&defaults, &section, &key, &value).map_err(|message| ConfigError::Env {
+            name: var.clone(),
+            message: if secret { format!("the file's content is not a valid {section}.{key}") } else { message },
+        })?;
         origins.insert((section.clone(), key.clone()), (var.clone(), secret));
-        let v = if LIST_KEYS.contains(&key.as_str()) {
-            toml::Value::Array(value.split(',').map(str::trim).filter(|x| !x.is_empty()).map(s).collect())
-        } else {
-            s(&value)
-        };
         sections.entry(section).or_default().insert(key, v);
     }
     let mut top = toml::Table::new();
@@ -191,4 +258,197 @@ pub(super) fn tz_layer(env: &BTreeMap<String, String>, warnings: &mut Vec<String
         )),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::{resolve, test_env as env, Overrides};
+
+    // covers: FR-11.6, FR-11.5
+    #[test]
+    fn ca_file_sets_ca_file_and_booleans_and_numbers_parse_from_their_usual_spellings() {
+        let d = tempfile::tempdir().unwrap();
+        let pem = d.path().join("ca.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let e = env(&[
+            ("LIFEBOAT_EMAIL__CA_FILE", pem.to_str().unwrap()),
+            ("LIFEBOAT_SCHEDULE__CATCH_UP", "false"),
+            ("LIFEBOAT_EMAIL__ALLOW_INSECURE", "yes"),
+            ("LIFEBOAT_EMAIL__ATTACH_LIMIT_MB", "10"),
+        ]);
+        let c = resolve(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.email.ca_file.as_deref(), Some(pem.as_path()));
+        assert!(!c.schedule.catch_up && c.email.allow_insecure);
+        assert_eq!(c.email.attach_limit_mb, 10.0);
+        for (v, want) in [("0", false), ("NO", false), ("off", false), ("1", true), ("True", true), ("on", true)] {
+            let c = resolve(None, &env(&[("LIFEBOAT_SCHEDULE__CATCH_UP", v)]), &Overrides::default()).unwrap();
+            assert_eq!(c.schedule.catch_up, want, "{v}");
+        }
+        let err = resolve(None, &env(&[("LIFEBOAT_SCHEDULE__CATCH_UP", "maybe")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("LIFEBOAT_SCHEDULE__CATCH_UP") && err.to_string().contains("not a boolean"));
+        // A `<key>_FILE` whose key has no `_file` twin is still a secret file.
+        let hook = d.path().join("hook");
+        std::fs::write(&hook, "https://hooks.example/T0k3n\n").unwrap();
+        let c = resolve(
+            None,
+            &env(&[("LIFEBOAT_ALERTS__WEBHOOK_URL_FILE", hook.to_str().unwrap())]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.alerts.webhook_url.unwrap().expose(), "https://hooks.example/T0k3n");
+    }
+
+    /// Values for keys whose default says nothing (no default, or a value
+    /// that must be valid in a particular way). `{dir}` is a temporary
+    /// directory holding `secret` (a password) and `url` (a database URL).
+    const SAMPLES: &[(&str, &str, &str)] = &[
+        ("database", "url", "postgres://u:pw@url-host:6000/db"),
+        ("database", "host", "db.example"),
+        ("database", "name", "app"),
+        ("database", "user", "backup"),
+        ("database", "password", "pw"),
+        ("database", "password_file", "{dir}/secret"),
+        ("database", "pg_dump", "/usr/lib/postgresql/16/bin/pg_dump"),
+        ("database", "sslmode", "require"),
+        ("database", "sslrootcert", "{dir}/root.pem"),
+        ("database", "sslcert", "{dir}/client.pem"),
+        ("database", "sslkey", "{dir}/client.key"),
+        ("scope", "default", "schema"),
+        ("scope", "full", "users, roles"),
+        ("scope", "schema_only", "logs"),
+        ("scope", "window", "[{ tables = [\"payments\"], column = \"paid_at\", keep = \"2 months\" }]"),
+        ("scope", "optional_tables", "users"),
+        ("files", "base_dir", "{dir}"),
+        ("files", "include", ".env.production, ssl/**"),
+        ("files", "optional", "nginx.prod.conf"),
+        ("storage", "dir", "{dir}/backups"),
+        ("storage", "name_prefix", "nightly"),
+        ("email", "smtp_host", "smtp.example"),
+        ("email", "tls", "tls"),
+        ("email", "username", "backup@example.com"),
+        ("email", "password", "pw"),
+        ("email", "password_file", "{dir}/secret"),
+        ("email", "from", "Backup <backup@example.com>"),
+        ("email", "to", "a@example.com, b@example.com"),
+        ("email", "ca_file", "{dir}/ca.pem"),
+        ("email", "templates_dir", "{dir}/templates"),
+        ("email", "app_name", "Smart AI Hub"),
+        ("email", "backoff", "2 minutes"),
+        ("email", "timeout", "90s"),
+        ("alerts", "webhook_url", "https://hooks.example/x"),
+        ("alerts", "webhook_url_file", "{dir}/url"),
+        ("alerts", "ping_url", "https://hc-ping.example/uuid"),
+        ("alerts", "ping_url_file", "{dir}/url"),
+        ("alerts", "timeout", "20s"),
+        ("retention", "keep_last", "5"),
+        ("schedule", "cron", "30 3 * * *"),
+        ("schedule", "timezone", "Asia/Bangkok"),
+        ("schedule", "run_timeout", "3 hours"),
+        ("schedule", "retry_backoff", "2 minutes"),
+        ("schedule", "shutdown_grace", "30s"),
+        ("monitor", "interval", "10 minutes"),
+        ("log", "file", "{dir}/backup.log"),
+        ("log", "format", "json"),
+        ("verify", "restore_test_url", "postgres://rt@scratch/postgres"),
+        ("verify", "restore_test_url_file", "{dir}/dburl"),
+        ("links", "public_url", "https://backup.example"),
+        ("links", "secret_file", "{dir}/link.key"),
+        ("http", "metrics_listen", "127.0.0.1:9187"),
+        ("http", "basic_auth_user", "admin"),
+        ("http", "basic_auth_password", "pw"),
+        ("http", "basic_auth_password_file", "{dir}/secret"),
+        ("encryption", "recipients", "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"),
+        ("remote", "url", "s3://bucket/prefix"),
+        ("remote", "endpoint", "http://127.0.0.1:8333"),
+        ("remote", "access_key_id", "AKIAEXAMPLE"),
+        ("remote", "access_key_id_file", "{dir}/secret"),
+        ("remote", "secret_access_key", "pw"),
+        ("remote", "secret_access_key_file", "{dir}/secret"),
+    ];
+
+    /// Keys that are valid only beside another: (section, key, variable, value).
+    const COMPANIONS: &[(&str, &str, &str, &str)] = &[
+        ("scope", "optional_tables", "LIFEBOAT_SCOPE__FULL", "users"),
+        ("files", "include", "LIFEBOAT_FILES__BASE_DIR", "{dir}"),
+        ("files", "optional", "LIFEBOAT_FILES__BASE_DIR", "{dir}"),
+        ("email", "smtp_host", "LIFEBOAT_EMAIL__TO", "a@example.com"),
+        ("email", "smtp_host", "LIFEBOAT_EMAIL__FROM", "backup@example.com"),
+        ("http", "basic_auth_user", "LIFEBOAT_HTTP__BASIC_AUTH_PASSWORD", "pw"),
+        ("http", "basic_auth_password", "LIFEBOAT_HTTP__BASIC_AUTH_USER", "admin"),
+        ("http", "basic_auth_password_file", "LIFEBOAT_HTTP__BASIC_AUTH_USER", "admin"),
+        ("remote", "access_key_id", "LIFEBOAT_REMOTE__SECRET_ACCESS_KEY", "pw"),
+        ("remote", "access_key_id_file", "LIFEBOAT_REMOTE__SECRET_ACCESS_KEY", "pw"),
+        ("remote", "secret_access_key", "LIFEBOAT_REMOTE__ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ("remote", "secret_access_key_file", "LIFEBOAT_REMOTE__ACCESS_KEY_ID", "AKIAEXAMPLE"),
+    ];
+
+    /// Every key of every section of the config struct (the list comes
+    /// from the struct itself) is set from `LIFEBOAT_<SECTION>__<KEY>`
+    /// alone, and, where the resolved config shows it, to that value.
+    // covers: FR-11.6
+    #[test]
+    fn every_key_of_the_config_struct_is_settable_from_the_environment() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("secret"), "pw\n").unwrap();
+        std::fs::write(d.path().join("url"), "https://hooks.example/from-file\n").unwrap();
+        std::fs::write(d.path().join("dburl"), "postgres://rt@scratch:6543/postgres\n").unwrap();
+        std::fs::create_dir(d.path().join("templates")).unwrap();
+        let dir = d.path().to_str().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let sections = keys_of(None).expect("the top-level keys");
+        assert!(sections.len() >= 15 && sections.contains(&"remote".to_string()), "{sections:?}");
+        let mut failures = Vec::new();
+        let mut set = 0;
+        for section in &sections {
+            let keys = keys_of(Some(section)).unwrap_or_else(|| panic!("[{section}] lists no keys"));
+            for key in keys {
+                let var = format!("LIFEBOAT_{}__{}", section.to_uppercase(), key.to_uppercase());
+                let sample =
+                    SAMPLES.iter().find(|(s, k, _)| s == section && *k == key).map(|x| x.2.replace("{dir}", dir));
+                let (value, expect) = match (defaults.get(section).and_then(|s| s.get(&key)), sample) {
+                    (_, Some(v)) => (v.clone(), None),
+                    (Some(toml::Value::Boolean(b)), None) => {
+                        ((if *b { "no" } else { "yes" }).to_string(), Some(toml::Value::Boolean(!b)))
+                    }
+                    (Some(toml::Value::Integer(n)), None) => ((n + 1).to_string(), Some(toml::Value::Integer(n + 1))),
+                    (Some(toml::Value::Float(f)), None) => ((f + 1.0).to_string(), Some(toml::Value::Float(f + 1.0))),
+                    (Some(toml::Value::String(v)), None) => (v.clone(), None),
+                    (other, None) => {
+                        failures.push(format!("{var}: add a sample value to SAMPLES (default {other:?})"));
+                        continue;
+                    }
+                };
+                let mut e: BTreeMap<String, String> = env(&[(var.as_str(), value.as_str())]);
+                if section == "remote" && key != "url" {
+                    e.insert("LIFEBOAT_REMOTE__URL".into(), "s3://bucket/prefix".into());
+                }
+                for (_, _, var, v) in COMPANIONS.iter().filter(|(s, k, ..)| s == section && *k == key) {
+                    e.insert(var.to_string(), v.replace("{dir}", dir));
+                }
+                match resolve(None, &e, &Overrides::default()) {
+                    Err(err) => failures.push(format!("{var}={value:?}: {err}")),
+                    Ok(c) => {
+                        set += 1;
+                        let shown = toml::Table::try_from(&c).unwrap();
+                        let got = shown.get(section).and_then(|s| s.get(&key)).cloned();
+                        let want = expect.or_else(|| typed(&defaults, section, &key, &value).ok());
+                        match (got, want) {
+                            // Secrets show as ***; `*_file` keys are read and cleared.
+                            (None, _) | (Some(toml::Value::String(_)), _) if value.is_empty() => {}
+                            (Some(toml::Value::String(g)), _) if g == "***" => {}
+                            (Some(g), Some(w)) if g != w && !matches!(g, toml::Value::String(_)) => {
+                                failures.push(format!("{var}={value:?} resolved to {g:?}, not {w:?}"))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{} of the keys failed:\n{}", failures.len(), failures.join("\n"));
+        assert!(set > 80, "only {set} keys");
+    }
 }

@@ -58,12 +58,14 @@ pub fn resolve(
         overlay(&mut merged, t);
     }
 
+    let log_configured = merged.get("log").and_then(|l| l.get("file")).is_some();
     let mut warnings = terse_minute_windows(&merged);
     warnings.extend(tz_warnings);
     let mut config: Config = toml::Value::Table(merged)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
     config.warnings = warnings;
+    config.log.configured = log_configured;
     config.warnings.extend(super::links::warnings(&config.links));
 
     if let Some(path) = config.database.password_file.take() {
@@ -160,11 +162,6 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         )));
     }
     crate::schedule::Schedule::parse(&c.schedule.cron, &c.schedule.timezone).map_err(ConfigError::Invalid)?;
-    if c.schedule.retries == 0 {
-        return Err(ConfigError::Invalid(
-            "schedule.retries must be at least 1: it counts the attempts of a run, the first included".into(),
-        ));
-    }
     if c.retention.keep_last == 0 {
         return Err(ConfigError::Invalid(
             "retention.keep_last must be at least 1: the newest good archive is never deleted".into(),

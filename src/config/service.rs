@@ -86,10 +86,12 @@ pub struct ScheduleConfig {
     pub catch_up: bool,
     /// A run (with its retries) longer than this is aborted and recorded failed.
     pub run_timeout: Span,
-    /// Attempts per scheduled run for retryable errors (the first included; ≥ 1).
+    /// Retries of a scheduled run after a retryable error (the database
+    /// unreachable, …): 3 = one attempt plus three retries (0 = no retry).
     #[serde(deserialize_with = "de_count")]
     pub retries: u32,
-    /// The first back-off; each further one doubles.
+    /// The wait before each retry (the same every time: the seed's
+    /// 02:00, 02:01, 02:02, 02:03).
     pub retry_backoff: Span,
     /// How long an in-flight run may go on after SIGTERM before it is aborted.
     pub shutdown_grace: Span,
@@ -119,11 +121,21 @@ pub struct LogConfig {
     /// Past this size the file is rotated to `<file>.1` (one kept).
     #[serde(deserialize_with = "de_count")]
     pub max_size_mb: u32,
+    /// Whether a layer (file, environment) set `file`: the commands
+    /// (`backup`, `send`, `prune`, `restore`) append to it only then; the
+    /// daemon also to the default. Not a key.
+    #[serde(skip)]
+    pub configured: bool,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { file: PathBuf::from("/var/log/backup.log"), format: LogFormat::Text, max_size_mb: 50 }
+        LogConfig {
+            file: PathBuf::from("/var/log/backup.log"),
+            format: LogFormat::Text,
+            max_size_mb: 50,
+            configured: false,
+        }
     }
 }
 
@@ -240,7 +252,10 @@ mod tests {
         let p = Path::new("x.toml");
         let c = resolve(None, &env(&[]), &Overrides::default()).unwrap();
         assert_eq!((c.schedule.cron.as_str(), c.schedule.timezone.as_str()), ("0 2 * * *", "UTC"));
-        assert!(c.schedule.catch_up && c.schedule.retries == 3);
+        assert!(c.schedule.catch_up);
+        // The seed: one attempt plus three retries, a minute apart, for the database and for mail.
+        assert_eq!((c.email.attempts, c.email.backoff.to_string().as_str()), (4, "1 minute"));
+        assert_eq!((c.schedule.retries, c.schedule.retry_backoff.to_string().as_str()), (3, "1 minute"));
         assert_eq!(c.schedule.run_timeout.to_string(), "2 hours");
         assert_eq!(c.monitor.interval.to_string(), "5 minutes");
         assert_eq!((c.log.file.to_str(), c.log.max_size_mb), (Some("/var/log/backup.log"), 50));
@@ -266,8 +281,8 @@ mod tests {
         let err = resolve(Some((p, "[schedule]\ntimezone = \"Mars/Olympus\"\n")), &env(&[]), &Overrides::default())
             .unwrap_err();
         assert!(err.to_string().contains("Mars/Olympus"), "{err}");
-        let err = resolve(Some((p, "[schedule]\nretries = 0\n")), &env(&[]), &Overrides::default()).unwrap_err();
-        assert!(err.to_string().contains("retries must be at least 1"), "{err}");
+        let c = resolve(Some((p, "[schedule]\nretries = 0\n")), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.schedule.retries, 0, "no retry: one attempt");
     }
 
     // covers: FR-4.6, FR-15.5

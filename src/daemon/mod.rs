@@ -113,16 +113,22 @@ pub fn schedule_of(config: &Config) -> crate::Result<Schedule> {
         .map_err(|m| Error::Config(ConfigError::Invalid(m)))
 }
 
+/// The target of [`log_event`]'s lines: the commands that also print the
+/// same events on stderr keep them out of their stderr log.
+pub const RUN_LOG: &str = "lifeboat::run";
+
 /// Engine events as log lines: steps and details at info/debug, warnings
 /// at warn. Counters (bytes, totals) are the progress bar's, not the log's.
+/// The daemon's log, and `[log] file` of `backup`, `send`, `prune` and
+/// `restore` (`cli::logging::init_command`), are made of these.
 pub fn log_event(e: Event) {
     match e {
-        Event::Step(s) => tracing::info!(step = s, "step"),
-        Event::Warning(w) => tracing::warn!("{w}"),
+        Event::Step(s) => tracing::info!(target: RUN_LOG, step = s, "step"),
+        Event::Warning(w) => tracing::warn!(target: RUN_LOG, "{w}"),
         Event::Table { name, rows, closure_rows, bytes } => {
-            tracing::info!(table = %name, rows, closure_rows, bytes, "table written")
+            tracing::info!(target: RUN_LOG, table = %name, rows, closure_rows, bytes, "table written")
         }
-        Event::Detail(d) => tracing::debug!("{d}"),
+        Event::Detail(d) => tracing::debug!(target: RUN_LOG, "{d}"),
         Event::Totals { .. } | Event::Bytes(_) => {}
     }
 }
@@ -269,7 +275,8 @@ impl Scheduler {
         Scheduler {
             schedule,
             catch_up: cfg.catch_up,
-            attempts: cfg.retries.max(1),
+            // One attempt plus `retries`.
+            attempts: cfg.retries.saturating_add(1),
             backoff: cfg.retry_backoff.approx_duration(),
             run_timeout: cfg.run_timeout.approx_duration(),
             grace: cfg.shutdown_grace.approx_duration(),
@@ -329,7 +336,7 @@ impl Scheduler {
         }
     }
 
-    /// One scheduled run: attempts with exponential back-off, all within
+    /// One scheduled run: attempts `retry_backoff` apart, all within
     /// `run_timeout`; on stop, the attempt in flight gets the grace period.
     async fn slot(&self, trigger: Trigger, stop: &mut watch::Receiver<bool>) -> Flow {
         struct Busy<'a>(&'a AtomicBool);
@@ -378,7 +385,7 @@ impl Scheduler {
             if ended != Attempt::Retry || attempt == self.attempts {
                 return Flow::Continue;
             }
-            let wait = self.backoff.saturating_mul(1 << (attempt - 1).min(16));
+            let wait = self.backoff;
             tracing::info!(attempt, wait_seconds = wait.as_secs(), "retrying after the back-off");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -526,27 +533,28 @@ mod tests {
 
     // covers: FR-1.7, TS-1.5
     #[tokio::test(start_paused = true)]
-    async fn retryable_failures_are_retried_with_doubling_back_off_up_to_the_attempts() {
+    async fn retryable_failures_are_retried_three_times_a_minute_apart_by_default() {
         let d = tempfile::tempdir().unwrap();
         let clock = Clock::virtual_at(utc("2026-12-01T18:59:00Z"));
-        let (job, seen) = recording_job(d.path(), clock, vec![Attempt::Retry, Attempt::Retry, Attempt::Retry]);
+        let (job, seen) = recording_job(d.path(), clock, vec![Attempt::Retry; 4]);
         let mut s = scheduler("0 2 * * *", "Asia/Bangkok", clock, job);
         s.catch_up = false;
         let (task, mut next_rx, stop_tx) = start(s, d.path());
         next_rx.changed().await.unwrap();
-        // 19:00 first attempt, 19:01 second, 19:03 third; then the next day.
+        // The seed's example: 02:00 (19:00 UTC) the attempt, 02:01, 02:02
+        // and 02:03 the three retries, then the alert; then the next day.
         tokio::time::sleep(Duration::from_secs(60 + 1)).await;
         assert_eq!(seen.lock().unwrap().len(), 1);
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(seen.lock().unwrap().len(), 2, "after 1 minute");
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert_eq!(seen.lock().unwrap().len(), 2, "the second back-off is 2 minutes");
-        tokio::time::sleep(Duration::from_secs(61)).await;
+        for n in 2..=4 {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(seen.lock().unwrap().len(), n, "retry {} one minute after the attempt before", n - 1);
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
         let attempts: Vec<_> = seen.lock().unwrap().iter().map(|o| (o.attempt, o.attempts)).collect();
-        assert_eq!(attempts, [(1, 3), (2, 3), (3, 3)], "3 attempts in all, the first included");
+        assert_eq!(attempts, [(1, 4), (2, 4), (3, 4), (4, 4)], "one attempt plus three retries");
         next_rx.changed().await.unwrap();
         assert_eq!(*next_rx.borrow(), Some(utc("2026-12-02T19:00:00Z")));
-        assert_eq!(seen.lock().unwrap().len(), 3);
+        assert_eq!(seen.lock().unwrap().len(), 4);
         stop_tx.send(true).unwrap();
         task.await.unwrap();
     }

@@ -159,28 +159,21 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         Ok(r) => r,
         Err(e) => {
             let retried = opts.attempt < opts.attempts && retry_worthy(&e);
-            // A scheduled run that found another run at work did nothing wrong.
-            let skipped = matches!(e, Error::Busy(_)) && opts.trigger != Trigger::Manual;
             if retried {
                 progress(Event::Warning(format!(
                     "attempt {} of {} failed with an error worth retrying; trying again after the back-off",
                     opts.attempt, opts.attempts
                 )));
-            } else if matches!(e, Error::Cancelled { .. }) {
-                // Stopped on purpose (SIGTERM after the grace period, Ctrl-C):
-                // recorded `aborted`, not a failure to alert about; the
-                // daemon's next start catches the missed run up. A run
-                // timeout is not this: it arrives as its own error.
-            } else if !skipped {
+            } else if crate::history::counts_for_health(status_of(&e)) {
                 let alert = backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
-                if matches!(e, Error::Busy(_)) {
-                    // Refused, recorded `skipped`: not a failed run, so no incident
-                    // (the monitor would close it again at once).
-                    channels::alert(config, &alert, true, progress);
-                } else {
-                    incidents::raise(config, &alert, true, progress);
-                }
+                incidents::raise(config, &alert, true, progress);
             }
+            // Otherwise the run is `aborted` (stopped on purpose: SIGTERM
+            // after the grace period, Ctrl-C; the daemon's next start catches
+            // the slot up) or `skipped` (refused: another run holds the store
+            // and is the backup). Neither is a failure: no alert, no `/fail`
+            // ping, no incident (FR-4.2). A run timeout is not `aborted`: it
+            // arrives as its own error.
             return Err(e);
         }
     };
@@ -196,7 +189,9 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     incidents::resolve(config, Kind::BackupFailed, progress);
     // Before retention, which must see a failed rehearsal (FR-6.7).
     super::rehearsal::after_backup(config, &report.archive, progress, cancel);
+    let pruning = Utc::now();
     let pruned = prune_after_success(config, &store, &report.archive, progress);
+    recording.retention(&pruned, &offsite.pruned, pruning);
     if delivery.status == Status::Failed {
         let alert = delivery_failed(config, &report, &delivery, recorder.lines());
         // Mail is what failed: the other channels carry this alert.
@@ -366,6 +361,26 @@ impl<'a> Recording<'a> {
         }
     }
 
+    /// What retention deleted after the run (locally and offsite), as its
+    /// `retention` step: one line per archive with the rule (FR-6.8).
+    fn retention(&self, local: &[Decision], remote: &[Decision], started: DateTime<Utc>) {
+        let Some((history, id)) = self.open.as_ref() else { return };
+        let lines: Vec<String> = local
+            .iter()
+            .map(|d| ("local", d))
+            .chain(remote.iter().map(|d| ("offsite", d)))
+            .map(|(place, d)| format!("deleted {} ({place}): {}", d.name, d.reason))
+            .collect();
+        if lines.is_empty() {
+            return;
+        }
+        let step =
+            StepRecord { step: "retention".into(), status: "ok".into(), started_at: started, finished_at: Utc::now() };
+        if let Err(e) = history.add_step(*id, &step, Some(&lines.join("\n"))) {
+            self.warn("what retention deleted is not recorded in the history", &e);
+        }
+    }
+
     /// The delivery's outcome of a recorded run.
     fn delivery(&self, d: &DeliveryReport) {
         let Some((history, id)) = self.open.as_ref() else { return };
@@ -413,18 +428,23 @@ fn outcome(result: &Result<BackupReport, Error>, duration_ms: u64) -> RunOutcome
             ..Default::default()
         },
         Err(e) => RunOutcome {
-            status: match e {
-                Error::Cancelled { .. } => "aborted",
-                // Another run holds the directory: this one did nothing.
-                Error::Busy(_) => "skipped",
-                _ => "failed",
-            },
+            status: status_of(e),
             // Filled in from the steps seen.
             failed_step: Some(String::new()),
             error: Some(format!("{e:#}")),
             duration_ms,
             ..Default::default()
         },
+    }
+}
+
+/// The status recorded for a run that ended with `e`.
+fn status_of(e: &Error) -> &'static str {
+    match e {
+        Error::Cancelled { .. } => "aborted",
+        // Another run holds the directory: this one did nothing.
+        Error::Busy(_) => "skipped",
+        _ => "failed",
     }
 }
 
@@ -451,7 +471,7 @@ fn backup_failed(config: &Config, e: &Error, opts: &RunOptions, step: &str, log_
     let dir = config.storage.dir.display();
     let retried = match (opts.attempts > 1, retry_worthy(e)) {
         (false, true) => "Nothing: a backup started by hand is not retried. This kind of error is often temporary, so running it again may succeed.".to_string(),
-        (true, true) => format!("{} attempt(s) with exponential back-off (schedule.retries = {}); this was the last.", opts.attempt, opts.attempts),
+        (true, true) => format!("{} attempt(s), schedule.retry_backoff apart (one attempt plus schedule.retries = {}); this was the last.", opts.attempt, opts.attempts - 1),
         (_, false) => "Nothing: this error does not go away by retrying; fix its cause first.".to_string(),
     };
     Alert {
@@ -480,7 +500,7 @@ fn delivery_failed(config: &Config, r: &BackupReport, d: &DeliveryReport, log_li
         step: "deliver".into(),
         error: d.error.clone().unwrap_or_default(),
         retried: format!(
-            "{} attempt(s) to {}, with back-off from {}.",
+            "{} attempt(s) to {}, {} apart.",
             d.attempts,
             config.email.display_server(),
             config.email.backoff

@@ -1,7 +1,7 @@
 //! Sending: lettre's blocking SMTP transport over rustls (STARTTLS that
 //! the server must offer, or implicit TLS), certificate and host name always
 //! verified (`ca_file` only adds a trust root), AUTH with the configured
-//! user, and `[email] attempts` tries with exponential back-off. Every
+//! user, and `[email] attempts` tries, `[email] backoff` apart. Every
 //! attempt and the server's reply are reported; the password never is.
 
 use std::time::Duration;
@@ -82,7 +82,7 @@ impl Mailer {
                 self.server
             )));
         }
-        let mut delay = self.backoff;
+        let delay = self.backoff;
         let mut last = String::new();
         for n in 1..=self.attempts {
             tracing::info!(attempt = n, of = self.attempts, server = %self.server, "sending the {what}");
@@ -104,7 +104,6 @@ impl Mailer {
                             delay.as_secs()
                         )));
                         std::thread::sleep(delay);
-                        delay = delay.saturating_mul(2);
                     } else {
                         progress(Event::Warning(format!("{what}: attempt {n}/{} failed: {last}", self.attempts)));
                     }

@@ -10,4 +10,4 @@
 pub mod markers;
 pub mod sqlite;
 
-pub use sqlite::{History, Incident, Outcome, RunRecord, StepRecord, Trigger};
+pub use sqlite::{counts_for_health, History, Incident, Outcome, RunRecord, StepRecord, Trigger, HEALTH_STATUSES};

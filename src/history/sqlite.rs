@@ -103,6 +103,22 @@ pub struct StepRecord {
     pub finished_at: DateTime<Utc>,
 }
 
+/// The statuses of runs that count for health (FR-4.2, FR-20.1): a run that
+/// finished, well (`success`) or not (`failed`, or `interrupted`: its
+/// process died). A run stopped on purpose (`aborted`: SIGTERM, Ctrl-C) and
+/// a run refused because another one held the store (`skipped`) are
+/// neither failures nor successes: they open no incident, send no alert
+/// and `check` looks past them (they stay in `list` and on the status
+/// page). `running` has not ended. The one rule: `check`, `/healthz`, the
+/// monitor, `/metrics` and retention's "prune only after a success" all
+/// read it through [`History::latest_finished`].
+pub const HEALTH_STATUSES: &[&str] = &["success", "failed", "interrupted"];
+
+/// Whether a run with `status` counts for health: see [`HEALTH_STATUSES`].
+pub fn counts_for_health(status: &str) -> bool {
+    HEALTH_STATUSES.contains(&status)
+}
+
 /// How a run ended, as [`History::finish`] records it.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -304,7 +320,18 @@ impl History {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction().map_err(|e| sql_err(&path, e))?;
+            // The write lock first, then the version again: another
+            // connection (the daemon's first monitor look beside its first
+            // run) may have applied this step in between, and running it
+            // twice fails on `CREATE TABLE`.
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sql_err(&path, e))?;
+            let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| sql_err(&path, e))?;
+            if applied as usize > i {
+                continue;
+            }
             tx.execute_batch(sql).map_err(|e| sql_err(&path, e))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| sql_err(&path, e))?;
             tx.commit().map_err(|e| sql_err(&path, e))?;
@@ -392,6 +419,19 @@ impl History {
         tx.commit().map_err(|e| sql_err(&path, e))
     }
 
+    /// Adds a step to run `id` after it was recorded (retention, which
+    /// runs after the run's outcome is written), with its detail.
+    pub fn add_step(&self, id: i64, s: &StepRecord, detail: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO run_steps (run_id, step, status, started_at, finished_at, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, s.step, s.status, ts(s.started_at), ts(s.finished_at), detail],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Records run `id`'s delivery outcome (`attached`, `link`, `failed`, …).
     pub fn set_delivery(&self, id: i64, status: &str) -> Result<()> {
         self.conn
@@ -431,15 +471,14 @@ impl History {
         self.query(&format!("SELECT {COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"), params![limit as i64])
     }
 
-    /// The newest run that ended (neither `running` nor `skipped`).
+    /// The newest run that counts for health ([`counts_for_health`]): the
+    /// last run that finished, looking past runs stopped on purpose
+    /// (`aborted`) and runs refused because another one held the store
+    /// (`skipped`).
     pub fn latest_finished(&self) -> Result<Option<RunRecord>> {
+        let counted = HEALTH_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
         Ok(self
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM runs WHERE status NOT IN ('running', 'skipped') ORDER BY id DESC LIMIT 1"
-                ),
-                [],
-            )?
+            .query(&format!("SELECT {COLUMNS} FROM runs WHERE status IN ({counted}) ORDER BY id DESC LIMIT 1"), [])?
             .pop())
     }
 
@@ -753,6 +792,17 @@ mod tests {
         assert_eq!((r.status.as_str(), r.finished_at), ("interrupted", Some(t0)));
         assert!(r.error.unwrap().contains("ended without finishing"));
         assert_eq!(h.mark_interrupted(t0).unwrap(), 0, "finished runs are left alone");
+        // Two connections opening a new history at once both migrate it.
+        let fresh = tempfile::tempdir().unwrap();
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let p = fresh.path().to_path_buf();
+                std::thread::spawn(move || History::open(&p).map(drop))
+            })
+            .collect();
+        for o in openers {
+            o.join().unwrap().unwrap();
+        }
         h.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(h);
         let err = History::open(d.path()).err().unwrap().to_string();

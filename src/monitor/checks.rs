@@ -9,10 +9,26 @@
 //! last archive outside `min_size_mb`–`max_size_mb` (`size_out_of_band`),
 //! or below half the median of the 7 good runs before it ("the dump
 //! suddenly got tiny", `size_anomaly`); less free space in the storage
-//! directory than twice the last archive (`low_disk`). [`incidents`] adds
+//! directory than twice the last archive (`low_disk`); the newest good
+//! archive no longer of the size its run recorded (`archive_changed`:
+//! truncated, overwritten). [`incidents`] adds
 //! what only the monitor alerts on, from the runs recorded: the last
 //! delivery failed (`delivery_failed`), the last restore rehearsal failed
 //! (`restore_test_failed`).
+//!
+//! Which runs count: the newest run that *finished* (`success`, `failed`,
+//! `interrupted`); a run stopped on purpose (`aborted`) or refused because
+//! another run held the store (`skipped`) is looked past, by the one rule
+//! [`counts_for_health`](crate::history::counts_for_health) that
+//! `/healthz`, the monitor and `/metrics` share through [`gather`].
+//!
+//! The archive check is the size only, on every `check` and every monitor
+//! look: one `stat`, cheap enough for a HEALTHCHECK every 30 s. Reading
+//! the whole archive to compare its hash is `lifeboat verify` (and the
+//! nightly restore rehearsal), not a health check's job. A newest archive
+//! that is gone altogether is not reported here (the history may describe
+//! an archive an operator moved on purpose); `lifeboat list` shows what
+//! the directory holds.
 //!
 //! The last success's time comes from `.last_backup_success` when it
 //! exists (it is what scripts read, and is written after the same verified
@@ -42,8 +58,11 @@ pub const FREE_SPACE_FACTOR: u64 = 2;
 pub struct Facts {
     pub last_success: Option<DateTime<Utc>>,
     pub last_size_bytes: Option<u64>,
-    /// The newest run that ended, when it did not succeed.
+    /// The newest run that counts for health, when it did not succeed.
     pub last_failure: Option<RunRecord>,
+    /// The newest good archive, when its file in the storage directory is no
+    /// longer of its recorded size: (name, recorded bytes, bytes on disk).
+    pub changed_archive: Option<(String, u64, u64)>,
     /// Sizes of the good runs before the last one, newest first (up to [`ANOMALY_WINDOW`]).
     pub previous_sizes: Vec<u64>,
     /// Bytes an unprivileged writer may still use in the storage directory.
@@ -71,10 +90,11 @@ pub enum Kind {
     DeliveryFailed,
     RestoreTestFailed,
     OffsiteFailed,
+    ArchiveChanged,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::NoSuccess,
         Kind::Stale,
         Kind::BackupFailed,
@@ -84,6 +104,7 @@ impl Kind {
         Kind::DeliveryFailed,
         Kind::RestoreTestFailed,
         Kind::OffsiteFailed,
+        Kind::ArchiveChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +118,7 @@ impl Kind {
             Kind::DeliveryFailed => "delivery_failed",
             Kind::RestoreTestFailed => "restore_test_failed",
             Kind::OffsiteFailed => "offsite_failed",
+            Kind::ArchiveChanged => "archive_changed",
         }
     }
 
@@ -137,6 +159,7 @@ pub fn gather(storage_dir: &Path) -> Result<Facts> {
         if let Some(last) = good.first() {
             facts.last_success = last.finished_at;
             facts.last_size_bytes = last.size_bytes;
+            facts.changed_archive = changed(storage_dir, last);
         }
         facts.previous_sizes = good.iter().skip(1).filter_map(|r| r.size_bytes).collect();
         facts.last_failure = h.latest_finished()?.filter(|r| r.status != "success");
@@ -153,6 +176,19 @@ pub fn gather(storage_dir: &Path) -> Result<Facts> {
         facts.last_size_bytes = m.size_mb.map(|mb| mb * MIB);
     }
     Ok(facts)
+}
+
+/// The newest good archive `run` wrote, when its file is no longer of the
+/// recorded size (one `stat`; see the module's notes).
+fn changed(storage_dir: &Path, run: &RunRecord) -> Option<(String, u64, u64)> {
+    let (name, recorded) = (run.archive.as_ref()?, run.size_bytes?);
+    // Only a plain file name is looked up: the history is input too.
+    if name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    // Gone, or unreadable metadata: not evidence of a change.
+    let on_disk = std::fs::symlink_metadata(storage_dir.join(name)).ok()?.len();
+    (on_disk != recorded).then(|| (name.clone(), recorded, on_disk))
 }
 
 /// [`gather`] then [`evaluate`] at `now`: what `lifeboat check` and
@@ -206,6 +242,16 @@ pub fn evaluate(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Health
                 "the last run (started {}) {}",
                 r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 r.summary()
+            ),
+        );
+    }
+    if let Some((name, recorded, on_disk)) = &f.changed_archive {
+        push(
+            Kind::ArchiveChanged,
+            format!(
+                "the newest archive {name} is {on_disk} bytes on disk, not the {recorded} bytes its run recorded: \
+                 it was truncated or replaced after the backup. Check the disk and who writes there, \
+                 `lifeboat verify` it, and run `lifeboat backup` now"
             ),
         );
     }
@@ -405,5 +451,66 @@ mod tests {
         assert_eq!(serde_json::to_value(Kind::SizeOutOfBand).unwrap(), "size_out_of_band");
         let d = tempfile::tempdir().unwrap();
         assert!(free_space(d.path()).unwrap() > 0);
+    }
+
+    /// Records one finished run in `dir`'s history.
+    fn record(h: &mut History, status: &'static str, archive: Option<(&str, u64)>, at: DateTime<Utc>) {
+        let id = h.start(crate::history::Trigger::Schedule, at).unwrap();
+        let o = crate::history::Outcome {
+            status,
+            archive: archive.map(|a| a.0.to_string()),
+            size_bytes: archive.map(|a| a.1),
+            error: (status != "success").then(|| format!("the run ended {status}")),
+            ..Default::default()
+        };
+        h.finish(id, at + chrono::Duration::seconds(5), &o, &[]).unwrap();
+    }
+
+    // covers: FR-4.2, FR-20.1, FR-23.2
+    #[test]
+    fn check_looks_past_aborted_and_skipped_runs_to_the_last_run_that_finished() {
+        let d = tempfile::tempdir().unwrap();
+        let limits = MonitorConfig { min_size_mb: 0, ..Default::default() };
+        let name = "critical_backup_20261201_020000.tar.gz";
+        std::fs::write(d.path().join(name), vec![7u8; 1000]).unwrap();
+        let t = Utc::now() - chrono::Duration::hours(2);
+        let mut h = History::open(d.path()).unwrap();
+        record(&mut h, "success", Some((name, 1000)), t);
+        record(&mut h, "aborted", None, t + chrono::Duration::minutes(30));
+        record(&mut h, "skipped", None, t + chrono::Duration::minutes(31));
+        let health = check(d.path(), &limits, Utc::now()).unwrap();
+        assert!(health.healthy, "aborted and skipped are neither failures nor successes: {:?}", health.reasons);
+        assert!(crate::history::counts_for_health("failed") && crate::history::counts_for_health("interrupted"));
+        assert!(!crate::history::counts_for_health("aborted") && !crate::history::counts_for_health("skipped"));
+
+        // A run that finished badly after them is the one that counts.
+        record(&mut h, "failed", None, t + chrono::Duration::minutes(40));
+        record(&mut h, "aborted", None, t + chrono::Duration::minutes(50));
+        let health = check(d.path(), &limits, Utc::now()).unwrap();
+        assert_eq!(health.problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [Kind::BackupFailed]);
+        assert!(health.reasons[0].contains("the run ended failed"), "{:?}", health.reasons);
+    }
+
+    // covers: FR-4.2, FR-4.3
+    #[test]
+    fn a_truncated_newest_archive_is_unhealthy_and_named() {
+        let d = tempfile::tempdir().unwrap();
+        let limits = MonitorConfig { min_size_mb: 0, ..Default::default() };
+        let name = "critical_backup_20261201_020000.tar.gz";
+        std::fs::write(d.path().join(name), vec![7u8; 1000]).unwrap();
+        let mut h = History::open(d.path()).unwrap();
+        record(&mut h, "success", Some((name, 1000)), Utc::now() - chrono::Duration::hours(1));
+        assert!(check(d.path(), &limits, Utc::now()).unwrap().healthy);
+
+        std::fs::write(d.path().join(name), vec![7u8; 600]).unwrap();
+        let health = check(d.path(), &limits, Utc::now()).unwrap();
+        assert_eq!(health.problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [Kind::ArchiveChanged]);
+        assert!(
+            health.reasons[0].contains(name) && health.reasons[0].contains("600 bytes on disk, not the 1000"),
+            "{:?}",
+            health.reasons
+        );
+        std::fs::remove_file(d.path().join(name)).unwrap();
+        assert!(check(d.path(), &limits, Utc::now()).unwrap().healthy, "gone is not reported (see the module)");
     }
 }

@@ -258,6 +258,7 @@ fn title(kind: Kind) -> &'static str {
         Kind::DeliveryFailed => "backup mail not delivered",
         Kind::RestoreTestFailed => "restore rehearsal failed",
         Kind::OffsiteFailed => "backup not copied offsite",
+        Kind::ArchiveChanged => "newest archive changed on disk",
     }
 }
 
@@ -291,6 +292,11 @@ fn next_steps(kind: Kind, config: &Config) -> Vec<String> {
             "The archive is kept, but it does not count as good for retention.",
             "Check that the scratch server of [verify] restore_test_url is up and its role has CREATEDB.",
             "Rehearse by hand to see every problem: lifeboat verify <archive> --restore-test <url>",
+        ],
+        Kind::ArchiveChanged => &[
+            "The newest archive no longer is what the backup wrote and verified: do not count on it.",
+            "Check the disk (`dmesg`, free space) and who else writes to the storage directory.",
+            "Run `lifeboat backup` now for a new verified archive; `lifeboat verify <archive>` checks the others.",
         ],
         Kind::OffsiteFailed => &[
             "The backup itself is good and kept locally; the next run uploads every archive whose offsite copy is missing.",

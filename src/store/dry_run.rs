@@ -50,6 +50,10 @@ impl<S: Store> Store for DryRun<S> {
         Ok(RunLock::new(()))
     }
 
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+
     fn scratch_dir(&self) -> &Path {
         self.scratch.path()
     }

@@ -91,4 +91,9 @@ pub trait Store {
     fn delete(&self, name: &str) -> Result<()>;
     /// The key that signs this store's archives (created on first use).
     fn signer(&self) -> Result<crate::archive::signature::Signer>;
+    /// Whether writes and deletes are only recorded (a dry run): then
+    /// nothing is logged as done.
+    fn is_dry_run(&self) -> bool {
+        false
+    }
 }

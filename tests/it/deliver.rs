@@ -58,7 +58,9 @@ pub(crate) fn email_section(
     let pass_file = dir.join("smtp_pass");
     std::fs::write(&pass_file, format!("{password}\n")).unwrap();
     let ca = ca.map(|c| format!("ca_file = {}\n", toml_string(&c.to_string_lossy()))).unwrap_or_default();
+    // Short back-off, and 3 tries (not the default 4): the tests count them.
     let backoff = if extra.contains("backoff") { "" } else { "backoff = \"1s\"\n" };
+    let backoff = if extra.contains("attempts") { backoff.to_string() } else { format!("{backoff}attempts = 3\n") };
     format!(
         "[email]\nsmtp_host = \"localhost\"\nsmtp_port = {port}\ntls = \"{}\"\nusername = \"{USER}\"\n\
          password_file = {}\nfrom = \"Smart AI Hub Backup <{USER}>\"\nto = [\"{}\", \"{}\"]\n\

@@ -107,8 +107,8 @@ const DRILLS: &[Drill] = &[
     Drill {
         name: "daemon::postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once",
         spec: "TS-5.1, FR-1.7",
-        fault: "nothing listens on the database port when the daemon's scheduled (catch-up) run starts; `retries = 3`, `retry_backoff = \"1s\"`; `LIFEBOAT_LOG=trace`, webhook and ping URLs with tokens",
-        expected: "3 attempts with doubling back-off, then one `backup_failed` alert naming the refused connection; no archive, nothing partial, no secret (password, webhook or ping token) in alert or log",
+        fault: "nothing listens on the database port when the daemon's scheduled (catch-up) run starts; `retries = 2`, `retry_backoff = \"1s\"`; `LIFEBOAT_LOG=trace`, webhook and ping URLs with tokens",
+        expected: "3 attempts (one plus 2 retries) 1 s apart, then one `backup_failed` alert naming the refused connection; no archive, nothing partial, no secret (password, webhook or ping token) in alert or log",
         see_also: "deliver::a_failed_backup_alerts_with_step_and_cause_and_no_secret",
     },
     Drill {

@@ -442,3 +442,32 @@ fn a_failed_rehearsal_alerts_and_its_archive_is_not_good_for_retention() {
     no_secret_in(&w.mails(), &[SMTP_PASSWORD, RT_PASSWORD]);
     assert!(!err.contains(RT_PASSWORD));
 }
+
+/// The newest archive truncated after the backup (a full disk, a botched
+/// copy, someone's `> file`): `check` names it, and the monitor opens an
+/// incident and mails it (issue 19: `check` used to stay healthy).
+// covers: FR-4.2, FR-4.3, FR-4.6
+#[test]
+fn a_truncated_newest_archive_makes_check_unhealthy_and_the_monitor_alerts() {
+    if !smtp::aiosmtpd_available() {
+        return;
+    }
+    let w = Watched::new("inc_truncated", "min_size_mb = 0", "");
+    let archive = PathBuf::from(w.backup()["archive"].as_str().unwrap());
+    let name = archive.file_name().unwrap().to_str().unwrap().to_string();
+    assert_exit(&w.cmd(&["check"]), 0);
+    let bytes = std::fs::read(&archive).unwrap();
+    std::fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
+
+    let o = w.cmd(&["check"]);
+    assert_exit(&o, 1);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&name) && out.contains("not the") && out.contains("bytes its run recorded"), "{out}");
+
+    w.tick(Utc::now());
+    w.tick(Utc::now());
+    let n = w.notices();
+    assert_eq!(subjects(&n).len(), 1, "one alert: {:?}", subjects(&n));
+    assert!(n[0].subject.contains("newest archive changed on disk") && n[0].text.contains(&name), "{:?}", n[0]);
+    assert_eq!(w.open_kinds(), ["archive_changed"]);
+}

@@ -199,6 +199,7 @@ fn the_dockerfile_lints_clean_and_declares_the_runtime_contract() {
         "USER 1001:1001",
         "ENV TZ=Asia/Bangkok",
         "ENV LIFEBOAT_CONFIG=/etc/lifeboat/smart-ai-hub.toml",
+        "ENV LIFEBOAT_LOG__FILE=/var/log/backup.log",
         "COPY config/smart-ai-hub.toml /etc/lifeboat/smart-ai-hub.toml",
         "COPY scripts/backup-lightweight.sh scripts/send-backup-email.sh scripts/backup-monitor.sh /usr/local/bin/",
         "VOLUME [\"/backups\"]",
@@ -415,6 +416,10 @@ fn the_wrapper_scripts_run_the_lifeboat_subcommands_with_their_exit_codes() {
     let seeded = crate::flow::Seeded::with_config("kit_wrappers", "[monitor]\nmin_size_mb = 0\n");
     let (_bin, path) = path_with_lifeboat();
     let config = seeded.config.to_str().unwrap();
+    // The wrappers' default is the image's /var/log/backup.log: here a
+    // file of the test's own (the machine's /var/log is not the test's).
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("backup.log");
     // The wrapper with this build's lifeboat on PATH and none of the
     // developer's settings (as support::lifeboat).
     let wrapper = |script: &str, args: &[&str]| {
@@ -424,12 +429,22 @@ fn the_wrapper_scripts_run_the_lifeboat_subcommands_with_their_exit_codes() {
                 cmd.env_remove(&name);
             }
         }
-        cmd.env("PATH", &path).env("LIFEBOAT_CONFIG", config).args(args).output().unwrap()
+        cmd.env("PATH", &path)
+            .env("LIFEBOAT_CONFIG", config)
+            .env("LIFEBOAT_LOG__FILE", &log)
+            .args(args)
+            .output()
+            .unwrap()
     };
     for script in ["backup-lightweight.sh", "send-backup-email.sh", "backup-monitor.sh"] {
         let text = read(&format!("scripts/{script}"));
         assert!(text.contains("set -euo pipefail"), "{script}");
         assert!(text.contains("exec lifeboat "), "{script}");
+    }
+    // The commands that change the store log to the daemon's file by default (FR-25.5).
+    for script in ["backup-lightweight.sh", "send-backup-email.sh"] {
+        let text = read(&format!("scripts/{script}"));
+        assert!(text.contains("export LIFEBOAT_LOG__FILE=\"${LIFEBOAT_LOG__FILE-/var/log/backup.log}\""), "{script}");
     }
 
     // Before any backup: unhealthy, exit 1, the reason on stdout.
@@ -440,6 +455,11 @@ fn the_wrapper_scripts_run_the_lifeboat_subcommands_with_their_exit_codes() {
 
     let o = wrapper("backup-lightweight.sh", &["--no-deliver"]);
     assert_exit(&o, 0);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("lifeboat backup starts") && logged.contains("lifeboat backup finished, exit 0"),
+        "{logged}"
+    );
     let archives = seeded.stored();
     assert_eq!(archives.len(), 1, "{archives:?}");
 

@@ -329,3 +329,68 @@ fn a_successful_backup_applies_retention_and_a_failed_one_does_not() {
     assert_eq!(t.archives().len(), 4, "the new archive, the first and the two recent ones: {:?}", t.archives());
     assert!(recent.iter().all(|n| storage.join(n).exists()));
 }
+
+/// Every command that changes or reports on the store appends to `[log]
+/// file` in the daemon's format, and each deletion by retention is one line
+/// there naming the archive and the rule, and a `retention` step of the run.
+// covers: FR-6.8, FR-25.5, FR-25.1
+#[test]
+fn commands_on_the_store_and_every_retention_deletion_are_in_the_log_file_and_the_history() {
+    let t = Tiny::new("logfile", "min_size_mb = 0");
+    let log_path = t.dir.path().join("logs/backup.log");
+    let mut text = std::fs::read_to_string(&t.config).unwrap();
+    text.push_str(&format!("[log]\nfile = {}\n", support::toml_string(&log_path.to_string_lossy())));
+    std::fs::write(&t.config, text).unwrap();
+
+    let real = Path::new(t.backup()["archive"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
+    // keep_last = 3: the two recent ones and the first real one stay.
+    for d in [1, 2] {
+        plant(&t.storage(), &real, d);
+    }
+    let old = plant(&t.storage(), &real, 31);
+    let failed = t.failed_backup();
+    let o = t.cmd(&["backup"]);
+    assert_exit(&o, 0);
+    assert!(!stderr(&o).contains(" INFO "), "the run's lines go to the file, not twice to stderr:\n{}", stderr(&o));
+    assert!(!t.storage().join(&old).exists());
+    assert_exit(&t.cmd(&["prune"]), 0);
+    let send = t.cmd(&["send"]);
+    let restore = t.cmd(&[
+        "restore",
+        "/nonexistent/critical_backup_20260101_020000.tar.gz",
+        "--db",
+        "postgres://x@127.0.0.1:1/y",
+    ]);
+    assert_ne!(restore.status.code(), Some(0));
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for line in log.lines() {
+        let stamp = line.split_whitespace().next().unwrap_or("");
+        assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "no RFC 3339 timestamp: {line}");
+    }
+    assert_eq!(log.matches("lifeboat backup starts").count(), 3, "{log}");
+    assert_eq!(log.matches("lifeboat backup finished, exit 0").count(), 2, "{log}");
+    let failure =
+        log.lines().find(|l| l.contains("lifeboat backup failed (exit 2)")).unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        failure.contains(" ERROR ") && failed.contains("cannot connect") && failure.contains("cannot connect"),
+        "{failure}"
+    );
+    let deleted: Vec<&str> = log.lines().filter(|l| l.contains("retention deleted")).collect();
+    assert_eq!(deleted.len(), 1, "{log}");
+    assert!(
+        deleted[0].contains(&format!("retention deleted {old} from the storage directory: "))
+            && deleted[0].contains("older than retention_days = 30"),
+        "{}",
+        deleted[0]
+    );
+    assert!(log.contains("step step=\"verify\""), "the run's steps: {log}");
+    assert!(log.contains("lifeboat prune starts") && log.contains("lifeboat prune finished, exit 0"), "{log}");
+    assert!(log.contains(&format!("lifeboat send failed (exit {})", send.status.code().unwrap())), "{log}");
+    assert!(log.contains("mail is not configured"), "the cause is in the file: {log}");
+    assert!(log.contains("lifeboat restore failed"), "{log}");
+
+    let detail: String =
+        t.history().query_row("SELECT detail FROM run_steps WHERE step = 'retention'", [], |r| r.get(0)).unwrap();
+    assert!(detail.contains(&format!("deleted {old} (local): ")) && detail.contains("retention_days = 30"), "{detail}");
+}
