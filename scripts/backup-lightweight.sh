@@ -5,6 +5,6 @@
 # through (e.g. --no-deliver, --output-dir DIR); the exit code is lifeboat's
 # (0 done, 1 failed, 2 could not run, 3 archived but not delivered).
 #
-#   docker compose -f docker-compose.prod.yml exec backup backup-lightweight.sh
+#   docker compose -f docker-compose.prod.yml -f docker-compose.backup.yml exec backup backup-lightweight.sh
 set -euo pipefail
 exec lifeboat backup "$@"
