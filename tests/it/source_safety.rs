@@ -148,7 +148,7 @@ fn backup_role_sql(url: &str, vars: &[(&str, &str)]) -> std::process::Output {
     cmd.output().expect("cannot run psql")
 }
 
-// covers: SC-4.3, DS-2.3, FR-14.1, US-11/AC-3
+// covers: SC-4.3, FR-14.1, US-11/AC-3
 #[test]
 fn the_shipped_role_script_makes_a_role_that_backs_up_rehearses_and_sees_tables_added_later() {
     let s = Seeded::new("role_sql");
