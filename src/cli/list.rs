@@ -40,9 +40,23 @@ pub struct ListArgs {
     verify: bool,
 }
 
+/// A run stopped on purpose (`aborted`: SIGTERM, `docker stop`) since the
+/// last success. It left no archive and pages nobody, but an operator
+/// reading the list should see that a slot was made up by a later run (or
+/// is still to be).
+#[derive(Serialize)]
+struct Stopped {
+    run: i64,
+    started_at: String,
+    /// The step it was stopped in.
+    step: Option<String>,
+}
+
 #[derive(Serialize)]
 struct ListReport {
     archives: Vec<Listed>,
+    /// Runs aborted on purpose since the last successful one, newest first.
+    stopped: Vec<Stopped>,
 }
 
 pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
@@ -103,7 +117,22 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
             name,
         });
     }
-    emit(cli.json, &ListReport { archives }, |r| {
+    // Only the newest few runs are looked at: what matters is the gap since the last success.
+    let stopped = match &history {
+        Some(h) => h
+            .recent(20)?
+            .into_iter()
+            .take_while(|r| r.status != "success")
+            .filter(|r| r.status == "aborted")
+            .map(|r| Stopped {
+                run: r.id,
+                started_at: r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                step: r.failed_step,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    emit(cli.json, &ListReport { archives, stopped }, |r| {
         let remote_col = r.archives.iter().any(|a| a.remote.is_some());
         let mut s =
             format!("{:<44} {:>10} {:>10}  {:<9} {:<9} rehearsal\n", "archive", "age", "size", "verified", "delivery");
@@ -141,6 +170,15 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
         }
         if r.archives.is_empty() {
             s.push_str("(no archives)\n");
+        }
+        for st in &r.stopped {
+            s.push_str(&format!(
+                "stopped: run {} started {} was stopped on purpose{} and left no archive (not a failure: the next run \
+                 makes up for it)\n",
+                st.run,
+                st.started_at,
+                st.step.as_deref().map(|step| format!(" during {step}")).unwrap_or_default()
+            ));
         }
         s
     });

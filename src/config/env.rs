@@ -306,6 +306,8 @@ mod tests {
     /// directory holding `secret` (a password) and `url` (a database URL).
     const SAMPLES: &[(&str, &str, &str)] = &[
         ("database", "url", "postgres://u:pw@url-host:6000/db"),
+        // Two entries: a key file's path and, after the comma, a base64 key line.
+        ("restore", "trusted_keys", "{dir}/trusted.pub,{pk}"),
         ("database", "host", "db.example"),
         ("database", "name", "app"),
         ("database", "user", "backup"),
@@ -396,6 +398,8 @@ mod tests {
         std::fs::write(d.path().join("url"), "https://hooks.example/from-file\n").unwrap();
         std::fs::write(d.path().join("dburl"), "postgres://rt@scratch:6543/postgres\n").unwrap();
         std::fs::create_dir(d.path().join("templates")).unwrap();
+        let pk = minisign::KeyPair::generate_unencrypted_keypair().unwrap().pk.to_base64();
+        std::fs::write(d.path().join("trusted.pub"), format!("untrusted comment: a test key\n{pk}\n")).unwrap();
         let dir = d.path().to_str().unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         let sections = keys_of(None).expect("the top-level keys");
@@ -406,8 +410,10 @@ mod tests {
             let keys = keys_of(Some(section)).unwrap_or_else(|| panic!("[{section}] lists no keys"));
             for key in keys {
                 let var = format!("LIFEBOAT_{}__{}", section.to_uppercase(), key.to_uppercase());
-                let sample =
-                    SAMPLES.iter().find(|(s, k, _)| s == section && *k == key).map(|x| x.2.replace("{dir}", dir));
+                let sample = SAMPLES
+                    .iter()
+                    .find(|(s, k, _)| s == section && *k == key)
+                    .map(|x| x.2.replace("{dir}", dir).replace("{pk}", &pk));
                 let (value, expect) = match (defaults.get(section).and_then(|s| s.get(&key)), sample) {
                     (_, Some(v)) => (v.clone(), None),
                     (Some(toml::Value::Boolean(b)), None) => {

@@ -100,17 +100,62 @@ pub fn check_store_dir(dir: &Path) -> Result<bool> {
     let me = euid();
     if meta.uid() != me {
         return Err(Error::Refused(format!(
-            "{d} belongs to uid {}, not to the user lifeboat runs as (uid {me}): another user could have planted              the keys in it, so they are not used. If you did not create it, remove it (`rm -r {d}`) and lifeboat              creates a fresh one; if it is yours, `chown -R {me} {d} && chmod 700 {d}`",
+            "{d} belongs to uid {}, not to the user lifeboat runs as (uid {me}): another user could have planted \
+             the keys in it, so they are not used. If you did not create it, remove it (`rm -r {d}`) and lifeboat \
+             creates a fresh one; if it is yours, `chown -R {me} {d} && chmod 700 {d}`",
             meta.uid()
         )));
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(Error::Refused(format!(
-            "{d} has mode {mode:04o}: other users can write to it and plant keys, so they are not used; check              what is inside, then `chmod 700 {d}` and retry"
+            "{d} has mode {mode:04o}: other users can write to it and plant keys, so they are not used; check \
+             what is inside, then `chmod 700 {d}` and retry"
         )));
     }
     Ok(true)
+}
+
+/// Checks a store's public key before it is trusted because of where it
+/// lies (`<[storage] dir>/.lifeboat/signing.pub`): the key and its
+/// directory must each belong to the running user, root or the store
+/// directory's owner, and be writable by nobody else — as ssh's
+/// `StrictModes` asks of `authorized_keys`. Otherwise another local user
+/// (one who could create `.lifeboat/` in a shared or world-writable
+/// store, or write the file) could plant their own key and sign forged
+/// archives that `verify` and `restore` would then trust. Nothing is
+/// changed; the error says what is wrong and how to fix it.
+pub fn check_trust_anchor(key: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = key.parent().unwrap_or_else(|| Path::new("."));
+    let store_owner = dir.parent().and_then(|s| std::fs::metadata(s).ok()).map(|m| m.uid());
+    let me = euid();
+    for (path, what) in [(dir, "the key directory"), (key, "the store's public key")] {
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("reading {what}"), path, e))?;
+        let p = path.display();
+        if meta.file_type().is_symlink() {
+            return Err(Error::Refused(format!(
+                "{what} {p} is a symbolic link, so it is not trusted: lifeboat writes its keys as plain files; \
+                 replace it with the file itself"
+            )));
+        }
+        let uid = meta.uid();
+        if uid != me && uid != 0 && Some(uid) != store_owner {
+            return Err(Error::Refused(format!(
+                "{what} {p} belongs to uid {uid}, neither the user lifeboat runs as (uid {me}), root nor the \
+                 store's owner: another user could have planted it, so it is not trusted. Check it, then \
+                 `chown` it to the store's owner, or trust the key explicitly with --trusted-key FILE"
+            )));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(Error::Refused(format!(
+                "{what} {p} has mode {mode:04o}: other users can write to it and plant a key, so it is not \
+                 trusted; check it, then `chmod go-w {p}`"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a store secret lifeboat itself made: opened without following a
@@ -120,15 +165,13 @@ pub fn check_store_dir(dir: &Path) -> Result<bool> {
 fn read_own_secret(path: &Path, what: &str) -> Result<Vec<u8>> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let p = path.display();
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
     {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(Error::Refused(format!(
-                "{what} {p} is a symbolic link; lifeboat makes its keys as plain files and never follows a link                  there (another user could have planted it): remove it (`rm {p}`) and retry"
+                "{what} {p} is a symbolic link; lifeboat makes its keys as plain files and never follows a link \
+                 there (another user could have planted it): remove it (`rm {p}`) and retry"
             )))
         }
         Err(e) => return Err(Error::io(format!("reading {what}"), path, e)),
@@ -141,7 +184,9 @@ fn read_own_secret(path: &Path, what: &str) -> Result<Vec<u8>> {
     let me = euid();
     if meta.uid() != me {
         return Err(Error::Refused(format!(
-            "{what} {p} belongs to uid {}, not to the user lifeboat runs as (uid {me}), so it is not used: another              user could have planted it. If you did not create it, remove it (`rm {p}`); if it is yours,              `chown {me} {p}`",
+            "{what} {p} belongs to uid {}, not to the user lifeboat runs as (uid {me}), so it is not used: another \
+             user could have planted it. If you did not create it, remove it (`rm {p}`); if it is yours, \
+             `chown {me} {p}`",
             meta.uid()
         )));
     }

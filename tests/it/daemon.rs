@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::faults::{big_db, proxied};
-use crate::flow::{assert_exit, run, stderr};
+use crate::flow::{assert_exit, json, run, stderr};
 
 use crate::support::{self, TestDb, Trigger};
 
@@ -552,7 +552,7 @@ fn alerts_seen(sink: &crate::support::http_sink::HttpSink) -> Vec<String> {
         .collect()
 }
 
-// covers: FR-4.2, FR-4.3, FR-20.1, FR-23.2, FR-1.4
+// covers: FR-4.2, FR-4.3, FR-20.1, FR-20.3, FR-23.2, FR-1.4
 #[test]
 fn a_graceful_stop_and_a_refused_manual_run_page_nobody_and_check_looks_past_them() {
     use crate::support::smtp::{self, Mode, TlsServer};
@@ -612,9 +612,14 @@ fn a_graceful_stop_and_a_refused_manual_run_page_nobody_and_check_looks_past_the
     let statuses: Vec<String> = runs(&storage).into_iter().map(|(_, s)| s).collect();
     assert_eq!(statuses, ["success", "aborted", "skipped"]);
 
-    // 3. `check` right after: the last run that finished was good.
+    // 3. `check` right after: the last run that finished was good; `list`
+    //    still shows the stopped run (it left no archive), as not a failure.
     let check = run(&["--config", cfg.to_str().unwrap(), "check"]);
     assert_exit(&check, 0);
+    let list = run(&["--config", cfg.to_str().unwrap(), "list"]);
+    assert_exit(&list, 0);
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(listed.contains("stopped: run 2 ") && listed.contains("not a failure"), "{listed}");
 
     // 4. Restart without catch-up: the monitor looks (every second) and finds nothing to page about.
     let cfg = cfg_for(&db.url, "catch_up = false\n", false);
@@ -636,6 +641,8 @@ fn a_graceful_stop_and_a_refused_manual_run_page_nobody_and_check_looks_past_the
     assert_eq!(exit_code(daemon, Duration::from_secs(30)), Some(0));
     let statuses: Vec<(String, String)> = runs(&storage);
     assert_eq!(statuses[3], ("catch-up".to_string(), "success".to_string()), "{statuses:?}");
+    let list = run(&["--json", "--config", cfg.to_str().unwrap(), "list"]);
+    assert_eq!(json(&list)["stopped"], serde_json::json!([]), "made up by the catch-up: nothing left to show");
 
     assert_eq!(alert_mails(), Vec::<String>::new(), "no failure mail, no recovery notice");
     assert_eq!(server.messages().len(), 1, "the catch-up's success mail only");

@@ -447,6 +447,56 @@ fn a_key_planted_beside_a_forged_archive_is_not_trusted() {
     assert!(!marker.exists() && no_tables(&db));
 }
 
+// covers: FR-7.14, SC-11.3
+#[test]
+fn a_key_planted_in_the_configured_stores_key_directory_by_another_user_is_not_trusted() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("pwned");
+    let mut forger = None;
+    let (_d, forged) = copy_outside(|m| {
+        plant_program_copy(m, &marker);
+        forger = Some(resign_with_other_key(m));
+    });
+    let forger = forger.unwrap();
+    // The configured store, where another local user got to create
+    // `.lifeboat/` first (a shared or world-writable backup directory) and
+    // put their own public key in it.
+    let host = tempfile::tempdir().unwrap();
+    let store = host.path().join("store");
+    let keys = store.join(".lifeboat");
+    std::fs::create_dir_all(&keys).unwrap();
+    let planted = keys.join("signing.pub");
+    std::fs::write(&planted, format!("untrusted comment: planted\n{}\n", forger.to_base64())).unwrap();
+    let config =
+        support::write_config(host.path(), &format!("[storage]\ndir = {}\n", toml_string(&store.to_string_lossy())));
+    let verify = || run(&["--config", config.to_str().unwrap(), "verify", forged.to_str().unwrap()]);
+    let set_mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+
+    // Owned by another user (nobody), writable by all.
+    chown(&keys, Some(65534), Some(65534)).unwrap();
+    set_mode(&keys, 0o777);
+    let o = verify();
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("belongs to uid 65534") && err.contains("not trusted"), "{err}");
+
+    // Ours again, but the key file is writable by everyone.
+    chown(&keys, Some(0), Some(0)).unwrap();
+    set_mode(&keys, 0o700);
+    set_mode(&planted, 0o666);
+    let o = verify();
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("mode 0666"), "{}", stderr(&o));
+
+    // The same key, kept as lifeboat keeps it: trusted, so the forger's
+    // signature checks (the test's control: only the ownership refused it).
+    set_mode(&planted, 0o644);
+    let o = verify();
+    assert_exit(&o, 0);
+    assert!(!marker.exists());
+}
+
 // covers: FR-7.14, US-4/AC-12
 #[test]
 fn another_host_restores_with_only_restore_trusted_keys() {
