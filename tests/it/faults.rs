@@ -530,12 +530,15 @@ fn pgconnect_timeout_bounds_source_and_target_and_url_passwords_are_warned_about
     let o = flow::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
     let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    let key = flow::its_store_key(&archive);
 
     // No connect_timeout anywhere but libpq's variable: 2 s, not the default 10 s.
     let secret = "Zq9-url-pw";
     let target = format!("postgres://postgres:{secret}@127.0.0.1:{}/app", silent.port());
     let run = run_bounded(
-        support::lifeboat().args(["restore", &archive, "--db", &target]).env("PGCONNECT_TIMEOUT", "2"),
+        support::lifeboat()
+            .args(["restore", &archive, "--db", &target, "--trusted-key", &key])
+            .env("PGCONNECT_TIMEOUT", "2"),
         Duration::from_secs(30),
     );
     run.assert_within(Duration::from_secs(7));
@@ -561,7 +564,14 @@ fn pgconnect_timeout_bounds_source_and_target_and_url_passwords_are_warned_about
     assert!(stderr(&run.output).contains("timed out after 2.0s"), "{}", stderr(&run.output));
 
     // An unencoded @ in the password: named, and its tail never shown as the host.
-    let o = flow::run(&["restore", &archive, "--db", "postgres://postgres:Zq9@tail-of-pw@127.0.0.1:1/app"]);
+    let o = flow::run(&[
+        "restore",
+        &archive,
+        "--db",
+        "postgres://postgres:Zq9@tail-of-pw@127.0.0.1:1/app",
+        "--trusted-key",
+        &key,
+    ]);
     assert_exit(&o, 2);
     let err = stderr(&o);
     assert!(err.contains("percent-encode special characters (@ # : / ?) in the URL password"), "{err}");
