@@ -306,6 +306,16 @@ pub(super) fn env_layer(
         out.insert("remote".into(), toml::Value::Table(remote));
     }
     expand_url(&mut top, "LIFEBOAT_DATABASE__URL")?;
+    // A password belongs to its user: LIFEBOAT_DATABASE__USER naming
+    // another user than POSTGRES_* (or DATABASE_URL) does not take theirs.
+    if let (Some(toml::Value::Table(low)), Some(toml::Value::Table(high))) =
+        (out.get_mut("database"), top.get("database"))
+    {
+        let other_user = matches!((low.get("user"), high.get("user")), (Some(l), Some(h)) if l != h);
+        if other_user && !high.contains_key("password") && !high.contains_key("password_file") {
+            low.remove("password");
+        }
+    }
     overlay(&mut out, top);
     Ok(out)
 }
@@ -581,7 +591,9 @@ mod shared_env_file {
         assert_eq!(c.database.password.as_ref().unwrap().expose(), "b-pw");
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
         e.push(("LIFEBOAT_DATABASE__USER", "other"));
-        assert_eq!(ok(&e).database.user, "other", "LIFEBOAT_DATABASE__* beats BACKUP_DATABASE_URL");
+        let c = ok(&e);
+        assert_eq!(c.database.user, "other", "LIFEBOAT_DATABASE__* beats BACKUP_DATABASE_URL");
+        assert!(c.database.password.is_none(), "another user's password");
 
         // A password belongs to its user: POSTGRES_USER without a password
         // does not take the application's.
