@@ -110,7 +110,7 @@ const DEPLOYMENT_NAMES: &[(&str, &str, &str)] = &[
 /// one to use instead). Set, they are a warning, never silently ignored.
 pub(crate) const LOOKALIKES: &[(&str, &str)] = &[
     ("BACKUP_KEEP_DAYS", "BACKUP_RETENTION_DAYS (or LIFEBOAT_RETENTION__RETENTION_DAYS)"),
-    ("BACKUP_DIR", "LIFEBOAT_STORAGE__DIR"),
+    ("BACKUP_DIR", "LIFEBOAT_STORAGE__DIR (or [storage] dir in the config file)"),
     ("SCHEDULE", "BACKUP_SCHEDULE (or LIFEBOAT_SCHEDULE__CRON)"),
 ];
 
@@ -454,6 +454,7 @@ mod tests {
         ("http", "basic_auth_password", "pw"),
         ("http", "basic_auth_password_file", "{dir}/secret"),
         ("encryption", "recipients", "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"),
+        ("restore", "trusted_keys", "RWRvuHhskXPq98j5sIdkH1rBwOjIe/21vjErKeUTGPYU46p8msjgOOf6"),
         ("remote", "url", "s3://bucket/prefix"),
         ("remote", "endpoint", "http://127.0.0.1:8333"),
         ("remote", "access_key_id", "AKIAEXAMPLE"),

@@ -1089,6 +1089,7 @@ fn the_runtime_root_of_the_dockerfile_runs_check_and_a_backup_as_uid_1001() {
     assert_exit(&o, 0);
     for line in [
         "HEALTHCHECK (lifeboat check) before the first backup: exit 1",
+        "container-smoke: config: database lifeboat_smoke_",
         "archive verified; made by pg_dump 15.",
         "HEALTHCHECK after the backup: exit 0",
         "all checks passed",
