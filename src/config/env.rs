@@ -114,10 +114,16 @@ pub(crate) const LOOKALIKES: &[(&str, &str)] = &[
     ("SCHEDULE", "BACKUP_SCHEDULE (or LIFEBOAT_SCHEDULE__CRON)"),
 ];
 
+/// A connection field as text: a port is a number from a URL and a text
+/// from `POSTGRES_PORT`, and the two must compare equal.
+fn field(t: &toml::Table, k: &str) -> Option<String> {
+    t.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+}
+
 /// `user@host:port/name` of the connection fields a layer sets (the
 /// missing ones left out), for the warning: never the password.
 fn target_of(t: &toml::Table) -> String {
-    let f = |k: &str| t.get(k).and_then(|v| v.as_str().map(str::to_string).or_else(|| Some(v.to_string())));
+    let f = |k: &str| field(t, k);
     let mut out = String::new();
     if let Some(u) = f("user") {
         out.push_str(&format!("{u}@"));
@@ -186,7 +192,7 @@ fn database_layer(env: &BTreeMap<String, String>, warnings: &mut Vec<String>) ->
     };
     let differs = ["host", "port", "name", "user"]
         .iter()
-        .any(|k| matches!((app.get(*k), backup.get(*k)), (Some(a), Some(b)) if a.to_string() != b.to_string()));
+        .any(|k| matches!((field(&app, k), field(&backup, k)), (Some(a), Some(b)) if a != b));
     let (app_target, backup_target) = (target_of(&app), target_of(&backup));
     overlay_section(&mut db, app);
     overlay_section(&mut db, backup);
@@ -581,7 +587,12 @@ mod shared_env_file {
         assert!(!w[0].contains("app-pw") && !w[0].contains("pg-pw"), "{}", w[0]);
 
         // The same database: no warning.
-        let same = ok(&[("DATABASE_URL", "postgres://app:pw@db:5432/app"), ("POSTGRES_DB", "app")]);
+        let same = ok(&[
+            ("DATABASE_URL", "postgres://app:pw@db:5432/app"),
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_PORT", "5432"),
+            ("POSTGRES_DB", "app"),
+        ]);
         assert!(same.warnings.is_empty(), "{:?}", same.warnings);
 
         // Lifeboat's own names beat both; BACKUP_DATABASE_URL is a choice: no warning.
