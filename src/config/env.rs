@@ -1,8 +1,10 @@
 //! The environment layer: libpq's `PG*` (with `PGSSLMODE`/`PGSSLROOTCERT`/
-//! `PGSSLCERT`/`PGSSLKEY`), the deployment's `POSTGRES_*`, `SMTP_*` and
-//! `ADMIN_EMAILS`, `DATABASE_URL` and `LIFEBOAT_<SECTION>__<KEY>`, mapped
-//! onto config keys (more specific names win), with `*_FILE` variants for
-//! secrets.
+//! `PGSSLCERT`/`PGSSLKEY`), the application's `DATABASE_URL`, the
+//! deployment's `POSTGRES_*`, `SMTP_*`, `SMTP_SECURE`, `ADMIN_EMAILS` and
+//! `BACKUP_*`, lifeboat's `BACKUP_DATABASE_URL` and
+//! `LIFEBOAT_<SECTION>__<KEY>`, mapped onto config keys (lifeboat's names
+//! win, then the backup's over the application's), with `*_FILE` variants
+//! for secrets, and warnings for look-alike variables lifeboat does not read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
