@@ -19,6 +19,13 @@ pub(super) fn run(cli: &Cli, args: &PlanArgs, progress: Progress, cancel: &Cance
     if let Some(line) = crate::offsite::check(&config)? {
         eprintln!("lifeboat: {}", crate::error::printable(&line));
     }
+    // The config's own warnings were printed once when it was read (on
+    // stderr, like every command's); the text plan does not repeat them.
+    // `--json` keeps them: a reader of the JSON sees one stream.
+    let mut plan = plan;
+    if !cli.json {
+        plan.warnings.retain(|w| !config.warnings.contains(w));
+    }
     emit(cli.json, &plan, render::plan);
     Ok(0)
 }

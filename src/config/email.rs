@@ -249,6 +249,24 @@ pub(super) fn deployment_env(
             t.insert(key.into(), toml::Value::String(v.trim().to_string()));
         }
     }
+    // nodemailer's `secure`: true is TLS from the first byte (port 465),
+    // false is STARTTLS (never a plain connection: that is `tls = "none"`).
+    if let Some(v) = env.get("SMTP_SECURE").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        let tls = match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => "tls",
+            "false" | "no" | "0" | "off" => "starttls",
+            _ => {
+                return Err(ConfigError::Env {
+                    name: "SMTP_SECURE".into(),
+                    message: format!(
+                        "{v:?} is not a boolean: true means TLS from the first byte (port 465), false STARTTLS \
+                         (port 587)"
+                    ),
+                })
+            }
+        };
+        t.insert("tls".into(), toml::Value::String(tls.into()));
+    }
     if let Some(p) = secret("SMTP_PASS")? {
         t.insert("password".into(), toml::Value::String(p));
     }

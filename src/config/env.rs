@@ -1,8 +1,10 @@
 //! The environment layer: libpq's `PG*` (with `PGSSLMODE`/`PGSSLROOTCERT`/
-//! `PGSSLCERT`/`PGSSLKEY`), the deployment's `POSTGRES_*`, `SMTP_*` and
-//! `ADMIN_EMAILS`, `DATABASE_URL` and `LIFEBOAT_<SECTION>__<KEY>`, mapped
-//! onto config keys (more specific names win), with `*_FILE` variants for
-//! secrets.
+//! `PGSSLCERT`/`PGSSLKEY`), the application's `DATABASE_URL`, the
+//! deployment's `POSTGRES_*`, `SMTP_*`, `SMTP_SECURE`, `ADMIN_EMAILS` and
+//! `BACKUP_*`, lifeboat's `BACKUP_DATABASE_URL` and
+//! `LIFEBOAT_<SECTION>__<KEY>`, mapped onto config keys (lifeboat's names
+//! win, then the backup's over the application's), with `*_FILE` variants
+//! for secrets, and warnings for look-alike variables lifeboat does not read.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,30 +98,83 @@ fn typed(defaults: &toml::Table, section: &str, key: &str, value: &str) -> Resul
     })
 }
 
-pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, ConfigError> {
+/// The deployment's names for lifeboat's settings, each below its
+/// `LIFEBOAT_<SECTION>__<KEY>`: (variable, section, key).
+const DEPLOYMENT_NAMES: &[(&str, &str, &str)] = &[
+    ("BACKUP_RETENTION_DAYS", "retention", "retention_days"),
+    ("BACKUP_SCHEDULE", "schedule", "cron"),
+    ("BACKUP_MAX_SIZE_MB", "monitor", "max_size_mb"),
+    ("BACKUP_MIN_SIZE_MB", "monitor", "min_size_mb"),
+    ("BACKUP_MAX_AGE_HOURS", "monitor", "max_age_hours"),
+];
+
+/// Variables that look like lifeboat's but are not read: (variable, the
+/// one to use instead). Set, they are a warning, never silently ignored.
+pub(crate) const LOOKALIKES: &[(&str, &str)] = &[
+    ("BACKUP_KEEP_DAYS", "BACKUP_RETENTION_DAYS (or LIFEBOAT_RETENTION__RETENTION_DAYS)"),
+    ("BACKUP_DIR", "LIFEBOAT_STORAGE__DIR (or [storage] dir in the config file)"),
+    ("SCHEDULE", "BACKUP_SCHEDULE (or LIFEBOAT_SCHEDULE__CRON)"),
+];
+
+/// A connection field as text: a port is a number from a URL and a text
+/// from `POSTGRES_PORT`, and the two must compare equal.
+fn field(t: &toml::Table, k: &str) -> Option<String> {
+    t.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+}
+
+/// `user@host:port/name` of the connection fields a layer sets (the
+/// missing ones left out), for the warning: never the password.
+fn target_of(t: &toml::Table) -> String {
+    let f = |k: &str| field(t, k);
+    let mut out = String::new();
+    if let Some(u) = f("user") {
+        out.push_str(&format!("{u}@"));
+    }
+    out.push_str(&f("host").unwrap_or_default());
+    if let Some(p) = f("port") {
+        out.push_str(&format!(":{p}"));
+    }
+    if let Some(n) = f("name") {
+        out.push_str(&format!("/{n}"));
+    }
+    out
+}
+
+/// The database layers of the environment, lowest first: libpq's `PG*`,
+/// the application's `DATABASE_URL`, the backup's `POSTGRES_*`, then
+/// lifeboat's own `BACKUP_DATABASE_URL` (`LIFEBOAT_DATABASE__*` goes on
+/// top later). When `DATABASE_URL` and `POSTGRES_*` name different
+/// databases (or users), a warning says which one the backup uses and why.
+fn database_layer(env: &BTreeMap<String, String>, warnings: &mut Vec<String>) -> Result<toml::Table, ConfigError> {
     let mut db = toml::Table::new();
     let s = |v: &str| toml::Value::String(v.to_string());
-
-    // Lowest first: libpq's names, then the deployment's, then DATABASE_URL.
-    for (host, port, name, user, pass) in [
-        ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD"),
-        ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"),
-    ] {
+    let mut named = |host: &str, port: &str, name: &str, user: &str, pass: &str| -> Result<toml::Table, ConfigError> {
         let mut layer = toml::Table::new();
         for (var, key) in [(host, "host"), (port, "port"), (name, "name"), (user, "user")] {
-            if let Some(v) = env.get(var) {
-                if key == "port" {
-                    super::parse_port(v).map_err(|message| ConfigError::Env { name: var.to_string(), message })?;
-                }
-                layer.insert(key.into(), s(v));
+            let Some(v) = env.get(var) else { continue };
+            if key == "port" {
+                super::parse_port(v).map_err(|message| ConfigError::Env { name: var.to_string(), message })?;
             }
+            if key == "name" && v.contains(',') {
+                // The postgres image's init scripts take a list; a backup
+                // is of one database.
+                warnings.push(format!(
+                    "{var} lists several databases ({v:?}), and lifeboat backs up one, so it is not used; set \
+                     LIFEBOAT_DATABASE__NAME (or BACKUP_DATABASE_URL) to the database to back up"
+                ));
+                continue;
+            }
+            layer.insert(key.into(), s(v));
         }
         if let Some(v) = env_secret(env, pass)? {
             layer.insert("password".into(), s(&v));
         }
-        overlay_section(&mut db, layer);
-    }
-    // libpq's TLS variables, below DATABASE_URL's own sslmode.
+        Ok(layer)
+    };
+    let libpq = named("PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD")?;
+    let backup = named("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")?;
+    overlay_section(&mut db, libpq);
+    // libpq's TLS variables, below the URLs' own sslmode.
     let mut tls = toml::Table::new();
     for (var, key) in
         [("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"), ("PGSSLCERT", "sslcert"), ("PGSSLKEY", "sslkey")]
@@ -133,25 +188,57 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
     if let Some(t) = super::url::pgconnect_timeout(env)? {
         db.insert("connect_timeout".into(), s(&format!("{}s", t.as_secs())));
     }
-    if let Some(url) = env_secret(env, "DATABASE_URL")? {
-        overlay_section(&mut db, url_fields(&url, "DATABASE_URL")?);
+    let app = match env_secret(env, "DATABASE_URL")? {
+        Some(url) => url_fields(&url, "DATABASE_URL")?,
+        None => toml::Table::new(),
+    };
+    let differs = ["host", "port", "name", "user"]
+        .iter()
+        .any(|k| matches!((field(&app, k), field(&backup, k)), (Some(a), Some(b)) if a != b));
+    let (app_target, backup_target) = (target_of(&app), target_of(&backup));
+    overlay_section(&mut db, app);
+    overlay_section(&mut db, backup);
+    let chosen = env.contains_key("BACKUP_DATABASE_URL")
+        || env.contains_key("BACKUP_DATABASE_URL_FILE")
+        || env.contains_key("LIFEBOAT_DATABASE__URL")
+        || env.contains_key("LIFEBOAT_DATABASE__URL_FILE");
+    if let Some(url) = env_secret(env, "BACKUP_DATABASE_URL")? {
+        overlay_section(&mut db, url_fields(&url, "BACKUP_DATABASE_URL")?);
+    }
+    if differs && !chosen {
+        warnings.push(format!(
+            "DATABASE_URL ({app_target}) and POSTGRES_* ({backup_target}) name different databases or users; the \
+             backup uses POSTGRES_*: the backup's own names win over the application's connection (and \
+             LIFEBOAT_DATABASE__* over both); set BACKUP_DATABASE_URL to choose explicitly"
+        ));
+    }
+    Ok(db)
+}
+
+pub(super) fn env_layer(
+    env: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Result<toml::Table, ConfigError> {
+    let db = database_layer(env, warnings)?;
+    for (var, instead) in LOOKALIKES {
+        if env.contains_key(*var) {
+            warnings.push(format!("{var} is set but lifeboat does not read it; use {instead}"));
+        }
     }
 
     let mut sections: BTreeMap<String, toml::Table> = BTreeMap::new();
     // (section, key) → the variable that set it, and whether its value came
     // from a secret file (then no message may show it).
     let mut origins: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
-    // The deployment's name; LIFEBOAT_RETENTION__RETENTION_DAYS (below) beats it.
-    if let Some(v) = env.get("BACKUP_RETENTION_DAYS") {
-        sections.entry("retention".into()).or_default().insert("retention_days".into(), s(v));
-        origins.insert(("retention".into(), "retention_days".into()), ("BACKUP_RETENTION_DAYS".into(), false));
-    }
-    // The deployment's name for the schedule; LIFEBOAT_SCHEDULE__CRON beats it.
-    if let Some(v) = env.get("BACKUP_SCHEDULE") {
-        sections.entry("schedule".into()).or_default().insert("cron".into(), s(v));
-        origins.insert(("schedule".into(), "cron".into()), ("BACKUP_SCHEDULE".into(), false));
-    }
     let defaults = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+    // The deployment's names; LIFEBOAT_<SECTION>__<KEY> (below) beats each.
+    for (var, section, key) in DEPLOYMENT_NAMES {
+        let Some(v) = env.get(*var).filter(|v| !v.trim().is_empty()) else { continue };
+        let v =
+            typed(&defaults, section, key, v).map_err(|message| ConfigError::Env { name: var.to_string(), message })?;
+        sections.entry(section.to_string()).or_default().insert(key.to_string(), v);
+        origins.insert((section.to_string(), key.to_string()), (var.to_string(), false));
+    }
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("LIFEBOAT_") else { continue };
         // LIFEBOAT_TEST_*: the test suite's own settings, not config overrides.
@@ -227,12 +314,26 @@ pub(super) fn env_layer(env: &BTreeMap<String, String>) -> Result<toml::Table, C
         out.insert("remote".into(), toml::Value::Table(remote));
     }
     expand_url(&mut top, "LIFEBOAT_DATABASE__URL")?;
+    // A password belongs to its user: LIFEBOAT_DATABASE__USER naming
+    // another user than POSTGRES_* (or DATABASE_URL) does not take theirs.
+    if let (Some(toml::Value::Table(low)), Some(toml::Value::Table(high))) =
+        (out.get_mut("database"), top.get("database"))
+    {
+        let other_user = matches!((low.get("user"), high.get("user")), (Some(l), Some(h)) if l != h);
+        if other_user && !high.contains_key("password") && !high.contains_key("password_file") {
+            low.remove("password");
+        }
+    }
     overlay(&mut out, top);
     Ok(out)
 }
 
+/// A layer's database fields over the lower ones'. A password belongs to
+/// its user: a layer that names another user without a password drops
+/// the lower password too (it would be the wrong user's).
 fn overlay_section(base: &mut toml::Table, top: toml::Table) {
-    if top.contains_key("password") {
+    let other_user = matches!((base.get("user"), top.get("user")), (Some(b), Some(t)) if b != t);
+    if top.contains_key("password") || other_user {
         base.remove("password");
         base.remove("password_file");
     }
@@ -456,5 +557,134 @@ mod tests {
         }
         assert!(failures.is_empty(), "{} of the keys failed:\n{}", failures.len(), failures.join("\n"));
         assert!(set > 80, "only {set} keys");
+    }
+}
+
+#[cfg(test)]
+mod shared_env_file {
+    use crate::config::email::SmtpTls;
+    use crate::config::{resolve, test_env as env, Config, Overrides};
+
+    fn ok(pairs: &[(&str, &str)]) -> Config {
+        resolve(None, &env(pairs), &Overrides::default()).unwrap()
+    }
+
+    /// Smart AI Hub's `.env.production`: the application's DATABASE_URL
+    /// beside the backup's POSTGRES_*.
+    const THEIRS: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgresql://username:app-pw@localhost:5432/smartaihub_prod"),
+        ("POSTGRES_HOST", "postgres"),
+        ("POSTGRES_PORT", "5432"),
+        ("POSTGRES_DB", "smart_ai_hub"),
+        ("POSTGRES_USER", "postgres"),
+        ("POSTGRES_PASSWORD", "pg-pw"),
+    ];
+
+    // covers: FR-11.4, FR-11.6
+    #[test]
+    fn the_backups_postgres_names_beat_the_applications_database_url_and_say_so_once() {
+        let c = ok(THEIRS);
+        let d = &c.database;
+        assert_eq!((d.host.as_str(), d.name.as_str(), d.user.as_str()), ("postgres", "smart_ai_hub", "postgres"));
+        assert_eq!(d.password.as_ref().unwrap().expose(), "pg-pw");
+        let w: Vec<&String> = c.warnings.iter().filter(|w| w.contains("DATABASE_URL")).collect();
+        assert_eq!(w.len(), 1, "{:?}", c.warnings);
+        assert!(w[0].contains("username@localhost:5432/smartaihub_prod"), "{}", w[0]);
+        assert!(w[0].contains("postgres@postgres:5432/smart_ai_hub") && w[0].contains("uses POSTGRES_*"), "{}", w[0]);
+        assert!(!w[0].contains("app-pw") && !w[0].contains("pg-pw"), "{}", w[0]);
+
+        // The same database: no warning.
+        let same = ok(&[
+            ("DATABASE_URL", "postgres://app:pw@db:5432/app"),
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_PORT", "5432"),
+            ("POSTGRES_DB", "app"),
+        ]);
+        assert!(same.warnings.is_empty(), "{:?}", same.warnings);
+
+        // Lifeboat's own names beat both; BACKUP_DATABASE_URL is a choice: no warning.
+        let mut e = THEIRS.to_vec();
+        e.push(("BACKUP_DATABASE_URL", "postgres://lifeboat_backup:b-pw@postgres:5432/smart_ai_hub"));
+        let c = ok(&e);
+        assert_eq!(c.database.user, "lifeboat_backup");
+        assert_eq!(c.database.password.as_ref().unwrap().expose(), "b-pw");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        e.push(("LIFEBOAT_DATABASE__USER", "other"));
+        let c = ok(&e);
+        assert_eq!(c.database.user, "other", "LIFEBOAT_DATABASE__* beats BACKUP_DATABASE_URL");
+        assert!(c.database.password.is_none(), "another user's password");
+
+        // A password belongs to its user: POSTGRES_USER without a password
+        // does not take the application's.
+        let c = ok(&[("DATABASE_URL", "postgres://app:app-pw@db/app"), ("POSTGRES_USER", "postgres")]);
+        assert_eq!(c.database.user, "postgres");
+        assert!(c.database.password.is_none(), "the application's password for another user");
+    }
+
+    // covers: FR-11.5, FR-11.6
+    #[test]
+    fn a_secret_set_directly_and_as_a_lifeboat_file_is_lifeboats_and_a_conflict_in_one_name_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("db_password");
+        std::fs::write(&f, "from-the-secret\n").unwrap();
+        let mut e = THEIRS.to_vec();
+        e.push(("LIFEBOAT_DATABASE__PASSWORD_FILE", f.to_str().unwrap()));
+        let c = ok(&e);
+        assert_eq!(c.database.password.as_ref().unwrap().expose(), "from-the-secret");
+        let err = resolve(
+            None,
+            &env(&[("POSTGRES_PASSWORD", "pw"), ("POSTGRES_PASSWORD_FILE", f.to_str().unwrap())]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE") && err.contains("set only one"), "{err}");
+    }
+
+    // covers: FR-11.4, FR-11.6, FR-4.2
+    #[test]
+    fn backup_size_and_age_limits_and_smtp_secure_are_honoured_below_lifeboats_names() {
+        let c = ok(&[
+            ("BACKUP_MAX_SIZE_MB", "300"),
+            ("BACKUP_MIN_SIZE_MB", "2"),
+            ("BACKUP_MAX_AGE_HOURS", "49"),
+            ("SMTP_SECURE", "true"),
+        ]);
+        assert_eq!((c.monitor.max_size_mb, c.monitor.min_size_mb, c.monitor.max_age_hours), (300, 2, 49));
+        assert_eq!(c.email.tls, SmtpTls::Tls);
+        assert_eq!(ok(&[("SMTP_SECURE", "false")]).email.tls, SmtpTls::Starttls);
+        let c = ok(&[
+            ("BACKUP_MAX_SIZE_MB", "300"),
+            ("LIFEBOAT_MONITOR__MAX_SIZE_MB", "400"),
+            ("SMTP_SECURE", "false"),
+            ("LIFEBOAT_EMAIL__TLS", "tls"),
+        ]);
+        assert_eq!((c.monitor.max_size_mb, c.email.tls), (400, SmtpTls::Tls));
+        for (var, value) in [("BACKUP_MIN_SIZE_MB", "one"), ("SMTP_SECURE", "maybe")] {
+            let err = resolve(None, &env(&[(var, value)]), &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains(var), "{err}");
+        }
+    }
+
+    // covers: FR-11.6
+    #[test]
+    fn a_variable_that_looks_like_lifeboats_but_is_not_is_a_warning_naming_the_one_to_use() {
+        let c = ok(&[
+            ("BACKUP_KEEP_DAYS", "7"),
+            ("BACKUP_DIR", "/srv/backups"),
+            ("SCHEDULE", "0 3 * * *"),
+            ("POSTGRES_DB", "smart_ai_hub,analytics"),
+        ]);
+        let all = c.warnings.join("\n");
+        for (var, instead) in [
+            ("BACKUP_KEEP_DAYS", "BACKUP_RETENTION_DAYS"),
+            ("BACKUP_DIR", "LIFEBOAT_STORAGE__DIR"),
+            ("SCHEDULE", "BACKUP_SCHEDULE"),
+            ("POSTGRES_DB", "LIFEBOAT_DATABASE__NAME"),
+        ] {
+            assert!(c.warnings.iter().any(|w| w.starts_with(var) && w.contains(instead)), "{var}: {all}");
+        }
+        assert_eq!(c.database.name, crate::config::DatabaseConfig::default().name, "a list is not a database name");
+        assert_eq!(c.storage.dir, std::path::PathBuf::from("backups"), "BACKUP_DIR is not read");
     }
 }

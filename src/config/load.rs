@@ -43,7 +43,8 @@ pub fn resolve(
         overlay(&mut merged, t);
     }
 
-    overlay(&mut merged, env_layer(env)?);
+    let mut env_warnings = Vec::new();
+    overlay(&mut merged, env_layer(env, &mut env_warnings)?);
 
     if let Some(url) = &flags.database_url {
         let mut t = toml::Table::new();
@@ -61,6 +62,7 @@ pub fn resolve(
     let log_configured = merged.get("log").and_then(|l| l.get("file")).is_some();
     let mut warnings = terse_minute_windows(&merged);
     warnings.extend(tz_warnings);
+    warnings.extend(env_warnings);
     let mut config: Config = toml::Value::Table(merged)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
@@ -294,7 +296,7 @@ dir = "/file/backups"
         assert_eq!(
             (c.database.port, c.database.name.as_str()),
             (6000, "url_db"),
-            "DATABASE_URL beats POSTGRES_* and the file; Prisma's ?schema is ignored"
+            "DATABASE_URL fills what POSTGRES_* leaves out, and beats the file; Prisma's ?schema is ignored"
         );
         assert_eq!(c.database.password.as_ref().unwrap().expose(), "url-secret");
 

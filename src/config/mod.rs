@@ -9,8 +9,10 @@
 //! the valid keys, and a typo in a `LIFEBOAT_*` variable names the variable.
 //! The layers are then merged as TOML tables and deserialized once.
 //!
-//! Within the environment layer the more specific names win:
-//! `LIFEBOAT_<SECTION>__<KEY>` > `DATABASE_URL` > `POSTGRES_*` > libpq's `PG*`.
+//! Within the environment layer lifeboat's own names win, then the backup's
+//! over the application's: `LIFEBOAT_<SECTION>__<KEY>` > `BACKUP_DATABASE_URL`
+//! > `POSTGRES_*` > `DATABASE_URL` (the application's, in a shared env file)
+//! > libpq's `PG*`.
 //! A database URL expands into host/port/name/user/password at its own layer;
 //! keys set explicitly in the same layer win over the URL's parts. `password`
 //! and `password_file` are one setting: a layer that sets either replaces both.

