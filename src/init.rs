@@ -26,6 +26,7 @@
 //! full parent is flagged in its reason with the rows the window leaves out
 //! (counted by the plan in [`run`]).
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::Path;
 
@@ -345,27 +346,48 @@ fn describe_size(bytes: i64, rows: Option<i64>) -> String {
     }
 }
 
-/// The table whose mode a table takes: itself, or for a partition the
-/// partitioned table at the top.
-fn root(catalog: &Catalog, mut oid: u32) -> u32 {
-    while let Some(parent) = catalog.table(oid).partition_of {
-        oid = parent;
-    }
-    oid
+/// The foreign keys between the tables that get a mode (a partition's
+/// counts as its top parent's), built once: lookups in the catalog are
+/// linear, and a schema may have thousands of tables.
+struct Edges {
+    /// Table → the tables whose foreign keys point at it, itself excluded.
+    referrers: HashMap<u32, Vec<u32>>,
+    /// Table → the tables its foreign keys point at, itself excluded.
+    parents: HashMap<u32, Vec<u32>>,
 }
 
-/// The tables (by their root) whose foreign keys point at `oid`, itself excluded.
-fn referrer_oids(catalog: &Catalog, oid: u32) -> Vec<u32> {
-    let mut out: Vec<u32> = catalog
-        .foreign_keys
-        .iter()
-        .filter(|fk| root(catalog, fk.parent) == oid)
-        .map(|fk| root(catalog, fk.child))
-        .filter(|c| *c != oid)
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+impl Edges {
+    fn new(catalog: &Catalog) -> Edges {
+        let partition_of: HashMap<u32, u32> =
+            catalog.tables.iter().filter_map(|t| t.partition_of.map(|p| (t.oid, p))).collect();
+        let root = |mut oid: u32| {
+            while let Some(p) = partition_of.get(&oid) {
+                oid = *p;
+            }
+            oid
+        };
+        let mut edges = Edges { referrers: HashMap::new(), parents: HashMap::new() };
+        for fk in &catalog.foreign_keys {
+            let (child, parent) = (root(fk.child), root(fk.parent));
+            if child != parent {
+                edges.referrers.entry(parent).or_default().push(child);
+                edges.parents.entry(child).or_default().push(parent);
+            }
+        }
+        for list in edges.referrers.values_mut().chain(edges.parents.values_mut()) {
+            list.sort_unstable();
+            list.dedup();
+        }
+        edges
+    }
+
+    fn referrers(&self, oid: u32) -> &[u32] {
+        self.referrers.get(&oid).map_or(&[], Vec::as_slice)
+    }
+
+    fn parents(&self, oid: u32) -> &[u32] {
+        self.parents.get(&oid).map_or(&[], Vec::as_slice)
+    }
 }
 
 fn names_of(catalog: &Catalog, oids: &[u32]) -> Vec<String> {
@@ -379,11 +401,12 @@ fn names_of(catalog: &Catalog, oids: &[u32]) -> Vec<String> {
 pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
     let small = i64::try_from(opts.full_below_mb.saturating_mul(1_048_576)).unwrap_or(i64::MAX);
     let tops: Vec<&Table> = catalog.tables.iter().filter(|t| t.partition_of.is_none()).collect();
+    let edges = Edges::new(catalog);
     let is_migration = |t: &Table| MIGRATION_TABLES.contains(&t.name.name.to_ascii_lowercase().as_str());
 
     // Tables named or shaped like data the application can lose, with what
     // in them says their rows matter after all (no reason: schema only).
-    let mut noise: std::collections::BTreeMap<u32, (String, Vec<String>)> = Default::default();
+    let mut noise: BTreeMap<u32, (String, Vec<String>)> = BTreeMap::new();
     for t in tops.iter().filter(|t| !is_migration(t)) {
         let Some((kind, why)) = ephemeral(t) else { continue };
         let mut keeps = Vec::new();
@@ -404,10 +427,10 @@ pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
     // A table that a kept table references is kept: until nothing changes,
     // as keeping one can keep the tables it references.
     loop {
-        let schema: Vec<u32> = noise.iter().filter(|(_, (_, k))| k.is_empty()).map(|(o, _)| *o).collect();
+        let schema: HashSet<u32> = noise.iter().filter(|(_, (_, k))| k.is_empty()).map(|(o, _)| *o).collect();
         let mut changed = false;
         for oid in &schema {
-            let kept: Vec<u32> = referrer_oids(catalog, *oid).into_iter().filter(|r| !schema.contains(r)).collect();
+            let kept: Vec<u32> = edges.referrers(*oid).iter().copied().filter(|r| !schema.contains(r)).collect();
             if !kept.is_empty() {
                 let by = abbreviate(names_of(catalog, &kept)).join(", ");
                 noise.get_mut(oid).expect("listed").1.push(format!("{by}, which is kept, references it"));
@@ -423,7 +446,7 @@ pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
     for t in tops.iter().copied() {
         let (bytes, rows) = size_of(t, catalog);
         let size = describe_size(bytes, rows);
-        let referrers = abbreviate(names_of(catalog, &referrer_oids(catalog, t.oid)));
+        let referrers = abbreviate(names_of(catalog, edges.referrers(t.oid)));
         let decide = |mode, column: Option<String>, reason: String| Decision {
             table: t.name.clone(),
             mode,
@@ -484,7 +507,7 @@ pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
         };
         out.push((t.oid, d));
     }
-    keep_parts_whole(catalog, &mut out);
+    keep_parts_whole(catalog, &edges, &mut out);
     out.into_iter().map(|(_, d)| d).collect()
 }
 
@@ -492,34 +515,25 @@ pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
 /// after it) is kept full too, or older parent rows would come back
 /// without their parts; any other such window is marked with its full
 /// parents (the rows it leaves out are counted once the plan has run).
-fn keep_parts_whole(catalog: &Catalog, out: &mut [(u32, Decision)]) {
-    let full_parents = |out: &[(u32, Decision)], oid: u32| -> Vec<u32> {
-        let mut parents: Vec<u32> = catalog
-            .foreign_keys
-            .iter()
-            .filter(|fk| root(catalog, fk.child) == oid)
-            .map(|fk| root(catalog, fk.parent))
-            .filter(|p| *p != oid && out.iter().any(|(o, d)| o == p && d.mode == Mode::Full))
-            .collect();
-        parents.sort_unstable();
-        parents.dedup();
-        parents
+fn keep_parts_whole(catalog: &Catalog, edges: &Edges, out: &mut [(u32, Decision)]) {
+    let full = |out: &[(u32, Decision)]| -> HashSet<u32> {
+        out.iter().filter(|(_, d)| d.mode == Mode::Full).map(|(o, _)| *o).collect()
     };
     // Keeping a part full can make it the full parent of a part of its own.
     loop {
+        let kept_full = full(out);
         let mut changed = false;
-        for i in 0..out.len() {
-            let (oid, d) = &out[i];
-            if d.mode != Mode::Window {
-                continue;
-            }
+        for (oid, d) in out.iter_mut().filter(|(_, d)| d.mode == Mode::Window) {
             let t = catalog.table(*oid);
-            let whole =
-                full_parents(out, *oid).into_iter().find(|p| named_after(&t.name.name, &catalog.table(*p).name.name));
+            let whole = edges
+                .parents(*oid)
+                .iter()
+                .map(|p| catalog.table(*p))
+                .find(|p| kept_full.contains(&p.oid) && named_after(&t.name.name, &p.name.name));
             if let Some(p) = whole {
                 let (bytes, rows) = size_of(t, catalog);
-                let parent = &catalog.table(p).name;
-                out[i].1 = Decision {
+                let parent = &p.name;
+                *d = Decision {
                     table: t.name.clone(),
                     mode: Mode::Full,
                     column: None,
@@ -537,16 +551,13 @@ fn keep_parts_whole(catalog: &Catalog, out: &mut [(u32, Decision)]) {
             break;
         }
     }
-    for i in 0..out.len() {
-        if out[i].1.mode != Mode::Window {
-            continue;
-        }
-        let parents = full_parents(out, out[i].0);
+    let kept_full = full(out);
+    for (oid, d) in out.iter_mut().filter(|(_, d)| d.mode == Mode::Window) {
+        let parents: Vec<u32> = edges.parents(*oid).iter().copied().filter(|p| kept_full.contains(p)).collect();
         if parents.is_empty() {
             continue;
         }
         let names = abbreviate(names_of(catalog, &parents)).join(", ");
-        let d = &mut out[i].1;
         d.reason.push_str(&format!(
             "; older rows are left out although {names} (their parents) are kept in full: move it to `full` to keep them"
         ));
