@@ -8,14 +8,25 @@
 //! The rules, first match wins:
 //! 1. migration history (`_prisma_migrations`, `schema_migrations`, …) → full;
 //! 2. logs, audit trails, caches, sessions and job queues, by name (and for
-//!    sessions and jobs, by shape) → schema only: the closure still pulls in
-//!    any row that a kept row references;
+//!    sessions and jobs, by shape) → schema only, unless something in the
+//!    table says its rows matter: money-like columns (`amount`, `balance`,
+//!    `credits_deducted`, … of a numeric or JSON type), an audit trail or a
+//!    log that records who acted (`blocked_by`), a log under
+//!    `--full-below-mb`, or a kept table that references it. Such a table
+//!    goes on through the rules below, its reason saying why it was kept;
 //! 3. referenced by another table → full, unless it is large and has a
 //!    creation-time column (then a window; the closure keeps references valid);
 //! 4. small (below `--full-below-mb`) or never analyzed → full;
 //! 5. large with a timestamp column → window on it (created_at-like first);
 //! 6. large without one → full, with the plan's large-table warning.
+//!
+//! Then a windowed table whose full parent it is part of (named after it:
+//! `document_chunks` → `documents`) is kept full too, or older documents
+//! would come back without their chunks; any other windowed table with a
+//! full parent is flagged in its reason with the rows the window leaves out
+//! (counted by the plan in [`run`]).
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::Path;
 
@@ -54,6 +65,10 @@ pub struct Decision {
     /// The window's time column (window mode only).
     pub column: Option<String>,
     pub reason: String,
+    /// A window's parents kept in full, whose older rows come back without
+    /// this table's rows ([`note_losses`] counts them).
+    #[serde(skip)]
+    pub full_parents: Vec<TableName>,
 }
 
 /// What `init` proposes, with the plan of that proposal.
@@ -67,21 +82,67 @@ pub struct Proposal {
     pub text: String,
 }
 
+/// What a table's name or shape says it is, when it says data an
+/// application can lose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Noise {
+    Log,
+    Audit,
+    /// Caches, job queues, sessions.
+    Transient,
+}
+
 /// Table-name words of data an application can lose: logs, audit trails,
 /// caches. Matched against whole words of the name (`usage_logs`, `AuditLog`).
-const EPHEMERAL_WORDS: &[(&str, &str)] = &[
+const EPHEMERAL_WORDS: &[(&str, &str, Noise)] = &[
     // An audit log is an audit trail first.
-    ("audit", "an audit trail"),
-    ("audits", "an audit trail"),
-    ("log", "a log"),
-    ("logs", "a log"),
-    ("logging", "a log"),
-    ("cache", "a cache"),
-    ("caches", "a cache"),
-    ("cached", "a cache"),
-    ("queue", "a job queue"),
-    ("queues", "a job queue"),
-    ("queued", "a job queue"),
+    ("audit", "an audit trail", Noise::Audit),
+    ("audits", "an audit trail", Noise::Audit),
+    ("log", "a log", Noise::Log),
+    ("logs", "a log", Noise::Log),
+    ("logging", "a log", Noise::Log),
+    ("cache", "a cache", Noise::Transient),
+    ("caches", "a cache", Noise::Transient),
+    ("cached", "a cache", Noise::Transient),
+    ("queue", "a job queue", Noise::Transient),
+    ("queues", "a job queue", Noise::Transient),
+    ("queued", "a job queue", Noise::Transient),
+];
+
+/// Column-name words of money: a column of a numeric or JSON type named
+/// with one (`amount`, `credits_deducted`, `balance_before`) makes its
+/// table a ledger, never schema-only.
+const MONEY_WORDS: &[&str] = &[
+    "amount",
+    "amounts",
+    "balance",
+    "balances",
+    "credit",
+    "credits",
+    "debit",
+    "debits",
+    "price",
+    "prices",
+    "cost",
+    "costs",
+    "fee",
+    "fees",
+    "paid",
+    "refund",
+    "refunds",
+    "refunded",
+    "charge",
+    "charges",
+    "charged",
+    "payment",
+    "payments",
+    "payout",
+    "payouts",
+    "subtotal",
+    "tax",
+    "commission",
+    "revenue",
+    "wallet",
 ];
 
 /// Migration bookkeeping of common frameworks: small and vital (the
@@ -146,16 +207,19 @@ fn has_column(t: &Table, pred: impl Fn(&str) -> bool) -> Option<String> {
 }
 
 /// Why a table looks like data the application can lose, if it does.
-fn ephemeral(t: &Table) -> Option<String> {
+fn ephemeral(t: &Table) -> Option<(Noise, String)> {
     let w = words(&t.name.name);
-    if let Some((word, what)) = EPHEMERAL_WORDS.iter().find(|(x, _)| w.iter().any(|y| y == x)) {
-        return Some(format!("the name ({word:?}) says {what}"));
+    if let Some((word, what, kind)) = EPHEMERAL_WORDS.iter().find(|(x, _, _)| w.iter().any(|y| y == x)) {
+        return Some((*kind, format!("the name ({word:?}) says {what}")));
     }
     let expiry = || has_column(t, |c| c.starts_with("expire") || c == "expiry" || c == "expires_at" || c == "ttl");
     if w.iter().any(|x| x == "session" || x == "sessions") {
         let token = has_column(t, |c| c == "sid" || c.contains("token") || c == "data" || c == "sess");
         if let Some(c) = expiry().or(token) {
-            return Some(format!("sessions: the name and its {c:?} column say short-lived login state"));
+            return Some((
+                Noise::Transient,
+                format!("sessions: the name and its {c:?} column say short-lived login state"),
+            ));
         }
     }
     if w.iter().any(|x| x == "job" || x == "jobs") {
@@ -163,10 +227,77 @@ fn ephemeral(t: &Table) -> Option<String> {
             matches!(c, "attempts" | "attempt" | "run_at" | "locked_at" | "scheduled_at" | "available_at" | "queue")
         });
         if let Some(c) = queue {
-            return Some(format!("a job queue: the name and its {c:?} column"));
+            return Some((Noise::Transient, format!("a job queue: the name and its {c:?} column")));
         }
     }
     None
+}
+
+/// Columns that hold money: named with a money word, of a numeric or JSON
+/// type, and neither a key (`payment_id`) nor a foreign key.
+fn money_columns(t: &Table, catalog: &Catalog) -> Vec<String> {
+    let fk_columns: Vec<&str> = catalog
+        .foreign_keys
+        .iter()
+        .filter(|fk| fk.child == t.oid)
+        .flat_map(|fk| fk.columns.iter().map(String::as_str))
+        .collect();
+    t.columns
+        .iter()
+        .filter(|c| {
+            let ty = c.type_name.as_str();
+            let valued = ty.starts_with("numeric")
+                || matches!(
+                    ty,
+                    "smallint" | "integer" | "bigint" | "real" | "double precision" | "money" | "json" | "jsonb"
+                );
+            let w = words(&c.name);
+            valued
+                && !fk_columns.contains(&c.name.as_str())
+                && !matches!(w.last().map(String::as_str), Some("id" | "ids"))
+                && w.iter().any(|x| MONEY_WORDS.contains(&x.as_str()))
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// A column that records who acted (`blocked_by`, `actor_id`): a log with
+/// one is an accountability trail.
+fn actor_column(t: &Table) -> Option<String> {
+    t.columns
+        .iter()
+        .find(|c| {
+            let w = words(&c.name);
+            w.len() > 1 && (w.last().is_some_and(|x| x == "by") || matches!(w[0].as_str(), "actor" | "moderator"))
+        })
+        .map(|c| c.name.clone())
+}
+
+fn singular(word: &str) -> String {
+    if let Some(stem) = word.strip_suffix("ies") {
+        format!("{stem}y")
+    } else if ["sses", "xes", "ches", "shes", "uses"].iter().any(|e| word.ends_with(e)) {
+        word[..word.len() - 2].to_string()
+    } else if word.ends_with('s') && !word.ends_with("ss") {
+        word[..word.len() - 1].to_string()
+    } else {
+        word.to_string()
+    }
+}
+
+/// Whether `child` is named as a part of `parent`: `document_chunks` of
+/// `documents`, `OrderItem` of `Order`, `user_profiles` of `users`.
+fn named_after(child: &str, parent: &str) -> bool {
+    let c = words(child);
+    let mut p = words(parent);
+    if let Some(last) = p.last_mut() {
+        *last = singular(last);
+    }
+    !p.is_empty() && c.len() > p.len() && c[..p.len()] == p[..]
+}
+
+fn quoted(names: &[String]) -> String {
+    abbreviate(names.iter().map(|n| format!("{n:?}")).collect()).join(", ")
 }
 
 /// The best window column: created_at-like names first, then any other
@@ -215,35 +346,131 @@ fn describe_size(bytes: i64, rows: Option<i64>) -> String {
     }
 }
 
+/// The foreign keys between the tables that get a mode (a partition's
+/// counts as its top parent's), built once: lookups in the catalog are
+/// linear, and a schema may have thousands of tables.
+struct Edges {
+    /// Table → the tables whose foreign keys point at it, itself excluded.
+    referrers: HashMap<u32, Vec<u32>>,
+    /// Table → the tables its foreign keys point at, itself excluded.
+    parents: HashMap<u32, Vec<u32>>,
+}
+
+impl Edges {
+    fn new(catalog: &Catalog) -> Edges {
+        let partition_of: HashMap<u32, u32> =
+            catalog.tables.iter().filter_map(|t| t.partition_of.map(|p| (t.oid, p))).collect();
+        let root = |mut oid: u32| {
+            while let Some(p) = partition_of.get(&oid) {
+                oid = *p;
+            }
+            oid
+        };
+        let mut edges = Edges { referrers: HashMap::new(), parents: HashMap::new() };
+        for fk in &catalog.foreign_keys {
+            let (child, parent) = (root(fk.child), root(fk.parent));
+            if child != parent {
+                edges.referrers.entry(parent).or_default().push(child);
+                edges.parents.entry(child).or_default().push(parent);
+            }
+        }
+        for list in edges.referrers.values_mut().chain(edges.parents.values_mut()) {
+            list.sort_unstable();
+            list.dedup();
+        }
+        edges
+    }
+
+    fn referrers(&self, oid: u32) -> &[u32] {
+        self.referrers.get(&oid).map_or(&[], Vec::as_slice)
+    }
+
+    fn parents(&self, oid: u32) -> &[u32] {
+        self.parents.get(&oid).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn names_of(catalog: &Catalog, oids: &[u32]) -> Vec<String> {
+    let mut names: Vec<String> = oids.iter().map(|o| catalog.table(*o).name.to_string()).collect();
+    names.sort();
+    names
+}
+
 /// One mode per table, with its reason. Partitions are left out: they take
 /// their parent's mode.
 pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
     let small = i64::try_from(opts.full_below_mb.saturating_mul(1_048_576)).unwrap_or(i64::MAX);
-    let mut out = Vec::new();
-    for t in catalog.tables.iter().filter(|t| t.partition_of.is_none()) {
+    let tops: Vec<&Table> = catalog.tables.iter().filter(|t| t.partition_of.is_none()).collect();
+    let edges = Edges::new(catalog);
+    let is_migration = |t: &Table| MIGRATION_TABLES.contains(&t.name.name.to_ascii_lowercase().as_str());
+
+    // Tables named or shaped like data the application can lose, with what
+    // in them says their rows matter after all (no reason: schema only).
+    let mut noise: BTreeMap<u32, (String, Vec<String>)> = BTreeMap::new();
+    for t in tops.iter().filter(|t| !is_migration(t)) {
+        let Some((kind, why)) = ephemeral(t) else { continue };
+        let mut keeps = Vec::new();
+        let money = money_columns(t, catalog);
+        if !money.is_empty() {
+            keeps.push(format!("it holds money-like columns ({})", quoted(&money)));
+        }
+        if kind == Noise::Audit {
+            keeps.push("an audit trail is the record of who did what".to_string());
+        } else if let Some(c) = actor_column(t).filter(|_| kind == Noise::Log) {
+            keeps.push(format!("its {c:?} column records who acted (an accountability trail)"));
+        }
+        if kind == Noise::Log && size_of(t, catalog).0 < small {
+            keeps.push(format!("it is small (under {} MB)", opts.full_below_mb));
+        }
+        noise.insert(t.oid, (why, keeps));
+    }
+    // A table that a kept table references is kept: until nothing changes,
+    // as keeping one can keep the tables it references.
+    loop {
+        let schema: HashSet<u32> = noise.iter().filter(|(_, (_, k))| k.is_empty()).map(|(o, _)| *o).collect();
+        let mut changed = false;
+        for oid in &schema {
+            let kept: Vec<u32> = edges.referrers(*oid).iter().copied().filter(|r| !schema.contains(r)).collect();
+            if !kept.is_empty() {
+                let by = abbreviate(names_of(catalog, &kept)).join(", ");
+                noise.get_mut(oid).expect("listed").1.push(format!("{by}, which is kept, references it"));
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    let mut out: Vec<(u32, Decision)> = Vec::new();
+    for t in tops.iter().copied() {
         let (bytes, rows) = size_of(t, catalog);
         let size = describe_size(bytes, rows);
-        let mut referrers: Vec<String> = catalog
-            .foreign_keys
-            .iter()
-            .filter(|fk| fk.parent == t.oid && fk.child != t.oid)
-            .map(|fk| catalog.table(fk.child).name.to_string())
-            .collect();
-        referrers.sort();
-        referrers.dedup();
-        let referrers = abbreviate(referrers);
-        let decide =
-            |mode, column: Option<String>, reason: String| Decision { table: t.name.clone(), mode, column, reason };
+        let referrers = abbreviate(names_of(catalog, edges.referrers(t.oid)));
+        let decide = |mode, column: Option<String>, reason: String| Decision {
+            table: t.name.clone(),
+            mode,
+            column,
+            reason,
+            full_parents: Vec::new(),
+        };
         let column = window_column(t);
         // Partitioned parents that others reference must stay full (plan::scope).
         let huge_and_windowable = bytes > LARGE_TABLE_BYTES && column.is_some() && t.kind != 'p';
-        let d = if MIGRATION_TABLES.contains(&t.name.name.to_ascii_lowercase().as_str()) {
+        // Why a table named like a log is kept after all, before its reason.
+        let kept_noise = match noise.get(&t.oid) {
+            Some((why, keeps)) if !keeps.is_empty() => {
+                format!("{why}, but {}: never schema only; ", keeps.join(", and "))
+            }
+            _ => String::new(),
+        };
+        let d = if is_migration(t) {
             decide(
                 Mode::Full,
                 None,
                 "migration history: the application needs every row to know its schema version".into(),
             )
-        } else if let Some(why) = ephemeral(t) {
+        } else if let Some((why, _)) = noise.get(&t.oid).filter(|(_, keeps)| keeps.is_empty()) {
             let also = if referrers.is_empty() {
                 String::new()
             } else {
@@ -251,30 +478,103 @@ pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
             };
             decide(Mode::Schema, None, format!("{why}; the table is recreated empty{also}"))
         } else if !referrers.is_empty() && !huge_and_windowable {
-            decide(Mode::Full, None, format!("referenced by {} ({size})", referrers.join(", ")))
+            decide(Mode::Full, None, format!("{kept_noise}referenced by {} ({size})", referrers.join(", ")))
         } else if rows.is_none() && bytes == 0 {
-            decide(Mode::Full, None, "never analyzed, size unknown: kept whole (run ANALYZE, then init again)".into())
+            decide(
+                Mode::Full,
+                None,
+                format!("{kept_noise}never analyzed, size unknown: kept whole (run ANALYZE, then init again)"),
+            )
         } else if bytes < small {
-            decide(Mode::Full, None, format!("small: under {} MB ({size})", opts.full_below_mb))
+            decide(Mode::Full, None, format!("{kept_noise}small: under {} MB ({size})", opts.full_below_mb))
         } else if let Some(c) = column {
             let refs = if referrers.is_empty() {
                 String::new()
             } else {
                 format!("; referenced by {}: older rows they point at are kept (closure)", referrers.join(", "))
             };
-            let reason =
-                format!("over {} MB ({size}); rows of the last {} by {c:?}{refs}", opts.full_below_mb, opts.keep);
+            let reason = format!(
+                "{kept_noise}over {} MB ({size}); rows of the last {} by {c:?}{refs}",
+                opts.full_below_mb, opts.keep
+            );
             decide(Mode::Window, Some(c), reason)
         } else {
             decide(
                 Mode::Full,
                 None,
-                format!("over {} MB ({size}) but no creation-time column to window on", opts.full_below_mb),
+                format!("{kept_noise}over {} MB ({size}) but no creation-time column to window on", opts.full_below_mb),
             )
         };
-        out.push(d);
+        out.push((t.oid, d));
     }
-    out
+    keep_parts_whole(catalog, &edges, &mut out);
+    out.into_iter().map(|(_, d)| d).collect()
+}
+
+/// A windowed table and its parents kept in full: a part of one (named
+/// after it) is kept full too, or older parent rows would come back
+/// without their parts; any other such window is marked with its full
+/// parents (the rows it leaves out are counted once the plan has run).
+fn keep_parts_whole(catalog: &Catalog, edges: &Edges, out: &mut [(u32, Decision)]) {
+    let full = |out: &[(u32, Decision)]| -> HashSet<u32> {
+        out.iter().filter(|(_, d)| d.mode == Mode::Full).map(|(o, _)| *o).collect()
+    };
+    // Keeping a part full can make it the full parent of a part of its own.
+    loop {
+        let kept_full = full(out);
+        let mut changed = false;
+        for (oid, d) in out.iter_mut().filter(|(_, d)| d.mode == Mode::Window) {
+            let t = catalog.table(*oid);
+            let whole = edges
+                .parents(*oid)
+                .iter()
+                .map(|p| catalog.table(*p))
+                .find(|p| kept_full.contains(&p.oid) && named_after(&t.name.name, &p.name.name));
+            if let Some(p) = whole {
+                let (bytes, rows) = size_of(t, catalog);
+                let parent = &p.name;
+                *d = Decision {
+                    table: t.name.clone(),
+                    mode: Mode::Full,
+                    column: None,
+                    reason: format!(
+                        "part of {parent} (named after it, references it), which is kept in full: a window would \
+                         bring older {parent} rows back without their rows here ({})",
+                        describe_size(bytes, rows)
+                    ),
+                    full_parents: Vec::new(),
+                };
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let kept_full = full(out);
+    for (oid, d) in out.iter_mut().filter(|(_, d)| d.mode == Mode::Window) {
+        let parents: Vec<u32> = edges.parents(*oid).iter().copied().filter(|p| kept_full.contains(p)).collect();
+        if parents.is_empty() {
+            continue;
+        }
+        let names = abbreviate(names_of(catalog, &parents)).join(", ");
+        d.reason.push_str(&format!(
+            "; older rows are left out although {names} (their parents) are kept in full: move it to `full` to keep them"
+        ));
+        d.full_parents = parents.iter().map(|p| catalog.table(*p).name.clone()).collect();
+    }
+}
+
+/// Adds to each window flagged by `keep_parts_whole` how many rows it
+/// leaves out: `rows` gives a table's estimated total and the rows the
+/// plan keeps (window and closure).
+pub fn note_losses(decisions: &mut [Decision], rows: impl Fn(&TableName) -> Option<(i64, i64)>) {
+    for d in decisions.iter_mut().filter(|d| !d.full_parents.is_empty()) {
+        if let Some((total, kept)) = rows(&d.table) {
+            let left = (total - kept).max(0);
+            d.reason.push_str(&format!(" (~{left} of its ~{total} rows by the plan's estimate)"));
+        }
+    }
 }
 
 /// The `[scope]` that the decisions describe (one window rule per table,
@@ -308,6 +608,12 @@ pub fn run(config: &Config, opts: &InitOptions, progress: Progress, cancel: &Can
     let mut proposed = config.clone();
     proposed.scope = scope(&decisions, opts.keep);
     let plan = crate::backup::plan_only(&proposed, progress, cancel)?;
+    let mut decisions = decisions;
+    note_losses(&mut decisions, |name| {
+        let t = catalog.tables.iter().find(|t| &t.name == name)?;
+        let p = plan.tables.iter().find(|p| p.oid == t.oid)?;
+        Some((size_of(t, &catalog).1?, p.estimated_rows + p.closure_rows as i64))
+    });
     let text = render(&config.database, &config.storage.dir, &decisions, &plan, opts);
     Ok(Proposal {
         decisions,
@@ -468,30 +774,190 @@ mod tests {
 
     // covers: FR-26.2
     #[test]
-    fn logs_sessions_caches_audit_trails_and_queues_are_schema_only() {
+    fn big_logs_sessions_caches_and_queues_are_schema_only() {
         let d = decide(
             vec![
                 table(1, "sessions", 200, &[("sid", "text"), ("expires_at", TS), ("created_at", TS)]),
-                table(2, "audit_log", 500, &[("id", "bigint"), ("created_at", TS)]),
-                table(3, "AuditLog", 1, &[("id", "bigint")]),
-                table(4, "cache_entries", 1, &[("key", "text")]),
-                table(5, "delayed_jobs", 1, &[("id", "bigint"), ("attempts", "integer"), ("run_at", TS)]),
-                table(6, "jobs", 1, &[("id", "bigint"), ("title", "text")]),
-                table(7, "chat_sessions", 1, &[("id", "bigint"), ("title", "text")]),
-                table(8, "daily_login_rewards", 1, &[("id", "bigint")]),
-                table(9, "users", 1, &[("id", "uuid")]),
+                table(2, "request_log", 500, &[("id", "bigint"), ("total_tokens", "integer"), ("created_at", TS)]),
+                table(3, "cache_entries", 1, &[("key", "text")]),
+                table(4, "delayed_jobs", 1, &[("id", "bigint"), ("attempts", "integer"), ("run_at", TS)]),
+                table(5, "jobs", 1, &[("id", "bigint"), ("title", "text")]),
+                table(6, "chat_sessions", 1, &[("id", "bigint"), ("title", "text")]),
+                table(7, "daily_login_rewards", 1, &[("id", "bigint")]),
+                table(8, "users", 1, &[("id", "uuid")]),
             ],
-            vec![fk(1, 9), fk(2, 9)],
+            vec![fk(1, 8), fk(2, 8)],
         );
-        for name in ["sessions", "audit_log", "AuditLog", "cache_entries", "delayed_jobs"] {
+        for name in ["sessions", "request_log", "cache_entries", "delayed_jobs"] {
             assert_eq!(mode_of(&d, name).mode, Mode::Schema, "{name}: {:?}", mode_of(&d, name));
         }
         assert!(mode_of(&d, "sessions").reason.contains("\"expires_at\""), "{:?}", mode_of(&d, "sessions"));
-        assert!(mode_of(&d, "audit_log").reason.contains("audit trail"), "{:?}", mode_of(&d, "audit_log"));
+        assert!(mode_of(&d, "request_log").reason.contains("says a log"), "{:?}", mode_of(&d, "request_log"));
         // Business data that only shares a word: a jobs board, chat sessions, "login".
         for name in ["jobs", "chat_sessions", "daily_login_rewards"] {
             assert_eq!(mode_of(&d, name).mode, Mode::Full, "{name}: {:?}", mode_of(&d, name));
         }
+    }
+
+    // covers: FR-26.5
+    #[test]
+    fn a_ledger_named_like_a_log_is_never_schema_only() {
+        // Smart AI Hub's auto_topup_logs: credits deducted, balances before and after.
+        let d = decide(
+            vec![
+                table(
+                    1,
+                    "auto_topup_logs",
+                    500,
+                    &[
+                        ("id", "uuid"),
+                        ("user_id", "uuid"),
+                        ("credits_deducted", "integer"),
+                        ("trigger_reason", "character varying(50)"),
+                        ("balance_before", "jsonb"),
+                        ("balanceAfter", "jsonb"),
+                        ("created_at", TS),
+                    ],
+                ),
+                // Keys and flags named with a money word are not money.
+                table(
+                    2,
+                    "payment_webhook_logs",
+                    500,
+                    &[
+                        ("payment_id", "bigint"),
+                        ("credit_account", "uuid"),
+                        ("is_paid", "boolean"),
+                        ("paid_at", TS),
+                        ("created_at", TS),
+                    ],
+                ),
+                table(3, "AuditLog", 1, &[("id", "bigint"), ("amount", "numeric(12,2)")]),
+                table(4, "accounts", 1, &[("id", "bigint")]),
+            ],
+            vec![fk(1, 4), ForeignKey { columns: vec!["credit_account".into()], ..fk(2, 4) }],
+        );
+        let a = mode_of(&d, "auto_topup_logs");
+        assert_eq!((a.mode, a.column.as_deref()), (Mode::Window, Some("created_at")), "{a:?}");
+        assert!(
+            a.reason.contains(
+                "it holds money-like columns (\"credits_deducted\", \"balance_before\", \"balanceAfter\"): never schema only"
+            ),
+            "{a:?}"
+        );
+        assert_eq!(mode_of(&d, "payment_webhook_logs").mode, Mode::Schema, "{:?}", mode_of(&d, "payment_webhook_logs"));
+        let s = mode_of(&d, "AuditLog");
+        assert_eq!(s.mode, Mode::Full, "{s:?}");
+        assert!(s.reason.contains("money-like columns (\"amount\")") && s.reason.contains("small: under"), "{s:?}");
+    }
+
+    // covers: FR-26.5
+    #[test]
+    fn audit_trails_and_logs_that_record_who_acted_are_windowed_not_emptied() {
+        let d = decide(
+            vec![
+                table(1, "audit_logs", 500, &[("id", "bigint"), ("action", "text"), ("created_at", TS)]),
+                table(2, "block_logs", 500, &[("user_id", "uuid"), ("blocked_by", "uuid"), ("created_at", TS)]),
+                table(3, "AuditEvent", 500, &[("id", "bigint")]),
+            ],
+            vec![],
+        );
+        let a = mode_of(&d, "audit_logs");
+        assert_eq!(a.mode, Mode::Window, "{a:?}");
+        assert!(a.reason.contains("an audit trail is the record of who did what: never schema only"), "{a:?}");
+        let b = mode_of(&d, "block_logs");
+        assert_eq!(b.mode, Mode::Window, "{b:?}");
+        assert!(b.reason.contains("its \"blocked_by\" column records who acted"), "{b:?}");
+        // No time column to window on: full.
+        assert_eq!(mode_of(&d, "AuditEvent").mode, Mode::Full, "{:?}", mode_of(&d, "AuditEvent"));
+    }
+
+    // covers: FR-26.5
+    #[test]
+    fn a_small_log_stays_full() {
+        let d = decide(
+            vec![
+                table(1, "agent_usage_logs", 2, &[("tokens", "integer"), ("created_at", TS)]),
+                table(2, "user_sessions", 2, &[("token", "text")]),
+            ],
+            vec![],
+        );
+        let l = mode_of(&d, "agent_usage_logs");
+        assert_eq!(l.mode, Mode::Full, "{l:?}");
+        assert!(l.reason.starts_with("the name (\"logs\") says a log, but it is small (under 10 MB)"), "{l:?}");
+        // Sessions are short-lived whatever their size.
+        assert_eq!(mode_of(&d, "user_sessions").mode, Mode::Schema);
+    }
+
+    // covers: FR-26.5
+    #[test]
+    fn a_log_that_a_kept_table_references_is_kept_and_so_is_what_it_references() {
+        let d = decide(
+            vec![
+                table(1, "usage_logs", 500, &[("id", "uuid"), ("tokens", "integer"), ("created_at", TS)]),
+                table(2, "credit_transactions", 1, &[("usage_log_id", "uuid")]),
+                table(3, "model_cache", 500, &[("id", "uuid")]),
+                table(4, "sessions", 500, &[("sid", "text")]),
+                table(5, "session_logs", 500, &[("sid", "text"), ("created_at", TS)]),
+            ],
+            // credit_transactions → usage_logs → model_cache; session_logs → sessions.
+            vec![fk(2, 1), fk(1, 3), fk(5, 4)],
+        );
+        let u = mode_of(&d, "usage_logs");
+        assert_ne!(u.mode, Mode::Schema, "{u:?}");
+        assert!(u.reason.contains("public.credit_transactions, which is kept, references it"), "{u:?}");
+        let c = mode_of(&d, "model_cache");
+        assert_eq!(c.mode, Mode::Full, "{c:?}");
+        assert!(c.reason.contains("public.usage_logs, which is kept, references it"), "{c:?}");
+        // Referenced only by a table that is not kept: still schema only.
+        assert_eq!(mode_of(&d, "sessions").mode, Mode::Schema, "{:?}", mode_of(&d, "sessions"));
+        assert_eq!(mode_of(&d, "session_logs").mode, Mode::Schema);
+    }
+
+    // covers: FR-26.5
+    #[test]
+    fn a_part_of_a_full_parent_is_kept_full_and_other_windows_under_one_are_flagged() {
+        let d = decide(
+            vec![
+                table(1, "documents", 30, &[("id", "uuid"), ("created_at", TS)]),
+                table(2, "document_chunks", 500, &[("document_id", "uuid"), ("created_at", TS)]),
+                table(3, "DocumentChunkEmbedding", 500, &[("chunk_id", "uuid"), ("created_at", TS)]),
+                table(4, "users", 1, &[("id", "uuid")]),
+                table(5, "payments", 500, &[("user_id", "uuid"), ("amount", "numeric"), ("created_at", TS)]),
+            ],
+            vec![fk(2, 1), fk(3, 2), fk(5, 4)],
+        );
+        let c = mode_of(&d, "document_chunks");
+        assert_eq!(c.mode, Mode::Full, "{c:?}");
+        assert!(c.reason.starts_with("part of public.documents"), "{c:?}");
+        assert!(c.reason.contains("without their rows here"), "{c:?}");
+        // And the part of that part.
+        let e = mode_of(&d, "DocumentChunkEmbedding");
+        assert_eq!(e.mode, Mode::Full, "{e:?}");
+        assert!(e.reason.starts_with("part of public.document_chunks"), "{e:?}");
+
+        // Payments are history, not a part of the user: windowed, flagged, counted.
+        let mut d = d;
+        let p = mode_of(&d, "payments");
+        assert_eq!(p.mode, Mode::Window, "{p:?}");
+        assert!(p.reason.contains("older rows are left out although public.users (their parents) are kept in full"));
+        assert_eq!(p.full_parents, vec![TableName::new("public", "users")]);
+        note_losses(&mut d, |t| (t.name == "payments").then_some((5000, 1200)));
+        let p = mode_of(&d, "payments");
+        assert!(p.reason.ends_with("(~3800 of its ~5000 rows by the plan's estimate)"), "{p:?}");
+        assert!(!mode_of(&d, "documents").reason.contains("rows by the plan"));
+    }
+
+    #[test]
+    fn parts_are_named_after_their_whole() {
+        assert!(named_after("document_chunks", "documents"));
+        assert!(named_after("OrderItem", "Order"));
+        assert!(named_after("category_translations", "categories"));
+        assert!(named_after("user_profiles", "users"));
+        assert!(!named_after("documents", "documents"));
+        assert!(!named_after("credit_transactions", "credit_accounts"));
+        assert!(!named_after("usage_logs", "users"));
+        assert!(!named_after("messages", "conversations"));
     }
 
     // covers: FR-26.2
