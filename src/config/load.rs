@@ -79,6 +79,10 @@ pub fn resolve(
         };
         config.database.password = Some(read_secret_file(&path, &origin)?);
     }
+    if config.database.password.is_none() {
+        // As libpq: the password file only when nothing else set one.
+        config.database.password = super::url::pgpass_password(&config.database.client_config(), env);
+    }
     super::email::finish(&mut config.email, &mut config.alerts)?;
     super::links::finish_http(&mut config.http)?;
     super::service::finish_verify(&mut config.verify)?;

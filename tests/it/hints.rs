@@ -54,3 +54,25 @@ fn connection_errors_name_the_next_step_for_what_went_wrong() {
     assert!(err.contains("the host name \"no-such-host.invalid\" is unknown here"), "{err}");
     assert!(err.contains("percent-encode it (@ is %40, # is %23"), "{err}");
 }
+
+// covers: FR-11, FR-14.10
+#[test]
+fn the_source_password_comes_from_pgpass_when_nothing_else_sets_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::with_password_role("Pgpass-pw-7", &["app"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pgpass = dir.path().join("pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:{}:app:lb_pw:Pgpass-pw-7\n", cluster.port())).unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let url = format!("postgres://lb_pw@127.0.0.1:{}/app", cluster.port());
+    let o = plan(&url, &[("PGPASSFILE", pgpass.to_str().unwrap())]);
+    assert_exit(&o, 0);
+    // Through HOME, as libpq does.
+    std::fs::rename(&pgpass, dir.path().join(".pgpass")).unwrap();
+    let o = plan(&url, &[("HOME", dir.path().to_str().unwrap())]);
+    assert_exit(&o, 0);
+    // A password set elsewhere wins, as with libpq: the wrong one is refused.
+    let o = plan(&url, &[("HOME", dir.path().to_str().unwrap()), ("PGPASSWORD", "Zq9-wrong")]);
+    assert_exit(&o, 2);
+    assert!(!stderr(&o).contains("Pgpass-pw-7") && !stderr(&o).contains("Zq9"), "{}", stderr(&o));
+}
