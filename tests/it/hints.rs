@@ -76,3 +76,85 @@ fn the_source_password_comes_from_pgpass_when_nothing_else_sets_one() {
     assert_exit(&o, 2);
     assert!(!stderr(&o).contains("Pgpass-pw-7") && !stderr(&o).contains("Zq9"), "{}", stderr(&o));
 }
+
+/// `[email]` for a server on `port` (implicit TLS) trusting `ca`, with `extra` keys.
+fn email_config(dir: &std::path::Path, port: u16, ca: Option<&std::path::Path>, extra: &str) -> std::path::PathBuf {
+    let ca = ca.map(|c| format!("ca_file = {}\n", support::toml_string(&c.to_string_lossy()))).unwrap_or_default();
+    support::write_config(
+        dir,
+        &format!(
+            "[email]\nsmtp_host = \"localhost\"\nsmtp_port = {port}\ntls = \"tls\"\nusername = \"u@example.test\"\n\
+             password = \"pw-77\"\nfrom = \"b <u@example.test>\"\nto = [\"a@example.test\"]\n{ca}{extra}\n"
+        ),
+    )
+}
+
+fn test_email(config: &std::path::Path) -> (std::process::Output, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let o = support::lifeboat().args(["--config", config.to_str().unwrap(), "test-email"]).output().unwrap();
+    (o, started.elapsed())
+}
+
+// covers: FR-3.10
+#[test]
+fn test_email_makes_one_quick_attempt_whatever_the_retry_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = support::smtp::free_port();
+    let config = email_config(dir.path(), closed, None, "attempts = 4\nbackoff = \"30s\"\ntimeout = \"5 minutes\"");
+    let (o, took) = test_email(&config);
+    assert_exit(&o, 1);
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("NOT delivered") && out.contains("after 1 attempt(s)"), "{out}");
+}
+
+// covers: FR-3.8, FR-24.1
+#[test]
+fn smtp_certificate_problems_are_told_in_plain_words() {
+    use crate::support::smtp::{self, Mode, SmtpOptions, SmtpServer, TestCa};
+    if !smtp::aiosmtpd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let start = |cert: &std::path::Path, key: &std::path::Path| {
+        SmtpServer::start(&SmtpOptions {
+            mode: Mode::Tls,
+            port: 0,
+            cert: Some((cert, key)),
+            user: "u@example.test",
+            password: "pw-77",
+            refuse: &[],
+        })
+    };
+    let fails_with = |port: u16, ca: Option<&std::path::Path>, words: &str| {
+        let (o, _) = test_email(&email_config(dir.path(), port, ca, ""));
+        assert_exit(&o, 1);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(words), "want {words:?} in:\n{out}");
+        assert!(!out.contains("pw-77"), "{out}");
+    };
+
+    // Self-signed with CA:TRUE (what `openssl req -x509` makes), trusted as its own CA.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.path().join("self.crt"), dir.path().join("self.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let server = start(&cert_file, &key_file);
+    fails_with(server.port, Some(&cert_file), "the server's certificate is self-signed and marked as a CA");
+    drop(server);
+
+    // A private CA the client was not told about.
+    let ca = TestCa::new();
+    let (c, k) = ca.server_cert(&["localhost"]);
+    let server = start(&c, &k);
+    fails_with(server.port, None, "not issued by a trusted CA: set [email] ca_file");
+    drop(server);
+
+    // A certificate for another name.
+    let (c, k) = ca.server_cert(&["mail.other.example"]);
+    let server = start(&c, &k);
+    fails_with(server.port, Some(&ca.ca_file), "the server's certificate is for another name, not localhost");
+}
