@@ -130,6 +130,9 @@ fn run_planned(
     let started = Instant::now();
     let created = chrono::Utc::now();
     cancel.check("connecting")?;
+    // A store the run could not write to is told before the database is
+    // bothered (FR-4.1); the check itself touches nothing.
+    store.check_writable()?;
     // Connect first: a run that cannot reach the database touches no files.
     let mut snap = Snapshot::open(&config.database, cancel)?;
     sessions.record(&snap.session);

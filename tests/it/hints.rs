@@ -158,3 +158,33 @@ fn smtp_certificate_problems_are_told_in_plain_words() {
     let server = start(&c, &k);
     fails_with(server.port, Some(&ca.ca_file), "the server's certificate is for another name, not localhost");
 }
+
+// covers: FR-12.7, FR-24.2
+#[test]
+fn an_unwritable_storage_directory_is_refused_before_the_database_is_contacted() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let root = rustix::process::geteuid().is_root();
+    let dir = tempfile::tempdir().unwrap();
+    // Root may write anywhere: run as nobody then, in a directory root owns.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(if root { 0o755 } else { 0o555 })).unwrap();
+    for storage in [dir.path().to_path_buf(), dir.path().join("not/yet")] {
+        let mut cmd = support::lifeboat();
+        // Nothing listens on port 1: a run that tried the database first
+        // would fail there instead.
+        cmd.args(["backup"])
+            .env("DATABASE_URL", "postgres://u@127.0.0.1:1/app")
+            .env("LIFEBOAT_STORAGE__DIR", &storage)
+            .current_dir("/");
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let o = cmd.output().unwrap();
+        assert_exit(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains("is not writable by the user lifeboat runs as"), "{err}");
+        assert!(err.contains("point storage.dir (or --output-dir) at a directory it can write"), "{err}");
+        assert!(!err.contains("cannot connect"), "{err}");
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
