@@ -188,3 +188,20 @@ fn an_unwritable_storage_directory_is_refused_before_the_database_is_contacted()
     }
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+// covers: FR-9.3, FR-24.1
+#[test]
+fn a_misspelt_table_name_is_answered_with_the_name_meant() {
+    let db = support::fresh_db("hints_typo");
+    support::seed_saas(&db);
+    let toml = support::saas_config(&db.url, std::path::Path::new("/tmp/unused"))
+        .replace("\"sessions\"]", "\"sessions\", \"point_transaction\"]");
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::write_config(dir.path(), &toml);
+    let o = crate::flow::run(&["--config", config.to_str().unwrap(), "plan"]);
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("table public.point_transaction (scope: "), "{err}");
+    assert!(err.contains("does not exist in the database; did you mean public.point_transactions?"), "{err}");
+    assert!(!err.contains("more)"), "{err}");
+}
