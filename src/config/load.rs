@@ -59,6 +59,7 @@ pub fn resolve(
     }
 
     let log_configured = merged.get("log").and_then(|l| l.get("file")).is_some();
+    let database_configured = super::database_named(&merged);
     let mut warnings = terse_minute_windows(&merged);
     warnings.extend(tz_warnings);
     let mut config: Config = toml::Value::Table(merged)
@@ -66,6 +67,7 @@ pub fn resolve(
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
     config.warnings = warnings;
     config.log.configured = log_configured;
+    config.database.configured = database_configured;
     config.warnings.extend(super::links::warnings(&config.links));
 
     if let Some(path) = config.database.password_file.take() {

@@ -80,6 +80,16 @@ pub fn copy_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Er
 }
 
 pub fn connect(db: &DatabaseConfig, cancel: &CancelToken) -> Result<Client> {
+    if !db.configured {
+        // No silent default: a backup of whatever listens on localhost
+        // as `postgres` is not what anyone asked for (FR-11.1).
+        return Err(Error::Refused(
+            "no database is configured: set DATABASE_URL (or POSTGRES_HOST, POSTGRES_DB, POSTGRES_USER, or \
+             PGHOST, PGDATABASE, PGUSER), pass --database-url, or write [database] url (or host, name, user) in \
+             the config file (./lifeboat.toml, --config FILE or LIFEBOAT_CONFIG); `lifeboat init` proposes one"
+                .into(),
+        ));
+    }
     connect_with(
         &Target { config: db.client_config(), tls: db.tls() },
         &db.display_target(),

@@ -205,3 +205,39 @@ fn a_misspelt_table_name_is_answered_with_the_name_meant() {
     assert!(err.contains("does not exist in the database; did you mean public.point_transactions?"), "{err}");
     assert!(!err.contains("more)"), "{err}");
 }
+
+// covers: FR-11.1, FR-24.2
+#[test]
+fn with_no_database_configured_anywhere_nothing_is_tried_and_the_ways_are_named() {
+    let cwd = tempfile::tempdir().unwrap();
+    for cmd in ["plan", "backup"] {
+        let o = support::lifeboat().arg(cmd).current_dir(cwd.path()).output().unwrap();
+        assert_exit(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains("no database is configured: set DATABASE_URL"), "{cmd}: {err}");
+        assert!(err.contains("--database-url") && err.contains("lifeboat init"), "{cmd}: {err}");
+        assert!(!err.contains("localhost:5432"), "{cmd}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "nothing written");
+    // Any one setting names it: the run then tries that database.
+    let o = support::lifeboat().arg("plan").env("PGPORT", "1").current_dir(cwd.path()).output().unwrap();
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("cannot connect to PostgreSQL at localhost:1/postgres"), "{}", stderr(&o));
+}
+
+// covers: FR-11.1, FR-24.2
+#[test]
+fn a_database_without_tables_fails_the_backup_instead_of_archiving_nothing() {
+    let db = support::fresh_db("hints_empty");
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("b");
+    let o = support::lifeboat()
+        .args(["backup", "--database-url", &db.url, "--output-dir", storage.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("has no tables") && err.contains("nothing to back up"), "{err}");
+    assert!(crate::flow::stored_in(&storage).is_empty(), "no archive of nothing");
+}
