@@ -233,8 +233,10 @@ fn next_step(cause: Cause, c: &tokio_postgres::Config, hint: &str) -> String {
              then try again; or check {hint}"
         ),
         Cause::NoDatabase => format!(
-            "database {db:?} does not exist on that server: create it (createdb -h {host} -p {port} -U {user} {db}), \
-             or fix the database name in {hint}"
+            "database {db:?} does not exist on that server: create it (createdb -h {host} -p {port} -U {user} {db}{}), \
+             or fix the database name in {hint}",
+            // A restore can make its own target.
+            if hint == crate::restore::DB_HINT { ", or add --create to the restore" } else { "" }
         ),
         Cause::NoConnectPrivilege => format!(
             "role {user:?} may not connect to database {db:?}: GRANT CONNECT ON DATABASE {} TO {}, or check {hint}",

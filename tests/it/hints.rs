@@ -241,3 +241,43 @@ fn a_database_without_tables_fails_the_backup_instead_of_archiving_nothing() {
     assert!(err.contains("has no tables") && err.contains("nothing to back up"), "{err}");
     assert!(crate::flow::stored_in(&storage).is_empty(), "no archive of nothing");
 }
+
+// covers: FR-7.1, FR-14.10
+#[test]
+fn restore_create_makes_a_missing_target_and_without_it_the_error_says_so() {
+    let s = crate::flow::Seeded::new("hints_create_src");
+    let archive = std::path::PathBuf::from(s.backup()["archive"].as_str().unwrap().to_string());
+    let name = format!("hints_created_{}", std::process::id());
+    let admin = support::server().admin_url();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let key = s.storage().join(".lifeboat/signing.pub");
+    let restore = |extra: &[&str]| {
+        support::lifeboat()
+            .args(["restore", archive.to_str().unwrap(), "--db", &url, "--trusted-key", key.to_str().unwrap()])
+            .args(extra)
+            .current_dir(archive.parent().unwrap())
+            .output()
+            .unwrap()
+    };
+    let o = restore(&[]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains(&format!("does not exist on that server: create it (createdb ")), "{}", stderr(&o));
+    assert!(stderr(&o).contains("or add --create to the restore"), "{}", stderr(&o));
+
+    let o = restore(&["--create"]);
+    assert_exit(&o, 0);
+    let mut target = support::connect(&url);
+    let users: i64 = target.query_one("SELECT count(*) FROM public.users", &[]).unwrap().get(0);
+    assert!(users > 0);
+    let owner: String = target
+        .query_one("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, target.query_one("SELECT current_user::text", &[]).unwrap().get::<_, String>(0));
+    drop(target);
+    // It exists now, with tables: --create leaves it, and the usual refusal holds.
+    let o = restore(&["--create"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
+    let _ = support::connect(&admin).batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"));
+}
