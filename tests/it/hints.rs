@@ -55,7 +55,7 @@ fn connection_errors_name_the_next_step_for_what_went_wrong() {
     assert!(err.contains("percent-encode it (@ is %40, # is %23"), "{err}");
 }
 
-// covers: FR-11, FR-14.10
+// covers: FR-11.6, FR-14.10
 #[test]
 fn the_source_password_comes_from_pgpass_when_nothing_else_sets_one() {
     use std::os::unix::fs::PermissionsExt;
@@ -261,7 +261,7 @@ fn restore_create_makes_a_missing_target_and_without_it_the_error_says_so() {
     };
     let o = restore(&[]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains(&format!("does not exist on that server: create it (createdb ")), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not exist on that server: create it (createdb "), "{}", stderr(&o));
     assert!(stderr(&o).contains("or add --create to the restore"), "{}", stderr(&o));
 
     let o = restore(&["--create"]);
