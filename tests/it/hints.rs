@@ -281,3 +281,28 @@ fn restore_create_makes_a_missing_target_and_without_it_the_error_says_so() {
     assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
     let _ = support::connect(&admin).batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"));
 }
+
+// covers: FR-14.1, FR-24.1
+#[test]
+fn a_role_that_may_not_read_a_table_is_told_the_grant_that_fixes_it() {
+    let db = support::fresh_db("hints_noread");
+    db.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    let role = format!("{}_noread", db.name);
+    db.exec(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE \"{}\" TO {role}; GRANT USAGE ON SCHEMA public TO {role}",
+        db.name
+    ));
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let o = support::lifeboat()
+        .args(["backup", "--database-url", &url, "--output-dir", dir.path().join("b").to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    db.exec(&format!("DROP OWNED BY {role}"));
+    let _ = support::connect(&support::server().admin_url()).batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains(&format!("GRANT pg_read_all_data TO \"{role}\"")), "{err}");
+}
