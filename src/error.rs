@@ -11,9 +11,9 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    #[error(
-        "cannot connect to PostgreSQL at {target}: {message}; check that the server is running, then check {hint}"
-    )]
+    #[error("cannot connect to PostgreSQL at {target}: {message}; {hint}")]
+    /// `hint` is the next step, chosen by what went wrong (server down,
+    /// host unknown, password refused, database missing, …).
     Connect { target: String, message: String, retryable: bool, hint: String },
 
     #[error("{context}: {message}")]

@@ -130,6 +130,9 @@ fn run_planned(
     let started = Instant::now();
     let created = chrono::Utc::now();
     cancel.check("connecting")?;
+    // A store the run could not write to is told before the database is
+    // bothered (FR-4.1); the check itself touches nothing.
+    store.check_writable()?;
     // Connect first: a run that cannot reach the database touches no files.
     let mut snap = Snapshot::open(&config.database, cancel)?;
     sessions.record(&snap.session);
@@ -142,6 +145,15 @@ fn run_planned(
     watchdog.doing("planning");
     let (draft, closure_job) =
         plan::build_base(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
+    if draft.tables().is_empty() {
+        // An archive of nothing would read as a good backup (FR-11.1).
+        return Err(Error::Failed(format!(
+            "database {} has no tables (none in any schema lifeboat reads): nothing to back up; is this the \
+             application's database? Check [database] name (or DATABASE_URL), or run the application's \
+             migrations first",
+            config.database.display_target()
+        )));
+    }
     if let Some(m) = draft.files().missing.iter().find(|m| m.required) {
         return Err(Error::FileMissing {
             pattern: m.pattern.clone(),

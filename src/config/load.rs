@@ -60,6 +60,7 @@ pub fn resolve(
     }
 
     let log_configured = merged.get("log").and_then(|l| l.get("file")).is_some();
+    let database_configured = super::database_named(&merged);
     let mut warnings = terse_minute_windows(&merged);
     warnings.extend(tz_warnings);
     warnings.extend(env_warnings);
@@ -68,6 +69,7 @@ pub fn resolve(
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
     config.warnings = warnings;
     config.log.configured = log_configured;
+    config.database.configured = database_configured;
     config.warnings.extend(super::links::warnings(&config.links));
 
     if let Some(path) = config.database.password_file.take() {
@@ -80,6 +82,10 @@ pub fn resolve(
             _ => "database.password_file".to_string(),
         };
         config.database.password = Some(read_secret_file(&path, &origin)?);
+    }
+    if config.database.password.is_none() {
+        // As libpq: the password file only when nothing else set one.
+        config.database.password = super::url::pgpass_password(&config.database.client_config(), env);
     }
     super::email::finish(&mut config.email, &mut config.alerts)?;
     super::links::finish_http(&mut config.http)?;

@@ -122,6 +122,10 @@ pub struct DatabaseConfig {
     pub sslcert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sslkey: Option<PathBuf>,
+    /// Whether any layer named the database (host, port, name, user or a
+    /// URL): there is no built-in database to fall back on (FR-11.1).
+    #[serde(skip)]
+    pub configured: bool,
 }
 
 /// libpq's `sslmode` values that lifeboat implements (`allow` is not one:
@@ -179,6 +183,15 @@ pub struct Tls {
     pub key: Option<PathBuf>,
 }
 
+/// Whether the merged layers name a database: any of `[database]` host,
+/// port, name or user (a URL is expanded into them).
+pub(crate) fn database_named(merged: &toml::Table) -> bool {
+    merged
+        .get("database")
+        .and_then(|d| d.as_table())
+        .is_some_and(|d| ["host", "port", "name", "user", "url"].iter().any(|k| d.contains_key(*k)))
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
@@ -197,6 +210,9 @@ impl Default for DatabaseConfig {
             sslrootcert: None,
             sslcert: None,
             sslkey: None,
+            // A config made in code names its database; only [`resolve`]
+            // finds that none of its layers did.
+            configured: true,
         }
     }
 }

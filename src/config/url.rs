@@ -119,9 +119,16 @@ pub fn target_password(
             return Ok(Some(Secret::new(p)));
         }
     }
+    Ok(pgpass_password(c, env))
+}
+
+/// The password libpq's password file (`PGPASSFILE`, else `~/.pgpass`)
+/// holds for `c`'s host, port, database and user, if any: the lowest source
+/// of a password, for the source database as for restore targets (FR-11).
+pub fn pgpass_password(c: &tokio_postgres::Config, env: &BTreeMap<String, String>) -> Option<Secret> {
     let file =
         env.get("PGPASSFILE").map(PathBuf::from).or_else(|| env.get("HOME").map(|h| Path::new(h).join(".pgpass")));
-    let Some(text) = file.as_deref().and_then(pgpass::read) else { return Ok(None) };
+    let text = file.as_deref().and_then(pgpass::read)?;
     let host = match c.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         // libpq matches a Unix-socket connection against `localhost`.
@@ -129,7 +136,7 @@ pub fn target_password(
     };
     let user = c.get_user().unwrap_or_default();
     let port = c.get_ports().first().copied().unwrap_or(5432);
-    Ok(pgpass::lookup(&text, &host, port, c.get_dbname().unwrap_or(user), user).map(Secret::new))
+    pgpass::lookup(&text, &host, port, c.get_dbname().unwrap_or(user), user).map(Secret::new)
 }
 
 /// Replaces `[database] url` by the fields it carries (explicit keys win).

@@ -126,14 +126,25 @@ fn explain(e: &lettre::transport::smtp::Error, host: &str) -> String {
         }
         source = s.source();
     }
-    let hint = if chain.contains("UnknownIssuer") || chain.contains("unknown issuer") || chain.contains("BadSignature")
-    {
-        " — certificate not trusted (set [email] ca_file to the PEM of a private CA; verification cannot be switched off)"
+    let hint = if chain.contains("CaUsedAsEndEntity") || chain.contains("SelfSigned") {
+        " — the server's certificate is self-signed and marked as a CA, so it cannot be trusted as the server's own \
+         certificate: issue the server a certificate signed by that CA (or any CA) and keep [email] ca_file set to \
+         the CA's PEM; verification cannot be switched off"
+            .to_string()
+    } else if chain.contains("UnknownIssuer") || chain.contains("unknown issuer") || chain.contains("BadSignature") {
+        " — the server's certificate is self-signed or not issued by a trusted CA: set [email] ca_file to the PEM \
+         of the CA that issued it (a private CA; a self-signed server certificate needs a CA of its own); \
+         verification cannot be switched off"
             .to_string()
     } else if chain.contains("NotValidForName") || chain.contains("not valid for name") {
-        format!(" — the server's certificate is not valid for {host}: set [email] smtp_host to a name the certificate lists")
-    } else if chain.contains("Expired") {
-        " — the server's certificate has expired".into()
+        format!(
+            " — the server's certificate is for another name, not {host}: set [email] smtp_host to a name the \
+             certificate lists"
+        )
+    } else if chain.contains("Expired") || chain.contains("NotValidYet") {
+        " — the server's certificate has expired (or is not valid yet): renew it on the SMTP server, and check this \
+         machine's clock"
+            .into()
     } else if e.status().is_some_and(|c| c.to_string().starts_with("535")) || chain.contains("authentication") {
         " — authentication failed: check [email] username and password (SMTP_USER / SMTP_PASS); Gmail needs an app password"
             .into()

@@ -335,12 +335,22 @@ pub struct TestReport {
 
 /// Sends a test message with the real settings. `Err` when it could not
 /// even be tried (no `[email]`, a bad address, a broken template).
+/// The longest `test-email` waits for the SMTP server at each step.
+const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn test_email(cfg: &Config, progress: Progress) -> Result<TestReport, DeliverError> {
     if !cfg.email.enabled() {
         return Err(DeliverError::NotConfigured);
     }
     let templates = templates::Templates::load(cfg.email.templates_dir.as_deref())?;
-    let mailer = mail::Mailer::new(&cfg.email)?;
+    // A test answers at once (FR-3.7): one attempt, no back-off, and a
+    // connection limit of at most TEST_TIMEOUT, whatever the run's settings.
+    let mut email = cfg.email.clone();
+    email.attempts = 1;
+    if email.timeout.approx_duration() > TEST_TIMEOUT {
+        email.timeout = crate::model::Span { amount: TEST_TIMEOUT.as_secs() as u32, unit: crate::model::Unit::Seconds };
+    }
+    let mailer = mail::Mailer::new(&email)?;
     let ctx = serde_json::json!({
         "app": app_name(cfg),
         "host": host_name(),

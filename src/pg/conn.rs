@@ -80,6 +80,16 @@ pub fn copy_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Er
 }
 
 pub fn connect(db: &DatabaseConfig, cancel: &CancelToken) -> Result<Client> {
+    if !db.configured {
+        // No silent default: a backup of whatever listens on localhost
+        // as `postgres` is not what anyone asked for (FR-11.1).
+        return Err(Error::Refused(
+            "no database is configured: set DATABASE_URL (or POSTGRES_HOST, POSTGRES_DB, POSTGRES_USER, or \
+             PGHOST, PGDATABASE, PGUSER), pass --database-url, or write [database] url (or host, name, user) in \
+             the config file (./lifeboat.toml, --config FILE or LIFEBOAT_CONFIG); `lifeboat init` proposes one"
+                .into(),
+        ));
+    }
     connect_with(
         &Target { config: db.client_config(), tls: db.tls() },
         &db.display_target(),
@@ -101,16 +111,18 @@ pub fn describe(c: &tokio_postgres::Config) -> String {
 /// Connects with the whole setup (TCP connect, startup, authentication)
 /// bounded by the config's connect timeout, ended early by `cancel`;
 /// `hint` names what the user set to point here (for the error message).
+/// The error's next step follows from what went wrong (FR-14.10): a server
+/// that is down, an unknown host, a refused password, a missing database.
 pub fn connect_with(config: &Target, target: &str, hint: &str, cancel: &CancelToken) -> Result<Client> {
     let connector = Connector::new(&config.tls)?;
     let mode = config.tls.mode;
-    let failed = |message: String, retryable: bool| {
+    let failed = |message: String, retryable: bool, cause: Cause| {
         // A certificate problem is not fixed by waiting.
         let tls_failure = message.contains("TLS") || message.contains("certificate");
-        let hint = match mode {
-            _ if !tls_failure => hint.to_string(),
+        let next = match mode {
+            _ if !tls_failure => next_step(cause, &config.config, hint),
             SslMode::VerifyCa | SslMode::VerifyFull => format!(
-                "{hint}: with sslmode={} the server's certificate must be signed by the CA in sslrootcert{}",
+                "check {hint}: with sslmode={} the server's certificate must be signed by the CA in sslrootcert{}",
                 mode.as_str(),
                 if mode == SslMode::VerifyFull {
                     " and name the host connected to (or use verify-ca, which does not check the name)"
@@ -118,9 +130,9 @@ pub fn connect_with(config: &Target, target: &str, hint: &str, cancel: &CancelTo
                     ""
                 }
             ),
-            mode => format!("{hint}: sslmode={} needs a server with TLS enabled (ssl = on)", mode.as_str()),
+            mode => format!("check {hint}: sslmode={} needs a server with TLS enabled (ssl = on)", mode.as_str()),
         };
-        Error::Connect { target: target.to_string(), message, retryable: retryable && !tls_failure, hint }
+        Error::Connect { target: target.to_string(), message, retryable: retryable && !tls_failure, hint: next }
     };
     Client::connect(&config.config, connector, mode, cancel).map_err(|e| match e {
         ConnectError::TimedOut(limit) => failed(
@@ -130,15 +142,108 @@ pub fn connect_with(config: &Target, target: &str, hint: &str, cancel: &CancelTo
                 crate::events::humantime(limit)
             ),
             true,
+            Cause::Down,
         ),
         ConnectError::Cancelled => Error::Cancelled { doing: format!("connecting to {target}") },
-        ConnectError::Runtime(e) => failed(format!("cannot start the client: {e}"), true),
+        ConnectError::Runtime(e) => failed(format!("cannot start the client: {e}"), true, Cause::Down),
         ConnectError::Pg(e) if pg_message(&e).ends_with("password missing") => {
-            failed("the server asks for a password and none was given".into(), false)
+            failed("the server asks for a password and none was given".into(), false, Cause::NoPassword)
         }
-        // Wrong password, unknown role or database: retrying cannot help.
-        ConnectError::Pg(e) => failed(pg_message(&e), !matches!(sqlstate(&e), Some("28P01" | "28000" | "3D000"))),
+        ConnectError::Pg(e) => {
+            let message = pg_message(&e);
+            let cause = match sqlstate(&e) {
+                Some("28P01") => Cause::WrongPassword,
+                Some("28000") if message.contains("does not exist") => Cause::NoRole,
+                Some("28000") => Cause::NotAllowed,
+                Some("3D000") => Cause::NoDatabase,
+                Some("42501") => Cause::NoConnectPrivilege,
+                None if host_unknown(&e) => Cause::HostUnknown,
+                _ => Cause::Down,
+            };
+            // Wrong password, unknown role or database: retrying cannot help.
+            let retryable = !matches!(
+                cause,
+                Cause::WrongPassword
+                    | Cause::NoRole
+                    | Cause::NotAllowed
+                    | Cause::NoDatabase
+                    | Cause::NoConnectPrivilege
+            );
+            failed(message, retryable, cause)
+        }
     })
+}
+
+/// What went wrong connecting, as far as the next step differs.
+#[derive(Clone, Copy)]
+enum Cause {
+    /// Refused, timed out, reset: the server is not there (yet).
+    Down,
+    HostUnknown,
+    NoPassword,
+    WrongPassword,
+    NoRole,
+    /// No `pg_hba.conf` line lets this role in from here.
+    NotAllowed,
+    NoDatabase,
+    NoConnectPrivilege,
+}
+
+/// A name-resolution failure: the driver reports it as an I/O error whose
+/// text is the resolver's (glibc, musl and macOS word it differently).
+fn host_unknown(e: &tokio_postgres::Error) -> bool {
+    let text = pg_message(e).to_ascii_lowercase();
+    ["lookup address", "name or service not known", "nodename nor servname", "name does not resolve", "no such host"]
+        .iter()
+        .any(|m| text.contains(m))
+}
+
+/// The next step for `cause`, naming the role, database and host of `c`.
+fn next_step(cause: Cause, c: &tokio_postgres::Config, hint: &str) -> String {
+    let user = c.get_user().unwrap_or("postgres");
+    let db = c.get_dbname().unwrap_or(user);
+    let (host, port) = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => (h.clone(), c.get_ports().first().copied().unwrap_or(5432)),
+        Some(tokio_postgres::config::Host::Unix(p)) => {
+            (p.display().to_string(), c.get_ports().first().copied().unwrap_or(5432))
+        }
+        None => ("localhost".into(), 5432),
+    };
+    match cause {
+        Cause::Down => format!("check that the server is running, then check {hint}"),
+        Cause::HostUnknown => format!(
+            "the host name {host:?} is unknown here: check the host in {hint}; if the URL's password holds \
+             a special character (@ # : / ?), percent-encode it (@ is %40, # is %23, : is %3A, / is %2F, ? is %3F), \
+             or part of the password is read as the host"
+        ),
+        Cause::NoPassword => format!("set the password in {hint}, or in ~/.pgpass (or the file PGPASSFILE names)"),
+        Cause::WrongPassword => format!(
+            "the server refused the password of role {user:?}: set the right password in {hint} \
+             (or set a new one on the server: ALTER ROLE {} PASSWORD '…')",
+            quote_ident(user)
+        ),
+        Cause::NoRole => format!(
+            "role {user:?} does not exist on that server: fix the user in {hint}, or create the role \
+             (CREATE ROLE {} LOGIN PASSWORD '…')",
+            quote_ident(user)
+        ),
+        Cause::NotAllowed => format!(
+            "the server's pg_hba.conf has no line that lets role {user:?} into database {db:?} from here: \
+             add one (e.g. host {db} {user} <this machine's address>/32 scram-sha-256), reload the server, \
+             then try again; or check {hint}"
+        ),
+        Cause::NoDatabase => format!(
+            "database {db:?} does not exist on that server: create it (createdb -h {host} -p {port} -U {user} {db}{}), \
+             or fix the database name in {hint}",
+            // A restore can make its own target.
+            if hint == crate::restore::DB_HINT { ", or add --create to the restore" } else { "" }
+        ),
+        Cause::NoConnectPrivilege => format!(
+            "role {user:?} may not connect to database {db:?}: GRANT CONNECT ON DATABASE {} TO {}, or check {hint}",
+            quote_ident(db),
+            quote_ident(user)
+        ),
+    }
 }
 
 /// Session settings every lifeboat connection uses, so that text forms of

@@ -91,6 +91,19 @@ impl Snapshot {
                 Some("55P03") => {
                     crate::error::Error::LockTimeout { table: shown.to_string(), timeout: db.lock_timeout.to_string() }
                 }
+                // The first statement that touches each table: the place to
+                // say how the backup role gets to read it.
+                Some("42501") => crate::error::Error::Db {
+                    context: format!("locking table {shown}"),
+                    message: format!(
+                        "{}; role {:?} may not read it: GRANT pg_read_all_data TO {} (PostgreSQL 14+; or run \
+                         scripts/backup-role.sql, which grants it), or back up as the tables' owner",
+                        super::pg_message(&e),
+                        db.user,
+                        super::quote_ident(&db.user)
+                    ),
+                    retryable: false,
+                },
                 _ => db_err(format!("locking table {shown}"))(e),
             }
         })

@@ -41,11 +41,23 @@ pub(super) fn resolve_modes(catalog: &Catalog, config: &Config, warnings: &mut V
                 absent_optional.push(format!("{name} ({mode})"));
                 continue;
             }
-            let known: Vec<String> = catalog.tables.iter().map(|t| t.name.to_string()).collect();
-            problems.push(format!(
-                "table {name} (scope: {mode}) does not exist in the database; fix the name or remove it. Tables that exist: {}",
-                abbreviate(&known)
-            ));
+            let mut known: Vec<String> = catalog.tables.iter().map(|t| t.name.to_string()).collect();
+            let wanted = name.to_string();
+            problems.push(match closest(&wanted, name.name.chars().count(), &known) {
+                Some(near) => format!(
+                    "table {name} (scope: {mode}) does not exist in the database; did you mean {near}? Fix the name \
+                     or remove it"
+                ),
+                None => {
+                    // Closest first: the name meant is at the head, not hidden in "… (N more)".
+                    known.sort_by_key(|k| name_distance(&wanted, k));
+                    format!(
+                        "table {name} (scope: {mode}) does not exist in the database; fix the name or remove it. \
+                         Tables that exist (closest first): {}",
+                        abbreviate(&known)
+                    )
+                }
+            });
             continue;
         };
         if let Some((column, _)) = window {
@@ -121,11 +133,67 @@ pub(super) fn resolve_modes(catalog: &Catalog, config: &Config, warnings: &mut V
     Ok(out)
 }
 
+/// The one name of `known` close enough to `wanted` to be what was meant
+/// (a typo: a few edits, case aside, fewer for a short table name of
+/// `len` characters), if exactly one is closest.
+fn closest<'a>(wanted: &str, len: usize, known: &'a [String]) -> Option<&'a String> {
+    let limit = (len / 3).clamp(1, 3);
+    let mut by_distance: Vec<(usize, &String)> = known.iter().map(|k| (name_distance(wanted, k), k)).collect();
+    by_distance.sort();
+    match by_distance.as_slice() {
+        [(d, k), rest @ ..] if *d <= limit && rest.first().is_none_or(|(next, _)| next > d) => Some(k),
+        _ => None,
+    }
+}
+
+/// How far apart two `schema.table` names are: the edit distance of the
+/// whole, or of the table names plus one for another schema, whichever is less.
+fn name_distance(a: &str, b: &str) -> usize {
+    let table = |s: &str| s.rsplit('.').next().unwrap_or(s).to_string();
+    distance(a, b).min(distance(&table(a), &table(b)) + 1)
+}
+
+/// Edit distance (Levenshtein) between `a` and `b`, ignoring case.
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.to_lowercase().chars().collect(), b.to_lowercase().chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb)).min(above + 1).min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 fn abbreviate(names: &[String]) -> String {
     const MAX: usize = 30;
     if names.len() <= MAX {
         names.join(", ")
     } else {
         format!("{}, … ({} more)", names[..MAX].join(", "), names.len() - MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // covers: FR-9.3
+    #[test]
+    fn a_typo_in_a_table_name_finds_the_one_name_meant() {
+        let known: Vec<String> =
+            ["public.users", "public.sessions", "public.messages", "billing.invoices"].map(String::from).to_vec();
+        let near = |w: &str| closest(w, w.rsplit('.').next().unwrap().len(), &known).map(String::as_str);
+        assert_eq!(near("public.sesions"), Some("public.sessions"));
+        assert_eq!(near("public.Users"), Some("public.users"));
+        assert_eq!(near("public.invoices"), Some("billing.invoices"));
+        // Too far from anything, or a short name one edit from nothing.
+        assert_eq!(near("public.audit_log"), None);
+        assert_eq!(near("public.foo"), None);
+        assert_eq!(distance("kitten", "sitting"), 3);
     }
 }

@@ -53,6 +53,11 @@ pub struct RestoreOptions {
     /// Replace a non-empty target (drops what it lists first)
     #[arg(long)]
     pub force: bool,
+    /// Create the --db database when it does not exist (from template0,
+    /// owned by the --db role, which needs CREATEDB; made through the
+    /// server's `postgres` database)
+    #[arg(long)]
+    pub create: bool,
     /// Load tables over N connections in parallel. Faster on big archives, but
     /// not one transaction: a failure empties the target instead of rolling back
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -147,6 +152,9 @@ pub fn restore_source(
             )));
         }
     }
+    if opts.create {
+        target::create_if_missing(&target, progress, cancel)?;
+    }
     let mut report = restore_verified(source, &verified, &target, opts, progress, cancel)?;
     report.phases.insert(0, ("verify".into(), verify_ms));
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -160,6 +168,7 @@ impl Default for RestoreOptions {
             config_dir: None,
             tables: Vec::new(),
             force: false,
+            create: false,
             jobs: 1,
             no_owner: false,
             spool_dir: None,
@@ -199,7 +208,7 @@ fn select_tables(manifest: &Manifest, names: &[String]) -> Result<Option<BTreeSe
 
 /// What to check when a target cannot be reached, and where its password
 /// may come from (SC-4.4).
-pub(super) const DB_HINT: &str = "the --db URL (and, if the server asks for a password, \
+pub(crate) const DB_HINT: &str = "the --db URL (and, if the server asks for a password, \
      LIFEBOAT_TARGET_PASSWORD_FILE, LIFEBOAT_TARGET_PASSWORD, PGPASSWORD or ~/.pgpass)";
 pub(super) const REHEARSAL_HINT: &str = "the --restore-test URL (and, if the server asks for a password, \
      LIFEBOAT_TARGET_PASSWORD_FILE, LIFEBOAT_TARGET_PASSWORD, PGPASSWORD or ~/.pgpass)";

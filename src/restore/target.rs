@@ -119,3 +119,42 @@ pub(super) fn summarize(tables: &BTreeMap<String, Vec<String>>) -> String {
         all.join(", ")
     }
 }
+
+/// `restore --create`: creates the target database when it does not exist,
+/// as pg_restore's users expect. The session goes to the server's
+/// `postgres` maintenance database with the target's role and password,
+/// so the new database is owned by that role; it is made from `template0`
+/// (nothing a site added to `template1` comes along) with the server's
+/// default encoding and locale. An existing database is left as it is:
+/// the usual checks (empty, or `--force`) apply to it.
+pub(super) fn create_if_missing(
+    target: &crate::config::Target,
+    progress: crate::events::Progress,
+    cancel: &crate::events::CancelToken,
+) -> Result<()> {
+    let Some(name) = target.get_dbname().map(str::to_string) else { return Ok(()) };
+    let mut admin = target.clone();
+    admin.config.dbname("postgres");
+    let admin_name = crate::pg::describe(&admin);
+    let mut client = crate::pg::connect_with(&admin, &admin_name, super::DB_HINT, cancel)
+        .map_err(|e| e.noted(format!("--create connects to the server's postgres database to create {name:?}")))?;
+    let exists = client
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .map_err(db_err(format!("looking for database {name:?}")))?;
+    if !exists.is_empty() {
+        progress(crate::events::Event::Detail(format!("database {name:?} exists; --create leaves it as it is")));
+        return Ok(());
+    }
+    client.batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name))).map_err(|e| {
+        match crate::pg::sqlstate(&e) {
+            Some("42501") => Error::Refused(format!(
+                "cannot create database {name:?} on {admin_name}: {}; the --db role needs CREATEDB \
+                 (ALTER ROLE … CREATEDB), or create it first with createdb",
+                crate::pg::pg_message(&e)
+            )),
+            _ => db_err(format!("creating database {name:?}"))(e),
+        }
+    })?;
+    progress(crate::events::Event::Detail(format!("created database {name:?} (from template0) for the restore")));
+    Ok(())
+}

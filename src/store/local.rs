@@ -91,6 +91,10 @@ impl Store for LocalStore {
         Ok(RunLock::new(held))
     }
 
+    fn check_writable(&self) -> Result<()> {
+        writable(&self.dir)
+    }
+
     fn scratch_dir(&self) -> &Path {
         &self.dir
     }
@@ -197,6 +201,46 @@ fn ensure_dir(dir: &Path, progress: Progress) -> Result<()> {
         Err(e) => return Err(Error::io("reading storage directory", dir, e)),
     }
     Ok(())
+}
+
+/// Whether this process may create files in `dir`, or, when `dir` does not
+/// exist yet, in the nearest directory above it that does (where
+/// [`ensure_dir`] will create it). Asks the kernel (`faccessat` with the
+/// effective uid) rather than trying to write, so nothing is touched; what
+/// is not a directory is left to [`ensure_dir`]'s message.
+fn writable(dir: &Path) -> Result<()> {
+    use rustix::fs::{Access, AtFlags, CWD};
+    let mut at = dir;
+    while !at.exists() {
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => {
+                at = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !at.is_dir() {
+        return Ok(());
+    }
+    match rustix::fs::accessat(CWD, at, Access::WRITE_OK | Access::EXEC_OK, AtFlags::EACCESS) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let uid = rustix::process::geteuid().as_raw();
+            let what = if at == dir {
+                format!("storage directory {}", dir.display())
+            } else {
+                format!("{} (where storage directory {} would be created)", at.display(), dir.display())
+            };
+            Err(Error::Refused(format!(
+                "{what} is not writable by the user lifeboat runs as (uid {uid}): {}; make it writable for that \
+                 user (`chown {uid} {}` or a group it is in), or point storage.dir (or --output-dir) at a \
+                 directory it can write. Nothing was done",
+                std::io::Error::from(e),
+                at.display()
+            )))
+        }
+    }
 }
 
 /// Takes the run's lock: an `flock` on the directory itself, then on

@@ -73,6 +73,12 @@ pub trait Store {
     /// processes) and removes what interrupted runs left behind. Fails with
     /// [`Error::Busy`](crate::error::Error::Busy) when another run holds it.
     fn lock(&self, progress: Progress) -> Result<RunLock>;
+    /// Checks, touching nothing, that a run could write here: called before
+    /// the run connects to the database, so a store it cannot use is told
+    /// first (with its fix) and costs no database session.
+    fn check_writable(&self) -> Result<()> {
+        Ok(())
+    }
     /// A local directory for spool and pg_dump temporary files of this run.
     fn scratch_dir(&self) -> &Path;
     /// Starts archive `name`, or, when an archive of that name exists (an

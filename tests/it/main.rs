@@ -59,3 +59,5 @@ mod docs;
 mod status;
 // Offsite copies on a real S3-compatible store (SeaweedFS): multipart upload, presigned links, catch-up, remote retention, restore from s3://.
 mod offsite;
+// Errors whose next step matches the cause: missing database, refused password, unknown host, pgpass, storage.
+mod hints;
