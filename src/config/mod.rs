@@ -10,9 +10,9 @@
 //! The layers are then merged as TOML tables and deserialized once.
 //!
 //! Within the environment layer lifeboat's own names win, then the backup's
-//! over the application's: `LIFEBOAT_<SECTION>__<KEY>` > `BACKUP_DATABASE_URL`
-//! > `POSTGRES_*` > `DATABASE_URL` (the application's, in a shared env file)
-//! > libpq's `PG*`.
+//! over the application's: `LIFEBOAT_<SECTION>__<KEY>`, then
+//! `BACKUP_DATABASE_URL`, then `POSTGRES_*`, then `DATABASE_URL` (the
+//! application's, in a shared env file), then libpq's `PG*`.
 //! A database URL expands into host/port/name/user/password at its own layer;
 //! keys set explicitly in the same layer win over the URL's parts. `password`
 //! and `password_file` are one setting: a layer that sets either replaces both.
