@@ -16,11 +16,13 @@ pub struct ServeArgs {
 
 pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     let config = load(cli, &Overrides::default())?;
-    let downloads = crate::http::download::Downloads::from_config(&config)?;
+    // Without `[links] public_url` there are no signed links to serve, but
+    // `/healthz`, `/metrics` and the status page are still worth serving.
+    let downloads = crate::daemon::downloads(&config)?;
     let addr = args.listen.clone().unwrap_or_else(|| config.http.listen.clone());
-    let (storage, prefix) = (downloads.storage.display().to_string(), downloads.path_prefix.clone());
+    let serving = downloads.as_ref().map(|d| (d.storage.display().to_string(), d.path_prefix.clone()));
     let metrics_addr = config.http.metrics_listen.clone();
-    let state = crate::http::AppState::new(std::sync::Arc::new(config), crate::http::no_schedule(), Some(downloads));
+    let state = crate::http::AppState::new(std::sync::Arc::new(config), crate::http::no_schedule(), downloads);
     let runtime = runtime("the HTTP runtime")?;
     runtime.block_on(async move {
         let limits = crate::http::limits::for_process(&state.config.http);
@@ -30,7 +32,10 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
             Some(a) => Some(bind(a, "[http] metrics_listen").await?),
             None => None,
         };
-        eprintln!("lifeboat: serving downloads from {storage} at http://{local}{prefix}/ and the status page at http://{local}/ (SIGTERM or Ctrl-C stops)");
+        match &serving {
+            Some((storage, prefix)) => eprintln!("lifeboat: serving downloads from {storage} at http://{local}{prefix}/ and the status page at http://{local}/ (SIGTERM or Ctrl-C stops)"),
+            None => eprintln!("lifeboat: serving the status page at http://{local}/ and no downloads ([links] public_url is not set; SIGTERM or Ctrl-C stops)"),
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let when_stopped = move || {
             let mut rx = stopped.clone();

@@ -295,13 +295,18 @@ fn only_archives_in_the_store_can_be_served() {
 
 // covers: FR-18.6
 #[test]
-fn serve_refuses_to_start_without_public_url_or_a_free_address() {
+fn serve_without_public_url_serves_health_but_no_downloads_and_refuses_a_taken_address() {
     let dir = tempfile::tempdir().unwrap();
     let storage = toml_string(&dir.path().join("store").to_string_lossy());
     let config = support::write_config(dir.path(), &format!("[storage]\ndir = {storage}\n"));
-    let o = support::lifeboat().args(["--config", config.to_str().unwrap(), "serve"]).output().unwrap();
-    crate::flow::assert_exit(&o, 2);
-    assert!(crate::flow::stderr(&o).contains("links.public_url is not set"), "{}", crate::flow::stderr(&o));
+    let serve = Serve::start(&config);
+    serve.wait_for_line(&["the status page at http://127.0.0.1:", "no downloads ([links] public_url is not set"]);
+    let (status, body) = raw_status(&serve.origin, "/healthz");
+    assert!(status == 200 || status == 503, "{status}: {body}");
+    assert!(body.contains("\"status\""), "{body}");
+    let (status, _) = raw_status(&serve.origin, "/backups/critical_backup_20261124_020000.tar.gz");
+    assert_eq!(status, 404, "no download route without public_url");
+    drop(serve);
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
