@@ -68,6 +68,14 @@ pub fn plan_only(config: &Config, progress: Progress, cancel: &CancelToken) -> R
 /// a cancellation, a lost connection: whatever the link may have caused),
 /// ends them over a fresh connection, bounded (see `pg::sessions`).
 fn abandoned(config: &Config, sessions: &Sessions, cancel: &CancelToken, e: &Error) {
+    // Refused because another run holds the store: that run is at work on
+    // the same database, and its pg_dump sessions carry the same
+    // application name and, with no write in between, the same snapshot
+    // xmin as this run's would; ending "ours" could end its pg_dump. This
+    // run started no pg_dump, and its own snapshot session closes with it.
+    if matches!(e, Error::Busy(_)) {
+        return;
+    }
     let bound = match e {
         Error::Cancelled { .. } => crate::pg::sessions::SHUTDOWN_END_BOUND,
         _ => crate::pg::sessions::END_BOUND,

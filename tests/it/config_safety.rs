@@ -313,7 +313,7 @@ fn a_lock_file_that_is_a_link_is_refused_and_what_it_points_at_is_untouched() {
     }
 }
 
-// covers: FR-1.5, FR-12.7, NFR-2.2, NFR-2.3
+// covers: FR-1.5, FR-12.7, NFR-2.2, NFR-2.3, FR-14.15
 #[test]
 fn deleting_the_lock_file_does_not_let_a_second_run_take_the_directory() {
     let s = Seeded::with_config("dirlock", "");
