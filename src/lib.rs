@@ -20,7 +20,7 @@
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
 //! - [`history`]: the run history: `sqlite` (`.lifeboat/history.db`, versioned migrations), `markers` (`.last_backup_*`).
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
-//! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
+//! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices; whether alerts reach anyone), `chat` (Slack, Discord, Telegram and ntfy: their URLs and payloads), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
 //! - [`offsite`]: the offsite step of a run: upload to `[remote]` (S3, `store::s3`), catch-up, remote retention.
 //! - [`daemon`]: the service: `runner` (one recorded, delivered, rehearsed, pruned and alerted backup run, shared by `lifeboat backup`), `rehearsal` (the restore rehearsal of each new archive).
 //! - [`http`]: the HTTP service: `router` (every route, `AppState`), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`, `limits` (connection cap, header-read and idle timeouts, the descriptor budget); `serve` is its accept loop; the only axum and hyper code.

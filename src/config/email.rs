@@ -1,7 +1,8 @@
 //! The `[email]` and `[alerts]` sections: how mail reaches the
 //! administrators (SMTP server, TLS, AUTH, recipients, attachment limit,
-//! retries, templates) and the other alert channels (a JSON webhook and a
-//! healthchecks.io-style ping URL). Every secret also has a `*_file` form;
+//! retries, templates) and the other alert channels (a JSON webhook, a
+//! healthchecks.io-style ping URL and the chat channels: Slack, Discord,
+//! Telegram, ntfy). Every secret also has a `*_file` form;
 //! [`finish`] reads those files and checks the sections once merged.
 
 use std::path::PathBuf;
@@ -125,8 +126,42 @@ pub struct AlertsConfig {
     pub ping_url: Option<Secret>,
     #[serde(skip_serializing)]
     pub ping_url_file: Option<PathBuf>,
-    /// Limit of each webhook or ping request.
+    /// Chat channels (`crate::monitor::chat`): a Slack or Discord incoming
+    /// webhook, a Telegram bot (`telegram://TOKEN@telegram?chats=…`), an
+    /// ntfy topic. Secrets: their tokens post to the channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack_url: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub slack_url_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discord_url: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub discord_url_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telegram_url: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub telegram_url_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ntfy_url: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub ntfy_url_file: Option<PathBuf>,
+    /// Limit of each webhook, chat or ping request.
     pub timeout: Span,
+}
+
+impl AlertsConfig {
+    /// The chat channels set, with their URLs (checked when the config loaded).
+    pub fn chats(&self) -> impl Iterator<Item = (crate::monitor::chat::Service, &Secret)> {
+        use crate::monitor::chat::Service;
+        [
+            (Service::Slack, &self.slack_url),
+            (Service::Discord, &self.discord_url),
+            (Service::Telegram, &self.telegram_url),
+            (Service::Ntfy, &self.ntfy_url),
+        ]
+        .into_iter()
+        .filter_map(|(s, u)| u.as_ref().map(|u| (s, u)))
+    }
 }
 
 impl Default for AlertsConfig {
@@ -136,6 +171,14 @@ impl Default for AlertsConfig {
             webhook_url_file: None,
             ping_url: None,
             ping_url_file: None,
+            slack_url: None,
+            slack_url_file: None,
+            discord_url: None,
+            discord_url_file: None,
+            telegram_url: None,
+            telegram_url_file: None,
+            ntfy_url: None,
+            ntfy_url_file: None,
             timeout: "10s".parse().expect("valid"),
         }
     }
@@ -165,6 +208,10 @@ pub(super) const SECRET_PAIRS: &[(&str, &str, &str)] = &[
     ("email", "password", "password_file"),
     ("alerts", "webhook_url", "webhook_url_file"),
     ("alerts", "ping_url", "ping_url_file"),
+    ("alerts", "slack_url", "slack_url_file"),
+    ("alerts", "discord_url", "discord_url_file"),
+    ("alerts", "telegram_url", "telegram_url_file"),
+    ("alerts", "ntfy_url", "ntfy_url_file"),
     ("http", "basic_auth_password", "basic_auth_password_file"),
     ("verify", "restore_test_url", "restore_test_url_file"),
     ("remote", "access_key_id", "access_key_id_file"),
@@ -194,6 +241,19 @@ pub(super) fn finish(email: &mut EmailConfig, alerts: &mut AlertsConfig) -> Resu
     }
     if let Some(p) = alerts.ping_url_file.take() {
         alerts.ping_url = Some(read_secret_file(&p, "alerts.ping_url_file")?);
+    }
+    for (url, file, key) in [
+        (&mut alerts.slack_url, &mut alerts.slack_url_file, "alerts.slack_url_file"),
+        (&mut alerts.discord_url, &mut alerts.discord_url_file, "alerts.discord_url_file"),
+        (&mut alerts.telegram_url, &mut alerts.telegram_url_file, "alerts.telegram_url_file"),
+        (&mut alerts.ntfy_url, &mut alerts.ntfy_url_file, "alerts.ntfy_url_file"),
+    ] {
+        if let Some(p) = file.take() {
+            *url = Some(read_secret_file(&p, key)?);
+        }
+    }
+    for (service, url) in alerts.chats() {
+        crate::monitor::chat::parse(service, url.expose()).map_err(ConfigError::Invalid)?;
     }
     for (name, url) in [("webhook_url", &alerts.webhook_url), ("ping_url", &alerts.ping_url)] {
         if let Some(u) = url {
