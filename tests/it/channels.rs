@@ -318,7 +318,7 @@ fn the_status_page_names_its_database_and_host_charts_from_zero_and_shows_local_
     {
         // Two weeks of nightly runs of about the real archive's size (written
         // through the History API: they cannot be waited for), then real runs.
-        use lifeboat::history::{History, Outcome, Trigger};
+        use lifeboat::history::{History, Outcome, RunStatus, Trigger};
         std::fs::create_dir_all(s.storage()).unwrap();
         let mut h = History::open(&s.storage()).unwrap();
         let now = chrono::Utc::now();
@@ -326,7 +326,7 @@ fn the_status_page_names_its_database_and_host_charts_from_zero_and_shows_local_
             let at = now - chrono::Duration::days(14 - i);
             let id = h.start(Trigger::Schedule, at).unwrap();
             let o = Outcome {
-                status: "success",
+                status: RunStatus::Success,
                 archive: Some(format!("critical_backup_{}.tar.gz", at.format("%Y%m%d_%H%M%S"))),
                 size_bytes: Some(3_600 + 80 * i as u64),
                 duration_ms: 2_000,
