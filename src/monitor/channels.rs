@@ -314,3 +314,25 @@ pub fn ping(cfg: &AlertsConfig, which: Ping, body: Option<&str>, progress: Progr
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    // covers: FR-4.7
+    #[test]
+    fn alerts_reach_nobody_without_a_channel_or_with_failing_mail_alone() {
+        let mut cfg = Config::default();
+        assert!(configured(&cfg).is_empty());
+        assert!(unheard(&cfg, false).unwrap().starts_with("no alert channel is configured"));
+        cfg.email.smtp_host = Some("smtp.example.test".into());
+        assert_eq!(configured(&cfg), ["email"]);
+        assert!(unheard(&cfg, false).is_none(), "mail that works carries alerts");
+        assert!(unheard(&cfg, true).unwrap().starts_with("mail is the only alert channel"));
+        cfg.alerts.ntfy_url = Some(Secret::new("https://ntfy.sh/topic-8c1"));
+        cfg.alerts.ping_url = Some(Secret::new("https://hc-ping.com/uuid"));
+        assert_eq!(configured(&cfg), ["email", "ntfy", "ping"]);
+        assert!(unheard(&cfg, true).is_none(), "ntfy carries them while mail fails");
+    }
+}
