@@ -355,6 +355,23 @@ pub(crate) mod tests {
         }
     }
 
+    // covers: FR-1.6
+    #[test]
+    fn typed_timeout_and_self_check_errors_read_as_the_text_they_replaced() {
+        let e = Error::TimedOut { limit: "2h".into(), doing: "copying public.t".into() };
+        assert_eq!(
+            e.to_string(),
+            "the run took longer than schedule.run_timeout (2h) and was stopped while copying public.t; no archive \
+             of it was kept. Find what made it slow (a lock held by a migration? a stalled network?) or raise \
+             schedule.run_timeout"
+        );
+        let e = Error::Unverified(ArchiveError::Member { path: "database/t.csv".into(), reason: "3 rows".into() });
+        assert_eq!(
+            e.to_string(),
+            "the archive just written failed verification, so it was discarded: member database/t.csv: 3 rows"
+        );
+    }
+
     // covers: FR-24.5
     #[test]
     fn printable_escapes_control_characters_but_keeps_lines() {

@@ -26,7 +26,7 @@ pub struct HttpConfig {
     pub basic_auth_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth_password: Option<Secret>,
-    /// Read into `basic_auth_password` by [`finish`]; always `None` afterwards.
+    /// Read into `basic_auth_password` when the config is loaded; always `None` afterwards.
     #[serde(skip_serializing)]
     pub basic_auth_password_file: Option<PathBuf>,
     /// At most this many connections at once, over both listeners (FR-17.6);
