@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::router::AppState;
+use super::state::AppState;
 use crate::history::{History, RunStatus};
 use crate::model::human_bytes;
 use crate::monitor::channels;

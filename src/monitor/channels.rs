@@ -168,8 +168,8 @@ fn chats(cfg: &Config, notice: &chat::Notice, what: &str, progress: Progress) ->
     cfg.alerts
         .chats()
         .map(|(service, url)| {
-            let r =
-                chat::parse(service, url.expose()).and_then(|t| t.send(notice, cfg.alerts.timeout.approx_duration()));
+            let r = chat::parse(service, url.expose())
+                .and_then(|t| chat::send(&t, notice, cfg.alerts.timeout.approx_duration()));
             if let Err(e) = &r {
                 progress(Event::Warning(format!("the {what} to {} failed: {e}", service.name())));
             }
