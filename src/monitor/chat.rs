@@ -1,7 +1,7 @@
 //! Chat and push channels beside the generic webhook (FR-4.7): a Slack or
 //! Discord incoming webhook, a Telegram bot and an ntfy topic, each one URL
 //! in `[alerts]`, checked when the config loads into a
-//! [`Target`](crate::config::chat_url::Target) (its forms are listed in
+//! [`Target`] (its forms are listed in
 //! [`crate::config::chat_url`]). [`send`] posts a [`Notice`] in the payload
 //! each service accepts: Slack `{"text":…}`, Discord `{"content":…}` (at
 //! most 2,000 characters, no mentions), Telegram `sendMessage` with
