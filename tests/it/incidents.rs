@@ -26,7 +26,8 @@ use lifeboat::monitor::incidents;
 const USER: &str = "backup@example.test";
 const SMTP_PASSWORD: &str = "smtp-Inc1dent-Pa55-4e7a";
 const RT_PASSWORD: &str = "rt-Scratch-Pa55-91c3";
-const MIB: u64 = 1024 * 1024;
+/// The MB of sizes shown to people and of `min_size_mb` (FR-4.3).
+const MB: u64 = 1_000_000;
 
 /// A tiny database, a config with `[email]` for a real SMTP server, and
 /// the storage directory in a temp dir.
@@ -265,14 +266,26 @@ fn a_small_archive_opens_band_and_anomaly_incidents_and_is_kept() {
     }
     let w = Watched::new("inc_size", "min_size_mb = 1\nmax_size_mb = 100", "");
     let storage = w.storage();
-    // Seven earlier good runs of 40 MiB, written through the history API
-    // (seven real 40 MiB dumps would only make the test slow).
+    // Seven earlier good runs of 40 MB, written through the history API
+    // (seven real 40 MB dumps would only make the test slow).
     let start = Utc::now() - Duration::days(8);
     for d in 0..7 {
-        record_success(&storage, start + Duration::days(d), 40 * MIB);
+        record_success(&storage, start + Duration::days(d), 40 * MB);
     }
     let report = w.backup();
     let archive = PathBuf::from(report["archive"].as_str().unwrap());
+    // The run succeeded, and its report and its mail say what `check` says (one rule).
+    let band = ["below min_size_mb = 1 MB", "less than half the median 40.0 MB of the 7 good runs"];
+    let warnings = report["warnings"].to_string();
+    let success_mail = w.mails().into_iter().find(|m| m.subject.contains("✅ OK:")).expect("the success mail");
+    let checked = w.cmd(&["check"]);
+    assert_exit(&checked, 1);
+    let check = String::from_utf8_lossy(&checked.stdout).into_owned();
+    for needle in band {
+        assert!(warnings.contains(needle), "{needle:?} missing from the report's warnings: {warnings}");
+        assert!(success_mail.text.contains(needle), "{needle:?} missing from the mail:\n{}", success_mail.text);
+        assert!(check.contains(needle), "{needle:?} missing from check:\n{check}");
+    }
     w.tick(Utc::now());
     w.tick(Utc::now());
     let n = w.notices();

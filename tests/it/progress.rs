@@ -38,7 +38,7 @@ fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
     let o = on_a_terminal(&["--config", cfg, "backup"]);
     assert_exit(&o, 0);
     let tty = terminal_text(&o);
-    for needle in ["lifeboat: data", "█", " rows · ETA ", "MiB", "Backup complete and verified"] {
+    for needle in ["lifeboat: data", "█", " rows · ETA ", " MB", "Backup complete and verified"] {
         assert!(tty.contains(needle), "{needle:?} missing from the terminal:\n{tty}");
     }
     // The step after the rows starts on a line of its own.
