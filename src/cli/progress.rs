@@ -138,10 +138,8 @@ impl Terminal {
                 }
                 return;
             }
-            Event::Table { rows, .. } => {
-                if !self.streamed.load(Ordering::Relaxed) {
-                    self.add_rows(*rows, bar.as_ref());
-                }
+            Event::Table { rows, .. } if !self.streamed.load(Ordering::Relaxed) => {
+                self.add_rows(*rows, bar.as_ref());
             }
             // The rows step is over: leave the finished bar on screen.
             Event::Step(_) => {

@@ -129,8 +129,9 @@ fn a_good_backup_mails_the_archive_attached_to_every_admin_over_starttls() {
     let m = parse(&got[0].raw);
     let subject = m.subject().unwrap();
     assert!(subject.contains(APP) && subject.contains("OK"), "status and app name in the subject: {subject}");
-    let size_mb = format!("{:.1} MB", report["size_bytes"].as_f64().unwrap() / 1e6);
-    assert!(subject.contains(&size_mb), "size in the subject: {subject} ({size_mb})");
+    // The one size unit for people (decimal: this archive is some hundred KB).
+    let size = lifeboat::model::human_bytes(report["size_bytes"].as_u64().unwrap());
+    assert!(size.ends_with(" KB") && subject.contains(&size), "size in the subject: {subject} ({size})");
     let date = &report["snapshot_time"].as_str().unwrap()[..10];
     assert!(subject.contains(date), "date in the subject: {subject}");
 
