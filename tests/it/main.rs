@@ -65,3 +65,5 @@ mod hints;
 mod waits;
 // What people read: the bar's table and moving rows, one size unit, local log times, closure notes, scripts/demo's binary.
 mod legible;
+// scripts/module-graph: fake crates with a circle, an upward arrow, long code, a missing Layout line; this repository passes.
+mod module_graph;
