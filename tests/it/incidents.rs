@@ -15,10 +15,10 @@ use chrono::{DateTime, Duration, Utc};
 use mail_parser::MessageParser;
 use serde_json::Value;
 
-use crate::flow::{assert_exit, backup_with, json, run, run_with, stderr};
 use crate::support::http_sink::HttpSink;
 use crate::support::smtp::{self, free_port, Mode, SmtpServer, TestCa, TlsServer};
 use crate::support::{self, toml_string, TestDb};
+use crate::support::{assert_exit, backup_with, json, run, run_with, stderr};
 use lifeboat::config::{Config, ConfigPath, Overrides};
 use lifeboat::history::{History, Outcome, RehearsalStatus, RunStatus, StepStatus, Trigger};
 use lifeboat::monitor::incidents;
@@ -55,25 +55,26 @@ impl Watched {
     }
 
     fn in_dir(hint: &str, monitor: &str, extra: &str, storage: Option<&Path>) -> Watched {
-        let db = support::fresh_db(hint);
-        db.exec("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 5) g");
+        let db = support::tiny_db(hint);
         let dir = tempfile::tempdir().unwrap();
         let TlsServer { ca, server: smtp } = TlsServer::start(Mode::StartTls, USER, SMTP_PASSWORD);
         let pass_file = dir.path().join("smtp_pass");
         std::fs::write(&pass_file, format!("{SMTP_PASSWORD}\n")).unwrap();
         let storage = storage.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("backups"));
-        let toml = format!(
-            "[database]\nurl = {}\nconnect_timeout = \"2s\"\n\n[storage]\ndir = {}\n\n\
-             [email]\nsmtp_host = \"localhost\"\nsmtp_port = {}\ntls = \"starttls\"\nusername = \"{USER}\"\n\
+        let email = format!(
+            "[email]\nsmtp_host = \"localhost\"\nsmtp_port = {}\ntls = \"starttls\"\nusername = \"{USER}\"\n\
              password_file = {}\nfrom = \"Hub Backup <{USER}>\"\nto = [\"admin@example.test\"]\n\
-             app_name = \"Hub\"\ntimeout = \"5s\"\nbackoff = \"1s\"\nca_file = {}\n\n[monitor]\n{monitor}\n\n{extra}\n",
-            toml_string(&db.url),
-            toml_string(&storage.to_string_lossy()),
+             app_name = \"Hub\"\ntimeout = \"5s\"\nbackoff = \"1s\"\nca_file = {}\n",
             smtp.port,
             toml_string(&pass_file.to_string_lossy()),
             toml_string(&ca.ca_file.to_string_lossy()),
         );
-        let config = support::write_config(dir.path(), &toml);
+        let config = support::TestConfig::new(&db.url, &storage)
+            .database("connect_timeout = \"2s\"")
+            .section(email)
+            .section(format!("[monitor]\n{monitor}"))
+            .section(extra)
+            .write(dir.path());
         Watched { _db: db, _dir: dir, config, smtp, _ca: ca }
     }
 
@@ -300,7 +301,7 @@ fn a_small_archive_opens_band_and_anomaly_incidents_and_is_kept() {
     assert_eq!(kinds, ["size_anomaly", "size_out_of_band"]);
     assert!(archive.is_file(), "a size incident never touches the archive");
     assert_exit(
-        &run(&["verify", archive.to_str().unwrap(), "--trusted-key", &crate::flow::its_store_key(&archive)]),
+        &run(&["verify", archive.to_str().unwrap(), "--trusted-key", &crate::support::its_store_key(&archive)]),
         0,
     );
     let o = w.cmd(&["--json", "prune", "--dry-run"]);

@@ -1,10 +1,9 @@
-// Real-PostgreSQL harness: throwaway cluster or LIFEBOAT_TEST_DATABASE_URL, fresh DBs, comparisons, SaaS fixture.
+// Real-PostgreSQL harness: throwaway cluster or LIFEBOAT_TEST_DATABASE_URL, fresh DBs, comparisons, SaaS fixture;
+// and the shared steps: run the binary, seeded databases, unpack and rewrite archives. Test files import from here only.
 mod support;
 // Tests of the harness itself and of the SaaS fixture's promises.
 mod harness;
 
-// Shared steps: run the binary, seeded databases, unpack and rewrite archives.
-mod flow;
 // `lifeboat backup`: psql round trip, windows and closure, consistency, failures.
 mod backup;
 // `lifeboat verify`: corruption, truncation, removed members, lost rows.
