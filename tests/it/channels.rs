@@ -13,12 +13,10 @@ use std::time::{Duration, Instant};
 use lifeboat::config::{ConfigPath, Overrides};
 use serde_json::Value;
 
-use crate::deliver::{email_section, ADMINS, USER};
-use crate::flow::{assert_exit, json, run_with, stderr};
-use crate::status::App;
+use crate::support::http::{get, App};
 use crate::support::http_sink::{HttpSink, Seen};
-use crate::support::smtp::{self, free_port, Mode, TlsServer};
-use crate::support::{self, toml_string, TestDb};
+use crate::support::smtp::{self, email_section, free_port, Mode, TlsServer, ADMINS, USER};
+use crate::support::{self, assert_exit, json, run_with, stderr, toml_string, TestDb};
 
 const SMTP_PASSWORD: &str = "smtp-Pa55-channels-41c7e0";
 const SLACK_TOKEN: &str = "slackS3cretT0ken9d1e";
@@ -254,7 +252,7 @@ fn a_mail_refused_after_every_attempt_keeps_check_unhealthy_until_a_later_one_is
     assert!(v["reasons"][0].as_str().unwrap().contains("was not delivered after every attempt"), "{v}");
     // /healthz (the Docker health status) says the same.
     let app = App::start(s.load(), None);
-    let g = crate::download::get(&format!("{}/healthz", app.origin));
+    let g = get(&format!("{}/healthz", app.origin));
     assert_eq!(g.status, 503);
     // Mail is the only channel and it fails: the page says alerts reach nobody.
     if let Some(dom) = page(&app) {
@@ -273,7 +271,7 @@ fn a_mail_refused_after_every_attempt_keeps_check_unhealthy_until_a_later_one_is
     let (code, v) = check(&s);
     assert_eq!(code, 0, "{v}");
     let app = App::start(s.load(), None);
-    assert_eq!(crate::download::get(&format!("{}/healthz", app.origin)).status, 200);
+    assert_eq!(get(&format!("{}/healthz", app.origin)).status, 200);
     if let Some(dom) = page(&app) {
         assert!(!dom.contains(r#"id="unheard""#), "{dom}");
         assert!(dom.contains(r#"id="channels">Alerts go to:"#) && dom.contains("<strong>email</strong>"), "{dom}");
