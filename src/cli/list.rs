@@ -12,7 +12,7 @@ use super::{emit, load, render, Cli};
 use crate::config::Overrides;
 use crate::error::Error;
 use crate::history::History;
-use crate::store::Store;
+use crate::store::Archives;
 
 #[derive(Serialize)]
 struct Listed {
@@ -61,7 +61,7 @@ struct ListReport {
 
 pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
     let config = load(cli, &Overrides::default())?;
-    let store = crate::backup::store_for(&config);
+    let store = crate::store::open(&config);
     let history = History::open_existing(&config.storage.dir)?;
     let now = chrono::Utc::now();
     let mut remote = remote_copies(&config);

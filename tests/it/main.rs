@@ -61,3 +61,5 @@ mod status;
 mod offsite;
 // Errors whose next step matches the cause: missing database, refused password, unknown host, pgpass, storage.
 mod hints;
+// The one storage trait: the same retention call over the local directory and S3 (SeaweedFS) deletes the same archives; list over it.
+mod store_trait;
