@@ -19,7 +19,7 @@
 //! - [`fsutil`]: atomic writes (temp → fsync → rename → fsync dir) and 0600 key files opened without following links.
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
-//! - [`history`]: the run history: `sqlite` (`.lifeboat/history.db`, versioned migrations), `markers` (`.last_backup_*`).
+//! - [`history`]: the run history (`.lifeboat/history.db`, versioned migrations): `runs`, `incidents`, `status` (typed statuses), `markers` (`.last_backup_*`).
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Archives` to the local and the remote store alike.
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
 //! - [`offsite`]: the offsite step of a run: upload to `[remote]` (S3, `store::s3`), catch-up, remote retention.

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::config::RetentionConfig;
 use crate::error::Result;
 use crate::events::{Event, Progress};
-use crate::history::History;
+use crate::history::{History, RunStatus};
 use crate::store::{Archives, Store};
 
 /// One archive as retention sees it.
@@ -265,7 +265,7 @@ pub fn apply(
         })
         .collect();
     let latest_failed = match history {
-        Some(h) => h.latest_finished()?.filter(|r| r.status != "success").map(|r| r.summary()),
+        Some(h) => h.latest_finished()?.filter(|r| r.status != RunStatus::Success).map(|r| r.summary()),
         None => None,
     };
     let rehearsal_failed: BTreeSet<String> = match (history, judge) {
