@@ -409,12 +409,7 @@ fn timed_out(
 ) -> Result<BackupReport, Error> {
     match (result, deadline) {
         (Err(Error::Cancelled { doing }), Some((at, limit))) if std::time::Instant::now() >= at => {
-            Err(Error::Failed(format!(
-                "the run took longer than schedule.run_timeout ({}) and was stopped while {doing}; no archive of \
-                 it was kept. Find what made it slow (a lock held by a migration? a stalled network?) or raise \
-                 schedule.run_timeout",
-                crate::events::humantime(limit)
-            )))
+            Err(Error::TimedOut { limit: crate::events::humantime(limit), doing })
         }
         (r, _) => r,
     }

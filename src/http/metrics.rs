@@ -19,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::router::AppState;
+use super::state::AppState;
 use crate::history::{History, RehearsalStatus};
 use crate::monitor::checks;
 

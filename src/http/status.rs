@@ -16,7 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::router::AppState;
+use super::state::AppState;
 use crate::history::{History, Incident, RunStatus};
 use crate::model::human_bytes;
 use crate::monitor::checks::{self, Health};
