@@ -81,6 +81,16 @@ pub struct StoredArchive {
     pub bytes: u64,
 }
 
+/// The archive an argument of `verify` or `restore` names: a local path,
+/// or an `s3://bucket/prefix/NAME` read straight from the `[remote]` store
+/// ([`s3::remote_source`]).
+pub fn source(archive: &Path, config: &Config) -> Result<crate::archive::reader::Source> {
+    match archive.to_str().filter(|a| a.starts_with("s3://")) {
+        Some(url) => s3::remote_source(config, url),
+        None => Ok(crate::archive::reader::Source::from(archive)),
+    }
+}
+
 /// What a put left in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
