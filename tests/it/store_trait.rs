@@ -5,7 +5,7 @@
 //! full streamed read of each S3 object); and `lifeboat list` shows what
 //! was put into the S3 store through the trait, beside the local archives.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::Utc;
 use lifeboat::config::{Config, RetentionConfig};
@@ -15,47 +15,23 @@ use lifeboat::store::s3::RemoteStore;
 use lifeboat::store::{Archives, LocalStore};
 
 use crate::support::s3::{self, weed};
-use crate::support::{self, TestDb};
+use crate::support::{self, TestConfig};
 
 const PREFIX: &str = "critical_backup";
 const REMOTE_PREFIX: &str = "trait/copies";
 
-/// A config with `[storage] dir` in `dir` and `[remote]` in `bucket`.
-fn config_text(dir: &Path, bucket: &str) -> String {
-    format!(
-        "[storage]\ndir = {}\n\n{}",
-        support::toml_string(&dir.join("backups").to_string_lossy()),
-        weed().remote_toml(bucket, REMOTE_PREFIX, "")
-    )
+/// A config with `[storage] dir` in `dir` and `[remote]` in `bucket`; its
+/// database is never connected to.
+fn test_config(dir: &Path, bucket: &str) -> TestConfig {
+    TestConfig::new("postgres://nobody@127.0.0.1:1/none", dir.join("backups")).section(weed().remote_toml(
+        bucket,
+        REMOTE_PREFIX,
+        "",
+    ))
 }
 
 fn resolve(text: &str) -> Config {
     lifeboat::config::resolve(Some((Path::new("x.toml"), text)), &Default::default(), &Default::default()).unwrap()
-}
-
-/// One real, verifiable archive made by `lifeboat backup` of a small
-/// database (the bytes every "good" archive of the test is a copy of).
-fn real_archive(dir: &Path) -> PathBuf {
-    let db: TestDb = support::fresh_db("store_trait");
-    db.exec("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'one'), (2, 'two')");
-    let text = format!(
-        "[database]\nurl = {}\nconnect_timeout = \"2s\"\n\n[storage]\ndir = {}\n",
-        support::toml_string(&db.url),
-        support::toml_string(&dir.join("backups").to_string_lossy()),
-    );
-    let config = support::write_config(dir, &text);
-    let out = support::lifeboat().arg("--config").arg(&config).arg("backup").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let stored = dir.join("backups");
-    let name = std::fs::read_dir(&stored)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.ends_with(".tar.gz"))
-        .expect("the backup's archive");
-    let kept = dir.join("good.tar.gz");
-    std::fs::rename(stored.join(&name), &kept).unwrap();
-    kept
 }
 
 fn name_days_ago(days: i64) -> String {
@@ -82,11 +58,13 @@ fn the_same_retention_call_deletes_the_same_archives_locally_and_in_s3() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bucket = weed().bucket("trait_retention");
-    let good = real_archive(dir.path());
+    // Every "good" archive is a copy of one real archive made by `lifeboat backup`.
+    let good = dir.path().join("good.tar.gz");
+    std::fs::write(&good, support::small_archive()).unwrap();
     let damaged = dir.path().join("damaged.tar.gz");
     std::fs::write(&damaged, b"not a gzip stream").unwrap();
 
-    let config = resolve(&config_text(dir.path(), &bucket));
+    let config = resolve(&test_config(dir.path(), &bucket).toml());
     let remote = RemoteStore::from_config(&config.remote).unwrap().expect("[remote] is set");
     let local = LocalStore::new(dir.path().join("local"), PREFIX);
     std::fs::create_dir(dir.path().join("local")).unwrap();
@@ -152,9 +130,9 @@ fn list_shows_what_was_put_into_s3_through_the_trait() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bucket = weed().bucket("trait_list");
-    let text = config_text(dir.path(), &bucket);
-    let config_path = support::write_config(dir.path(), &text);
-    let config = resolve(&text);
+    let test_config = test_config(dir.path(), &bucket);
+    let config_path = test_config.write(dir.path());
+    let config = resolve(&test_config.toml());
     let remote = RemoteStore::from_config(&config.remote).unwrap().unwrap();
     let local = lifeboat::store::open(&config);
     std::fs::create_dir_all(local.dir()).unwrap();
