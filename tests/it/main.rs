@@ -61,3 +61,5 @@ mod status;
 mod offsite;
 // Errors whose next step matches the cause: missing database, refused password, unknown host, pgpass, storage.
 mod hints;
+// Before/after equality of a service cycle (archives, mails, hooks, history, --json) through the run redesign.
+mod equality;
