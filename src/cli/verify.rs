@@ -50,7 +50,7 @@ pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &Can
 /// A local path, or an `s3://bucket/prefix/NAME` read through `[remote]`.
 pub(super) fn archive_source(archive: &Path, config: impl FnOnce() -> Result<Config, Error>) -> Result<Source, Error> {
     match archive.to_str().filter(|a| a.starts_with("s3://")) {
-        Some(url) => crate::offsite::remote_source(&config()?, url),
+        Some(url) => crate::run::offsite::remote_source(&config()?, url),
         None => Ok(Source::from(archive)),
     }
 }

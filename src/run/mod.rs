@@ -1,19 +1,23 @@
-//! One backup run as the service sees it, shared by `lifeboat backup` and
-//! the daemon: the ping when the run starts, the engine's `backup::run`
-//! recorded in the run history (and, when it succeeded, the marker files),
-//! then delivery (the success mail, unless switched off), the restore
-//! rehearsal (with `[verify] restore_test_url`), retention, and the alert
-//! channels: on any failure an alert that names the step, the error and
-//! the last log lines, and a ping when the run ends well. The run's
-//! failures open their incidents (`monitor::incidents::raise`), so the
-//! monitor loop does not alert them a second time, and its successes close
-//! them again.
+//! One backup run, the one place that knows the order of a run; the
+//! engine `lifeboat backup` and the daemon both call ([`run`]):
 //!
-//! The recording lives here, around `backup::run`, not inside it: the
-//! engine stays unaware of where runs are recorded. A run is recorded in
-//! the storage directory's history once that directory exists; a first run
-//! that fails before creating it (say, the database is unreachable) leaves
-//! no files at all, and so no record.
+//! 1. the start ping, then the seal (`backup::run`: plan → snapshot →
+//!    copy → archive → verify → [`Sealed`]), recorded in the run history
+//!    (and, when it succeeded, the marker files);
+//! 2. the offsite copy ([`offsite`], `[remote]`), before the mail, whose
+//!    download link may be the offsite copy's;
+//! 3. delivery (the success mail, unless switched off);
+//! 4. the restore rehearsal ([`rehearsal`], `[verify] restore_test_url`),
+//!    before retention, which must see a failed rehearsal (FR-6.7);
+//! 5. retention (`retention::prune`), then the success ping.
+//!
+//! Steps return values; only this module writes the history
+//! ([`record`]: the history is opened once per run and lent to the steps
+//! that read it) and raises or resolves incidents (`monitor::incidents`),
+//! with the alerts of [`alerts`]: on any failure an alert that names the
+//! step, the error and the last log lines. The run's failures open their
+//! incidents, so the monitor loop does not alert them a second time, and
+//! its successes close them again.
 //!
 //! A process out of descriptors (FR-23.4) cannot record, mail, post or
 //! ping: every channel needs one. The HTTP side's limits keep a reserve so
@@ -22,25 +26,28 @@
 //! side closes idle connections within its header-read timeout) before it
 //! starts, and again before it records its failure and alerts.
 
-use std::collections::VecDeque;
-use std::path::Path;
+pub mod alerts;
+pub mod offsite;
+pub mod record;
+pub mod rehearsal;
+
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use crate::backup::BackupReport;
+use crate::backup::{BackupReport, Sealed};
 use crate::config::Config;
 use crate::deliver::{self, DeliveryReport, Status};
 use crate::error::Error;
 use crate::events::{CancelToken, Event, Progress};
-use crate::history::{markers, History, Outcome as RunOutcome, StepRecord, Trigger};
-use crate::monitor::channels::{self, Alert, Ping};
+use crate::history::{History, Trigger};
+use crate::monitor::channels::{self, Ping};
 use crate::monitor::checks::Kind;
 use crate::monitor::incidents;
 use crate::retention::Decision;
-
-/// How many of the last progress lines an alert quotes.
-const LOG_LINES: usize = 20;
+use offsite::OffsiteReport;
+use record::{Recorder, Recording};
+use rehearsal::Rehearsed;
 
 /// How long a run waits for a free descriptor, before it starts and before
 /// it records and alerts a failure: longer than the default
@@ -122,16 +129,20 @@ pub fn retry_worthy(e: &Error) -> bool {
 #[derive(Debug)]
 pub struct RunReport {
     pub backup: BackupReport,
+    pub sealed: Sealed,
     pub delivery: DeliveryReport,
     /// What retention deleted after the run.
     pub pruned: Vec<Decision>,
     /// The offsite copy (`[remote]`): uploaded, caught up, or why not.
-    pub offsite: crate::offsite::OffsiteReport,
+    pub offsite: OffsiteReport,
+    /// The restore rehearsal, when one ran to its end.
+    pub rehearsed: Option<Rehearsed>,
 }
 
-/// One recorded, delivered, pruned and alerted backup run. `Err` is the
-/// backup's own failure (already alerted and recorded); a failed delivery
-/// is `Ok` with `delivery.status == Failed` (also alerted).
+/// One recorded, delivered, rehearsed, pruned and alerted backup run (see
+/// the module for the order). `Err` is the backup's own failure (already
+/// alerted and recorded); a failed delivery is `Ok` with `delivery.status
+/// == Failed` (also alerted).
 pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &CancelToken) -> Result<RunReport, Error> {
     let recorder = Recorder::new(progress);
     let progress = &|e| recorder.record(e);
@@ -139,9 +150,8 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     let _ = channels::ping(&config.alerts, Ping::Start, None, progress);
 
     let store = crate::backup::store_for(config);
-    let dir = config.storage.dir.as_path();
     let started = Utc::now();
-    let mut recording = Recording::new(dir, opts.trigger, opts.attempt, started, progress);
+    let mut recording = Recording::new(&config.storage.dir, opts.trigger, opts.attempt, started, progress);
     let steps = Mutex::new(Vec::<(&'static str, DateTime<Utc>)>::new());
     let tracking = |e: Event| {
         if let Event::Step(s) = &e {
@@ -155,8 +165,8 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         wait_for_descriptors(DESCRIPTOR_WAIT, "to record and alert the failed run", progress);
     }
     recording.finish(&result, steps.into_inner().expect("not poisoned"));
-    let report = match result {
-        Ok(r) => r,
+    let sealed = match result {
+        Ok(s) => s,
         Err(e) => {
             let retried = opts.attempt < opts.attempts && retry_worthy(&e);
             if retried {
@@ -164,9 +174,9 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
                     "attempt {} of {} failed with an error worth retrying; trying again after the back-off",
                     opts.attempt, opts.attempts
                 )));
-            } else if crate::history::counts_for_health(status_of(&e)) {
-                let alert = backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
-                incidents::raise(config, &alert, true, progress);
+            } else if crate::history::counts_for_health(record::status_of(&e)) {
+                let alert = alerts::backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
+                incidents::raise(config, recording.history(), &alert, true, progress);
             }
             // Otherwise the run is `aborted` (stopped on purpose: SIGTERM
             // after the grace period, Ctrl-C; the daemon's next start catches
@@ -177,28 +187,50 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
             return Err(e);
         }
     };
+    let history = || recording.history();
+    let name = sealed.name();
 
     // Before the mail: its download link may be the offsite copy's.
-    let offsite = crate::offsite::after_backup(config, &report.archive, progress);
+    let offsite = offsite::upload(config, &sealed.path, history(), progress);
+    recording.offsite(&name, &offsite);
+    match (&offsite.error, &offsite.endpoint) {
+        (Some(error), endpoint) => {
+            let endpoint = endpoint.clone().unwrap_or_else(|| config.remote.display_endpoint());
+            // An incident: alerted once (then every `realert_hours`) while the store stays down.
+            incidents::raise(config, history(), &alerts::offsite_failed(&sealed.path, &endpoint, error), true, progress);
+        }
+        (None, _) if !offsite.off => incidents::resolve(config, history(), Kind::OffsiteFailed, progress),
+        (None, _) => {}
+    }
     let delivery = if opts.deliver {
-        deliver::deliver(config, &report.archive, Some(report.duration_ms), progress)
+        deliver::deliver_sealed(config, &sealed, progress)
     } else {
         DeliveryReport::skipped("--no-deliver")
     };
     recording.delivery(&delivery);
-    incidents::resolve(config, Kind::BackupFailed, progress);
+    incidents::resolve(config, history(), Kind::BackupFailed, progress);
     // Before retention, which must see a failed rehearsal (FR-6.7).
-    super::rehearsal::after_backup(config, &report.archive, progress, cancel);
+    let rehearsed = rehearsal::rehearse(config, &sealed, progress, cancel);
+    if let Some(r) = &rehearsed {
+        recording.rehearsal(&name, r);
+        if r.ok {
+            incidents::resolve(config, recording.history(), Kind::RestoreTestFailed, progress);
+        } else {
+            let alert = alerts::restore_test_failed(config, &sealed.path, r);
+            incidents::raise(config, recording.history(), &alert, true, progress);
+        }
+    }
+    let history = || recording.history();
     let pruning = Utc::now();
-    let pruned = prune_after_success(config, &store, &report.archive, progress);
+    let pruned = prune_after_success(config, &store, history(), &name, progress);
     recording.retention(&pruned, &offsite.pruned, pruning);
     if delivery.status == Status::Failed {
-        let alert = delivery_failed(config, &report, &delivery, recorder.lines());
+        let alert = alerts::delivery_failed(config, &sealed.path, &delivery, recorder.lines());
         // Mail is what failed: the other channels carry this alert.
-        incidents::raise(config, &alert, false, progress);
+        incidents::raise(config, history(), &alert, false, progress);
     } else {
         if delivery.status == Status::Delivered {
-            incidents::resolve(config, Kind::DeliveryFailed, progress);
+            incidents::resolve(config, history(), Kind::DeliveryFailed, progress);
         }
         // A run whose offsite copy failed has pinged /fail with its alert:
         // a success ping after it would clear that check at once.
@@ -206,51 +238,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
             let _ = channels::ping(&config.alerts, Ping::Success, None, progress);
         }
     }
-    Ok(RunReport { backup: report, delivery, pruned, offsite })
-}
-
-/// Passes events on and keeps the current step and the last lines, for
-/// the alert of a run that fails.
-pub struct Recorder<'a> {
-    inner: Progress<'a>,
-    step: Mutex<&'static str>,
-    lines: Mutex<VecDeque<String>>,
-}
-
-impl<'a> Recorder<'a> {
-    pub fn new(inner: Progress<'a>) -> Self {
-        // Nothing happens before the connection to the source.
-        Recorder { inner, step: Mutex::new("connect"), lines: Mutex::new(VecDeque::new()) }
-    }
-
-    pub fn record(&self, e: Event) {
-        let line = match &e {
-            Event::Step(s) => {
-                *self.step.lock().expect("not poisoned") = s;
-                format!("step: {s}")
-            }
-            Event::Warning(w) => format!("warning: {w}"),
-            Event::Table { name, rows, closure_rows, .. } => format!("  {name}: {rows} rows ({closure_rows} closure)"),
-            Event::Detail(d) => format!("  {d}"),
-            // Progress counters: the bar's business, not the alert's.
-            Event::Totals { .. } | Event::Bytes(_) => return (self.inner)(e),
-        };
-        let mut lines = self.lines.lock().expect("not poisoned");
-        if lines.len() == LOG_LINES {
-            lines.pop_front();
-        }
-        lines.push_back(format!("{} {line}", chrono::Utc::now().format("%H:%M:%S")));
-        drop(lines);
-        (self.inner)(e)
-    }
-
-    fn step(&self) -> &'static str {
-        *self.step.lock().expect("not poisoned")
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().expect("not poisoned").iter().cloned().collect()
-    }
+    Ok(RunReport { backup: sealed.report(), sealed, delivery, pruned, offsite, rehearsed })
 }
 
 /// Retention after a successful run (FR-6.1), the same decision as
@@ -260,25 +248,23 @@ impl<'a> Recorder<'a> {
 fn prune_after_success(
     config: &Config,
     store: &dyn crate::store::Store,
-    archive: &Path,
+    history: Option<&History>,
+    archive: &str,
     progress: Progress,
 ) -> Vec<Decision> {
-    let dir = &config.storage.dir;
-    let history = match History::open_existing(dir) {
-        Ok(h) => h,
-        Err(e) => {
-            progress(Event::Warning(format!("retention skipped: {e:#}")));
-            return Vec::new();
-        }
-    };
+    if history.is_none() && History::path_in(&config.storage.dir).is_file() {
+        // Without it, retention cannot see failed runs and rehearsals.
+        progress(Event::Warning("retention skipped: the run history could not be opened".into()));
+        return Vec::new();
+    }
     let now = Utc::now();
     match crate::retention::prune(
         store,
         &config.storage.name_prefix,
-        history.as_ref(),
+        history,
         &config.retention,
         now,
-        archive.file_name().and_then(|n| n.to_str()),
+        Some(archive),
         progress,
     ) {
         Ok(plan) => plan.deletes().cloned().collect(),
@@ -289,118 +275,12 @@ fn prune_after_success(
     }
 }
 
-/// Records one run: a `running` row as soon as the storage directory
-/// exists, then its outcome. Failing to record never fails the backup; it
-/// is a warning.
-struct Recording<'a> {
-    dir: &'a Path,
-    trigger: Trigger,
-    attempt: u32,
-    started: DateTime<Utc>,
-    progress: Progress<'a>,
-    open: Option<(History, i64)>,
-}
-
-impl<'a> Recording<'a> {
-    fn new(
-        dir: &'a Path,
-        trigger: Trigger,
-        attempt: u32,
-        started: DateTime<Utc>,
-        progress: Progress<'a>,
-    ) -> Recording<'a> {
-        let mut r = Recording { dir, trigger, attempt, started, progress, open: None };
-        if dir.is_dir() {
-            r.open = r.begin();
-        }
-        r
-    }
-
-    fn warn(&self, what: &str, e: &Error) {
-        (self.progress)(Event::Warning(format!("{what}: {e:#}")));
-    }
-
-    fn begin(&self) -> Option<(History, i64)> {
-        let h = History::open(self.dir).map_err(|e| self.warn("this run is not recorded in the history", &e)).ok()?;
-        let id = h
-            .start_attempt(self.trigger, self.started, self.attempt)
-            .map_err(|e| self.warn("this run is not recorded in the history", &e))
-            .ok()?;
-        Some((h, id))
-    }
-
-    fn finish(&mut self, result: &Result<BackupReport, Error>, seen: Vec<(&'static str, DateTime<Utc>)>) {
-        let finished = Utc::now();
-        if self.open.is_none() && self.dir.is_dir() {
-            self.open = self.begin();
-        }
-        if let Ok(report) = result {
-            // The markers first: they are what a HEALTHCHECK script reads.
-            if let Err(e) = markers::write(self.dir, finished.timestamp(), report.size_bytes) {
-                self.warn("the backup succeeded but the marker files were not written", &e);
-            }
-        }
-        let Some((history, id)) = self.open.as_mut() else { return };
-        let outcome = outcome(result, (finished - self.started).num_milliseconds().max(0) as u64);
-        let failed = outcome.failed_step.clone();
-        // Each step ends where the next begins; a failed run's last step is the one that failed.
-        let mut steps = Vec::new();
-        let mut starts = vec![("connect", self.started)];
-        starts.extend(seen);
-        for (i, (step, at)) in starts.iter().enumerate() {
-            let end = starts.get(i + 1).map_or(finished, |n| n.1);
-            let is_last = i + 1 == starts.len();
-            let status = if is_last && failed.is_some() { "failed" } else { "ok" };
-            steps.push(StepRecord { step: step.to_string(), status: status.into(), started_at: *at, finished_at: end });
-        }
-        let outcome =
-            RunOutcome { failed_step: failed.map(|_| starts.last().expect("connect").0.to_string()), ..outcome };
-        if let Err(e) = history.finish(*id, finished, &outcome, &steps) {
-            let e = e.to_string();
-            (self.progress)(Event::Warning(format!("this run's outcome is not recorded in the history: {e}")));
-        }
-    }
-
-    /// What retention deleted after the run (locally and offsite), as its
-    /// `retention` step: one line per archive with the rule (FR-6.8).
-    fn retention(&self, local: &[Decision], remote: &[Decision], started: DateTime<Utc>) {
-        let Some((history, id)) = self.open.as_ref() else { return };
-        let lines: Vec<String> = local
-            .iter()
-            .map(|d| ("local", d))
-            .chain(remote.iter().map(|d| ("offsite", d)))
-            .map(|(place, d)| format!("deleted {} ({place}): {}", d.name, d.reason))
-            .collect();
-        if lines.is_empty() {
-            return;
-        }
-        let step =
-            StepRecord { step: "retention".into(), status: "ok".into(), started_at: started, finished_at: Utc::now() };
-        if let Err(e) = history.add_step(*id, &step, Some(&lines.join("\n"))) {
-            self.warn("what retention deleted is not recorded in the history", &e);
-        }
-    }
-
-    /// The delivery's outcome of a recorded run.
-    fn delivery(&self, d: &DeliveryReport) {
-        let Some((history, id)) = self.open.as_ref() else { return };
-        let status = match d.status {
-            Status::Delivered => "delivered",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        };
-        if let Err(e) = history.set_delivery(*id, status) {
-            self.warn("the delivery is not recorded in the history", &e);
-        }
-    }
-}
-
 /// A run cancelled at or past its deadline took too long (FR-1.6): that is
 /// a failure of the run, not a shutdown.
 fn timed_out(
-    result: Result<BackupReport, Error>,
+    result: Result<Sealed, Error>,
     deadline: Option<(std::time::Instant, std::time::Duration)>,
-) -> Result<BackupReport, Error> {
+) -> Result<Sealed, Error> {
     match (result, deadline) {
         (Err(Error::Cancelled { doing }), Some((at, limit))) if std::time::Instant::now() >= at => {
             Err(Error::Failed(format!(
@@ -411,109 +291,6 @@ fn timed_out(
             )))
         }
         (r, _) => r,
-    }
-}
-
-fn outcome(result: &Result<BackupReport, Error>, duration_ms: u64) -> RunOutcome {
-    match result {
-        Ok(r) => RunOutcome {
-            status: "success",
-            archive: r.archive.file_name().map(|n| n.to_string_lossy().into_owned()),
-            size_bytes: Some(r.size_bytes),
-            duration_ms,
-            tables: Some(r.tables.len() as u64),
-            rows: Some(r.rows),
-            closure_rows: Some(r.closure_rows),
-            warnings: r.warnings.clone(),
-            ..Default::default()
-        },
-        Err(e) => RunOutcome {
-            status: status_of(e),
-            // Filled in from the steps seen.
-            failed_step: Some(String::new()),
-            error: Some(format!("{e:#}")),
-            duration_ms,
-            ..Default::default()
-        },
-    }
-}
-
-/// The status recorded for a run that ended with `e`.
-fn status_of(e: &Error) -> &'static str {
-    match e {
-        Error::Cancelled { .. } => "aborted",
-        // Another run holds the directory: this one did nothing.
-        Error::Busy(_) => "skipped",
-        _ => "failed",
-    }
-}
-
-/// The error and every cause that its message does not already include.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str("\ncaused by: ");
-            s.push_str(&text);
-        }
-        source = c.source();
-    }
-    s
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn backup_failed(config: &Config, e: &Error, opts: &RunOptions, step: &str, log_lines: Vec<String>) -> Alert {
-    let dir = config.storage.dir.display();
-    let retried = match (opts.attempts > 1, retry_worthy(e)) {
-        (false, true) => "Nothing: a backup started by hand is not retried. This kind of error is often temporary, so running it again may succeed.".to_string(),
-        (true, true) => format!("{} attempt(s), schedule.retry_backoff apart (one attempt plus schedule.retries = {}); this was the last.", opts.attempt, opts.attempts - 1),
-        (_, false) => "Nothing: this error does not go away by retrying; fix its cause first.".to_string(),
-    };
-    Alert {
-        kind: "backup_failed",
-        title: "backup failed".into(),
-        step: step.to_string(),
-        error: chain(e),
-        retried,
-        next_steps: vec![
-            "Read the error above: it names what failed and what to change.".into(),
-            "Then run `lifeboat backup` by hand and check that it exits 0.".into(),
-            format!("The archives made before are untouched in {dir} (`lifeboat verify` checks one)."),
-        ],
-        log_lines,
-        archive: None,
-        host: deliver::host_name(),
-        time: now(),
-    }
-}
-
-fn delivery_failed(config: &Config, r: &BackupReport, d: &DeliveryReport, log_lines: Vec<String>) -> Alert {
-    let archive = r.archive.display().to_string();
-    Alert {
-        kind: "delivery_failed",
-        title: "backup mail not delivered".into(),
-        step: "deliver".into(),
-        error: d.error.clone().unwrap_or_default(),
-        retried: format!(
-            "{} attempt(s) to {}, {} apart.",
-            d.attempts,
-            config.email.display_server(),
-            config.email.backoff
-        ),
-        next_steps: vec![
-            format!("The backup itself is good and kept: {archive}"),
-            "Fix the mail settings the error names; `lifeboat test-email` checks them.".into(),
-            format!("Then send the archive again: lifeboat send {archive}"),
-        ],
-        log_lines,
-        archive: Some(archive),
-        host: deliver::host_name(),
-        time: now(),
     }
 }
 
@@ -530,7 +307,7 @@ mod tests {
     fn a_run_that_starts_out_of_descriptors_waits_then_records_its_failure_and_alerts() {
         let d = tempfile::tempdir().unwrap();
         let o = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "daemon::runner::tests::out_of_descriptors_child", "--ignored", "--nocapture"])
+            .args(["--exact", "run::tests::out_of_descriptors_child", "--ignored", "--nocapture"])
             .env(CHILD, d.path())
             .output()
             .unwrap();

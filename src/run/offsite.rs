@@ -2,13 +2,13 @@
 //! (its `.age` when `[encryption] recipients` are set: nothing unencrypted
 //! leaves the host then) goes to `[remote]`, together with every local
 //! archive whose offsite copy is missing, oldest first (catch-up after a
-//! run whose upload failed). Each upload is recorded in the run history;
-//! a failed one leaves the local archive as it is, marks the run "not
-//! offsite" and opens the `offsite_failed` incident (alerted once, closed
-//! with a recovery notice by the next run whose uploads all succeed). After a run whose
-//! uploads all succeeded, remote retention applies the same rules as the
-//! local one ([`crate::retention::decide`]) with the
-//! `[remote]` policy.
+//! run whose upload failed). A failed upload leaves the local archive as
+//! it is and makes the run "not offsite". After a run whose uploads all
+//! succeeded, remote retention applies the same rules as the local one
+//! ([`crate::retention::decide`]) with the `[remote]` policy.
+//!
+//! The step returns an [`OffsiteReport`]; `run` records each upload in the
+//! history and raises or closes the `offsite_failed` incident.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +19,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Progress};
 use crate::history::History;
-use crate::monitor::channels::Alert;
-use crate::monitor::checks::Kind;
-use crate::monitor::incidents;
 use crate::retention::{self, Archive, Decision, Goodness};
 use crate::store::s3::{RemoteStore, Uploaded};
 use crate::store::Store;
@@ -31,10 +28,13 @@ use crate::store::Store;
 pub struct OffsiteReport {
     /// No `[remote]` configured: nothing was done.
     pub off: bool,
-    /// What was uploaded, oldest first (this run's archive last).
-    pub uploaded: Vec<Uploaded>,
+    /// What was uploaded, oldest first (this run's archive last), each
+    /// with the name of the local archive it copies.
+    pub uploaded: Vec<(String, Uploaded)>,
     /// Why the run is "not offsite", when it is.
     pub error: Option<String>,
+    /// The store that failed (for the alert), when the step failed.
+    pub endpoint: Option<String>,
     /// What remote retention deleted.
     pub pruned: Vec<Decision>,
 }
@@ -57,40 +57,36 @@ fn artifact(config: &Config, dir: &Path, name: &str) -> Result<(PathBuf, String)
 }
 
 /// The offsite step after the verified backup `archive` (see the module).
-pub fn after_backup(config: &Config, archive: &Path, progress: Progress) -> OffsiteReport {
+/// `history` is read (not written) by remote retention.
+pub fn upload(config: &Config, archive: &Path, history: Option<&History>, progress: Progress) -> OffsiteReport {
     match RemoteStore::from_config(&config.remote) {
         Ok(None) => OffsiteReport { off: true, ..Default::default() },
-        Ok(Some(remote)) => run_with(config, &remote, archive, progress),
+        Ok(Some(remote)) => run_with(config, &remote, archive, history, progress),
         Err(e) => {
             progress(Event::Step("offsite"));
-            let history = open_history(config, progress);
-            failed(config, archive, None, history.as_ref(), &e, progress)
+            failed(config.remote.display_endpoint(), Vec::new(), &e, progress)
         }
     }
 }
 
-/// [`after_backup`] once the store is set up.
-fn run_with(config: &Config, remote: &RemoteStore, archive: &Path, progress: Progress) -> OffsiteReport {
+/// [`upload`] once the store is set up.
+fn run_with(
+    config: &Config,
+    remote: &RemoteStore,
+    archive: &Path,
+    history: Option<&History>,
+    progress: Progress,
+) -> OffsiteReport {
     progress(Event::Step("offsite"));
-    let history = open_history(config, progress);
     let mut report = OffsiteReport::default();
-    if let Err(e) = upload_missing(config, remote, archive, history.as_ref(), &mut report, progress) {
-        let uploaded = std::mem::take(&mut report.uploaded);
-        return OffsiteReport { uploaded, ..failed(config, archive, Some(remote), history.as_ref(), &e, progress) };
+    if let Err(e) = upload_missing(config, remote, archive, &mut report, progress) {
+        return failed(remote.endpoint().to_string(), std::mem::take(&mut report.uploaded), &e, progress);
     }
-    incidents::resolve(config, Kind::OffsiteFailed, progress);
-    match prune_remote(config, remote, history.as_ref(), progress) {
+    match prune_remote(config, remote, history, progress) {
         Ok(p) => report.pruned = p,
         Err(e) => progress(Event::Warning(format!("remote retention skipped after the successful upload: {e:#}"))),
     }
     report
-}
-
-/// The history, writable (the backup just wrote to it); a warning if not.
-fn open_history(config: &Config, progress: Progress) -> Option<History> {
-    History::open(&config.storage.dir)
-        .map_err(|e| progress(Event::Warning(format!("the offsite copy is not recorded in the history: {e}"))))
-        .ok()
 }
 
 /// Uploads every local archive whose remote copy is missing, oldest first;
@@ -99,7 +95,6 @@ fn upload_missing(
     config: &Config,
     remote: &RemoteStore,
     archive: &Path,
-    history: Option<&History>,
     report: &mut OffsiteReport,
     progress: Progress,
 ) -> Result<()> {
@@ -117,61 +112,16 @@ fn upload_missing(
         progress(Event::Detail(format!("uploading {object} to {} ({why})", remote.object_url(&object))));
         let up = remote.upload(&path, &object, progress)?;
         progress(Event::Detail(format!("uploaded {} ({} bytes, sha256 {})", up.object, up.bytes, up.sha256)));
-        if let Some(h) = history {
-            let status = if a.name == current { "uploaded" } else { "caught_up" };
-            if let Err(e) = h.set_offsite(&a.name, status, Some(&up.object), Some(&up.sha256)) {
-                progress(Event::Warning(format!("the offsite copy is not recorded in the history: {e}")));
-            }
-        }
-        report.uploaded.push(up);
-    }
-    if let Some(h) = history {
-        // Already there (uploaded by an earlier run): still this run's copy.
-        if h.offsite_status(&current).ok().flatten().is_none() {
-            let _ = h.set_offsite(&current, "uploaded", None, None);
-        }
+        report.uploaded.push((a.name.clone(), up));
     }
     Ok(())
 }
 
-/// Records and alerts that `archive` has no offsite copy; the report's error.
-fn failed(
-    config: &Config,
-    archive: &Path,
-    remote: Option<&RemoteStore>,
-    history: Option<&History>,
-    e: &Error,
-    progress: Progress,
-) -> OffsiteReport {
-    if let (Some(h), Some(name)) = (history, archive.file_name()) {
-        let _ = h.set_offsite(&name.to_string_lossy(), "failed", None, None);
-    }
-    let shown = archive.display().to_string();
-    let alert = Alert {
-        kind: "offsite_failed",
-        title: "backup not copied offsite".into(),
-        step: "offsite".into(),
-        error: format!("{e:#}"),
-        retried: format!(
-            "{} attempt(s) with back-off; the next run uploads every archive whose offsite copy is missing, oldest first.",
-            crate::store::s3::ATTEMPTS
-        ),
-        next_steps: vec![
-            format!("The backup itself is good and kept: {shown}"),
-            format!(
-                "Fix what the error names (the store at {} must be reachable, the bucket must exist, the keys must be valid); `lifeboat plan` checks it.",
-                remote.map_or_else(|| config.remote.display_endpoint(), |r| r.endpoint().to_string())
-            ),
-        ],
-        log_lines: Vec::new(),
-        archive: Some(shown),
-        host: crate::deliver::host_name(),
-        time: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    };
+/// The report of a step that failed with `e` at the store at `endpoint`
+/// after uploading `uploaded`.
+fn failed(endpoint: String, uploaded: Vec<(String, Uploaded)>, e: &Error, progress: Progress) -> OffsiteReport {
     progress(Event::Warning(format!("the offsite copy failed, the local archive is kept: {e:#}")));
-    // An incident: alerted once (then every `realert_hours`) while the store stays down.
-    incidents::raise(config, &alert, true, progress);
-    OffsiteReport { error: Some(format!("{e:#}")), ..Default::default() }
+    OffsiteReport { uploaded, error: Some(format!("{e:#}")), endpoint: Some(endpoint), ..Default::default() }
 }
 
 /// Remote retention after a successful run: `[remote] retention_days` and
