@@ -1,4 +1,4 @@
-//! The seal of a run (issue 20's first step of `run`): plan → snapshot →
+//! The seal, the first step of a run: plan → snapshot →
 //! copy → archive → verify → [`Sealed`]. Everything is written to the
 //! store's partial file, which is removed on any error (or cancellation);
 //! only a verified archive gets its final name. What happens to it next
@@ -6,11 +6,10 @@
 //! [`crate::run`]'s. `copy.rs` streams one table's rows out of the snapshot.
 
 mod copy;
+mod sealed;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-use serde::Serialize;
 
 use crate::archive::writer::{Spool, Writer};
 use crate::archive::{self, texts, Manifest, ManifestTable, ManifestWindow, SequenceValue};
@@ -23,32 +22,8 @@ use crate::pg::sessions::Sessions;
 use crate::pg::{db_err, Snapshot};
 use crate::plan::{self, Plan};
 use crate::store::{LocalStore, Store};
-use crate::verify::VerifyReport;
 use copy::Copier;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TableReport {
-    pub schema: String,
-    pub name: String,
-    pub mode: Mode,
-    pub unclassified: bool,
-    pub rows: u64,
-    pub closure_rows: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BackupReport {
-    pub archive: PathBuf,
-    pub size_bytes: u64,
-    pub duration_ms: u64,
-    pub snapshot_time: String,
-    pub tables: Vec<TableReport>,
-    pub rows: u64,
-    pub closure_rows: u64,
-    pub files: usize,
-    pub warnings: Vec<String>,
-}
+pub use sealed::{BackupReport, Sealed, TableReport};
 
 /// Opens the snapshot and builds the plan, as `lifeboat plan` does. A
 /// stall or `cancel` ends it wherever it is, even blocked on a server that
@@ -102,61 +77,6 @@ fn stalled_or(w: &Watchdog, e: Error) -> Error {
 /// The store a config names: the local storage directory.
 pub fn store_for(config: &Config) -> LocalStore {
     LocalStore::new(&config.storage.dir, &config.storage.name_prefix)
-}
-
-/// A verified archive under its final name: what the later steps of a run
-/// (offsite, delivery, rehearsal, retention) receive. `verified` is the one
-/// read of the archive that checked it (checksums, manifest, signature); no
-/// later step reads the archive again to recover its manifest.
-#[derive(Debug)]
-pub struct Sealed {
-    /// The archive's final path (canonical when it can be).
-    pub path: PathBuf,
-    pub size: u64,
-    /// From the start of the run to the seal.
-    pub duration_ms: u64,
-    /// The verification of the archive just written, with its manifest.
-    pub verified: VerifyReport,
-}
-
-impl Sealed {
-    pub fn manifest(&self) -> &Manifest {
-        &self.verified.manifest
-    }
-
-    /// The archive's file name.
-    pub fn name(&self) -> String {
-        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    }
-
-    /// What `lifeboat backup` reports (`--json` and the text summary).
-    pub fn report(&self) -> BackupReport {
-        let m = self.manifest();
-        let tables: Vec<TableReport> = m
-            .tables
-            .iter()
-            .map(|t| TableReport {
-                schema: t.schema.clone(),
-                name: t.name.clone(),
-                mode: t.mode,
-                unclassified: t.unclassified,
-                rows: t.rows,
-                closure_rows: t.closure_rows,
-                bytes: t.bytes,
-            })
-            .collect();
-        BackupReport {
-            archive: self.path.clone(),
-            size_bytes: self.size,
-            duration_ms: self.duration_ms,
-            snapshot_time: m.snapshot_time.clone(),
-            rows: tables.iter().map(|t| t.rows).sum(),
-            closure_rows: tables.iter().map(|t| t.closure_rows).sum(),
-            tables,
-            files: m.files.len(),
-            warnings: m.warnings.clone(),
-        }
-    }
 }
 
 /// Runs one backup into `store`: plan → snapshot → copy → archive → verify
@@ -341,7 +261,11 @@ impl Sealing<'_> {
 
     /// pg_dump's pre-data (the archive's first member) and post-data; the
     /// roles' pg_dumpall keeps running.
-    fn schema(&mut self, pg_dump: &pg_dump::PgDump, writer: &mut Writer) -> Result<(Vec<archive::ManifestFile>, Schema)> {
+    fn schema(
+        &mut self,
+        pg_dump: &pg_dump::PgDump,
+        writer: &mut Writer,
+    ) -> Result<(Vec<archive::ManifestFile>, Schema)> {
         let (db, dir) = (&self.config.database, &self.dir);
         let snap_at: (&str, i32) = (&self.snap.id, self.snap.server_version_num);
         (self.progress)(Event::Step("schema"));

@@ -12,10 +12,10 @@ use serde::Serialize;
 use super::{emit, load, render, Cli};
 use crate::backup::BackupReport;
 use crate::config::Overrides;
-use crate::run::{self as runner, RunOptions};
 use crate::deliver::{DeliveryReport, Status};
 use crate::error::{printable, Error};
 use crate::events::{CancelToken, Progress};
+use crate::run::{self as runner, RunOptions};
 
 /// The exit code of a good backup whose delivery failed.
 pub const EXIT_DELIVERY_FAILED: u8 = 3;

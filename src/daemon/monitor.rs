@@ -37,4 +37,3 @@ pub(super) async fn monitor_loop(config: Arc<Config>, busy: Arc<AtomicBool>, mut
         }
     }
 }
-

@@ -197,7 +197,13 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         (Some(error), endpoint) => {
             let endpoint = endpoint.clone().unwrap_or_else(|| config.remote.display_endpoint());
             // An incident: alerted once (then every `realert_hours`) while the store stays down.
-            incidents::raise(config, history(), &alerts::offsite_failed(&sealed.path, &endpoint, error), true, progress);
+            incidents::raise(
+                config,
+                history(),
+                &alerts::offsite_failed(&sealed.path, &endpoint, error),
+                true,
+                progress,
+            );
         }
         (None, _) if !offsite.off => incidents::resolve(config, history(), Kind::OffsiteFailed, progress),
         (None, _) => {}

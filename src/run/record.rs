@@ -198,7 +198,8 @@ impl<'a> Recording<'a> {
         let status = if r.ok { "success" } else { "failed" };
         let detail = (!r.ok).then(|| r.problems.join("\n"));
         let Some(h) = self.history.as_mut() else { return };
-        let recorded = h.set_restore_test(archive, status, r.duration_ms, r.started_at, r.finished_at, detail.as_deref());
+        let recorded =
+            h.set_restore_test(archive, status, r.duration_ms, r.started_at, r.finished_at, detail.as_deref());
         match recorded {
             Ok(true) => {}
             Ok(false) => (self.progress)(Event::Warning(format!(
