@@ -194,9 +194,7 @@ fn seal(
 
     let own_key = crate::archive::signature::TrustedKey::of_signer(&signer, "the store's signing key");
     let trust = crate::archive::signature::Trust { keys: vec![own_key], ..Default::default() };
-    let mut verified = crate::verify::verify(&partial_path, trust, progress).map_err(|e| {
-        Error::Failed(format!("the archive just written failed verification, so it was discarded: {e}"))
-    })?;
+    let mut verified = crate::verify::verify(&partial_path, trust, progress).map_err(Error::Unverified)?;
     cancel.check("sealing the verified archive")?;
     let final_path = store.finalize(partial)?;
     let size = std::fs::metadata(&final_path).map_err(|e| Error::io("reading", &final_path, e))?.len();

@@ -174,7 +174,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
                     "attempt {} of {} failed with an error worth retrying; trying again after the back-off",
                     opts.attempt, opts.attempts
                 )));
-            } else if crate::history::counts_for_health(record::status_of(&e)) {
+            } else if record::status_of(&e).counts_for_health() {
                 let alert = alerts::backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
                 incidents::raise(config, recording.history(), &alert, true, progress);
             }
@@ -289,12 +289,7 @@ fn timed_out(
 ) -> Result<Sealed, Error> {
     match (result, deadline) {
         (Err(Error::Cancelled { doing }), Some((at, limit))) if std::time::Instant::now() >= at => {
-            Err(Error::Failed(format!(
-                "the run took longer than schedule.run_timeout ({}) and was stopped while {doing}; no archive of \
-                 it was kept. Find what made it slow (a lock held by a migration? a stalled network?) or raise \
-                 schedule.run_timeout",
-                crate::events::humantime(limit)
-            )))
+            Err(Error::TimedOut { limit: crate::events::humantime(limit), doing })
         }
         (r, _) => r,
     }
@@ -395,7 +390,11 @@ mod tests {
         freed.join().unwrap();
         let request = posted.join().unwrap();
         let runs = History::open_existing(&dir).ok().flatten().map(|h| h.recent(5).unwrap()).unwrap_or_default();
-        assert_eq!(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(), ["failed"], "{runs:?} {result:?}");
+        assert_eq!(
+            runs.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [crate::history::RunStatus::Failed],
+            "{runs:?} {result:?}"
+        );
         assert!(request.starts_with("POST /hook") && request.contains("backup_failed"), "{request}");
         assert!(took >= std::time::Duration::from_millis(1500), "it waited for descriptors: {took:?}");
         println!("recorded and alerted");

@@ -18,7 +18,7 @@ use chrono::Utc;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Progress};
-use crate::history::History;
+use crate::history::{History, RunStatus};
 use crate::retention::{self, Archive, Decision, Goodness};
 use crate::store::s3::{RemoteStore, Uploaded};
 use crate::store::Store;
@@ -144,7 +144,7 @@ pub fn prune_remote(
         })
         .collect();
     let latest_failed = match history {
-        Some(h) => h.latest_finished()?.filter(|r| r.status != "success").map(|r| r.summary()),
+        Some(h) => h.latest_finished()?.filter(|r| r.status != RunStatus::Success).map(|r| r.summary()),
         None => None,
     };
     let mut goodness = |a: &Archive| match remote.sha256(&a.name) {

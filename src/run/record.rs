@@ -21,7 +21,10 @@ use crate::backup::Sealed;
 use crate::deliver::{DeliveryReport, Status};
 use crate::error::Error;
 use crate::events::{Event, Progress};
-use crate::history::{markers, History, Outcome as RunOutcome, StepRecord, Trigger};
+use crate::history::{
+    markers, DeliveryStatus, History, OffsiteStatus, Outcome as RunOutcome, RehearsalStatus, RunStatus, StepRecord,
+    StepStatus, Trigger,
+};
 use crate::retention::Decision;
 
 /// How many of the last progress lines an alert quotes.
@@ -144,8 +147,8 @@ impl<'a> Recording<'a> {
         for (i, (step, at)) in starts.iter().enumerate() {
             let end = starts.get(i + 1).map_or(finished, |n| n.1);
             let is_last = i + 1 == starts.len();
-            let status = if is_last && failed.is_some() { "failed" } else { "ok" };
-            steps.push(StepRecord { step: step.to_string(), status: status.into(), started_at: *at, finished_at: end });
+            let status = if is_last && failed.is_some() { StepStatus::Failed } else { StepStatus::Ok };
+            steps.push(StepRecord { step: step.to_string(), status, started_at: *at, finished_at: end });
         }
         let outcome =
             RunOutcome { failed_step: failed.map(|_| starts.last().expect("connect").0.to_string()), ..outcome };
@@ -164,7 +167,7 @@ impl<'a> Recording<'a> {
             return;
         }
         for (archive, up) in &report.uploaded {
-            let status = if archive == current { "uploaded" } else { "caught_up" };
+            let status = if archive == current { OffsiteStatus::Uploaded } else { OffsiteStatus::CaughtUp };
             if let Err(e) = h.set_offsite(archive, status, Some(&up.object), Some(&up.sha256)) {
                 (self.progress)(Event::Warning(format!("the offsite copy is not recorded in the history: {e}")));
             }
@@ -172,10 +175,10 @@ impl<'a> Recording<'a> {
         if report.ok() {
             // Already there (uploaded by an earlier run): still this run's copy.
             if h.offsite_status(current).ok().flatten().is_none() {
-                let _ = h.set_offsite(current, "uploaded", None, None);
+                let _ = h.set_offsite(current, OffsiteStatus::Uploaded, None, None);
             }
         } else {
-            let _ = h.set_offsite(current, "failed", None, None);
+            let _ = h.set_offsite(current, OffsiteStatus::Failed, None, None);
         }
     }
 
@@ -183,9 +186,9 @@ impl<'a> Recording<'a> {
     pub fn delivery(&self, d: &DeliveryReport) {
         let (Some(history), Some(id)) = (self.history.as_ref(), self.id) else { return };
         let status = match d.status {
-            Status::Delivered => "delivered",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
+            Status::Delivered => DeliveryStatus::Delivered,
+            Status::Failed => DeliveryStatus::Failed,
+            Status::Skipped => DeliveryStatus::Skipped,
         };
         if let Err(e) = history.set_delivery(id, status) {
             self.warn("the delivery is not recorded in the history", &e);
@@ -195,7 +198,7 @@ impl<'a> Recording<'a> {
     /// The rehearsal of `archive`, on the run that wrote it, as its
     /// `restore_test` step.
     pub fn rehearsal(&mut self, archive: &str, r: &Rehearsed) {
-        let status = if r.ok { "success" } else { "failed" };
+        let status = if r.ok { RehearsalStatus::Success } else { RehearsalStatus::Failed };
         let detail = (!r.ok).then(|| r.problems.join("\n"));
         let Some(h) = self.history.as_mut() else { return };
         let recorded =
@@ -224,8 +227,12 @@ impl<'a> Recording<'a> {
         if lines.is_empty() {
             return;
         }
-        let step =
-            StepRecord { step: "retention".into(), status: "ok".into(), started_at: started, finished_at: Utc::now() };
+        let step = StepRecord {
+            step: "retention".into(),
+            status: StepStatus::Ok,
+            started_at: started,
+            finished_at: Utc::now(),
+        };
         if let Err(e) = history.add_step(id, &step, Some(&lines.join("\n"))) {
             self.warn("what retention deleted is not recorded in the history", &e);
         }
@@ -237,7 +244,7 @@ fn outcome(result: &Result<Sealed, Error>, duration_ms: u64) -> RunOutcome {
         Ok(sealed) => {
             let r = sealed.report();
             RunOutcome {
-                status: "success",
+                status: RunStatus::Success,
                 archive: Some(sealed.name()),
                 size_bytes: Some(r.size_bytes),
                 duration_ms,
@@ -260,11 +267,11 @@ fn outcome(result: &Result<Sealed, Error>, duration_ms: u64) -> RunOutcome {
 }
 
 /// The status recorded for a run that ended with `e`.
-pub fn status_of(e: &Error) -> &'static str {
+pub fn status_of(e: &Error) -> RunStatus {
     match e {
-        Error::Cancelled { .. } => "aborted",
+        Error::Cancelled { .. } => RunStatus::Aborted,
         // Another run holds the directory: this one did nothing.
-        Error::Busy(_) => "skipped",
-        _ => "failed",
+        Error::Busy(_) => RunStatus::Skipped,
+        _ => RunStatus::Failed,
     }
 }

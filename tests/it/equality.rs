@@ -34,8 +34,10 @@ fn settings(tmp: &Path) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.set_prepend_module_to_snapshot(false);
     let tmp = tmp.display().to_string();
-    let escaped: String =
-        tmp.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect();
+    let escaped: String = tmp
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") })
+        .collect();
     s.add_filter(&escaped, "[TMP]");
     s.add_filter(&regex_escape(&gethostname()), "[HOST]");
     s.add_filter(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:\d{2})?)?", "[TIME]");
@@ -107,7 +109,10 @@ fn archive_summary(archive: &Path) -> String {
         if name.ends_with(".csv") || name.ends_with(".copy") {
             let text = String::from_utf8_lossy(&data);
             let rows = text.lines().count();
-            out.push_str(&format!("{name} lines={rows} masked_sha256={}\n", sha256(ts.replace_all(&text, "T").as_bytes())));
+            out.push_str(&format!(
+                "{name} lines={rows} masked_sha256={}\n",
+                sha256(ts.replace_all(&text, "T").as_bytes())
+            ));
         } else {
             out.push_str(&format!("{name}\n"));
         }
@@ -127,7 +132,8 @@ fn mail_summary(raw: &[u8], rcpt: &[String]) -> String {
         m.subject().unwrap_or_default(),
     );
     for (i, part) in m.parts.iter().enumerate() {
-        let ct = part.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or(""))).unwrap_or_default();
+        let ct =
+            part.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or(""))).unwrap_or_default();
         if ct.starts_with("multipart/") {
             continue;
         }

@@ -63,3 +63,5 @@ mod offsite;
 mod hints;
 // Before/after equality of a service cycle (archives, mails, hooks, history, --json) through the run redesign.
 mod equality;
+// scripts/module-graph: fake crates with a circle, an upward arrow, long code, a missing Layout line; this repository passes.
+mod module_graph;
