@@ -13,7 +13,7 @@
 //! - [`config`]: the config structs; `load` (the one precedence function), `layer` (overlaying layers), `env`, `url`, `secret` (`Secret`, `*_file` secrets, the one table of secret/`*_file` pairs), `pgpass`; one file per section, named after it: `email`, `alerts`, `links`, `http`, `encryption`, `remote`, `retention`, `monitor`, `schedule`, `log`, `verify`, `restore`.
 //! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `tls` (rustls with libpq's sslmode), `snapshot`, `sessions` (server-side limits of the run's sessions, ending them when it is abandoned), `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `keys` (closure row keys on disk), `files` (config files).
-//! - [`backup`]: the seal: `run(config, &dyn Store, progress, cancel)`: plan → snapshot → copy → archive → verify → `Sealed`; `copy` (one table's COPY, the `Copier`).
+//! - [`backup`]: the seal: `run(config, &dyn Store, progress, cancel)`: plan → snapshot → copy → archive → verify → `Sealed` (`sealed`, with the report); `copy` (one table's COPY, the `Copier`).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
 //! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
