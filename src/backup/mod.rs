@@ -304,7 +304,7 @@ impl Sealing<'_> {
         let names: Vec<(String, String)> = draft.tables().iter().map(|t| (t.qualified(), t.display())).collect();
         let mut second = self
             .snap
-            .import(&self.config.database, &closure_cancel, &names)
+            .import(&self.config.database, &closure_cancel, &names, progress)
             .map_err(|e| stalled_or(&self.watchdog, e))?;
         self.sessions.record(&second.session);
         progress(Event::Step("data"));

@@ -51,7 +51,7 @@ pub fn send_notice(
     progress: Progress,
     build: impl FnOnce(&templates::Templates) -> Result<lettre::Message, DeliverError>,
 ) -> Result<(), String> {
-    let templates = templates::Templates::load(cfg.email.templates_dir.as_deref()).map_err(|e| e.to_string())?;
+    let templates = templates::Templates::for_config(cfg).map_err(|e| e.to_string())?;
     let mailer = mail::Mailer::new(&cfg.email).map_err(|e| e.to_string())?;
     let msg = build(&templates).map_err(|e| e.to_string())?;
     mailer.send(&msg, what, progress).outcome.map(|_| ())
@@ -164,7 +164,7 @@ fn try_deliver(
         return DeliveryReport::skipped("no [email] smtp_host configured");
     }
     progress(Event::Step("deliver"));
-    let sent = templates::Templates::load(cfg.email.templates_dir.as_deref())
+    let sent = templates::Templates::for_config(cfg)
         .map_err(DeliverError::from)
         .and_then(|templates| Ok((templates, mail::Mailer::new(&cfg.email)?)))
         .and_then(|(templates, mailer)| send(&templates, &mailer));
@@ -303,6 +303,9 @@ fn success_context(
         })
         .collect();
     let mut warnings = m.warnings.clone();
+    // The size band's one rule (FR-4.3), as the report and `check` say it.
+    let band = crate::monitor::checks::size_band_of(&cfg.storage.dir, &name, size_bytes, &cfg.monitor);
+    warnings.extend(band.into_iter().map(|p| p.reason));
     // The manifest's warnings already name unclassified tables (FR-10.2).
     if !m.files.is_empty() && artifact == archive && !warnings.iter().any(|w| w.contains("encrypt")) {
         warnings.push(
@@ -316,7 +319,7 @@ fn success_context(
         version: env!("CARGO_PKG_VERSION"),
         date: m.snapshot_time.chars().take(10).collect(),
         archive_file: file_name(artifact),
-        size: message::megabytes(size_bytes),
+        size: crate::model::human_bytes(size_bytes),
         size_bytes,
         duration: duration_ms.map(|ms| format!("{:.1} s", ms as f64 / 1000.0)),
         snapshot_time: m.snapshot_time.clone(),
@@ -369,7 +372,7 @@ pub fn test_email(cfg: &Config, progress: Progress) -> Result<TestReport, Delive
     if !cfg.email.enabled() {
         return Err(DeliverError::NotConfigured);
     }
-    let templates = templates::Templates::load(cfg.email.templates_dir.as_deref())?;
+    let templates = templates::Templates::for_config(cfg)?;
     // A test answers at once (FR-3.7): one attempt, no back-off, and a
     // connection limit of at most TEST_TIMEOUT, whatever the run's settings.
     let mut email = cfg.email.clone();

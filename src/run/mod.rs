@@ -189,6 +189,14 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     };
     let history = || recording.history();
     let name = sealed.name();
+    let mut backup = sealed.report();
+    // A good run with an archive outside the size band says so in its
+    // report (the mail and `check` use the same rule, FR-4.3).
+    for p in crate::monitor::checks::size_band_of(&config.storage.dir, &name, sealed.size, &config.monitor) {
+        // In the log (the daemon's `RUN_LOG` target); on a terminal the report prints its warnings itself.
+        tracing::warn!(target: "lifeboat::run", "{}", p.reason);
+        backup.warnings.push(p.reason);
+    }
 
     // Before the mail: its download link may be the offsite copy's.
     let offsite = offsite::upload(config, &sealed.path, history(), progress);
@@ -244,7 +252,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
             let _ = channels::ping(&config.alerts, Ping::Success, None, progress);
         }
     }
-    Ok(RunReport { backup: sealed.report(), sealed, delivery, pruned, offsite, rehearsed })
+    Ok(RunReport { backup, sealed, delivery, pruned, offsite, rehearsed })
 }
 
 /// Retention after a successful run (FR-6.1), the same decision as

@@ -54,7 +54,9 @@ impl<'a> Recorder<'a> {
             Event::Table { name, rows, closure_rows, .. } => format!("  {name}: {rows} rows ({closure_rows} closure)"),
             Event::Detail(d) => format!("  {d}"),
             // Progress counters: the bar's business, not the alert's.
-            Event::Totals { .. } | Event::Bytes(_) => return (self.inner)(e),
+            Event::LockWait(w) => format!("waiting: {}", w.describe()),
+            Event::LockGranted { table, waited_ms } => crate::events::lock_granted(table, *waited_ms),
+            Event::Totals { .. } | Event::Bytes(_) | Event::Rows(_) | Event::Copying(_) => return (self.inner)(e),
         };
         let mut lines = self.lines.lock().expect("not poisoned");
         if lines.len() == LOG_LINES {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::Value;
 
-use crate::flow::{assert_exit, json, members, run_with, sha256, Seeded};
+use crate::support::{assert_exit, json, members, run_with, sha256, Seeded};
 use crate::support::http_sink::HttpSink;
 use crate::support::smtp::{Mode, TlsServer};
 use crate::support::{self, toml_string};
