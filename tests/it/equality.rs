@@ -21,10 +21,10 @@ use std::time::Duration;
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::Value;
 
-use crate::support::{assert_exit, json, members, run_with, sha256, Seeded};
 use crate::support::http_sink::HttpSink;
 use crate::support::smtp::{Mode, TlsServer};
 use crate::support::{self, toml_string};
+use crate::support::{assert_exit, json, members, run_with, sha256, Seeded};
 
 const USER: &str = "backup@example.test";
 const PASSWORD: &str = "smtp-Pa55-eq-4b1d";
