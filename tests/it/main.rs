@@ -62,6 +62,8 @@ mod channels;
 mod offsite;
 // Errors whose next step matches the cause: missing database, refused password, unknown host, pgpass, storage.
 mod hints;
+// Before/after equality of a service cycle (archives, mails, hooks, history, --json) through the run redesign.
+mod equality;
 // Waits are visible: a backup waiting for a table's lock names the table, the holder and the timeout.
 mod waits;
 // What people read: the bar's table and moving rows, one size unit, local log times, closure notes, scripts/demo's binary.
