@@ -150,6 +150,13 @@ fn run_planned(
     let dir = store.scratch_dir().to_path_buf();
     let pg_dump = pg_dump::locate(config.database.pg_dump.as_deref(), &snap.server_version, snap.server_major())?;
     let watchdog = stall_watchdog(config, cancel);
+    // The pg_dumps start before the plan, into the same snapshot, so their
+    // catalog reads overlap the plan's queries (issue 24); they are awaited
+    // below, before any row is copied, and killed on an early return.
+    let pre = pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::PreData, &dir)?;
+    let post =
+        pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::PostData, &dir)?;
+    let roles = pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::Roles, &dir);
     watchdog.doing("planning");
     let (draft, closure_job) =
         plan::build_base(&mut snap, config, &watchdog, progress).map_err(|e| stalled_or(&watchdog, e))?;
@@ -186,10 +193,6 @@ fn run_planned(
     let mut writer = Writer::create(&partial_path, mtime)?;
 
     progress(Event::Step("schema"));
-    let pre = pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::PreData, &dir)?;
-    let post =
-        pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::PostData, &dir)?;
-    let roles = pg_dump::start(&pg_dump, &config.database, (&snap.id, snap.server_version_num), Section::Roles, &dir);
     watchdog.doing("pg_dump --section=pre-data");
     let schema = pre.finish_keeping(&watchdog, &mut || snap.keep_alive()).map_err(|e| stalled_or(&watchdog, e))?;
     // post-data too, before the rows: it read the same catalog as pre-data,
