@@ -8,6 +8,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use crate::error::DecryptError;
 use crate::error::{Error, Result};
 
 /// The first bytes of a binary age file (and of an armored one).
@@ -81,18 +82,6 @@ pub fn encrypted_copy(archive: &Path, recipients: &[String]) -> Result<PathBuf> 
 
 /// Why an encrypted archive could not be opened. Exit code 2 (nothing was
 /// checked) like an archive that cannot be opened at all.
-#[derive(Debug, thiserror::Error)]
-pub enum DecryptError {
-    #[error("{archive} is age-encrypted; pass --identity FILE (the age identity whose public key is in [encryption] recipients), or decrypt it first: age -d -i IDENTITY_FILE -o archive.tar.gz {archive}")]
-    NeedIdentity { archive: String },
-    #[error(
-        "cannot read the age identity file {path}: {message}; pass a file made by age-keygen (lines AGE-SECRET-KEY-1…)"
-    )]
-    Identity { path: String, message: String },
-    #[error("cannot decrypt {archive} with the identity in {identity}: {message}")]
-    Decrypt { archive: String, identity: String, message: String },
-}
-
 /// The identities of an age identity file (the file's text is never quoted
 /// in errors: the age crate reports a line number only).
 pub struct Identities {

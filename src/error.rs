@@ -1,10 +1,26 @@
 //! The engine's error type. Every variant names what failed and what to do
 //! next; [`Error::exit_code`] and [`Error::is_retryable`] are what the CLI
-//! and (later) the daemon's retry policy read.
+//! and the daemon's retry policy read.
+//!
+//! This is the bottom floor: it imports nothing from the crate. The error
+//! types of the floors above that [`Error`] carries ([`ConfigError`],
+//! [`ArchiveError`], [`DecryptError`]) live here too, and their modules
+//! re-export them (`config::ConfigError`, `archive::reader::ArchiveError`,
+//! `crypt::DecryptError`), so no import circle runs through this file.
+//!
+//! **One enum of kinds, not `Error { kind, retryable }`.** A struct with a
+//! `kind` and a `retryable` flag would let any call site pair any kind with
+//! any retryability; here a variant decides both ([`Error::exit_code`],
+//! [`Error::is_retryable`] are one `match` each, read in one place), and
+//! only the variants whose cause decides (a dropped connection versus a bad
+//! password, a failed request versus a refused one) carry a `retryable`
+//! field set where that cause is known. [`Error::Noted`] adds context
+//! without changing the kind. What this asks of every caller: wrap a typed
+//! error in its own variant, never in [`Error::Failed`], which is only for
+//! failures no other variant describes (a library's opaque error, a
+//! broken invariant).
 
 use std::path::PathBuf;
-
-use crate::config::ConfigError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,7 +72,7 @@ pub enum Error {
     Io { context: String, path: PathBuf, source: std::io::Error },
 
     #[error(transparent)]
-    Archive(#[from] crate::archive::reader::ArchiveError),
+    Archive(#[from] ArchiveError),
 
     /// The run history (SQLite) could not be opened, read or written.
     #[error("run history {}: {message}; check that the storage directory is writable and has space", path.display())]
@@ -73,8 +89,23 @@ pub enum Error {
     #[error("{0}")]
     Busy(String),
 
+    /// A failure no other variant describes (a library's opaque error);
+    /// never a wrapper for an error that has a kind of its own.
     #[error("{0}")]
     Failed(String),
+
+    /// The run outlived `schedule.run_timeout` and was stopped while
+    /// `doing` (FR-1.6): a failure of the run, not a shutdown.
+    #[error(
+        "the run took longer than schedule.run_timeout ({limit}) and was stopped while {doing}; no archive of it was \
+         kept. Find what made it slow (a lock held by a migration? a stalled network?) or raise schedule.run_timeout"
+    )]
+    TimedOut { limit: String, doing: String },
+
+    /// The archive just written did not pass its own verification, so it
+    /// was discarded: the archive's error, told as the backup's.
+    #[error("the archive just written failed verification, so it was discarded: {0}")]
+    Unverified(ArchiveError),
 
     /// The offsite store (S3-compatible) failed a request or could not be
     /// reached: names the object (`s3://bucket/key`) and the endpoint.
@@ -171,10 +202,105 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+// ---- the errors of the floors above, kept here so `Error` can hold them
+// without importing upward.
+
+/// The configuration cannot be read or is invalid (the `config` module's
+/// error; exit code 2, never retryable).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; pass an existing file with --config or LIFEBOAT_CONFIG")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("cannot read secret file {} (from {origin}): {problem}; point {origin} at a regular file that holds only the secret (a Docker secret such as /run/secrets/db_password)", path.display())]
+    SecretFile { origin: String, path: PathBuf, problem: String },
+    #[error(
+        "invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database"
+    )]
+    Url { origin: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// An archive cannot be opened or read, or is not what a lifeboat archive
+/// may be (the hardened reader's error, `archive::reader`).
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("cannot open archive {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("archive is damaged or truncated{}: {source}", at.as_ref().map(|m| format!(" (after member {})", shown(m))).unwrap_or_default())]
+    Corrupt { at: Option<String>, source: std::io::Error },
+    #[error("member \"{}\" is refused: {reason}", shown(path))]
+    Unsafe { path: String, reason: String },
+    #[error("member {}: {reason}", shown(path))]
+    Member { path: String, reason: String },
+    #[error("data after the end of the archive: {0}")]
+    Trailing(String),
+    #[error(transparent)]
+    Encrypted(#[from] DecryptError),
+    /// The signature check refused the archive (see `archive::signature`).
+    #[error("{0}")]
+    Signature(String),
+    /// `--trusted-key` cannot be used.
+    #[error("{0}")]
+    Key(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ArchiveError {
+    /// 2 when the archive could not be opened at all, 1 when it is bad.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ArchiveError::Open { .. } | ArchiveError::Encrypted(_) | ArchiveError::Key(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// An age-encrypted archive cannot be decrypted (`crypt`).
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    #[error("{archive} is age-encrypted; pass --identity FILE (the age identity whose public key is in [encryption] recipients), or decrypt it first: age -d -i IDENTITY_FILE -o archive.tar.gz {archive}")]
+    NeedIdentity { archive: String },
+    #[error(
+        "cannot read the age identity file {path}: {message}; pass a file made by age-keygen (lines AGE-SECRET-KEY-1…)"
+    )]
+    Identity { path: String, message: String },
+    #[error("cannot decrypt {archive} with the identity in {identity}: {message}")]
+    Decrypt { archive: String, identity: String, message: String },
+}
+
+/// How much of a name an error message shows.
+pub(crate) const SHOWN_CHARS: usize = 120;
+
+/// A member name as messages show it: control and bidirectional-override
+/// characters escaped (`\u{1b}`) so a crafted name cannot drive the
+/// terminal, `\` and `"` too so the escapes stay unambiguous, and cut after
+/// 120 characters. Other text (Thai, say) is kept as it is.
+pub fn shown(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push_str(&format!("… ({} bytes in all)", name.len()));
+            break;
+        }
+        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || invisible || c == '\\' || c == '"' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::archive::reader::ArchiveError;
 
     /// One error of each kind a restore wraps, with its exit code and
     /// retryability.
@@ -202,6 +328,14 @@ pub(crate) mod tests {
                 false,
             ),
             ("damaged member", Error::Failed("f".into()), 1, false),
+            // Typed now, but as `Failed` was: exit code 1, not retried.
+            ("run timeout", Error::TimedOut { limit: "1h".into(), doing: "copying t".into() }, 1, false),
+            (
+                "own archive failed its check",
+                Error::Unverified(ArchiveError::Open { path: "p".into(), source: io(std::io::ErrorKind::NotFound) }),
+                1,
+                false,
+            ),
         ]
     }
 
@@ -219,6 +353,23 @@ pub(crate) mod tests {
                 format!("{text}\nThe restore was rolled back: t is as it was before.\nand more")
             );
         }
+    }
+
+    // covers: FR-1.6
+    #[test]
+    fn typed_timeout_and_self_check_errors_read_as_the_text_they_replaced() {
+        let e = Error::TimedOut { limit: "2h".into(), doing: "copying public.t".into() };
+        assert_eq!(
+            e.to_string(),
+            "the run took longer than schedule.run_timeout (2h) and was stopped while copying public.t; no archive \
+             of it was kept. Find what made it slow (a lock held by a migration? a stalled network?) or raise \
+             schedule.run_timeout"
+        );
+        let e = Error::Unverified(ArchiveError::Member { path: "database/t.csv".into(), reason: "3 rows".into() });
+        assert_eq!(
+            e.to_string(),
+            "the archive just written failed verification, so it was discarded: member database/t.csv: 3 rows"
+        );
     }
 
     // covers: FR-24.5

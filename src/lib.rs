@@ -4,29 +4,32 @@
 //! # Layout
 //!
 //! The folder list reads like the pipeline; the arrows point
-//! down: `cli` calls the engine, the engine never calls `cli`.
+//! down: `cli` calls the engine, the engine never calls `cli`. Every module
+//! is named here (`scripts/module-graph` checks it, with the floors of
+//! docs/BACKUP_DEVELOPMENT.md "Layering").
 //!
-//! - [`error`]: the engine's error type with exit codes and retryability.
+//! - [`error`]: the engine's error type with exit codes and retryability, and the error types it carries (`ConfigError`, `ArchiveError`, `DecryptError`); imports nothing from the crate.
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
-//! - [`config`]: the config structs; `load` (the one precedence function), `env`, `url`, `secret`, `pgpass`, `links` (`[links]`, `[http]`, `[encryption]`).
-//! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `snapshot`, `sessions` (server-side limits of the run's sessions, ending them when it is abandoned), `catalog`, `pg_dump` (the child process).
+//! - [`config`]: the config structs; `load` (the one precedence function), `layer` (overlaying layers), `env`, `url`, `secret` (`Secret`, `*_file` secrets, the one table of secret/`*_file` pairs), `pgpass`; one file per section, named after it: `email`, `alerts`, `links`, `http`, `encryption`, `remote`, `retention`, `monitor`, `schedule`, `log`, `verify`, `restore`.
+//! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `tls` (rustls with libpq's sslmode), `snapshot`, `sessions` (server-side limits of the run's sessions, ending them when it is abandoned), `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `keys` (closure row keys on disk), `files` (config files).
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
 //! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
-//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
+//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
 //! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `s3` (the offsite copy: multipart upload, presigned GET, streaming reads); `keyfile` (0600 key files).
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
-//! - [`history`]: the run history: `sqlite` (`.lifeboat/history.db`, versioned migrations), `markers` (`.last_backup_*`).
+//! - [`history`]: the run history (`.lifeboat/history.db`, versioned migrations): `runs`, `incidents`, `status` (typed statuses), `markers` (`.last_backup_*`).
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
 //! - [`offsite`]: the offsite step of a run: upload to `[remote]` (S3, `store::s3`), catch-up, remote retention.
+//! - [`schedule`]: cron + time zone → the next fire time and the latest due time (pure, no clock).
 //! - [`daemon`]: the service: `runner` (one recorded, delivered, rehearsed, pruned and alerted backup run, shared by `lifeboat backup`), `rehearsal` (the restore rehearsal of each new archive).
-//! - [`http`]: the HTTP service: `router` (every route, `AppState`), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`, `limits` (connection cap, header-read and idle timeouts, the descriptor budget); `serve` is its accept loop; the only axum and hyper code.
+//! - [`http`]: the HTTP service: `state` (`AppState`, what handlers read), `router` (every route), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`, `limits` (connection cap, header-read and idle timeouts, the descriptor budget); `serve` is its accept loop; the only axum and hyper code.
 //! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
-//! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand.
+//! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand (`backup`, `check`, `config`, `daemon`, `init`, `list`, `plan`, `prune`, `restore`, `send`, `serve`, `test_email`, `verify`), `render` (text tables), `progress` (events on stderr), `logging` (tracing, the log file).
 //!
 //! The engine's option types (e.g. [`restore::RestoreOptions`]) derive
 //! clap's `Args` behind the existing clap dependency, so `cli` flattens them

@@ -1,5 +1,5 @@
-//! The shared vocabulary of the engine: table names, backup modes and
-//! humane durations. Config, plan, closure and archive all speak it, and it
+//! The shared vocabulary of the engine: table names, backup modes,
+//! humane durations and SQL quoting. Config, plan, closure and archive all speak it, and it
 //! imports none of them, which keeps the arrows pointing one way
 //! (no plan ↔ closure or config ↔ archive cycle).
 //!
@@ -12,6 +12,26 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+// ---- SQL quoting (PostgreSQL identifiers and literals)
+
+/// `"name"` with embedded quotes doubled: safe for any identifier.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `schema.table`, both parts quoted.
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// `'text'` with embedded quotes doubled (standard_conforming_strings is on
+/// in every supported server, and the session sets it explicitly).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+// ---- durations
 
 /// A number of calendar or clock units, e.g. 3 months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

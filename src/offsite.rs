@@ -18,7 +18,7 @@ use chrono::Utc;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Progress};
-use crate::history::History;
+use crate::history::{History, OffsiteStatus, RunStatus};
 use crate::monitor::channels::Alert;
 use crate::monitor::checks::Kind;
 use crate::monitor::incidents;
@@ -118,7 +118,7 @@ fn upload_missing(
         let up = remote.upload(&path, &object, progress)?;
         progress(Event::Detail(format!("uploaded {} ({} bytes, sha256 {})", up.object, up.bytes, up.sha256)));
         if let Some(h) = history {
-            let status = if a.name == current { "uploaded" } else { "caught_up" };
+            let status = if a.name == current { OffsiteStatus::Uploaded } else { OffsiteStatus::CaughtUp };
             if let Err(e) = h.set_offsite(&a.name, status, Some(&up.object), Some(&up.sha256)) {
                 progress(Event::Warning(format!("the offsite copy is not recorded in the history: {e}")));
             }
@@ -128,7 +128,7 @@ fn upload_missing(
     if let Some(h) = history {
         // Already there (uploaded by an earlier run): still this run's copy.
         if h.offsite_status(&current).ok().flatten().is_none() {
-            let _ = h.set_offsite(&current, "uploaded", None, None);
+            let _ = h.set_offsite(&current, OffsiteStatus::Uploaded, None, None);
         }
     }
     Ok(())
@@ -144,7 +144,7 @@ fn failed(
     progress: Progress,
 ) -> OffsiteReport {
     if let (Some(h), Some(name)) = (history, archive.file_name()) {
-        let _ = h.set_offsite(&name.to_string_lossy(), "failed", None, None);
+        let _ = h.set_offsite(&name.to_string_lossy(), OffsiteStatus::Failed, None, None);
     }
     let shown = archive.display().to_string();
     let alert = Alert {
@@ -194,7 +194,7 @@ pub fn prune_remote(
         })
         .collect();
     let latest_failed = match history {
-        Some(h) => h.latest_finished()?.filter(|r| r.status != "success").map(|r| r.summary()),
+        Some(h) => h.latest_finished()?.filter(|r| r.status != RunStatus::Success).map(|r| r.summary()),
         None => None,
     };
     let mut goodness = |a: &Archive| match remote.sha256(&a.name) {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::config::RetentionConfig;
 use crate::error::Result;
 use crate::events::{Event, Progress};
-use crate::history::History;
+use crate::history::{History, RunStatus};
 use crate::store::Store;
 
 /// One archive as retention sees it.
@@ -231,7 +231,7 @@ pub fn prune(
         .map(|s| Archive { created: created_from_name(prefix, &s.name), name: s.name, bytes: s.bytes })
         .collect();
     let latest_failed = match history {
-        Some(h) => h.latest_finished()?.filter(|r| r.status != "success").map(|r| r.summary()),
+        Some(h) => h.latest_finished()?.filter(|r| r.status != RunStatus::Success).map(|r| r.summary()),
         None => None,
     };
     let rehearsal_failed: BTreeSet<String> = match history {

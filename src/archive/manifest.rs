@@ -194,12 +194,12 @@ impl ManifestTable {
         if self.columns.is_empty() {
             return self.qualified();
         }
-        let cols: Vec<String> = self.columns.iter().map(|c| crate::pg::quote_ident(c)).collect();
+        let cols: Vec<String> = self.columns.iter().map(|c| crate::model::quote_ident(c)).collect();
         format!("{} ({})", self.qualified(), cols.join(", "))
     }
 
     pub fn qualified(&self) -> String {
-        crate::pg::qualified(&self.schema, &self.name)
+        crate::model::qualified(&self.schema, &self.name)
     }
     pub fn display(&self) -> String {
         format!("{}.{}", self.schema, self.name)

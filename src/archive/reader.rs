@@ -23,6 +23,9 @@ use flate2::bufread::GzDecoder;
 use sha2::{Digest, Sha256};
 
 use crate::crypt::Identities;
+/// Moved to the bottom floor (`error` imports nothing above it); named
+/// here too, where readers of archives look for them.
+pub use crate::error::{shown, ArchiveError};
 
 /// The longest member name accepted (GNU long name or PAX `path`). Every
 /// name lifeboat writes is far shorter; PostgreSQL identifiers are ≤ 63 bytes.
@@ -43,31 +46,8 @@ pub const MAX_NAME_BYTES_TOTAL: u64 = 8 * 1024 * 1024;
 /// Zero padding accepted after the end-of-archive blocks: tar pads to its
 /// record size, 10 KiB by default and 1 MiB at GNU tar's largest blocking.
 const MAX_TRAILING_ZEROS: u64 = 1024 * 1024;
-/// How much of a name an error message shows.
-const SHOWN_CHARS: usize = 120;
 /// How much of an over-long name is read, to name the member by its start.
 const HEAD_BYTES: u64 = 64;
-
-/// A member name as messages show it: control and bidirectional-override
-/// characters escaped (`\u{1b}`) so a crafted name cannot drive the
-/// terminal, `\` and `"` too so the escapes stay unambiguous, and cut after
-/// 120 characters. Other text (Thai, say) is kept as it is.
-pub fn shown(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if i == SHOWN_CHARS {
-            out.push_str(&format!("… ({} bytes in all)", name.len()));
-            break;
-        }
-        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || invisible || c == '\\' || c == '"' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 /// Metadata of one member, after validation.
 #[derive(Debug, Clone)]
@@ -75,40 +55,6 @@ pub struct Member {
     pub path: String,
     pub size: u64,
     pub mode: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    #[error("cannot open archive {path}: {source}")]
-    Open { path: String, source: io::Error },
-    #[error("archive is damaged or truncated{}: {source}", at.as_ref().map(|m| format!(" (after member {})", shown(m))).unwrap_or_default())]
-    Corrupt { at: Option<String>, source: io::Error },
-    #[error("member \"{}\" is refused: {reason}", shown(path))]
-    Unsafe { path: String, reason: String },
-    #[error("member {}: {reason}", shown(path))]
-    Member { path: String, reason: String },
-    #[error("data after the end of the archive: {0}")]
-    Trailing(String),
-    #[error(transparent)]
-    Encrypted(#[from] crate::crypt::DecryptError),
-    /// The signature check refused the archive (see `archive::signature`).
-    #[error("{0}")]
-    Signature(String),
-    /// `--trusted-key` cannot be used.
-    #[error("{0}")]
-    Key(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl ArchiveError {
-    /// 2 when the archive could not be opened at all, 1 when it is bad.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ArchiveError::Open { .. } | ArchiveError::Encrypted(_) | ArchiveError::Key(_) => 2,
-            _ => 1,
-        }
-    }
 }
 
 /// Checks a member path: relative, plain components only, valid UTF-8.
@@ -515,7 +461,10 @@ mod tests {
         assert_eq!(shown("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
         assert_eq!(shown(r#"a\u{1b}"b"#), r#"a\\u{1b}\"b"#);
         let long = shown(&"n".repeat(5_000));
-        assert!(long.starts_with(&"n".repeat(SHOWN_CHARS)) && long.ends_with("… (5000 bytes in all)"), "{long}");
+        assert!(
+            long.starts_with(&"n".repeat(crate::error::SHOWN_CHARS)) && long.ends_with("… (5000 bytes in all)"),
+            "{long}"
+        );
         assert!(long.len() < 200);
     }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Manifest, CONSTRAINTS, ROLES, SCHEMA, SEQUENCES};
-use crate::pg::{qualified, quote_literal};
+use crate::model::{qualified, quote_literal};
 
 /// A psql script run from the extracted archive's root. One transaction:
 /// with `ON_ERROR_STOP` psql exits at the first error and the server rolls

@@ -411,9 +411,7 @@ fn run_planned(
 
     let own_key = crate::archive::signature::TrustedKey::of_signer(&signer, "the store's signing key");
     let trust = crate::archive::signature::Trust { keys: vec![own_key], ..Default::default() };
-    crate::verify::verify(&partial_path, trust, progress).map_err(|e| {
-        Error::Failed(format!("the archive just written failed verification, so it was discarded: {e}"))
-    })?;
+    crate::verify::verify(&partial_path, trust, progress).map_err(Error::Unverified)?;
     cancel.check("sealing the verified archive")?;
     let final_path = store.finalize(partial)?;
     let size_bytes = std::fs::metadata(&final_path).map_err(|e| Error::io("reading", &final_path, e))?.len();

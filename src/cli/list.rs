@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{emit, load, render, Cli};
 use crate::config::Overrides;
 use crate::error::Error;
-use crate::history::History;
+use crate::history::{History, RunStatus};
 use crate::store::Store;
 
 #[derive(Serialize)]
@@ -73,7 +73,7 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
             Some(h) => h.by_archive(&a.name)?,
             None => None,
         };
-        let recorded = run.as_ref().filter(|r| r.status == "success").and_then(|r| r.size_bytes);
+        let recorded = run.as_ref().filter(|r| r.status == RunStatus::Success).and_then(|r| r.size_bytes);
         let damaged = match recorded {
             Some(size) if size != a.bytes => {
                 Some(format!("{} bytes on disk, {size} bytes when it was verified", a.bytes))
@@ -86,9 +86,9 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
             created_at: created.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             age_seconds: created.map(|t| now.signed_duration_since(t).num_seconds()),
             size_bytes: a.bytes,
-            verified: run.as_ref().map(|r| r.status == "success"),
-            delivery: run.as_ref().and_then(|r| r.delivery_status.clone()),
-            rehearsal: run.as_ref().and_then(|r| r.restore_test_status.clone()),
+            verified: run.as_ref().map(|r| r.status == RunStatus::Success),
+            delivery: run.as_ref().and_then(|r| r.delivery_status).map(|s| s.to_string()),
+            rehearsal: run.as_ref().and_then(|r| r.restore_test_status).map(|s| s.to_string()),
             local: true,
             remote: copy.map(|c| match c {
                 Err(()) => "unknown",
@@ -122,8 +122,8 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
         Some(h) => h
             .recent(20)?
             .into_iter()
-            .take_while(|r| r.status != "success")
-            .filter(|r| r.status == "aborted")
+            .take_while(|r| r.status != RunStatus::Success)
+            .filter(|r| r.status == RunStatus::Aborted)
             .map(|r| Stopped {
                 run: r.id,
                 started_at: r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -65,7 +65,7 @@ fn record_delivery(config: &crate::config::Config, archive: &std::path::Path, pr
         }
         let h = History::open(dir)?;
         match h.by_archive(name)? {
-            Some(run) => h.set_delivery(run.id, "delivered").map(|()| true),
+            Some(run) => h.set_delivery(run.id, crate::history::DeliveryStatus::Delivered).map(|()| true),
             None => Ok(false),
         }
     })();

@@ -1,13 +1,13 @@
-//! The `[email]` and `[alerts]` sections: how mail reaches the
-//! administrators (SMTP server, TLS, AUTH, recipients, attachment limit,
-//! retries, templates) and the other alert channels (a JSON webhook and a
-//! healthchecks.io-style ping URL). Every secret also has a `*_file` form;
-//! [`finish`] reads those files and checks the sections once merged.
+//! `[email]`: how mail reaches the administrators (SMTP server, TLS, AUTH,
+//! recipients, attachment limit, retries, templates). The password also has
+//! a `password_file` form; [`finish`] reads it and checks the section once
+//! merged. The other alert channels are `[alerts]` (`alerts.rs`).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::secret::read_secret_file;
 use super::{ConfigError, Secret};
 use crate::model::Span;
 
@@ -110,37 +110,6 @@ impl EmailConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {
-    /// Receives a JSON POST per alert. A secret: whoever knows a chat
-    /// webhook can post to the channel.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_url: Option<Secret>,
-    #[serde(skip_serializing)]
-    pub webhook_url_file: Option<PathBuf>,
-    /// healthchecks.io style: `<ping_url>/start`, `<ping_url>`, `<ping_url>/fail`.
-    /// A secret for the same reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ping_url: Option<Secret>,
-    #[serde(skip_serializing)]
-    pub ping_url_file: Option<PathBuf>,
-    /// Limit of each webhook or ping request.
-    pub timeout: Span,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig {
-            webhook_url: None,
-            webhook_url_file: None,
-            ping_url: None,
-            ping_url_file: None,
-            timeout: "10s".parse().expect("valid"),
-        }
-    }
-}
-
 /// Numbers and booleans arrive as strings from the environment and as
 /// themselves from the file.
 fn de_lenient<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -160,49 +129,10 @@ where
     }
 }
 
-/// Which `[section] key` pairs are one setting with their `*_file` twin.
-pub(super) const SECRET_PAIRS: &[(&str, &str, &str)] = &[
-    ("email", "password", "password_file"),
-    ("alerts", "webhook_url", "webhook_url_file"),
-    ("alerts", "ping_url", "ping_url_file"),
-    ("http", "basic_auth_password", "basic_auth_password_file"),
-    ("verify", "restore_test_url", "restore_test_url_file"),
-    ("remote", "access_key_id", "access_key_id_file"),
-    ("remote", "secret_access_key", "secret_access_key_file"),
-];
-
-/// Checks that a file layer sets at most one of each secret pair.
-pub(super) fn check_file_pairs(t: &toml::Table) -> Result<(), String> {
-    for (section, plain, file) in SECRET_PAIRS {
-        if let Some(toml::Value::Table(s)) = t.get(*section) {
-            if s.contains_key(*plain) && s.contains_key(*file) {
-                return Err(format!("[{section}] sets both {plain} and {file}; keep only one"));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads the `*_file` secrets and checks the merged sections.
-pub(super) fn finish(email: &mut EmailConfig, alerts: &mut AlertsConfig) -> Result<(), ConfigError> {
-    use super::secret::read_secret_file;
+/// Reads `password_file` and checks the merged section.
+pub(super) fn finish(email: &mut EmailConfig) -> Result<(), ConfigError> {
     if let Some(p) = email.password_file.take() {
         email.password = Some(read_secret_file(&p, "email.password_file")?);
-    }
-    if let Some(p) = alerts.webhook_url_file.take() {
-        alerts.webhook_url = Some(read_secret_file(&p, "alerts.webhook_url_file")?);
-    }
-    if let Some(p) = alerts.ping_url_file.take() {
-        alerts.ping_url = Some(read_secret_file(&p, "alerts.ping_url_file")?);
-    }
-    for (name, url) in [("webhook_url", &alerts.webhook_url), ("ping_url", &alerts.ping_url)] {
-        if let Some(u) = url {
-            let u = u.expose();
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                // The value is a secret: name the key, never quote it.
-                return Err(ConfigError::Invalid(format!("[alerts] {name} must be an http:// or https:// URL")));
-            }
-        }
     }
     if !email.enabled() {
         return Ok(());

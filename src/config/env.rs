@@ -9,26 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::load::overlay;
-use super::secret::read_secret_file;
+use super::layer::overlay;
+use super::secret::{env_secret, read_secret_file};
 use super::url::{expand_url, url_fields};
 use super::{Config, ConfigError};
-
-/// The value of `name`, or of the file named by `name_FILE`.
-/// Setting both is ambiguous (which one did the operator mean?) and an error,
-/// as in the official postgres image.
-pub(super) fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, ConfigError> {
-    let file_var = format!("{name}_FILE");
-    match (env.get(name), env.get(&file_var)) {
-        (Some(_), Some(_)) => Err(ConfigError::Env {
-            name: format!("{name} and {file_var}"),
-            message: "both are set; set only one of them".into(),
-        }),
-        (Some(v), None) => Ok(Some(v.clone())),
-        (None, Some(p)) => Ok(Some(read_secret_file(Path::new(p), &file_var)?.0)),
-        (None, None) => Ok(None),
-    }
-}
 
 /// The keys of the config struct's `section` (`None` for `section` itself
 /// at the top: the section names), read from the struct: serde's

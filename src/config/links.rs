@@ -1,13 +1,12 @@
-//! `[links]` (signed download links), `[http]` (where `lifeboat serve`
-//! listens, the separate metrics listener, basic auth, the connection
-//! limits) and `[encryption]`
-//! (age recipients): the sections the HTTP service and the delivery share.
+//! `[links]`: signed download links (where administrators download from,
+//! the key, how long a link stays valid), shared by the delivery and the
+//! HTTP service's download route.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Secret};
+use super::ConfigError;
 use crate::model::Span;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,95 +63,11 @@ fn url_path(url: &str) -> Result<String, ConfigError> {
     Ok(path.trim_end_matches('/').to_string())
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// `host:port` that `lifeboat serve` binds.
-    pub listen: String,
-    /// A second `host:port` that alone serves `/metrics` (FR-17.1), so a
-    /// public listener never shows them by accident.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<String>,
-    /// Basic auth for the status page and `/metrics` (not `/healthz`, which
-    /// Docker's HEALTHCHECK calls, nor the download route, which the
-    /// link's signature guards).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub basic_auth_user: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub basic_auth_password: Option<Secret>,
-    /// Read into `basic_auth_password` by `finish_http`; always `None` afterwards.
-    #[serde(skip_serializing)]
-    pub basic_auth_password_file: Option<PathBuf>,
-    /// At most this many connections at once, over both listeners (FR-17.6);
-    /// the daemon lowers it further so descriptors stay in reserve for a run.
-    pub max_connections: u32,
-    /// A connection must send a whole request head within this, the first
-    /// one and each next one on a kept-alive connection (FR-17.6).
-    pub header_read_timeout: Span,
-    /// A response the client takes no byte of for this long ends its
-    /// connection (FR-17.6).
-    pub idle_timeout: Span,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: "127.0.0.1:8080".into(),
-            metrics_listen: None,
-            basic_auth_user: None,
-            basic_auth_password: None,
-            basic_auth_password_file: None,
-            max_connections: 256,
-            header_read_timeout: "10s".parse().expect("valid"),
-            idle_timeout: "60s".parse().expect("valid"),
-        }
-    }
-}
-
-impl HttpConfig {
-    /// The basic-auth credentials, when both are set.
-    pub fn basic_auth(&self) -> Option<(&str, &Secret)> {
-        Some((self.basic_auth_user.as_deref()?, self.basic_auth_password.as_ref()?))
-    }
-}
-
-/// Reads `basic_auth_password_file` and checks that user and password come together.
-pub(super) fn finish_http(http: &mut HttpConfig) -> Result<(), ConfigError> {
-    if let Some(p) = http.basic_auth_password_file.take() {
-        http.basic_auth_password = Some(super::secret::read_secret_file(&p, "http.basic_auth_password_file")?);
-    }
-    if http.max_connections == 0 {
-        return Err(ConfigError::Invalid(
-            "[http] max_connections must be at least 1 (default 256): with 0 nothing could connect".into(),
-        ));
-    }
-    match (&http.basic_auth_user, &http.basic_auth_password) {
-        (Some(u), Some(_)) if u.is_empty() || u.contains(':') => {
-            Err(ConfigError::Invalid("[http] basic_auth_user must be non-empty and must not contain ':'".into()))
-        }
-        (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
-            "[http] basic auth needs both basic_auth_user and basic_auth_password (or basic_auth_password_file); \
-             set both or neither"
-                .into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EncryptionConfig {
-    /// age X25519 public keys (`age1…`); when set, everything that leaves
-    /// the host is a `.tar.gz.age` encrypted to all of them.
-    pub recipients: Vec<String>,
-}
-
-/// Checks the sections; called by the loader's validation.
-pub fn validate(links: &LinksConfig, encryption: &EncryptionConfig) -> Result<(), ConfigError> {
+/// Checks the section; called by the loader's validation.
+pub fn validate(links: &LinksConfig) -> Result<(), ConfigError> {
     if let Some(url) = &links.public_url {
         url_path(url)?;
     }
-    crate::crypt::parse_recipients(&encryption.recipients).map_err(ConfigError::Invalid)?;
     Ok(())
 }
 
@@ -204,37 +119,5 @@ mod tests {
             assert!(url_path(bad).is_err(), "{bad}");
         }
         assert!(LinksConfig::default().path_prefix().unwrap_err().to_string().contains("links.public_url is not set"));
-    }
-
-    // covers: FR-17.4, SC-2.4
-    #[test]
-    fn basic_auth_needs_user_and_password_and_reads_the_password_file() {
-        let resolve = |text: &str| {
-            crate::config::resolve(
-                Some((std::path::Path::new("/x/lifeboat.toml"), text)),
-                &Default::default(),
-                &Default::default(),
-            )
-        };
-        let c = resolve("[http]\nbasic_auth_user = \"ops\"\nbasic_auth_password = \"pw-71c3\"\n").unwrap();
-        let (user, pw) = c.http.basic_auth().unwrap();
-        assert_eq!((user, pw.expose()), ("ops", "pw-71c3"));
-        assert!(!format!("{:?} {}", c.http, toml::to_string(&c.http).unwrap()).contains("pw-71c3"));
-        for half in ["basic_auth_user = \"ops\"", "basic_auth_password = \"pw\""] {
-            let err = resolve(&format!("[http]\n{half}\n")).unwrap_err().to_string();
-            assert!(err.contains("needs both basic_auth_user and basic_auth_password"), "{err}");
-        }
-        let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("pw");
-        std::fs::write(&file, "from-file-9a\n").unwrap();
-        let text = format!("[http]\nbasic_auth_user = \"ops\"\nbasic_auth_password_file = {:?}\n", file);
-        let c = resolve(&text).unwrap();
-        assert_eq!(c.http.basic_auth().unwrap().1.expose(), "from-file-9a");
-        assert!(c.http.basic_auth_password_file.is_none());
-        let both = format!("{text}basic_auth_password = \"x\"\n");
-        assert!(resolve(&both)
-            .unwrap_err()
-            .to_string()
-            .contains("sets both basic_auth_password and basic_auth_password_file"));
     }
 }

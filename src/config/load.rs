@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::env::env_layer;
-use super::secret::read_secret_file;
+use super::layer::overlay;
+use super::secret::{check_file_pairs, read_secret_file};
 use super::url::{expand_url, url_fields};
 use super::{Config, ConfigError, ConfigPath, Overrides};
 use crate::model::TableName;
@@ -28,16 +29,7 @@ pub fn resolve(
         // Deserialize straight from the text first: that error has the line.
         toml::from_str::<Config>(text).map_err(|e| parse_error(path, text, &e))?;
         let mut t: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_error(path, text, &e))?;
-        if let Some(toml::Value::Table(d)) = t.get("database") {
-            if d.contains_key("password") && d.contains_key("password_file") {
-                return Err(ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: "[database] sets both password and password_file; keep only one".into(),
-                });
-            }
-        }
-        super::email::check_file_pairs(&t)
-            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        check_file_pairs(&t).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
         expand_url(&mut t, &format!("{} [database] url", path.display()))?;
         file_remote = t.get("remote").and_then(|r| r.as_table()).cloned();
         overlay(&mut merged, t);
@@ -87,10 +79,11 @@ pub fn resolve(
         // As libpq: the password file only when nothing else set one.
         config.database.password = super::url::pgpass_password(&config.database.client_config(), env);
     }
-    super::email::finish(&mut config.email, &mut config.alerts)?;
-    super::links::finish_http(&mut config.http)?;
-    super::service::finish_verify(&mut config.verify)?;
-    super::service::finish_restore(&config.restore)?;
+    super::email::finish(&mut config.email)?;
+    super::alerts::finish(&mut config.alerts)?;
+    super::http::finish(&mut config.http)?;
+    super::verify::finish(&mut config.verify)?;
+    super::restore::finish(&config.restore)?;
     super::remote::finish(&mut config.remote, env, file_remote.as_ref())?;
     if let (Some(base), Some(dir)) = (&base_dir, &config.files.base_dir) {
         if dir.is_relative() {
@@ -162,7 +155,8 @@ pub fn load(path: ConfigPath, flags: &Overrides) -> Result<(Config, Option<PathB
 }
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
-    super::links::validate(&c.links, &c.encryption)?;
+    super::links::validate(&c.links)?;
+    super::encryption::validate(&c.encryption)?;
     let p = &c.storage.name_prefix;
     if p.is_empty() || !p.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
         return Err(ConfigError::Invalid(format!(
@@ -223,41 +217,6 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// Keys that are one setting with their `*_file` twin.
-const SECRET_KEYS: &[(&str, &str)] = &[
-    ("password", "password_file"),
-    ("webhook_url", "webhook_url_file"),
-    ("ping_url", "ping_url_file"),
-    ("basic_auth_password", "basic_auth_password_file"),
-    ("restore_test_url", "restore_test_url_file"),
-    ("access_key_id", "access_key_id_file"),
-    ("secret_access_key", "secret_access_key_file"),
-];
-
-/// Puts every key of `top` over `base`, one level of sections deep.
-pub(super) fn overlay(base: &mut toml::Table, top: toml::Table) {
-    for (section, value) in top {
-        match (base.get_mut(&section), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => {
-                // A secret and its `*_file` are one setting: a layer that
-                // sets either replaces both.
-                for (plain, file) in SECRET_KEYS {
-                    if t.contains_key(*plain) || t.contains_key(*file) {
-                        b.remove(*plain);
-                        b.remove(*file);
-                    }
-                }
-                for (k, v) in t {
-                    b.insert(k, v);
-                }
-            }
-            (_, v) => {
-                base.insert(section, v);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

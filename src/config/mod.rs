@@ -17,27 +17,45 @@
 //! keys set explicitly in the same layer win over the URL's parts. `password`
 //! and `password_file` are one setting: a layer that sets either replaces both.
 
+mod alerts;
 mod email;
+mod encryption;
 mod env;
+mod http;
+mod layer;
 mod links;
 mod load;
+mod log;
+mod monitor;
 mod pgpass;
 mod remote;
+mod restore;
+mod retention;
+mod schedule;
 mod secret;
-mod service;
 mod url;
+mod verify;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use email::{AlertsConfig, EmailConfig, SmtpTls};
-pub use links::{EncryptionConfig, HttpConfig, LinksConfig};
+pub use crate::error::ConfigError;
+pub use alerts::AlertsConfig;
+pub use email::{EmailConfig, SmtpTls};
+pub use encryption::EncryptionConfig;
+pub use http::HttpConfig;
+pub use links::LinksConfig;
 pub use load::{load, resolve};
+pub use log::{LogConfig, LogFormat};
+pub use monitor::MonitorConfig;
 pub use remote::{RemoteConfig, RemoteUrl};
+pub use restore::RestoreConfig;
+pub use retention::RetentionConfig;
+pub use schedule::ScheduleConfig;
 pub use secret::Secret;
-pub use service::{LogConfig, LogFormat, MonitorConfig, RestoreConfig, RetentionConfig, ScheduleConfig, VerifyConfig};
 pub use url::{parse_database_url, parse_target_url, pgconnect_timeout, target_password, url_has_password, Target};
+pub use verify::VerifyConfig;
 
 use crate::model::{DefaultMode, Span, TableName};
 
@@ -45,24 +63,6 @@ use crate::model::{DefaultMode, Span, TableName};
 #[cfg(test)]
 pub(crate) fn test_env(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}; pass an existing file with --config or LIFEBOAT_CONFIG")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("environment variable {name}: {message}")]
-    Env { name: String, message: String },
-    #[error("cannot read secret file {} (from {origin}): {problem}; point {origin} at a regular file that holds only the secret (a Docker secret such as /run/secrets/db_password)", path.display())]
-    SecretFile { origin: String, path: PathBuf, problem: String },
-    #[error(
-        "invalid database URL (from {origin}): {message}; expected postgres://user[:password]@host[:port]/database"
-    )]
-    Url { origin: String, message: String },
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -332,6 +332,29 @@ pub(crate) fn parse_port(s: &str) -> Result<u16, String> {
         Ok(n) => Ok(n),
         Err(_) => Err("invalid port: expected a whole number 1-65535 (usually 5432)".into()),
     }
+}
+
+/// A parsed default duration (`"5 minutes"`), for the sections' `Default`s.
+fn span(s: &str) -> Span {
+    s.parse().expect("valid")
+}
+
+/// A whole number ≥ 0, as a TOML integer or (from the environment) a string.
+fn de_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        N(i64),
+        S(String),
+    }
+    let n = match N::deserialize(d)? {
+        N::N(n) => n,
+        N::S(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a whole number (expected e.g. 30)")))?,
+    };
+    u32::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range (expected 0 or more)")))
 }
 
 fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {

@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::secret::read_secret_file;
-use super::service::de_count;
-use super::{ConfigError, RetentionConfig, Secret};
+use super::{de_count, ConfigError, RetentionConfig, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

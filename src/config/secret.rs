@@ -1,6 +1,8 @@
-//! Secrets: the [`Secret`] type that never shows its value, and reading a
-//! secret from a file (`password_file`, `*_FILE`, Docker secrets).
+//! Secrets: the [`Secret`] type that never shows its value, reading a
+//! secret from a file (`password_file`, `*_FILE`, Docker secrets), and
+//! [`SECRET_FILE_KEYS`], the one table of secrets and their `*_file` twins.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -86,6 +88,48 @@ pub(super) fn read_secret_file(path: &Path, origin: &str) -> Result<Secret, Conf
     }
     let s = String::from_utf8(bytes).map_err(|_| err("it is not UTF-8 text".into()))?;
     Ok(Secret(s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_string()))
+}
+
+/// Every secret key with its `*_file` twin, by section: the two are one
+/// setting. A file layer may set only one of them ([`check_file_pairs`]),
+/// and a layer that sets either replaces both (`layer::overlay`).
+pub(super) const SECRET_FILE_KEYS: &[(&str, &str, &str)] = &[
+    ("database", "password", "password_file"),
+    ("email", "password", "password_file"),
+    ("alerts", "webhook_url", "webhook_url_file"),
+    ("alerts", "ping_url", "ping_url_file"),
+    ("http", "basic_auth_password", "basic_auth_password_file"),
+    ("verify", "restore_test_url", "restore_test_url_file"),
+    ("remote", "access_key_id", "access_key_id_file"),
+    ("remote", "secret_access_key", "secret_access_key_file"),
+];
+
+/// Checks that a file layer sets at most one of each secret pair.
+pub(super) fn check_file_pairs(t: &toml::Table) -> Result<(), String> {
+    for (section, plain, file) in SECRET_FILE_KEYS {
+        if let Some(toml::Value::Table(s)) = t.get(*section) {
+            if s.contains_key(*plain) && s.contains_key(*file) {
+                return Err(format!("[{section}] sets both {plain} and {file}; keep only one"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of `name`, or of the file named by `name_FILE`.
+/// Setting both is ambiguous (which one did the operator mean?) and an error,
+/// as in the official postgres image.
+pub(super) fn env_secret(env: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, ConfigError> {
+    let file_var = format!("{name}_FILE");
+    match (env.get(name), env.get(&file_var)) {
+        (Some(_), Some(_)) => Err(ConfigError::Env {
+            name: format!("{name} and {file_var}"),
+            message: "both are set; set only one of them".into(),
+        }),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(p)) => Ok(Some(read_secret_file(Path::new(p), &file_var)?.0)),
+        (None, None) => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::env::env_secret;
+use super::secret::env_secret;
 use super::{pgpass, with_keepalives, ConfigError, DatabaseConfig, Secret, Tls};
 
 /// A database given by a URL on the command line: the client settings and

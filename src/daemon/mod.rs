@@ -428,7 +428,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::history::Outcome;
+    use crate::history::{Outcome, RunStatus};
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
@@ -455,7 +455,7 @@ mod tests {
             tokio::spawn(async move {
                 let mut h = History::open(&dir).unwrap();
                 let id = h.start_attempt(opts.trigger, now, opts.attempt).unwrap();
-                let status = if outcome == Attempt::Success { "success" } else { "failed" };
+                let status = if outcome == Attempt::Success { RunStatus::Success } else { RunStatus::Failed };
                 h.finish(id, now, &Outcome { status, ..Default::default() }, &[]).unwrap();
                 outcome
             })
@@ -478,7 +478,7 @@ mod tests {
     fn succeeded_at(dir: &std::path::Path, at: DateTime<Utc>) {
         let mut h = History::open(dir).unwrap();
         let id = h.start(Trigger::Schedule, at).unwrap();
-        h.finish(id, at, &Outcome { status: "success", ..Default::default() }, &[]).unwrap();
+        h.finish(id, at, &Outcome { status: RunStatus::Success, ..Default::default() }, &[]).unwrap();
     }
 
     fn scheduler(cron: &str, zone: &str, clock: Clock, job: Job) -> Scheduler {

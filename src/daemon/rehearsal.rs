@@ -15,7 +15,7 @@ use chrono::Utc;
 
 use crate::config::Config;
 use crate::events::{CancelToken, Event, Progress};
-use crate::history::History;
+use crate::history::{History, RehearsalStatus};
 use crate::monitor::channels::Alert;
 use crate::monitor::checks::Kind;
 use crate::monitor::incidents;
@@ -66,7 +66,7 @@ pub fn after_backup(config: &Config, archive: &Path, progress: Progress, cancel:
 
 fn record(config: &Config, archive: &Path, r: &Rehearsed, started: chrono::DateTime<Utc>, progress: Progress) {
     let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let status = if r.ok { "success" } else { "failed" };
+    let status = if r.ok { RehearsalStatus::Success } else { RehearsalStatus::Failed };
     let detail = (!r.ok).then(|| r.problems.join("\n"));
     let recorded = History::open(&config.storage.dir)
         .and_then(|mut h| h.set_restore_test(&name, status, r.duration_ms, started, Utc::now(), detail.as_deref()));

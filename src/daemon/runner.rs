@@ -33,7 +33,9 @@ use crate::config::Config;
 use crate::deliver::{self, DeliveryReport, Status};
 use crate::error::Error;
 use crate::events::{CancelToken, Event, Progress};
-use crate::history::{markers, History, Outcome as RunOutcome, StepRecord, Trigger};
+use crate::history::{
+    markers, DeliveryStatus, History, Outcome as RunOutcome, RunStatus, StepRecord, StepStatus, Trigger,
+};
 use crate::monitor::channels::{self, Alert, Ping};
 use crate::monitor::checks::Kind;
 use crate::monitor::incidents;
@@ -164,7 +166,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
                     "attempt {} of {} failed with an error worth retrying; trying again after the back-off",
                     opts.attempt, opts.attempts
                 )));
-            } else if crate::history::counts_for_health(status_of(&e)) {
+            } else if status_of(&e).counts_for_health() {
                 let alert = backup_failed(config, &e, &opts, recorder.step(), recorder.lines());
                 incidents::raise(config, &alert, true, progress);
             }
@@ -350,8 +352,8 @@ impl<'a> Recording<'a> {
         for (i, (step, at)) in starts.iter().enumerate() {
             let end = starts.get(i + 1).map_or(finished, |n| n.1);
             let is_last = i + 1 == starts.len();
-            let status = if is_last && failed.is_some() { "failed" } else { "ok" };
-            steps.push(StepRecord { step: step.to_string(), status: status.into(), started_at: *at, finished_at: end });
+            let status = if is_last && failed.is_some() { StepStatus::Failed } else { StepStatus::Ok };
+            steps.push(StepRecord { step: step.to_string(), status, started_at: *at, finished_at: end });
         }
         let outcome =
             RunOutcome { failed_step: failed.map(|_| starts.last().expect("connect").0.to_string()), ..outcome };
@@ -374,8 +376,12 @@ impl<'a> Recording<'a> {
         if lines.is_empty() {
             return;
         }
-        let step =
-            StepRecord { step: "retention".into(), status: "ok".into(), started_at: started, finished_at: Utc::now() };
+        let step = StepRecord {
+            step: "retention".into(),
+            status: StepStatus::Ok,
+            started_at: started,
+            finished_at: Utc::now(),
+        };
         if let Err(e) = history.add_step(*id, &step, Some(&lines.join("\n"))) {
             self.warn("what retention deleted is not recorded in the history", &e);
         }
@@ -385,9 +391,9 @@ impl<'a> Recording<'a> {
     fn delivery(&self, d: &DeliveryReport) {
         let Some((history, id)) = self.open.as_ref() else { return };
         let status = match d.status {
-            Status::Delivered => "delivered",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
+            Status::Delivered => DeliveryStatus::Delivered,
+            Status::Failed => DeliveryStatus::Failed,
+            Status::Skipped => DeliveryStatus::Skipped,
         };
         if let Err(e) = history.set_delivery(*id, status) {
             self.warn("the delivery is not recorded in the history", &e);
@@ -403,12 +409,7 @@ fn timed_out(
 ) -> Result<BackupReport, Error> {
     match (result, deadline) {
         (Err(Error::Cancelled { doing }), Some((at, limit))) if std::time::Instant::now() >= at => {
-            Err(Error::Failed(format!(
-                "the run took longer than schedule.run_timeout ({}) and was stopped while {doing}; no archive of \
-                 it was kept. Find what made it slow (a lock held by a migration? a stalled network?) or raise \
-                 schedule.run_timeout",
-                crate::events::humantime(limit)
-            )))
+            Err(Error::TimedOut { limit: crate::events::humantime(limit), doing })
         }
         (r, _) => r,
     }
@@ -417,7 +418,7 @@ fn timed_out(
 fn outcome(result: &Result<BackupReport, Error>, duration_ms: u64) -> RunOutcome {
     match result {
         Ok(r) => RunOutcome {
-            status: "success",
+            status: RunStatus::Success,
             archive: r.archive.file_name().map(|n| n.to_string_lossy().into_owned()),
             size_bytes: Some(r.size_bytes),
             duration_ms,
@@ -439,12 +440,12 @@ fn outcome(result: &Result<BackupReport, Error>, duration_ms: u64) -> RunOutcome
 }
 
 /// The status recorded for a run that ended with `e`.
-fn status_of(e: &Error) -> &'static str {
+fn status_of(e: &Error) -> RunStatus {
     match e {
-        Error::Cancelled { .. } => "aborted",
+        Error::Cancelled { .. } => RunStatus::Aborted,
         // Another run holds the directory: this one did nothing.
-        Error::Busy(_) => "skipped",
-        _ => "failed",
+        Error::Busy(_) => RunStatus::Skipped,
+        _ => RunStatus::Failed,
     }
 }
 
@@ -612,7 +613,7 @@ mod tests {
         freed.join().unwrap();
         let request = posted.join().unwrap();
         let runs = History::open_existing(&dir).ok().flatten().map(|h| h.recent(5).unwrap()).unwrap_or_default();
-        assert_eq!(runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(), ["failed"], "{runs:?} {result:?}");
+        assert_eq!(runs.iter().map(|r| r.status).collect::<Vec<_>>(), [RunStatus::Failed], "{runs:?} {result:?}");
         assert!(request.starts_with("POST /hook") && request.contains("backup_failed"), "{request}");
         assert!(took >= std::time::Duration::from_millis(1500), "it waited for descriptors: {took:?}");
         println!("recorded and alerted");

@@ -16,8 +16,6 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::router::AppState;
-
 /// The digest of `user:password`, computed once at start.
 #[derive(Clone)]
 pub struct Credentials([u8; 32]);
@@ -51,8 +49,9 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// The middleware: passes the request on, or answers 401 with a challenge.
-pub async fn require(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(creds) = &state.credentials else { return next.run(request).await };
+/// Its state is only the credentials (none: no auth), not the app's.
+pub async fn require(State(credentials): State<Option<Credentials>>, request: Request, next: Next) -> Response {
+    let Some(creds) = &credentials else { return next.run(request).await };
     if creds.accepts(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
         return next.run(request).await;
     }

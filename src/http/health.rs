@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-use super::router::AppState;
+use super::state::AppState;
 use crate::monitor::checks;
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {

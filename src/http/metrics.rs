@@ -19,8 +19,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::router::AppState;
-use crate::history::History;
+use super::state::AppState;
+use crate::history::{History, RehearsalStatus};
 use crate::monitor::checks;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -34,7 +34,7 @@ pub struct Snapshot {
     pub runs: Vec<(String, u64)>,
     pub deliveries: Vec<(String, u64)>,
     /// The newest rehearsal's status (`failed`, or what a passed one recorded) and restore time.
-    pub restore_test: Option<(String, Option<u64>)>,
+    pub restore_test: Option<(RehearsalStatus, Option<u64>)>,
     pub incidents_open: u64,
 }
 
@@ -45,8 +45,8 @@ pub fn collect(storage_dir: &std::path::Path) -> crate::Result<Snapshot> {
         Snapshot { last_success: facts.last_success, last_size_bytes: facts.last_size_bytes, ..Default::default() };
     if let Some(h) = History::open_existing(storage_dir)? {
         s.last_duration_ms = h.successes(1)?.first().and_then(|r| r.duration_ms);
-        s.runs = h.runs_by_status()?;
-        s.deliveries = h.deliveries_by_status()?;
+        s.runs = h.runs_by_status()?.into_iter().map(|(st, n)| (st.to_string(), n)).collect();
+        s.deliveries = h.deliveries_by_status()?.into_iter().map(|(st, n)| (st.to_string(), n)).collect();
         s.restore_test = h.latest_rehearsal()?.and_then(|r| Some((r.restore_test_status?, r.restore_test_duration_ms)));
         s.incidents_open = h.open_incidents()?.len() as u64;
     }
@@ -114,7 +114,7 @@ pub fn render(s: &Snapshot, now: DateTime<Utc>) -> String {
             &mut reg,
             "lifeboat_last_restore_test_success",
             "1 when the last restore rehearsal succeeded, else 0",
-            Some(if status == "failed" { 0.0 } else { 1.0 }),
+            Some(if *status == RehearsalStatus::Failed { 0.0 } else { 1.0 }),
         );
     }
     let mut out = String::new();
@@ -147,7 +147,7 @@ mod tests {
 
         let s = Snapshot {
             last_success: Some(now - chrono::Duration::seconds(90)),
-            restore_test: Some(("failed".into(), None)),
+            restore_test: Some((RehearsalStatus::Failed, None)),
             runs: vec![("success".into(), 3)],
             ..Default::default()
         };

@@ -1,5 +1,5 @@
-//! The HTTP service (FR-17, FR-18): `router` (the table of routes and
-//! their state), `health` (`/healthz`), `metrics` (`/metrics`), `status`
+//! The HTTP service (FR-17, FR-18): `state` ([`AppState`], what every
+//! handler reads), `router` (the table of routes), `health` (`/healthz`), `metrics` (`/metrics`), `status`
 //! (the status page), `auth` (optional basic auth) and `download` (signed
 //! links), `limits` (what a peer may hold: connections, header-read and
 //! idle timeouts, FR-17.6). `lifeboat serve` runs [`app`] now; the daemon
@@ -16,13 +16,15 @@ mod health;
 pub mod limits;
 pub mod metrics;
 mod router;
+mod state;
 mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 pub use limits::Limits;
-pub use router::{app, metrics_app, no_schedule, AppState};
+pub use router::{app, metrics_app};
+pub use state::{no_schedule, AppState};
 
 /// Runs blocking engine code (rusqlite reads of the history) off the tokio
 /// workers.

@@ -8,50 +8,14 @@
 //! | `GET /` | [`status`] page | basic auth when set |
 //! | `GET <public_url path>/{name}` | [`download`] (FR-18) | the link's HMAC signature |
 
-use std::sync::Arc;
-
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
-use super::auth::{self, Credentials};
-use super::download::{self, Downloads};
-use super::{health, metrics, status};
-use crate::config::Config;
-
-/// What every handler reads: the configuration, the next scheduled run
-/// (published by the daemon's scheduler; `None` when nothing schedules)
-/// and, when `[links]` is configured, the download route's key.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub next_run: watch::Receiver<Option<DateTime<Utc>>>,
-    pub downloads: Option<Arc<Downloads>>,
-    pub(super) credentials: Option<Credentials>,
-}
-
-impl AppState {
-    pub fn new(
-        config: Arc<Config>,
-        next_run: watch::Receiver<Option<DateTime<Utc>>>,
-        downloads: Option<Downloads>,
-    ) -> AppState {
-        let credentials = config.http.basic_auth().map(|(user, pw)| Credentials::new(user, pw.expose()));
-        AppState { config, next_run, downloads: downloads.map(Arc::new), credentials }
-    }
-}
-
-/// A next-run receiver that stays `None` (`lifeboat serve`: nothing schedules).
-pub fn no_schedule() -> watch::Receiver<Option<DateTime<Utc>>> {
-    let (tx, rx) = watch::channel(None);
-    // The sender is dropped: the value stays `None` and `borrow` still works.
-    drop(tx);
-    rx
-}
+use super::state::AppState;
+use super::{auth, download, health, metrics, status};
 
 fn guarded(state: &AppState, router: Router<AppState>) -> Router<AppState> {
-    router.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
+    router.route_layer(axum::middleware::from_fn_with_state(state.credentials.clone(), auth::require))
 }
 
 /// Every route of the main listener. With `[http] metrics_listen` set,

@@ -16,8 +16,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::router::AppState;
-use crate::history::{History, Incident};
+use super::state::AppState;
+use crate::history::{History, Incident, RunStatus};
 use crate::model::human_bytes;
 use crate::monitor::checks::{self, Health};
 
@@ -124,13 +124,17 @@ fn collect(config: &crate::config::Config, now: DateTime<Utc>) -> crate::Result<
             .into_iter()
             .map(|r| Run {
                 archive: r.archive.clone().unwrap_or_else(|| "-".into()),
-                detail: if r.status == "success" || r.status == "running" { String::new() } else { r.summary() },
-                status: r.status,
+                detail: if matches!(r.status, RunStatus::Success | RunStatus::Running) {
+                    String::new()
+                } else {
+                    r.summary()
+                },
+                status: r.status.to_string(),
                 started: rfc(r.started_at),
                 size: r.size_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
                 duration: r.duration_ms.map(seconds).unwrap_or_else(|| "-".into()),
-                delivery: r.delivery_status.unwrap_or_else(|| "-".into()),
-                rehearsal: r.restore_test_status.unwrap_or_else(|| "-".into()),
+                delivery: r.delivery_status.map_or_else(|| "-".into(), |s| s.to_string()),
+                rehearsal: r.restore_test_status.map_or_else(|| "-".into(), |s| s.to_string()),
             })
             .collect();
         let mut sizes: Vec<(DateTime<Utc>, u64)> = h

@@ -19,7 +19,7 @@
 //! Which runs count: the newest run that *finished* (`success`, `failed`,
 //! `interrupted`); a run stopped on purpose (`aborted`) or refused because
 //! another run held the store (`skipped`) is looked past, by the one rule
-//! [`counts_for_health`](crate::history::counts_for_health) that
+//! [`counts_for_health`](crate::history::RunStatus::counts_for_health) that
 //! `/healthz`, the monitor and `/metrics` share through [`gather`].
 //!
 //! The archive check is the size only, on every `check` and every monitor
@@ -42,7 +42,7 @@ use serde::Serialize;
 
 use crate::config::MonitorConfig;
 use crate::error::Result;
-use crate::history::{markers, History, RunRecord};
+use crate::history::{markers, DeliveryStatus, History, OffsiteStatus, RehearsalStatus, RunRecord, RunStatus};
 
 const MIB: u64 = 1024 * 1024;
 /// How many good runs before the last one make the median (FR-4.3).
@@ -162,10 +162,11 @@ pub fn gather(storage_dir: &Path) -> Result<Facts> {
             facts.changed_archive = changed(storage_dir, last);
         }
         facts.previous_sizes = good.iter().skip(1).filter_map(|r| r.size_bytes).collect();
-        facts.last_failure = h.latest_finished()?.filter(|r| r.status != "success");
-        facts.failed_delivery = h.latest_delivery()?.filter(|r| r.delivery_status.as_deref() == Some("failed"));
-        facts.failed_rehearsal = h.latest_rehearsal()?.filter(|r| r.restore_test_status.as_deref() == Some("failed"));
-        facts.failed_offsite = h.latest_offsite()?.filter(|r| r.offsite_status.as_deref() == Some("failed"));
+        facts.last_failure = h.latest_finished()?.filter(|r| r.status != RunStatus::Success);
+        facts.failed_delivery = h.latest_delivery()?.filter(|r| r.delivery_status == Some(DeliveryStatus::Failed));
+        facts.failed_rehearsal =
+            h.latest_rehearsal()?.filter(|r| r.restore_test_status == Some(RehearsalStatus::Failed));
+        facts.failed_offsite = h.latest_offsite()?.filter(|r| r.offsite_status == Some(OffsiteStatus::Failed));
     }
     // A storage directory that does not exist yet has no space problem to report.
     facts.free_bytes = free_space(storage_dir).ok();
@@ -405,12 +406,12 @@ mod tests {
         assert!(!h.healthy && h.reasons[0].contains("less than 2 × the last archive (40.0 MB)"), "{:?}", h.reasons);
         assert_eq!(h.problems[0].reason, h.reasons[0]);
 
-        let run = |status: &str| RunRecord {
+        let run = |status: RunStatus| RunRecord {
             id: 1,
             started_at: now(),
             finished_at: Some(now()),
             trigger: "manual".into(),
-            status: status.into(),
+            status,
             failed_step: None,
             error: None,
             archive: Some("critical_backup_20261201_020000.tar.gz".into()),
@@ -424,10 +425,10 @@ mod tests {
         };
         let mut f = fresh(200 * MIB);
         f.previous_sizes = vec![900 * MIB; 3];
-        f.last_failure = Some(run("failed"));
-        f.failed_delivery = Some(run("success"));
-        f.failed_rehearsal = Some(run("success"));
-        f.failed_offsite = Some(run("success"));
+        f.last_failure = Some(run(RunStatus::Failed));
+        f.failed_delivery = Some(run(RunStatus::Success));
+        f.failed_rehearsal = Some(run(RunStatus::Success));
+        f.failed_offsite = Some(run(RunStatus::Success));
         f.last_success = Some(now() - chrono::Duration::hours(26));
         assert_eq!(
             kinds(&f),
@@ -454,13 +455,13 @@ mod tests {
     }
 
     /// Records one finished run in `dir`'s history.
-    fn record(h: &mut History, status: &'static str, archive: Option<(&str, u64)>, at: DateTime<Utc>) {
+    fn record(h: &mut History, status: RunStatus, archive: Option<(&str, u64)>, at: DateTime<Utc>) {
         let id = h.start(crate::history::Trigger::Schedule, at).unwrap();
         let o = crate::history::Outcome {
             status,
             archive: archive.map(|a| a.0.to_string()),
             size_bytes: archive.map(|a| a.1),
-            error: (status != "success").then(|| format!("the run ended {status}")),
+            error: (status != RunStatus::Success).then(|| format!("the run ended {status}")),
             ..Default::default()
         };
         h.finish(id, at + chrono::Duration::seconds(5), &o, &[]).unwrap();
@@ -475,17 +476,17 @@ mod tests {
         std::fs::write(d.path().join(name), vec![7u8; 1000]).unwrap();
         let t = Utc::now() - chrono::Duration::hours(2);
         let mut h = History::open(d.path()).unwrap();
-        record(&mut h, "success", Some((name, 1000)), t);
-        record(&mut h, "aborted", None, t + chrono::Duration::minutes(30));
-        record(&mut h, "skipped", None, t + chrono::Duration::minutes(31));
+        record(&mut h, RunStatus::Success, Some((name, 1000)), t);
+        record(&mut h, RunStatus::Aborted, None, t + chrono::Duration::minutes(30));
+        record(&mut h, RunStatus::Skipped, None, t + chrono::Duration::minutes(31));
         let health = check(d.path(), &limits, Utc::now()).unwrap();
         assert!(health.healthy, "aborted and skipped are neither failures nor successes: {:?}", health.reasons);
-        assert!(crate::history::counts_for_health("failed") && crate::history::counts_for_health("interrupted"));
-        assert!(!crate::history::counts_for_health("aborted") && !crate::history::counts_for_health("skipped"));
+        assert!(RunStatus::Failed.counts_for_health() && RunStatus::Interrupted.counts_for_health());
+        assert!(!RunStatus::Aborted.counts_for_health() && !RunStatus::Skipped.counts_for_health());
 
         // A run that finished badly after them is the one that counts.
-        record(&mut h, "failed", None, t + chrono::Duration::minutes(40));
-        record(&mut h, "aborted", None, t + chrono::Duration::minutes(50));
+        record(&mut h, RunStatus::Failed, None, t + chrono::Duration::minutes(40));
+        record(&mut h, RunStatus::Aborted, None, t + chrono::Duration::minutes(50));
         let health = check(d.path(), &limits, Utc::now()).unwrap();
         assert_eq!(health.problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [Kind::BackupFailed]);
         assert!(health.reasons[0].contains("the run ended failed"), "{:?}", health.reasons);
@@ -499,7 +500,7 @@ mod tests {
         let name = "critical_backup_20261201_020000.tar.gz";
         std::fs::write(d.path().join(name), vec![7u8; 1000]).unwrap();
         let mut h = History::open(d.path()).unwrap();
-        record(&mut h, "success", Some((name, 1000)), Utc::now() - chrono::Duration::hours(1));
+        record(&mut h, RunStatus::Success, Some((name, 1000)), Utc::now() - chrono::Duration::hours(1));
         assert!(check(d.path(), &limits, Utc::now()).unwrap().healthy);
 
         std::fs::write(d.path().join(name), vec![7u8; 600]).unwrap();

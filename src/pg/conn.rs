@@ -7,21 +7,15 @@ use crate::config::{DatabaseConfig, SslMode, Target};
 use crate::error::{Error, Result};
 use crate::events::CancelToken;
 
-/// `"name"` with embedded quotes doubled: safe for any identifier.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+/// SQL quoting is vocabulary the archive format speaks too: it lives in
+/// `model` (the bottom floor) and is named here where connections use it.
+pub use crate::model::{qualified, quote_ident, quote_literal};
 
-/// `schema.table`, both parts quoted.
-pub fn qualified(schema: &str, table: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(table))
-}
-
-/// `'text'` with embedded quotes doubled (standard_conforming_strings is on
-/// in every supported server, and the session sets it explicitly).
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+/// What to check when a restore's target cannot be reached, and where its
+/// password may come from (SC-4.4). Here, not in `restore`, because the
+/// connection error below recognizes it to suggest `--create`.
+pub(crate) const RESTORE_DB_HINT: &str = "the --db URL (and, if the server asks for a password, \
+     LIFEBOAT_TARGET_PASSWORD_FILE, LIFEBOAT_TARGET_PASSWORD, PGPASSWORD or ~/.pgpass)";
 
 /// The server's message with detail and hint, or the driver's.
 pub fn pg_message(e: &tokio_postgres::Error) -> String {
@@ -236,7 +230,7 @@ fn next_step(cause: Cause, c: &tokio_postgres::Config, hint: &str) -> String {
             "database {db:?} does not exist on that server: create it (createdb -h {host} -p {port} -U {user} {db}{}), \
              or fix the database name in {hint}",
             // A restore can make its own target.
-            if hint == crate::restore::DB_HINT { ", or add --create to the restore" } else { "" }
+            if hint == RESTORE_DB_HINT { ", or add --create to the restore" } else { "" }
         ),
         Cause::NoConnectPrivilege => format!(
             "role {user:?} may not connect to database {db:?}: GRANT CONNECT ON DATABASE {} TO {}, or check {hint}",

@@ -212,8 +212,7 @@ fn select_tables(manifest: &Manifest, names: &[String]) -> Result<Option<BTreeSe
 
 /// What to check when a target cannot be reached, and where its password
 /// may come from (SC-4.4).
-pub(crate) const DB_HINT: &str = "the --db URL (and, if the server asks for a password, \
-     LIFEBOAT_TARGET_PASSWORD_FILE, LIFEBOAT_TARGET_PASSWORD, PGPASSWORD or ~/.pgpass)";
+pub(crate) use crate::pg::conn::RESTORE_DB_HINT as DB_HINT;
 pub(super) const REHEARSAL_HINT: &str = "the --restore-test URL (and, if the server asks for a password, \
      LIFEBOAT_TARGET_PASSWORD_FILE, LIFEBOAT_TARGET_PASSWORD, PGPASSWORD or ~/.pgpass)";
 

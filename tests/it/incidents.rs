@@ -20,7 +20,7 @@ use crate::support::http_sink::HttpSink;
 use crate::support::smtp::{self, free_port, Mode, SmtpServer, TestCa, TlsServer};
 use crate::support::{self, toml_string, TestDb};
 use lifeboat::config::{Config, ConfigPath, Overrides};
-use lifeboat::history::{History, Outcome, Trigger};
+use lifeboat::history::{History, Outcome, RehearsalStatus, RunStatus, StepStatus, Trigger};
 use lifeboat::monitor::incidents;
 
 const USER: &str = "backup@example.test";
@@ -135,7 +135,7 @@ fn record_success(storage: &Path, at: DateTime<Utc>, size: u64) {
     let mut h = History::open(storage).unwrap();
     let id = h.start(Trigger::Schedule, at).unwrap();
     let name = format!("critical_backup_{}.tar.gz", at.format("%Y%m%d_%H%M%S"));
-    let o = Outcome { status: "success", archive: Some(name), size_bytes: Some(size), ..Default::default() };
+    let o = Outcome { status: RunStatus::Success, archive: Some(name), size_bytes: Some(size), ..Default::default() };
     h.finish(id, at, &o, &[]).unwrap();
 }
 
@@ -380,10 +380,10 @@ fn with_a_scratch_server_each_backup_is_rehearsed_and_its_restore_time_recorded(
     let name = PathBuf::from(json(&o)["archive"].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned();
     let h = History::open_existing(&w.storage()).unwrap().unwrap();
     let r = h.by_archive(&name).unwrap().unwrap();
-    assert_eq!(r.restore_test_status.as_deref(), Some("success"), "{r:?}");
+    assert_eq!(r.restore_test_status, Some(RehearsalStatus::Success), "{r:?}");
     assert!(r.restore_test_duration_ms.is_some_and(|ms| ms > 0), "{r:?}");
     let steps = h.steps(r.id).unwrap();
-    assert!(steps.iter().any(|s| s.step == "restore_test" && s.status == "ok"), "{steps:?}");
+    assert!(steps.iter().any(|s| s.step == "restore_test" && s.status == StepStatus::Ok), "{steps:?}");
     assert!(w.notices().is_empty(), "{:?}", subjects(&w.notices()));
     let listed = json(&w.cmd(&["--json", "list"]));
     assert!(listed.to_string().contains("\"success\""), "{listed}");
@@ -409,7 +409,7 @@ fn a_failed_rehearsal_alerts_and_its_archive_is_not_good_for_retention() {
     let archive = PathBuf::from(json(&o)["archive"].as_str().unwrap());
     let name = archive.file_name().unwrap().to_string_lossy().into_owned();
     let h = History::open_existing(&w.storage()).unwrap().unwrap();
-    assert_eq!(h.by_archive(&name).unwrap().unwrap().restore_test_status.as_deref(), Some("failed"));
+    assert_eq!(h.by_archive(&name).unwrap().unwrap().restore_test_status, Some(RehearsalStatus::Failed));
     drop(h);
 
     let n = w.notices();

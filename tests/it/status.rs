@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use lifeboat::config::{Config, Overrides};
-use lifeboat::history::{History, Outcome, Trigger};
+use lifeboat::history::{DeliveryStatus, History, Outcome, RehearsalStatus, RunStatus, Trigger};
 
 use crate::download::{get, get_with, Got};
 use crate::flow::{assert_exit, run, Seeded};
@@ -147,14 +147,15 @@ fn store() -> &'static Seeded {
                 let at = now - chrono::Duration::days(14 - i);
                 let id = h.start(Trigger::Schedule, at).unwrap();
                 let o = Outcome {
-                    status: "success",
+                    status: RunStatus::Success,
                     archive: Some(format!("critical_backup_{}.tar.gz", at.format("%Y%m%d_%H%M%S"))),
                     size_bytes: Some(300_000 + 4_000 * i as u64),
                     duration_ms: 2_000 + 50 * i as u64,
                     ..Default::default()
                 };
                 h.finish(id, at + chrono::Duration::seconds(2), &o, &[]).unwrap();
-                h.set_delivery(id, if i % 4 == 0 { "link" } else { "attached" }).unwrap();
+                h.set_delivery(id, if i % 4 == 0 { DeliveryStatus::Failed } else { DeliveryStatus::Delivered })
+                    .unwrap();
             }
         }
         s.backup();
@@ -162,10 +163,10 @@ fn store() -> &'static Seeded {
         s.backup();
         let mut h = History::open(&s.storage()).unwrap();
         let newest = h.recent(1).unwrap()[0].clone();
-        h.set_delivery(newest.id, "attached").unwrap();
+        h.set_delivery(newest.id, DeliveryStatus::Delivered).unwrap();
         let archive = newest.archive.expect("the newest run is a success");
         let now = Utc::now();
-        assert!(h.set_restore_test(&archive, "success", 4250, now, now, None).unwrap());
+        assert!(h.set_restore_test(&archive, RehearsalStatus::Success, 4250, now, now, None).unwrap());
         s
     })
 }
@@ -302,8 +303,8 @@ fn metrics_parse_as_prometheus_text_and_match_the_history() {
     assert!((age - expect).abs() < 30.0, "age {age} vs {expect}");
     assert_eq!(sample(&scrape, "lifeboat_runs_total", Some(("status", "success"))), Some(14.0));
     assert_eq!(sample(&scrape, "lifeboat_runs_total", Some(("status", "failed"))), Some(1.0));
-    assert_eq!(sample(&scrape, "lifeboat_deliveries_total", Some(("status", "attached"))), Some(10.0));
-    assert_eq!(sample(&scrape, "lifeboat_deliveries_total", Some(("status", "link"))), Some(3.0));
+    assert_eq!(sample(&scrape, "lifeboat_deliveries_total", Some(("status", "delivered"))), Some(10.0));
+    assert_eq!(sample(&scrape, "lifeboat_deliveries_total", Some(("status", "failed"))), Some(3.0));
     assert_eq!(sample(&scrape, "lifeboat_incidents_open", None), Some(0.0));
     assert_eq!(sample(&scrape, "lifeboat_last_restore_test_duration_seconds", None), Some(4.25));
     assert_eq!(sample(&scrape, "lifeboat_last_restore_test_success", None), Some(1.0));
