@@ -5,9 +5,10 @@
 //! and say what is dropped; never the configured source by accident) →
 //! BEGIN → schema → rows (COPY FROM STDIN, each member re-hashed on the way)
 //! → sequences → constraints → row counts against the manifest → COMMIT →
-//! ANALYZE over parallel connections ([`analyze`]). Any error or difference
-//! before the commit rolls back, so the target is left as it was. Config files are staged beside their destination during the stream
-//! and moved into place only after the commit.
+//! ANALYZE over parallel connections (`analyze.rs`). Any error or difference
+//! before the commit rolls back, so the target is left as it was. Config
+//! files are staged beside their destination during the stream and moved
+//! into place only after the commit.
 
 mod analyze;
 mod config_files;
