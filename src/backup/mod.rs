@@ -215,7 +215,8 @@ fn run_planned(
     watchdog.doing("opening a second connection into the snapshot for the closure");
     let closure_cancel = cancel.child();
     let names: Vec<(String, String)> = draft.tables().iter().map(|t| (t.qualified(), t.display())).collect();
-    let mut second = snap.import(&config.database, &closure_cancel, &names).map_err(|e| stalled_or(&watchdog, e))?;
+    let mut second =
+        snap.import(&config.database, &closure_cancel, &names, progress).map_err(|e| stalled_or(&watchdog, e))?;
     sessions.record(&second.session);
     progress(Event::Step("data"));
     let base_rows = |t: &plan::TablePlan| t.has_rows && t.mode != crate::model::Mode::Schema;
