@@ -13,8 +13,8 @@ use lifeboat::config::{resolve, Overrides};
 use lifeboat::events::{CancelToken, Event};
 use lifeboat::store::LocalStore;
 
-use crate::flow::{assert_exit, run, stderr, Seeded};
 use crate::support::{self, fresh_db, toml_string};
+use crate::support::{assert_exit, run, stderr, Seeded};
 
 /// Rows in `big`: enough bytes (~9 MB of CSV) for many 256 KiB chunks.
 const BIG_ROWS: i64 = 120_000;

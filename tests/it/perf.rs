@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 
-use crate::deliver::{email_section, USER};
-use crate::flow::{assert_exit, json, run, sha256, Seeded};
 use crate::support::rss::run_measured;
-use crate::support::smtp::{self, Mode, TlsServer};
-use crate::support::{self, fresh_db, toml_string};
+use crate::support::smtp::{self, email_section, Mode, TlsServer, USER};
+use crate::support::{self, assert_exit, fresh_db, json, run, sha256, toml_string, Seeded};
 
 const PASSWORD: &str = "smtp-perf-5e1d07";
 

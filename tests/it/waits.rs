@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::flow::{assert_exit, run, stderr, Seeded};
+use crate::support::{assert_exit, run, stderr, Seeded};
 
 // covers: FR-14.2, FR-24.4, FR-25.2, US-11/AC-1
 #[test]
