@@ -21,7 +21,7 @@ use crate::pg::pg_dump::{self, Section};
 use crate::pg::sessions::Sessions;
 use crate::pg::{db_err, Snapshot};
 use crate::plan::{self, Plan};
-use crate::store::{LocalStore, Store};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
@@ -94,11 +94,6 @@ fn stall_watchdog(config: &Config, cancel: &CancelToken) -> Watchdog {
 
 fn stalled_or(w: &Watchdog, e: Error) -> Error {
     w.check().err().unwrap_or(e)
-}
-
-/// The store a config names: the local storage directory.
-pub fn store_for(config: &Config) -> LocalStore {
-    LocalStore::new(&config.storage.dir, &config.storage.name_prefix)
 }
 
 /// Runs one backup into `store`. `cancel` stops it at the next poll (every

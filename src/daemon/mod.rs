@@ -146,7 +146,7 @@ pub fn log_event(e: Event) {
 /// closes the runs a dead process left `running`. When another run holds
 /// the lock, its rows are live: nothing is touched.
 fn startup(config: &Config) {
-    let store = crate::backup::store_for(config);
+    let store = crate::store::open(config);
     let lock = match store.lock(&log_event) {
         Ok(l) => l,
         Err(e) => {

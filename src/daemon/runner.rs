@@ -140,7 +140,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     wait_for_descriptors(DESCRIPTOR_WAIT, "before the run could start", progress);
     let _ = channels::ping(&config.alerts, Ping::Start, None, progress);
 
-    let store = crate::backup::store_for(config);
+    let store = crate::store::open(config);
     let dir = config.storage.dir.as_path();
     let started = Utc::now();
     let mut recording = Recording::new(dir, opts.trigger, opts.attempt, started, progress);

@@ -204,7 +204,7 @@ fn artifact_for(cfg: &Config, archive: &Path) -> Result<PathBuf, DeliverError> {
 /// `[links] public_url` the daemon's signed link; else `None`.
 fn link_for(cfg: &Config, name: &str, progress: Progress) -> Result<Option<(String, i64)>, DeliverError> {
     if let Some(remote) = crate::store::s3::RemoteStore::from_config(&cfg.remote).ok().flatten() {
-        match remote.sha256(name) {
+        match crate::store::Archives::sha256(&remote, name) {
             Ok(Some(_)) => {
                 let p = remote
                     .presigned_get(name, cfg.links.ttl.approx_duration())

@@ -66,5 +66,7 @@ mod hints;
 mod waits;
 // What people read: the bar's table and moving rows, one size unit, local log times, closure notes, scripts/demo's binary.
 mod legible;
+// The one storage trait: the same retention call over the local directory and S3 (SeaweedFS) deletes the same archives; list over it.
+mod store_trait;
 // scripts/module-graph: fake crates with a circle, an upward arrow, long code, a missing Layout line; this repository passes.
 mod module_graph;

@@ -401,7 +401,7 @@ fn a_presigned_link_returns_the_identical_file_and_a_tampered_or_expired_one_is_
     let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
     std::fs::write(&file, &data).unwrap();
     let name = "critical_backup_20261201_020000.tar.gz";
-    store.upload(&file, name, &|_| {}).unwrap();
+    lifeboat::store::Archives::put(&store, &file, name, &|_| {}).unwrap();
 
     let get = |url: &str| -> (u16, Vec<u8>) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
