@@ -16,14 +16,9 @@
 //! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
 //! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
-<<<<<<< HEAD
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `analyze` (after the commit, in parallel), `config_files`, `rehearse`.
-//! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `s3` (the offsite copy: multipart upload, presigned GET, streaming reads); `keyfile` (0600 key files).
-=======
-//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
 //! - [`store`]: `Archives` (list/open/put/delete, local and S3 alike), `Store` (local staging), `open(config)`; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `s3` (the offsite copy: multipart upload, presigned GET, streaming reads; `s3://` sources, the plan probe).
 //! - [`fsutil`]: atomic writes (temp → fsync → rename → fsync dir) and 0600 key files opened without following links.
->>>>>>> main
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
 //! - [`history`]: the run history (`.lifeboat/history.db`, versioned migrations): `runs`, `incidents`, `status` (typed statuses), `markers` (`.last_backup_*`).
