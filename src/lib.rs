@@ -16,7 +16,7 @@
 //! - [`backup`]: the seal: `run(config, &dyn Store, progress, cancel)`: plan → snapshot → copy → archive → verify → `Sealed` (`sealed`, with the report); `copy` (one table's COPY, the `Copier`).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
 //! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
-//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
+//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `analyze` (after the commit, in parallel), `config_files`, `rehearse`.
 //! - [`store`]: `Archives` (list/open/put/delete, local and S3 alike), `Store` (local staging), `open(config)`; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `s3` (the offsite copy: multipart upload, presigned GET, streaming reads; `s3://` sources, the plan probe).
 //! - [`fsutil`]: atomic writes (temp → fsync → rename → fsync dir) and 0600 key files opened without following links.
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.

@@ -137,6 +137,10 @@ fn seal(
         watchdog: stall_watchdog(config, cancel),
         snap,
     };
+    // The pg_dumps start before the plan, into the same snapshot, so their
+    // catalog reads overlap the plan's queries (issue 24); `schema` awaits
+    // them before any row is copied, and an early return kills them.
+    let dumps = s.start_dumps(&pg_dump)?;
     let (draft, closure_job) = s.plan()?;
 
     s.watchdog.check()?;
@@ -150,7 +154,7 @@ fn seal(
         .unwrap_or(created.timestamp() as u64);
     let mut writer = Writer::create(&partial_path, mtime)?;
 
-    let (mut members, schema) = s.schema(&pg_dump, &mut writer)?;
+    let (mut members, schema) = s.schema(dumps, &mut writer)?;
     *needed = Some(space_needed(draft.tables(), draft.estimated_archive_bytes()));
     let (plan, spools) = s.rows(draft, closure_job, &writer, cancel)?;
     *needed = Some(space_needed(&plan.tables, plan.estimated_archive_bytes));
@@ -205,6 +209,13 @@ struct Schema {
     roles: Result<pg_dump::Running>,
 }
 
+/// The run's pg_dump children, started before the plan.
+struct Dumps {
+    pre: pg_dump::Running,
+    post: pg_dump::Running,
+    roles: Result<pg_dump::Running>,
+}
+
 /// What the last members are made from.
 struct Rest<'a> {
     constraints: &'a Path,
@@ -252,19 +263,23 @@ impl Sealing<'_> {
         Ok((draft, closure_job))
     }
 
-    /// pg_dump's pre-data (the archive's first member) and post-data; the
-    /// roles' pg_dumpall keeps running.
-    fn schema(
-        &mut self,
-        pg_dump: &pg_dump::PgDump,
-        writer: &mut Writer,
-    ) -> Result<(Vec<archive::ManifestFile>, Schema)> {
+    /// Starts pg_dump's pre-data and post-data and pg_dumpall's roles into
+    /// the run's snapshot.
+    fn start_dumps(&self, pg_dump: &pg_dump::PgDump) -> Result<Dumps> {
         let (db, dir) = (&self.config.database, &self.dir);
         let snap_at: (&str, i32) = (&self.snap.id, self.snap.server_version_num);
+        Ok(Dumps {
+            pre: pg_dump::start(pg_dump, db, snap_at, Section::PreData, dir)?,
+            post: pg_dump::start(pg_dump, db, snap_at, Section::PostData, dir)?,
+            roles: pg_dump::start(pg_dump, db, snap_at, Section::Roles, dir),
+        })
+    }
+
+    /// pg_dump's pre-data (the archive's first member) and post-data; the
+    /// roles' pg_dumpall keeps running.
+    fn schema(&mut self, dumps: Dumps, writer: &mut Writer) -> Result<(Vec<archive::ManifestFile>, Schema)> {
+        let Dumps { pre, post, roles } = dumps;
         (self.progress)(Event::Step("schema"));
-        let pre = pg_dump::start(pg_dump, db, snap_at, Section::PreData, dir)?;
-        let post = pg_dump::start(pg_dump, db, snap_at, Section::PostData, dir)?;
-        let roles = pg_dump::start(pg_dump, db, snap_at, Section::Roles, dir);
         let (watchdog, snap) = (&self.watchdog, &mut self.snap);
         watchdog.doing("pg_dump --section=pre-data");
         let schema = pre.finish_keeping(watchdog, &mut || snap.keep_alive()).map_err(|e| stalled_or(watchdog, e))?;

@@ -195,7 +195,7 @@ fn send_success(
             cfg.email.attach_limit_mb
         )));
     }
-    let sent = mailer.send(&msg, "backup mail", progress);
+    let sent = mailer.send_outgoing(&msg, "backup mail", progress);
     let mut r = DeliveryReport {
         status: Status::Delivered,
         method: Some(method),
