@@ -60,7 +60,7 @@ pub struct SuccessContext {
     pub app: String,
     pub host: String,
     pub version: &'static str,
-    /// `YYYY-MM-DD` of the snapshot.
+    /// `YYYY-MM-DD` of the snapshot in `[schedule] timezone` (the subject's date).
     pub date: String,
     pub archive_name: String,
     /// The file that travels: the archive, or its `.age`.
@@ -92,7 +92,10 @@ pub struct AlertContext {
     pub error: String,
     pub retried: String,
     pub next_steps: Vec<String>,
+    /// `HH:MM:SS message`, the times in `log_zone`.
     pub log_lines: Vec<String>,
+    /// The zone of the log lines' times, with its offset: `Asia/Bangkok (+07:00)` or `UTC`.
+    pub log_zone: String,
     pub archive: Option<String>,
 }
 

@@ -317,7 +317,7 @@ fn success_context(
         app: app_name(cfg),
         host: host_name(),
         version: env!("CARGO_PKG_VERSION"),
-        date: m.snapshot_time.chars().take(10).collect(),
+        date: templates::local_date(&m.snapshot_time, templates::zone_of(cfg)),
         archive_file: file_name(artifact),
         size: crate::model::human_bytes(size_bytes),
         size_bytes,

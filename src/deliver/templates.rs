@@ -46,8 +46,7 @@ impl Templates {
     /// The templates `config` names (`[email] templates_dir`), showing
     /// times in its `[schedule] timezone`.
     pub fn for_config(config: &crate::config::Config) -> Result<Templates, TemplateError> {
-        let zone = crate::schedule::parse_zone(&config.schedule.timezone).unwrap_or(Tz::UTC);
-        Templates::load_in(config.email.templates_dir.as_deref(), zone)
+        Templates::load_in(config.email.templates_dir.as_deref(), zone_of(config))
     }
 
     /// The built-in templates, with the files of `dir` (if any) in their
@@ -109,6 +108,31 @@ impl Templates {
     }
 }
 
+/// `[schedule] timezone` (checked when the config loaded; UTC if not):
+/// the zone every time shown to people is in.
+pub fn zone_of(config: &crate::config::Config) -> Tz {
+    crate::schedule::parse_zone(&config.schedule.timezone).unwrap_or(Tz::UTC)
+}
+
+/// The zone as a note for times shown without one: `Asia/Bangkok
+/// (+07:00)`, its offset at `at`; `UTC` for UTC.
+pub fn zone_label(zone: Tz, at: chrono::DateTime<chrono::Utc>) -> String {
+    if zone == Tz::UTC {
+        return "UTC".into();
+    }
+    format!("{} ({})", zone.name(), at.with_timezone(&zone).format("%:z"))
+}
+
+/// `YYYY-MM-DD` of an RFC 3339 time in `zone` (a backup taken at 20:00
+/// UTC is dated the next day in Bangkok); whatever does not parse gives
+/// its first ten characters.
+pub fn local_date(rfc3339: &str, zone: Tz) -> String {
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => t.with_timezone(&zone).format("%Y-%m-%d").to_string(),
+        Err(_) => rfc3339.chars().take(10).collect(),
+    }
+}
+
 /// An RFC 3339 time as a mail shows it: `2026-12-07 09:00:00 +07:00
 /// (Asia/Bangkok)`, or `2026-12-07 02:00:00 UTC`; whatever does not parse
 /// is shown as it is.
@@ -158,6 +182,19 @@ mod tests {
         assert!(text.contains("2026-12-07 09:00:00 +07:00 (Asia/Bangkok)"), "{text}");
         assert_eq!(local_time("2026-11-24T18:02:24.622267Z", Tz::UTC), "2026-11-24 18:02:24 UTC");
         assert_eq!(local_time("not a time", chrono_tz::Asia::Bangkok), "not a time");
+    }
+
+    // covers: FR-3.4, FR-4.2
+    #[test]
+    fn dates_and_zone_notes_follow_the_configured_zone() {
+        let bangkok = chrono_tz::Asia::Bangkok;
+        assert_eq!(local_date("2026-12-07T20:30:00Z", bangkok), "2026-12-08");
+        assert_eq!(local_date("2026-12-07T20:30:00Z", Tz::UTC), "2026-12-07");
+        assert_eq!(local_date("2026-12-07 garbled", bangkok), "2026-12-07");
+        let at = chrono::DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z").unwrap().to_utc();
+        assert_eq!(zone_label(bangkok, at), "Asia/Bangkok (+07:00)");
+        assert_eq!(zone_label(chrono_tz::Europe::Berlin, at), "Europe/Berlin (+02:00)", "the offset at that time");
+        assert_eq!(zone_label(Tz::UTC, at), "UTC");
     }
 
     #[test]

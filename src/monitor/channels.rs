@@ -10,6 +10,10 @@
 //! [`unheard`] says when alerts would reach nobody: no channel configured,
 //! or mail the only one and the last backup mail failed. The daemon logs
 //! it at start and the status page shows it.
+//!
+//! Times: the webhook's JSON carries them as RFC 3339 in UTC (`time`,
+//! `opened_at`), for machines; the mail and chat texts show them in
+//! `[schedule] timezone` with its offset, for people.
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ use super::chat;
 use crate::config::{AlertsConfig, Config};
 use crate::deliver;
 use crate::deliver::message::{AlertContext, RecoveryContext};
+use crate::deliver::templates;
 use crate::events::{Event, Progress};
 
 /// What went wrong, for every channel.
@@ -39,7 +44,8 @@ pub struct Alert {
     pub log_lines: Vec<String>,
     pub archive: Option<String>,
     pub host: String,
-    /// RFC 3339, UTC.
+    /// When it was raised: RFC 3339 in UTC, as the webhook's `time` carries
+    /// it for machines; mail and chat show it in `[schedule] timezone`.
     pub time: String,
 }
 
@@ -115,6 +121,10 @@ fn alert_mail(cfg: &Config, a: &Alert, progress: Progress) -> Result<(), String>
         retried: a.retried.clone(),
         next_steps: a.next_steps.clone(),
         log_lines: a.log_lines.clone(),
+        log_zone: templates::zone_label(
+            templates::zone_of(cfg),
+            chrono::DateTime::parse_from_rfc3339(&a.time).map_or_else(|_| chrono::Utc::now(), |t| t.to_utc()),
+        ),
         archive: a.archive.clone(),
     };
     deliver::send_notice(cfg, "alert mail", progress, |t| deliver::message::alert(&cfg.email, t, &ctx))
@@ -154,7 +164,11 @@ pub fn recovery(cfg: &Config, r: &RecoveryContext, progress: Progress) -> Vec<Ch
         headline: format!("RECOVERED: {} {} on {}", r.app, r.title, r.host),
         text: format!(
             "The {} incident is closed after {} (open since {}, {} alert(s) sent).\n{}",
-            r.kind, r.lasted, r.opened_at, r.alerts_sent, r.detail
+            r.kind,
+            r.lasted,
+            templates::local_time(&r.opened_at, templates::zone_of(cfg)),
+            r.alerts_sent,
+            r.detail
         ),
         recovery: true,
     };
@@ -181,7 +195,8 @@ fn chats(cfg: &Config, notice: &chat::Notice, what: &str, progress: Progress) ->
 /// An alert as chat text: the mail's subject as the headline, then where,
 /// the error, what was retried and what to do.
 fn alert_notice(cfg: &Config, a: &Alert) -> chat::Notice {
-    let mut text = format!("Step: {} · Host: {} · {}\n\n", a.step, a.host, a.time);
+    let when = templates::local_time(&a.time, templates::zone_of(cfg));
+    let mut text = format!("Step: {} · Host: {} · {when}\n\n", a.step, a.host);
     // The whole cause chain, but not pages of pg_dump output.
     let error: Vec<&str> = a.error.lines().take(20).collect();
     text.push_str(&error.join("\n"));

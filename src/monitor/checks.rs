@@ -47,10 +47,9 @@ use crate::config::MonitorConfig;
 use crate::error::Result;
 use crate::history::{markers, DeliveryStatus, History, OffsiteStatus, RehearsalStatus, RunRecord, RunStatus};
 
-/// `.last_backup_size_mb` counts MiB (history::markers).
-const MIB: u64 = 1024 * 1024;
-/// The MB of `min_size_mb` and `max_size_mb`, as every size shown to people.
-const MB: u64 = 1_000_000;
+/// The MB of `min_size_mb`, `max_size_mb` and `.last_backup_size_mb`, as
+/// every size shown to people.
+const MB: u64 = markers::MB;
 /// How many good runs before the last one make the median (FR-4.3).
 pub const ANOMALY_WINDOW: usize = 7;
 pub const ANOMALY_RATIO: f64 = 0.5;
@@ -180,7 +179,7 @@ pub fn gather(storage_dir: &Path) -> Result<Facts> {
         facts.last_success = Some(t);
     }
     if facts.last_size_bytes.is_none() {
-        facts.last_size_bytes = m.size_mb.map(|mb| mb * MIB);
+        facts.last_size_bytes = m.size_mb.map(|mb| mb.saturating_mul(MB));
     }
     Ok(facts)
 }

@@ -144,7 +144,7 @@ pub struct RunReport {
 /// alerted and recorded); a failed delivery is `Ok` with `delivery.status
 /// == Failed` (also alerted).
 pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &CancelToken) -> Result<RunReport, Error> {
-    let recorder = Recorder::new(progress);
+    let recorder = Recorder::new(progress, crate::deliver::templates::zone_of(config));
     let progress = &|e| recorder.record(e);
     wait_for_descriptors(DESCRIPTOR_WAIT, "before the run could start", progress);
     let _ = channels::ping(&config.alerts, Ping::Start, None, progress);

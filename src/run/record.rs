@@ -31,17 +31,19 @@ use crate::retention::Decision;
 const LOG_LINES: usize = 20;
 
 /// Passes events on and keeps the current step and the last lines, for
-/// the alert of a run that fails.
+/// the alert of a run that fails. Each line starts with its `HH:MM:SS` in
+/// `zone` (`[schedule] timezone`); the alert names the zone once.
 pub struct Recorder<'a> {
     inner: Progress<'a>,
+    zone: chrono_tz::Tz,
     step: Mutex<&'static str>,
     lines: Mutex<VecDeque<String>>,
 }
 
 impl<'a> Recorder<'a> {
-    pub fn new(inner: Progress<'a>) -> Self {
+    pub fn new(inner: Progress<'a>, zone: chrono_tz::Tz) -> Self {
         // Nothing happens before the connection to the source.
-        Recorder { inner, step: Mutex::new("connect"), lines: Mutex::new(VecDeque::new()) }
+        Recorder { inner, zone, step: Mutex::new("connect"), lines: Mutex::new(VecDeque::new()) }
     }
 
     pub fn record(&self, e: Event) {
@@ -62,7 +64,7 @@ impl<'a> Recorder<'a> {
         if lines.len() == LOG_LINES {
             lines.pop_front();
         }
-        lines.push_back(format!("{} {line}", chrono::Utc::now().format("%H:%M:%S")));
+        lines.push_back(format!("{} {line}", Utc::now().with_timezone(&self.zone).format("%H:%M:%S")));
         drop(lines);
         (self.inner)(e)
     }

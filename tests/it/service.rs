@@ -115,7 +115,7 @@ fn a_backup_is_recorded_in_the_history_and_the_markers_and_a_failed_one_only_in_
 
     let success: i64 = marker(&t.storage(), ".last_backup_success").strip_suffix('\n').unwrap().parse().unwrap();
     assert!((chrono::Utc::now().timestamp() - success).abs() < 60, "{success}");
-    assert_eq!(marker(&t.storage(), ".last_backup_size_mb"), format!("{}\n", size.div_ceil(1024 * 1024)));
+    assert_eq!(marker(&t.storage(), ".last_backup_size_mb"), format!("{}\n", size.div_ceil(1_000_000)));
     let before = (marker(&t.storage(), ".last_backup_success"), marker(&t.storage(), ".last_backup_size_mb"));
 
     let err = t.failed_backup();
