@@ -47,7 +47,7 @@ fn archive_size(storage: &Path) -> u64 {
     archives[0].metadata().unwrap().len()
 }
 
-// covers: FR-3.4, FR-4.2, FR-4.5, FR-4.7, FR-20.2, US-5/AC-3
+// covers: FR-3.2, FR-3.4, FR-4.5, FR-4.7, FR-20.2, US-5/AC-3
 #[test]
 fn mail_subject_alert_log_lines_and_chat_show_the_configured_zone_and_the_webhook_keeps_utc() {
     if !smtp::aiosmtpd_available() {
@@ -118,8 +118,7 @@ fn mail_subject_alert_log_lines_and_chat_show_the_configured_zone_and_the_webhoo
         .take_while(|l| !l.is_empty() && !l.starts_with("--"))
         .collect();
     assert!(!lines.is_empty(), "the alert quotes the run's last lines:\n{text}");
-    let hours: Vec<String> =
-        [before, after].iter().map(|t| t.with_timezone(&zone).format("%H").to_string()).collect();
+    let hours: Vec<String> = [before, after].iter().map(|t| t.with_timezone(&zone).format("%H").to_string()).collect();
     for l in &lines {
         let stamp = l.split_whitespace().next().unwrap_or_default();
         assert!(stamp.len() == 8 && stamp.as_bytes()[2] == b':', "an HH:MM:SS stamp: {l}");
