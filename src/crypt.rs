@@ -4,7 +4,7 @@
 //! the archive.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -29,10 +29,10 @@ pub fn parse_recipients(recipients: &[String]) -> Result<Vec<age::x25519::Recipi
         .collect()
 }
 
-/// Encrypts `src` to `dst` for every recipient: written to `<dst>.partial`
-/// (mode 0600), fsynced, then renamed, so `dst` is always complete.
+/// Encrypts `src` to `dst` for every recipient, atomically (mode 0600,
+/// [`write_atomic_with`](crate::fsutil::write_atomic_with)), so `dst` is
+/// always complete.
 pub fn encrypt_file(src: &Path, dst: &Path, recipients: &[String]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let parsed = parse_recipients(recipients).map_err(Error::Invalid)?;
     if parsed.is_empty() {
         return Err(Error::Invalid("encryption needs at least one recipient in [encryption] recipients".into()));
@@ -40,29 +40,10 @@ pub fn encrypt_file(src: &Path, dst: &Path, recipients: &[String]) -> Result<()>
     let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
         .map_err(|e| Error::Failed(format!("cannot encrypt {}: {e}", src.display())))?;
     let mut input = File::open(src).map_err(|e| Error::io("opening the archive to encrypt", src, e))?;
-    let partial = PathBuf::from(format!("{}.partial", dst.display()));
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
-        .map_err(|e| Error::io("creating", &partial, e))?;
-    let result = (|| -> io::Result<File> {
+    crate::fsutil::write_atomic_with(dst, 0o600, "the encrypted copy", |out| {
         let mut w = encryptor.wrap_output(io::BufWriter::with_capacity(256 * 1024, out))?;
         io::copy(&mut input, &mut w)?;
-        let buf = w.finish()?;
-        let file = buf.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        Ok(file)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(Error::io("encrypting into", &partial, e));
-    }
-    std::fs::rename(&partial, dst).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        Error::io("renaming the encrypted copy to", dst, e)
+        w.finish()?.flush()
     })
 }
 
@@ -171,7 +152,7 @@ mod tests {
         let enc = encrypted_copy(&src, &[id.to_public().to_string(), other.to_public().to_string()]).unwrap();
         assert_eq!(enc, dir.path().join("a.tar.gz.age"));
         assert_eq!(std::fs::metadata(&enc).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!dir.path().join("a.tar.gz.age.partial").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file is left");
         for who in [&id, &other] {
             let ids = Identities::from_file(&identity_file(dir.path(), who)).unwrap();
             let mut r = decrypting(BufReader::new(File::open(&enc).unwrap()), &enc, Some(&ids)).unwrap();

@@ -132,7 +132,7 @@ impl Error {
             Error::Io { context, path, source }
                 if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) =>
             {
-                Error::DiskFull { context, path, source, needed: bytes.div_ceil(1024 * 1024).max(1) }
+                Error::DiskFull { context, path, source, needed: bytes.div_ceil(1_000_000).max(1) }
             }
             e => e,
         }

@@ -26,6 +26,90 @@ pub enum Event {
     /// This many more bytes of rows were copied (sent in chunks of at least
     /// [`BYTES_EVENT_CHUNK`], and at the end of each table).
     Bytes(u64),
+    /// This many more rows were copied (a backup's COPY, with its
+    /// [`Event::Bytes`]): a bar's row count moves while a table is copied.
+    Rows(u64),
+    /// The rows of this table (as shown: `public.orders`) are being copied.
+    Copying(String),
+    /// A table's lock is not free: the run waits for it (at most the lock
+    /// timeout) behind the sessions named.
+    LockWait(LockWait),
+    /// The lock a [`Event::LockWait`] waited for was granted after `waited_ms`.
+    LockGranted { table: String, waited_ms: u64 },
+}
+
+/// Who a run waits for, and how long it will: what a person watching a
+/// silent screen needs to know (a deploy's migration, a `VACUUM FULL`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockWait {
+    /// The table, as shown (`public.orders`).
+    pub table: String,
+    /// The sessions holding (or queued ahead with) a conflicting lock,
+    /// holders first. Empty when they were gone before they could be named.
+    pub holders: Vec<LockHolder>,
+    /// `[database] lock_timeout`, as configured.
+    pub timeout: String,
+}
+
+/// The line that ends a [`Event::LockWait`].
+pub fn lock_granted(table: &str, waited_ms: u64) -> String {
+    format!("lock on table {table} granted after {}", humantime(Duration::from_millis(waited_ms)))
+}
+
+/// One session in the way of a lock.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockHolder {
+    /// The server process id (`pg_terminate_backend` takes it); `None` for
+    /// a prepared transaction, which has no session.
+    pub pid: Option<i32>,
+    pub application_name: String,
+    pub user: String,
+    /// The lock mode as the server names it (`AccessExclusiveLock`).
+    pub mode: String,
+    /// Whether it holds the lock (false: it waits ahead of this run).
+    pub granted: bool,
+    /// How long its transaction has run: an upper bound of how long it has
+    /// held the lock (or waited for it). `None` when the server does not
+    /// show it to this role (another role's session, without `pg_read_all_stats`).
+    pub for_ms: Option<u64>,
+}
+
+impl LockWait {
+    /// One line for people: the table, who is in the way, and the limit.
+    pub fn describe(&self) -> String {
+        let who = match self.holders.split_first() {
+            None => "another session (gone before it could be named)".to_string(),
+            Some((first, rest)) => {
+                let more = match rest.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                format!("{}{more}", first.describe())
+            }
+        };
+        format!(
+            "table {} is locked by {who}; waiting up to lock_timeout {} (then this run fails)",
+            self.table, self.timeout
+        )
+    }
+}
+
+impl LockHolder {
+    pub fn describe(&self) -> String {
+        let pid = self.pid.map_or_else(|| "a prepared transaction".to_string(), |p| format!("pid {p}"));
+        let app = if self.application_name.is_empty() {
+            "no application_name".to_string()
+        } else {
+            format!("application {:?}", self.application_name)
+        };
+        let user = if self.user.is_empty() { String::new() } else { format!(", user {:?}", self.user) };
+        let verb = if self.granted { "holding" } else { "waiting for" };
+        let age = self
+            .for_ms
+            .map(|ms| format!(", in a transaction begun {} ago", humantime(Duration::from_millis(ms))))
+            .unwrap_or_default();
+        format!("{pid} ({app}{user}, {verb} {}{age})", self.mode)
+    }
 }
 
 /// Bytes between two [`Event::Bytes`]: a handful of events per megabyte
@@ -260,6 +344,39 @@ mod tests {
         let err = w.check().unwrap_err().to_string();
         assert!(fired.load(Ordering::SeqCst));
         assert!(err.contains("COPY public.big") && err.contains("stall_timeout"), "{err}");
+    }
+
+    // covers: FR-14.2
+    #[test]
+    fn a_lock_wait_names_the_table_the_holder_and_the_timeout() {
+        let holder = |pid, for_ms, granted| LockHolder {
+            pid,
+            application_name: "deploy-migration".into(),
+            user: "app".into(),
+            mode: "AccessExclusiveLock".into(),
+            granted,
+            for_ms,
+        };
+        let mut w = LockWait {
+            table: "public.payments".into(),
+            holders: vec![holder(Some(4242), Some(7_200), true)],
+            timeout: "30s".into(),
+        };
+        assert_eq!(
+            w.describe(),
+            "table public.payments is locked by pid 4242 (application \"deploy-migration\", user \"app\", holding \
+             AccessExclusiveLock, in a transaction begun 7.2s ago); waiting up to lock_timeout 30s (then this run \
+             fails)"
+        );
+        w.holders.push(holder(None, None, false));
+        assert!(w.describe().contains("7.2s ago) and 1 more;"), "{}", w.describe());
+        assert_eq!(
+            w.holders[1].describe(),
+            "a prepared transaction (application \"deploy-migration\", user \"app\", waiting for AccessExclusiveLock)"
+        );
+        w.holders.clear();
+        assert!(w.describe().contains("locked by another session (gone before it could be named)"));
+        assert_eq!(lock_granted("public.payments", 2_100), "lock on table public.payments granted after 2.1s");
     }
 
     // covers: FR-27.1

@@ -17,11 +17,12 @@
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
 //! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
 //! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
-//! - [`store`]: the `Store` trait; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `s3` (the offsite copy: multipart upload, presigned GET, streaming reads); `keyfile` (0600 key files).
+//! - [`store`]: `Archives` (list/open/put/delete, local and S3 alike), `Store` (local staging), `open(config)`; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `s3` (the offsite copy: multipart upload, presigned GET, streaming reads; `s3://` sources, the plan probe).
+//! - [`fsutil`]: atomic writes (temp → fsync → rename → fsync dir) and 0600 key files opened without following links.
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
 //! - [`history`]: the run history (`.lifeboat/history.db`, versioned migrations): `runs`, `incidents`, `status` (typed statuses), `markers` (`.last_backup_*`).
-//! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Store`.
+//! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Archives` to the local and the remote store alike.
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
 //! - [`offsite`]: the offsite step of a run: upload to `[remote]` (S3, `store::s3`), catch-up, remote retention.
 //! - [`schedule`]: cron + time zone → the next fire time and the latest due time (pure, no clock).
@@ -45,6 +46,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod error;
 pub mod events;
+pub mod fsutil;
 pub mod history;
 pub mod http;
 pub mod init;

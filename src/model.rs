@@ -259,13 +259,16 @@ pub struct FkPlan {
     pub ref_columns: Vec<String>,
 }
 
-/// `512 B`, `1.5 MB`: sizes for people (1 KB = 1024 B).
+/// `512 B`, `1.5 MB`: every size shown to people (the CLI's reports, the
+/// progress bar, mails, the status page, messages) comes from here, in
+/// decimal units (1 KB = 1,000 B, 1 MB = 1,000,000 B, as `[email]
+/// attach_limit_mb` and `[monitor] min_size_mb` count); `--json` has bytes.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
+    while v >= 999.95 && u < UNITS.len() - 1 {
+        v /= 1000.0;
         u += 1;
     }
     if u == 0 {
@@ -278,6 +281,13 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // covers: FR-24.8
+    #[test]
+    fn sizes_for_people_are_decimal() {
+        let shown: Vec<String> = [999, 1_000, 350_600, 999_960, 3_400_000, 2_500_000_000].map(human_bytes).into();
+        assert_eq!(shown, ["999 B", "1.0 KB", "350.6 KB", "1.0 MB", "3.4 MB", "2.5 GB"]);
+    }
 
     // covers: FR-11.9, FR-2.2
     #[test]

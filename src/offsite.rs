@@ -7,7 +7,7 @@
 //! offsite" and opens the `offsite_failed` incident (alerted once, closed
 //! with a recovery notice by the next run whose uploads all succeed). After a run whose
 //! uploads all succeeded, remote retention applies the same rules as the
-//! local one ([`crate::retention::decide`]) with the
+//! local one ([`crate::retention::apply`] over the store) with the
 //! `[remote]` policy.
 
 use std::collections::BTreeMap;
@@ -18,13 +18,13 @@ use chrono::Utc;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::{Event, Progress};
-use crate::history::{History, OffsiteStatus, RunStatus};
+use crate::history::{History, OffsiteStatus};
 use crate::monitor::channels::Alert;
 use crate::monitor::checks::Kind;
 use crate::monitor::incidents;
-use crate::retention::{self, Archive, Decision, Goodness};
-use crate::store::s3::{RemoteStore, Uploaded};
-use crate::store::Store;
+use crate::retention::{self, Decision};
+use crate::store::s3::RemoteStore;
+use crate::store::{Archives, Uploaded};
 
 /// What the offsite step did in one run.
 #[derive(Debug, Default)]
@@ -79,8 +79,9 @@ fn run_with(config: &Config, remote: &RemoteStore, archive: &Path, progress: Pro
         return OffsiteReport { uploaded, ..failed(config, archive, Some(remote), history.as_ref(), &e, progress) };
     }
     incidents::resolve(config, Kind::OffsiteFailed, progress);
-    match prune_remote(config, remote, history.as_ref(), progress) {
-        Ok(p) => report.pruned = p,
+    let (prefix, policy, judge) = (&config.storage.name_prefix, config.remote.retention(), retention::Judge::Recorded);
+    match retention::apply(remote, prefix, history.as_ref(), &policy, Utc::now(), judge, progress) {
+        Ok(p) => report.pruned = p.deletes().cloned().collect(),
         Err(e) => progress(Event::Warning(format!("remote retention skipped after the successful upload: {e:#}"))),
     }
     report
@@ -106,7 +107,7 @@ fn upload_missing(
     let dir = &config.storage.dir;
     let current = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let on_remote: BTreeMap<String, u64> = remote.list()?.into_iter().map(|a| (a.name, a.bytes)).collect();
-    let local = crate::backup::store_for(config).list()?;
+    let local = crate::store::open(config).list()?;
     for a in &local {
         let (path, object) = artifact(config, dir, &a.name)?;
         let size = std::fs::metadata(&path).map(|m| m.len()).ok();
@@ -115,7 +116,7 @@ fn upload_missing(
         }
         let why = if a.name == current { "this run's archive" } else { "catch-up: its offsite copy is missing" };
         progress(Event::Detail(format!("uploading {object} to {} ({why})", remote.object_url(&object))));
-        let up = remote.upload(&path, &object, progress)?;
+        let up = remote.put(&path, &object, progress)?;
         progress(Event::Detail(format!("uploaded {} ({} bytes, sha256 {})", up.object, up.bytes, up.sha256)));
         if let Some(h) = history {
             let status = if a.name == current { OffsiteStatus::Uploaded } else { OffsiteStatus::CaughtUp };
@@ -172,100 +173,4 @@ fn failed(
     // An incident: alerted once (then every `realert_hours`) while the store stays down.
     incidents::raise(config, &alert, true, progress);
     OffsiteReport { error: Some(format!("{e:#}")), ..Default::default() }
-}
-
-/// Remote retention after a successful run: `[remote] retention_days` and
-/// `keep_last`, through the same decision as the local one. A remote copy is
-/// good when its upload completed (its SHA-256 sidecar exists).
-pub fn prune_remote(
-    config: &Config,
-    remote: &RemoteStore,
-    history: Option<&History>,
-    progress: Progress,
-) -> Result<Vec<Decision>> {
-    let prefix = &config.storage.name_prefix;
-    let archives: Vec<Archive> = remote
-        .list()?
-        .into_iter()
-        .map(|s| Archive {
-            created: retention::created_from_name(prefix, s.name.strip_suffix(".age").unwrap_or(&s.name)),
-            name: s.name,
-            bytes: s.bytes,
-        })
-        .collect();
-    let latest_failed = match history {
-        Some(h) => h.latest_finished()?.filter(|r| r.status != RunStatus::Success).map(|r| r.summary()),
-        None => None,
-    };
-    let mut goodness = |a: &Archive| match remote.sha256(&a.name) {
-        Ok(Some(_)) => Goodness::Good,
-        Ok(None) => Goodness::NotGood("its upload did not complete (no SHA-256 recorded)".into()),
-        Err(e) => Goodness::NotGood(e.to_string()),
-    };
-    let plan =
-        retention::decide(&archives, &config.remote.retention(), Utc::now(), latest_failed.as_deref(), &mut goodness);
-    let mut deleted = Vec::new();
-    for d in plan.deletes() {
-        progress(Event::Detail(format!("remote retention: deleting {} ({})", remote.object_url(&d.name), d.reason)));
-        remote.delete(&d.name)?;
-        retention::log_deleted(&remote.object_url(""), d);
-        deleted.push(d.clone());
-    }
-    Ok(deleted)
-}
-
-/// `lifeboat plan`'s check of `[remote]`: the bucket is reachable and
-/// writable (a small put + delete under the prefix). The line to show names
-/// the credentials' source, never a key; `None` without `[remote]`.
-pub fn check(config: &Config) -> Result<Option<String>> {
-    let Some(remote) = RemoteStore::from_config(&config.remote)? else { return Ok(None) };
-    remote.probe()?;
-    Ok(Some(format!(
-        "offsite: {} at {} is reachable and writable (credentials: {})",
-        remote.object_url(""),
-        remote.endpoint(),
-        config.remote.credentials_source
-    )))
-}
-
-/// The archive an `s3://bucket/prefix/NAME` argument names, read straight
-/// from the store with the `[remote]` endpoint and credentials (FR-29.8).
-/// The bucket must be the configured one (the credentials are for it); the
-/// prefix may differ from `[remote] url`'s. The signature is checked as
-/// for a local archive: against the configured store's key, `[restore]
-/// trusted_keys` and `--trusted-key` (see `verify`).
-pub fn remote_source(config: &Config, url: &str) -> Result<crate::archive::reader::Source> {
-    let Some(configured) = config.remote.location() else {
-        return Err(Error::Refused(format!(
-            "{url} is in an S3 store, but no [remote] url is configured; set [remote] url (with endpoint and \
-             credentials) in the config to read it, or download the archive and pass its path"
-        )));
-    };
-    let wanted = crate::config::RemoteUrl::parse(url).map_err(Error::Refused)?;
-    if wanted.bucket != configured.bucket {
-        return Err(Error::Refused(format!(
-            "{url} is in bucket {:?}, but [remote] url is in bucket {:?}; the configured endpoint and \
-             credentials are only for that one: pass an s3:// URL in it, or point [remote] at the other bucket",
-            wanted.bucket, configured.bucket
-        )));
-    }
-    let (prefix, name) = wanted.prefix.rsplit_once('/').unwrap_or(("", wanted.prefix.as_str()));
-    if name.is_empty() {
-        return Err(Error::Refused(format!(
-            "{url} names no archive; expected s3://{}/PREFIX/NAME.tar.gz (`lifeboat list` shows the names)",
-            wanted.bucket
-        )));
-    }
-    let mut remote = config.remote.clone();
-    remote.url = Some(format!("s3://{}/{prefix}", wanted.bucket));
-    let store = RemoteStore::from_config(&remote)?.expect("the url was just set");
-    let size = store.size(name)?;
-    let name = name.to_string();
-    let url = store.object_url(&name);
-    let store = std::sync::Arc::new(store);
-    Ok(crate::archive::reader::Source::Remote {
-        url,
-        size,
-        open: std::sync::Arc::new(move || store.open(&name).map_err(|e| std::io::Error::other(e.to_string()))),
-    })
 }

@@ -1,9 +1,11 @@
-//! Retention (FR-6): the pure keep/prune decision [`decide`], and [`prune`],
-//! which gathers its inputs (the store's archives, the run history,
-//! verification of the archives whose goodness matters) and applies the
-//! decision through the [`Store`] trait. A dry run is the same call with the
-//! store wrapped in [`DryRun`](crate::store::dry_run::DryRun): there is no
-//! `if dry_run` here.
+//! Retention (FR-6, FR-29.7): the pure keep/prune decision [`decide`], and
+//! [`apply`], which gathers its inputs (the store's archives, the run
+//! history, the goodness of the archives whose goodness matters) and
+//! applies the decision through the [`Archives`] trait: the local storage
+//! directory ([`prune`], under the run's lock) and the `[remote]` S3 store
+//! (after the offsite step) alike, each with its own policy and [`Judge`].
+//! A dry run is the same call with the store wrapped in
+//! [`DryRun`](crate::store::dry_run::DryRun): there is no `if dry_run` here.
 //!
 //! The rules, in order: when the latest run failed nothing is deleted; the
 //! newest `keep_last` *good* archives stay whatever their age (good =
@@ -22,7 +24,7 @@ use crate::config::RetentionConfig;
 use crate::error::Result;
 use crate::events::{Event, Progress};
 use crate::history::{History, RunStatus};
-use crate::store::Store;
+use crate::store::{Archives, Store};
 
 /// One archive as retention sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +194,7 @@ pub fn decide(
 /// What is wrong with a stored archive, read in full through the store
 /// (structure, checksums, manifest, row counts); `None` when it verifies.
 /// The one check behind retention's "good" and `lifeboat list --verify`.
-pub fn damage(store: &dyn Store, name: &str) -> Option<String> {
+pub fn damage(store: &dyn Archives, name: &str) -> Option<String> {
     let checked = store
         .open(name)
         .map_err(|e| e.to_string())
@@ -208,13 +210,24 @@ fn gfs_key(unit: &str) -> &'static str {
     }
 }
 
-/// Decides for the archives in `store` and deletes through it what the
-/// decision says (nothing when `store` is a dry run). Holds the store's lock
-/// meanwhile, which also removes stale `.partial` files (FR-6.6). Goodness:
-/// an archive whose restore rehearsal failed (history) is not good; any
-/// other is good when it verifies now (read through the store), or is
-/// `verified`: the archive the calling run has just written and verified
-/// before sealing it, which need not be read a second time.
+/// How [`apply`] tells a good archive from a bad one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge<'a> {
+    /// Read it (the local store): an archive whose restore rehearsal failed
+    /// (history) is not good; any other is good when it verifies now (read
+    /// in full through the store), or is `verified`: the archive the calling
+    /// run has just written and verified before sealing it, which need not
+    /// be read a second time.
+    Read { verified: Option<&'a str> },
+    /// Trust a completed put (the remote store): good when the store
+    /// recorded its SHA-256, which it does only once an upload completed.
+    /// Reading each copy back would download the whole store every run.
+    Recorded,
+}
+
+/// Retention of the local store: [`apply`] with [`Judge::Read`], holding
+/// the store's lock meanwhile, which also removes stale `.partial` files
+/// (FR-6.6).
 pub fn prune(
     store: &dyn Store,
     prefix: &str,
@@ -225,37 +238,66 @@ pub fn prune(
     progress: Progress,
 ) -> Result<PrunePlan> {
     let _lock = store.lock(progress)?;
+    apply(store, prefix, history, policy, now, Judge::Read { verified }, progress)
+}
+
+/// Decides for the archives in `store` and deletes through it what the
+/// decision says (nothing when `store` is a dry run), logging each deletion
+/// ([`log_deleted`]). An archive's time comes from its name, an `.age`
+/// copy's from the name of the archive it encrypts. When the latest run in
+/// `history` failed, nothing is deleted.
+pub fn apply(
+    store: &dyn Archives,
+    prefix: &str,
+    history: Option<&History>,
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+    judge: Judge,
+    progress: Progress,
+) -> Result<PrunePlan> {
     let archives: Vec<Archive> = store
         .list()?
         .into_iter()
-        .map(|s| Archive { created: created_from_name(prefix, &s.name), name: s.name, bytes: s.bytes })
+        .map(|s| Archive {
+            created: created_from_name(prefix, s.name.strip_suffix(".age").unwrap_or(&s.name)),
+            name: s.name,
+            bytes: s.bytes,
+        })
         .collect();
     let latest_failed = match history {
         Some(h) => h.latest_finished()?.filter(|r| r.status != RunStatus::Success).map(|r| r.summary()),
         None => None,
     };
-    let rehearsal_failed: BTreeSet<String> = match history {
-        Some(h) => h.rehearsal_failed_archives()?,
-        None => BTreeSet::new(),
+    let rehearsal_failed: BTreeSet<String> = match (history, judge) {
+        (Some(h), Judge::Read { .. }) => h.rehearsal_failed_archives()?,
+        _ => BTreeSet::new(),
     };
-    let mut goodness = |a: &Archive| {
-        if rehearsal_failed.contains(&a.name) {
-            return Goodness::NotGood("its restore rehearsal failed".into());
+    let mut goodness = |a: &Archive| match judge {
+        Judge::Read { .. } if rehearsal_failed.contains(&a.name) => {
+            Goodness::NotGood("its restore rehearsal failed".into())
         }
-        if verified == Some(a.name.as_str()) {
-            return Goodness::Good;
+        Judge::Read { verified } if verified == Some(a.name.as_str()) => Goodness::Good,
+        Judge::Read { .. } => {
+            progress(Event::Detail(format!("verifying {}", a.name)));
+            match damage(store, &a.name) {
+                None => Goodness::Good,
+                Some(e) => Goodness::NotGood(format!("damaged: {e}")),
+            }
         }
-        progress(Event::Detail(format!("verifying {}", a.name)));
-        match damage(store, &a.name) {
-            None => Goodness::Good,
-            Some(e) => Goodness::NotGood(format!("damaged: {e}")),
-        }
+        Judge::Recorded => match store.sha256(&a.name) {
+            Ok(Some(_)) => Goodness::Good,
+            Ok(None) => Goodness::NotGood("its upload did not complete (no SHA-256 recorded)".into()),
+            Err(e) => Goodness::NotGood(e.to_string()),
+        },
     };
     let plan = decide(&archives, policy, now, latest_failed.as_deref(), &mut goodness);
     for d in plan.deletes() {
+        if !store.is_dry_run() {
+            progress(Event::Detail(format!("retention: deleting {} ({})", store.url(&d.name), d.reason)));
+        }
         store.delete(&d.name)?;
         if !store.is_dry_run() {
-            log_deleted("the storage directory", d);
+            log_deleted(&store.place(), d);
         }
     }
     Ok(plan)

@@ -272,7 +272,7 @@ fn trusted_keys(opts: &VerifyOptions, progress: Progress) -> Result<Vec<TrustedK
         keys.push(TrustedKey::from_file(p, KeyOrigin::Flag).map_err(key_err)?);
     }
     if let Some(p) = opts.trust.store_key.as_deref().filter(|p| p.exists()) {
-        match crate::store::keyfile::check_trust_anchor(p).and_then(|()| TrustedKey::from_file(p, KeyOrigin::Store)) {
+        match crate::fsutil::check_trust_anchor(p).and_then(|()| TrustedKey::from_file(p, KeyOrigin::Store)) {
             Ok(k) => keys.push(k),
             Err(e) => progress(Event::Warning(format!("the store's signing key is not trusted: {e}"))),
         }

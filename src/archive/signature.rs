@@ -50,7 +50,7 @@ impl Signer {
     /// The key of the store at `store_dir`, generated on first use.
     pub fn load_or_create(store_dir: &Path) -> Result<Signer> {
         let sk_path = store_dir.join(SECRET_KEY_FILE);
-        let text = crate::store::keyfile::read_or_create_secret(&sk_path, "the archive signing key", || {
+        let text = crate::fsutil::read_or_create_secret(&sk_path, "the archive signing key", || {
             let kp = minisign::KeyPair::generate_unencrypted_keypair()
                 .map_err(|e| Error::Failed(format!("cannot generate an archive signing key: {e}")))?;
             let boxed = kp.sk.to_box(Some("lifeboat archive signing key")).map_err(|e| Error::Failed(e.to_string()))?;
@@ -74,15 +74,8 @@ impl Signer {
         if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
             return Ok(());
         }
-        // A temp file of its own, renamed into place: readers see the old
-        // file or the new one, never a half-written one.
-        let dir = path.parent().unwrap_or(store_dir);
-        let io = |e: std::io::Error| Error::io("writing the archive signing public key", &path, e);
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
-        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(())
+        // Readers see the old file or the new one, never a half-written one.
+        crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644, "the archive signing public key")
     }
 
     /// The public key file's text (`untrusted comment: …` + base64 line).
@@ -163,7 +156,7 @@ impl TrustedKey {
     /// A minisign public key file (`minisign -G` writes one) or a file
     /// holding only the base64 line.
     pub fn from_file(path: &Path, origin: KeyOrigin) -> Result<TrustedKey> {
-        let raw = crate::store::keyfile::read_key_file(path, "the trusted public key")?;
+        let raw = crate::fsutil::read_key_file(path, "the trusted public key")?;
         let text = String::from_utf8_lossy(&raw);
         let line = text
             .lines()

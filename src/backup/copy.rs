@@ -74,8 +74,17 @@ fn copy_table(
     // A closure batch lists ctids; the start of the statement is enough.
     tracing::debug!(sql = %sql.chars().take(300).collect::<String>(), "COPY out");
     let mut reader = snap.client.copy_out(sql).map_err(|e| copy_error(t, "starting COPY of", e))?;
+    progress(Event::Copying(t.display()));
     let mut buf = vec![0u8; 128 * 1024];
     let mut unreported = 0u64;
+    // Rows are counted as the CSV goes by, so a bar's count moves with its bytes.
+    let mut rows_reported = spool.csv.rows();
+    let mut report = |bytes: u64, rows: u64| {
+        progress(Event::Bytes(bytes));
+        if rows > rows_reported {
+            progress(Event::Rows(rows - std::mem::replace(&mut rows_reported, rows)));
+        }
+    };
     loop {
         let n = match reader.read(&mut buf) {
             Ok(n) => n,
@@ -93,7 +102,7 @@ fn copy_table(
         };
         if n == 0 {
             if unreported > 0 {
-                progress(Event::Bytes(unreported));
+                report(unreported, spool.csv.rows());
             }
             return Ok(());
         }
@@ -103,7 +112,7 @@ fn copy_table(
         watchdog.tick(n as u64);
         unreported += n as u64;
         if unreported >= BYTES_EVENT_CHUNK {
-            progress(Event::Bytes(std::mem::take(&mut unreported)));
+            report(std::mem::take(&mut unreported), spool.csv.rows());
         }
         if watchdog.interrupted() {
             return watchdog.check();

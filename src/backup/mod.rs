@@ -21,7 +21,7 @@ use crate::pg::pg_dump::{self, Section};
 use crate::pg::sessions::Sessions;
 use crate::pg::{db_err, Snapshot};
 use crate::plan::{self, Plan};
-use crate::store::{LocalStore, Store};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
@@ -94,11 +94,6 @@ fn stall_watchdog(config: &Config, cancel: &CancelToken) -> Watchdog {
 
 fn stalled_or(w: &Watchdog, e: Error) -> Error {
     w.check().err().unwrap_or(e)
-}
-
-/// The store a config names: the local storage directory.
-pub fn store_for(config: &Config) -> LocalStore {
-    LocalStore::new(&config.storage.dir, &config.storage.name_prefix)
 }
 
 /// Runs one backup into `store`. `cancel` stops it at the next poll (every
@@ -212,7 +207,8 @@ fn run_planned(
     watchdog.doing("opening a second connection into the snapshot for the closure");
     let closure_cancel = cancel.child();
     let names: Vec<(String, String)> = draft.tables().iter().map(|t| (t.qualified(), t.display())).collect();
-    let mut second = snap.import(&config.database, &closure_cancel, &names).map_err(|e| stalled_or(&watchdog, e))?;
+    let mut second =
+        snap.import(&config.database, &closure_cancel, &names, progress).map_err(|e| stalled_or(&watchdog, e))?;
     sessions.record(&second.session);
     progress(Event::Step("data"));
     let base_rows = |t: &plan::TablePlan| t.has_rows && t.mode != crate::model::Mode::Schema;

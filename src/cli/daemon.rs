@@ -15,7 +15,7 @@ pub(super) fn run(cli: &Cli) -> Result<u8, Error> {
         Error::Config(ConfigError::Invalid(format!("email.templates_dir: {e}; fix the template or remove the key")))
     })?;
     crate::daemon::downloads(&config)?;
-    super::logging::init("warn,lifeboat=info", Some(&config.log));
+    super::logging::init("warn,lifeboat=info", Some(&config));
     let runtime = super::serve::runtime("the daemon's runtime")?;
     runtime.block_on(async move {
         let addr = config.http.listen.clone();

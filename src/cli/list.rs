@@ -12,7 +12,7 @@ use super::{emit, load, render, Cli};
 use crate::config::Overrides;
 use crate::error::Error;
 use crate::history::{History, RunStatus};
-use crate::store::Store;
+use crate::store::Archives;
 
 #[derive(Serialize)]
 struct Listed {
@@ -61,7 +61,7 @@ struct ListReport {
 
 pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
     let config = load(cli, &Overrides::default())?;
-    let store = crate::backup::store_for(&config);
+    let store = crate::store::open(&config);
     let history = History::open_existing(&config.storage.dir)?;
     let now = chrono::Utc::now();
     let mut remote = remote_copies(&config);
@@ -117,72 +117,78 @@ pub(super) fn run(cli: &Cli, args: &ListArgs) -> Result<u8, Error> {
             name,
         });
     }
-    // Only the newest few runs are looked at: what matters is the gap since the last success.
-    let stopped = match &history {
-        Some(h) => h
-            .recent(20)?
-            .into_iter()
-            .take_while(|r| r.status != RunStatus::Success)
-            .filter(|r| r.status == RunStatus::Aborted)
-            .map(|r| Stopped {
-                run: r.id,
-                started_at: r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                step: r.failed_step,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    emit(cli.json, &ListReport { archives, stopped }, |r| {
-        let remote_col = r.archives.iter().any(|a| a.remote.is_some());
-        let mut s =
-            format!("{:<44} {:>10} {:>10}  {:<9} {:<9} rehearsal\n", "archive", "age", "size", "verified", "delivery");
-        if remote_col {
-            s = format!("{}  remote\n", s.trim_end());
-        }
-        for a in &r.archives {
-            let age = a.age_seconds.map(age).unwrap_or_else(|| "?".into());
-            let verified = match a.verified {
-                _ if a.damaged.is_some() => "DAMAGED",
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "unknown",
-            };
-            let line = format!(
-                "{:<44} {:>10} {:>10}  {:<9} {:<9} {:<9}",
-                a.name,
-                age,
-                if a.local { render::bytes(a.size_bytes) } else { "-".into() },
-                if a.local { verified } else { "(remote)" },
-                a.delivery.as_deref().unwrap_or("-"),
-                a.rehearsal.as_deref().unwrap_or("-")
-            );
-            match a.remote {
-                Some(remote) if remote_col => s.push_str(&format!("{line}  {remote}\n")),
-                _ => s.push_str(&format!("{}\n", line.trim_end())),
-            }
-        }
-        for a in r.archives.iter().filter(|a| a.damaged.is_some()) {
-            s.push_str(&format!(
-                "damaged: {}: {}; do not rely on it: `lifeboat verify` it, and take a new backup\n",
-                a.name,
-                a.damaged.as_deref().unwrap_or_default()
-            ));
-        }
-        if r.archives.is_empty() {
-            s.push_str("(no archives)\n");
-        }
-        for st in &r.stopped {
-            s.push_str(&format!(
-                "stopped: run {} started {} was stopped on purpose{} and left no archive (not a failure: the next run \
-                 makes up for it)\n",
-                st.run,
-                st.started_at,
-                st.step.as_deref().map(|step| format!(" during {step}")).unwrap_or_default()
-            ));
-        }
-        s
-    });
+    let stopped = stopped(history.as_ref())?;
+    emit(cli.json, &ListReport { archives, stopped }, text);
     Ok(0)
+}
+
+/// Runs aborted on purpose since the last success, newest first. Only the
+/// newest few runs are looked at: what matters is the gap since the last
+/// success.
+fn stopped(history: Option<&History>) -> Result<Vec<Stopped>, Error> {
+    let Some(h) = history else { return Ok(Vec::new()) };
+    Ok(h.recent(20)?
+        .into_iter()
+        .take_while(|r| r.status != RunStatus::Success)
+        .filter(|r| r.status == RunStatus::Aborted)
+        .map(|r| Stopped {
+            run: r.id,
+            started_at: r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            step: r.failed_step,
+        })
+        .collect())
+}
+
+/// The text of `lifeboat list` (without `--json`).
+fn text(r: &ListReport) -> String {
+    let remote_col = r.archives.iter().any(|a| a.remote.is_some());
+    let mut s =
+        format!("{:<44} {:>10} {:>10}  {:<9} {:<9} rehearsal\n", "archive", "age", "size", "verified", "delivery");
+    if remote_col {
+        s = format!("{}  remote\n", s.trim_end());
+    }
+    for a in &r.archives {
+        let age = a.age_seconds.map(age).unwrap_or_else(|| "?".into());
+        let verified = match a.verified {
+            _ if a.damaged.is_some() => "DAMAGED",
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        let line = format!(
+            "{:<44} {:>10} {:>10}  {:<9} {:<9} {:<9}",
+            a.name,
+            age,
+            if a.local { render::bytes(a.size_bytes) } else { "-".into() },
+            if a.local { verified } else { "(remote)" },
+            a.delivery.as_deref().unwrap_or("-"),
+            a.rehearsal.as_deref().unwrap_or("-")
+        );
+        match a.remote {
+            Some(remote) if remote_col => s.push_str(&format!("{line}  {remote}\n")),
+            _ => s.push_str(&format!("{}\n", line.trim_end())),
+        }
+    }
+    for a in r.archives.iter().filter(|a| a.damaged.is_some()) {
+        s.push_str(&format!(
+            "damaged: {}: {}; do not rely on it: `lifeboat verify` it, and take a new backup\n",
+            a.name,
+            a.damaged.as_deref().unwrap_or_default()
+        ));
+    }
+    if r.archives.is_empty() {
+        s.push_str("(no archives)\n");
+    }
+    for st in &r.stopped {
+        s.push_str(&format!(
+            "stopped: run {} started {} was stopped on purpose{} and left no archive (not a failure: the next run \
+             makes up for it)\n",
+            st.run,
+            st.started_at,
+            st.step.as_deref().map(|step| format!(" during {step}")).unwrap_or_default()
+        ));
+    }
+    s
 }
 
 fn age(seconds: i64) -> String {

@@ -1,6 +1,9 @@
 //! Logging (FR-24.4, FR-25): tracing to stderr for every command, filtered
 //! by `LIFEBOAT_LOG`; the daemon also appends to `[log] file` as text or
-//! JSON lines. Every line carries an RFC 3339 UTC timestamp and its level.
+//! JSON lines. Every line carries an RFC 3339 timestamp and its level: in
+//! the text format (for people) in `[schedule] timezone` with its offset
+//! (`2026-12-07T09:00:00.000000+07:00`; `Z` for UTC), in JSON lines (for
+//! machines) always UTC.
 //!
 //! Rotation is `file-rotate`'s: past `max_size_mb` the file becomes
 //! `<file>.1` (one kept) and a new one starts, so the log cannot fill the
@@ -23,7 +26,32 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{Config, LogFormat};
+
+/// The text format's clock: RFC 3339 in a time zone, with its offset.
+#[derive(Clone, Copy)]
+pub struct ZonedTime(pub chrono_tz::Tz);
+
+impl ZonedTime {
+    /// `[schedule] timezone` (validated when the config loaded; UTC if not).
+    pub fn of(config: &Config) -> ZonedTime {
+        ZonedTime(crate::schedule::parse_zone(&config.schedule.timezone).unwrap_or(chrono_tz::Tz::UTC))
+    }
+
+    /// `t` as the text log shows it.
+    pub fn format(&self, t: chrono::DateTime<chrono::Utc>) -> String {
+        if self.0 == chrono_tz::Tz::UTC {
+            return t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        }
+        t.with_timezone(&self.0).format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
+    }
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for ZonedTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        w.write_str(&self.format(chrono::Utc::now()))
+    }
+}
 
 type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
 
@@ -42,9 +70,10 @@ fn caps() -> Targets {
     CAPPED.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |t, c| t.with_target(*c, LevelFilter::WARN))
 }
 
-/// Installs the global subscriber: stderr, plus `log`'s file when given
-/// and not empty. `default` is the filter when `LIFEBOAT_LOG` is unset.
-pub fn init(default: &str, log: Option<&LogConfig>) {
+/// Installs the global subscriber: stderr, plus `[log] file` of `config`
+/// when given and not empty (its text lines and stderr's in `[schedule]
+/// timezone`). `default` is the filter when `LIFEBOAT_LOG` is unset.
+pub fn init(default: &str, config: Option<&Config>) {
     use std::io::IsTerminal;
     let filter = match EnvFilter::try_from_env("LIFEBOAT_LOG") {
         Ok(f) => f,
@@ -55,19 +84,21 @@ pub fn init(default: &str, log: Option<&LogConfig>) {
             EnvFilter::new(default)
         }
     };
+    let zone = config.map_or(ZonedTime(chrono_tz::Tz::UTC), ZonedTime::of);
     let mut layers: Vec<Boxed> = vec![tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_timer(zone)
         // Its own write errors would go to stderr through eprintln!, which
         // panics on a broken pipe: progress must never kill a run.
         .log_internal_errors(false)
         .boxed()];
-    if let Some(log) = log.filter(|l| !l.file.as_os_str().is_empty()) {
+    if let Some(log) = config.map(|c| &c.log).filter(|l| !l.file.as_os_str().is_empty()) {
         match file_writer(&log.file, u64::from(log.max_size_mb.max(1)) * 1024 * 1024) {
             Ok(w) => {
                 let layer = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false).log_internal_errors(false);
                 layers.push(match log.format {
-                    LogFormat::Text => layer.boxed(),
+                    LogFormat::Text => layer.with_timer(zone).boxed(),
                     LogFormat::Json => layer.json().boxed(),
                 });
             }
@@ -90,8 +121,9 @@ pub fn writes_log_file(command: &super::Command) -> bool {
 /// itself; and, when `[log] file` is configured, the file in the daemon's
 /// format at the daemon's level (`warn,lifeboat=info`, or `LIFEBOAT_LOG`).
 /// A file that cannot be opened is a warning; the command goes on.
-pub fn init_command(log: &LogConfig) {
+pub fn init_command(config: &Config) {
     use std::io::IsTerminal;
+    let (log, zone) = (&config.log, ZonedTime::of(config));
     // The HTTP clients' own lines can carry webhook and ping URLs (tokens):
     // capped at warn whatever LIFEBOAT_LOG asks (merge with `init`'s caps).
     let chosen = || {
@@ -106,6 +138,7 @@ pub fn init_command(log: &LogConfig) {
     let mut layers: Vec<Boxed> = vec![tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_timer(zone)
         .log_internal_errors(false)
         .with_filter(stderr_filter)
         .boxed()];
@@ -115,7 +148,7 @@ pub fn init_command(log: &LogConfig) {
                 let filter = chosen().unwrap_or_else(|| EnvFilter::new("warn,lifeboat=info"));
                 let layer = tracing_subscriber::fmt::layer().with_writer(w).with_ansi(false).log_internal_errors(false);
                 layers.push(match log.format {
-                    LogFormat::Text => layer.with_filter(filter).boxed(),
+                    LogFormat::Text => layer.with_timer(zone).with_filter(filter).boxed(),
                     LogFormat::Json => layer.json().with_filter(filter).boxed(),
                 });
             }
@@ -149,6 +182,15 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    // covers: FR-25.2
+    #[test]
+    fn text_log_times_are_in_the_zone_with_its_offset_and_utc_keeps_z() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-12-07T02:00:00.5Z").unwrap().to_utc();
+        assert_eq!(ZonedTime(chrono_tz::Asia::Bangkok).format(t), "2026-12-07T09:00:00.500000+07:00");
+        assert_eq!(ZonedTime(chrono_tz::America::New_York).format(t), "2026-12-06T21:00:00.500000-05:00");
+        assert_eq!(ZonedTime(chrono_tz::Tz::UTC).format(t), "2026-12-07T02:00:00.500000Z");
+    }
 
     // covers: FR-25.4
     #[test]

@@ -152,7 +152,7 @@ fn load_with_path(cli: &Cli, flags: &Overrides) -> Result<(Config, Option<PathBu
     };
     let (config, file) = crate::config::load(path, flags)?;
     if logging::writes_log_file(&cli.command) {
-        logging::init_command(&config.log);
+        logging::init_command(&config);
         tracing::info!(target: crate::daemon::RUN_LOG, "lifeboat {} starts", command_name(&cli.command));
     }
     // Every command that reads the config says what looks wrong in it.

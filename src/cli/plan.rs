@@ -16,7 +16,7 @@ pub struct PlanArgs {
 pub(super) fn run(cli: &Cli, args: &PlanArgs, progress: Progress, cancel: &CancelToken) -> Result<u8, Error> {
     let config = load(cli, &Overrides { database_url: args.database_url.clone(), ..Default::default() })?;
     let plan = crate::backup::plan_only(&config, progress, cancel)?;
-    if let Some(line) = crate::offsite::check(&config)? {
+    if let Some(line) = crate::store::s3::check(&config)? {
         eprintln!("lifeboat: {}", crate::error::printable(&line));
     }
     // The config's own warnings were printed once when it was read (on

@@ -1,14 +1,15 @@
 //! Rendering the engine's progress events on stderr. Without a terminal (or
 //! with `--json`) they are the plain lines scripts and logs have always
 //! seen (`lifeboat: <step>`, `warning: …`); on a terminal the rows step of
-//! `backup` and `restore` also gets a progress bar (bytes, rows, rate, ETA)
-//! measured against the [`Event::Totals`] the engine announces.
+//! `backup` and `restore` also gets a progress bar (size, the table being
+//! copied, rows, ETA) measured against the [`Event::Totals`] the engine
+//! announces; a backup's row count moves as rows are copied.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::render;
 use crate::error::printable;
@@ -20,6 +21,11 @@ fn plain(e: &Event, verbose: bool) -> Option<String> {
     match e {
         Event::Step(s) => Some(format!("lifeboat: {}", printable(s))),
         Event::Warning(w) => Some(format!("warning: {}", printable(w))),
+        // Always shown: a run that waits must say for whom (US-11).
+        Event::LockWait(w) => Some(format!("waiting: {}", printable(&w.describe()))),
+        Event::LockGranted { table, waited_ms } => {
+            Some(printable(&crate::events::lock_granted(table, *waited_ms)).into_owned())
+        }
         Event::Table { name, rows, closure_rows, bytes } if verbose => {
             Some(format!("  {}: {rows} rows ({closure_rows} closure), {}", printable(name), render::bytes(*bytes)))
         }
@@ -43,15 +49,55 @@ pub(super) struct Terminal {
     bar: Mutex<Option<ProgressBar>>,
     rows: AtomicU64,
     total_rows: AtomicU64,
+    /// The table being copied, when the engine says ([`Event::Copying`]).
+    table: Mutex<String>,
+    /// Rows arrive as they are copied ([`Event::Rows`], a backup): a
+    /// table's end then adds none (a restore counts them per table).
+    streamed: AtomicBool,
+}
+
+/// The bar: sizes in the one unit people see everywhere
+/// ([`render::bytes`], decimal MB), the table and rows in the message.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} [{bar:24}] {size}/{total_size} · {msg} · ETA {eta}")
+        .expect("valid template")
+        .with_key("size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&render::bytes(s.pos()));
+        })
+        .with_key("total_size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&render::bytes(s.len().unwrap_or(0)));
+        })
+        .progress_chars("█▓░")
 }
 
 impl Terminal {
     pub(super) fn new(verbose: bool) -> Terminal {
-        Terminal { verbose, bar: Mutex::new(None), rows: AtomicU64::new(0), total_rows: AtomicU64::new(0) }
+        Terminal {
+            verbose,
+            bar: Mutex::new(None),
+            rows: AtomicU64::new(0),
+            total_rows: AtomicU64::new(0),
+            table: Mutex::new(String::new()),
+            streamed: AtomicBool::new(false),
+        }
     }
 
+    /// `public.orders · 1234/5000 rows` (the table once one is named).
     fn rows_message(&self) -> String {
-        format!("{}/{} rows", self.rows.load(Ordering::Relaxed), self.total_rows.load(Ordering::Relaxed))
+        let rows = format!("{}/{} rows", self.rows.load(Ordering::Relaxed), self.total_rows.load(Ordering::Relaxed));
+        match self.table.lock().expect("not poisoned").as_str() {
+            "" => rows,
+            table => format!("{} · {rows}", printable(table)),
+        }
+    }
+
+    fn add_rows(&self, n: u64, bar: Option<&ProgressBar>) {
+        let rows = self.rows.fetch_add(n, Ordering::Relaxed) + n;
+        // The plan estimates; the closure adds rows: never more than 100 %.
+        self.total_rows.fetch_max(rows, Ordering::Relaxed);
+        if let Some(b) = bar {
+            b.set_message(self.rows_message());
+        }
     }
 
     pub(super) fn handle(&self, e: Event) {
@@ -60,12 +106,10 @@ impl Terminal {
             Event::Totals { bytes, rows } => {
                 self.rows.store(0, Ordering::Relaxed);
                 self.total_rows.store(*rows, Ordering::Relaxed);
+                self.streamed.store(false, Ordering::Relaxed);
+                self.table.lock().expect("not poisoned").clear();
                 let b = ProgressBar::with_draw_target(Some((*bytes).max(1)), ProgressDrawTarget::stderr());
-                b.set_style(
-                    ProgressStyle::with_template("{spinner} [{bar:24}] {bytes}/{total_bytes} · {msg} · ETA {eta}")
-                        .expect("valid template")
-                        .progress_chars("█▓░"),
-                );
+                b.set_style(bar_style());
                 b.set_message(self.rows_message());
                 b.enable_steady_tick(Duration::from_millis(200));
                 *bar = Some(b);
@@ -82,14 +126,20 @@ impl Terminal {
                 }
                 return;
             }
-            Event::Table { rows, .. } => {
-                self.rows.fetch_add(*rows, Ordering::Relaxed);
-                if self.rows.load(Ordering::Relaxed) > self.total_rows.load(Ordering::Relaxed) {
-                    self.total_rows.store(self.rows.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
+            Event::Rows(n) => {
+                self.streamed.store(true, Ordering::Relaxed);
+                self.add_rows(*n, bar.as_ref());
+                return;
+            }
+            Event::Copying(table) => {
+                *self.table.lock().expect("not poisoned") = table.clone();
                 if let Some(b) = bar.as_ref() {
                     b.set_message(self.rows_message());
                 }
+                return;
+            }
+            Event::Table { rows, .. } if !self.streamed.load(Ordering::Relaxed) => {
+                self.add_rows(*rows, bar.as_ref());
             }
             // The rows step is over: leave the finished bar on screen.
             Event::Step(_) => {

@@ -28,7 +28,7 @@ struct PruneReport {
 
 pub(super) fn run(cli: &Cli, args: &PruneArgs, progress: Progress) -> Result<u8, Error> {
     let config = load(cli, &Overrides::default())?;
-    let store = crate::backup::store_for(&config);
+    let store = crate::store::open(&config);
     if !config.storage.dir.is_dir() {
         // Nothing to prune, and no reason to create the directory (locking would).
         let report = PruneReport { dry_run: args.dry_run, blocked: None, decisions: Vec::new() };

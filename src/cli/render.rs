@@ -13,6 +13,21 @@ fn ms(n: u64) -> String {
     crate::events::humantime(std::time::Duration::from_millis(n))
 }
 
+/// Beside a schema-only or windowed table that the closure gave rows:
+/// `; + 1320 closure rows (referenced by rows kept elsewhere)`, so "structure
+/// only" does not read as "no rows". The plan's count is exact for its own
+/// snapshot; the backup's report says what its archive holds.
+fn closure_note(mode: crate::model::Mode, closure_rows: u64) -> String {
+    use crate::model::Mode;
+    match (mode, closure_rows) {
+        (Mode::Schema | Mode::Window, 1..) => {
+            let s = if closure_rows == 1 { "" } else { "s" };
+            format!("; + {closure_rows} closure row{s} (referenced by rows kept elsewhere)")
+        }
+        _ => String::new(),
+    }
+}
+
 pub fn plan(p: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -28,9 +43,10 @@ pub fn plan(p: &Plan) -> String {
         let window = t.window.as_ref().zip(keep.as_deref()).map(|(w, k)| (w.column.as_str(), w.cutoff.as_str(), k));
         let filter = crate::archive::texts::describe_rows(t.mode, window);
         let flag = if t.unclassified { "  [unclassified]" } else { "" };
+        let note = closure_note(t.mode, t.closure_rows);
         let _ = writeln!(
             s,
-            "{:<44} {:<7} {:>12} {:>10} {:>8}  {filter}{flag}",
+            "{:<44} {:<7} {:>12} {:>10} {:>8}  {filter}{note}{flag}",
             format!("{}.{}", t.schema, t.name),
             t.mode.to_string(),
             t.estimated_rows,
@@ -65,9 +81,11 @@ pub fn backup(r: &BackupReport) -> String {
     let _ = writeln!(s, "{:<44} {:<7} {:>10} {:>8} {:>10}", "table", "mode", "rows", "closure", "csv size");
     for t in &r.tables {
         let flag = if t.unclassified { "  [unclassified]" } else { "" };
+        let note = closure_note(t.mode, t.closure_rows);
+        let note = note.strip_prefix("; ").map(|n| format!("  {n}")).unwrap_or_default();
         let _ = writeln!(
             s,
-            "{:<44} {:<7} {:>10} {:>8} {:>10}{flag}",
+            "{:<44} {:<7} {:>10} {:>8} {:>10}{note}{flag}",
             format!("{}.{}", t.schema, t.name),
             t.mode.to_string(),
             t.rows,

@@ -23,7 +23,7 @@ pub(super) fn run(cli: &Cli, args: &RestoreArgs, progress: Progress, cancel: &Ca
     // a restore must not overwrite by accident. Without a file there is
     // no source to protect (the defaults name no real database).
     let (config, file) = load_with_path(cli, &Overrides::default())?;
-    let source = super::verify::archive_source(&args.archive, || Ok(config.clone()))?;
+    let source = crate::store::source(&args.archive, &config)?;
     let mut opts = RestoreOptions { source: None, ..args.options.clone() };
     // The keys the config trusts: its store's and [restore] trusted_keys.
     opts.verify.trust = crate::verify::config_trust(&config);

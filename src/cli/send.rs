@@ -9,7 +9,7 @@ use crate::config::Overrides;
 use crate::deliver::{self, Status};
 use crate::error::Error;
 use crate::events::Progress;
-use crate::store::Store;
+use crate::store::Archives;
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
@@ -33,7 +33,7 @@ pub(super) fn run(cli: &Cli, args: &SendArgs, progress: Progress) -> Result<u8, 
             a.clone()
         }
         None => {
-            let store = crate::backup::store_for(&config);
+            let store = crate::store::open(&config);
             let newest = store.list()?.pop().ok_or_else(|| {
                 Error::Refused(format!(
                     "no archive in {} to send; run `lifeboat backup` first, or name one",

@@ -1,10 +1,9 @@
 //! `lifeboat verify`: checks an archive (and its signature); with
 //! `--restore-test`, rehearses a restore into a throwaway database.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::archive::reader::Source;
-use crate::config::{Config, Overrides};
+use crate::config::Overrides;
 
 use super::{emit, render, Cli};
 use crate::error::Error;
@@ -26,7 +25,7 @@ pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &Can
     // The config names the keys to trust (its store's, [restore]
     // trusted_keys) and, for an s3:// archive, the store to read.
     let config = super::load(cli, &Overrides::default())?;
-    let source = archive_source(&args.archive, || Ok(config.clone()))?;
+    let source = crate::store::source(&args.archive, &config)?;
     let options = VerifyOptions { trust: crate::verify::config_trust(&config), ..args.options.clone() };
     let report = crate::verify::verify_source(&source, &options, progress)?;
     if let Some(url) = &args.restore_test {
@@ -45,12 +44,4 @@ pub(super) fn run(cli: &Cli, args: &VerifyArgs, progress: Progress, cancel: &Can
     }
     emit(cli.json, &report, render::verify);
     Ok(0)
-}
-
-/// A local path, or an `s3://bucket/prefix/NAME` read through `[remote]`.
-pub(super) fn archive_source(archive: &Path, config: impl FnOnce() -> Result<Config, Error>) -> Result<Source, Error> {
-    match archive.to_str().filter(|a| a.starts_with("s3://")) {
-        Some(url) => crate::offsite::remote_source(&config()?, url),
-        None => Ok(Source::from(archive)),
-    }
 }

@@ -129,7 +129,16 @@ pub fn log_event(e: Event) {
             tracing::info!(target: RUN_LOG, table = %name, rows, closure_rows, bytes, "table written")
         }
         Event::Detail(d) => tracing::debug!(target: RUN_LOG, "{d}"),
-        Event::Totals { .. } | Event::Bytes(_) => {}
+        Event::LockWait(w) => {
+            let h = w.holders.first();
+            tracing::warn!(target: RUN_LOG, table = %w.table, holder_pid = h.and_then(|h| h.pid),
+                holder_application = h.map(|h| h.application_name.as_str()), holder_mode = h.map(|h| h.mode.as_str()),
+                holder_for_ms = h.and_then(|h| h.for_ms), lock_timeout = %w.timeout, "waiting: {}", w.describe())
+        }
+        Event::LockGranted { table, waited_ms } => {
+            tracing::info!(target: RUN_LOG, table = %table, waited_ms, "{}", crate::events::lock_granted(&table, waited_ms))
+        }
+        Event::Totals { .. } | Event::Bytes(_) | Event::Rows(_) | Event::Copying(_) => {}
     }
 }
 
@@ -137,7 +146,7 @@ pub fn log_event(e: Event) {
 /// closes the runs a dead process left `running`. When another run holds
 /// the lock, its rows are live: nothing is touched.
 fn startup(config: &Config) {
-    let store = crate::backup::store_for(config);
+    let store = crate::store::open(config);
     let lock = match store.lock(&log_event) {
         Ok(l) => l,
         Err(e) => {

@@ -140,7 +140,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
     wait_for_descriptors(DESCRIPTOR_WAIT, "before the run could start", progress);
     let _ = channels::ping(&config.alerts, Ping::Start, None, progress);
 
-    let store = crate::backup::store_for(config);
+    let store = crate::store::open(config);
     let dir = config.storage.dir.as_path();
     let started = Utc::now();
     let mut recording = Recording::new(dir, opts.trigger, opts.attempt, started, progress);
@@ -157,7 +157,7 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         wait_for_descriptors(DESCRIPTOR_WAIT, "to record and alert the failed run", progress);
     }
     recording.finish(&result, steps.into_inner().expect("not poisoned"));
-    let report = match result {
+    let mut report = match result {
         Ok(r) => r,
         Err(e) => {
             let retried = opts.attempt < opts.attempts && retry_worthy(&e);
@@ -180,6 +180,14 @@ pub fn run(config: &Config, opts: RunOptions, progress: Progress, cancel: &Cance
         }
     };
 
+    // A good run with an archive outside the size band says so in its
+    // report (the mail and `check` use the same rule, FR-4.3).
+    let name = report.archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for p in crate::monitor::checks::size_band_of(dir, &name, report.size_bytes, &config.monitor) {
+        // In the log; on a terminal the report prints its warnings itself.
+        tracing::warn!(target: super::RUN_LOG, "{}", p.reason);
+        report.warnings.push(p.reason);
+    }
     // Before the mail: its download link may be the offsite copy's.
     let offsite = crate::offsite::after_backup(config, &report.archive, progress);
     let delivery = if opts.deliver {
@@ -234,8 +242,10 @@ impl<'a> Recorder<'a> {
             Event::Warning(w) => format!("warning: {w}"),
             Event::Table { name, rows, closure_rows, .. } => format!("  {name}: {rows} rows ({closure_rows} closure)"),
             Event::Detail(d) => format!("  {d}"),
+            Event::LockWait(w) => format!("waiting: {}", w.describe()),
+            Event::LockGranted { table, waited_ms } => crate::events::lock_granted(table, *waited_ms),
             // Progress counters: the bar's business, not the alert's.
-            Event::Totals { .. } | Event::Bytes(_) => return (self.inner)(e),
+            Event::Totals { .. } | Event::Bytes(_) | Event::Rows(_) | Event::Copying(_) => return (self.inner)(e),
         };
         let mut lines = self.lines.lock().expect("not poisoned");
         if lines.len() == LOG_LINES {

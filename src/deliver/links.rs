@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::store::keyfile::{read_key_file, read_or_create_secret};
+use crate::fsutil::{read_key_file, read_or_create_secret};
 
 /// The generated link key, relative to the storage directory.
 pub const KEY_FILE: &str = ".lifeboat/link_secret";

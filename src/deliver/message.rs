@@ -38,7 +38,7 @@ pub struct FileLine {
 pub struct DeliveryLine {
     pub method: Method,
     pub link: Option<String>,
-    /// When the link stops working (UTC).
+    /// When the link stops working (RFC 3339 UTC; the templates show it in the configured zone).
     pub expires: Option<String>,
     /// Where the archive is kept on the host.
     pub path: String,
@@ -85,11 +85,6 @@ pub struct AlertContext {
     pub next_steps: Vec<String>,
     pub log_lines: Vec<String>,
     pub archive: Option<String>,
-}
-
-/// `12.3 MB` (MB of 1,000,000 bytes, as the limit is).
-pub fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 fn mailbox(s: &str, key: &str) -> Result<Mailbox, DeliverError> {
@@ -152,8 +147,8 @@ pub fn success(
         Some((url, expires)) => {
             ctx.delivery.method = Method::Link;
             ctx.delivery.link = Some(url);
-            ctx.delivery.expires =
-                chrono::DateTime::from_timestamp(expires, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+            ctx.delivery.expires = chrono::DateTime::from_timestamp(expires, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
         None => ctx.delivery.method = Method::NoLink,
     }

@@ -51,7 +51,7 @@ pub fn send_notice(
     progress: Progress,
     build: impl FnOnce(&templates::Templates) -> Result<lettre::Message, DeliverError>,
 ) -> Result<(), String> {
-    let templates = templates::Templates::load(cfg.email.templates_dir.as_deref()).map_err(|e| e.to_string())?;
+    let templates = templates::Templates::for_config(cfg).map_err(|e| e.to_string())?;
     let mailer = mail::Mailer::new(&cfg.email).map_err(|e| e.to_string())?;
     let msg = build(&templates).map_err(|e| e.to_string())?;
     mailer.send(&msg, what, progress).outcome.map(|_| ())
@@ -153,7 +153,7 @@ fn try_deliver(
     duration_ms: Option<u64>,
     progress: Progress,
 ) -> Result<DeliveryReport, DeliverError> {
-    let templates = templates::Templates::load(cfg.email.templates_dir.as_deref())?;
+    let templates = templates::Templates::for_config(cfg)?;
     let mailer = mail::Mailer::new(&cfg.email)?;
     let report = crate::verify::verify(archive, crate::verify::config_trust(cfg), &crate::events::silent)
         .map_err(|e| DeliverError::Verify(e.to_string()))?;
@@ -204,7 +204,7 @@ fn artifact_for(cfg: &Config, archive: &Path) -> Result<PathBuf, DeliverError> {
 /// `[links] public_url` the daemon's signed link; else `None`.
 fn link_for(cfg: &Config, name: &str, progress: Progress) -> Result<Option<(String, i64)>, DeliverError> {
     if let Some(remote) = crate::store::s3::RemoteStore::from_config(&cfg.remote).ok().flatten() {
-        match remote.sha256(name) {
+        match crate::store::Archives::sha256(&remote, name) {
             Ok(Some(_)) => {
                 let p = remote
                     .presigned_get(name, cfg.links.ttl.approx_duration())
@@ -276,6 +276,9 @@ fn success_context(
         })
         .collect();
     let mut warnings = m.warnings.clone();
+    // The size band's one rule (FR-4.3), as the report and `check` say it.
+    let band = crate::monitor::checks::size_band_of(&cfg.storage.dir, &name, size_bytes, &cfg.monitor);
+    warnings.extend(band.into_iter().map(|p| p.reason));
     // The manifest's warnings already name unclassified tables (FR-10.2).
     if !m.files.is_empty() && artifact == archive && !warnings.iter().any(|w| w.contains("encrypt")) {
         warnings.push(
@@ -289,7 +292,7 @@ fn success_context(
         version: env!("CARGO_PKG_VERSION"),
         date: m.snapshot_time.chars().take(10).collect(),
         archive_file: file_name(artifact),
-        size: message::megabytes(size_bytes),
+        size: crate::model::human_bytes(size_bytes),
         size_bytes,
         duration: duration_ms.map(|ms| format!("{:.1} s", ms as f64 / 1000.0)),
         snapshot_time: m.snapshot_time.clone(),
@@ -342,7 +345,7 @@ pub fn test_email(cfg: &Config, progress: Progress) -> Result<TestReport, Delive
     if !cfg.email.enabled() {
         return Err(DeliverError::NotConfigured);
     }
-    let templates = templates::Templates::load(cfg.email.templates_dir.as_deref())?;
+    let templates = templates::Templates::for_config(cfg)?;
     // A test answers at once (FR-3.7): one attempt, no back-off, and a
     // connection limit of at most TEST_TIMEOUT, whatever the run's settings.
     let mut email = cfg.email.clone();

@@ -3,10 +3,13 @@
 //! name in `[email] templates_dir`. Every template is compiled when the
 //! set is loaded, so a broken override fails `test-email` and the start of
 //! a run, not the 2 a.m. mail. `.html.j2` templates escape what they
-//! insert; text templates do not.
+//! insert; text templates do not. Times reach them as RFC 3339 UTC; the
+//! `localtime` filter shows one in `[schedule] timezone` with its offset
+//! ([`local_time`]), as the built-in templates do.
 
 use std::path::{Path, PathBuf};
 
+use chrono_tz::Tz;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -40,8 +43,21 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// The built-in templates, with the files of `dir` (if any) in their place.
+    /// The templates `config` names (`[email] templates_dir`), showing
+    /// times in its `[schedule] timezone`.
+    pub fn for_config(config: &crate::config::Config) -> Result<Templates, TemplateError> {
+        let zone = crate::schedule::parse_zone(&config.schedule.timezone).unwrap_or(Tz::UTC);
+        Templates::load_in(config.email.templates_dir.as_deref(), zone)
+    }
+
+    /// The built-in templates, with the files of `dir` (if any) in their
+    /// place; times in UTC.
     pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
+        Templates::load_in(dir, Tz::UTC)
+    }
+
+    /// [`load`](Templates::load), times shown in `zone`.
+    pub fn load_in(dir: Option<&Path>, zone: Tz) -> Result<Templates, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(
@@ -50,6 +66,11 @@ impl Templates {
         env.set_keep_trailing_newline(true);
         env.add_filter("ljust", |v: minijinja::Value, width: usize| format!("{:<width$}", v.to_string()));
         env.add_filter("rjust", |v: minijinja::Value, width: usize| format!("{:>width$}", v.to_string()));
+        env.add_filter("localtime", move |v: minijinja::Value| match v.as_str() {
+            Some(t) => local_time(t, zone),
+            None if v.is_none() || v.is_undefined() => String::new(),
+            None => v.to_string(),
+        });
         let mut origins = Vec::new();
         for (name, source) in BUILT_IN {
             let custom = dir.map(|d| d.join(name)).filter(|p| p.is_file());
@@ -88,6 +109,17 @@ impl Templates {
     }
 }
 
+/// An RFC 3339 time as a mail shows it: `2026-12-07 09:00:00 +07:00
+/// (Asia/Bangkok)`, or `2026-12-07 02:00:00 UTC`; whatever does not parse
+/// is shown as it is.
+pub fn local_time(rfc3339: &str, zone: Tz) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else { return rfc3339.to_string() };
+    if zone == Tz::UTC {
+        return t.to_utc().format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    }
+    format!("{} ({})", t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %:z"), zone.name())
+}
+
 /// minijinja's message with the line it points at.
 fn describe(e: &minijinja::Error) -> String {
     match e.line() {
@@ -113,6 +145,19 @@ mod tests {
         std::fs::write(dir.path().join("alert.txt.j2"), "{% if %}").unwrap();
         let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
         assert!(err.contains("alert.txt.j2") && err.contains(&dir.path().display().to_string()), "{err}");
+    }
+
+    // covers: FR-3.4
+    #[test]
+    fn mail_times_are_in_the_configured_zone_with_its_offset() {
+        let t = Templates::load_in(None, chrono_tz::Asia::Bangkok).unwrap();
+        let ctx = serde_json::json!({ "app": "Hub", "severity": "critical", "title": "t", "step": "data",
+            "time": "2026-12-07T02:00:00Z", "error": "e", "retried": "", "next_steps": [], "log_lines": [],
+            "archive": null, "host": "h", "version": "0" });
+        let text = t.render("alert.txt.j2", &ctx).unwrap();
+        assert!(text.contains("2026-12-07 09:00:00 +07:00 (Asia/Bangkok)"), "{text}");
+        assert_eq!(local_time("2026-11-24T18:02:24.622267Z", Tz::UTC), "2026-11-24 18:02:24 UTC");
+        assert_eq!(local_time("not a time", chrono_tz::Asia::Bangkok), "not a time");
     }
 
     #[test]

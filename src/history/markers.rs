@@ -5,10 +5,10 @@
 //! one number and a newline, written atomically (temp file, fsync, rename,
 //! fsync of the directory), so a reader never sees half a number.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
 
 pub const SUCCESS: &str = ".last_backup_success";
 pub const SIZE_MB: &str = ".last_backup_size_mb";
@@ -29,22 +29,8 @@ pub struct Markers {
 
 /// Writes both markers for a success that ended at `finished_unix`.
 pub fn write(dir: &Path, finished_unix: i64, size_bytes: u64) -> Result<()> {
-    write_atomic(dir, SUCCESS, &format!("{finished_unix}\n"))?;
-    write_atomic(dir, SIZE_MB, &format!("{}\n", size_mb(size_bytes)))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing directory", dir, e))
-}
-
-fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<()> {
-    let target = dir.join(name);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!("{name}.tmp"))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("creating a temporary marker in", dir, e))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::io("writing marker", &target, e))?;
-    tmp.persist(&target).map_err(|e| Error::io("renaming marker to", &target, e.error))?;
-    Ok(())
+    write_atomic(&dir.join(SUCCESS), format!("{finished_unix}\n").as_bytes(), 0o600, "marker")?;
+    write_atomic(&dir.join(SIZE_MB), format!("{}\n", size_mb(size_bytes)).as_bytes(), 0o600, "marker")
 }
 
 /// Reads the markers; a missing file is `None`, an unreadable or garbled

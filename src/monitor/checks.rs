@@ -44,7 +44,10 @@ use crate::config::MonitorConfig;
 use crate::error::Result;
 use crate::history::{markers, DeliveryStatus, History, OffsiteStatus, RehearsalStatus, RunRecord, RunStatus};
 
+/// `.last_backup_size_mb` counts MiB (history::markers).
 const MIB: u64 = 1024 * 1024;
+/// The MB of `min_size_mb` and `max_size_mb`, as every size shown to people.
+const MB: u64 = 1_000_000;
 /// How many good runs before the last one make the median (FR-4.3).
 pub const ANOMALY_WINDOW: usize = 7;
 pub const ANOMALY_RATIO: f64 = 0.5;
@@ -208,8 +211,70 @@ fn median(v: &[u64]) -> Option<f64> {
     Some(if n % 2 == 1 { s[n / 2] as f64 } else { (s[n / 2 - 1] as f64 + s[n / 2] as f64) / 2.0 })
 }
 
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / MIB as f64)
+use crate::model::human_bytes as mb;
+
+/// The one size-band rule (FR-4.3), for `check`, the backup's report and
+/// its mail alike: an archive of `size` bytes outside `[monitor]
+/// min_size_mb`–`max_size_mb` (MB of 1,000,000 bytes) is out of band; one
+/// below [`ANOMALY_RATIO`] of the median of `previous` (the sizes of the
+/// good runs before it, newest first) "suddenly got tiny". The run that
+/// made it still succeeded: these are problems to look at, not failures.
+pub fn size_band(size: u64, previous: &[u64], limits: &MonitorConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let (min, max) = (u64::from(limits.min_size_mb) * MB, u64::from(limits.max_size_mb) * MB);
+    if size < min {
+        problems.push(Problem {
+            kind: Kind::SizeOutOfBand,
+            reason: format!(
+                "the last archive is {}, below min_size_mb = {} MB: check that the dump is not empty",
+                mb(size),
+                limits.min_size_mb
+            ),
+        });
+    } else if size > max {
+        problems.push(Problem {
+            kind: Kind::SizeOutOfBand,
+            reason: format!(
+                "the last archive is {}, above max_size_mb = {} MB: check the scope (or raise max_size_mb)",
+                mb(size),
+                limits.max_size_mb
+            ),
+        });
+    }
+    let previous = &previous[..previous.len().min(ANOMALY_WINDOW)];
+    if let Some(m) = median(previous) {
+        if (size as f64) < ANOMALY_RATIO * m {
+            problems.push(Problem {
+                kind: Kind::SizeAnomaly,
+                reason: format!(
+                    "the last archive is {}, less than half the median {} of the {} good runs before it: \
+                     check what the dump lost",
+                    mb(size),
+                    mb(m as u64),
+                    previous.len()
+                ),
+            });
+        }
+    }
+    problems
+}
+
+/// [`size_band`] for the archive `name` of `size` bytes, against the good
+/// runs recorded in `storage_dir`'s history besides it (the newest
+/// [`ANOMALY_WINDOW`]): what the backup's report and its mail say. A
+/// history that cannot be read leaves the median out, not the band.
+pub fn size_band_of(storage_dir: &Path, name: &str, size: u64, limits: &MonitorConfig) -> Vec<Problem> {
+    let previous: Vec<u64> = History::open_existing(storage_dir)
+        .ok()
+        .flatten()
+        .and_then(|h| h.successes(ANOMALY_WINDOW + 1).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.archive.as_deref() != Some(name))
+        .filter_map(|r| r.size_bytes)
+        .take(ANOMALY_WINDOW)
+        .collect();
+    size_band(size, &previous, limits)
 }
 
 /// The verdict at `now`.
@@ -257,39 +322,8 @@ pub fn evaluate(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Health
         );
     }
     if let Some(size) = f.last_size_bytes {
-        let (min, max) = (u64::from(limits.min_size_mb) * MIB, u64::from(limits.max_size_mb) * MIB);
-        if size < min {
-            push(
-                Kind::SizeOutOfBand,
-                format!(
-                    "the last archive is {}, below min_size_mb = {}: check that the dump is not empty",
-                    mb(size),
-                    limits.min_size_mb
-                ),
-            );
-        } else if size > max {
-            push(
-                Kind::SizeOutOfBand,
-                format!(
-                    "the last archive is {}, above max_size_mb = {}: check the scope (or raise max_size_mb)",
-                    mb(size),
-                    limits.max_size_mb
-                ),
-            );
-        }
-        if let Some(m) = median(&f.previous_sizes) {
-            if (size as f64) < ANOMALY_RATIO * m {
-                push(
-                    Kind::SizeAnomaly,
-                    format!(
-                        "the last archive is {}, less than half the median {} of the {} good runs before it: \
-                         check what the dump lost",
-                        mb(size),
-                        mb(m as u64),
-                        f.previous_sizes.len()
-                    ),
-                );
-            }
+        for p in size_band(size, &f.previous_sizes, limits) {
+            push(p.kind, p.reason);
         }
         if let Some(free) = f.free_bytes {
             let needed = size.saturating_mul(FREE_SPACE_FACTOR);
@@ -378,15 +412,15 @@ mod tests {
     #[test]
     fn a_sudden_drop_below_half_the_median_is_unhealthy_and_the_band_is_in_bytes() {
         let limits = MonitorConfig::default();
-        assert!(evaluate(&fresh(40 * MIB), &limits, now()).healthy);
-        let mut f = fresh(15 * MIB);
-        f.previous_sizes = vec![40 * MIB, 41 * MIB, 39 * MIB, 2 * MIB];
+        assert!(evaluate(&fresh(40 * MB), &limits, now()).healthy);
+        let mut f = fresh(15 * MB);
+        f.previous_sizes = vec![40 * MB, 41 * MB, 39 * MB, 2 * MB];
         let h = evaluate(&f, &limits, now());
         assert!(!h.healthy);
         assert!(h.reasons[0].contains("less than half the median 39.5 MB of the 4 good runs"), "{:?}", h.reasons);
         // A 10 KB archive rounds up to a 1 MB marker, but it is still below 1 MB.
         let h = evaluate(&fresh(10_000), &limits, now());
-        assert!(h.reasons[0].contains("below min_size_mb = 1"), "{:?}", h.reasons);
+        assert!(h.reasons[0].contains("below min_size_mb = 1 MB"), "{:?}", h.reasons);
         let h = evaluate(&Facts::default(), &limits, now());
         assert_eq!(h.reasons.len(), 1);
         assert!(h.reasons[0].starts_with("no successful backup yet"));
@@ -397,10 +431,10 @@ mod tests {
     fn every_problem_has_its_kind_and_low_disk_is_less_than_twice_the_last_archive() {
         let limits = MonitorConfig::default();
         let kinds = |f: &Facts| incidents(f, &limits, now()).iter().map(|p| p.kind).collect::<Vec<_>>();
-        let mut f = fresh(40 * MIB);
-        f.free_bytes = Some(80 * MIB);
+        let mut f = fresh(40 * MB);
+        f.free_bytes = Some(80 * MB);
         assert_eq!(kinds(&f), [], "exactly twice is enough");
-        f.free_bytes = Some(80 * MIB - 1);
+        f.free_bytes = Some(80 * MB - 1);
         assert_eq!(kinds(&f), [Kind::LowDisk]);
         let h = evaluate(&f, &limits, now());
         assert!(!h.healthy && h.reasons[0].contains("less than 2 × the last archive (40.0 MB)"), "{:?}", h.reasons);
@@ -423,8 +457,8 @@ mod tests {
             restore_test_duration_ms: None,
             offsite_status: None,
         };
-        let mut f = fresh(200 * MIB);
-        f.previous_sizes = vec![900 * MIB; 3];
+        let mut f = fresh(200 * MB);
+        f.previous_sizes = vec![900 * MB; 3];
         f.last_failure = Some(run(RunStatus::Failed));
         f.failed_delivery = Some(run(RunStatus::Success));
         f.failed_rehearsal = Some(run(RunStatus::Success));

@@ -8,7 +8,7 @@ use super::conn::{connect, db_err, SESSION_SETTINGS};
 use super::sessions::{self, Session, SESSION_SQL};
 use crate::config::DatabaseConfig;
 use crate::error::Result;
-use crate::events::CancelToken;
+use crate::events::{CancelToken, Event, LockHolder, LockWait, Progress};
 
 /// One read-only REPEATABLE READ transaction whose snapshot is exported, so
 /// pg_dump and every COPY see the same instant.
@@ -62,7 +62,13 @@ impl Snapshot {
     /// ACCESS SHARE on `tables` (`(quoted, shown)` names) at once, as pg_dump
     /// does, so none of its queries can queue behind a lock requested after
     /// this moment; `cancel` ends it at any time.
-    pub fn import(&self, db: &DatabaseConfig, cancel: &CancelToken, tables: &[(String, String)]) -> Result<Snapshot> {
+    pub fn import(
+        &self,
+        db: &DatabaseConfig,
+        cancel: &CancelToken,
+        tables: &[(String, String)],
+        progress: Progress,
+    ) -> Result<Snapshot> {
         let mut client = connect(db, cancel)?;
         begin(&mut client, db, Some(&self.id)).map_err(db_err("importing the snapshot on a second connection"))?;
         let session = describe(&mut client)?;
@@ -78,35 +84,39 @@ impl Snapshot {
             ping_every: self.ping_every,
         };
         for (quoted, shown) in tables {
-            second.lock(db, quoted, shown)?;
+            second.lock(db, quoted, shown, progress)?;
         }
         Ok(second)
     }
 
     /// `LOCK TABLE ONLY quoted IN ACCESS SHARE MODE`, within `[database]
-    /// lock_timeout`: a timeout names the table (`shown`).
-    pub fn lock(&mut self, db: &DatabaseConfig, quoted: &str, shown: &str) -> Result<()> {
-        self.client.batch_execute(&format!("LOCK TABLE ONLY {quoted} IN ACCESS SHARE MODE")).map_err(|e| {
-            match super::sqlstate(&e) {
-                Some("55P03") => {
-                    crate::error::Error::LockTimeout { table: shown.to_string(), timeout: db.lock_timeout.to_string() }
-                }
-                // The first statement that touches each table: the place to
-                // say how the backup role gets to read it.
-                Some("42501") => crate::error::Error::Db {
-                    context: format!("locking table {shown}"),
-                    message: format!(
-                        "{}; role {:?} may not read it: GRANT pg_read_all_data TO {} (PostgreSQL 14+; or run \
-                         scripts/backup-role.sql, which grants it), or back up as the tables' owner",
-                        super::pg_message(&e),
-                        db.user,
-                        super::quote_ident(&db.user)
-                    ),
-                    retryable: false,
-                },
-                _ => db_err(format!("locking table {shown}"))(e),
-            }
-        })
+    /// lock_timeout`: a timeout names the table (`shown`). The lock is
+    /// first asked for without waiting (`NOWAIT`, in a savepoint so a
+    /// refusal leaves the transaction usable); when another session is in
+    /// the way, `progress` gets an [`Event::LockWait`] naming it, the lock
+    /// is then waited for, and [`Event::LockGranted`] tells when it came.
+    pub fn lock(&mut self, db: &DatabaseConfig, quoted: &str, shown: &str, progress: Progress) -> Result<()> {
+        let fail = |e: tokio_postgres::Error| lock_error(db, shown, e);
+        let free = self.client.batch_execute(&format!(
+            "SAVEPOINT lifeboat_lock; LOCK TABLE ONLY {quoted} IN ACCESS SHARE MODE NOWAIT; RELEASE SAVEPOINT lifeboat_lock"
+        ));
+        match free {
+            Ok(()) => return Ok(()),
+            Err(e) if super::sqlstate(&e) == Some("55P03") => {}
+            Err(e) => return Err(fail(e)),
+        }
+        self.client
+            .batch_execute("ROLLBACK TO SAVEPOINT lifeboat_lock; RELEASE SAVEPOINT lifeboat_lock")
+            .map_err(db_err(format!("waiting for the lock on table {shown}")))?;
+        let holders =
+            lock_holders(&mut self.client, quoted).map_err(db_err(format!("naming who locks table {shown}")))?;
+        let wait = LockWait { table: shown.to_string(), holders, timeout: db.lock_timeout.to_string() };
+        tracing::debug!(table = shown, "waiting for a lock: {}", wait.describe());
+        progress(Event::LockWait(wait));
+        let started = Instant::now();
+        self.client.batch_execute(&format!("LOCK TABLE ONLY {quoted} IN ACCESS SHARE MODE")).map_err(fail)?;
+        progress(Event::LockGranted { table: shown.to_string(), waited_ms: started.elapsed().as_millis() as u64 });
+        Ok(())
     }
 
     /// Tells the server this connection is still wanted while the run
@@ -129,6 +139,59 @@ impl Snapshot {
     pub fn close(mut self) -> Result<()> {
         self.client.batch_execute("COMMIT").map_err(db_err("closing the snapshot transaction"))
     }
+}
+
+/// The error of a refused `LOCK TABLE` on `shown`.
+fn lock_error(db: &DatabaseConfig, shown: &str, e: tokio_postgres::Error) -> crate::error::Error {
+    match super::sqlstate(&e) {
+        Some("55P03") => {
+            crate::error::Error::LockTimeout { table: shown.to_string(), timeout: db.lock_timeout.to_string() }
+        }
+        // The first statement that touches each table: the place to
+        // say how the backup role gets to read it.
+        Some("42501") => crate::error::Error::Db {
+            context: format!("locking table {shown}"),
+            message: format!(
+                "{}; role {:?} may not read it: GRANT pg_read_all_data TO {} (PostgreSQL 14+; or run \
+                 scripts/backup-role.sql, which grants it), or back up as the tables' owner",
+                super::pg_message(&e),
+                db.user,
+                super::quote_ident(&db.user)
+            ),
+            retryable: false,
+        },
+        _ => db_err(format!("locking table {shown}"))(e),
+    }
+}
+
+/// The sessions in the way of an ACCESS SHARE lock on `quoted`: those
+/// holding, or queued ahead with, ACCESS EXCLUSIVE (the only mode it
+/// conflicts with), holders first. `pg_stat_clear_snapshot()` first: the
+/// transaction's view of `pg_stat_activity` was taken when it first read it
+/// and would not know a session that started since.
+fn lock_holders(client: &mut Client, quoted: &str) -> std::result::Result<Vec<LockHolder>, tokio_postgres::Error> {
+    client.batch_execute("SELECT pg_stat_clear_snapshot()")?;
+    let rows = client.query(
+        "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), l.mode, l.granted, \
+                (extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.backend_start)) * 1000)::int8 \
+         FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'relation' AND l.relation = $1::text::regclass \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.mode = 'AccessExclusiveLock' AND l.pid IS DISTINCT FROM pg_backend_pid() \
+         ORDER BY l.granted DESC, l.pid",
+        &[&quoted],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| LockHolder {
+            pid: r.get(0),
+            application_name: r.get(1),
+            user: r.get(2),
+            mode: r.get(3),
+            granted: r.get(4),
+            for_ms: r.get::<_, Option<i64>>(5).map(|ms| ms.max(0) as u64),
+        })
+        .collect())
 }
 
 /// This connection's session as the server knows it (see `sessions`).

@@ -23,9 +23,9 @@ use files::FileSelection;
 use keys::{Key, KeySet};
 
 /// Above this many on-disk bytes a table gets a "large table" warning.
-pub const LARGE_TABLE_BYTES: i64 = 50 * 1024 * 1024;
+pub const LARGE_TABLE_BYTES: i64 = 50_000_000;
 /// The archive budget of the service (US-2): warn above it.
-pub const BUDGET_BYTES: i64 = 100 * 1024 * 1024;
+pub const BUDGET_BYTES: i64 = 100_000_000;
 /// CSV inside gzip is typically this fraction of the heap size; only used for
 /// the estimate, never for a decision.
 const COMPRESSED_FRACTION: f64 = 0.3;
@@ -219,8 +219,9 @@ impl Draft {
         plan.estimated_archive_bytes = estimated_archive_bytes;
         if plan.estimated_archive_bytes > BUDGET_BYTES {
             plan.warnings.push(format!(
-                "estimated archive size ~{} MB is over the 100 MB budget; narrow the windows or move tables to schema_only",
-                plan.estimated_archive_bytes / 1_048_576
+                "estimated archive size ~{} is over the {} budget; narrow the windows or move tables to schema_only",
+                crate::model::human_bytes(plan.estimated_archive_bytes.max(0) as u64),
+                crate::model::human_bytes(BUDGET_BYTES as u64)
             ));
         }
         plan
@@ -244,7 +245,7 @@ pub fn build_base(
 
     for t in &catalog.tables {
         watchdog.doing(format!("locking {}", t.name));
-        snap.lock(&config.database, &pg::qualified(&t.name.schema, &t.name.name), &t.name.to_string())?;
+        snap.lock(&config.database, &pg::qualified(&t.name.schema, &t.name.name), &t.name.to_string(), progress)?;
     }
 
     cut_windows(snap, &mut tables)?;
@@ -386,10 +387,10 @@ fn warn_about(
     for t in tables.iter().filter(|t| catalog.table(t.oid).partition_of.is_none()) {
         if t.mode != Mode::Schema && t.estimated_bytes > LARGE_TABLE_BYTES {
             warnings.push(format!(
-                "large table {}.{}: ~{} MB in {} mode; consider a window or schema_only",
+                "large table {}.{}: ~{} in {} mode; consider a window or schema_only",
                 t.schema,
                 t.name,
-                t.estimated_bytes / 1_048_576,
+                crate::model::human_bytes(t.estimated_bytes.max(0) as u64),
                 t.mode
             ));
         }

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{Partial, RunLock, Store, StoredArchive};
+use super::{Archives, Partial, RunLock, Store, StoredArchive, Uploaded};
 use crate::error::{Error, Result};
 use crate::events::Progress;
 
@@ -24,7 +24,7 @@ pub struct DryRun<S> {
     actions: Mutex<Vec<Action>>,
 }
 
-impl<S: Store> DryRun<S> {
+impl<S: Archives> DryRun<S> {
     pub fn new(inner: S) -> Result<DryRun<S>> {
         let scratch = tempfile::Builder::new()
             .prefix("lifeboat-dry-run-")
@@ -43,15 +43,52 @@ impl<S: Store> DryRun<S> {
     }
 }
 
+impl<S: Archives> Archives for DryRun<S> {
+    fn place(&self) -> String {
+        self.inner.place()
+    }
+
+    fn url(&self, name: &str) -> String {
+        self.inner.url(name)
+    }
+
+    fn list(&self) -> Result<Vec<StoredArchive>> {
+        self.inner.list()
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {
+        self.inner.open(name)
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        self.inner.size(name)
+    }
+
+    fn sha256(&self, name: &str) -> Result<Option<String>> {
+        self.inner.sha256(name)
+    }
+
+    fn put(&self, file: &Path, name: &str, _progress: Progress) -> Result<Uploaded> {
+        let bytes = std::fs::metadata(file).map_err(|e| Error::io("reading", file, e))?.len();
+        self.record(Action::Store(name.to_string()));
+        Ok(Uploaded { object: self.inner.url(name), bytes, sha256: String::new(), attempts: 0 })
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.record(Action::Delete(name.to_string()));
+        Ok(())
+    }
+
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+}
+
 impl<S: Store> Store for DryRun<S> {
     /// No lock and no cleanup: a dry run changes nothing, so it need not
     /// wait for (or disturb) a real run.
     fn lock(&self, _progress: Progress) -> Result<RunLock> {
         Ok(RunLock::new(()))
-    }
-
-    fn is_dry_run(&self) -> bool {
-        true
     }
 
     fn scratch_dir(&self) -> &Path {
@@ -66,19 +103,6 @@ impl<S: Store> Store for DryRun<S> {
         self.record(Action::Store(partial.name.clone()));
         // The scratch copy is dropped (and removed) here.
         Ok(PathBuf::from(&partial.name))
-    }
-
-    fn list(&self) -> Result<Vec<StoredArchive>> {
-        self.inner.list()
-    }
-
-    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {
-        self.inner.open(name)
-    }
-
-    fn delete(&self, name: &str) -> Result<()> {
-        self.record(Action::Delete(name.to_string()));
-        Ok(())
     }
 
     /// The real store's key: a dry run signs like a real one would (the

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{Partial, RunLock, Store, StoredArchive};
+use super::{Archives, Partial, RunLock, Store, StoredArchive, Uploaded};
 use crate::error::{Error, Result};
 use crate::events::{Event, Progress};
 
@@ -59,6 +59,81 @@ impl LocalStore {
     }
 }
 
+impl Archives for LocalStore {
+    fn place(&self) -> String {
+        "the storage directory".into()
+    }
+
+    fn url(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn list(&self) -> Result<Vec<StoredArchive>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("listing", &self.dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| Error::io("listing", &self.dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if self.is_archive(&name) {
+                let meta = e.metadata().map_err(|err| Error::io("reading", e.path(), err))?;
+                if meta.is_file() {
+                    out.push(StoredArchive { name, bytes: meta.len() });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {
+        let path = self.path_of(name)?;
+        let f = std::fs::File::open(&path).map_err(|e| Error::io("opening archive", &path, e))?;
+        Ok(Box::new(f))
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        let path = self.path_of(name)?;
+        Ok(std::fs::metadata(&path).map_err(|e| Error::io("reading archive", &path, e))?.len())
+    }
+
+    fn sha256(&self, _name: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Copied in through a temporary file that is fsynced and renamed
+    /// ([`crate::fsutil::write_atomic_with`]), mode 0600.
+    fn put(&self, file: &Path, name: &str, _progress: Progress) -> Result<Uploaded> {
+        use sha2::{Digest, Sha256};
+        use std::io::Write;
+        let path = self.path_of(name)?;
+        let mut src = std::fs::File::open(file).map_err(|e| Error::io("opening", file, e))?;
+        let (mut bytes, mut hasher) = (0u64, Sha256::new());
+        crate::fsutil::write_atomic_with(&path, 0o600, "archive", |out| {
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = src.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+                bytes += n as u64;
+            }
+        })?;
+        let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Uploaded { object: self.url(name), bytes, sha256, attempts: 1 })
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path_of(name)?;
+        std::fs::remove_file(&path).map_err(|e| Error::io("deleting archive", &path, e))
+    }
+}
+
 impl Store for LocalStore {
     /// Creates the storage directory (0700) when it does not exist; an
     /// existing one keeps its mode (lifeboat did not create it), with a
@@ -75,9 +150,9 @@ impl Store for LocalStore {
         ensure_dir(dir, progress)?;
         let held = lock_dir(dir, progress)?;
         // The key directory is checked before the run does anything, not
-        // only when the signer loads at the end (see keyfile::check_store_dir).
+        // only when the signer loads at the end (see fsutil::check_store_dir).
         let keys = dir.join(crate::archive::signature::SECRET_KEY_FILE);
-        crate::store::keyfile::check_store_dir(keys.parent().unwrap_or(dir))?;
+        crate::fsutil::check_store_dir(keys.parent().unwrap_or(dir))?;
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -131,40 +206,8 @@ impl Store for LocalStore {
         std::fs::rename(&partial.path, &final_path)
             .map_err(|e| Error::io("renaming the verified archive to", &final_path, e))?;
         partial.disarm();
-        sync_dir(&self.dir)?;
+        crate::fsutil::sync_dir(&self.dir)?;
         Ok(final_path)
-    }
-
-    fn list(&self) -> Result<Vec<StoredArchive>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("listing", &self.dir, e)),
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            let e = e.map_err(|e| Error::io("listing", &self.dir, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if self.is_archive(&name) {
-                let meta = e.metadata().map_err(|err| Error::io("reading", e.path(), err))?;
-                if meta.is_file() {
-                    out.push(StoredArchive { name, bytes: meta.len() });
-                }
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {
-        let path = self.path_of(name)?;
-        let f = std::fs::File::open(&path).map_err(|e| Error::io("opening archive", &path, e))?;
-        Ok(Box::new(f))
-    }
-
-    fn delete(&self, name: &str) -> Result<()> {
-        let path = self.path_of(name)?;
-        std::fs::remove_file(&path).map_err(|e| Error::io("deleting archive", &path, e))
     }
 }
 
@@ -329,10 +372,6 @@ fn open_lock_file(lock_path: &Path) -> Result<std::fs::File> {
         return Err(refused("has other hard links"));
     }
     Ok(file)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing directory", dir, e))
 }
 
 #[cfg(test)]

@@ -1,24 +1,38 @@
-//! Where archives live. [`Store`] is the seam between the engine and a
-//! storage backend: the local directory today ([`local::LocalStore`]), an
-//! object store later. [`dry_run::DryRun`] wraps any store and records the
-//! writes and deletes instead of doing them (the seam for `prune --dry-run`).
+//! Where archives live. [`Archives`] is the one interface to a place that
+//! keeps complete archives (list, open, put, delete), implemented by the
+//! local storage directory ([`local::LocalStore`]) and the `[remote]` S3
+//! store ([`s3::RemoteStore`]) alike: retention, `list`, the offsite
+//! catch-up and `verify`/`restore` of an `s3://` archive go through it.
+//! [`Store`] adds what only the local store does, staging a run's archive
+//! (the run's lock, `.partial` → rename, the signing key).
+//! [`dry_run::DryRun`] wraps a store and records the writes and deletes
+//! instead of doing them (the seam for `prune --dry-run`). [`open`] is the
+//! store a config names.
 //!
 //! The contract keeps the format's promise: an archive is written under a
 //! partial name, and only [`Store::finalize`] (after verification) gives it
-//! its final name, so a listed archive is always complete.
+//! its final name, so a listed archive is always complete; a put archive
+//! appears whole or not at all (an atomic rename, a completed multipart
+//! upload).
 
 pub mod dry_run;
-pub mod keyfile;
 pub mod local;
 pub mod s3;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
 use crate::error::Result;
 use crate::events::Progress;
 
 pub use local::LocalStore;
+
+/// The store a config names: its storage directory (`[storage] dir`,
+/// archives named `<[storage] name_prefix>_*`).
+pub fn open(config: &Config) -> LocalStore {
+    LocalStore::new(&config.storage.dir, &config.storage.name_prefix)
+}
 
 /// An archive being written: a local file at [`Partial::path`] that is
 /// removed when dropped, unless [`Store::finalize`] took it.
@@ -67,8 +81,62 @@ pub struct StoredArchive {
     pub bytes: u64,
 }
 
-/// What the engine needs from a place that keeps archives.
-pub trait Store {
+/// The archive an argument of `verify` or `restore` names: a local path,
+/// or an `s3://bucket/prefix/NAME` read straight from the `[remote]` store
+/// ([`s3::remote_source`]).
+pub fn source(archive: &Path, config: &Config) -> Result<crate::archive::reader::Source> {
+    match archive.to_str().filter(|a| a.starts_with("s3://")) {
+        Some(url) => s3::remote_source(config, url),
+        None => Ok(crate::archive::reader::Source::from(archive)),
+    }
+}
+
+/// What a put left in a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Where it is: `s3://bucket/prefix/NAME`, or the local path.
+    pub object: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub attempts: u32,
+}
+
+/// A place that keeps complete archives: the local storage directory or
+/// the `[remote]` S3 store. Names are archive file names (`<prefix>_…tar.gz`,
+/// remotely also `….tar.gz.age`, object names under the configured
+/// prefix); the local store refuses a name that is not one of its
+/// archives, so no name resolves to another path.
+pub trait Archives {
+    /// The store in log lines, e.g. "retention deleted X from {place}".
+    fn place(&self) -> String;
+    /// Where archive `name` is, for messages: a path or an `s3://` URL.
+    fn url(&self, name: &str) -> String;
+    /// The complete archives, oldest name first.
+    fn list(&self) -> Result<Vec<StoredArchive>>;
+    /// Reads a complete archive (streamed: no local copy first).
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>>;
+    /// The size of archive `name`; a missing one is an error that names it.
+    fn size(&self, name: &str) -> Result<u64>;
+    /// The SHA-256 the store recorded when `name` was put (the S3 store's
+    /// `NAME.sha256` sidecar: its upload completed); `None` when it has none.
+    /// The local store records none: each archive's `SHA256SUMS` covers it.
+    fn sha256(&self, name: &str) -> Result<Option<String>>;
+    /// Stores the local `file` as archive `name`, replacing one of that
+    /// name; it appears complete or not at all.
+    fn put(&self, file: &Path, name: &str, progress: Progress) -> Result<Uploaded>;
+    /// Removes a complete archive (and what the store keeps beside it).
+    fn delete(&self, name: &str) -> Result<()>;
+    /// Whether writes and deletes are only recorded (a dry run): then
+    /// nothing is logged as done.
+    fn is_dry_run(&self) -> bool {
+        false
+    }
+}
+
+/// What the engine needs to stage a run's archive: only the local store
+/// (an archive is written and verified on local disk before any copy of it
+/// goes elsewhere).
+pub trait Store: Archives {
     /// Takes the store's lock for one run (one backup at a time, across
     /// processes) and removes what interrupted runs left behind. Fails with
     /// [`Error::Busy`](crate::error::Error::Busy) when another run holds it.
@@ -89,17 +157,6 @@ pub trait Store {
     /// Makes a written, verified partial durable under its final name (fsync
     /// + rename); returns where it is now.
     fn finalize(&self, partial: Partial) -> Result<PathBuf>;
-    /// The complete archives, oldest name first.
-    fn list(&self) -> Result<Vec<StoredArchive>>;
-    /// Reads a complete archive.
-    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>>;
-    /// Removes a complete archive.
-    fn delete(&self, name: &str) -> Result<()>;
     /// The key that signs this store's archives (created on first use).
     fn signer(&self) -> Result<crate::archive::signature::Signer>;
-    /// Whether writes and deletes are only recorded (a dry run): then
-    /// nothing is logged as done.
-    fn is_dry_run(&self) -> bool {
-        false
-    }
 }

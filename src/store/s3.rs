@@ -12,6 +12,11 @@
 //! checked against the file's and the SHA-256 is stored beside it as
 //! `NAME.sha256` (`sha256sum -c` format). A failed attempt aborts its
 //! multipart upload; [`ATTEMPTS`] attempts with back-off.
+//!
+//! [`RemoteStore`] is an [`Archives`] like the local store, so retention,
+//! `list` and the offsite catch-up treat both alike. Also here: [`check`]
+//! (`lifeboat plan`'s probe of `[remote]`) and [`remote_source`] (an
+//! `s3://` argument of `verify` and `restore`).
 
 use std::io::Read;
 use std::path::Path;
@@ -26,10 +31,10 @@ use object_store::signer::{Method, Signer};
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use sha2::{Digest, Sha256};
 
-use crate::config::{RemoteConfig, RemoteUrl};
+use crate::config::{Config, RemoteConfig, RemoteUrl};
 use crate::error::{Error, Result};
 use crate::events::{Event, Progress};
-use crate::store::StoredArchive;
+use crate::store::{Archives, StoredArchive, Uploaded};
 
 /// Upload attempts before the run is marked "not offsite".
 pub const ATTEMPTS: u32 = 3;
@@ -39,16 +44,6 @@ pub const PRESIGN_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The suffix of the SHA-256 sidecar object.
 pub const SHA_SUFFIX: &str = ".sha256";
-
-/// What an upload left in the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    /// `s3://bucket/prefix/NAME`.
-    pub object: String,
-    pub bytes: u64,
-    pub sha256: String,
-    pub attempts: u32,
-}
 
 /// A presigned GET URL and how long it is valid.
 #[derive(Debug, Clone)]
@@ -181,57 +176,6 @@ impl RemoteStore {
         }
     }
 
-    /// The archives under the prefix (not the sidecars), oldest name first.
-    pub fn list(&self) -> Result<Vec<StoredArchive>> {
-        let prefix = (!self.location.prefix.is_empty()).then(|| ObjectPath::from(self.location.prefix.as_str()));
-        let metas = self.rt.block_on(async {
-            let mut out = Vec::new();
-            let mut s = self.store.list(prefix.as_ref());
-            while let Some(m) = s.next().await {
-                out.push(m?);
-            }
-            Ok::<_, object_store::Error>(out)
-        });
-        let metas = metas.map_err(|e| self.err("cannot list", "", e))?;
-        let mut out: Vec<StoredArchive> = metas
-            .into_iter()
-            .filter_map(|m| {
-                let name = m.location.filename()?.to_string();
-                // Only objects right under the prefix: another prefix below is not ours.
-                (m.location == self.path(&name) && is_archive_name(&name))
-                    .then_some(StoredArchive { name, bytes: m.size })
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    /// Uploads `file` as `name` (up to [`ATTEMPTS`] attempts with back-off).
-    pub fn upload(&self, file: &Path, name: &str, progress: Progress) -> Result<Uploaded> {
-        let mut last = None;
-        for attempt in 1..=ATTEMPTS {
-            match self.upload_once(file, name) {
-                Ok((bytes, sha256)) => {
-                    return Ok(Uploaded { object: self.object_url(name), bytes, sha256, attempts: attempt });
-                }
-                Err(e) => {
-                    if attempt < ATTEMPTS && e.is_retryable() {
-                        let wait = self.backoff * 2u32.pow(attempt - 1);
-                        progress(Event::Warning(format!(
-                            "offsite upload attempt {attempt} of {ATTEMPTS} failed ({e}); trying again in {}s",
-                            wait.as_secs_f32()
-                        )));
-                        std::thread::sleep(wait);
-                        last = Some(e);
-                    } else {
-                        return Err(e.noted(format!("{attempt} attempt(s) made")));
-                    }
-                }
-            }
-        }
-        Err(last.expect("at least one attempt").noted(format!("{ATTEMPTS} attempt(s) made")))
-    }
-
     fn upload_once(&self, file: &Path, name: &str) -> Result<(u64, String)> {
         let mut f = std::fs::File::open(file).map_err(|e| Error::io("cannot open for the offsite upload", file, e))?;
         let size = f.metadata().map_err(|e| Error::io("cannot read", file, e))?.len();
@@ -285,43 +229,6 @@ impl RemoteStore {
         Ok((size, sha256))
     }
 
-    /// The SHA-256 recorded beside `name`, if any.
-    pub fn sha256(&self, name: &str) -> Result<Option<String>> {
-        let sidecar = format!("{name}{SHA_SUFFIX}");
-        let got = self.rt.block_on(async { self.store.get(&self.path(&sidecar)).await?.bytes().await });
-        match got {
-            Ok(b) => Ok(String::from_utf8_lossy(&b).split_whitespace().next().map(str::to_string)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err("cannot read", &sidecar, e)),
-        }
-    }
-
-    /// The size of an object (a HEAD request); a missing one is an error
-    /// that says to look at `lifeboat list`.
-    pub fn size(&self, name: &str) -> Result<u64> {
-        let meta = self.rt.block_on(self.store.head(&self.path(name))).map_err(|e| self.err("cannot read", name, e))?;
-        Ok(meta.size)
-    }
-
-    /// Streams an archive: a blocking reader over the GET response, one
-    /// chunk in memory at a time (no local copy first).
-    pub fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {
-        let got = self.rt.block_on(self.store.get(&self.path(name))).map_err(|e| self.err("cannot read", name, e))?;
-        Ok(Box::new(ObjectReader {
-            rt: self.rt.clone(),
-            stream: got.into_stream(),
-            chunk: Bytes::new(),
-            object: self.object_url(name),
-        }))
-    }
-
-    /// Removes an archive and its SHA-256 sidecar.
-    pub fn delete(&self, name: &str) -> Result<()> {
-        self.rt.block_on(self.store.delete(&self.path(name))).map_err(|e| self.err("cannot delete", name, e))?;
-        let _ = self.rt.block_on(self.store.delete(&self.path(&format!("{name}{SHA_SUFFIX}"))));
-        Ok(())
-    }
-
     /// A presigned GET URL of `name`, valid for `ttl` capped at [`PRESIGN_MAX`].
     pub fn presigned_get(&self, name: &str, ttl: Duration) -> Result<Presigned> {
         let capped = ttl > PRESIGN_MAX;
@@ -345,6 +252,160 @@ impl RemoteStore {
             .map_err(|e| self.err("cannot write a test object", &name, e))?;
         self.rt.block_on(self.store.delete(&path)).map_err(|e| self.err("cannot delete the test object", &name, e))
     }
+}
+
+impl Archives for RemoteStore {
+    fn place(&self) -> String {
+        self.object_url("")
+    }
+
+    fn url(&self, name: &str) -> String {
+        self.object_url(name)
+    }
+
+    /// The archives under the prefix (not the sidecars), oldest name first.
+    fn list(&self) -> Result<Vec<StoredArchive>> {
+        let prefix = (!self.location.prefix.is_empty()).then(|| ObjectPath::from(self.location.prefix.as_str()));
+        let metas = self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut s = self.store.list(prefix.as_ref());
+            while let Some(m) = s.next().await {
+                out.push(m?);
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        let metas = metas.map_err(|e| self.err("cannot list", "", e))?;
+        let mut out: Vec<StoredArchive> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_string();
+                // Only objects right under the prefix: another prefix below is not ours.
+                (m.location == self.path(&name) && is_archive_name(&name))
+                    .then_some(StoredArchive { name, bytes: m.size })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Uploads `file` as `name` (up to [`ATTEMPTS`] attempts with back-off).
+    fn put(&self, file: &Path, name: &str, progress: Progress) -> Result<Uploaded> {
+        let mut last = None;
+        for attempt in 1..=ATTEMPTS {
+            match self.upload_once(file, name) {
+                Ok((bytes, sha256)) => {
+                    return Ok(Uploaded { object: self.object_url(name), bytes, sha256, attempts: attempt });
+                }
+                Err(e) => {
+                    if attempt < ATTEMPTS && e.is_retryable() {
+                        let wait = self.backoff * 2u32.pow(attempt - 1);
+                        progress(Event::Warning(format!(
+                            "offsite upload attempt {attempt} of {ATTEMPTS} failed ({e}); trying again in {}s",
+                            wait.as_secs_f32()
+                        )));
+                        std::thread::sleep(wait);
+                        last = Some(e);
+                    } else {
+                        return Err(e.noted(format!("{attempt} attempt(s) made")));
+                    }
+                }
+            }
+        }
+        Err(last.expect("at least one attempt").noted(format!("{ATTEMPTS} attempt(s) made")))
+    }
+
+    /// The SHA-256 recorded beside `name`, if any.
+    fn sha256(&self, name: &str) -> Result<Option<String>> {
+        let sidecar = format!("{name}{SHA_SUFFIX}");
+        let got = self.rt.block_on(async { self.store.get(&self.path(&sidecar)).await?.bytes().await });
+        match got {
+            Ok(b) => Ok(String::from_utf8_lossy(&b).split_whitespace().next().map(str::to_string)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("cannot read", &sidecar, e)),
+        }
+    }
+
+    /// The size of an object (a HEAD request); a missing one is an error
+    /// that says to look at `lifeboat list`.
+    fn size(&self, name: &str) -> Result<u64> {
+        let meta = self.rt.block_on(self.store.head(&self.path(name))).map_err(|e| self.err("cannot read", name, e))?;
+        Ok(meta.size)
+    }
+
+    /// Streams an archive: a blocking reader over the GET response, one
+    /// chunk in memory at a time (no local copy first).
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>> {
+        let got = self.rt.block_on(self.store.get(&self.path(name))).map_err(|e| self.err("cannot read", name, e))?;
+        Ok(Box::new(ObjectReader {
+            rt: self.rt.clone(),
+            stream: got.into_stream(),
+            chunk: Bytes::new(),
+            object: self.object_url(name),
+        }))
+    }
+
+    /// Removes an archive and its SHA-256 sidecar.
+    fn delete(&self, name: &str) -> Result<()> {
+        self.rt.block_on(self.store.delete(&self.path(name))).map_err(|e| self.err("cannot delete", name, e))?;
+        let _ = self.rt.block_on(self.store.delete(&self.path(&format!("{name}{SHA_SUFFIX}"))));
+        Ok(())
+    }
+}
+
+/// `lifeboat plan`'s check of `[remote]`: the bucket is reachable and
+/// writable (a small put + delete under the prefix). The line to show names
+/// the credentials' source, never a key; `None` without `[remote]`.
+pub fn check(config: &Config) -> Result<Option<String>> {
+    let Some(remote) = RemoteStore::from_config(&config.remote)? else { return Ok(None) };
+    remote.probe()?;
+    Ok(Some(format!(
+        "offsite: {} at {} is reachable and writable (credentials: {})",
+        remote.object_url(""),
+        remote.endpoint(),
+        config.remote.credentials_source
+    )))
+}
+
+/// The archive an `s3://bucket/prefix/NAME` argument names, read straight
+/// from the store with the `[remote]` endpoint and credentials (FR-29.8).
+/// The bucket must be the configured one (the credentials are for it); the
+/// prefix may differ from `[remote] url`'s. The signature is checked as
+/// for a local archive: against the configured store's key, `[restore]
+/// trusted_keys` and `--trusted-key` (see `verify`).
+pub fn remote_source(config: &Config, url: &str) -> Result<crate::archive::reader::Source> {
+    let Some(configured) = config.remote.location() else {
+        return Err(Error::Refused(format!(
+            "{url} is in an S3 store, but no [remote] url is configured; set [remote] url (with endpoint and \
+             credentials) in the config to read it, or download the archive and pass its path"
+        )));
+    };
+    let wanted = RemoteUrl::parse(url).map_err(Error::Refused)?;
+    if wanted.bucket != configured.bucket {
+        return Err(Error::Refused(format!(
+            "{url} is in bucket {:?}, but [remote] url is in bucket {:?}; the configured endpoint and \
+             credentials are only for that one: pass an s3:// URL in it, or point [remote] at the other bucket",
+            wanted.bucket, configured.bucket
+        )));
+    }
+    let (prefix, name) = wanted.prefix.rsplit_once('/').unwrap_or(("", wanted.prefix.as_str()));
+    if name.is_empty() {
+        return Err(Error::Refused(format!(
+            "{url} names no archive; expected s3://{}/PREFIX/NAME.tar.gz (`lifeboat list` shows the names)",
+            wanted.bucket
+        )));
+    }
+    let mut remote = config.remote.clone();
+    remote.url = Some(format!("s3://{}/{prefix}", wanted.bucket));
+    let store = RemoteStore::from_config(&remote)?.expect("the url was just set");
+    let size = store.size(name)?;
+    let name = name.to_string();
+    let url = store.object_url(&name);
+    let store = std::sync::Arc::new(store);
+    Ok(crate::archive::reader::Source::Remote {
+        url,
+        size,
+        open: std::sync::Arc::new(move || store.open(&name).map_err(|e| std::io::Error::other(e.to_string()))),
+    })
 }
 
 /// `…tar.gz` or `…tar.gz.age`: what lifeboat uploads.

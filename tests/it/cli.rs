@@ -1,8 +1,8 @@
 //! The command line as a user meets it: configuration errors are clear and
 //! exit 2, the effective config never shows secrets, `--json` everywhere.
 
-use crate::flow::{self, assert_exit, run, stderr, Seeded};
 use crate::support::{self, fresh_db};
+use crate::support::{assert_exit, run, stderr, Seeded};
 
 fn with_config(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let d = tempfile::tempdir().unwrap();
@@ -59,7 +59,7 @@ fn an_unreachable_database_is_a_connection_error_exit_2() {
     let o = run(&["--config", p.to_str().unwrap(), "--json", "plan"]);
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("cannot connect to PostgreSQL at 127.0.0.1:1"), "{}", stderr(&o));
-    assert_eq!(flow::json(&o)["exit_code"], 2);
+    assert_eq!(support::json(&o)["exit_code"], 2);
     // storage.dir defaults to ./backups: nothing may appear there.
     let cwd = tempfile::tempdir().unwrap();
     let o =
@@ -132,7 +132,7 @@ fn config_shows_the_effective_values_after_precedence() {
         .output()
         .unwrap();
     assert_exit(&o, 0);
-    let c = flow::json(&o);
+    let c = support::json(&o);
     assert_eq!(c["database"]["host"], "from-env");
     assert_eq!(c["database"]["name"], "filedb");
     assert_eq!(c["storage"]["name_prefix"], "nightly");
@@ -146,7 +146,7 @@ fn plan_changes_nothing_and_matches_what_backup_does() {
     let before = support::all_fingerprints(&s.db.url, "true");
     let o = run(&["--config", s.config.to_str().unwrap(), "--json", "plan"]);
     assert_exit(&o, 0);
-    let plan = flow::json(&o);
+    let plan = support::json(&o);
     assert_eq!(support::all_fingerprints(&s.db.url, "true"), before, "plan wrote nothing");
     assert!(s.stored().is_empty(), "plan creates no files");
     let report = s.backup();
@@ -177,7 +177,7 @@ fn every_example_config_shipped_in_the_repository_loads() {
                 .output()
                 .unwrap();
             assert_exit(&o, 0);
-            let shown = flow::json(&o);
+            let shown = support::json(&o);
             let text = std::fs::read_to_string(e.path()).unwrap();
             let file: toml::Table = text.parse().unwrap();
             // What the file says is what was loaded (spot checks per section).
@@ -279,4 +279,14 @@ fn a_stray_lifeboat_variable_is_ignored_but_a_typo_in_an_override_is_an_error() 
     assert_exit(&o, 2);
     let err = stderr(&o);
     assert!(err.contains("LIFEBOAT_STORAGEE__DIR") && err.contains("`storage`"), "names the valid sections:\n{err}");
+}
+
+// covers: FR-24.1
+#[test]
+fn the_command_line_definition_passes_clap_s_own_checks() {
+    // clap's recommended test: duplicate flags, conflicting `global` args,
+    // bad defaults and the like panic here instead of at a user's first
+    // unusual command line.
+    use clap::CommandFactory;
+    lifeboat::cli::Cli::command().debug_assert();
 }

@@ -10,29 +10,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::flow::{self, assert_exit, run, stderr};
-use crate::support::{self, fresh_db, TestDb};
+use crate::support::{self, fresh_db, full_disk_and_big_db, TestConfig, TestDb};
+use crate::support::{assert_exit, run, stderr};
 
 /// A config for `db` with `extra` (TOML sections) in a fresh directory; the
 /// directory (keep it alive) and the config path.
 fn config(db: &TestDb, extra: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("b");
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "[database]\nurl = {}\n[storage]\ndir = {}\n{extra}",
-            support::toml_string(&db.url),
-            support::toml_string(&storage.to_string_lossy())
-        ),
-    );
+    let config = TestConfig::new(&db.url, &storage).section(extra).write(dir.path());
     (dir, config)
 }
 
 fn backup(config: &Path) -> Value {
     let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
-    flow::json(&o)
+    support::json(&o)
 }
 
 fn archive_of(report: &Value) -> PathBuf {
@@ -41,7 +34,7 @@ fn archive_of(report: &Value) -> PathBuf {
 
 /// `lifeboat verify ARCHIVE`, trusting the key of the store it lies in.
 fn verify_in_its_store(archive: &Path) -> std::process::Output {
-    run(&["verify", archive.to_str().unwrap(), "--trusted-key", &flow::its_store_key(archive)])
+    run(&["verify", archive.to_str().unwrap(), "--trusted-key", &support::its_store_key(archive)])
 }
 
 /// Restores `archive` twice, with `lifeboat restore` and with plain psql
@@ -55,12 +48,12 @@ fn restore_both_ways(archive: &Path, hint: &str) -> [TestDb; 2] {
             "--db",
             &by_lifeboat.url,
             "--trusted-key",
-            &flow::its_store_key(archive),
+            &support::its_store_key(archive),
         ]),
         0,
     );
     let x = tempfile::tempdir().unwrap();
-    flow::extract(archive, x.path());
+    support::extract(archive, x.path());
     let by_psql = fresh_db(&format!("{hint}_psql"));
     let o = support::psql_file(&by_psql.url, Path::new("database/restore.sql"), x.path());
     assert!(o.status.success(), "psql restore failed:\n{}", String::from_utf8_lossy(&o.stderr));
@@ -220,7 +213,7 @@ fn plan_flags_an_unnamed_partitioned_parent_and_estimates_a_windowed_one_from_it
         config(&db, "[[scope.window]]\ntables = [\"metrics\"]\ncolumn = \"day\"\nkeep = \"3 months\"\n");
     let o = run(&["--config", config.to_str().unwrap(), "--json", "plan"]);
     assert_exit(&o, 0);
-    let plan = flow::json(&o);
+    let plan = support::json(&o);
     let logs = table(&plan, "logs");
     assert_eq!(logs["unclassified"], true, "an unnamed partitioned parent is unclassified: {logs}");
     let warning = plan["warnings"].as_array().unwrap().iter().find(|w| w.as_str().unwrap().contains("not named"));
@@ -275,7 +268,7 @@ fn measured_backup(db: &TestDb, scope: &str) -> (tempfile::TempDir, Value, u64) 
     let measured = support::rss::run_measured(&cmd);
     let (o, kib) = (measured.output, measured.peak_rss_kib);
     assert_exit(&o, 0);
-    (dir, flow::json(&o), kib)
+    (dir, support::json(&o), kib)
 }
 
 // covers: FR-8.6, NFR-1.1
@@ -295,7 +288,7 @@ fn a_closure_of_200k_rows_restores_valid_and_backup_memory_does_not_grow_with_it
     );
 
     let x = tempfile::tempdir().unwrap();
-    flow::extract(&archive_of(&report), x.path());
+    support::extract(&archive_of(&report), x.path());
     let manifest: Value = serde_json::from_slice(&std::fs::read(x.path().join("manifest.json")).unwrap()).unwrap();
     let parents = manifest["tables"].as_array().unwrap().iter().find(|t| t["name"] == "parents").unwrap();
     assert_eq!((parents["rows"].as_u64(), parents["closure_rows"].as_u64()), (Some(200_000), Some(200_000)));
@@ -389,7 +382,7 @@ fn config_file_links_that_leave_base_dir_are_refused_and_named() {
 
     let o = run(&["--config", config.to_str().unwrap(), "--json", "plan"]);
     assert_exit(&o, 0);
-    let plan = flow::json(&o);
+    let plan = support::json(&o);
     let warnings: Vec<&str> = plan["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
     let outside = files.outside.path().canonicalize().unwrap();
     for (link, target) in [("shadow.conf", outside.join("secret.conf")), ("certs/home", outside.clone())] {
@@ -423,7 +416,7 @@ fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang(
     let files = LinkedFiles::new();
     let (_dir, config) = config(&db, &files.section());
     let report = backup(&config);
-    let members = flow::members(&archive_of(&report));
+    let members = support::members(&archive_of(&report));
     let inside = members.iter().find(|(p, _)| p == "config/inside.conf").expect("the link inside is archived");
     assert_eq!(inside.1, b"listen 80;\n");
 
@@ -435,7 +428,7 @@ fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang(
     let args = ["--config", config.to_str().unwrap(), "--json", "plan"];
     let o = run_bounded(&args, Duration::from_secs(30)).expect("plan with a symlink loop must not hang");
     assert_exit(&o, 0);
-    let plan = flow::json(&o);
+    let plan = support::json(&o);
     let paths: Vec<&str> =
         plan["files"]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["app.conf", "certs/site.pem", "inside.conf"], "the loop is not walked");
@@ -451,57 +444,12 @@ fn config_file_links_inside_base_dir_are_archived_and_a_link_loop_does_not_hang(
 // ---------------------------------------------------------------------------
 // Messages (issue 8, item 14, the backup side).
 
-/// A 2 MiB tmpfs mounted on a temp dir, unmounted on drop.
-pub(crate) struct SmallFs {
-    pub(crate) dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    pub(crate) fn mount() -> Option<SmallFs> {
-        let dir = tempfile::tempdir().unwrap();
-        let o = Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(dir.path()).output().ok()?;
-        o.status.success().then_some(SmallFs { dir })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-/// A 2 MiB tmpfs and a database with ~13 MB of CSV in table `big` (more
-/// than the writer keeps in memory, so it spills); `None` (the test skips)
-/// where a tmpfs cannot be mounted outside CI.
-pub(crate) fn full_disk_and_big_db(hint: &str) -> Option<(SmallFs, TestDb)> {
-    let Some(fs) = SmallFs::mount() else {
-        // Mounting needs root (CAP_SYS_ADMIN); CI runs as root.
-        assert!(std::env::var_os("CI").is_none(), "cannot mount a tmpfs in CI");
-        eprintln!("SKIPPED: cannot mount a 2 MiB tmpfs here (not root?)");
-        return None;
-    };
-    let db = fresh_db(hint);
-    db.exec(
-        "CREATE TABLE big (id int PRIMARY KEY, payload text);
-         INSERT INTO big SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) FROM generate_series(1, 130000) g;
-         ANALYZE;",
-    );
-    Some((fs, db))
-}
-
 // covers: NFR-2.6
 #[test]
 fn a_full_disk_names_the_path_what_was_written_and_the_space_needed() {
     let Some((fs, db)) = full_disk_and_big_db("disk_full") else { return };
     let storage = fs.dir.path().join("backups");
-    let config = support::write_config(
-        fs.dir.path(),
-        &format!(
-            "[database]\nurl = {}\n[storage]\ndir = {}\n",
-            support::toml_string(&db.url),
-            support::toml_string(&storage.to_string_lossy())
-        ),
-    );
+    let config = TestConfig::new(&db.url, &storage).write(fs.dir.path());
     let o = run(&["--config", config.to_str().unwrap(), "backup"]);
     assert_exit(&o, 1);
     let err = stderr(&o);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::flow::{self, assert_exit, run, stderr, Seeded};
 use crate::support::{self, TestDb};
+use crate::support::{assert_exit, run, stderr, Seeded};
 
 const SECRET: &str = "Sup3rS3cret";
 
@@ -53,20 +53,8 @@ fn config_in(dir: &Path, toml: &str) -> PathBuf {
     support::write_config(dir, toml)
 }
 
-/// A database with one small table, for tests that need real runs but not
-/// the SaaS fixture.
-fn tiny_db(hint: &str) -> TestDb {
-    let db = support::fresh_db(hint);
-    db.exec("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 5) g");
-    db
-}
-
 fn tiny_config(db: &TestDb, storage: &Path) -> String {
-    format!(
-        "[database]\nurl = {}\n\n[storage]\ndir = {}\n",
-        support::toml_string(&db.url),
-        support::toml_string(&storage.to_string_lossy())
-    )
+    support::TestConfig::new(&db.url, storage).toml()
 }
 
 fn mode_of(p: &Path) -> u32 {
@@ -182,7 +170,7 @@ fn a_malformed_config_never_echoes_the_secret_it_holds() {
 // covers: FR-12.7, NFR-3, SC-1.1
 #[test]
 fn an_existing_output_directory_keeps_its_mode_and_a_readable_one_is_warned_about() {
-    let db = tiny_db("outdir_mode");
+    let db = support::tiny_db("outdir_mode");
     let d = tempfile::tempdir().unwrap();
     let config = config_in(d.path(), &tiny_config(&db, &d.path().join("unused")));
     let cfg = config.to_str().unwrap();
@@ -195,7 +183,7 @@ fn an_existing_output_directory_keeps_its_mode_and_a_readable_one_is_warned_abou
         assert_eq!(mode_of(&out), mode, "the existing directory's mode is left as it was");
         let err = stderr(&o);
         assert!(err.contains("warning:") && err.contains(out.to_str().unwrap()) && err.contains("chmod 700"), "{err}");
-        let archive = PathBuf::from(flow::json(&o)["archive"].as_str().unwrap().to_string());
+        let archive = PathBuf::from(support::json(&o)["archive"].as_str().unwrap().to_string());
         assert_eq!(mode_of(&archive), 0o600, "the archive itself is private");
     }
     // A directory lifeboat creates is private, and a private one is not warned about.
@@ -228,7 +216,7 @@ fn planted_key() -> (String, minisign::PublicKey) {
 fn a_key_directory_another_user_could_write_to_is_refused_and_its_key_never_signs() {
     use std::os::unix::fs::{chown, symlink};
     const NOBODY: u32 = 65534;
-    let db = tiny_db("planted_key");
+    let db = support::tiny_db("planted_key");
     let d = tempfile::tempdir().unwrap();
     let config = config_in(d.path(), &tiny_config(&db, &d.path().join("unused")));
     let cfg = config.to_str().unwrap();
@@ -270,7 +258,7 @@ fn a_key_directory_another_user_could_write_to_is_refused_and_its_key_never_sign
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
     for name in archives_in(&out) {
-        let members = flow::members(&out.join(&name));
+        let members = support::members(&out.join(&name));
         let get = |p: &str| members.iter().find(|(n, _)| n == p).map(|(_, d)| d.clone()).unwrap_or_default();
         let sig = String::from_utf8(get(lifeboat::archive::signature::MEMBER)).unwrap();
         let sig = minisign::SignatureBox::from_string(&sig).unwrap();
@@ -289,7 +277,7 @@ fn a_key_directory_another_user_could_write_to_is_refused_and_its_key_never_sign
 // covers: SC-11.2, FR-1.5
 #[test]
 fn a_lock_file_that_is_a_link_is_refused_and_what_it_points_at_is_untouched() {
-    let db = tiny_db("lock_symlink");
+    let db = support::tiny_db("lock_symlink");
     let d = tempfile::tempdir().unwrap();
     let config = config_in(d.path(), &tiny_config(&db, &d.path().join("unused")));
     let cfg = config.to_str().unwrap();
@@ -383,21 +371,21 @@ fn deleting_the_lock_file_does_not_let_a_second_run_take_the_directory() {
     assert!(!err.contains("left by an interrupted run"), "B removed nothing: {err}");
     assert!(a_partial_survived, "run A's .partial was left alone");
     assert_exit(&a, 0);
-    let archive = flow::json(&a)["archive"].as_str().unwrap().to_string();
-    assert_exit(&run(&["verify", &archive, "--trusted-key", &flow::its_store_key(&archive)]), 0);
+    let archive = support::json(&a)["archive"].as_str().unwrap().to_string();
+    assert_exit(&run(&["verify", &archive, "--trusted-key", &support::its_store_key(&archive)]), 0);
 }
 
 // covers: FR-12.1
 #[test]
 fn back_to_back_backups_get_distinct_names_and_all_succeed() {
-    let db = tiny_db("same_second");
+    let db = support::tiny_db("same_second");
     let d = tempfile::tempdir().unwrap();
     let storage = d.path().join("backups");
     let config = config_in(d.path(), &tiny_config(&db, &storage));
     let backup = || {
         let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
         assert_exit(&o, 0);
-        PathBuf::from(flow::json(&o)["archive"].as_str().unwrap())
+        PathBuf::from(support::json(&o)["archive"].as_str().unwrap())
     };
     let first = backup();
     let first_name = first.file_name().unwrap().to_string_lossy().into_owned();
@@ -427,7 +415,7 @@ fn back_to_back_backups_get_distinct_names_and_all_succeed() {
     assert_eq!(sorted.len(), 5, "five distinct archives: {names:?}");
     for a in &archives {
         assert!(!planted.contains(a), "{} was overwritten", a.display());
-        assert_exit(&run(&["verify", a.to_str().unwrap(), "--trusted-key", &flow::its_store_key(a)]), 0);
+        assert_exit(&run(&["verify", a.to_str().unwrap(), "--trusted-key", &support::its_store_key(a)]), 0);
     }
     let original = std::fs::read(&first).unwrap();
     for p in &planted {
@@ -514,7 +502,7 @@ fn port_zero_is_refused_the_same_way_from_the_file_and_the_environment() {
 // covers: FR-12.7, FR-24.2
 #[test]
 fn a_storage_dir_that_is_a_file_says_so() {
-    let db = tiny_db("dir_is_file");
+    let db = support::tiny_db("dir_is_file");
     let d = tempfile::tempdir().unwrap();
     let file = d.path().join("backups");
     std::fs::write(&file, b"not a directory").unwrap();
@@ -568,7 +556,7 @@ fn restore_takes_row_counts_from_its_copy_and_scans_no_table_again() {
     let config = config_in(d.path(), &tiny_config(&db, &d.path().join("backups")));
     let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
-    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    let archive = support::json(&o)["archive"].as_str().unwrap().to_string();
     for jobs in ["1", "2"] {
         let target = support::fresh_db(&format!("copy_counts_target_{jobs}"));
         let o = run(&[
@@ -580,10 +568,10 @@ fn restore_takes_row_counts_from_its_copy_and_scans_no_table_again() {
             "--jobs",
             jobs,
             "--trusted-key",
-            &flow::its_store_key(&archive),
+            &support::its_store_key(&archive),
         ]);
         assert_exit(&o, 0);
-        let report = flow::json(&o);
+        let report = support::json(&o);
         let t = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "public.heap_only").unwrap();
         assert_eq!((t["expected"].as_u64(), t["restored"].as_u64()), (Some(250), Some(250)), "{report}");
         // Statistics reach the server when the restoring session ends.

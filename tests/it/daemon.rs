@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::faults::{big_db, proxied};
-use crate::flow::{assert_exit, json, run, stderr};
+use crate::support::{assert_exit, json, run, stderr};
+use crate::support::{big_db, proxied};
 
 use crate::support::{self, TestDb, Trigger};
 
@@ -18,17 +18,15 @@ use crate::support::{self, TestDb, Trigger};
 /// start catches up) and not again for months, an ephemeral HTTP port and
 /// a log file in `dir/logs`.
 fn config(dir: &Path, url: &str, extra: &str) -> PathBuf {
-    support::write_config(
-        dir,
-        &format!(
-            "[database]\nurl = {}\nconnect_timeout = \"3s\"\nstall_timeout = \"10 minutes\"\n\
-             [storage]\ndir = {}\n[monitor]\nmin_size_mb = 0\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [log]\nfile = {}\n[schedule]\ncron = \"0 0 1 1 *\"\ntimezone = \"Asia/Bangkok\"\nshutdown_grace = \"1s\"\n{extra}",
-            support::toml_string(url),
-            support::toml_string(&dir.join("b").to_string_lossy()),
-            support::toml_string(&dir.join("logs/backup.log").to_string_lossy()),
-        ),
-    )
+    support::TestConfig::new(url, dir.join("b"))
+        .database("connect_timeout = \"3s\"")
+        .database("stall_timeout = \"10 minutes\"")
+        .section("[monitor]\nmin_size_mb = 0\n[http]\nlisten = \"127.0.0.1:0\"")
+        .section(format!("[log]\nfile = {}", support::toml_string(&dir.join("logs/backup.log").to_string_lossy())))
+        .section(format!(
+            "[schedule]\ncron = \"0 0 1 1 *\"\ntimezone = \"Asia/Bangkok\"\nshutdown_grace = \"1s\"\n{extra}"
+        ))
+        .write(dir)
 }
 
 /// A started daemon, killed and reaped when dropped: a failed assertion
@@ -132,8 +130,9 @@ fn the_daemon_catches_up_at_start_mails_the_archive_logs_with_timestamps_and_sto
     let db = tiny_db("daemon_catch_up");
     let dir = tempfile::tempdir().unwrap();
     let password = "Smtp-Daemon-Secret-4k";
-    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, password);
-    let email = crate::deliver::email_section(server.port, Mode::StartTls, Some(&ca.ca_file), password, dir.path(), "");
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::support::smtp::USER, password);
+    let email =
+        crate::support::smtp::email_section(server.port, Mode::StartTls, Some(&ca.ca_file), password, dir.path(), "");
     let cfg = config(dir.path(), &db.url, &email);
     let storage = dir.path().join("b");
     let daemon = start(&cfg, &dir.path().join("stderr"));
@@ -147,7 +146,7 @@ fn the_daemon_catches_up_at_start_mails_the_archive_logs_with_timestamps_and_sto
     assert_eq!(mails.len(), 1);
     let mut rcpt = mails[0].rcpt.clone();
     rcpt.sort();
-    assert_eq!(rcpt, crate::deliver::ADMINS);
+    assert_eq!(rcpt, crate::support::smtp::ADMINS);
     let parsed = mail_parser::MessageParser::default().parse(&mails[0].raw).unwrap();
     let attached = parsed.attachments().next().expect("the archive is attached");
     let archive = std::fs::read(storage.join(&archives(&storage)[0])).unwrap();
@@ -168,8 +167,9 @@ fn the_daemon_catches_up_at_start_mails_the_archive_logs_with_timestamps_and_sto
 // covers: FR-1.5, FR-23.2, FR-23.3, FR-20.3, FR-12.7, FR-4.5
 #[test]
 fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start() {
-    let started =
-        crate::drills::start("daemon::sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start");
+    let started = crate::support::drill::start(
+        "daemon::sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start",
+    );
     let db = big_db("daemon_abort");
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("b");
@@ -228,7 +228,7 @@ fn sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start()
     assert_eq!(daemon_runs, ["aborted", "interrupted", "success"], "every run recorded, none claimed good");
     assert!(!files(&storage).iter().any(|n| n.ends_with(".partial")), "{:?}", files(&storage));
     assert_exit(&run(&["--config", cfg.to_str().unwrap(), "check"]), 0);
-    crate::drills::record(
+    crate::support::drill::record(
         "daemon::sigterm_mid_backup_aborts_cleanly_and_kill_9_is_recovered_by_the_next_start",
         started,
         &format!(
@@ -251,7 +251,7 @@ fn attempts(storage: &Path) -> Vec<(i64, String, String)> {
 // covers: TS-5.1, FR-1.7, NFR-2.4, FR-4.5, FR-4.3, FR-25.4
 #[test]
 fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once() {
-    let started = crate::drills::start(
+    let started = crate::support::drill::start(
         "daemon::postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once",
     );
     // Nothing listens on this port: the server is "stopped" (connection refused).
@@ -307,7 +307,7 @@ fn postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_
     for secret in ["Pg-Drill-Secret-7q", "Hook-Token-9z", "Ping-Token-4k"] {
         assert!(!hooks[0].body.contains(secret) && !log.contains(secret), "{secret} leaked");
     }
-    crate::drills::record(
+    crate::support::drill::record(
         "daemon::postgres_down_before_the_run_is_tried_three_times_with_back_off_then_alerted_once",
         started,
         &format!(
@@ -453,7 +453,7 @@ fn get_within(addr: std::net::SocketAddr, path: &str, limit: Duration) -> std::i
 // covers: FR-17.6, NFR-3, SC-10.1
 #[test]
 fn half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_starve_the_scheduled_run() {
-    let started = crate::drills::start(
+    let started = crate::support::drill::start(
         "daemon::half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_starve_the_scheduled_run",
     );
     const NOFILE: u32 = 256;
@@ -529,7 +529,7 @@ fn half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_st
         .unwrap_or_else(|| panic!("the connection cap is not logged: {log}"));
     assert!(cap < NOFILE / 4, "max_connections lowered for a {NOFILE} open-files limit: {cap}");
     assert!(sink.seen().is_empty(), "nothing failed, nothing alerted: {:?}", sink.seen());
-    crate::drills::record(
+    crate::support::drill::record(
         "daemon::half_open_connections_under_a_low_open_files_limit_are_timed_out_and_never_starve_the_scheduled_run",
         started,
         &format!(
@@ -563,11 +563,11 @@ fn a_graceful_stop_and_a_refused_manual_run_page_nobody_and_check_looks_past_the
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("b");
     let password = "Smtp-NoPage-Secret-3v";
-    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, password);
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::support::smtp::USER, password);
     let sink = crate::support::http_sink::HttpSink::start();
     let channels = format!(
         "{}[alerts]\nwebhook_url = \"{1}/hook\"\nping_url = \"{1}/ping/uuid\"\n",
-        crate::deliver::email_section(server.port, Mode::StartTls, Some(&ca.ca_file), password, dir.path(), ""),
+        crate::support::smtp::email_section(server.port, Mode::StartTls, Some(&ca.ca_file), password, dir.path(), ""),
         sink.url
     );
     // `every_minute`: the daemon's run comes at the next minute (or at

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::flow::run;
+use crate::support::run;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -394,7 +394,7 @@ fn matches(expected: &[String], actual: &[String]) -> bool {
 /// Other databases a command names (`…/hub_restored`) are created empty on
 /// first use. Commands see these names; their output is mapped back.
 struct Sandbox {
-    seeded: crate::flow::Seeded,
+    seeded: crate::support::Seeded,
     others: Vec<(String, crate::support::TestDb)>,
     /// `postgres://user@host:port/` of the test server.
     server_prefix: String,
@@ -410,7 +410,7 @@ impl Sandbox {
                      include = [\".env.production\", \"docker-compose.prod.yml\", \"nginx.prod.conf\", \"ssl/**\"]\n\
                      optional = [\"monitoring/**\"]\n\n\
                      [monitor]\nmin_size_mb = 0\n";
-        let seeded = crate::flow::Seeded::with_config(hint, files);
+        let seeded = crate::support::Seeded::with_config(hint, files);
         let app = seeded.dir.path().join("app");
         for (name, text) in [
             (".env.production", "NODE_ENV=production\n"),

@@ -3,23 +3,22 @@
 //! HTTP/1.1 over a TCP socket. The server is the real binary on
 //! 127.0.0.1:0; the port is read from its "serving" line.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use lifeboat::deliver::links;
 
-use crate::flow::{sha256, Seeded};
+use crate::support::http::{get, Serve};
 use crate::support::{self, toml_string};
+use crate::support::{sha256, Seeded};
 
 const PUBLIC_URL: &str = "https://hub.example.com/backups";
 
 /// One real backup in a store with `[links]` configured, shared by this
 /// module's tests (none of them changes the archive).
-pub(crate) fn store() -> &'static (Seeded, PathBuf) {
+fn store() -> &'static (Seeded, PathBuf) {
     static STORE: OnceLock<(Seeded, PathBuf)> = OnceLock::new();
     STORE.get_or_init(|| {
         let s = Seeded::with_config("download", &format!("[links]\npublic_url = {}\n", toml_string(PUBLIC_URL)));
@@ -29,135 +28,9 @@ pub(crate) fn store() -> &'static (Seeded, PathBuf) {
     })
 }
 
-/// A running `lifeboat serve`; SIGTERM and reaped on drop.
-pub(crate) struct Serve {
-    child: Option<Child>,
-    /// `http://127.0.0.1:<port>`
-    pub origin: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    pub fn start(config: &Path) -> Serve {
-        let mut child = support::lifeboat()
-            .args(["--config", config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start lifeboat serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("http://127.0.0.1:") {
-                    let port: String = line[at + 17..].chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(format!("http://127.0.0.1:{port}"));
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let origin = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("lifeboat serve did not report its address:\n{}", log.lock().unwrap());
-            }
-        };
-        Serve { child: Some(child), origin, log }
-    }
-
-    /// stderr so far.
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits (up to 10 s) for a stderr line with every one of `parts`: the
-    /// server writes its log line while the client may already be done.
-    pub fn wait_for_line(&self, parts: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
-                return line.to_string();
-            }
-            assert!(Instant::now() < deadline, "no log line with {parts:?}:\n{log}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then the exit status (within 10 s).
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        terminate(&mut child).unwrap_or_else(|| panic!("lifeboat serve did not stop on SIGTERM:\n{}", self.log()))
-    }
-}
-
-fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            terminate(&mut c);
-        }
-    }
-}
-
-pub(crate) struct Got {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Got {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// GET with ureq; statuses are results, not errors.
-pub(crate) fn get(url: &str) -> Got {
-    get_with(url, &[])
-}
-
-/// GET with extra request headers (`Authorization`, …).
-pub(crate) fn get_with(url: &str, headers: &[(&str, &str)]) -> Got {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut req = agent.get(url);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let headers =
-        resp.headers().iter().map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
-    let body = resp.body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap();
-    Got { status: resp.status().as_u16(), headers, body }
-}
-
 /// A raw `GET <target> HTTP/1.1`: the target goes on the wire exactly as
 /// written (an HTTP client would resolve `..` before sending).
-pub(crate) fn raw_status(origin: &str, target: &str) -> (u16, String) {
+fn raw_status(origin: &str, target: &str) -> (u16, String) {
     let addr = origin.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -169,7 +42,7 @@ pub(crate) fn raw_status(origin: &str, target: &str) -> (u16, String) {
 }
 
 /// The store's link key, as the server reads it.
-pub(crate) fn link_key(storage: &Path) -> Vec<u8> {
+fn link_key(storage: &Path) -> Vec<u8> {
     links::load_or_create_key(None, storage).unwrap().as_bytes().to_vec()
 }
 
@@ -182,7 +55,7 @@ fn now() -> i64 {
 }
 
 /// `origin` + the path of a link signed with the store's key.
-pub(crate) fn link(origin: &str, storage: &Path, name: &str, expires: i64) -> String {
+fn link(origin: &str, storage: &Path, name: &str, expires: i64) -> String {
     let signed = links::signed_url(PUBLIC_URL, name, expires, &link_key(storage));
     signed.replacen("https://hub.example.com", origin, 1)
 }
@@ -316,8 +189,8 @@ fn serve_without_public_url_serves_health_but_no_downloads_and_refuses_a_taken_a
     );
     let o =
         support::lifeboat().args(["--config", config.to_str().unwrap(), "serve", "--listen", &addr]).output().unwrap();
-    crate::flow::assert_exit(&o, 2);
-    let err = crate::flow::stderr(&o);
+    crate::support::assert_exit(&o, 2);
+    let err = crate::support::stderr(&o);
     assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"), "{err}");
 }
 

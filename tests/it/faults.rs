@@ -4,104 +4,12 @@
 //! a lifeboat that hangs is killed and the test fails saying so.
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::flow::{self, assert_exit, stderr};
-use crate::support::{self, fresh_db, Proxy, SilentListener, TestDb, Trigger};
-
-/// What a bounded run of lifeboat gave.
-pub(crate) struct Bounded {
-    pub(crate) output: Output,
-    pub(crate) took: Duration,
-    /// The process had to be killed after the limit.
-    pub(crate) hung: bool,
-    pub(crate) pid: u32,
-}
-
-/// Spawns `cmd` (stdout and stderr captured), waits up to `limit`, kills it
-/// (SIGKILL) if it is still running then.
-pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration) -> Bounded {
-    run_bounded_with(cmd, limit, |_| {})
-}
-
-/// [`run_bounded`], calling `during(pid)` once right after the spawn.
-pub(crate) fn run_bounded_with(cmd: &mut Command, limit: Duration, during: impl FnOnce(u32)) -> Bounded {
-    let start = Instant::now();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cannot run lifeboat");
-    let pid = child.id();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    during(pid);
-    let mut hung = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            hung = true;
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = start.elapsed();
-    let output = Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() };
-    Bounded { output, took, hung, pid }
-}
-
-impl Bounded {
-    /// Fails the test if the run hung or took `max` or longer.
-    pub(crate) fn assert_within(&self, max: Duration) {
-        assert!(
-            !self.hung && self.took < max,
-            "lifeboat {} after {:.1}s (allowed: {max:?})\nstderr:\n{}",
-            if self.hung { "was still running and was killed" } else { "ended" },
-            self.took.as_secs_f64(),
-            stderr(&self.output)
-        );
-    }
-}
-
-/// `host:port` of a `postgres://user@host:port/db` URL.
-fn addr_of(url: &str) -> SocketAddr {
-    let rest = url.split_once("://").unwrap().1;
-    let authority = rest.split('/').next().unwrap();
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
-    format!("{host}:{port}").parse().unwrap_or_else(|e| panic!("cannot use {hostport} as a socket address: {e}"))
-}
-
-/// `url` pointed at 127.0.0.1:`port`, keeping user and database.
-fn via(url: &str, port: u16) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (authority, path) = rest.split_once('/').unwrap();
-    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
-    format!("{scheme}://{user}127.0.0.1:{port}/{path}")
-}
-
-/// A database with one table big enough that a COPY of it takes many
-/// reads (~10 MB of CSV), and a small one that references it.
-pub(crate) fn big_db(hint: &str) -> TestDb {
-    let db = fresh_db(hint);
-    db.exec(
-        "CREATE TABLE big (id int PRIMARY KEY, pad text NOT NULL); \
-         INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 40000) g; \
-         CREATE TABLE small (id int PRIMARY KEY, big_id int REFERENCES big (id)); \
-         INSERT INTO small SELECT g, g FROM generate_series(1, 10) g; ANALYZE",
-    );
-    db
-}
+use crate::support::{self, fresh_db, SilentListener, TestDb, Trigger};
+use crate::support::{assert_exit, big_db, pg_dumps_for, proxied, run_bounded, run_bounded_with, stderr, Bounded};
 
 /// A config in `dir` (created) for `url` with short timeouts; storage in `dir/b`.
 fn config(dir: &Path, url: &str) -> PathBuf {
@@ -110,14 +18,10 @@ fn config(dir: &Path, url: &str) -> PathBuf {
 
 fn config_stalling_after(dir: &Path, url: &str, stall_timeout: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    support::write_config(
-        dir,
-        &format!(
-            "[database]\nurl = {}\nconnect_timeout = \"3s\"\nstall_timeout = \"{stall_timeout}\"\n[storage]\ndir = {}\n",
-            support::toml_string(url),
-            support::toml_string(&dir.join("b").to_string_lossy())
-        ),
-    )
+    support::TestConfig::new(url, dir.join("b"))
+        .database("connect_timeout = \"3s\"")
+        .database(format!("stall_timeout = \"{stall_timeout}\""))
+        .write(dir)
 }
 
 fn backup_cmd(config: &Path) -> Command {
@@ -126,40 +30,12 @@ fn backup_cmd(config: &Path) -> Command {
     c
 }
 
-/// Live pg_dump processes (zombies included) working on database `db`:
-/// lifeboat hands pg_dump its target in the environment (`PGDATABASE`), so
-/// that is where they are recognised; a zombie has no environment left, so
-/// zombies are recognised by their parent, `lifeboat_pid`.
-pub(crate) fn pg_dumps_for(db: &str, lifeboat_pid: u32) -> Vec<String> {
-    let mut found = Vec::new();
-    let needle = format!("PGDATABASE={db}\0");
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // pid (comm) state ppid ...
-        let Some((comm, rest)) = stat.split_once(") ").map(|(a, r)| (a.rsplit('(').next().unwrap_or(""), r)) else {
-            continue;
-        };
-        if comm != "pg_dump" {
-            continue;
-        }
-        let mut f = rest.split_whitespace();
-        let (state, ppid) = (f.next().unwrap_or(""), f.next().and_then(|p| p.parse::<u32>().ok()));
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let ours = String::from_utf8_lossy(&environ).contains(&needle);
-        if ours || ppid == Some(lifeboat_pid) {
-            found.push(format!("pid {pid} state {state} ppid {ppid:?}"));
-        }
-    }
-    found
-}
-
 /// After a failed run: nothing left in the storage directory, no pg_dump
 /// alive, and the next run into the same directory starts (and succeeds
 /// against the real server) without finding anything to clean up.
 fn assert_clean_after(run: &Bounded, db: &TestDb, dir: &Path) {
     let storage = dir.join("b");
-    assert_eq!(flow::stored_in(&storage), Vec::<String>::new(), "files left in {}", storage.display());
+    assert_eq!(support::stored_in(&storage), Vec::<String>::new(), "files left in {}", storage.display());
     assert_eq!(pg_dumps_for(&db.name, run.pid), Vec::<String>::new(), "pg_dump outlived the run");
     let direct = config(&dir.join("next"), &db.url);
     let next = support::lifeboat()
@@ -201,18 +77,18 @@ fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
     assert_exit(&run.output, 2);
     let err = stderr(&run.output);
     assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{err}");
-    assert!(flow::stored_in(&dir.path().join("b")).is_empty());
+    assert!(support::stored_in(&dir.path().join("b")).is_empty());
 
     // A good archive, then a restore and a rehearsal aimed at the silence.
     let src = fresh_db("silent_src");
     src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
     let good = config(&dir.path().join("good"), &src.url);
-    let o = flow::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
+    let o = support::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
-    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    let archive = support::json(&o)["archive"].as_str().unwrap().to_string();
     let target = format!("{dead}?connect_timeout=3");
     let (archive, target) = (archive.as_str(), target.as_str());
-    let key = flow::its_store_key(archive);
+    let key = support::its_store_key(archive);
     let key = key.as_str();
     for args in [
         ["restore", archive, "--db", target, "--trusted-key", key],
@@ -224,13 +100,6 @@ fn a_listener_that_never_answers_bounds_backup_restore_and_rehearsal() {
         let err = stderr(&run.output);
         assert!(err.contains("timed out after 3") && err.contains("did not answer"), "{args:?}: {err}");
     }
-}
-
-/// A proxy in front of the test server, and `db`'s URL through it.
-pub(crate) fn proxied(db: &TestDb) -> (Proxy, String) {
-    let proxy = Proxy::start(addr_of(&db.url));
-    let url = via(&db.url, proxy.port());
-    (proxy, url)
 }
 
 /// Backs up a fresh [`big_db`] through a proxy that freezes on `trigger`,
@@ -305,7 +174,7 @@ fn sigterm_mid_backup_removes_the_partial_kills_pg_dump_and_exits_143() {
 // covers: FR-24.7, NFR-2.5
 #[test]
 fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
-    let s = flow::Seeded::new("closed_stderr");
+    let s = support::Seeded::new("closed_stderr");
     // stderr a pipe whose reader is gone: every write gets EPIPE. Verbose
     // progress and debug logging make sure there is plenty to write.
     let mut child = support::lifeboat()
@@ -322,7 +191,7 @@ fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
     assert_eq!(status.code(), Some(0), "stdout: {}", String::from_utf8_lossy(&out));
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let archive = report["archive"].as_str().unwrap().to_string();
-    assert_exit(&flow::run(&["verify", &archive, "--trusted-key", &flow::its_store_key(&archive)]), 0);
+    assert_exit(&support::run(&["verify", &archive, "--trusted-key", &support::its_store_key(&archive)]), 0);
 
     // stderr closed outright (`2>&-`).
     let o = Command::new("sh")
@@ -334,8 +203,8 @@ fn a_closed_or_broken_stderr_does_not_stop_a_backup() {
         .output()
         .unwrap();
     assert_exit(&o, 0);
-    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
-    assert_exit(&flow::run(&["verify", &archive, "--trusted-key", &flow::its_store_key(&archive)]), 0);
+    let archive = support::json(&o)["archive"].as_str().unwrap().to_string();
+    assert_exit(&support::run(&["verify", &archive, "--trusted-key", &support::its_store_key(&archive)]), 0);
 }
 
 // covers: SC-4.4, SC-4.2
@@ -347,9 +216,9 @@ fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass
     src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)");
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &src.url);
-    let o = flow::run(&["--config", cfg.to_str().unwrap(), "--json", "backup"]);
+    let o = support::run(&["--config", cfg.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
-    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    let archive = support::json(&o)["archive"].as_str().unwrap().to_string();
     let target = |db: &str| format!("postgres://lb_pw@127.0.0.1:{}/{db}", cluster.port());
 
     // An empty home: a developer's own ~/.pgpass must not help.
@@ -365,7 +234,7 @@ fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass
 
     let restore = |db: &str, env: &[(&str, &Path)], home: &Path| {
         let mut c = support::lifeboat();
-        c.args(["-v", "restore", &archive, "--db", &target(db), "--trusted-key", &flow::its_store_key(&archive)])
+        c.args(["-v", "restore", &archive, "--db", &target(db), "--trusted-key", &support::its_store_key(&archive)])
             .env("HOME", home)
             .env("LIFEBOAT_LOG", "trace");
         for (k, v) in env {
@@ -399,7 +268,7 @@ fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass
             "--restore-test",
             &target("postgres"),
             "--trusted-key",
-            &flow::its_store_key(&archive),
+            &support::its_store_key(&archive),
         ])
         .env("HOME", home.path())
         .env("LIFEBOAT_TARGET_PASSWORD_FILE", &file)
@@ -411,7 +280,7 @@ fn restore_and_rehearsal_targets_take_their_password_from_the_environment_pgpass
         let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o));
         assert!(!all.contains("Zq9"), "a password leaked:\n{all}");
     }
-    let help = flow::run(&["restore", "--help"]);
+    let help = support::run(&["restore", "--help"]);
     let help = String::from_utf8_lossy(&help.stdout);
     for source in ["PGPASSWORD", ".pgpass", "LIFEBOAT_TARGET_PASSWORD_FILE"] {
         assert!(help.contains(source), "restore --help names {source}:\n{help}");
@@ -527,10 +396,10 @@ fn pgconnect_timeout_bounds_source_and_target_and_url_passwords_are_warned_about
     src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
     let dir = tempfile::tempdir().unwrap();
     let good = config(&dir.path().join("good"), &src.url);
-    let o = flow::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
+    let o = support::run(&["--config", good.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
-    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
-    let key = flow::its_store_key(&archive);
+    let archive = support::json(&o)["archive"].as_str().unwrap().to_string();
+    let key = support::its_store_key(&archive);
 
     // No connect_timeout anywhere but libpq's variable: 2 s, not the default 10 s.
     let secret = "Zq9-url-pw";
@@ -564,7 +433,7 @@ fn pgconnect_timeout_bounds_source_and_target_and_url_passwords_are_warned_about
     assert!(stderr(&run.output).contains("timed out after 2.0s"), "{}", stderr(&run.output));
 
     // An unencoded @ in the password: named, and its tail never shown as the host.
-    let o = flow::run(&[
+    let o = support::run(&[
         "restore",
         &archive,
         "--db",

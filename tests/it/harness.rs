@@ -243,6 +243,25 @@ fn saas_config_is_toml_with_database_storage_and_scope() {
 }
 
 #[test]
+fn test_config_puts_database_keys_in_database_and_sections_after_storage_in_order() {
+    let config = crate::support::TestConfig::new("postgres://u@h/db", Path::new("/s \"q\""))
+        .database("connect_timeout = \"3s\"")
+        .section("keep_last = 2")
+        .section("[monitor]\nmin_size_mb = 0")
+        .section("[http]\nlisten = \"127.0.0.1:0\"\n")
+        .toml();
+    let v: toml::Value = toml::from_str(&config).expect("TOML");
+    assert_eq!(v["database"]["url"].as_str(), Some("postgres://u@h/db"), "{config}");
+    assert_eq!(v["database"]["connect_timeout"].as_str(), Some("3s"), "{config}");
+    assert_eq!(v["storage"]["dir"].as_str(), Some("/s \"q\""), "{config}");
+    assert_eq!(v["storage"]["keep_last"].as_integer(), Some(2), "a headless section continues [storage]: {config}");
+    assert_eq!(v["monitor"]["min_size_mb"].as_integer(), Some(0), "{config}");
+    assert_eq!(v["http"]["listen"].as_str(), Some("127.0.0.1:0"), "{config}");
+    // Tests edit the text by its headers.
+    assert!(config.starts_with("[database]\n") && config.contains("\n[monitor]\n"), "{config}");
+}
+
+#[test]
 fn saas_fixture_loads_identically_with_plain_psql() {
     let by_driver = fresh_db("harness saas driver");
     seed_saas(&by_driver);

@@ -2,8 +2,8 @@
 //! refused password, an unknown host each say what to do about it, not
 //! "check that the server is running".
 
-use crate::flow::{assert_exit, stderr};
 use crate::support::{self, Cluster};
+use crate::support::{assert_exit, stderr};
 
 /// `lifeboat plan` in an empty directory against `url`.
 fn plan(url: &str, env: &[(&str, &str)]) -> std::process::Output {
@@ -198,7 +198,7 @@ fn a_misspelt_table_name_is_answered_with_the_name_meant() {
         .replace("\"sessions\"]", "\"sessions\", \"point_transaction\"]");
     let dir = tempfile::tempdir().unwrap();
     let config = support::write_config(dir.path(), &toml);
-    let o = crate::flow::run(&["--config", config.to_str().unwrap(), "plan"]);
+    let o = crate::support::run(&["--config", config.to_str().unwrap(), "plan"]);
     assert_exit(&o, 2);
     let err = stderr(&o);
     assert!(err.contains("table public.point_transaction (scope: "), "{err}");
@@ -239,13 +239,13 @@ fn a_database_without_tables_fails_the_backup_instead_of_archiving_nothing() {
     assert_exit(&o, 1);
     let err = stderr(&o);
     assert!(err.contains("has no tables") && err.contains("nothing to back up"), "{err}");
-    assert!(crate::flow::stored_in(&storage).is_empty(), "no archive of nothing");
+    assert!(crate::support::stored_in(&storage).is_empty(), "no archive of nothing");
 }
 
 // covers: FR-7.1, FR-14.10
 #[test]
 fn restore_create_makes_a_missing_target_and_without_it_the_error_says_so() {
-    let s = crate::flow::Seeded::new("hints_create_src");
+    let s = crate::support::Seeded::new("hints_create_src");
     let archive = std::path::PathBuf::from(s.backup()["archive"].as_str().unwrap().to_string());
     let name = format!("hints_created_{}", std::process::id());
     let admin = support::server().admin_url();

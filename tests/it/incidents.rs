@@ -15,10 +15,10 @@ use chrono::{DateTime, Duration, Utc};
 use mail_parser::MessageParser;
 use serde_json::Value;
 
-use crate::flow::{assert_exit, backup_with, json, run, run_with, stderr};
 use crate::support::http_sink::HttpSink;
 use crate::support::smtp::{self, free_port, Mode, SmtpServer, TestCa, TlsServer};
 use crate::support::{self, toml_string, TestDb};
+use crate::support::{assert_exit, backup_with, json, run, run_with, stderr};
 use lifeboat::config::{Config, ConfigPath, Overrides};
 use lifeboat::history::{History, Outcome, RehearsalStatus, RunStatus, StepStatus, Trigger};
 use lifeboat::monitor::incidents;
@@ -26,7 +26,8 @@ use lifeboat::monitor::incidents;
 const USER: &str = "backup@example.test";
 const SMTP_PASSWORD: &str = "smtp-Inc1dent-Pa55-4e7a";
 const RT_PASSWORD: &str = "rt-Scratch-Pa55-91c3";
-const MIB: u64 = 1024 * 1024;
+/// The MB of sizes shown to people and of `min_size_mb` (FR-4.3).
+const MB: u64 = 1_000_000;
 
 /// A tiny database, a config with `[email]` for a real SMTP server, and
 /// the storage directory in a temp dir.
@@ -54,25 +55,26 @@ impl Watched {
     }
 
     fn in_dir(hint: &str, monitor: &str, extra: &str, storage: Option<&Path>) -> Watched {
-        let db = support::fresh_db(hint);
-        db.exec("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 5) g");
+        let db = support::tiny_db(hint);
         let dir = tempfile::tempdir().unwrap();
         let TlsServer { ca, server: smtp } = TlsServer::start(Mode::StartTls, USER, SMTP_PASSWORD);
         let pass_file = dir.path().join("smtp_pass");
         std::fs::write(&pass_file, format!("{SMTP_PASSWORD}\n")).unwrap();
         let storage = storage.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("backups"));
-        let toml = format!(
-            "[database]\nurl = {}\nconnect_timeout = \"2s\"\n\n[storage]\ndir = {}\n\n\
-             [email]\nsmtp_host = \"localhost\"\nsmtp_port = {}\ntls = \"starttls\"\nusername = \"{USER}\"\n\
+        let email = format!(
+            "[email]\nsmtp_host = \"localhost\"\nsmtp_port = {}\ntls = \"starttls\"\nusername = \"{USER}\"\n\
              password_file = {}\nfrom = \"Hub Backup <{USER}>\"\nto = [\"admin@example.test\"]\n\
-             app_name = \"Hub\"\ntimeout = \"5s\"\nbackoff = \"1s\"\nca_file = {}\n\n[monitor]\n{monitor}\n\n{extra}\n",
-            toml_string(&db.url),
-            toml_string(&storage.to_string_lossy()),
+             app_name = \"Hub\"\ntimeout = \"5s\"\nbackoff = \"1s\"\nca_file = {}\n",
             smtp.port,
             toml_string(&pass_file.to_string_lossy()),
             toml_string(&ca.ca_file.to_string_lossy()),
         );
-        let config = support::write_config(dir.path(), &toml);
+        let config = support::TestConfig::new(&db.url, &storage)
+            .database("connect_timeout = \"2s\"")
+            .section(email)
+            .section(format!("[monitor]\n{monitor}"))
+            .section(extra)
+            .write(dir.path());
         Watched { _db: db, _dir: dir, config, smtp, _ca: ca }
     }
 
@@ -265,14 +267,26 @@ fn a_small_archive_opens_band_and_anomaly_incidents_and_is_kept() {
     }
     let w = Watched::new("inc_size", "min_size_mb = 1\nmax_size_mb = 100", "");
     let storage = w.storage();
-    // Seven earlier good runs of 40 MiB, written through the history API
-    // (seven real 40 MiB dumps would only make the test slow).
+    // Seven earlier good runs of 40 MB, written through the history API
+    // (seven real 40 MB dumps would only make the test slow).
     let start = Utc::now() - Duration::days(8);
     for d in 0..7 {
-        record_success(&storage, start + Duration::days(d), 40 * MIB);
+        record_success(&storage, start + Duration::days(d), 40 * MB);
     }
     let report = w.backup();
     let archive = PathBuf::from(report["archive"].as_str().unwrap());
+    // The run succeeded, and its report and its mail say what `check` says (one rule).
+    let band = ["below min_size_mb = 1 MB", "less than half the median 40.0 MB of the 7 good runs"];
+    let warnings = report["warnings"].to_string();
+    let success_mail = w.mails().into_iter().find(|m| m.subject.contains("✅ OK:")).expect("the success mail");
+    let checked = w.cmd(&["check"]);
+    assert_exit(&checked, 1);
+    let check = String::from_utf8_lossy(&checked.stdout).into_owned();
+    for needle in band {
+        assert!(warnings.contains(needle), "{needle:?} missing from the report's warnings: {warnings}");
+        assert!(success_mail.text.contains(needle), "{needle:?} missing from the mail:\n{}", success_mail.text);
+        assert!(check.contains(needle), "{needle:?} missing from check:\n{check}");
+    }
     w.tick(Utc::now());
     w.tick(Utc::now());
     let n = w.notices();
@@ -287,7 +301,7 @@ fn a_small_archive_opens_band_and_anomaly_incidents_and_is_kept() {
     assert_eq!(kinds, ["size_anomaly", "size_out_of_band"]);
     assert!(archive.is_file(), "a size incident never touches the archive");
     assert_exit(
-        &run(&["verify", archive.to_str().unwrap(), "--trusted-key", &crate::flow::its_store_key(&archive)]),
+        &run(&["verify", archive.to_str().unwrap(), "--trusted-key", &crate::support::its_store_key(&archive)]),
         0,
     );
     let o = w.cmd(&["--json", "prune", "--dry-run"]);

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use crate::flow::{self, assert_exit, stderr};
 use crate::support::{self, fk_report, fresh_db, lifeboat};
+use crate::support::{assert_exit, stderr};
 
 fn init(url: &str, output: &Path, extra: &[&str]) -> std::process::Output {
     lifeboat()
@@ -30,13 +30,13 @@ fn init_config(url: &str, dir: &Path, variant: &str, extra: &[&str]) -> (std::pa
 
 /// Backs up with the config `cfg` into `out` and restores into a new database named after `target`.
 fn backup_and_restore(cfg: &str, out: &Path, target: &str) -> support::TestDb {
-    let o = flow::run(&["--config", cfg, "--json", "backup", "--output-dir", out.to_str().unwrap()]);
+    let o = support::run(&["--config", cfg, "--json", "backup", "--output-dir", out.to_str().unwrap()]);
     assert_exit(&o, 0);
-    let archive = flow::json(&o)["archive"].as_str().unwrap().to_string();
+    let archive = support::json(&o)["archive"].as_str().unwrap().to_string();
     let target = fresh_db(target);
     // Made with --output-dir, not into the config's store: its key is named.
-    let key = flow::its_store_key(&archive);
-    let o = flow::run(&["--config", cfg, "restore", &archive, "--db", &target.url, "--trusted-key", &key]);
+    let key = support::its_store_key(&archive);
+    let o = support::run(&["--config", cfg, "restore", &archive, "--db", &target.url, "--trusted-key", &key]);
     assert_exit(&o, 0);
     target
 }
@@ -69,9 +69,9 @@ fn init_writes_a_config_whose_backup_restores_with_every_fk_valid() {
         }
 
         let cfg = config.to_str().unwrap();
-        let o = flow::run(&["--config", cfg, "--json", "plan"]);
+        let o = support::run(&["--config", cfg, "--json", "plan"]);
         assert_exit(&o, 0);
-        let plan = flow::json(&o);
+        let plan = support::json(&o);
         let unclassified: Vec<_> =
             plan["tables"].as_array().unwrap().iter().filter(|t| t["unclassified"] == true).collect();
         assert!(unclassified.is_empty(), "{variant}: init classifies every table: {unclassified:?}");

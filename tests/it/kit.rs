@@ -14,8 +14,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::flow::{assert_exit, json, stderr};
 use crate::support::{self, smtp::require};
+use crate::support::{assert_exit, json, stderr};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -569,12 +569,12 @@ fn a_mailed_link_fetched_through_nginx_downloads_the_archive_and_nothing_else_ge
         return;
     }
     const PUBLIC: &str = "https://hub.example.com/backups";
-    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, "smtp-Pa55-nginx");
-    let s = crate::flow::Seeded::with_config(
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::support::smtp::USER, "smtp-Pa55-nginx");
+    let s = crate::support::Seeded::with_config(
         "kit_nginx",
         &format!("[links]\npublic_url = {}\n", support::toml_string(PUBLIC)),
     );
-    let email = crate::deliver::email_section(
+    let email = crate::support::smtp::email_section(
         server.port,
         Mode::StartTls,
         Some(&ca.ca_file),
@@ -586,7 +586,7 @@ fn a_mailed_link_fetched_through_nginx_downloads_the_archive_and_nothing_else_ge
     text.push('\n');
     text.push_str(&email);
     std::fs::write(&s.config, text).unwrap();
-    let o = crate::flow::run(&["--config", s.config.to_str().unwrap(), "--json", "backup"]);
+    let o = crate::support::run(&["--config", s.config.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
     let report = json(&o);
     assert_eq!(report["delivery"]["method"], "link", "{report}");
@@ -597,14 +597,14 @@ fn a_mailed_link_fetched_through_nginx_downloads_the_archive_and_nothing_else_ge
     let start = plain.find(&format!("{PUBLIC}/")).unwrap_or_else(|| panic!("no link in:\n{plain}"));
     let link: String = plain[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
 
-    let serve = crate::download::Serve::start(&s.config);
+    let serve = crate::support::http::Serve::start(&s.config);
     let nginx = Nginx::start(&read("nginx.backup.conf"), &serve.origin);
-    let through = |path_and_query: &str| crate::download::get(&format!("{}{path_and_query}", nginx.origin));
+    let through = |path_and_query: &str| crate::support::http::get(&format!("{}{path_and_query}", nginx.origin));
     let path = link.strip_prefix("https://hub.example.com").unwrap();
 
     let got = through(path);
     assert_eq!(got.status, 200, "{}\n{}", nginx.log(), serve.log());
-    assert_eq!(crate::flow::sha256(&got.body), crate::flow::sha256(&std::fs::read(&archive).unwrap()));
+    assert_eq!(crate::support::sha256(&got.body), crate::support::sha256(&std::fs::read(&archive).unwrap()));
 
     // A tampered link reaches lifeboat, which refuses it.
     let sig_at = path.find("sig=").unwrap() + 4;
@@ -614,11 +614,11 @@ fn a_mailed_link_fetched_through_nginx_downloads_the_archive_and_nothing_else_ge
     // Everything else of the service stays inside the compose network
     // (lifeboat itself answers these directly: the refusal is nginx's).
     for p in ["/", "/metrics", "/healthz", "/backups/", "/backups"] {
-        assert!(crate::download::get(&format!("{}{p}", serve.origin)).status != 0);
+        assert!(crate::support::http::get(&format!("{}{p}", serve.origin)).status != 0);
         let st = through(p).status;
         assert!(st == 404 || st == 403, "{p} through nginx: {st}");
     }
-    let direct = crate::download::get(&format!("{}/healthz", serve.origin)).status;
+    let direct = crate::support::http::get(&format!("{}/healthz", serve.origin)).status;
     assert!(direct == 200 || direct == 503, "lifeboat itself has /healthz: {direct}");
     // Only GET (and HEAD) of the route.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -866,7 +866,7 @@ fn path_with_lifeboat() -> (tempfile::TempDir, String) {
 // covers: DS-6, US-13/AC-3
 #[test]
 fn the_wrapper_scripts_run_the_lifeboat_subcommands_with_their_exit_codes() {
-    let seeded = crate::flow::Seeded::with_config("kit_wrappers", "[monitor]\nmin_size_mb = 0\n");
+    let seeded = crate::support::Seeded::with_config("kit_wrappers", "[monitor]\nmin_size_mb = 0\n");
     let (_bin, path) = path_with_lifeboat();
     let config = seeded.config.to_str().unwrap();
     // The wrappers' default is the image's /var/log/backup.log: here a

@@ -17,10 +17,10 @@ use std::process::{Command, Output};
 use flate2::write::GzEncoder;
 use tar::EntryType;
 
-use crate::flow::{assert_exit, stderr};
-use crate::hardening::craft::{self, Crafted, Member};
-use crate::hardening::small_archive;
+use crate::support::craft::{self, Crafted, Member};
 use crate::support::rss::run_measured;
+use crate::support::small_archive;
+use crate::support::{assert_exit, stderr};
 use crate::support::{fresh_db, lifeboat};
 
 const MIB: u64 = 1024 * 1024;
@@ -454,7 +454,7 @@ fn parallel_restore_spools_beside_the_archive_not_in_tmpdir_and_removes_the_spoo
     data.splice(start..start, row);
     c.refresh_table(csv);
     let keys = tempfile::tempdir().unwrap();
-    let store = crate::hardening::small_store_in(keys.path());
+    let store = crate::support::small_store_in(keys.path());
     c.sign_with(&store);
     c.write(&bad);
     // TMPDIR names a directory that does not exist, so any use of it fails

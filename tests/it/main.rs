@@ -1,10 +1,9 @@
-// Real-PostgreSQL harness: throwaway cluster or LIFEBOAT_TEST_DATABASE_URL, fresh DBs, comparisons, SaaS fixture.
+// Real-PostgreSQL harness: throwaway cluster or LIFEBOAT_TEST_DATABASE_URL, fresh DBs, comparisons, SaaS fixture;
+// and the shared steps: run the binary, seeded databases, unpack and rewrite archives. Test files import from here only.
 mod support;
 // Tests of the harness itself and of the SaaS fixture's promises.
 mod harness;
 
-// Shared steps: run the binary, seeded databases, unpack and rewrite archives.
-mod flow;
 // `lifeboat backup`: psql round trip, windows and closure, consistency, failures.
 mod backup;
 // `lifeboat verify`: corruption, truncation, removed members, lost rows.
@@ -61,5 +60,11 @@ mod status;
 mod offsite;
 // Errors whose next step matches the cause: missing database, refused password, unknown host, pgpass, storage.
 mod hints;
+// Waits are visible: a backup waiting for a table's lock names the table, the holder and the timeout.
+mod waits;
+// What people read: the bar's table and moving rows, one size unit, local log times, closure notes, scripts/demo's binary.
+mod legible;
+// The one storage trait: the same retention call over the local directory and S3 (SeaweedFS) deletes the same archives; list over it.
+mod store_trait;
 // scripts/module-graph: fake crates with a circle, an upward arrow, long code, a missing Layout line; this repository passes.
 mod module_graph;

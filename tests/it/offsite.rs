@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::flow::{assert_exit, stderr};
 use crate::support::http_sink::HttpSink;
 use crate::support::s3::{self, weed, SECRET_KEY};
 use crate::support::{self, TestDb};
+use crate::support::{assert_exit, stderr};
 use crate::support::{Proxy, Trigger};
 
 /// A database, its config with `[remote]` and the storage directory.
@@ -37,13 +37,11 @@ impl Offsite {
         ));
         let dir = tempfile::tempdir().unwrap();
         let bucket = weed().bucket(hint);
-        let toml = format!(
-            "[database]\nurl = {}\nconnect_timeout = \"2s\"\n\n[storage]\ndir = {}\n\n{}\n{extra}\n",
-            support::toml_string(&db.url),
-            support::toml_string(&dir.path().join("backups").to_string_lossy()),
-            weed().remote_toml(&bucket, PREFIX, extra_remote),
-        );
-        let config = support::write_config(dir.path(), &toml);
+        let config = support::TestConfig::new(&db.url, dir.path().join("backups"))
+            .database("connect_timeout = \"2s\"")
+            .section(weed().remote_toml(&bucket, PREFIX, extra_remote))
+            .section(extra)
+            .write(dir.path());
         Offsite { _db: db, dir, config, bucket }
     }
 
@@ -109,7 +107,7 @@ impl Offsite {
 }
 
 fn sha(data: &[u8]) -> String {
-    crate::flow::sha256(data)
+    crate::support::sha256(data)
 }
 
 // covers: FR-29.2, FR-29.3, NFR-1.1
@@ -166,7 +164,7 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
     if !s3::available() {
         return;
     }
-    let started = crate::drills::start(DRILL);
+    let started = crate::support::drill::start(DRILL);
     let sink = HttpSink::start();
     let alerts = format!("[alerts]\nwebhook_url = \"{0}/hook\"\nping_url = \"{0}/ping\"\n", sink.url);
     let o = Offsite::new("down", 50, "", &alerts);
@@ -194,8 +192,8 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
     assert_eq!(pings.last().map(String::as_str), Some("/ping/fail"), "{pings:?}");
     assert!(o.remote_names().is_empty());
 
-    // Still down for the next run: the open offsite_failed incident is not alerted again.
-    std::thread::sleep(Duration::from_millis(1100));
+    // Still down for the next run: the open offsite_failed incident is not alerted again. (No waiting for
+    // the next second: a run of the same second names its archive `…_2`, FR-12.1.)
     let again = o.cmd(&["backup"]);
     assert_exit(&again, 0);
     assert!(stderr(&again).contains("not alerted again: the offsite_failed incident is open"), "{}", stderr(&again));
@@ -210,7 +208,6 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
     // The store is back: the next run uploads the missed archives first, then its own,
     // and closes the incident with one recovery notice.
     o.set_endpoint(&weed().endpoint);
-    std::thread::sleep(Duration::from_millis(1100));
     let second = o.cmd(&["--verbose", "backup"]);
     assert_exit(&second, 0);
     let local = o.local_archives();
@@ -228,7 +225,7 @@ fn a_store_that_is_down_keeps_the_local_archive_alerts_and_the_next_run_uploads_
     for n in &local {
         assert_eq!(sha(&o.remote_bytes(n)), sha(&std::fs::read(o.storage().join(n)).unwrap()));
     }
-    crate::drills::record(
+    crate::support::drill::record(
         DRILL,
         started,
         &format!(
@@ -255,7 +252,7 @@ fn a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run
     if !s3::available() {
         return;
     }
-    let drill = crate::drills::start(DRILL);
+    let drill = crate::support::drill::start(DRILL);
     let sink = HttpSink::start();
     let alerts = format!("[alerts]\nwebhook_url = \"{0}/hook\"\n", sink.url);
     // ~30 MB of archive in 5 MiB parts: the cut comes with parts already stored.
@@ -304,7 +301,7 @@ fn a_store_stopped_mid_multipart_upload_keeps_the_local_archive_and_the_next_run
         assert_eq!(sha(&o.remote_bytes(n)), sha(&std::fs::read(o.storage().join(n)).unwrap()), "{n}");
     }
     let size = std::fs::metadata(o.storage().join(&local[0])).unwrap().len();
-    crate::drills::record(
+    crate::support::drill::record(
         DRILL,
         drill,
         &format!(
@@ -404,7 +401,7 @@ fn a_presigned_link_returns_the_identical_file_and_a_tampered_or_expired_one_is_
     let data: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
     std::fs::write(&file, &data).unwrap();
     let name = "critical_backup_20261201_020000.tar.gz";
-    store.upload(&file, name, &|_| {}).unwrap();
+    lifeboat::store::Archives::put(&store, &file, name, &|_| {}).unwrap();
 
     let get = |url: &str| -> (u16, Vec<u8>) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -455,14 +452,14 @@ fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
 
     let verified = run(&["--json", "verify", &url]);
     assert_exit(&verified, 0);
-    let v = crate::flow::json(&verified);
+    let v = crate::support::json(&verified);
     assert_eq!(v["archive"], url.as_str(), "{v}");
     assert_eq!(v["signature"]["status"], "valid", "checked against the local store's key: {v}");
 
     let target = support::fresh_db("from_s3_target");
     let restored = run(&["--json", "restore", &url, "--db", &target.url]);
     assert_exit(&restored, 0);
-    let r = crate::flow::json(&restored);
+    let r = crate::support::json(&restored);
     let tables = r["tables"].as_array().expect("table checks");
     assert_eq!(tables.len(), 2, "{r}");
     assert!(tables.iter().all(|t| t["ok"] == true && t["expected"] == t["restored"]), "{r}");
@@ -501,13 +498,13 @@ fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
     let copy = original.path().join(&name);
     bytes[mid] ^= 0x01;
     std::fs::write(&copy, &bytes).unwrap();
-    let mut m = crate::flow::members(&copy);
+    let mut m = crate::support::members(&copy);
     let schema = m.iter().find(|(p, _)| p == "database/schema.sql").unwrap().1.clone();
     let mut forged = format!("COPY (SELECT 1) TO PROGRAM 'touch {}';\n", marker.display()).into_bytes();
     forged.extend_from_slice(&schema);
-    crate::flow::replace_sql_member(&mut m, "database/schema.sql", forged);
+    crate::support::replace_sql_member(&mut m, "database/schema.sql", forged);
     m.retain(|(p, _)| p != "SHA256SUMS.minisig");
-    crate::flow::write_archive(&copy, &m);
+    crate::support::write_archive(&copy, &m);
     weed().put(&o.bucket, &format!("{PREFIX}/{name}"), &std::fs::read(&copy).unwrap());
     let forged_target = support::fresh_db("from_s3_forged");
     for args in [vec!["verify", url.as_str()], vec!["restore", url.as_str(), "--db", &forged_target.url]] {
@@ -527,11 +524,10 @@ fn list_shows_the_remote_copies_beside_the_local_ones() {
     }
     let o = Offsite::new("list_remote", 50, "", "");
     o.backup_uploaded();
-    std::thread::sleep(Duration::from_millis(1100));
+    // Runs of one second get `…_2`, `…_3` names that sort in run order (FR-12.1): no waiting.
     o.backup_uploaded();
     let [gone, changed]: [String; 2] = o.local_archives().try_into().unwrap();
     // A run while the store is down: its archive has no offsite copy.
-    std::thread::sleep(Duration::from_millis(1100));
     o.set_endpoint(&format!("http://127.0.0.1:{}", support::smtp::free_port()));
     assert_exit(&o.cmd(&["backup"]), 0);
     o.set_endpoint(&weed().endpoint);
@@ -543,7 +539,7 @@ fn list_shows_the_remote_copies_beside_the_local_ones() {
 
     let listed = o.cmd(&["--json", "list"]);
     assert_exit(&listed, 0);
-    let v = crate::flow::json(&listed);
+    let v = crate::support::json(&listed);
     let row = |name: &str| {
         v["archives"]
             .as_array()
@@ -572,10 +568,10 @@ fn the_mail_of_an_archive_over_the_attach_limit_links_to_its_presigned_offsite_c
         return;
     }
     let password = "Smtp-Offsite-Secret-2w";
-    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::deliver::USER, password);
+    let TlsServer { ca, server } = TlsServer::start(Mode::StartTls, crate::support::smtp::USER, password);
     let secrets = tempfile::tempdir().unwrap();
     // attach_limit_mb = 0: never attached, always linked.
-    let email = crate::deliver::email_section(
+    let email = crate::support::smtp::email_section(
         server.port,
         Mode::StartTls,
         Some(&ca.ca_file),

@@ -4,8 +4,8 @@
 
 use std::process::{Command, Output};
 
-use crate::flow::{self, assert_exit, stderr, Seeded};
 use crate::support::{self, fresh_db};
+use crate::support::{assert_exit, stderr, Seeded};
 
 /// Runs `lifeboat ARGS` with stdin, stdout and stderr on a pseudo-terminal
 /// (`script -qec CMD /dev/null`); the terminal's bytes are its stdout.
@@ -38,14 +38,14 @@ fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
     let o = on_a_terminal(&["--config", cfg, "backup"]);
     assert_exit(&o, 0);
     let tty = terminal_text(&o);
-    for needle in ["lifeboat: data", "█", " rows · ETA ", "MiB", "Backup complete and verified"] {
+    for needle in ["lifeboat: data", "█", " rows · ETA ", " MB", "Backup complete and verified"] {
         assert!(tty.contains(needle), "{needle:?} missing from the terminal:\n{tty}");
     }
     // The step after the rows starts on a line of its own.
     assert!(tty.contains("\nlifeboat: files"), "{tty}");
 
     // Without a terminal: exactly the plain lines, no bar.
-    let o = flow::run(&["--config", cfg, "backup"]);
+    let o = support::run(&["--config", cfg, "backup"]);
     assert_exit(&o, 0);
     assert_eq!(
         stderr(&o),
@@ -59,7 +59,8 @@ fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
 
     let archive = s.backup()["archive"].as_str().unwrap().to_string();
     let target = fresh_db("progress_target");
-    let o = on_a_terminal(&["restore", &archive, "--db", &target.url, "--trusted-key", &flow::its_store_key(&archive)]);
+    let o =
+        on_a_terminal(&["restore", &archive, "--db", &target.url, "--trusted-key", &support::its_store_key(&archive)]);
     assert_exit(&o, 0);
     let tty = terminal_text(&o);
     for needle in ["lifeboat: data", "█", " rows · ETA ", "Restore complete"] {
@@ -69,7 +70,8 @@ fn backup_and_restore_show_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
     assert!(tty.contains(&format!("{expected_rows}/{expected_rows} rows")), "the restore knows its row count:\n{tty}");
 
     let again = fresh_db("progress_plain");
-    let o = flow::run(&["restore", &archive, "--db", &again.url, "--trusted-key", &flow::its_store_key(&archive)]);
+    let o =
+        support::run(&["restore", &archive, "--db", &again.url, "--trusted-key", &support::its_store_key(&archive)]);
     assert_exit(&o, 0);
     assert!(!stderr(&o).contains("ETA") && !stderr(&o).contains("█"), "{}", stderr(&o));
     assert!(

@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 
 use lifeboat::archive::{Manifest, ManifestTable};
 
-use crate::hardening::craft::Crafted;
-use crate::hardening::with_members;
+use crate::support::craft::with_members;
+use crate::support::craft::Crafted;
 use crate::support::{
     all_fingerprints, connect, fk_report, fresh_db, lifeboat, psql_file, saas_config, schema_dump, seed_saas,
     sequence_values, server, toml_string, write_config, TestDb,
@@ -694,7 +694,7 @@ fn restore_and_verify_refuse_path_traversal_and_write_nothing_outside_the_config
     let target = fresh_db("restore traversal");
     let base = Crafted::read_file(&w.archive);
 
-    let cases = crate::hardening::unsafe_members(&outside);
+    let cases = crate::support::craft::unsafe_members(&outside);
     let mut paths = Vec::new();
     for (i, (trick, evil)) in cases.iter().enumerate() {
         let path = archives.join(format!("evil{i}.tar.gz"));

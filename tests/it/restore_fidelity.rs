@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
-use crate::flow::{assert_exit, extract, json, members, sha256, stderr};
 use crate::support::rss::run_measured;
-use crate::support::{connect, fresh_db, lifeboat, psql_file, schema_dump, server, toml_string, write_config, TestDb};
+use crate::support::{assert_exit, extract, json, members, sha256, stderr};
+use crate::support::{connect, fresh_db, lifeboat, psql_file, schema_dump, server, toml_string, TestConfig, TestDb};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -61,12 +61,7 @@ impl Drop for Roles {
 /// `lifeboat --json backup` of the database at `url` with the default scope (every table in
 /// full) into `dir/backups`; `extra` goes into `[database]`. The archive.
 fn backup(url: &str, dir: &Path, extra: &str) -> (PathBuf, Value) {
-    let config = format!(
-        "[database]\nurl = {}\n{extra}\n[storage]\ndir = {}\n",
-        toml_string(url),
-        toml_string(&dir.join("backups").to_string_lossy())
-    );
-    let config = write_config(dir, &config);
+    let config = TestConfig::new(url, dir.join("backups")).database(extra).write(dir);
     let out = lifeboat()
         .args(["--config".as_ref(), config.as_os_str(), "--json".as_ref(), "backup".as_ref()])
         .current_dir(dir)
@@ -85,7 +80,7 @@ fn restore_cmd(archive: &Path, url: &str, extra: &[&str]) -> Command {
     let mut cmd = lifeboat();
     cmd.arg("restore").arg(archive).args(["--db", url]).args(extra).current_dir(archive.parent().unwrap());
     if !archive.parent().unwrap().join("lifeboat.toml").is_file() {
-        cmd.args(["--trusted-key", &crate::flow::its_store_key(archive)]);
+        cmd.args(["--trusted-key", &crate::support::its_store_key(archive)]);
     }
     cmd
 }
@@ -299,9 +294,9 @@ fn an_archive_without_roles_sql_still_verifies_and_restores() {
     let mut manifest: Value = serde_json::from_slice(&m.1).unwrap();
     manifest["members"].as_array_mut().unwrap().retain(|x| x["path"] != "database/roles.sql");
     m.1 = serde_json::to_vec_pretty(&manifest).unwrap();
-    crate::flow::reseal_signed(&mut all, &dir.path().join("backups"));
+    crate::support::reseal_signed(&mut all, &dir.path().join("backups"));
     let old = dir.path().join("old.tar.gz");
-    crate::flow::write_archive(&old, &all);
+    crate::support::write_archive(&old, &all);
 
     let target = fresh_db("fidelity old archive target");
     assert_exit(&restore(&old, &target.url, &[]), 0);
@@ -449,7 +444,7 @@ fn archive_with_schema<'g>(dir: &Path, schema: &mut dyn FnMut() -> Box<dyn Read 
     // Signed again with the store's own key, and kept in the store: the
     // archive is trusted, so only the restore itself can object.
     let store = archive.parent().unwrap();
-    let signature = crate::flow::sign_sums(sums.as_bytes(), store);
+    let signature = crate::support::sign_sums(sums.as_bytes(), store);
     all.iter_mut().find(|(p, _)| p == "SHA256SUMS").unwrap().1 = sums.into_bytes();
     all.iter_mut().find(|(p, _)| p == "SHA256SUMS.minisig").unwrap().1 = signature;
 
@@ -528,7 +523,7 @@ fn restore_refuses_one_statement_over_the_limit_naming_the_member_and_the_limit(
         let verified = lifeboat()
             .arg("verify")
             .arg(&archive)
-            .args(["--trusted-key", &crate::flow::its_store_key(&archive)])
+            .args(["--trusted-key", &crate::support::its_store_key(&archive)])
             .output()
             .unwrap();
         assert_exit(&verified, 0);

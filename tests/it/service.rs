@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::flow::{assert_exit, backup_with, json, run_with, stderr};
 use crate::support::{self, TestDb};
+use crate::support::{assert_exit, backup_with, json, run_with, stderr};
 
 /// A tiny database, its config and storage directory in a temp dir.
 struct Tiny {
@@ -25,15 +25,12 @@ impl Tiny {
     /// `extra` is appended to the config; `[monitor] min_size_mb = 0` lets a
     /// tiny archive count as a healthy size unless `extra` replaces it.
     fn new(hint: &str, monitor: &str) -> Tiny {
-        let db = support::fresh_db(hint);
-        db.exec("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 5) g");
+        let db = support::tiny_db(hint);
         let dir = tempfile::tempdir().unwrap();
-        let toml = format!(
-            "[database]\nurl = {}\nconnect_timeout = \"2s\"\n\n[storage]\ndir = {}\n\n[monitor]\n{monitor}\n",
-            support::toml_string(&db.url),
-            support::toml_string(&dir.path().join("backups").to_string_lossy())
-        );
-        let config = support::write_config(dir.path(), &toml);
+        let config = support::TestConfig::new(&db.url, dir.path().join("backups"))
+            .database("connect_timeout = \"2s\"")
+            .section(format!("[monitor]\n{monitor}"))
+            .write(dir.path());
         Tiny { db, dir, config }
     }
 

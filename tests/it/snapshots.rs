@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use crate::flow::{members, run, stderr, Seeded};
 use crate::support;
+use crate::support::{members, run, stderr, Seeded};
 
 /// The filters every snapshot here uses.
 fn settings(tmp: Option<&Path>) -> insta::Settings {

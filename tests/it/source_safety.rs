@@ -2,8 +2,8 @@
 //! only read is enough, row-level security fails loudly instead of silently
 //! dropping rows, and server-side idle timeouts do not kill the snapshot.
 
-use crate::flow::{self, assert_exit, run, stderr, Seeded};
 use crate::support;
+use crate::support::{assert_exit, run, stderr, Seeded};
 
 /// A login role that can read everything in `db` and write nothing.
 struct Reader {
@@ -133,20 +133,15 @@ fn a_healthy_run_whose_snapshot_connection_waits_longer_than_the_server_limit_su
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let config = support::write_config(
-        dir.path(),
-        &format!(
-            "[database]\nurl = {}\nstall_timeout = \"3s\"\npg_dump = {}\n[storage]\ndir = {}\n",
-            support::toml_string(&db.url),
-            support::toml_string(&wrapper.to_string_lossy()),
-            support::toml_string(&dir.path().join("b").to_string_lossy())
-        ),
-    );
+    let config = support::TestConfig::new(&db.url, dir.path().join("b"))
+        .database("stall_timeout = \"3s\"")
+        .database(format!("pg_dump = {}", support::toml_string(&wrapper.to_string_lossy())))
+        .write(dir.path());
     let started = std::time::Instant::now();
     let o = run(&["--config", config.to_str().unwrap(), "--json", "backup"]);
     assert_exit(&o, 0);
     assert!(started.elapsed() > std::time::Duration::from_secs(11), "the wrapper held pre-data");
-    assert_eq!(flow::json(&o)["rows"], 100, "{}", stderr(&o));
+    assert_eq!(support::json(&o)["rows"], 100, "{}", stderr(&o));
 }
 
 // covers: FR-10.3, FR-2.4
@@ -159,7 +154,7 @@ fn with_default_schema_an_unnamed_table_keeps_only_its_structure_and_says_so() {
         .output()
         .unwrap();
     assert_exit(&o, 0);
-    let plan = flow::json(&o);
+    let plan = support::json(&o);
     let ff = plan["tables"].as_array().unwrap().iter().find(|t| t["name"] == "feature_flags").unwrap();
     assert_eq!((ff["mode"].as_str(), ff["unclassified"].as_bool()), (Some("schema"), Some(true)));
     let w: Vec<&str> = plan["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
@@ -279,7 +274,7 @@ fn the_shipped_role_script_makes_a_role_that_backs_up_rehearses_and_sees_tables_
     assert_exit(&backup_role_sql(&s.db.url, &[("role", &name), ("password_file", file), ("rehearsal", "1")]), 0);
     let o = rehearse();
     assert_exit(&o, 0);
-    let rehearsal = flow::json(&o);
+    let rehearsal = support::json(&o);
     assert_eq!(
         (&rehearsal["ok"], &rehearsal["tables"]),
         (&serde_json::json!(true), &serde_json::json!(23)),

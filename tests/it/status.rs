@@ -13,72 +13,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lifeboat::config::{Config, Overrides};
 use lifeboat::history::{DeliveryStatus, History, Outcome, RehearsalStatus, RunStatus, Trigger};
 
-use crate::download::{get, get_with, Got};
-use crate::flow::{assert_exit, run, Seeded};
+use crate::support::http::{basic, get, get_with, App, Got};
 use crate::support::{self, toml_string};
+use crate::support::{assert_exit, run, Seeded};
 
 const SMTP_PASSWORD: &str = "smtp-Pa55-status-5e1d09c7";
 const LINK_SECRET: &str = "link-secret-status-0b6a2f7d91c4e8";
 const AUTH_USER: &str = "ops";
 const AUTH_PASSWORD: &str = "basic-Pa55-status-c83e1f";
 const PUBLIC_URL: &str = "https://hub.example.com/backups";
-
-/// The app on 127.0.0.1:0 in its own runtime thread; stopped on drop.
-pub(crate) struct App {
-    pub(crate) origin: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl App {
-    pub(crate) fn start(config: Config, next_run: Option<DateTime<Utc>>) -> App {
-        Self::start_with(config, next_run, lifeboat::http::app)
-    }
-
-    /// `routes` is `http::app` or `http::metrics_app`.
-    fn start_with(
-        config: Config,
-        next_run: Option<DateTime<Utc>>,
-        routes: fn(lifeboat::http::AppState) -> axum::Router,
-    ) -> App {
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let downloads = lifeboat::http::download::Downloads::from_config(&config).ok();
-                // The sender lives as long as the server: a daemon's scheduler would publish here.
-                let (_next_tx, next_rx) = tokio::sync::watch::channel(next_run);
-                let limits = lifeboat::http::Limits::new(&config.http, None);
-                let state = lifeboat::http::AppState::new(std::sync::Arc::new(config), next_rx, downloads);
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                lifeboat::http::serve(listener, routes(state), limits, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the app did not bind");
-        App { origin: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn get(&self, path: &str) -> Got {
-        get(&format!("{}{path}", self.origin))
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.thread.take().map(|t| t.join());
-    }
-}
 
 /// The config of `s` (plus `extra`) as the daemon would load it.
 fn config_of(s: &Seeded, extra: &str) -> Config {
@@ -108,11 +55,6 @@ fn auth_section() -> String {
         toml_string(AUTH_USER),
         toml_string(AUTH_PASSWORD)
     )
-}
-
-pub(crate) fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 fn text(g: &Got) -> String {

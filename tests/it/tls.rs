@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 
-use crate::flow::{assert_exit, json, stderr};
 use crate::support::{self, lifeboat, toml_string, Cluster};
+use crate::support::{assert_exit, json, stderr};
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -228,7 +228,15 @@ fn require_never_falls_back_and_a_tls_only_server_gets_every_connection_over_tls
     let target = url("localhost", port, "postgres", &format!("sslmode=verify-full&sslrootcert={}", q(&f.ca)))
         .replace("/postgres?", "/lb_tls_target?");
     let o = lifeboat()
-        .args(["--json", "restore", &archive, "--db", &target, "--trusted-key", &crate::flow::its_store_key(&archive)])
+        .args([
+            "--json",
+            "restore",
+            &archive,
+            "--db",
+            &target,
+            "--trusted-key",
+            &crate::support::its_store_key(&archive),
+        ])
         .output()
         .unwrap();
     assert_exit(&o, 0);

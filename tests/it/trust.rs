@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use crate::flow::{self, assert_exit, json, members, reseal, run, sha256, stderr, write_archive, Seeded};
 use crate::support::{self, fresh_db, toml_string};
+use crate::support::{assert_exit, json, members, reseal, run, sha256, stderr, write_archive, Seeded};
 
 const SIG_MEMBER: &str = "SHA256SUMS.minisig";
 
@@ -128,7 +128,7 @@ fn every_archive_is_signed_and_minisign_agrees() {
 
     if minisign_available() {
         let x = tempfile::tempdir().unwrap();
-        flow::extract(&s.archive, x.path());
+        support::extract(&s.archive, x.path());
         let o = std::process::Command::new("minisign")
             .args(["-Vm", "SHA256SUMS", "-p"])
             .arg(&pk)
@@ -168,7 +168,7 @@ fn restore_with_trusted_key_refuses_an_edited_or_resigned_archive() {
     let (_d1, edited) = copy_outside(|m| {
         let csv = m.iter().find(|(p, _)| p == "database/data/public.users.csv").unwrap().1.clone();
         let text = String::from_utf8(csv).unwrap().replacen("@", "@evil.", 1);
-        flow::rewrite_consistently(m, "database/data/public.users.csv", text.into_bytes(), None);
+        support::rewrite_consistently(m, "database/data/public.users.csv", text.into_bytes(), None);
     });
     let o = lb(&args_with(&["verify", edited.to_str().unwrap()], &["--trusted-key", pk.to_str().unwrap()]));
     assert_exit(&o, 1);
@@ -182,7 +182,7 @@ fn restore_with_trusted_key_refuses_an_edited_or_resigned_archive() {
     let (_d2, resigned) = copy_outside(|m| {
         let csv = m.iter().find(|(p, _)| p == "database/data/public.users.csv").unwrap().1.clone();
         let text = String::from_utf8(csv).unwrap().replacen("@", "@evil.", 1);
-        flow::rewrite_consistently(m, "database/data/public.users.csv", text.into_bytes(), None);
+        support::rewrite_consistently(m, "database/data/public.users.csv", text.into_bytes(), None);
         other = Some(resign_with_other_key(m));
     });
     let (o, db) = restore_trusted(&resigned, &pk);
@@ -368,7 +368,7 @@ fn plant_program_copy(m: &mut [(String, Vec<u8>)], marker: &Path) {
     let schema = m.iter().find(|(p, _)| p == "database/schema.sql").unwrap().1.clone();
     let mut forged = format!("COPY (SELECT 1) TO PROGRAM 'touch {}';\n", marker.display()).into_bytes();
     forged.extend_from_slice(&schema);
-    flow::replace_sql_member(m, "database/schema.sql", forged);
+    support::replace_sql_member(m, "database/schema.sql", forged);
 }
 
 /// A config for "another host": an empty store of its own, and the real
@@ -547,8 +547,8 @@ fn a_signed_archive_with_statements_that_reach_outside_is_refused_and_nothing_ru
             // After the first statement, so the refusal has to roll back.
             let at = text.find(";\n").map_or(0, |i| i + 2);
             let forged = format!("{}{evil}{}", &text[..at], &text[at..]);
-            flow::replace_sql_member(m, member, forged.into_bytes());
-            flow::reseal_signed(m, &storage);
+            support::replace_sql_member(m, member, forged.into_bytes());
+            support::reseal_signed(m, &storage);
         });
         let pk = pub_key(&storage);
         let trust = ["--trusted-key", pk.to_str().unwrap()];
@@ -566,8 +566,8 @@ fn a_signed_archive_with_statements_that_reach_outside_is_refused_and_nothing_ru
     let (_d, archive) = copy_outside(|m| {
         let sql = m.iter().find(|(p, _)| p == "database/restore.sql").unwrap().1.clone();
         let forged = format!("\\! touch {}\n{}", marker.display(), String::from_utf8(sql).unwrap());
-        flow::replace_sql_member(m, "database/restore.sql", forged.into_bytes());
-        flow::reseal_signed(m, &storage);
+        support::replace_sql_member(m, "database/restore.sql", forged.into_bytes());
+        support::reseal_signed(m, &storage);
     });
     let o = run(&["--config", s.seeded.config.to_str().unwrap(), "verify", archive.to_str().unwrap()]);
     assert_exit(&o, 1);

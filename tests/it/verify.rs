@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::flow::{self, assert_exit, run, stderr, Seeded};
+use crate::support;
+use crate::support::{assert_exit, run, stderr, Seeded};
 
 /// One real archive of the SaaS fixture, shared by the tests in this module
 /// (each works on its own copy).
@@ -24,7 +25,7 @@ fn good_archive() -> &'static Path {
 /// good archive (the copies tests edit keep their stale signature, so
 /// only what they edit can fail them before the signature check).
 fn verify(path: &Path) -> std::process::Output {
-    run(&["verify", path.to_str().unwrap(), "--trusted-key", &flow::its_store_key(good_archive())])
+    run(&["verify", path.to_str().unwrap(), "--trusted-key", &support::its_store_key(good_archive())])
 }
 
 // covers: FR-5.1, FR-5.3, FR-5.5, FR-12.8, US-4/AC-8, US-4/AC-9, NFR-6.2
@@ -33,17 +34,17 @@ fn a_fresh_archive_verifies_and_sha256sum_agrees() {
     let o = verify(good_archive());
     assert_exit(&o, 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("row counts match"));
-    let j = flow::json(&run(&[
+    let j = support::json(&run(&[
         "--json",
         "verify",
         good_archive().to_str().unwrap(),
         "--trusted-key",
-        &flow::its_store_key(good_archive()),
+        &support::its_store_key(good_archive()),
     ]));
     assert_eq!(j["tables"], 22);
     // The checksums are `sha256sum -c` compatible.
     let x = tempfile::tempdir().unwrap();
-    flow::extract(good_archive(), x.path());
+    support::extract(good_archive(), x.path());
     let c = std::process::Command::new("sha256sum")
         .args(["-c", "--strict", "SHA256SUMS"])
         .current_dir(x.path())
@@ -93,11 +94,11 @@ fn a_truncated_archive_is_caught() {
 // covers: FR-5.2, TS-2.7
 #[test]
 fn a_removed_member_is_named() {
-    let mut members = flow::members(good_archive());
+    let mut members = support::members(good_archive());
     members.retain(|(p, _)| p != "database/data/public.payments.csv");
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("removed.tar.gz");
-    flow::write_archive(&p, &members);
+    support::write_archive(&p, &members);
     let o = verify(&p);
     assert_exit(&o, 1);
     assert!(
@@ -110,7 +111,7 @@ fn a_removed_member_is_named() {
 // covers: FR-5.2, US-4/AC-9, TS-2.7
 #[test]
 fn a_csv_that_lost_a_row_is_caught_by_counting_csv_records_even_with_matching_checksums() {
-    let mut members = flow::members(good_archive());
+    let mut members = support::members(good_archive());
     let member = "database/data/public.messages.csv";
     let csv = &members.iter().find(|(p, _)| p == member).unwrap().1;
     // Drop the last record; records contain quoted newlines, so cut at the
@@ -126,10 +127,10 @@ fn a_csv_that_lost_a_row_is_caught_by_counting_csv_records_even_with_matching_ch
         }
     }
     let shorter = csv[..cut].to_vec();
-    flow::rewrite_consistently(&mut members, member, shorter, None);
+    support::rewrite_consistently(&mut members, member, shorter, None);
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("lost_row.tar.gz");
-    flow::write_archive(&p, &members);
+    support::write_archive(&p, &members);
     let o = verify(&p);
     assert_exit(&o, 1);
     assert!(stderr(&o).contains(member) && stderr(&o).contains("CSV rows"), "{}", stderr(&o));
@@ -138,11 +139,11 @@ fn a_csv_that_lost_a_row_is_caught_by_counting_csv_records_even_with_matching_ch
 // covers: FR-5.2, FR-12.5
 #[test]
 fn a_member_not_listed_in_the_checksums_is_refused() {
-    let mut members = flow::members(good_archive());
+    let mut members = support::members(good_archive());
     members.insert(1, ("database/data/public.smuggled.csv".into(), b"id\n1\n".to_vec()));
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("extra.tar.gz");
-    flow::write_archive(&p, &members);
+    support::write_archive(&p, &members);
     let o = verify(&p);
     assert_exit(&o, 1);
     assert!(stderr(&o).contains("public.smuggled.csv") && stderr(&o).contains("not listed"), "{}", stderr(&o));
@@ -175,15 +176,15 @@ fn an_archive_of_a_newer_format_version_is_refused_with_both_versions_named() {
         "{name}"
     );
 
-    let mut members = flow::members(good_archive());
+    let mut members = support::members(good_archive());
     let (_, manifest) = members.iter_mut().find(|(p, _)| p == "manifest.json").unwrap();
     let mut m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
     m["format_version"] = 2.into();
     *manifest = serde_json::to_vec_pretty(&m).unwrap();
-    flow::reseal(&mut members);
+    support::reseal(&mut members);
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("future.tar.gz");
-    flow::write_archive(&p, &members);
+    support::write_archive(&p, &members);
     let o = verify(&p);
     assert_exit(&o, 1);
     assert!(

@@ -15,22 +15,46 @@
 //! fixture and its config), `smtp` (a real SMTP server with a test CA),
 //! `http_sink` (a real HTTP listener for webhooks and pings), `browser`
 //! (headless Chromium: screenshots and the DOM it built).
+//!
+//! The steps the test files share live here too, so that no test file
+//! imports another: `run` (the binary, its output, bounded runs), `fixture`
+//! (seeded databases and stores), `archive` (unpack, rewrite, reseal),
+//! `craft` (hostile archives, member by member), `http` (`lifeboat serve`,
+//! the in-process app, GET), `drill` (the drills' results table), `rng`
+//! (seeded mutations), `config` (one builder for test configs).
 
 #![allow(dead_code, unused_imports, reason = "not every test module uses every helper")]
 
+mod archive;
 pub mod browser;
 mod cluster;
 mod compare;
+mod config;
+pub mod craft;
+pub mod drill;
+mod fixture;
+pub mod http;
 pub mod http_sink;
 mod proxy;
+pub mod rng;
 pub mod rss;
+mod run;
 pub mod s3;
 mod saas;
 pub mod smtp;
 
+pub use archive::{
+    extract, its_store_key, members, replace_sql_member, reseal, reseal_signed, rewrite_consistently, sha256,
+    sign_sums, write_archive,
+};
 pub use cluster::{pg_bin, Cluster, Frozen};
 pub use compare::{all_fingerprints, fk_report, query_fingerprint, schema_dump, sequence_values, table_fingerprint};
-pub use proxy::{Proxy, SilentListener, Trigger};
+pub use config::TestConfig;
+pub use fixture::{big_db, full_disk_and_big_db, small_archive, small_store_in, stored_in, tiny_db, Seeded, SmallFs};
+pub use proxy::{proxied, Proxy, SilentListener, Trigger};
+pub use run::{
+    assert_exit, backup_with, json, pg_dumps_for, run, run_bounded, run_bounded_with, run_with, stderr, Bounded,
+};
 pub use saas::{saas_config, saas_sql_path, seed_saas, toml_string, SAAS_CONFIG_SCOPE, SAAS_EXPECTED_ROWS, SAAS_SQL};
 
 use std::ffi::OsStr;

@@ -268,3 +268,28 @@ impl Drop for SilentListener {
         }
     }
 }
+
+/// A proxy in front of the test server, and `db`'s URL through it.
+pub fn proxied(db: &super::TestDb) -> (Proxy, String) {
+    let proxy = Proxy::start(addr_of(&db.url));
+    let url = via(&db.url, proxy.port());
+    (proxy, url)
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL.
+fn addr_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    format!("{host}:{port}").parse().unwrap_or_else(|e| panic!("cannot use {hostport} as a socket address: {e}"))
+}
+
+/// `url` pointed at 127.0.0.1:`port`, keeping user and database.
+fn via(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    let user = authority.rsplit_once('@').map(|(u, _)| format!("{u}@")).unwrap_or_default();
+    format!("{scheme}://{user}127.0.0.1:{port}/{path}")
+}

@@ -55,11 +55,7 @@ pub fn saas_sql_path() -> PathBuf {
 /// A complete config: `[database] url`, `[storage] dir` and
 /// [`SAAS_CONFIG_SCOPE`]. Append sections to taste.
 pub fn saas_config(db_url: &str, storage_dir: &Path) -> String {
-    format!(
-        "[database]\nurl = {}\n\n[storage]\ndir = {}\n\n{SAAS_CONFIG_SCOPE}",
-        toml_string(db_url),
-        toml_string(&storage_dir.to_string_lossy())
-    )
+    super::TestConfig::new(db_url, storage_dir).section(SAAS_CONFIG_SCOPE).toml()
 }
 
 /// A TOML basic string.

@@ -11,6 +11,34 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The SMTP account the test servers accept (with the password a test gives).
+pub const USER: &str = "backup@example.test";
+/// The administrators every test mail goes to.
+pub const ADMINS: [&str; 2] = ["admin1@example.test", "admin2@example.test"];
+/// The `app_name` of [`email_section`] (Thai: subjects are RFC 2047 encoded).
+pub const APP: &str = "ระบบ Smart AI Hub";
+
+/// `[email]` for a test server on `port`: the password in a file in `dir`
+/// (as a Docker secret would be), the test CA when given, a short back-off
+/// and 3 attempts unless `extra` sets them, and `extra` keys appended.
+pub fn email_section(port: u16, mode: Mode, ca: Option<&Path>, password: &str, dir: &Path, extra: &str) -> String {
+    let pass_file = dir.join("smtp_pass");
+    std::fs::write(&pass_file, format!("{password}\n")).unwrap();
+    let ca = ca.map(|c| format!("ca_file = {}\n", super::toml_string(&c.to_string_lossy()))).unwrap_or_default();
+    // Short back-off, and 3 tries (not the default 4): the tests count them.
+    let backoff = if extra.contains("backoff") { "" } else { "backoff = \"1s\"\n" };
+    let backoff = if extra.contains("attempts") { backoff.to_string() } else { format!("{backoff}attempts = 3\n") };
+    format!(
+        "[email]\nsmtp_host = \"localhost\"\nsmtp_port = {port}\ntls = \"{}\"\nusername = \"{USER}\"\n\
+         password_file = {}\nfrom = \"Smart AI Hub Backup <{USER}>\"\nto = [\"{}\", \"{}\"]\n\
+ app_name = \"{APP}\"\ntimeout = \"5s\"\n{backoff}{ca}{extra}\n",
+        mode.config(),
+        super::toml_string(&pass_file.to_string_lossy()),
+        ADMINS[0],
+        ADMINS[1],
+    )
+}
+
 /// Whether an external tool the tests need is here. Outside CI a missing
 /// tool skips the test (with a note); with `CI` set it fails it, so a CI
 /// machine that lacks it can never pass by skipping.

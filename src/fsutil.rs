@@ -1,7 +1,12 @@
-//! Small secret files kept in (or named for) the store: the link key and
-//! the archive signing key. Regular files only, size-capped, created once
-//! with mode 0600 in a 0700 directory, refused when others can read them.
+//! Small files written and read with care: [`write_atomic`] (a temporary
+//! file beside the target, fsynced, renamed over it, then the directory
+//! fsynced, so a reader sees the old file or the new one, never half of
+//! one), and secret key files: regular files only, size-capped, created
+//! once with mode 0600 in a 0700 directory without following a symlink,
+//! refused when others can read them. The one home of these steps: the
+//! markers, the signing keys, the link key and encrypted copies use them.
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -58,13 +63,10 @@ pub fn read_or_create_secret(path: &Path, what: &str, make: impl FnOnce() -> Res
     // Written completely into a temp file (0600) first, then linked to its
     // name only if that name is still free: a concurrent reader or creator
     // never sees a half-written key, and two first runs agree on one key.
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(format!("creating {what} in"), &dir, e))?;
-    tmp.write_all(&bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(format!("writing {what}"), tmp.path(), e))?;
+    let tmp = written_temp(path, 0o600, what, |f| f.write_all(&bytes))?;
     match tmp.persist_noclobber(path) {
         Ok(_) => {
+            sync_dir(&dir)?;
             tracing::info!(path = %path.display(), "created {what}");
             Ok(bytes)
         }
@@ -72,6 +74,67 @@ pub fn read_or_create_secret(path: &Path, what: &str, make: impl FnOnce() -> Res
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => read_own_secret(path, what),
         Err(e) => Err(Error::io(format!("creating {what}"), path, e.error)),
     }
+}
+
+/// Writes `dst` atomically (FR-20.2's "never half a file"): `write` fills a
+/// new temporary file beside it (`<name>.<random>.partial`, created
+/// exclusively, so no planted link is followed; mode `mode`), which is
+/// fsynced, renamed over `dst`, and the directory fsynced. On an error
+/// nothing is left behind and `dst` is untouched. `what` names the file in
+/// errors ("marker", "the encrypted copy").
+pub fn write_atomic_with(
+    dst: &Path,
+    mode: u32,
+    what: &str,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = written_temp(dst, mode, what, write)?;
+    tmp.persist(dst).map_err(|e| Error::io(format!("renaming {what} to"), dst, e.error))?;
+    sync_dir(parent(dst))
+}
+
+/// [`write_atomic_with`] for bytes at hand.
+pub fn write_atomic(dst: &Path, bytes: &[u8], mode: u32, what: &str) -> Result<()> {
+    write_atomic_with(dst, mode, what, |f| f.write_all(bytes))
+}
+
+/// Makes a rename or a new file in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary file beside `dst`, mode `mode` (set explicitly, whatever the
+/// umask), filled by `write` and fsynced: what [`write_atomic_with`] and
+/// [`read_or_create_secret`] rename into place. The name ends in `.partial`
+/// and starts with `dst`'s, so the storage directory's cleanup of
+/// `<prefix>_*.partial` also removes one a crash left there.
+fn written_temp(
+    dst: &Path,
+    mode: u32,
+    what: &str,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = parent(dst);
+    let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!("{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating {what} in"), dir, e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| write(tmp.as_file_mut()))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(format!("writing {what}"), dst, e))?;
+    Ok(tmp)
 }
 
 /// The user lifeboat runs as (effective uid).
@@ -204,4 +267,57 @@ fn read_own_secret(path: &Path, what: &str) -> Result<Vec<u8>> {
         )));
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A link planted where a marker or public key goes is replaced, never
+    /// written through; the new file has the asked-for mode whatever the
+    /// umask, and no temporary file is left.
+    // covers: FR-20.2, NFR-3
+    #[test]
+    fn write_atomic_replaces_a_planted_link_instead_of_writing_through_it() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let dst = d.path().join(".last_backup_success");
+        std::os::unix::fs::symlink(&victim, &dst).unwrap();
+        write_atomic(&dst, b"42\n", 0o644, "marker").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(std::fs::symlink_metadata(&dst).unwrap().is_file());
+        assert_eq!((std::fs::read_to_string(&dst).unwrap().as_str(), mode(&dst)), ("42\n", 0o644));
+        write_atomic(&dst, b"43\n", 0o600, "marker").unwrap();
+        assert_eq!((std::fs::read_to_string(&dst).unwrap().as_str(), mode(&dst)), ("43\n", 0o600));
+        let failed = write_atomic_with(&dst, 0o600, "marker", |_| Err(std::io::Error::other("disk full")));
+        assert!(failed.unwrap_err().to_string().contains("disk full"));
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), "43\n", "a failed write leaves the old file");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2, "no temporary file is left");
+    }
+
+    // covers: NFR-3
+    #[test]
+    fn a_secret_is_made_once_0600_in_a_0700_directory_and_a_planted_link_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join(".lifeboat/link.key");
+        let first = read_or_create_secret(&key, "the link key", || Ok(b"secret-1".to_vec())).unwrap();
+        let again = read_or_create_secret(&key, "the link key", || Ok(b"secret-2".to_vec())).unwrap();
+        assert_eq!((first.as_slice(), again.as_slice()), (&b"secret-1"[..], &b"secret-1"[..]));
+        assert_eq!((mode(&key), mode(key.parent().unwrap())), (0o600, 0o700));
+
+        std::fs::remove_file(&key).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::write(&elsewhere, "planted").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &key).unwrap();
+        let e = read_or_create_secret(&key, "the link key", || Ok(b"x".to_vec())).unwrap_err().to_string();
+        assert!(e.contains("is a symbolic link") && e.contains("rm "), "{e}");
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "planted");
+    }
 }

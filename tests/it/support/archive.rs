@@ -1,101 +1,11 @@
-//! Steps most end-to-end tests share: run the real binary, take a backup of
-//! a seeded database, unpack or rewrite an archive.
+//! Archives from outside lifeboat: unpack with the system tar, list and
+//! rewrite members, reseal and re-sign `SHA256SUMS` as a forger (or a test
+//! that needs one member changed) would.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
 use serde_json::Value;
-
-use crate::support::{self, TestDb};
-
-/// Runs `lifeboat ARGS` and returns the output.
-pub fn run(args: &[&str]) -> Output {
-    support::lifeboat().args(args).output().expect("cannot run lifeboat")
-}
-
-/// `lifeboat --config <config> <args…>`.
-pub fn run_with(config: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["--config", config.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run(&all)
-}
-
-/// `lifeboat --config <config> --json backup`, asserting exit 0; the report.
-pub fn backup_with(config: &Path) -> Value {
-    let o = run_with(config, &["--json", "backup"]);
-    assert_exit(&o, 0);
-    json(&o)
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing stderr when it differs.
-pub fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), stderr(o));
-}
-
-/// Parses `--json` output.
-pub fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), stderr(o)))
-}
-
-/// A seeded SaaS database with a config file in its own temp dir.
-pub struct Seeded {
-    pub db: TestDb,
-    pub dir: tempfile::TempDir,
-    pub config: PathBuf,
-}
-
-impl Seeded {
-    pub fn new(hint: &str) -> Seeded {
-        Self::with_config(hint, "")
-    }
-
-    /// `extra` is appended to the SaaS config (more sections).
-    pub fn with_config(hint: &str, extra: &str) -> Seeded {
-        let db = support::fresh_db(hint);
-        support::seed_saas(&db);
-        let dir = tempfile::tempdir().unwrap();
-        let toml = format!("{}\n{extra}", support::saas_config(&db.url, &dir.path().join("backups")));
-        let config = support::write_config(dir.path(), &toml);
-        Seeded { db, dir, config }
-    }
-
-    pub fn storage(&self) -> PathBuf {
-        self.dir.path().join("backups")
-    }
-
-    /// `lifeboat --config … --json backup`, asserting success; the report.
-    pub fn backup(&self) -> Value {
-        let o = run(&["--config", self.config.to_str().unwrap(), "--json", "backup"]);
-        assert_exit(&o, 0);
-        json(&o)
-    }
-
-    /// Files in the storage directory (names), without what stays there by
-    /// design: the lock file, the run history (`.lifeboat/`) and the
-    /// marker files (`.last_backup_*`).
-    pub fn stored(&self) -> Vec<String> {
-        stored_in(&self.storage())
-    }
-}
-
-/// Names in a storage directory (sorted), without the lock file that stays
-/// there by design; empty when the directory does not exist.
-pub fn stored_in(dir: &Path) -> Vec<String> {
-    let Ok(d) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut v: Vec<String> = d
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lifeboat.lock" && n != ".lifeboat" && !n.starts_with(".last_backup_"))
-        .collect();
-    v.sort();
-    v
-}
 
 /// `tar -xzf archive -C dir` with the system tar (an independent reader).
 pub fn extract(archive: &Path, dir: &Path) {
