@@ -13,10 +13,10 @@
 //! - [`config`]: the config structs; `load` (the one precedence function), `layer` (overlaying layers), `env`, `url`, `secret` (`Secret`, `*_file` secrets, the one table of secret/`*_file` pairs), `pgpass`; one file per section, named after it: `email`, `alerts`, `links`, `http`, `encryption`, `remote`, `retention`, `monitor`, `schedule`, `log`, `verify`, `restore`.
 //! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `tls` (rustls with libpq's sslmode), `snapshot`, `sessions` (server-side limits of the run's sessions, ending them when it is abandoned), `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `keys` (closure row keys on disk), `files` (config files).
-//! - [`backup`]: the orchestrator `run(config, &dyn Store, progress, cancel)`; `copy` (one table's COPY).
+//! - [`backup`]: the seal: `run(config, &dyn Store, progress, cancel)`: plan → snapshot → copy → archive → verify → `Sealed` (`sealed`, with the report); `copy` (one table's COPY, the `Copier`).
 //! - [`archive`]: the format: names, `manifest`, `writer`, hardened `reader`, `texts`, `sums`, `signature` (minisign).
 //! - [`verify`]: checks an archive against its checksums, manifest, row counts and signature.
-//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `config_files`, `rehearse`.
+//! - [`restore`]: `target` (safety, --force), `load` (one transaction), `statements` (SQL split as it streams), `sql` (runs a member), `guard` (refuses statements pg_dump never writes), `owners` (owner/privilege statements), `parallel` (--jobs), `analyze` (after the commit, in parallel), `config_files`, `rehearse`.
 //! - [`store`]: `Archives` (list/open/put/delete, local and S3 alike), `Store` (local staging), `open(config)`; `local` (dir, lock, `.partial` → rename, cleanup, signing key); `dry_run` (records, writes nothing); `s3` (the offsite copy: multipart upload, presigned GET, streaming reads; `s3://` sources, the plan probe).
 //! - [`fsutil`]: atomic writes (temp → fsync → rename → fsync dir) and 0600 key files opened without following links.
 //! - [`crypt`]: streaming age encryption of copies that leave the host, and the decrypting reader.
@@ -24,9 +24,9 @@
 //! - [`history`]: the run history (`.lifeboat/history.db`, versioned migrations): `runs`, `incidents`, `status` (typed statuses), `markers` (`.last_backup_*`).
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Archives` to the local and the remote store alike.
 //! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
-//! - [`offsite`]: the offsite step of a run: upload to `[remote]` (S3, `store::s3`), catch-up, remote retention.
 //! - [`schedule`]: cron + time zone → the next fire time and the latest due time (pure, no clock).
-//! - [`daemon`]: the service: `runner` (one recorded, delivered, rehearsed, pruned and alerted backup run, shared by `lifeboat backup`), `rehearsal` (the restore rehearsal of each new archive).
+//! - [`run`]: the one place that knows the order of a run (`lifeboat backup` and the daemon both call `run::run`): seal → offsite → deliver → rehearse → prune; `record` (the history, opened once per run; markers; the log tail), `alerts` (every alert a run sends), `offsite` (upload to `[remote]`, catch-up, remote retention), `rehearsal` (the restore rehearsal of each new archive).
+//! - [`daemon`]: the service: wiring (HTTP, start-up), `scheduler` (`Scheduler`, `Clock`), `monitor` (the monitor loop).
 //! - [`http`]: the HTTP service: `state` (`AppState`, what handlers read), `router` (every route), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`, `limits` (connection cap, header-read and idle timeouts, the descriptor budget); `serve` is its accept loop; the only axum and hyper code.
 //! - [`init`]: `lifeboat init`: proposes a commented config from the catalog: `propose` (the pure decision, one mode per table with its reason), then the plan's estimate, then `render` (the commented TOML).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
@@ -52,11 +52,11 @@ pub mod http;
 pub mod init;
 pub mod model;
 pub mod monitor;
-pub mod offsite;
 pub mod pg;
 pub mod plan;
 pub mod restore;
 pub mod retention;
+pub mod run;
 pub mod schedule;
 pub mod store;
 pub mod verify;

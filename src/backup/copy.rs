@@ -14,108 +14,88 @@ use crate::events::{Event, Progress, Watchdog, BYTES_EVENT_CHUNK};
 use crate::pg::{db_err, pg_message, Snapshot};
 use crate::plan::{CopyRows, TablePlan, COPY_BATCH};
 
-/// Copies `t`'s rows into `spool` (`text`: COPY text format, else CSV):
-/// [`copy_base`], then [`copy_closure`]; temp files go to `dir`.
-pub(super) fn copy_member(
-    snap: &mut Snapshot,
-    t: &TablePlan,
-    text: bool,
-    spool: &mut Spool,
-    dir: &Path,
-    watchdog: &Watchdog,
-    progress: Progress,
-) -> Result<()> {
-    copy_base(snap, t, text, spool, dir, watchdog, progress)?;
-    copy_closure(snap, t, text, spool, dir, watchdog, progress)
+/// Copies tables' rows out of the snapshot into spools: temp files go to
+/// `dir`, every chunk feeds `watchdog` and bytes are reported to `progress`.
+pub(super) struct Copier<'a> {
+    pub dir: &'a Path,
+    pub watchdog: &'a Watchdog,
+    pub progress: Progress<'a>,
 }
 
-/// The rows `t`'s mode selects, with the CSV header: a member's beginning.
-pub(super) fn copy_base(
-    snap: &mut Snapshot,
-    t: &TablePlan,
-    text: bool,
-    spool: &mut Spool,
-    dir: &Path,
-    watchdog: &Watchdog,
-    progress: Progress,
-) -> Result<()> {
-    copy_table(snap, &t.copy_sql(CopyRows::Base, text), t, spool, dir, watchdog, progress)
-}
-
-/// The rows the closure added to `t`, [`COPY_BATCH`] per statement, after its base rows.
-pub(super) fn copy_closure(
-    snap: &mut Snapshot,
-    t: &TablePlan,
-    text: bool,
-    spool: &mut Spool,
-    dir: &Path,
-    watchdog: &Watchdog,
-    progress: Progress,
-) -> Result<()> {
-    let keys_err =
-        |e| Error::io(format!("reading the closure row keys of {} from a temporary file in", t.display()), dir, e);
-    for batch in t.closure.batches(COPY_BATCH).map_err(keys_err)? {
-        let batch = batch.map_err(keys_err)?;
-        copy_table(snap, &t.copy_sql(CopyRows::Closure(&batch), text), t, spool, dir, watchdog, progress)?;
+impl Copier<'_> {
+    /// Copies `t`'s rows into `spool` (`text`: COPY text format, else CSV):
+    /// [`Copier::base`], then [`Copier::closure`].
+    pub fn member(&self, snap: &mut Snapshot, t: &TablePlan, text: bool, spool: &mut Spool) -> Result<()> {
+        self.base(snap, t, text, spool)?;
+        self.closure(snap, t, text, spool)
     }
-    Ok(())
-}
 
-fn copy_table(
-    snap: &mut Snapshot,
-    sql: &str,
-    t: &TablePlan,
-    spool: &mut Spool,
-    dir: &Path,
-    watchdog: &Watchdog,
-    progress: Progress,
-) -> Result<()> {
-    use std::io::Write;
-    // A closure batch lists ctids; the start of the statement is enough.
-    tracing::debug!(sql = %sql.chars().take(300).collect::<String>(), "COPY out");
-    let mut reader = snap.client.copy_out(sql).map_err(|e| copy_error(t, "starting COPY of", e))?;
-    progress(Event::Copying(t.display()));
-    let mut buf = vec![0u8; 128 * 1024];
-    let mut unreported = 0u64;
-    // Rows are counted as the CSV goes by, so a bar's count moves with its bytes.
-    let mut rows_reported = spool.csv.rows();
-    let mut report = |bytes: u64, rows: u64| {
-        progress(Event::Bytes(bytes));
-        if rows > rows_reported {
-            progress(Event::Rows(rows - std::mem::replace(&mut rows_reported, rows)));
+    /// The rows `t`'s mode selects, with the CSV header: a member's beginning.
+    pub fn base(&self, snap: &mut Snapshot, t: &TablePlan, text: bool, spool: &mut Spool) -> Result<()> {
+        self.table(snap, &t.copy_sql(CopyRows::Base, text), t, spool)
+    }
+
+    /// The rows the closure added to `t`, [`COPY_BATCH`] per statement, after its base rows.
+    pub fn closure(&self, snap: &mut Snapshot, t: &TablePlan, text: bool, spool: &mut Spool) -> Result<()> {
+        let dir = self.dir;
+        let keys_err =
+            |e| Error::io(format!("reading the closure row keys of {} from a temporary file in", t.display()), dir, e);
+        for batch in t.closure.batches(COPY_BATCH).map_err(keys_err)? {
+            let batch = batch.map_err(keys_err)?;
+            self.table(snap, &t.copy_sql(CopyRows::Closure(&batch), text), t, spool)?;
         }
-    };
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                watchdog.check()?;
-                // The driver's own error (with the server's message, if it
-                // sent one) travels inside the io::Error.
-                let message = match e.into_inner().map(|inner| inner.downcast::<tokio_postgres::Error>()) {
-                    Some(Ok(pg)) => return Err(copy_error(t, "reading rows of", *pg)),
-                    Some(Err(other)) => other.to_string(),
-                    None => "the connection failed".into(),
-                };
-                return Err(lost(t, "reading rows of", message));
+        Ok(())
+    }
+
+    fn table(&self, snap: &mut Snapshot, sql: &str, t: &TablePlan, spool: &mut Spool) -> Result<()> {
+        use std::io::Write;
+        let (dir, watchdog, progress) = (self.dir, self.watchdog, self.progress);
+        // A closure batch lists ctids; the start of the statement is enough.
+        tracing::debug!(sql = %sql.chars().take(300).collect::<String>(), "COPY out");
+        let mut reader = snap.client.copy_out(sql).map_err(|e| copy_error(t, "starting COPY of", e))?;
+        let mut buf = vec![0u8; 128 * 1024];
+        let mut unreported = 0u64;
+        progress(Event::Copying(t.display()));
+        // Rows are counted as the CSV goes by, so a bar's count moves with its bytes.
+        let mut rows_reported = spool.csv.rows();
+        let mut report = |bytes: u64, rows: u64| {
+            progress(Event::Bytes(bytes));
+            if rows > rows_reported {
+                progress(Event::Rows(rows - std::mem::replace(&mut rows_reported, rows)));
             }
         };
-        if n == 0 {
-            if unreported > 0 {
-                report(unreported, spool.csv.rows());
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    watchdog.check()?;
+                    // The driver's own error (with the server's message, if it
+                    // sent one) travels inside the io::Error.
+                    let message = match e.into_inner().map(|inner| inner.downcast::<tokio_postgres::Error>()) {
+                        Some(Ok(pg)) => return Err(copy_error(t, "reading rows of", *pg)),
+                        Some(Err(other)) => other.to_string(),
+                        None => "the connection failed".into(),
+                    };
+                    return Err(lost(t, "reading rows of", message));
+                }
+            };
+            if n == 0 {
+                if unreported > 0 {
+                    report(unreported, spool.csv.rows());
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        spool
-            .write_all(&buf[..n])
-            .map_err(|e| Error::io(format!("writing rows of {} to a temporary file in", t.display()), dir, e))?;
-        watchdog.tick(n as u64);
-        unreported += n as u64;
-        if unreported >= BYTES_EVENT_CHUNK {
-            report(std::mem::take(&mut unreported), spool.csv.rows());
-        }
-        if watchdog.interrupted() {
-            return watchdog.check();
+            spool
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io(format!("writing rows of {} to a temporary file in", t.display()), dir, e))?;
+            watchdog.tick(n as u64);
+            unreported += n as u64;
+            if unreported >= BYTES_EVENT_CHUNK {
+                report(std::mem::take(&mut unreported), spool.csv.rows());
+            }
+            if watchdog.interrupted() {
+                return watchdog.check();
+            }
         }
     }
 }

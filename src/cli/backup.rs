@@ -1,6 +1,6 @@
 //! `lifeboat backup`: one verified backup into the configured store, run
-//! through the service's runner (`daemon::runner`: history, markers,
-//! delivery, retention, alerts) exactly as the daemon runs it.
+//! through [`crate::run`] (history, markers, offsite, delivery, rehearsal,
+//! retention, alerts) exactly as the daemon runs it.
 //!
 //! Exit codes: the backup's own (0, 1, 2), or 3 when the backup is good and
 //! kept but its mail could not be delivered.
@@ -12,10 +12,10 @@ use serde::Serialize;
 use super::{emit, load, render, Cli};
 use crate::backup::BackupReport;
 use crate::config::Overrides;
-use crate::daemon::runner::{self, RunOptions};
 use crate::deliver::{DeliveryReport, Status};
 use crate::error::{printable, Error};
 use crate::events::{CancelToken, Progress};
+use crate::run::{self as runner, RunOptions};
 
 /// The exit code of a good backup whose delivery failed.
 pub const EXIT_DELIVERY_FAILED: u8 = 3;

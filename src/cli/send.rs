@@ -43,7 +43,7 @@ pub(super) fn run(cli: &Cli, args: &SendArgs, progress: Progress) -> Result<u8, 
             store.dir().join(newest.name)
         }
     };
-    let report = deliver::deliver(&config, &archive, None, progress);
+    let report = deliver::deliver(&config, &archive, progress);
     if report.status == Status::Delivered {
         record_delivery(&config, &archive, progress);
     }
@@ -61,17 +61,19 @@ fn record_delivery(config: &crate::config::Config, archive: &std::path::Path, pr
     let dir = &config.storage.dir;
     let recorded = (|| {
         if !History::path_in(dir).is_file() {
-            return Ok(false);
+            return Ok(None);
         }
         let h = History::open(dir)?;
         match h.by_archive(name)? {
-            Some(run) => h.set_delivery(run.id, crate::history::DeliveryStatus::Delivered).map(|()| true),
-            None => Ok(false),
+            Some(run) => h.set_delivery(run.id, crate::history::DeliveryStatus::Delivered).map(|()| Some(h)),
+            None => Ok(None),
         }
     })();
     match recorded {
-        Ok(true) => crate::monitor::incidents::resolve(config, crate::monitor::checks::Kind::DeliveryFailed, progress),
-        Ok(false) => {}
+        Ok(Some(h)) => {
+            crate::monitor::incidents::resolve(config, Some(&h), crate::monitor::checks::Kind::DeliveryFailed, progress)
+        }
+        Ok(None) => {}
         Err(e) => {
             progress(crate::events::Event::Warning(format!("the delivery is not recorded in the history: {e:#}")))
         }

@@ -135,40 +135,67 @@ pub fn host_name() -> String {
 }
 
 /// Mails `archive` (verified again first: nothing that fails verification
-/// is ever sent) to `[email] to`. `duration_ms` is the backup's, when known.
-pub fn deliver(cfg: &Config, archive: &Path, duration_ms: Option<u64>, progress: Progress) -> DeliveryReport {
+/// is ever sent) to `[email] to`: `lifeboat send`, for an archive of any age.
+pub fn deliver(cfg: &Config, archive: &Path, progress: Progress) -> DeliveryReport {
+    try_deliver(cfg, progress, |templates, mailer| {
+        let report = crate::verify::verify(archive, crate::verify::config_trust(cfg), &crate::events::silent)
+            .map_err(|e| DeliverError::Verify(e.to_string()))?;
+        send_success(cfg, archive, (&report.manifest, report.size_bytes, None), templates, mailer, progress)
+    })
+}
+
+/// Mails the archive a run just sealed: its verification was the seal's,
+/// so it is not read again for its manifest.
+pub fn deliver_sealed(cfg: &Config, sealed: &crate::backup::Sealed, progress: Progress) -> DeliveryReport {
+    try_deliver(cfg, progress, |templates, mailer| {
+        let facts = (sealed.manifest(), sealed.size, Some(sealed.duration_ms));
+        send_success(cfg, &sealed.path, facts, templates, mailer, progress)
+    })
+}
+
+/// The common frame of [`deliver`] and [`deliver_sealed`]: skipped without
+/// `[email]`, the templates and the mailer loaded, an error as a failed report.
+fn try_deliver(
+    cfg: &Config,
+    progress: Progress,
+    send: impl FnOnce(&templates::Templates, &mail::Mailer) -> Result<DeliveryReport, DeliverError>,
+) -> DeliveryReport {
     if !cfg.email.enabled() {
         return DeliveryReport::skipped("no [email] smtp_host configured");
     }
     progress(Event::Step("deliver"));
-    match try_deliver(cfg, archive, duration_ms, progress) {
+    let sent = templates::Templates::for_config(cfg)
+        .map_err(DeliverError::from)
+        .and_then(|templates| Ok((templates, mail::Mailer::new(&cfg.email)?)))
+        .and_then(|(templates, mailer)| send(&templates, &mailer));
+    match sent {
         Ok(r) => r,
         Err(e) => DeliveryReport::failed(cfg, 0, e.to_string()),
     }
 }
 
-fn try_deliver(
+/// The success mail of `archive`, from its manifest, size and (when known)
+/// the backup's duration.
+fn send_success(
     cfg: &Config,
     archive: &Path,
-    duration_ms: Option<u64>,
+    (manifest, size_bytes, duration_ms): (&Manifest, u64, Option<u64>),
+    templates: &templates::Templates,
+    mailer: &mail::Mailer,
     progress: Progress,
 ) -> Result<DeliveryReport, DeliverError> {
-    let templates = templates::Templates::for_config(cfg)?;
-    let mailer = mail::Mailer::new(&cfg.email)?;
-    let report = crate::verify::verify(archive, crate::verify::config_trust(cfg), &crate::events::silent)
-        .map_err(|e| DeliverError::Verify(e.to_string()))?;
     let artifact = artifact_for(cfg, archive)?;
-    let ctx = success_context(cfg, archive, &artifact, &report.manifest, report.size_bytes, duration_ms);
+    let ctx = success_context(cfg, archive, &artifact, manifest, size_bytes, duration_ms);
     let artifact_name = file_name(&artifact);
     let (msg, method) =
-        message::success(&cfg.email, &templates, ctx, &artifact, || link_for(cfg, &artifact_name, progress))?;
+        message::success(&cfg.email, templates, ctx, &artifact, || link_for(cfg, &artifact_name, progress))?;
     if method == Method::NoLink {
         progress(Event::Warning(format!(
             "{artifact_name} is too big to attach within [email] attach_limit_mb = {} and no [links] public_url is set: the mail says where the archive is kept instead",
             cfg.email.attach_limit_mb
         )));
     }
-    let sent = mailer.send(&msg, "backup mail", progress);
+    let sent = mailer.send_outgoing(&msg, "backup mail", progress);
     let mut r = DeliveryReport {
         status: Status::Delivered,
         method: Some(method),

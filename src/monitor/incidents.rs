@@ -8,11 +8,11 @@
 //!
 //! Who opens them: [`tick`] (the daemon's monitor loop, every `[monitor]
 //! interval`) for everything [`checks::incidents`] finds; a backup run for
-//! its own failure, delivery failure and failed rehearsal ([`raise`], so
-//! the run's detailed alert is the incident's first alert and the next
-//! tick does not send a second one), and it closes them again when the
-//! same step succeeds ([`resolve`]). An incident about size never touches
-//! an archive: it only alerts.
+//! its own failure, delivery failure, offsite failure and failed rehearsal
+//! ([`raise`], called by `run` only, so the run's detailed alert is the
+//! incident's first alert and the next tick does not send a second one),
+//! and it closes them again when the same step succeeds ([`resolve`]). An
+//! incident about size never touches an archive: it only alerts.
 
 use std::path::Path;
 
@@ -76,23 +76,15 @@ pub fn open_incidents(storage_dir: &Path) -> Result<Vec<Incident>> {
 /// the incident `alert.kind` and sends the alert, or, when that incident
 /// is already open and was alerted less than `realert_hours` ago, sends
 /// nothing but the failure ping (the ping reports every run). Never fails:
-/// without a storage directory (a first run that never got that far) or a
-/// usable history, the alert goes out unrecorded.
-pub fn raise(config: &Config, alert: &Alert, mail: bool, progress: Progress) {
-    let dir = &config.storage.dir;
+/// without a history (a first run that never got as far as the storage
+/// directory, or a history that cannot be opened), the alert goes out
+/// unrecorded. Called by `run` only, with the run's own handle on the
+/// history.
+pub fn raise(config: &Config, history: Option<&History>, alert: &Alert, mail: bool, progress: Progress) {
     let unrecorded = || {
         channels::alert(config, alert, mail, progress);
     };
-    if !dir.is_dir() {
-        return unrecorded();
-    }
-    let history = match History::open(dir) {
-        Ok(h) => h,
-        Err(e) => {
-            progress(Event::Warning(format!("the {} incident is not recorded: {e:#}", alert.kind)));
-            return unrecorded();
-        }
-    };
+    let Some(history) = history else { return unrecorded() };
     let now = Utc::now();
     let detail = format!("{}: {}", alert.title, alert.error.lines().next().unwrap_or_default());
     let outcome = (|| -> Result<Option<(i64, Option<Incident>)>> {
@@ -145,13 +137,9 @@ pub fn raise(config: &Config, alert: &Alert, mail: bool, progress: Progress) {
 /// The step behind incident `kind` succeeded (a backup, a delivery, a
 /// rehearsal): closes the incident if one is open, with its recovery
 /// notice. Never fails; without a history there is nothing to close.
-pub fn resolve(config: &Config, kind: Kind, progress: Progress) {
-    let dir = &config.storage.dir;
+pub fn resolve(config: &Config, history: Option<&History>, kind: Kind, progress: Progress) {
+    let Some(history) = history else { return };
     let closed = (|| -> Result<()> {
-        if !History::path_in(dir).is_file() {
-            return Ok(());
-        }
-        let history = History::open(dir)?;
         let now = Utc::now();
         for i in history.open_incidents()?.iter().filter(|i| i.kind == kind.as_str()) {
             if history.close_incident(i.id, now)? {

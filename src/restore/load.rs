@@ -1,7 +1,8 @@
 //! The load itself, inside the transaction `restore_verified` opened: one
 //! pass over the compressed stream — schema, rows (COPY FROM STDIN, each
-//! member re-hashed on the way), sequences, constraints — then ANALYZE and
-//! row counts against the manifest. With `--jobs N` rows are spooled and
+//! member re-hashed on the way), sequences, constraints — then row counts
+//! against the manifest (`ANALYZE` follows the commit: see
+//! [`analyze`](super::analyze)). With `--jobs N` rows are spooled and
 //! handed to [`parallel`](super::parallel).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,10 +173,6 @@ pub(super) fn load(
         )));
     }
 
-    progress(Event::Step("analyze"));
-    client.batch_execute("ANALYZE").map_err(db_err("running ANALYZE"))?;
-    phase(phases, "analyze", since);
-
     // The count each COPY returned is authoritative: a count(*) would scan
     // every table once more for the same number. A table whose rows were
     // not loaded (no data file, or not selected) got none.
@@ -201,7 +198,7 @@ const BULK_LOAD: &str = "SELECT set_config(s.name, w.kb || 'kB', false) \
 /// single-transaction restore every one of them was created by schema.sql
 /// in this very transaction (the target was empty, or `--force` emptied it
 /// in it), which is what `COPY … FREEZE` asks: the rows are written frozen
-/// and all-visible, so neither the ANALYZE below nor the first VACUUM after
+/// and all-visible, so neither the ANALYZE after the commit nor the first VACUUM after
 /// the restore has to rewrite every page to set hint bits. Nobody can see
 /// the rows before the COMMIT, so FREEZE bends no one's snapshot.
 fn plain_tables(client: &mut Client) -> Result<BTreeSet<(String, String)>> {

@@ -4,11 +4,13 @@
 //! Order: verify the whole archive → check the target (empty, or `--force`
 //! and say what is dropped; never the configured source by accident) →
 //! BEGIN → schema → rows (COPY FROM STDIN, each member re-hashed on the way)
-//! → sequences → constraints → ANALYZE → row counts against the manifest →
-//! COMMIT. Any error or difference rolls back, so the target is left as it
-//! was. Config files are staged beside their destination during the stream
-//! and moved into place only after the commit.
+//! → sequences → constraints → row counts against the manifest → COMMIT →
+//! ANALYZE over parallel connections (`analyze.rs`). Any error or difference
+//! before the commit rolls back, so the target is left as it was. Config
+//! files are staged beside their destination during the stream and moved
+//! into place only after the commit.
 
+mod analyze;
 mod config_files;
 mod guard;
 mod load;
@@ -116,6 +118,9 @@ pub struct RestoreReport {
     /// Owner and privilege statements skipped (for missing roles, or all of
     /// them with `--no-owner`).
     pub privileges_skipped: u64,
+    /// Relations `ANALYZE`d after the commit; `None` when that failed (the
+    /// restore stands; a warning names the fix).
+    pub analyzed: Option<usize>,
 }
 
 /// Verifies `archive_path`, then restores it per `opts`. `cancel` is polled
@@ -308,6 +313,7 @@ pub(crate) fn restore_verified(
             ),
             roles_missing: policy.missing.into_keys().collect(),
             privileges_skipped: policy.skipped,
+            analyzed: None,
         });
     }
     // Config destinations are checked before the commit, so a refused one
@@ -336,6 +342,18 @@ pub(crate) fn restore_verified(
     if !files.is_empty() {
         phase(&mut phases, "config files", &mut since);
     }
+    progress(Event::Step("analyze"));
+    let analyzed = match analyze::analyze(&mut client, target, usize::from(opts.jobs), cancel) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            progress(Event::Warning(format!(
+                "the restore is committed, but ANALYZE failed: {e:#}; run ANALYZE in {target_name} \
+                 so its queries are planned with statistics"
+            )));
+            None
+        }
+    };
+    phase(&mut phases, "analyze", &mut since);
     Ok(RestoreReport {
         ok,
         archive: source.report_path(),
@@ -349,6 +367,7 @@ pub(crate) fn restore_verified(
         problem: None,
         roles_missing: policy.missing.into_keys().collect(),
         privileges_skipped: policy.skipped,
+        analyzed,
     })
 }
 

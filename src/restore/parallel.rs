@@ -71,15 +71,40 @@ pub(super) fn copy_parallel(
     progress: Progress,
     cancel: &CancelToken,
 ) -> Result<BTreeMap<String, u64>> {
+    let loaded = std::sync::Mutex::new(BTreeMap::new());
+    fan_out(target, &spool.tables, jobs, cancel, |client, (t, file)| {
+        cancel.check(&format!("loading rows of {}", t.display()))?;
+        let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
+        let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file, e))?;
+        let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
+        std::io::copy(&mut f, &mut w).map_err(copy_err(format!("loading rows of {}", t.display())))?;
+        let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
+        if let Some(f) = &t.file {
+            loaded.lock().expect("not poisoned").insert(f.clone(), rows);
+        }
+        progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
+        Ok(())
+    })?;
+    Ok(loaded.into_inner().expect("not poisoned"))
+}
+
+/// Runs `work` on every item, in order, over `jobs` connections to
+/// `target` (each with the session settings); the first error stops the
+/// others from taking more items and is returned.
+pub(super) fn fan_out<T: Sync>(
+    target: &crate::config::Target,
+    items: &[T],
+    jobs: usize,
+    cancel: &CancelToken,
+    work: impl Fn(&mut pg::Client, &T) -> Result<()> + Sync,
+) -> Result<()> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failed = std::sync::Mutex::new(None::<Error>);
-    let loaded = std::sync::Mutex::new(BTreeMap::new());
     let name = describe(target);
     std::thread::scope(|s| {
-        let pending = &spool.tables;
-        for _ in 0..jobs.min(pending.len()) {
+        for _ in 0..jobs.min(items.len()) {
             s.spawn(|| {
-                let work = || -> Result<()> {
+                let worker = || -> Result<()> {
                     let mut client = pg::connect_with(target, &name, super::DB_HINT, cancel)?;
                     client.batch_execute(pg::SESSION_SETTINGS).map_err(db_err("setting up a parallel connection"))?;
                     loop {
@@ -87,26 +112,11 @@ pub(super) fn copy_parallel(
                             return Ok(());
                         }
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some((t, file)) = pending.get(i) else { return Ok(()) };
-                        cancel.check(&format!("loading rows of {}", t.display()))?;
-                        let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
-                        let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file, e))?;
-                        let mut w =
-                            client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
-                        std::io::copy(&mut f, &mut w).map_err(copy_err(format!("loading rows of {}", t.display())))?;
-                        let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
-                        if let Some(f) = &t.file {
-                            loaded.lock().expect("not poisoned").insert(f.clone(), rows);
-                        }
-                        progress(Event::Table {
-                            name: t.display(),
-                            rows,
-                            closure_rows: t.closure_rows,
-                            bytes: t.bytes,
-                        });
+                        let Some(item) = items.get(i) else { return Ok(()) };
+                        work(&mut client, item)?;
                     }
                 };
-                if let Err(e) = work() {
+                if let Err(e) = worker() {
                     failed.lock().expect("not poisoned").get_or_insert(e);
                 }
             });
@@ -114,6 +124,6 @@ pub(super) fn copy_parallel(
     });
     match failed.into_inner().expect("not poisoned") {
         Some(e) => Err(e),
-        None => Ok(loaded.into_inner().expect("not poisoned")),
+        None => Ok(()),
     }
 }

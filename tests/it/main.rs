@@ -58,8 +58,12 @@ mod docs;
 mod status;
 // Offsite copies on a real S3-compatible store (SeaweedFS): multipart upload, presigned links, catch-up, remote retention, restore from s3://.
 mod offsite;
+// Issue 24: restore's ANALYZE after the commit on parallel connections, `lifeboat send` streaming its attachment (peak RSS).
+mod perf;
 // Errors whose next step matches the cause: missing database, refused password, unknown host, pgpass, storage.
 mod hints;
+// Before/after equality of a service cycle (archives, mails, hooks, history, --json) through the run redesign.
+mod equality;
 // Waits are visible: a backup waiting for a table's lock names the table, the holder and the timeout.
 mod waits;
 // What people read: the bar's table and moving rows, one size unit, local log times, closure notes, scripts/demo's binary.

@@ -912,7 +912,7 @@ fn restore_json_reports_ok_every_table_and_the_phases() {
     }
     let phases: Vec<&str> =
         report["phases"].as_array().expect("phases").iter().map(|p| p[0].as_str().expect("phase name")).collect();
-    assert_eq!(phases, ["verify", "schema", "data", "sequences", "constraints", "analyze", "check", "commit"]);
+    assert_eq!(phases, ["verify", "schema", "data", "sequences", "constraints", "check", "commit", "analyze"]);
     assert!(report["phases"].as_array().unwrap().iter().all(|p| p[1].is_u64()), "{report}");
     assert_eq!(report["sequences"].as_u64(), Some(f.manifest.sequences.len() as u64));
 }
