@@ -10,7 +10,7 @@
 //!
 //! - [`error`]: the engine's error type with exit codes and retryability, and the error types it carries (`ConfigError`, `ArchiveError`, `DecryptError`); imports nothing from the crate.
 //! - [`model`]: shared vocabulary: `TableName`, `Mode`, `Span` (humane durations).
-//! - [`config`]: the config structs; `load` (the one precedence function), `layer` (overlaying layers), `env`, `url`, `secret` (`Secret`, `*_file` secrets, the one table of secret/`*_file` pairs), `pgpass`; one file per section, named after it: `email`, `alerts`, `links`, `http`, `encryption`, `remote`, `retention`, `monitor`, `schedule`, `log`, `verify`, `restore`.
+//! - [`config`]: the config structs; `load` (the one precedence function), `layer` (overlaying layers), `env`, `url`, `chat_url` (the chat channels' URLs in `[alerts]`: their forms, the endpoint and the parts to blank out), `secret` (`Secret`, `*_file` secrets, the one table of secret/`*_file` pairs), `pgpass`; one file per section, named after it: `email`, `alerts`, `links`, `http`, `encryption`, `remote`, `retention`, `monitor`, `schedule`, `log`, `verify`, `restore`.
 //! - [`pg`]: PostgreSQL: `client` (blocking, always cancellable), `conn` (connect, quote, errors), `tls` (rustls with libpq's sslmode), `snapshot`, `sessions` (server-side limits of the run's sessions, ending them when it is abandoned), `catalog`, `pg_dump` (the child process).
 //! - [`plan`]: each table's mode, filter and estimates; `scope` (modes), `closure` (FK rows), `keys` (closure row keys on disk), `files` (config files).
 //! - [`backup`]: the seal: `run(config, &dyn Store, progress, cancel)`: plan → snapshot → copy → archive → verify → `Sealed` (`sealed`, with the report); `copy` (one table's COPY, the `Copier`).
@@ -23,7 +23,7 @@
 //! - [`deliver`]: getting archives to the administrators: the success mail (`message`, `templates`), SMTP with retries (`mail`), `links` (HMAC-signed download links).
 //! - [`history`]: the run history (`.lifeboat/history.db`, versioned migrations): `runs`, `incidents`, `status` (typed statuses), `markers` (`.last_backup_*`).
 //! - [`retention`]: the pure keep/prune decision (`PrunePlan`), applied through `Archives` to the local and the remote store alike.
-//! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
+//! - [`monitor`]: `checks` (healthy or not, from history and markers only, shared by `check` and `/healthz`; each problem's kind), `channels` (alert mail, JSON webhook, healthchecks.io-style ping, recovery notices; whether alerts reach anyone), `chat` (Slack, Discord, Telegram and ntfy: their payloads), `incidents` (one alert per incident, reminders, recovery; `tick` for the monitor loop).
 //! - [`schedule`]: cron + time zone → the next fire time and the latest due time (pure, no clock).
 //! - [`run`]: the one place that knows the order of a run (`lifeboat backup` and the daemon both call `run::run`): seal → offsite → deliver → rehearse → prune; `record` (the history, opened once per run; markers; the log tail), `alerts` (every alert a run sends), `offsite` (upload to `[remote]`, catch-up, remote retention), `rehearsal` (the restore rehearsal of each new archive).
 //! - [`daemon`]: the service: wiring (HTTP, start-up), `scheduler` (`Scheduler`, `Clock`), `monitor` (the monitor loop).

@@ -429,6 +429,14 @@ mod tests {
         ("alerts", "webhook_url_file", "{dir}/url"),
         ("alerts", "ping_url", "https://hc-ping.example/uuid"),
         ("alerts", "ping_url_file", "{dir}/url"),
+        ("alerts", "slack_url", "slack://T0/B0/x-token"),
+        ("alerts", "slack_url_file", "{dir}/url"),
+        ("alerts", "discord_url", "discord://token@1234"),
+        ("alerts", "discord_url_file", "{dir}/url"),
+        ("alerts", "telegram_url", "telegram://1:token@telegram?chats=5"),
+        ("alerts", "telegram_url_file", "{dir}/telegram"),
+        ("alerts", "ntfy_url", "ntfy://ntfy.example/topic"),
+        ("alerts", "ntfy_url_file", "{dir}/url"),
         ("alerts", "timeout", "20s"),
         ("retention", "keep_last", "5"),
         ("schedule", "cron", "30 3 * * *"),
@@ -481,6 +489,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("secret"), "pw\n").unwrap();
         std::fs::write(d.path().join("url"), "https://hooks.example/from-file\n").unwrap();
+        std::fs::write(d.path().join("telegram"), "telegram://1:token@telegram?chats=5\n").unwrap();
         std::fs::write(d.path().join("dburl"), "postgres://rt@scratch:6543/postgres\n").unwrap();
         std::fs::create_dir(d.path().join("templates")).unwrap();
         let pk = minisign::KeyPair::generate_unencrypted_keypair().unwrap().pk.to_base64();

@@ -18,6 +18,7 @@
 //! and `password_file` are one setting: a layer that sets either replaces both.
 
 mod alerts;
+pub mod chat_url;
 mod email;
 mod encryption;
 mod env;

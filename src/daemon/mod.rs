@@ -75,6 +75,11 @@ pub async fn run(
     if let Err(e) = startup {
         tracing::warn!("the start-up cleanup did not finish: {e}");
     }
+    // Issue 22: a daemon whose alerts would reach nobody says so at once.
+    let c = config.clone();
+    if let Ok(Some(w)) = tokio::task::spawn_blocking(move || crate::monitor::channels::unheard_now(&c)).await {
+        tracing::warn!("{w}");
+    }
     let scheduler = Scheduler::new(&config.schedule, schedule, Clock::System, real_job(config.clone()));
     let monitor = tokio::spawn(monitor::monitor_loop(config.clone(), scheduler.busy(), stop_rx.clone()));
     let history_dir = config.storage.dir.clone();

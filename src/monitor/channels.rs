@@ -1,15 +1,21 @@
 //! Alert channels: the alert mail to `[email] to` (through
-//! [`crate::deliver`]), a JSON webhook POST (`[alerts] webhook_url`) and a
+//! [`crate::deliver`]), a JSON webhook POST (`[alerts] webhook_url`), the
+//! chat channels of [`super::chat`] (Slack, Discord, Telegram, ntfy) and a
 //! healthchecks.io-style ping (`[alerts] ping_url`: `/start` when a run
 //! begins, the bare URL on success, `/fail` on failure). A channel that
 //! fails is reported and never stops the others. The URLs are secrets: no
 //! message, body or log line contains them. An incident's recovery notice
-//! ([`recovery`]) goes by mail and webhook.
+//! ([`recovery`]) goes by mail, webhook and every chat channel.
+//!
+//! [`unheard`] says when alerts would reach nobody: no channel configured,
+//! or mail the only one and the last backup mail failed. The daemon logs
+//! it at start and the status page shows it.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::chat;
 use crate::config::{AlertsConfig, Config};
 use crate::deliver;
 use crate::deliver::message::{AlertContext, RecoveryContext};
@@ -86,6 +92,8 @@ pub fn alert(cfg: &Config, a: &Alert, mail: bool, progress: Progress) -> Vec<Cha
         }
         results.push(ChannelResult { channel: "webhook", ok: r.is_ok(), error: r.err() });
     }
+    let notice = alert_notice(cfg, a);
+    results.extend(chats(cfg, &notice, "alert", progress));
     // The ping reports runs: a failed run, delivery or offsite copy, not what
     // the monitor finds between runs (healthchecks.io notices a missing ping itself).
     if cfg.alerts.ping_url.is_some() && matches!(a.kind, "backup_failed" | "delivery_failed" | "offsite_failed") {
@@ -142,7 +150,100 @@ pub fn recovery(cfg: &Config, r: &RecoveryContext, progress: Progress) -> Vec<Ch
         }
         results.push(ChannelResult { channel: "webhook", ok: sent.is_ok(), error: sent.err() });
     }
+    let notice = chat::Notice {
+        headline: format!("RECOVERED: {} {} on {}", r.app, r.title, r.host),
+        text: format!(
+            "The {} incident is closed after {} (open since {}, {} alert(s) sent).\n{}",
+            r.kind, r.lasted, r.opened_at, r.alerts_sent, r.detail
+        ),
+        recovery: true,
+    };
+    results.extend(chats(cfg, &notice, "recovery", progress));
     results
+}
+
+/// Posts `notice` to every chat channel configured; `what` is "alert" or
+/// "recovery", for the warnings.
+fn chats(cfg: &Config, notice: &chat::Notice, what: &str, progress: Progress) -> Vec<ChannelResult> {
+    cfg.alerts
+        .chats()
+        .map(|(service, url)| {
+            let r = chat::parse(service, url.expose())
+                .and_then(|t| chat::send(&t, notice, cfg.alerts.timeout.approx_duration()));
+            if let Err(e) = &r {
+                progress(Event::Warning(format!("the {what} to {} failed: {e}", service.name())));
+            }
+            ChannelResult { channel: service.name(), ok: r.is_ok(), error: r.err() }
+        })
+        .collect()
+}
+
+/// An alert as chat text: the mail's subject as the headline, then where,
+/// the error, what was retried and what to do.
+fn alert_notice(cfg: &Config, a: &Alert) -> chat::Notice {
+    let mut text = format!("Step: {} · Host: {} · {}\n\n", a.step, a.host, a.time);
+    // The whole cause chain, but not pages of pg_dump output.
+    let error: Vec<&str> = a.error.lines().take(20).collect();
+    text.push_str(&error.join("\n"));
+    if let Some(archive) = &a.archive {
+        text.push_str(&format!("\n\nArchive: {archive}"));
+    }
+    if !a.retried.is_empty() {
+        text.push_str(&format!("\n\n{}", a.retried));
+    }
+    if !a.next_steps.is_empty() {
+        text.push_str("\n\nWhat to do:");
+        for step in &a.next_steps {
+            text.push_str(&format!("\n• {step}"));
+        }
+    }
+    chat::Notice {
+        headline: format!("FAILED: {} {} on {}", deliver::app_name(cfg), a.title, a.host),
+        text,
+        recovery: false,
+    }
+}
+
+/// The alert channels configured, by name (mail first).
+pub fn configured(cfg: &Config) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if cfg.email.enabled() {
+        names.push("email");
+    }
+    if cfg.alerts.webhook_url.is_some() {
+        names.push("webhook");
+    }
+    names.extend(cfg.alerts.chats().map(|(s, _)| s.name()));
+    if cfg.alerts.ping_url.is_some() {
+        names.push("ping");
+    }
+    names
+}
+
+/// [`unheard`] with the storage directory's newest delivery (an unreadable
+/// history counts as mail that works: the history's own error is logged
+/// elsewhere).
+pub fn unheard_now(cfg: &Config) -> Option<String> {
+    let failing = super::checks::gather(&cfg.storage.dir).map(|f| f.failed_delivery.is_some()).unwrap_or(false);
+    unheard(cfg, failing)
+}
+
+/// Why alerts would reach nobody, when they would: no channel at all, or
+/// mail the only one and `mail_failing` (the newest backup mail was not
+/// delivered). `None` when some channel can carry them.
+pub fn unheard(cfg: &Config, mail_failing: bool) -> Option<String> {
+    const OTHERS: &str = "[alerts] slack_url, discord_url, telegram_url, ntfy_url, webhook_url or ping_url";
+    match configured(cfg).as_slice() {
+        [] => Some(format!(
+            "no alert channel is configured: a failed backup reaches nobody. Set [email] (SMTP_HOST, \
+             ADMIN_EMAILS) or one of {OTHERS}"
+        )),
+        ["email"] if mail_failing => Some(format!(
+            "mail is the only alert channel and the last backup mail was not delivered: alerts reach nobody. \
+             Fix [email] (`lifeboat test-email` checks it) or add one of {OTHERS}"
+        )),
+        _ => None,
+    }
 }
 
 #[derive(Serialize)]
@@ -212,4 +313,26 @@ pub fn ping(cfg: &AlertsConfig, which: Ping, body: Option<&str>, progress: Progr
         progress(Event::Warning(e.clone()));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    // covers: FR-4.7
+    #[test]
+    fn alerts_reach_nobody_without_a_channel_or_with_failing_mail_alone() {
+        let mut cfg = Config::default();
+        assert!(configured(&cfg).is_empty());
+        assert!(unheard(&cfg, false).unwrap().starts_with("no alert channel is configured"));
+        cfg.email.smtp_host = Some("smtp.example.test".into());
+        assert_eq!(configured(&cfg), ["email"]);
+        assert!(unheard(&cfg, false).is_none(), "mail that works carries alerts");
+        assert!(unheard(&cfg, true).unwrap().starts_with("mail is the only alert channel"));
+        cfg.alerts.ntfy_url = Some(Secret::new("https://ntfy.sh/topic-8c1"));
+        cfg.alerts.ping_url = Some(Secret::new("https://hc-ping.com/uuid"));
+        assert_eq!(configured(&cfg), ["email", "ntfy", "ping"]);
+        assert!(unheard(&cfg, true).is_none(), "ntfy carries them while mail fails");
+    }
 }

@@ -11,10 +11,13 @@
 //! suddenly got tiny", `size_anomaly`); less free space in the storage
 //! directory than twice the last archive (`low_disk`); the newest good
 //! archive no longer of the size its run recorded (`archive_changed`:
-//! truncated, overwritten). [`incidents`] adds
-//! what only the monitor alerts on, from the runs recorded: the last
-//! delivery failed (`delivery_failed`), the last restore rehearsal failed
-//! (`restore_test_failed`).
+//! truncated, overwritten); the newest delivery failed after every
+//! attempt (`delivery_failed`: the backup mail reached nobody, and with
+//! mail as the only alert channel nothing else would say so; a later
+//! delivered run, or `lifeboat send` of that archive, clears it).
+//! [`incidents`] adds what only the monitor alerts on, from the runs
+//! recorded: the last restore rehearsal failed (`restore_test_failed`),
+//! the last offsite copy failed (`offsite_failed`).
 //!
 //! Which runs count: the newest run that *finished* (`success`, `failed`,
 //! `interrupted`); a run stopped on purpose (`aborted`) or refused because
@@ -340,6 +343,17 @@ pub fn evaluate(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Health
             }
         }
     }
+    if let Some(r) = &f.failed_delivery {
+        push(
+            Kind::DeliveryFailed,
+            format!(
+                "the backup mail of the run started {} ({}) was not delivered after every attempt: fix [email] \
+                 (`lifeboat test-email` checks it), then `lifeboat send` the archive",
+                r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                r.archive.as_deref().unwrap_or("no archive")
+            ),
+        );
+    }
     let reasons = problems.iter().map(|p| p.reason.clone()).collect::<Vec<_>>();
     Health {
         healthy: problems.is_empty(),
@@ -351,22 +365,11 @@ pub fn evaluate(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Health
 }
 
 /// What the monitor opens incidents for (FR-4.3): the health problems and
-/// the failures recorded with runs (a delivery, a restore rehearsal) that
-/// do not make the backups unhealthy but need someone to act.
+/// the failures recorded with runs (a restore rehearsal, an offsite copy)
+/// that do not make the backups unhealthy but need someone to act.
 pub fn incidents(f: &Facts, limits: &MonitorConfig, now: DateTime<Utc>) -> Vec<Problem> {
     let mut problems = evaluate(f, limits, now).problems;
     let when = |r: &RunRecord| r.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    if let Some(r) = &f.failed_delivery {
-        problems.push(Problem {
-            kind: Kind::DeliveryFailed,
-            reason: format!(
-                "the backup mail of the run started {} ({}) was not delivered: fix [email] \
-                 (`lifeboat test-email` checks it), then `lifeboat send` the archive",
-                when(r),
-                r.archive.as_deref().unwrap_or("no archive")
-            ),
-        });
-    }
     if let Some(r) = &f.failed_rehearsal {
         problems.push(Problem {
             kind: Kind::RestoreTestFailed,
@@ -476,12 +479,11 @@ mod tests {
                 Kind::OffsiteFailed
             ]
         );
-        // A failed delivery or rehearsal alerts, but the backups are not unhealthy for it.
+        // A failed rehearsal or offsite copy alerts, but the backups are not
+        // unhealthy for it; a backup mail that reached nobody is (issue 22).
         let h = evaluate(&f, &limits, now());
-        assert!(!h
-            .problems
-            .iter()
-            .any(|p| matches!(p.kind, Kind::DeliveryFailed | Kind::RestoreTestFailed | Kind::OffsiteFailed)));
+        assert!(!h.problems.iter().any(|p| matches!(p.kind, Kind::RestoreTestFailed | Kind::OffsiteFailed)));
+        assert!(h.problems.iter().any(|p| p.kind == Kind::DeliveryFailed));
         assert_eq!(Kind::ALL.map(|k| Kind::parse(k.as_str())), Kind::ALL.map(Some));
         assert_eq!(serde_json::to_value(Kind::SizeOutOfBand).unwrap(), "size_out_of_band");
         let d = tempfile::tempdir().unwrap();
@@ -524,6 +526,39 @@ mod tests {
         let health = check(d.path(), &limits, Utc::now()).unwrap();
         assert_eq!(health.problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [Kind::BackupFailed]);
         assert!(health.reasons[0].contains("the run ended failed"), "{:?}", health.reasons);
+    }
+
+    // covers: FR-4.2, FR-3.8, FR-4.7
+    #[test]
+    fn a_failed_delivery_is_unhealthy_until_a_later_delivery_succeeds() {
+        let d = tempfile::tempdir().unwrap();
+        let limits = MonitorConfig { min_size_mb: 0, ..Default::default() };
+        let t = Utc::now() - chrono::Duration::hours(3);
+        let mut h = History::open(d.path()).unwrap();
+        record(&mut h, RunStatus::Success, Some(("critical_backup_20261201_020000.tar.gz", 10)), t);
+        let first = h.recent(1).unwrap()[0].id;
+        h.set_delivery(first, DeliveryStatus::Failed).unwrap();
+        let health = check(d.path(), &limits, Utc::now()).unwrap();
+        assert_eq!(health.problems.iter().map(|p| p.kind).collect::<Vec<_>>(), [Kind::DeliveryFailed]);
+        assert!(health.reasons[0].contains("critical_backup_20261201_020000.tar.gz"), "{:?}", health.reasons);
+
+        // A run whose mail was skipped (mail off, --no-deliver) is no delivery: still unhealthy.
+        record(
+            &mut h,
+            RunStatus::Success,
+            Some(("critical_backup_20261201_030000.tar.gz", 10)),
+            t + chrono::Duration::hours(1),
+        );
+        h.set_delivery(h.recent(1).unwrap()[0].id, DeliveryStatus::Skipped).unwrap();
+        assert!(!check(d.path(), &limits, Utc::now()).unwrap().healthy);
+        record(
+            &mut h,
+            RunStatus::Success,
+            Some(("critical_backup_20261201_040000.tar.gz", 10)),
+            t + chrono::Duration::hours(2),
+        );
+        h.set_delivery(h.recent(1).unwrap()[0].id, DeliveryStatus::Delivered).unwrap();
+        assert!(check(d.path(), &limits, Utc::now()).unwrap().healthy);
     }
 
     // covers: FR-4.2, FR-4.3

@@ -56,6 +56,8 @@ mod kit;
 mod docs;
 // The HTTP service's read side: /healthz, /metrics (parsed), the status page in Chromium, basic auth, no secrets.
 mod status;
+// Every failure reaches a person: Slack/Discord/Telegram/ntfy payloads, a refused mail keeps check unhealthy, no-channel warnings, the status page's about line, axes and time zone.
+mod channels;
 // Offsite copies on a real S3-compatible store (SeaweedFS): multipart upload, presigned links, catch-up, remote retention, restore from s3://.
 mod offsite;
 // Issue 24: restore's ANALYZE after the commit on parallel connections, `lifeboat send` streaming its attachment (peak RSS).

@@ -275,7 +275,8 @@ fn the_status_page_renders_in_chromium_with_health_runs_chart_and_next_run() {
 
     let dom = support::browser::dump_dom(chromium, &format!("{}/", app.origin));
     assert!(dom.contains(r#"id="health-status">healthy</span>"#), "{dom}");
-    let next_text = next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // In [schedule] timezone (UTC here), with its offset.
+    let next_text = next.format("%Y-%m-%d %H:%M:%S +00:00").to_string();
     assert!(dom.contains(&next_text), "next run {next_text} not shown");
     let rows = dom.matches(r#"<tr class="run status-"#).count();
     assert_eq!(rows, 15, "every recorded run is a row");
@@ -293,7 +294,7 @@ fn the_status_page_renders_in_chromium_with_health_runs_chart_and_next_run() {
 
     let png = s.dir.path().join("status-page.png");
     support::browser::screenshot(chromium, &format!("{}/", app.origin), &png, "1200,1600");
-    support::browser::keep_for_docs(&png, "status-page.png");
+    // docs/images/status-page.png comes from tests/it/channels.rs (local times, chat channels).
 
     // `lifeboat serve` has no scheduler: the page says so.
     let idle = App::start(config_of(s, ""), None);

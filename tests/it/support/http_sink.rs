@@ -11,7 +11,16 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub content_type: Option<String>,
+    /// Every header, as (name, value).
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Seen {
+    /// The first header named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
 }
 
 pub struct HttpSink {
@@ -34,10 +43,13 @@ impl HttpSink {
                 let _ = req.as_reader().read_to_string(&mut body);
                 let content_type =
                     req.headers().iter().find(|h| h.field.equiv("Content-Type")).map(|h| h.value.as_str().to_string());
+                let headers =
+                    req.headers().iter().map(|h| (h.field.to_string(), h.value.as_str().to_string())).collect();
                 log.lock().unwrap().push(Seen {
                     method: req.method().to_string(),
                     path: req.url().to_string(),
                     content_type,
+                    headers,
                     body,
                 });
                 let _ = req.respond(tiny_http::Response::from_string("OK"));
