@@ -428,6 +428,20 @@ mod tests {
         assert!(h.reasons[0].starts_with("no successful backup yet"));
     }
 
+    // covers: FR-4.8, FR-20.2
+    #[test]
+    fn without_a_history_the_size_comes_from_the_marker_in_decimal_mb() {
+        let d = tempfile::tempdir().unwrap();
+        markers::write(d.path(), 1_795_546_849, 42_300_000).unwrap();
+        let f = gather(d.path()).unwrap();
+        assert_eq!(f.last_size_bytes, Some(43 * MB), "the 43 MB marker, as 43,000,000 bytes");
+        assert_eq!(f.last_success.map(|t| t.timestamp()), Some(1_795_546_849));
+        // A marker of the size band's edge reads as exactly that edge: 1 MB is not below min_size_mb = 1.
+        std::fs::write(d.path().join(markers::SIZE_MB), "1\n").unwrap();
+        let h = evaluate(&gather(d.path()).unwrap(), &MonitorConfig::default(), now());
+        assert!(!h.reasons.iter().any(|r| r.contains("min_size_mb")), "{:?}", h.reasons);
+    }
+
     // covers: FR-4.3, FR-4.6
     #[test]
     fn every_problem_has_its_kind_and_low_disk_is_less_than_twice_the_last_archive() {
