@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(parse(&text).unwrap().tables.len(), 10_000);
     }
 
-    // covers: FR-22.8, FR-13.11
+    // covers: FR-22.8, FR-7.16
     #[test]
     fn an_archive_without_database_encoding_still_reads_and_a_present_one_becomes_create_options() {
         let text = big_manifest(1, 1);
