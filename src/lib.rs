@@ -28,7 +28,7 @@
 //! - [`run`]: the one place that knows the order of a run (`lifeboat backup` and the daemon both call `run::run`): seal → offsite → deliver → rehearse → prune; `record` (the history, opened once per run; markers; the log tail), `alerts` (every alert a run sends), `offsite` (upload to `[remote]`, catch-up, remote retention), `rehearsal` (the restore rehearsal of each new archive).
 //! - [`daemon`]: the service: wiring (HTTP, start-up), `scheduler` (`Scheduler`, `Clock`), `monitor` (the monitor loop).
 //! - [`http`]: the HTTP service: `state` (`AppState`, what handlers read), `router` (every route), `health` (`/healthz`), `metrics`, `status` (the page), `auth` (basic auth), `download`, `limits` (connection cap, header-read and idle timeouts, the descriptor budget); `serve` is its accept loop; the only axum and hyper code.
-//! - [`init`]: `lifeboat init`: proposes a commented config from the catalog (pure `propose`, then the plan's estimate).
+//! - [`init`]: `lifeboat init`: proposes a commented config from the catalog: `propose` (the pure decision, one mode per table with its reason), then the plan's estimate, then `render` (the commented TOML).
 //! - [`events`]: progress events, the stall watchdog, the cancellation token.
 //! - [`cli`]: the command line (the only module that prints and knows clap); one file per subcommand (`backup`, `check`, `config`, `daemon`, `init`, `list`, `plan`, `prune`, `restore`, `send`, `serve`, `test_email`, `verify`), `render` (text tables), `progress` (events on stderr), `logging` (tracing, the log file).
 //!

@@ -324,6 +324,49 @@ fn check_generated(manifest: &Manifest) -> Result<(), ArchiveError> {
 
 /// [`verify`] over any byte stream; `archive` and `size_bytes` are left empty.
 pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
+    let Kept { mut seen, manifest_text, sums_text, sig_bytes } = read_members(input)?;
+    let sums_raw = sums_text.ok_or_else(|| missing(archive::SUMS))?;
+    check_sums(&mut seen, &sums_raw)?;
+    let manifest_raw = manifest_text.ok_or_else(|| missing(archive::MANIFEST))?;
+    let manifest: Manifest = archive::manifest::parse(&manifest_raw)
+        .map_err(|reason| ArchiveError::Member { path: archive::MANIFEST.into(), reason })?;
+    drop(manifest_raw);
+    if manifest.format != archive::FORMAT || manifest.format_version != archive::FORMAT_VERSION {
+        return Err(ArchiveError::Other(format!(
+            "unsupported archive format {} v{} (this lifeboat reads {} v{})",
+            manifest.format,
+            manifest.format_version,
+            archive::FORMAT,
+            archive::FORMAT_VERSION
+        )));
+    }
+    check_manifest(&seen, &manifest)?;
+    Ok(VerifyReport {
+        archive: PathBuf::new(),
+        size_bytes: 0,
+        members: seen.len(),
+        tables: manifest.tables.len(),
+        rows: manifest.tables.iter().map(|t| t.rows).sum(),
+        files: manifest.files.len(),
+        signature: signature::check(&sums_raw, sig_bytes.as_deref(), &[]),
+        manifest,
+        sums: sums_raw,
+        sums_signature: sig_bytes,
+    })
+}
+
+/// What one pass over the members keeps: each member's digest, and the
+/// three metadata members whole (manifest.json, SHA256SUMS, its signature).
+struct Kept {
+    seen: BTreeMap<String, Seen>,
+    manifest_text: Option<Vec<u8>>,
+    sums_text: Option<Vec<u8>>,
+    sig_bytes: Option<Vec<u8>>,
+}
+
+/// Reads every member once: hashes (and counts CSV rows of) each, keeps the
+/// metadata members, and refuses metadata members larger than they can be.
+fn read_members(input: impl Read) -> Result<Kept, ArchiveError> {
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     let mut manifest_text: Option<Vec<u8>> = None;
     let mut sums_text: Option<Vec<u8>> = None;
@@ -375,10 +418,20 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
         Ok(())
     })?;
 
-    let missing = |p: &str| ArchiveError::Member { path: p.to_string(), reason: "is missing".into() };
-    let sums_raw = sums_text.ok_or_else(|| missing(archive::SUMS))?;
+    Ok(Kept { seen, manifest_text, sums_text, sig_bytes })
+}
+
+/// A member that must be there is not.
+fn missing(path: &str) -> ArchiveError {
+    ArchiveError::Member { path: path.to_string(), reason: "is missing".into() }
+}
+
+/// Checks SHA256SUMS against the members read: every line names a member
+/// once with its digest, and every member but SHA256SUMS and its signature
+/// is listed.
+fn check_sums(seen: &mut BTreeMap<String, Seen>, sums_raw: &[u8]) -> Result<(), ArchiveError> {
     let bad_sums = |reason| ArchiveError::Member { path: archive::SUMS.into(), reason };
-    let sums_str = std::str::from_utf8(&sums_raw).map_err(|_| bad_sums("is not UTF-8 text".into()))?;
+    let sums_str = std::str::from_utf8(sums_raw).map_err(|_| bad_sums("is not UTF-8 text".into()))?;
     // Checked line by line against what was seen, marking each member
     // listed: no second copy of the names, and a name listed twice is found.
     for line in archive::sums::sum_lines(sums_str) {
@@ -400,19 +453,13 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
         return Err(ArchiveError::Member { path: extra.clone(), reason: "is not listed in SHA256SUMS".into() });
     }
 
-    let manifest_raw = manifest_text.ok_or_else(|| missing(archive::MANIFEST))?;
-    let manifest: Manifest = archive::manifest::parse(&manifest_raw)
-        .map_err(|reason| ArchiveError::Member { path: archive::MANIFEST.into(), reason })?;
-    drop(manifest_raw);
-    if manifest.format != archive::FORMAT || manifest.format_version != archive::FORMAT_VERSION {
-        return Err(ArchiveError::Other(format!(
-            "unsupported archive format {} v{} (this lifeboat reads {} v{})",
-            manifest.format,
-            manifest.format_version,
-            archive::FORMAT,
-            archive::FORMAT_VERSION
-        )));
-    }
+    Ok(())
+}
+
+/// Checks manifest.json against the members read, both ways: every table,
+/// file and member it lists is there with its size, digest (and row count),
+/// and every member is one it lists.
+fn check_manifest(seen: &BTreeMap<String, Seen>, manifest: &Manifest) -> Result<(), ArchiveError> {
     let check = |path: &str, bytes: u64, sha: &str| -> Result<&Seen, ArchiveError> {
         let s = seen.get(path).ok_or_else(|| missing(path))?;
         if s.bytes != bytes || archive::sums::decode_sha256(sha) != Some(s.sha256) {
@@ -464,16 +511,5 @@ pub fn verify_stream(input: impl Read) -> Result<VerifyReport, ArchiveError> {
             reason: "is not listed in manifest.json (a table's CSV, a config file or a database/*.sql member)".into(),
         });
     }
-    Ok(VerifyReport {
-        archive: PathBuf::new(),
-        size_bytes: 0,
-        members: seen.len(),
-        tables: manifest.tables.len(),
-        rows: manifest.tables.iter().map(|t| t.rows).sum(),
-        files: manifest.files.len(),
-        signature: signature::check(&sums_raw, sig_bytes.as_deref(), &[]),
-        manifest,
-        sums: sums_raw,
-        sums_signature: sig_bytes,
-    })
+    Ok(())
 }

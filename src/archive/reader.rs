@@ -286,21 +286,26 @@ pub fn for_each_member_in(
         let e = io::Error::new(io::ErrorKind::UnexpectedEof, "an extended header describes no member");
         return Err(corrupt(&last, e));
     }
-    // After the end-of-archive block only zero padding may follow, then the
-    // gzip trailer (CRC and length, checked on the way to EOF).
-    let mut rest = archive.into_inner().take(MAX_TRAILING_ZEROS + 1);
+    check_end(archive.into_inner(), &last)
+}
+
+/// What may follow the last member: zero padding after the tar
+/// end-of-archive blocks, then the gzip trailer (CRC and length, checked on
+/// the way to EOF), then nothing: no hidden data, no second gzip stream.
+fn check_end<R: Read>(gz: GzDecoder<&mut BufReader<R>>, last: &Option<String>) -> Result<(), ArchiveError> {
+    let mut rest = gz.take(MAX_TRAILING_ZEROS + 1);
     let mut buf = vec![0u8; 64 * 1024];
     let (mut padding, mut hidden) = (0u64, false);
     // Read to the end first: damage (a bad CRC) is reported as damage.
     loop {
-        let n = rest.read(&mut buf).map_err(|e| corrupt(&last, e))?;
+        let n = rest.read(&mut buf).map_err(|e| ArchiveError::Corrupt { at: last.clone(), source: e })?;
         if n == 0 {
             break;
         }
         hidden |= buf[..n].iter().any(|&b| b != 0);
         padding += n as u64;
     }
-    drop(rest);
+    let input = rest.into_inner().into_inner();
     if padding > MAX_TRAILING_ZEROS {
         return Err(ArchiveError::Trailing(format!(
             "more than {MAX_TRAILING_ZEROS} bytes follow the tar end-of-archive blocks"
@@ -312,7 +317,7 @@ pub fn for_each_member_in(
                 .into(),
         ));
     }
-    let after = input.fill_buf().map_err(|e| corrupt(&last, e))?.len();
+    let after = input.fill_buf().map_err(|e| ArchiveError::Corrupt { at: last.clone(), source: e })?.len();
     if after > 0 {
         return Err(ArchiveError::Trailing(format!(
             "{after}{} byte(s) follow the gzip stream (a second stream appended to the file?); a lifeboat archive \

@@ -25,7 +25,6 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
     let state = crate::http::AppState::new(std::sync::Arc::new(config), crate::http::no_schedule(), downloads);
     let runtime = runtime("the HTTP runtime")?;
     runtime.block_on(async move {
-        let limits = crate::http::limits::for_process(&state.config.http);
         let listener = bind(&addr, "--listen or [http] listen").await?;
         let local = listener.local_addr().map_err(|e| Error::Failed(format!("cannot read the bound address: {e}")))?;
         let metrics = match &metrics_addr {
@@ -36,28 +35,16 @@ pub(super) fn run(cli: &Cli, args: &ServeArgs) -> Result<u8, Error> {
             Some((storage, prefix)) => eprintln!("lifeboat: serving downloads from {storage} at http://{local}{prefix}/ and the status page at http://{local}/ (SIGTERM or Ctrl-C stops)"),
             None => eprintln!("lifeboat: serving the status page at http://{local}/ and no downloads ([links] public_url is not set; SIGTERM or Ctrl-C stops)"),
         }
+        if let Some(a) = metrics.as_ref().and_then(|l| l.local_addr().ok()) {
+            eprintln!("lifeboat: serving /metrics at http://{a}/metrics");
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let when_stopped = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let metrics_task = metrics.map(|l| {
-            if let Ok(a) = l.local_addr() {
-                eprintln!("lifeboat: serving /metrics at http://{a}/metrics");
-            }
-            tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state.clone()), limits.clone(), when_stopped()))
-        });
+        let service = crate::http::Service::spawn(state, listener, metrics, &stopped);
         tokio::spawn(async move {
             crate::http::shutdown_signal().await;
             let _ = stop.send(true);
         });
-        let served = crate::http::serve(listener, crate::http::app(state), limits, when_stopped()).await;
-        if let Some(t) = metrics_task {
-            let _ = t.await;
-        }
-        served.map_err(|e| Error::Failed(format!("the HTTP server stopped: {e}")))
+        service.finish().await
     })?;
     Ok(0)
 }

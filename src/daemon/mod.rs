@@ -57,19 +57,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let state = crate::http::AppState::new(config.clone(), next_rx, downloads);
-    // One budget for both listeners, within the open-files limit less a run's reserve.
-    let limits = crate::http::limits::for_process(&config.http);
-    let mut stop = stop_rx.clone();
-    let http =
-        tokio::spawn(crate::http::serve(listener, crate::http::app(state.clone()), limits.clone(), async move {
-            stopped(&mut stop).await;
-        }));
-    let metrics_http = metrics.map(|l| {
-        let mut stop = stop_rx.clone();
-        tokio::spawn(crate::http::serve(l, crate::http::metrics_app(state), limits, async move {
-            stopped(&mut stop).await;
-        }))
-    });
+    let http = crate::http::Service::spawn(state, listener, metrics, &stop_rx);
     let c = config.clone();
     let startup = tokio::task::spawn_blocking(move || startup(&c)).await;
     if let Err(e) = startup {
@@ -90,16 +78,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = scheduled.await;
     let _ = monitor.await;
-    if let Some(m) = metrics_http {
-        if let Ok(Err(e)) = m.await {
-            tracing::warn!("the metrics listener stopped: {e}");
-        }
-    }
-    match http.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::Failed(format!("the HTTP server stopped: {e}"))),
-        Err(e) => Err(Error::Failed(format!("the HTTP server task failed: {e}"))),
-    }
+    http.finish().await
 }
 
 /// The download route's settings when `[links] public_url` is set (signed

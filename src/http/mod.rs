@@ -49,6 +49,52 @@ pub(crate) fn internal_error(what: &str, e: &crate::Error) -> axum::response::Re
         .into_response()
 }
 
+/// The HTTP side of `lifeboat serve` and the daemon alike: [`app`] on one
+/// listener and, when `[http] metrics_listen` is set, [`metrics_app`] alone
+/// on another, both within one connection budget ([`limits::for_process`]),
+/// until `stop` turns true. One wiring, so the two commands cannot drift.
+pub struct Service {
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Service {
+    /// Starts serving on the current tokio runtime.
+    pub fn spawn(
+        state: AppState,
+        listener: tokio::net::TcpListener,
+        metrics: Option<tokio::net::TcpListener>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Service {
+        let limits = limits::for_process(&state.config.http);
+        let stopped = |stop: &tokio::sync::watch::Receiver<bool>| {
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        };
+        let metrics =
+            metrics.map(|l| tokio::spawn(serve(l, metrics_app(state.clone()), limits.clone(), stopped(stop))));
+        let http = tokio::spawn(serve(listener, app(state), limits, stopped(stop)));
+        Service { http, metrics }
+    }
+
+    /// Waits until both listeners have stopped (after `stop`); the main
+    /// listener's failure is the error, the metrics listener's is logged.
+    pub async fn finish(self) -> crate::Result<()> {
+        if let Some(m) = self.metrics {
+            if let Ok(Err(e)) = m.await {
+                tracing::warn!("the metrics listener stopped: {e}");
+            }
+        }
+        match self.http.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(crate::Error::Failed(format!("the HTTP server stopped: {e}"))),
+            Err(e) => Err(crate::Error::Failed(format!("the HTTP server task failed: {e}"))),
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes; requests in
 /// flight are finished first.
 ///

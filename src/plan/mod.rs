@@ -248,7 +248,44 @@ pub fn build_base(
         snap.lock(&config.database, &pg::qualified(&t.name.schema, &t.name.name), &t.name.to_string(), progress)?;
     }
 
-    // One cutoff per distinct `keep`, from the snapshot's own now().
+    cut_windows(snap, &mut tables)?;
+    estimate_windows(snap, watchdog, &catalog, &mut tables)?;
+    sum_partitions(&catalog, &mut tables);
+    let foreign_keys: Vec<FkPlan> = catalog.foreign_keys.iter().map(|fk| fk_plan(&catalog, fk)).collect();
+
+    let sources: Vec<closure::Source> = tables
+        .iter()
+        .map(|t| closure::Source {
+            oid: t.oid,
+            qualified: t.qualified(),
+            display: t.display(),
+            mode: t.mode,
+            has_rows: t.has_rows,
+            child_predicate: t.base_predicate("c"),
+            parent_predicate: t.base_predicate("p"),
+        })
+        .collect();
+    let job = ClosureJob { sources, fks: catalog.row_foreign_keys(), spill: spill_dir(config) };
+
+    let files = files::collect(&config.files)?;
+    warn_about(config, &catalog, &tables, &files, &mut warnings);
+    let plan = Plan {
+        database: snap.database.clone(),
+        server_version: snap.server_version.clone(),
+        snapshot_time: snap.now.clone(),
+        tables,
+        foreign_keys,
+        sequences: catalog.sequences.iter().map(|s| s.name.clone()).collect(),
+        files,
+        estimated_archive_bytes: 0,
+        warnings,
+    };
+    Ok((Draft { plan }, job))
+}
+
+/// Sets each window's cutoff: one per distinct `keep`, from the snapshot's
+/// own now().
+fn cut_windows(snap: &mut Snapshot, tables: &mut [TablePlan]) -> Result<()> {
     let mut cutoffs: BTreeMap<String, String> = BTreeMap::new();
     for t in tables.iter_mut() {
         if let Some(w) = &mut t.window {
@@ -266,7 +303,17 @@ pub fn build_base(
             w.cutoff = cutoffs[&key].clone();
         }
     }
+    Ok(())
+}
 
+/// Narrows each windowed table's row and byte estimates to its window,
+/// from the planner's estimate (`EXPLAIN`).
+fn estimate_windows(
+    snap: &mut Snapshot,
+    watchdog: &Watchdog,
+    catalog: &Catalog,
+    tables: &mut [TablePlan],
+) -> Result<()> {
     for t in tables.iter_mut().filter(|t| t.mode == Mode::Window && t.has_rows) {
         watchdog.doing(format!("estimating {}", t.qualified()));
         let pred = t.base_predicate("t").expect("window");
@@ -283,10 +330,12 @@ pub fn build_base(
             t.estimated_rows = rows.min(total);
         }
     }
+    Ok(())
+}
 
-    let foreign_keys: Vec<FkPlan> = catalog.foreign_keys.iter().map(|fk| fk_plan(&catalog, fk)).collect();
-    // A partitioned parent holds no rows of their own: its figures are the
-    // sum of its leaves', each filtered by its own mode.
+/// A partitioned parent holds no rows of their own: its figures are the
+/// sum of its leaves', each filtered by its own mode.
+fn sum_partitions(catalog: &Catalog, tables: &mut [TablePlan]) {
     let mut sums: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
     for t in tables.iter().filter(|t| t.has_rows) {
         let mut at = catalog.table(t.oid).partition_of;
@@ -300,22 +349,17 @@ pub fn build_base(
     for t in tables.iter_mut().filter(|t| !t.has_rows) {
         (t.estimated_rows, t.estimated_bytes) = sums.get(&t.oid).copied().unwrap_or_default();
     }
+}
 
-    let sources: Vec<closure::Source> = tables
-        .iter()
-        .map(|t| closure::Source {
-            oid: t.oid,
-            qualified: t.qualified(),
-            display: t.display(),
-            mode: t.mode,
-            has_rows: t.has_rows,
-            child_predicate: t.base_predicate("c"),
-            parent_predicate: t.base_predicate("p"),
-        })
-        .collect();
-    let job = ClosureJob { sources, fks: catalog.row_foreign_keys(), spill: spill_dir(config) };
-
-    let files = files::collect(&config.files)?;
+/// The plan's warnings about what it found: unclassified tables, large
+/// tables, large objects, config files missing, refused or unencrypted.
+fn warn_about(
+    config: &Config,
+    catalog: &Catalog,
+    tables: &[TablePlan],
+    files: &FileSelection,
+    warnings: &mut Vec<String>,
+) {
     // A partitioned table is named once, with how many partitions it has.
     let unclassified_parent = |t: &TablePlan| {
         catalog.table(t.oid).partition_of.is_some_and(|p| tables.iter().any(|u| u.oid == p && u.unclassified))
@@ -377,18 +421,6 @@ pub fn build_base(
             files.files[0].path
         ));
     }
-    let plan = Plan {
-        database: snap.database.clone(),
-        server_version: snap.server_version.clone(),
-        snapshot_time: snap.now.clone(),
-        tables,
-        foreign_keys,
-        sequences: catalog.sequences.iter().map(|s| s.name.clone()).collect(),
-        files,
-        estimated_archive_bytes: 0,
-        warnings,
-    };
-    Ok((Draft { plan }, job))
 }
 
 /// Where the closure keeps its sorted row keys: the storage directory when

@@ -263,6 +263,8 @@ impl<R: BufRead> Statements<R> {
 
     /// Feeds one byte; `Some(true)` when a statement ended with it,
     /// `Some(false)` when a meta-command line did.
+    // size: one `match` over the lexer's states, one arm per state; split,
+    // the transitions between states would be spread over several functions.
     fn step(
         state: &mut State,
         b: u8,
