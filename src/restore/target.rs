@@ -158,9 +158,10 @@ pub(super) fn create_if_missing(
             crate::pg::pg_message(&e)
         )),
         // 42809 invalid locale name, 22023 encoding and locale that do not
-        // match, 42704 unknown encoding: this server cannot hold the archive's
-        // encoding and locale as they are.
-        (Some("42809" | "22023" | "42704" | "0A000"), Some(enc)) => Error::Refused(format!(
+        // match, 42704 unknown encoding, 0A000 a build without ICU, 42601 a
+        // server before 15 (no LOCALE_PROVIDER): this server cannot hold the
+        // archive's encoding and locale as they are.
+        (Some("42809" | "22023" | "42704" | "0A000" | "42601"), Some(enc)) => Error::Refused(format!(
             "cannot create database {name:?} on {admin_name} with the archive's encoding {} and locale {}: {}; \
              install that locale on the server (then restart PostgreSQL), or create the database yourself \
              with a locale it has (createdb -T template0 -E {} --locale=LOCALE {name}; `locale -a` lists them) \
