@@ -159,7 +159,7 @@ pub fn restore_source(
         }
     }
     if opts.create {
-        target::create_if_missing(&target, progress, cancel)?;
+        target::create_if_missing(&target, verified.manifest.database_encoding.as_ref(), progress, cancel)?;
     }
     let mut report = restore_verified(source, &verified, &target, opts, progress, cancel)?;
     report.phases.insert(0, ("verify".into(), verify_ms));
