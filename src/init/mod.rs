@@ -173,7 +173,7 @@ mod tests {
             columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
             estimated_rows: Some(mb * 10_000),
             partition_of: None,
-            bytes: mb * crate::model::MB,
+            bytes: mb * crate::model::MB as i64,
         }
     }
 
