@@ -259,6 +259,10 @@ pub struct FkPlan {
     pub ref_columns: Vec<String>,
 }
 
+/// One megabyte as lifeboat counts it everywhere (settings, thresholds,
+/// what people read): decimal, 1,000,000 bytes.
+pub const MB: u64 = 1_000_000;
+
 /// `512 B`, `1.5 MB`: every size shown to people (the CLI's reports, the
 /// progress bar, mails, the status page, messages) comes from here, in
 /// decimal units (1 KB = 1,000 B, 1 MB = 1,000,000 B, as `[email]

@@ -49,6 +49,9 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
             manifest.warnings.len()
         ));
     }
+    if let Some(e) = &manifest.database_encoding {
+        e.check()?;
+    }
     if let Some(t) = manifest.tables.iter().find(|t| t.columns.len() > MAX_COLUMNS) {
         return Err(format!(
             "lists {} columns for table {}; PostgreSQL allows at most {MAX_COLUMNS}",
@@ -156,6 +159,11 @@ pub struct Manifest {
     pub database: String,
     pub server_version: String,
     pub pg_dump_version: String,
+    /// The source database's encoding and locale, which `restore --create`
+    /// gives the database it creates. Absent in archives of lifeboat 0.1
+    /// before it was recorded: `--create` then takes the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_encoding: Option<DatabaseEncoding>,
     pub tables: Vec<ManifestTable>,
     pub foreign_keys: Vec<FkPlan>,
     pub sequences: Vec<SequenceValue>,
@@ -163,6 +171,77 @@ pub struct Manifest {
     /// The `database/*.sql` members.
     pub members: Vec<ManifestFile>,
     pub warnings: Vec<String>,
+}
+
+/// A database's encoding and locale, as `pg_database` has them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatabaseEncoding {
+    /// The server encoding's name, e.g. `UTF8`, `LATIN1`.
+    pub encoding: String,
+    /// `LC_COLLATE` (`datcollate`).
+    pub collate: String,
+    /// `LC_CTYPE` (`datctype`).
+    pub ctype: String,
+    /// `libc`, `icu` or `builtin` (`datlocprovider`; `libc` before PostgreSQL 15).
+    pub locale_provider: String,
+    /// The ICU or builtin locale (`daticulocale`, `datlocale` from
+    /// PostgreSQL 17); absent for `libc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_locale: Option<String>,
+}
+
+/// The longest encoding or locale name a manifest may carry.
+pub const MAX_LOCALE_NAME: usize = 64;
+
+impl DatabaseEncoding {
+    /// Refuses anything but short identifier-like names: the values go into
+    /// `CREATE DATABASE` (quoted as literals, but a hostile archive gets no
+    /// further than this). The error names the field and the value, shown safely.
+    pub fn check(&self) -> Result<(), String> {
+        let name_ok = |s: &str, extra: &str| {
+            !s.is_empty()
+                && s.len() <= MAX_LOCALE_NAME
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(c))
+        };
+        let bad = |field: &str, value: &str| {
+            format!(
+                "has database_encoding.{field} \"{}\", which is not an encoding or locale name \
+                 (letters, digits and _ . - @ =, at most {MAX_LOCALE_NAME})",
+                crate::archive::reader::shown(value)
+            )
+        };
+        if !name_ok(&self.encoding, "") {
+            return Err(bad("encoding", &self.encoding));
+        }
+        for (field, value) in [("collate", &self.collate), ("ctype", &self.ctype)] {
+            if !name_ok(value, ".-@=") {
+                return Err(bad(field, value));
+            }
+        }
+        match (self.locale_provider.as_str(), &self.provider_locale) {
+            ("libc", None) => Ok(()),
+            ("icu" | "builtin", Some(l)) if name_ok(l, ".-@=") => Ok(()),
+            ("icu" | "builtin", Some(l)) => Err(bad("provider_locale", l)),
+            ("icu" | "builtin", None) => {
+                Err(format!("has database_encoding.locale_provider {:?} without provider_locale", self.locale_provider))
+            }
+            ("libc", Some(l)) => Err(bad("provider_locale", l)),
+            (other, _) => Err(bad("locale_provider", other)),
+        }
+    }
+
+    /// The `CREATE DATABASE` options that reproduce it, values quoted as literals.
+    pub fn create_options(&self) -> String {
+        use crate::model::quote_literal as q;
+        let mut sql =
+            format!("ENCODING {} LC_COLLATE {} LC_CTYPE {}", q(&self.encoding), q(&self.collate), q(&self.ctype));
+        match (self.locale_provider.as_str(), &self.provider_locale) {
+            ("icu", Some(l)) => sql.push_str(&format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", q(l))),
+            ("builtin", Some(l)) => sql.push_str(&format!(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}", q(l))),
+            _ => {}
+        }
+        sql
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -265,6 +344,13 @@ mod tests {
             database: "app".into(),
             server_version: "16.4".into(),
             pg_dump_version: "16.4".into(),
+            database_encoding: Some(DatabaseEncoding {
+                encoding: "UTF8".into(),
+                collate: "en_US.UTF-8".into(),
+                ctype: "en_US.UTF-8".into(),
+                locale_provider: "libc".into(),
+                provider_locale: None,
+            }),
             tables: (0..tables).map(table).collect(),
             foreign_keys: (0..tables)
                 .map(|i| FkPlan {
@@ -304,6 +390,21 @@ mod tests {
         assert_eq!(parse(&text).unwrap().tables.len(), 10_000);
     }
 
+    // covers: FR-22.8, FR-7.16
+    #[test]
+    fn an_archive_without_database_encoding_still_reads_and_a_present_one_becomes_create_options() {
+        let text = big_manifest(1, 1);
+        let mut m: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let e = parse(&text).unwrap().database_encoding.unwrap();
+        assert_eq!(e.create_options(), "ENCODING 'UTF8' LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8'");
+        m.as_object_mut().unwrap().remove("database_encoding");
+        assert_eq!(parse(&serde_json::to_vec(&m).unwrap()).unwrap().database_encoding, None);
+        let icu =
+            DatabaseEncoding { locale_provider: "icu".into(), provider_locale: Some("und-u-ks-level2".into()), ..e };
+        icu.check().unwrap();
+        assert!(icu.create_options().ends_with(" LOCALE_PROVIDER icu ICU_LOCALE 'und-u-ks-level2'"));
+    }
+
     // covers: FR-22.8
     #[test]
     fn a_backup_caps_its_warnings_so_that_its_manifest_verifies() {
@@ -332,6 +433,12 @@ mod tests {
         assert!(e.contains("1601 columns for table public.table_number_0"), "{e}");
         let e = parse(&vec![b' '; MAX_MANIFEST_BYTES as usize + 1]).unwrap_err();
         assert!(e.contains("more than a manifest can be"), "{e}");
+        let e = with(&|m| m["database_encoding"]["collate"] = "C'; DROP DATABASE app; --".into());
+        assert!(e.contains("database_encoding.collate \"C'; DROP DATABASE app; --\", which is not"), "{e}");
+        let e = with(&|m| m["database_encoding"]["locale_provider"] = "icu".into());
+        assert!(e.contains("without provider_locale"), "{e}");
+        let e = with(&|m| m["database_encoding"]["encoding"] = "x".repeat(MAX_LOCALE_NAME + 1).into());
+        assert!(e.contains("database_encoding.encoding"), "{e}");
         m["format"] = 1.into();
         assert!(parse(&serde_json::to_vec(&m).unwrap()).unwrap_err().starts_with("is not a valid manifest"));
     }

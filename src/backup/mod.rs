@@ -163,7 +163,9 @@ fn seal(
 
     s.watchdog.check()?;
     // The snapshot (and its locks) are released as soon as nothing reads it.
-    let Sealing { snap, watchdog, .. } = s;
+    let Sealing { mut snap, watchdog, .. } = s;
+    let encoding = crate::pg::catalog::database_encoding(&mut snap.client, snap.server_version_num)
+        .map_err(|e| stalled_or(&watchdog, e))?;
     snap.close().map_err(|e| stalled_or(&watchdog, e))?;
     let mut warnings = plan.warnings.clone();
     let roles = roles(schema.roles, &watchdog, &mut warnings, progress)?;
@@ -176,6 +178,7 @@ fn seal(
         database: plan.database.clone(),
         server_version: plan.server_version.clone(),
         pg_dump_version: pg_dump.version.clone(),
+        database_encoding: Some(encoding),
         tables,
         foreign_keys: plan.foreign_keys.clone(),
         sequences,

@@ -12,10 +12,10 @@ pub struct MonitorConfig {
     /// The last success may be at most this old.
     #[serde(deserialize_with = "de_count")]
     pub max_age_hours: u32,
-    /// The last archive must be at least this big (MiB; 0 = no lower bound).
+    /// The last archive must be at least this big (MB of 1,000,000 bytes; 0 = no lower bound).
     #[serde(deserialize_with = "de_count")]
     pub min_size_mb: u32,
-    /// … and at most this big (MiB).
+    /// … and at most this big (MB).
     #[serde(deserialize_with = "de_count")]
     pub max_size_mb: u32,
     /// How often the daemon's monitor loop looks (FR-4).

@@ -48,7 +48,7 @@ pub use render::render;
 /// How `init` judges tables (flattened into `lifeboat init`'s arguments).
 #[derive(Debug, Clone, clap::Args)]
 pub struct InitOptions {
-    /// Tables smaller than this many MB on disk are kept in full
+    /// Tables smaller than this many MB (1 MB = 1,000,000 bytes) on disk are kept in full
     #[arg(long, value_name = "MB", default_value_t = 10)]
     pub full_below_mb: u64,
     /// How much history a window keeps, e.g. "3 months", "90 days"
@@ -173,7 +173,7 @@ mod tests {
             columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
             estimated_rows: Some(mb * 10_000),
             partition_of: None,
-            bytes: mb * 1_048_576,
+            bytes: mb * crate::model::MB as i64,
         }
     }
 

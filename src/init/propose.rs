@@ -326,7 +326,7 @@ fn names_of(catalog: &Catalog, oids: &[u32]) -> Vec<String> {
 /// One mode per table, with its reason. Partitions are left out: they take
 /// their parent's mode.
 pub fn propose(catalog: &Catalog, opts: &InitOptions) -> Vec<Decision> {
-    let small = i64::try_from(opts.full_below_mb.saturating_mul(1_048_576)).unwrap_or(i64::MAX);
+    let small = i64::try_from(opts.full_below_mb.saturating_mul(crate::model::MB)).unwrap_or(i64::MAX);
     let tops: Vec<&Table> = catalog.tables.iter().filter(|t| t.partition_of.is_none()).collect();
     let edges = Edges::new(catalog);
     let is_migration = |t: &Table| MIGRATION_TABLES.contains(&t.name.name.to_ascii_lowercase().as_str());

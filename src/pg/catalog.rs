@@ -211,3 +211,40 @@ pub fn read(client: &mut Client) -> Result<Catalog> {
 
     Ok(Catalog { tables, foreign_keys, sequences, large_objects })
 }
+
+/// The connected database's encoding and locale (`pg_database`), for the
+/// manifest: `restore --create` makes its database the same. The locale
+/// provider exists from PostgreSQL 15 (`libc` before), its locale is
+/// `daticulocale` in 15 and 16, `datlocale` from 17.
+pub fn database_encoding(
+    client: &mut Client,
+    server_version_num: i32,
+) -> Result<crate::archive::manifest::DatabaseEncoding> {
+    let provider = match server_version_num {
+        ..=149_999 => "'c'::text, NULL::text",
+        150_000..=169_999 => "datlocprovider::text, daticulocale::text",
+        _ => "datlocprovider::text, datlocale::text",
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text, {provider} \
+                 FROM pg_database WHERE datname = current_database()"
+            ),
+            &[],
+        )
+        .map_err(db_err("reading the database's encoding and locale"))?;
+    let provider: String = row.get(3);
+    let locale_provider = match provider.as_str() {
+        "i" => "icu",
+        "b" => "builtin",
+        _ => "libc",
+    };
+    Ok(crate::archive::manifest::DatabaseEncoding {
+        encoding: row.get(0),
+        collate: row.get(1),
+        ctype: row.get(2),
+        locale_provider: locale_provider.into(),
+        provider_locale: if locale_provider == "libc" { None } else { row.get(4) },
+    })
+}

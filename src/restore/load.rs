@@ -44,18 +44,8 @@ pub(super) fn load(
 
     let by_file: BTreeMap<&str, &ManifestTable> =
         manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t))).collect();
-    let expected: BTreeMap<&str, &str> = manifest
-        .members
-        .iter()
-        .chain(&manifest.files)
-        .map(|m| (m.path.as_str(), m.sha256.as_str()))
-        .chain(manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t.sha256.as_deref()?))))
-        .collect();
-    // Modes come from manifest.json, which SHA256SUMS covers, not from tar
-    // headers, which nothing does. Never setuid, setgid or sticky: a config
-    // file needs none, and a tampered archive must not plant one.
-    let modes: BTreeMap<&str, u32> =
-        manifest.files.iter().map(|f| (f.path.as_str(), f.mode.unwrap_or(0o600) & 0o777)).collect();
+    let expected = expected_hashes(manifest);
+    let modes = file_modes(manifest);
     let mut staged = opts.config_dir.as_deref().map(Staged::new).transpose()?;
     let mut copied: BTreeMap<String, u64> = BTreeMap::new();
     // --jobs > 1: the schema is committed at once so other connections see
@@ -79,11 +69,7 @@ pub(super) fn load(
         };
         let mut h = Hashing::new(r);
         if path == archive::SCHEMA || path == archive::SEQUENCES || path == archive::CONSTRAINTS {
-            let name = match path {
-                archive::SCHEMA => "schema",
-                archive::SEQUENCES => "sequences",
-                _ => "constraints",
-            };
+            let name = sql_step(path);
             if step != name {
                 if !step.is_empty() {
                     phase(phases, step, since);
@@ -128,18 +114,7 @@ pub(super) fn load(
                 freeze = Some(plain_tables(client)?);
             }
             let frozen = freeze.as_ref().is_some_and(|f| f.contains(&(t.schema.clone(), t.name.clone())));
-            let sql = format!(
-                "COPY {} FROM STDIN (FORMAT csv, HEADER{})",
-                t.copy_target(),
-                if frozen { ", FREEZE" } else { "" }
-            );
-            tracing::debug!(%sql, "COPY in");
-            let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
-            let copied_io = std::io::copy(&mut h, &mut w);
-            let rows = match copied_io {
-                Ok(_) => w.finish().map_err(db_err(format!("loading rows of {} from {path}", t.display())))?,
-                Err(e) => return Err(copy_err(format!("loading rows of {} from {path}", t.display()))(e)),
-            };
+            let rows = copy_in(client, t, path, frozen, &mut h)?;
             check_sha(path, h, sha)?;
             progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
             copied.insert(path.to_string(), rows);
@@ -157,14 +132,72 @@ pub(super) fn load(
         progress(Event::Step("parallel data"));
         copied.extend(parallel::copy_parallel(target, spool, usize::from(opts.jobs), progress, cancel)?);
         phase(phases, "parallel data", since);
-        for (path, file) in &deferred {
-            progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
-            let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file.to_path_buf(), e))?;
-            sql::run_member(client, path, &mut f, &mut policy)?;
-        }
+        run_deferred(client, &deferred, &mut policy, progress)?;
         phase(phases, "sequences and constraints", since);
     }
+    warn_missing_roles(&policy, progress);
+    let checks = row_checks(manifest, selected, &copied);
+    phase(phases, "check", since);
+    Ok((checks, staged, policy))
+}
 
+/// The config files' modes. They come from manifest.json, which SHA256SUMS
+/// covers, not from tar headers, which nothing does. Never setuid, setgid or
+/// sticky: a config file needs none, and a tampered archive must not plant one.
+fn file_modes(manifest: &Manifest) -> BTreeMap<&str, u32> {
+    manifest.files.iter().map(|f| (f.path.as_str(), f.mode.unwrap_or(0o600) & 0o777)).collect()
+}
+
+/// The restore step an SQL member belongs to.
+fn sql_step(path: &str) -> &'static str {
+    match path {
+        archive::SCHEMA => "schema",
+        archive::SEQUENCES => "sequences",
+        _ => "constraints",
+    }
+}
+
+/// Every member's expected SHA-256 by path (members, config files, tables).
+fn expected_hashes(manifest: &Manifest) -> BTreeMap<&str, &str> {
+    manifest
+        .members
+        .iter()
+        .chain(&manifest.files)
+        .map(|m| (m.path.as_str(), m.sha256.as_str()))
+        .chain(manifest.tables.iter().filter_map(|t| Some((t.file.as_deref()?, t.sha256.as_deref()?))))
+        .collect()
+}
+
+/// Streams `t`'s CSV member `path` into the table; the rows COPY loaded.
+fn copy_in(client: &mut Client, t: &ManifestTable, path: &str, frozen: bool, rows: &mut dyn Read) -> Result<u64> {
+    let sql =
+        format!("COPY {} FROM STDIN (FORMAT csv, HEADER{})", t.copy_target(), if frozen { ", FREEZE" } else { "" });
+    tracing::debug!(%sql, "COPY in");
+    let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
+    match std::io::copy(rows, &mut w) {
+        Ok(_) => w.finish().map_err(db_err(format!("loading rows of {} from {path}", t.display()))),
+        Err(e) => Err(copy_err(format!("loading rows of {} from {path}", t.display()))(e)),
+    }
+}
+
+/// With `--jobs`: sequences and constraints, spooled while the rows were, run
+/// once the rows are in.
+fn run_deferred(
+    client: &mut Client,
+    deferred: &[(String, tempfile::TempPath)],
+    policy: &mut Policy,
+    progress: Progress,
+) -> Result<()> {
+    for (path, file) in deferred {
+        progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
+        let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file.to_path_buf(), e))?;
+        sql::run_member(client, path, &mut f, policy)?;
+    }
+    Ok(())
+}
+
+/// One warning per role the archive names and the target lacks.
+fn warn_missing_roles(policy: &Policy, progress: Progress) {
     for (role, statements) in &policy.missing {
         progress(Event::Warning(format!(
             "role {role} does not exist on the target: skipped {statements} owner/privilege statement(s) that name it; \
@@ -172,18 +205,26 @@ pub(super) fn load(
              or pass --no-owner to restore without owners and privileges"
         )));
     }
+}
 
-    // The count each COPY returned is authoritative: a count(*) would scan
-    // every table once more for the same number. A table whose rows were
-    // not loaded (no data file, or not selected) got none.
-    let mut checks = Vec::new();
-    for t in &manifest.tables {
-        let expected = if selected(t) { t.rows } else { 0 };
-        let restored = t.file.as_deref().and_then(|f| copied.get(f)).copied().unwrap_or(0);
-        checks.push(TableCheck { table: t.display(), expected, restored, ok: restored == expected });
-    }
-    phase(phases, "check", since);
-    Ok((checks, staged, policy))
+/// Each table's restored rows against the manifest. The count each COPY
+/// returned is authoritative: a count(*) would scan every table once more
+/// for the same number. A table whose rows were not loaded (no data file,
+/// or not selected) got none.
+fn row_checks(
+    manifest: &Manifest,
+    selected: &dyn Fn(&ManifestTable) -> bool,
+    copied: &BTreeMap<String, u64>,
+) -> Vec<TableCheck> {
+    manifest
+        .tables
+        .iter()
+        .map(|t| {
+            let expected = if selected(t) { t.rows } else { 0 };
+            let restored = t.file.as_deref().and_then(|f| copied.get(f)).copied().unwrap_or(0);
+            TableCheck { table: t.display(), expected, restored, ok: restored == expected }
+        })
+        .collect()
 }
 
 /// Memory for the index builds (`maintenance_work_mem`) and the foreign-key

@@ -21,7 +21,7 @@ mod sql;
 mod statements;
 mod target;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
 use crate::pg::{self, db_err, describe};
 use crate::verify::{verify_source, VerifyOptions, VerifyReport};
+use config_files::Staged;
 
 /// What to restore where. The engine owns these options; `lifeboat restore`
 /// flattens them into its arguments (clap's `Args` derive, behind the
@@ -158,7 +159,7 @@ pub fn restore_source(
         }
     }
     if opts.create {
-        target::create_if_missing(&target, progress, cancel)?;
+        target::create_if_missing(&target, verified.manifest.database_encoding.as_ref(), progress, cancel)?;
     }
     let mut report = restore_verified(source, &verified, &target, opts, progress, cancel)?;
     report.phases.insert(0, ("verify".into(), verify_ms));
@@ -240,23 +241,7 @@ pub(crate) fn restore_verified(
     let mut client = pg::connect_with(target, &target_name, DB_HINT, cancel)?;
 
     let existing = target::user_tables(&mut client)?;
-    let mut dropped = Vec::new();
-    if !existing.is_empty() {
-        if !opts.force {
-            return Err(Error::Refused(format!(
-                "target database {target_name} is not empty ({} object(s): {}); nothing was changed. \
-                 Restore into an empty database (createdb), or pass --force to drop its contents first",
-                existing.values().map(Vec::len).sum::<usize>(),
-                target::summarize(&existing)
-            )));
-        }
-        for (schema, tables) in &existing {
-            dropped.push(format!("schema {schema} with {} object(s): {}", tables.len(), tables.join(", ")));
-        }
-        for d in &dropped {
-            progress(Event::Warning(format!("--force: dropping {d}")));
-        }
-    }
+    let dropped = refuse_or_drop(&existing, opts, &target_name, progress)?;
 
     let mut phases = Vec::new();
     let mut since = Instant::now();
@@ -327,32 +312,8 @@ pub(crate) fn restore_verified(
     client.batch_execute("COMMIT").map_err(|e| rolled_back(db_err("committing the restore")(e), &target_name))?;
     phase(&mut phases, "commit", &mut since);
 
-    let files = match (staged, &opts.config_dir) {
-        (Some(staged), Some(dir)) => {
-            progress(Event::Step("config files"));
-            staged.install(dir).map_err(|e| {
-                e.noted(
-                    "The database was restored and committed, but installing the config files failed: \
-                     fix the cause and restore them again with --config-dir into an empty directory",
-                )
-            })?
-        }
-        _ => Vec::new(),
-    };
-    if !files.is_empty() {
-        phase(&mut phases, "config files", &mut since);
-    }
-    progress(Event::Step("analyze"));
-    let analyzed = match analyze::analyze(&mut client, target, usize::from(opts.jobs), cancel) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            progress(Event::Warning(format!(
-                "the restore is committed, but ANALYZE failed: {e:#}; run ANALYZE in {target_name} \
-                 so its queries are planned with statistics"
-            )));
-            None
-        }
-    };
+    let files = install_files(staged, opts, &mut phases, &mut since, progress)?;
+    let analyzed = analyze_committed(&mut client, target, &target_name, opts, progress, cancel);
     phase(&mut phases, "analyze", &mut since);
     Ok(RestoreReport {
         ok,
@@ -369,6 +330,84 @@ pub(crate) fn restore_verified(
         privileges_skipped: policy.skipped,
         analyzed,
     })
+}
+
+/// What `--force` drops of a target that is not empty (one line per
+/// schema, each also a warning), or the refusal when it is not given.
+fn refuse_or_drop(
+    existing: &BTreeMap<String, Vec<String>>,
+    opts: &RestoreOptions,
+    target_name: &str,
+    progress: Progress,
+) -> Result<Vec<String>> {
+    if existing.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !opts.force {
+        return Err(Error::Refused(format!(
+            "target database {target_name} is not empty ({} object(s): {}); nothing was changed. \
+             Restore into an empty database (createdb), or pass --force to drop its contents first",
+            existing.values().map(Vec::len).sum::<usize>(),
+            target::summarize(existing)
+        )));
+    }
+    let dropped: Vec<String> = existing
+        .iter()
+        .map(|(schema, tables)| format!("schema {schema} with {} object(s): {}", tables.len(), tables.join(", ")))
+        .collect();
+    for d in &dropped {
+        progress(Event::Warning(format!("--force: dropping {d}")));
+    }
+    Ok(dropped)
+}
+
+/// Installs the staged config files into `--config-dir`, after the commit.
+fn install_files(
+    staged: Option<Staged>,
+    opts: &RestoreOptions,
+    phases: &mut Vec<(String, u64)>,
+    since: &mut Instant,
+    progress: Progress,
+) -> Result<Vec<RestoredFile>> {
+    let files = match (staged, &opts.config_dir) {
+        (Some(staged), Some(dir)) => {
+            progress(Event::Step("config files"));
+            staged.install(dir).map_err(|e| {
+                e.noted(
+                    "The database was restored and committed, but installing the config files failed: \
+                     fix the cause and restore them again with --config-dir into an empty directory",
+                )
+            })?
+        }
+        _ => Vec::new(),
+    };
+    if !files.is_empty() {
+        phase(phases, "config files", since);
+    }
+    Ok(files)
+}
+
+/// ANALYZE after the commit (see [`analyze`]): the relations analyzed, or
+/// `None` with a warning — the restore stands either way.
+fn analyze_committed(
+    client: &mut pg::Client,
+    target: &crate::config::Target,
+    target_name: &str,
+    opts: &RestoreOptions,
+    progress: Progress,
+    cancel: &CancelToken,
+) -> Option<usize> {
+    progress(Event::Step("analyze"));
+    match analyze::analyze(client, target, usize::from(opts.jobs), cancel) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            progress(Event::Warning(format!(
+                "the restore is committed, but ANALYZE failed: {e:#}; run ANALYZE in {target_name} \
+                 so its queries are planned with statistics"
+            )));
+            None
+        }
+    }
 }
 
 /// `e`, saying the target was left as it was; kind and retryability stay.

@@ -124,11 +124,15 @@ pub(super) fn summarize(tables: &BTreeMap<String, Vec<String>>) -> String {
 /// as pg_restore's users expect. The session goes to the server's
 /// `postgres` maintenance database with the target's role and password,
 /// so the new database is owned by that role; it is made from `template0`
-/// (nothing a site added to `template1` comes along) with the server's
-/// default encoding and locale. An existing database is left as it is:
-/// the usual checks (empty, or `--force`) apply to it.
+/// (nothing a site added to `template1` comes along) with the archive's
+/// encoding and locale (`encoding`; the server's default for an archive
+/// that does not record them, and the progress detail says so). A server
+/// without that locale refuses, naming it, and nothing is created. An
+/// existing database is left as it is: the usual checks (empty, or
+/// `--force`) apply to it.
 pub(super) fn create_if_missing(
     target: &crate::config::Target,
+    encoding: Option<&crate::archive::manifest::DatabaseEncoding>,
     progress: crate::events::Progress,
     cancel: &crate::events::CancelToken,
 ) -> Result<()> {
@@ -145,16 +149,50 @@ pub(super) fn create_if_missing(
         progress(crate::events::Event::Detail(format!("database {name:?} exists; --create leaves it as it is")));
         return Ok(());
     }
-    client.batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name))).map_err(|e| {
-        match crate::pg::sqlstate(&e) {
-            Some("42501") => Error::Refused(format!(
-                "cannot create database {name:?} on {admin_name}: {}; the --db role needs CREATEDB \
-                 (ALTER ROLE … CREATEDB), or create it first with createdb",
-                crate::pg::pg_message(&e)
-            )),
-            _ => db_err(format!("creating database {name:?}"))(e),
-        }
+    let options = encoding.map(|e| format!(" {}", e.create_options())).unwrap_or_default();
+    let sql = format!("CREATE DATABASE {} TEMPLATE template0{options}", quote_ident(&name));
+    client.batch_execute(&sql).map_err(|e| match (crate::pg::sqlstate(&e), encoding) {
+        (Some("42501"), _) => Error::Refused(format!(
+            "cannot create database {name:?} on {admin_name}: {}; the --db role needs CREATEDB \
+             (ALTER ROLE … CREATEDB), or create it first with createdb",
+            crate::pg::pg_message(&e)
+        )),
+        // 42809 invalid locale name, 22023 encoding and locale that do not
+        // match, 42704 unknown encoding, 0A000 a build without ICU, 42601 a
+        // server before 15 (no LOCALE_PROVIDER): this server cannot hold the
+        // archive's encoding and locale as they are.
+        (Some("42809" | "22023" | "42704" | "0A000" | "42601"), Some(enc)) => Error::Refused(format!(
+            "cannot create database {name:?} on {admin_name} with the archive's encoding {} and locale {}: {}; \
+             install that locale on the server (then restart PostgreSQL), or create the database yourself \
+             with a locale it has (createdb -T template0 -E {} --locale=LOCALE {name}; `locale -a` lists them) \
+             and restore without --create",
+            enc.encoding,
+            locale_shown(enc),
+            crate::pg::pg_message(&e),
+            enc.encoding,
+        )),
+        _ => db_err(format!("creating database {name:?}"))(e),
     })?;
-    progress(crate::events::Event::Detail(format!("created database {name:?} (from template0) for the restore")));
+    progress(crate::events::Event::Detail(match encoding {
+        Some(enc) => format!(
+            "created database {name:?} (from template0, encoding {}, locale {}) for the restore",
+            enc.encoding,
+            locale_shown(enc)
+        ),
+        None => format!(
+            "created database {name:?} (from template0) for the restore with the server's default encoding \
+             and locale: the archive does not record its database's (made before lifeboat recorded them)"
+        ),
+    }));
     Ok(())
+}
+
+/// The locale as one name when collate and ctype agree (`collate/ctype`
+/// otherwise), with the ICU or builtin locale after the provider's name.
+fn locale_shown(enc: &crate::archive::manifest::DatabaseEncoding) -> String {
+    let libc = if enc.collate == enc.ctype { enc.collate.clone() } else { format!("{}/{}", enc.collate, enc.ctype) };
+    match &enc.provider_locale {
+        Some(l) => format!("{libc} ({} {l})", enc.locale_provider),
+        None => libc,
+    }
 }

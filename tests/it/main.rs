@@ -74,5 +74,7 @@ mod legible;
 mod store_trait;
 // scripts/module-graph: fake crates with a circle, an upward arrow, long code, a missing Layout line; this repository passes.
 mod module_graph;
+// `restore --create`: the source's encoding and locale from the manifest, a locale the server lacks, hostile locale names.
+mod create;
 // Times for people in [schedule] timezone (mail subject, alert log lines, chat), UTC in the webhook; the MB size marker.
 mod times;
