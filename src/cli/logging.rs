@@ -35,7 +35,7 @@ pub struct ZonedTime(pub chrono_tz::Tz);
 impl ZonedTime {
     /// `[schedule] timezone` (validated when the config loaded; UTC if not).
     pub fn of(config: &Config) -> ZonedTime {
-        ZonedTime(crate::schedule::parse_zone(&config.schedule.timezone).unwrap_or(chrono_tz::Tz::UTC))
+        ZonedTime(config.schedule.zone())
     }
 
     /// `t` as the text log shows it.

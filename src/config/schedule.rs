@@ -30,6 +30,16 @@ pub struct ScheduleConfig {
     pub shutdown_grace: Span,
 }
 
+impl ScheduleConfig {
+    /// The zone every time shown to people is in (logs, mails, alerts, the
+    /// status page): `timezone` as the schedule reads it (a leading `:` of
+    /// the `TZ` form allowed), UTC when it names none (a config that loaded
+    /// has a valid one). One function, so no two places disagree.
+    pub fn zone(&self) -> chrono_tz::Tz {
+        crate::schedule::parse_zone(&self.timezone).unwrap_or(chrono_tz::Tz::UTC)
+    }
+}
+
 impl Default for ScheduleConfig {
     fn default() -> Self {
         ScheduleConfig {
@@ -50,6 +60,16 @@ mod tests {
 
     use crate::config::test_env as env;
     use crate::config::{resolve, Overrides};
+
+    // covers: FR-17.4, FR-25.2
+    #[test]
+    fn every_time_shown_to_people_uses_the_schedule_s_zone_as_the_schedule_reads_it() {
+        let with = |tz: &str| super::ScheduleConfig { timezone: tz.into(), ..Default::default() }.zone();
+        assert_eq!(with("Asia/Bangkok"), chrono_tz::Tz::Asia__Bangkok);
+        // The `TZ` form with a leading colon: the status page used to read it as UTC.
+        assert_eq!(with(":Asia/Bangkok"), chrono_tz::Tz::Asia__Bangkok);
+        assert_eq!(with("not/a zone"), chrono_tz::Tz::UTC);
+    }
 
     // covers: FR-1.1, FR-1.2, FR-11.6, FR-25.1, FR-25.3
     #[test]

@@ -111,7 +111,7 @@ impl Templates {
 /// `[schedule] timezone` (checked when the config loaded; UTC if not):
 /// the zone every time shown to people is in.
 pub fn zone_of(config: &crate::config::Config) -> Tz {
-    crate::schedule::parse_zone(&config.schedule.timezone).unwrap_or(Tz::UTC)
+    config.schedule.zone()
 }
 
 /// The zone as a note for times shown without one: `Asia/Bangkok

@@ -196,7 +196,7 @@ fn chart(points: &[(DateTime<Utc>, u64)], tz: Tz) -> Option<Chart> {
 
 /// The page's time zone: `[schedule] timezone` (checked when the config loaded).
 fn zone(config: &crate::config::Config) -> Tz {
-    config.schedule.timezone.parse().unwrap_or(Tz::UTC)
+    config.schedule.zone()
 }
 
 /// Everything the page shows but the next run (blocking: rusqlite).
