@@ -54,6 +54,18 @@ pub fn render(db: &DatabaseConfig, storage: &Path, decisions: &[Decision], plan:
          # password_file = \"/run/secrets/db_password\"\n\n",
     );
     s.push_str(&format!("[storage]\ndir = {}\n\n", toml_str(&storage.display().to_string())));
+    let estimate = plan.estimated_archive_bytes.max(0) as u64;
+    if estimate < 2 * crate::model::MB {
+        // The default band (min_size_mb = 1) would call every archive of a
+        // small database too small, and `check` would be unhealthy from the
+        // first night: a false page in the first hour.
+        s.push_str(&format!(
+            "[monitor]\n# The estimated archive (~{}) is under 2 MB: no fixed lower bound (the default, 1 MB,\n\
+             # would call every archive of this database too small). An archive below half the median\n\
+             # of the good runs before it is still flagged. Raise it as the data grows.\nmin_size_mb = 0\n\n",
+            human_bytes(estimate)
+        ));
+    }
     s.push_str(
         "# Deployment files to keep with the database (relative to base_dir), e.g.:\n\
          # [files]\n# base_dir = \"/app\"\n# include = [\".env.production\", \"docker-compose.prod.yml\"]\n\n",
