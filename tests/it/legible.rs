@@ -68,18 +68,9 @@ fn the_backup_names_the_table_being_copied_and_counts_rows_as_they_go() {
     assert_eq!(all_rows, BIG_ROWS as u64 + 10);
 }
 
-/// `lifeboat ARGS` on a pseudo-terminal (util-linux `script`), as in progress.rs.
+/// `lifeboat ARGS` on a pseudo-terminal, and the terminal's text.
 fn on_a_terminal(args: &[&str]) -> (std::process::Output, String) {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let line: Vec<String> =
-        std::iter::once(env!("CARGO_BIN_EXE_lifeboat")).chain(args.iter().copied()).map(quote).collect();
-    let mut cmd = Command::new("script");
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(support::leaks_into_lifeboat) {
-            cmd.env_remove(&name);
-        }
-    }
-    let o = cmd.args(["-qec", &line.join(" "), "/dev/null"]).env("TERM", "xterm").output().expect("util-linux script");
+    let o = support::on_a_terminal(args);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     (o, text)
 }

@@ -2,28 +2,10 @@
 //! terminal, the plain step lines everywhere else. The terminal is a real
 //! pseudo-terminal made by util-linux `script`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::{self, fresh_db};
-use crate::support::{assert_exit, stderr, Seeded};
-
-/// Runs `lifeboat ARGS` with stdin, stdout and stderr on a pseudo-terminal
-/// (`script -qec CMD /dev/null`); the terminal's bytes are its stdout.
-fn on_a_terminal(args: &[&str]) -> Output {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let line: Vec<String> =
-        std::iter::once(env!("CARGO_BIN_EXE_lifeboat")).chain(args.iter().copied()).map(quote).collect();
-    let mut cmd = Command::new("script");
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(support::leaks_into_lifeboat) {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd.args(["-qec", &line.join(" "), "/dev/null"])
-        .env("TERM", "xterm")
-        .output()
-        .expect("cannot run `script` (util-linux), needed to give lifeboat a terminal")
-}
+use crate::support::{assert_exit, on_a_terminal, stderr, Seeded};
 
 fn terminal_text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

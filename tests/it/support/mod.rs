@@ -53,7 +53,8 @@ pub use config::TestConfig;
 pub use fixture::{big_db, full_disk_and_big_db, small_archive, small_store_in, stored_in, tiny_db, Seeded, SmallFs};
 pub use proxy::{proxied, Proxy, SilentListener, Trigger};
 pub use run::{
-    assert_exit, backup_with, json, pg_dumps_for, run, run_bounded, run_bounded_with, run_with, stderr, Bounded,
+    assert_exit, backup_with, json, on_a_terminal, pg_dumps_for, run, run_bounded, run_bounded_with, run_with, stderr,
+    Bounded,
 };
 pub use saas::{saas_config, saas_sql_path, seed_saas, toml_string, SAAS_CONFIG_SCOPE, SAAS_EXPECTED_ROWS, SAAS_SQL};
 

@@ -129,3 +129,21 @@ pub fn pg_dumps_for(db: &str, lifeboat_pid: u32) -> Vec<String> {
     }
     found
 }
+
+/// Runs `lifeboat ARGS` with stdin, stdout and stderr on a pseudo-terminal
+/// (`script -qec CMD /dev/null`, util-linux); the terminal's bytes are its stdout.
+pub fn on_a_terminal(args: &[&str]) -> Output {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let line: Vec<String> =
+        std::iter::once(env!("CARGO_BIN_EXE_lifeboat")).chain(args.iter().copied()).map(quote).collect();
+    let mut cmd = Command::new("script");
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(super::leaks_into_lifeboat) {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.args(["-qec", &line.join(" "), "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .expect("cannot run `script` (util-linux), needed to give lifeboat a terminal")
+}
