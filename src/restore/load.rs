@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 use crate::events::{CancelToken, CountingReader, Event, Progress};
 use crate::pg::{copy_err, db_err};
 
+// size: one pass over the archive whose callback shares the pass's state
+// (step and phases, the FREEZE set, staged files, counts, deferred members)
+// with the scope that owns the --jobs loader threads; split, each piece
+// would travel as an argument of its own.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(super) fn load(
     client: &mut Client,
@@ -28,7 +32,7 @@ pub(super) fn load(
     manifest: &Manifest,
     existing: &BTreeMap<String, Vec<String>>,
     opts: &RestoreOptions,
-    mut spool: Option<parallel::Spool>,
+    spool: Option<parallel::Spool>,
     selected: &dyn Fn(&ManifestTable) -> bool,
     phases: &mut Vec<(String, u64)>,
     since: &mut Instant,
@@ -49,91 +53,108 @@ pub(super) fn load(
     let mut staged = opts.config_dir.as_deref().map(Staged::new).transpose()?;
     let mut copied: BTreeMap<String, u64> = BTreeMap::new();
     // --jobs > 1: the schema is committed at once so other connections see
-    // it; rows wait in spool files for the parallel load; sequences and
-    // constraints wait until the rows are in.
-    let parallel = spool.is_some();
+    // it; each table's rows are spooled and handed to the loaders while the
+    // pass goes on; sequences and constraints wait until the rows are in.
+    let loaders = spool.as_ref().map(|_| parallel::Loaders::new());
     let mut deferred: Vec<(String, tempfile::TempPath)> = Vec::new();
     let mut step = "";
-    // Tables COPY may load with FREEZE (see `plain_tables`), known once the schema is in.
+    // Tables this restore created (see `plain_tables`), known once the schema is in.
     let mut freeze: Option<BTreeSet<(String, String)>> = None;
-    let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
-        let path = member.path.as_str();
-        cancel.check(&format!("restoring {path}"))?;
-        let Some(sha) = expected.get(path) else { return Ok(()) };
-        let mut counted;
-        let r: &mut dyn Read = if by_file.contains_key(path) {
-            counted = CountingReader::new(r, progress);
-            &mut counted
-        } else {
-            r
-        };
-        let mut h = Hashing::new(r);
-        if path == archive::SCHEMA || path == archive::SEQUENCES || path == archive::CONSTRAINTS {
-            let name = sql_step(path);
-            if step != name {
-                if !step.is_empty() {
-                    phase(phases, step, since);
-                }
-                step = name;
-                progress(Event::Step(name));
-            }
-            if let (true, Some(spool)) = (path != archive::SCHEMA, spool.as_mut()) {
-                let file = spool.add_sql(path, &mut h)?;
-                check_sha(path, h, sha)?;
-                deferred.push((path.to_string(), file));
-                return Ok(());
-            }
-            // Streamed, so the hash is known only at the end: a member
-            // changed since it was verified fails here, inside the
-            // transaction, before anything is committed.
-            sql::run_member(client, path, &mut h, &mut policy)?;
-            check_sha(path, h, sha)?;
-            if parallel {
-                client.batch_execute("COMMIT; BEGIN").map_err(db_err("committing the schema"))?;
-            }
-        } else if let Some(t) = by_file.get(path) {
-            if step != "data" {
-                phase(phases, step, since);
-                step = "data";
-                progress(Event::Step("data"));
-                let with_rows = || by_file.values().filter(|t| selected(t));
-                progress(Event::Totals {
-                    bytes: with_rows().map(|t| t.bytes).sum(),
-                    rows: with_rows().map(|t| t.rows).sum(),
-                });
-            }
-            if !selected(t) {
-                return Ok(());
-            }
-            if let Some(spool) = spool.as_mut() {
-                spool.add(t, &mut h)?;
-                check_sha(path, h, sha)?;
-                return Ok(());
-            }
-            if freeze.is_none() {
-                freeze = Some(plain_tables(client)?);
-            }
-            let frozen = freeze.as_ref().is_some_and(|f| f.contains(&(t.schema.clone(), t.name.clone())));
-            let rows = copy_in(client, t, path, frozen, &mut h)?;
-            check_sha(path, h, sha)?;
-            progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
-            copied.insert(path.to_string(), rows);
-        } else if let (Some(rel), Some(staged)) = (path.strip_prefix(archive::CONFIG_DIR), staged.as_mut()) {
-            staged.add(rel, modes.get(path).copied().unwrap_or(0o600), &mut h)?;
-            check_sha(path, h, sha)?;
-        }
-        Ok(())
-    };
     let identities = opts.verify.identities().map_err(ArchiveError::from)?;
-    for_each_member_keeping_errors(source, identities.as_ref(), &mut run)?;
-    phase(phases, step, since);
-
-    if let Some(spool) = &spool {
-        progress(Event::Step("parallel data"));
-        copied.extend(parallel::copy_parallel(target, spool, usize::from(opts.jobs), progress, cancel)?);
-        phase(phases, "parallel data", since);
-        run_deferred(client, &deferred, &mut policy, progress)?;
-        phase(phases, "sequences and constraints", since);
+    let pass = std::thread::scope(|scope| {
+        if let Some(l) = &loaders {
+            l.start(scope, target, usize::from(opts.jobs), progress, cancel);
+        }
+        // The loaders exit once the queue is closed: on every way out of the pass.
+        let _closing = loaders.as_ref().map(parallel::Closing);
+        let mut run = |member: &archive::reader::Member, r: &mut dyn Read| -> Result<()> {
+            let path = member.path.as_str();
+            cancel.check(&format!("restoring {path}"))?;
+            let Some(sha) = expected.get(path) else { return Ok(()) };
+            let mut counted;
+            let r: &mut dyn Read = if by_file.contains_key(path) {
+                counted = CountingReader::new(r, progress);
+                &mut counted
+            } else {
+                r
+            };
+            let mut h = Hashing::new(r);
+            if path == archive::SCHEMA || path == archive::SEQUENCES || path == archive::CONSTRAINTS {
+                let name = sql_step(path);
+                if step != name {
+                    if !step.is_empty() {
+                        phase(phases, step, since);
+                    }
+                    step = name;
+                    progress(Event::Step(name));
+                }
+                if let (true, Some(spool)) = (path != archive::SCHEMA, spool.as_ref()) {
+                    let file = spool.add_sql(path, &mut h)?;
+                    check_sha(path, h, sha)?;
+                    deferred.push((path.to_string(), file));
+                    return Ok(());
+                }
+                // Streamed, so the hash is known only at the end: a member
+                // changed since it was verified fails here, inside the
+                // transaction, before anything is committed.
+                sql::run_member(client, path, &mut h, &mut policy, &BTreeSet::new())?;
+                check_sha(path, h, sha)?;
+                if loaders.is_some() {
+                    client.batch_execute("COMMIT; BEGIN").map_err(db_err("committing the schema"))?;
+                }
+            } else if let Some(t) = by_file.get(path) {
+                if step != "data" {
+                    phase(phases, step, since);
+                    step = "data";
+                    progress(Event::Step("data"));
+                    let with_rows = || by_file.values().filter(|t| selected(t));
+                    progress(Event::Totals {
+                        bytes: with_rows().map(|t| t.bytes).sum(),
+                        rows: with_rows().map(|t| t.rows).sum(),
+                    });
+                }
+                if !selected(t) {
+                    return Ok(());
+                }
+                if freeze.is_none() {
+                    freeze = Some(plain_tables(client)?);
+                }
+                let created_here = freeze.as_ref().is_some_and(|f| f.contains(&(t.schema.clone(), t.name.clone())));
+                if let (Some(spool), Some(loaders)) = (spool.as_ref(), loaders.as_ref()) {
+                    let rows = spool.add(t, &mut h)?;
+                    // Handed to a loader only once its hash is proven.
+                    check_sha(path, h, sha)?;
+                    return loaders.send(parallel::Job { table: (*t).clone(), rows, created_here });
+                }
+                let rows = copy_in(client, t, path, created_here, &mut h)?;
+                check_sha(path, h, sha)?;
+                progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
+                copied.insert(path.to_string(), rows);
+            } else if let (Some(rel), Some(staged)) = (path.strip_prefix(archive::CONFIG_DIR), staged.as_mut()) {
+                staged.add(rel, modes.get(path).copied().unwrap_or(0o600), &mut h)?;
+                check_sha(path, h, sha)?;
+            }
+            Ok(())
+        };
+        let pass = for_each_member_keeping_errors(source, identities.as_ref(), &mut run);
+        phase(phases, step, since);
+        if pass.is_ok() && loaders.is_some() {
+            // What is left: the loads still running when the pass ended.
+            progress(Event::Step("parallel data"));
+        }
+        pass
+    });
+    match loaders.map(parallel::Loaders::finish) {
+        // A loader's error is the cause; the pass only stopped for it.
+        Some(Err(e)) => return Err(e),
+        Some(Ok(loaded)) => {
+            pass?;
+            copied.extend(loaded);
+            phase(phases, "parallel data", since);
+            run_deferred(client, target, &deferred, &mut policy, usize::from(opts.jobs), progress, cancel)?;
+            phase(phases, "sequences and constraints", since);
+        }
+        None => pass?,
     }
     warn_missing_roles(&policy, progress);
     let checks = row_checks(manifest, selected, &copied);
@@ -181,17 +202,31 @@ fn copy_in(client: &mut Client, t: &ManifestTable, path: &str, frozen: bool, row
 }
 
 /// With `--jobs`: sequences and constraints, spooled while the rows were, run
-/// once the rows are in.
+/// once the rows are in; the index builds of constraints over the `--jobs`
+/// connections first (see [`sql::IndexBuilds`]).
 fn run_deferred(
     client: &mut Client,
+    target: &crate::config::Target,
     deferred: &[(String, tempfile::TempPath)],
     policy: &mut Policy,
+    jobs: usize,
     progress: Progress,
+    cancel: &CancelToken,
 ) -> Result<()> {
+    let open = |file: &tempfile::TempPath| {
+        std::fs::File::open(file).map_err(|e| Error::io("reading spool", file.to_path_buf(), e))
+    };
     for (path, file) in deferred {
-        progress(Event::Step(if path == archive::SEQUENCES { "sequences" } else { "constraints" }));
-        let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file.to_path_buf(), e))?;
-        sql::run_member(client, path, &mut f, policy)?;
+        let mut taken = BTreeSet::new();
+        if path == archive::SEQUENCES {
+            progress(Event::Step("sequences"));
+        } else {
+            progress(Event::Step("constraints"));
+            let builds = sql::index_builds(path, &mut open(file)?)?;
+            parallel::build_indexes(target, path, &builds, jobs, cancel)?;
+            taken = builds.taken;
+        }
+        sql::run_member(client, path, &mut open(file)?, policy, &taken)?;
     }
     Ok(())
 }
@@ -235,13 +270,18 @@ const BULK_LOAD: &str = "SELECT set_config(s.name, w.kb || 'kB', false) \
      FROM (VALUES ('maintenance_work_mem', 262144), ('work_mem', 65536)) AS w(name, kb) \
      JOIN pg_catalog.pg_settings s ON s.name = w.name WHERE s.setting::bigint < w.kb";
 
-/// The plain tables of the target (not partitioned, not foreign). In the
-/// single-transaction restore every one of them was created by schema.sql
-/// in this very transaction (the target was empty, or `--force` emptied it
-/// in it), which is what `COPY … FREEZE` asks: the rows are written frozen
+/// The plain tables of the target (not partitioned, not foreign). Every one
+/// of them was created by this restore's schema.sql (the target was empty,
+/// or `--force` emptied it first): in the single transaction that is what
+/// `COPY … FREEZE` asks, and with `--jobs` each loader's transaction
+/// truncates the table first, which asks the same. The rows are written frozen
 /// and all-visible, so neither the ANALYZE after the commit nor the first VACUUM after
-/// the restore has to rewrite every page to set hint bits. Nobody can see
-/// the rows before the COMMIT, so FREEZE bends no one's snapshot.
+/// the restore has to rewrite every page to set hint bits. In the single
+/// transaction nobody can see the rows before the COMMIT, so FREEZE bends no
+/// one's snapshot; with `--jobs` a session whose snapshot predates a
+/// loader's commit would see that table's rows early (FREEZE's documented
+/// exception to MVCC), which matters to no one: a target is not read
+/// while it is restored, and `--jobs` is not one transaction anyway.
 fn plain_tables(client: &mut Client) -> Result<BTreeSet<(String, String)>> {
     let rows = client
         .query(

@@ -1,11 +1,17 @@
-//! `--jobs N`: the tables' rows spooled to disk during the one pass over
-//! the archive, then loaded over N connections, each table in its own
-//! transaction; the first error (or a cancellation) stops the others from
-//! taking more work. Not one transaction, so a failure empties the target
+//! `--jobs N`: each table's rows are spooled to disk during the one pass
+//! over the archive and, as soon as its member's SHA-256 matched, handed to
+//! one of N loader connections that copy it in its own transaction while
+//! the pass goes on (issue 24: the pass and the loads overlap instead of
+//! following each other). A table created by this restore is loaded as
+//! `TRUNCATE ONLY` + `COPY … FREEZE` in that transaction, the parallel
+//! counterpart of the single transaction's FREEZE. The first error (or a
+//! cancellation) stops the loaders from taking more work and the pass from
+//! reading further. Not one transaction, so a failure empties the target
 //! instead of rolling back (see `target::emptied`).
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::{mpsc, Mutex};
 
 use std::collections::BTreeMap;
 
@@ -14,16 +20,13 @@ use crate::error::{Error, Result};
 use crate::events::{CancelToken, Event, Progress};
 use crate::pg::{self, copy_err, db_err, describe};
 
-/// Where rows wait for the parallel load: a private (0700)
+/// Where rows wait for their loader: a private (0700)
 /// `.lifeboat-spool-*` directory in the spool directory (beside the
 /// archive, or `--spool-dir`; never `$TMPDIR`, often RAM), one file per
-/// table. Everything in it is removed when the spool is dropped, so on
-/// success, failure and panic alike.
+/// table, removed once loaded. Everything in it is removed when the spool
+/// is dropped, so on success, failure and panic alike.
 pub(super) struct Spool {
     dir: tempfile::TempDir,
-    /// Closed once written (a file descriptor per table would run into
-    /// the process's limit with thousands of tables); deleted on drop.
-    tables: Vec<(ManifestTable, tempfile::TempPath)>,
 }
 
 impl Spool {
@@ -35,25 +38,24 @@ impl Spool {
                 e,
             )
         })?;
-        Ok(Spool { dir, tables: Vec::new() })
+        Ok(Spool { dir })
     }
 
     /// Copies one table's rows into a file of its own, streamed in small
-    /// buffers (never the whole table in memory).
-    pub(super) fn add(&mut self, t: &ManifestTable, rows: &mut dyn Read) -> Result<()> {
-        let context = format!("spooling the rows of {} ({} bytes uncompressed) in", t.display(), t.bytes);
-        let file = self.file(&context, rows)?;
-        self.tables.push((t.clone(), file));
-        Ok(())
+    /// buffers (never the whole table in memory); deleted when dropped.
+    pub(super) fn add(&self, t: &ManifestTable, rows: &mut dyn Read) -> Result<tempfile::TempPath> {
+        self.file(&format!("spooling the rows of {} ({} bytes uncompressed) in", t.display(), t.bytes), rows)
     }
 
     /// Keeps a SQL member that must wait for the rows (sequences,
     /// constraints) in a file of its own, like the rows: never in memory.
-    pub(super) fn add_sql(&mut self, member: &str, sql: &mut dyn Read) -> Result<tempfile::TempPath> {
+    pub(super) fn add_sql(&self, member: &str, sql: &mut dyn Read) -> Result<tempfile::TempPath> {
         self.file(&format!("spooling {member} in"), sql)
     }
 
     fn file(&self, context: &str, data: &mut dyn Read) -> Result<tempfile::TempPath> {
+        // Closed once written: a file descriptor per waiting table would run
+        // into the process's limit with thousands of tables.
         let path = self.dir.path();
         let mut f = tempfile::NamedTempFile::new_in(path).map_err(|e| Error::io(context, path, e))?;
         std::io::copy(data, &mut f).map_err(|e| Error::io(context, path, e))?;
@@ -61,31 +63,176 @@ impl Spool {
     }
 }
 
-/// Loads the spooled tables over `jobs` connections, each table in its own
-/// transaction; the first error stops the others from taking more work.
-/// Returns the rows each COPY loaded, by data file.
-pub(super) fn copy_parallel(
-    target: &crate::config::Target,
-    spool: &Spool,
-    jobs: usize,
-    progress: Progress,
-    cancel: &CancelToken,
-) -> Result<BTreeMap<String, u64>> {
-    let loaded = std::sync::Mutex::new(BTreeMap::new());
-    fan_out(target, &spool.tables, jobs, cancel, |client, (t, file)| {
-        cancel.check(&format!("loading rows of {}", t.display()))?;
-        let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER)", t.copy_target());
-        let mut f = std::fs::File::open(file).map_err(|e| Error::io("reading spool", file, e))?;
-        let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
-        std::io::copy(&mut f, &mut w).map_err(copy_err(format!("loading rows of {}", t.display())))?;
-        let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
-        if let Some(f) = &t.file {
-            loaded.lock().expect("not poisoned").insert(f.clone(), rows);
+/// One spooled table for a loader: its rows' file and whether this restore
+/// created it (so `TRUNCATE` + `COPY … FREEZE` may load it).
+pub(super) struct Job {
+    pub table: ManifestTable,
+    pub rows: tempfile::TempPath,
+    pub created_here: bool,
+}
+
+/// The loaders' shared state: the queue of spooled tables, the first
+/// error, and the rows each COPY loaded, by data file.
+pub(super) struct Loaders {
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<mpsc::Receiver<Job>>,
+    failed: Mutex<Option<Error>>,
+    loaded: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Loaders {
+    pub(super) fn new() -> Loaders {
+        let (tx, rx) = mpsc::channel();
+        Loaders {
+            queue: Mutex::new(Some(tx)),
+            jobs: Mutex::new(rx),
+            failed: Mutex::new(None),
+            loaded: Mutex::new(BTreeMap::new()),
         }
-        progress(Event::Table { name: t.display(), rows, closure_rows: t.closure_rows, bytes: t.bytes });
+    }
+
+    /// Starts `jobs` loader threads in `scope`, each on its own connection
+    /// to `target`; they run until [`Loaders::close`] and an empty queue, or
+    /// the first error.
+    pub(super) fn start<'scope>(
+        &'scope self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        target: &'scope crate::config::Target,
+        jobs: usize,
+        progress: Progress<'scope>,
+        cancel: &'scope CancelToken,
+    ) {
+        let name = describe(target);
+        for _ in 0..jobs {
+            let name = name.clone();
+            scope.spawn(move || {
+                let worker = || -> Result<()> {
+                    let mut client = pg::connect_with(target, &name, super::DB_HINT, cancel)?;
+                    client.batch_execute(pg::SESSION_SETTINGS).map_err(db_err("setting up a parallel connection"))?;
+                    loop {
+                        // The lock is held only to take the next job (or learn there is none).
+                        let next = self.jobs.lock().expect("not poisoned").recv();
+                        let Ok(job) = next else { return Ok(()) };
+                        if self.failed.lock().expect("not poisoned").is_some() {
+                            return Ok(());
+                        }
+                        let rows = load(&mut client, &job, cancel)?;
+                        if let Some(f) = &job.table.file {
+                            self.loaded.lock().expect("not poisoned").insert(f.clone(), rows);
+                        }
+                        let t = &job.table;
+                        progress(Event::Table {
+                            name: t.display(),
+                            rows,
+                            closure_rows: t.closure_rows,
+                            bytes: t.bytes,
+                        });
+                    }
+                };
+                if let Err(e) = worker() {
+                    self.failed.lock().expect("not poisoned").get_or_insert(e);
+                    // The pass learns of it at its next table; nobody waits on the queue.
+                    self.close();
+                }
+            });
+        }
+    }
+
+    /// Queues a spooled table. An error means a loader failed: the pass
+    /// stops reading the archive, and [`Loaders::finish`] gives the loader's
+    /// own error, which is the one to report.
+    pub(super) fn send(&self, job: Job) -> Result<()> {
+        let queued = match self.queue.lock().expect("not poisoned").as_ref() {
+            // A send fails only when every loader is gone, which they are only after an error.
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        };
+        if !queued || self.failed.lock().expect("not poisoned").is_some() {
+            return Err(Error::Failed("a parallel load failed".into()));
+        }
         Ok(())
-    })?;
-    Ok(loaded.into_inner().expect("not poisoned"))
+    }
+
+    /// No more tables: the loaders finish the queue and exit. Also on every
+    /// early return of the pass ([`Closing`]), or the scope would wait for
+    /// them forever.
+    pub(super) fn close(&self) {
+        self.queue.lock().expect("not poisoned").take();
+    }
+
+    /// After the loaders have exited: the rows each COPY loaded, by data
+    /// file, or the first error.
+    pub(super) fn finish(self) -> Result<BTreeMap<String, u64>> {
+        match self.failed.into_inner().expect("not poisoned") {
+            Some(e) => Err(e),
+            None => Ok(self.loaded.into_inner().expect("not poisoned")),
+        }
+    }
+}
+
+/// Closes the queue when dropped: the pass's every exit, a panic included.
+pub(super) struct Closing<'a>(pub &'a Loaders);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Loads one spooled table in its own transaction: `TRUNCATE ONLY` then
+/// `COPY … FREEZE` when this restore created the table (the rows are
+/// written frozen and all-visible, as in the single transaction), else a
+/// plain `COPY`.
+fn load(client: &mut pg::Client, job: &Job, cancel: &CancelToken) -> Result<u64> {
+    let t = &job.table;
+    cancel.check(&format!("loading rows of {}", t.display()))?;
+    let freeze = if job.created_here {
+        client
+            .batch_execute(&format!("BEGIN; TRUNCATE ONLY {}", t.qualified()))
+            .map_err(db_err(format!("starting the load of {}", t.display())))?;
+        ", FREEZE"
+    } else {
+        client.batch_execute("BEGIN").map_err(db_err(format!("starting the load of {}", t.display())))?;
+        ""
+    };
+    let sql = format!("COPY {} FROM STDIN (FORMAT csv, HEADER{freeze})", t.copy_target());
+    tracing::debug!(%sql, "COPY in (parallel)");
+    let mut f = std::fs::File::open(&job.rows).map_err(|e| Error::io("reading spool", &job.rows, e))?;
+    let mut w = client.copy_in(&sql).map_err(db_err(format!("starting COPY into {}", t.display())))?;
+    std::io::copy(&mut f, &mut w).map_err(copy_err(format!("loading rows of {}", t.display())))?;
+    let rows = w.finish().map_err(db_err(format!("loading rows of {}", t.display())))?;
+    client.batch_execute("COMMIT").map_err(db_err(format!("committing the rows of {}", t.display())))?;
+    Ok(rows)
+}
+
+/// `builds` (the index builds of constraints member `path`) over `jobs`
+/// connections, each with the member's own session settings and its share
+/// of the index memory; the first error stops the others.
+pub(super) fn build_indexes(
+    target: &crate::config::Target,
+    path: &str,
+    builds: &super::sql::IndexBuilds,
+    jobs: usize,
+    cancel: &CancelToken,
+) -> Result<()> {
+    let setup = format!("{}\n{};", builds.preamble.join("\n"), index_memory(jobs));
+    fan_out(target, &builds.builds, jobs, cancel, |client, (line, sql)| {
+        let context = || format!("executing {path} (statement at line {line})");
+        cancel.check(&context())?;
+        client.batch_execute(&setup).map_err(db_err(context()))?;
+        client.batch_execute(sql).map_err(db_err(context()))
+    })
+}
+
+/// The index memory (`maintenance_work_mem`, as `load::BULK_LOAD` raises
+/// it) of one of `jobs` connections building indexes at once: 512 MB
+/// shared, at least 64 MB each, only raised.
+fn index_memory(jobs: usize) -> String {
+    let kb = (524_288 / jobs.max(1)).max(65_536);
+    format!(
+        "SELECT set_config('maintenance_work_mem', '{kb}kB', false) FROM pg_catalog.pg_settings \
+         WHERE name = 'maintenance_work_mem' AND setting::bigint < {kb}"
+    )
 }
 
 /// Runs `work` on every item, in order, over `jobs` connections to

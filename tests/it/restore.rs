@@ -951,6 +951,37 @@ fn a_failed_parallel_restore_empties_the_target_and_says_so() {
     assert_eq!(user_objects(&target), 0, "the parallel restore left objects behind");
 }
 
+// covers: FR-7.9, US-4/AC-3
+#[test]
+fn a_parallel_load_that_fails_stops_the_restore_with_the_loaders_own_error() {
+    let f = fixture();
+    let w = work();
+    let csv = table(&f.manifest, "public.users").file.clone().unwrap();
+    // A consistent, signed archive whose users member has a record COPY
+    // refuses: a loader (not the pass) meets the error, while it loads.
+    let bad = crafted(&w, "bad_row_jobs.tar.gz", |c| {
+        let data = c.data_mut(&csv);
+        let row = first_record(data);
+        data.splice(row, b"not-a-row".to_vec());
+        c.refresh_table(&csv);
+    });
+    let target = fresh_db("restore jobs bad row");
+    let out = restore(&bad, &target.url, &["--jobs", "2"]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    for expected in ["loading rows of public.users", "missing data for column", "emptied again"] {
+        assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+    }
+    assert!(!err.contains("a parallel load failed"), "the loader's own error is the one shown:\n{err}");
+    assert_eq!(user_objects(&target), 0, "the parallel restore left objects behind");
+    let spools: Vec<_> = std::fs::read_dir(w.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".lifeboat-spool-"))
+        .collect();
+    assert!(spools.is_empty(), "spool left behind: {spools:?}");
+}
+
 // covers: FR-7.2
 #[test]
 fn a_target_holding_only_types_or_functions_is_not_empty() {
