@@ -63,7 +63,9 @@ pub(super) fn load(
     let identities = opts.verify.identities().map_err(ArchiveError::from)?;
     let pass = std::thread::scope(|scope| {
         if let Some(l) = &loaders {
-            l.start(scope, target, usize::from(opts.jobs), progress, cancel);
+            // No more connections than tables to load (a server's max_connections is finite).
+            let tables = by_file.values().filter(|t| selected(t)).count();
+            l.start(scope, target, usize::from(opts.jobs).min(tables), progress, cancel);
         }
         // The loaders exit once the queue is closed: on every way out of the pass.
         let _closing = loaders.as_ref().map(parallel::Closing);

@@ -132,7 +132,9 @@ pub(super) fn index_builds(path: &str, input: &mut dyn Read) -> Result<IndexBuil
         let setting = (w(0) == "set" && owners::classify(sql).is_none())
             || (w(0) == "select" && w(1).starts_with("pg_catalog.set_config("));
         if w(0) == "set" && w(1).starts_with("default_tablespace") {
+            // Not for the preamble: the builds taken are those made outside any tablespace.
             tablespace = !sql.trim_end().trim_end_matches(';').trim_end().ends_with("''");
+            continue;
         }
         if preamble && setting {
             out.preamble.push(sql.to_string());
@@ -205,7 +207,7 @@ mod tests {
     fn jobs_take_pg_dumps_index_builds_ahead_and_leave_everything_else_in_order() {
         let member = "--\n-- PostgreSQL database dump\n--\n\\restrict abc\n\n\
             SET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\
-            SET client_min_messages = warning;\n\n\
+            SET client_min_messages = warning;\nSET default_tablespace = '';\n\n\
             --\n-- Name: users users_pkey; Type: CONSTRAINT; Schema: public; Owner: app\n--\n\n\
             ALTER TABLE ONLY public.users\n    ADD CONSTRAINT users_pkey PRIMARY KEY (id);\n\n\
             ALTER TABLE ONLY public.users\n    ADD CONSTRAINT users_email_key UNIQUE (email);\n\n\
@@ -230,10 +232,10 @@ mod tests {
         assert!(b.builds[2].1.starts_with("CREATE UNIQUE INDEX users_lower_email"), "{:?}", b.builds[2]);
         assert!(b.builds[3].1.starts_with("CREATE INDEX orders_user ON ONLY"), "{:?}", b.builds[3]);
         assert!(!b.builds.iter().any(|(_, s)| s.contains("logs_at") || s.contains("FOREIGN") || s.contains("TRIGGER")));
-        assert_eq!(b.builds[0].0, 14, "the line of the statement");
-        // Ordinals count SQL statements: 3 preamble SETs come first.
-        assert_eq!(b.taken.iter().copied().collect::<Vec<_>>(), [4, 5, 6, 10]);
-        assert_eq!(b.preamble.len(), 3, "{:?}", b.preamble);
+        assert_eq!(b.builds[0].0, 15, "the line of the statement");
+        // Ordinals count SQL statements: 4 SETs come first.
+        assert_eq!(b.taken.iter().copied().collect::<Vec<_>>(), [5, 6, 7, 12]);
+        assert_eq!(b.preamble.len(), 3, "no default_tablespace in the preamble: {:?}", b.preamble);
         assert!(b.preamble[1].contains("search_path"));
     }
 
