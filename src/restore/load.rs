@@ -146,12 +146,9 @@ pub(super) fn load(
         }
         pass
     });
-    match loaders.map(parallel::Loaders::finish) {
-        // A loader's error is the cause; the pass only stopped for it.
-        Some(Err(e)) => return Err(e),
-        Some(Ok(loaded)) => {
-            pass?;
-            copied.extend(loaded);
+    match loaders {
+        Some(loaders) => {
+            copied.extend(loaders.finish(pass)?);
             phase(phases, "parallel data", since);
             run_deferred(client, target, &deferred, &mut policy, usize::from(opts.jobs), progress, cancel)?;
             phase(phases, "sequences and constraints", since);

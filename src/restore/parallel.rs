@@ -148,7 +148,7 @@ impl Loaders {
             None => false,
         };
         if !queued || self.failed.lock().expect("not poisoned").is_some() {
-            return Err(Error::Failed("a parallel load failed".into()));
+            return Err(Error::Failed(STOPPED.into()));
         }
         Ok(())
     }
@@ -160,15 +160,23 @@ impl Loaders {
         self.queue.lock().expect("not poisoned").take();
     }
 
-    /// After the loaders have exited: the rows each COPY loaded, by data
-    /// file, or the first error.
-    pub(super) fn finish(self) -> Result<BTreeMap<String, u64>> {
-        match self.failed.into_inner().expect("not poisoned") {
-            Some(e) => Err(e),
-            None => Ok(self.loaded.into_inner().expect("not poisoned")),
+    /// After the loaders have exited, given how the pass ended: the rows
+    /// each COPY loaded, by data file, or the error to report — the pass's
+    /// own (a damaged member, a cancellation) unless it only stopped because
+    /// a loader had failed, then that loader's.
+    pub(super) fn finish(self, pass: Result<()>) -> Result<BTreeMap<String, u64>> {
+        let failed = self.failed.into_inner().expect("not poisoned");
+        match (pass, failed) {
+            (Err(Error::Failed(m)), Some(e)) if m == STOPPED => Err(e),
+            (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+            (Ok(()), None) => Ok(self.loaded.into_inner().expect("not poisoned")),
         }
     }
 }
+
+/// The pass's error when it stopped only because a loader had failed
+/// ([`Loaders::finish`] reports the loader's instead; never shown).
+const STOPPED: &str = "a parallel load failed";
 
 /// Closes the queue when dropped: the pass's every exit, a panic included.
 pub(super) struct Closing<'a>(pub &'a Loaders);
@@ -272,5 +280,35 @@ pub(super) fn fan_out<T: Sync>(
     match failed.into_inner().expect("not poisoned") {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed_with(e: Option<Error>) -> Loaders {
+        let l = Loaders::new();
+        *l.failed.lock().unwrap() = e;
+        l
+    }
+
+    // covers: FR-7.9
+    #[test]
+    fn the_error_reported_is_the_passs_own_unless_it_stopped_for_a_loader() {
+        let loader = || Some(Error::Failed("loading rows of public.users: bad row".into()));
+        // The pass stopped because a loader failed: the loader's error, never the placeholder.
+        let e = failed_with(loader()).finish(Err(Error::Failed(STOPPED.into()))).unwrap_err();
+        assert!(e.to_string().contains("public.users"), "{e}");
+        // A cancelled pass stays cancelled, whatever the loaders met after it.
+        let e = failed_with(loader()).finish(Err(Error::Cancelled { doing: "restoring x".into() })).unwrap_err();
+        assert!(matches!(e, Error::Cancelled { .. }), "{e}");
+        // The pass done, a loader failed: the loader's.
+        let e = failed_with(loader()).finish(Ok(())).unwrap_err();
+        assert!(e.to_string().contains("public.users"), "{e}");
+        // Both fine: what was loaded.
+        let l = failed_with(None);
+        l.loaded.lock().unwrap().insert("database/data/public.users.csv".into(), 3);
+        assert_eq!(l.finish(Ok(())).unwrap().get("database/data/public.users.csv"), Some(&3));
     }
 }
