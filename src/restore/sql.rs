@@ -103,8 +103,9 @@ pub(super) struct IndexBuilds {
     pub taken: BTreeSet<u64>,
 }
 
-/// At most this much SQL of index builds is held for `--jobs`; the rest
-/// run in order.
+/// At most this much SQL (preamble and index builds) is held for `--jobs`:
+/// builds beyond it run in order, and a preamble beyond it makes every
+/// build run in order.
 const INDEX_BUILDS_BYTES: usize = 16 << 20;
 
 /// `path`'s index builds (see [`IndexBuilds`]). None at all when the member
@@ -113,6 +114,11 @@ const INDEX_BUILDS_BYTES: usize = 16 << 20;
 /// while pg_dump has set a `default_tablespace` (a build on another
 /// connection would not be in it).
 pub(super) fn index_builds(path: &str, input: &mut dyn Read) -> Result<IndexBuilds> {
+    index_builds_within(path, input, INDEX_BUILDS_BYTES)
+}
+
+/// [`index_builds`] holding at most `limit` bytes of SQL.
+fn index_builds_within(path: &str, input: &mut dyn Read, limit: usize) -> Result<IndexBuilds> {
     let mut statements = Statements::new(BufReader::with_capacity(256 * 1024, input));
     let mut out = IndexBuilds::default();
     let (mut ordinal, mut bytes, mut preamble, mut tablespace) = (0u64, 0usize, true, false);
@@ -137,6 +143,10 @@ pub(super) fn index_builds(path: &str, input: &mut dyn Read) -> Result<IndexBuil
             continue;
         }
         if preamble && setting {
+            if bytes + sql.len() > limit {
+                return Ok(IndexBuilds::default());
+            }
+            bytes += sql.len();
             out.preamble.push(sql.to_string());
             continue;
         }
@@ -148,7 +158,7 @@ pub(super) fn index_builds(path: &str, input: &mut dyn Read) -> Result<IndexBuil
             }
             _ => false,
         };
-        if build && !tablespace && bytes + sql.len() <= INDEX_BUILDS_BYTES {
+        if build && !tablespace && bytes + sql.len() <= limit {
             bytes += sql.len();
             out.builds.push((line, sql.to_string()));
             out.taken.insert(ordinal);
@@ -237,6 +247,21 @@ mod tests {
         assert_eq!(b.taken.iter().copied().collect::<Vec<_>>(), [5, 6, 7, 12]);
         assert_eq!(b.preamble.len(), 3, "no default_tablespace in the preamble: {:?}", b.preamble);
         assert!(b.preamble[1].contains("search_path"));
+    }
+
+    // covers: FR-7.9, FR-7.12
+    #[test]
+    fn what_is_held_for_the_builds_is_bounded() {
+        let within =
+            |sql: &str, limit| index_builds_within("database/constraints.sql", &mut sql.as_bytes(), limit).unwrap();
+        let set = "SET client_min_messages = warning;\n";
+        let index = "CREATE INDEX a ON public.t USING btree (x);\n";
+        // Held without their newlines: 34 and 43 bytes.
+        assert_eq!(within(&format!("{set}{index}"), 77).builds.len(), 1);
+        let b = within(&format!("{}{index}", set.repeat(3)), 101);
+        assert!(b.preamble.is_empty() && b.builds.is_empty(), "a preamble past the bound takes no build: {b:?}");
+        let b = within(&index.repeat(5), 3 * 43);
+        assert_eq!(b.taken.iter().copied().collect::<Vec<_>>(), [1, 2, 3], "the builds past the bound run in order");
     }
 
     // covers: FR-7.9, FR-7.12
