@@ -39,7 +39,7 @@ pub(super) fn analyze(client: &mut Client, target: &Target, jobs: usize, cancel:
         .iter()
         .map(|r| r.get(0))
         .collect();
-    parallel::fan_out(target, &relations, jobs.max(2), cancel, |c, relation| {
+    parallel::fan_out(target, &relations, jobs.max(2), "", cancel, |c, relation| {
         cancel.check(&format!("analyzing {relation}"))?;
         c.batch_execute(&format!("ANALYZE {relation}")).map_err(db_err(format!("ANALYZE {relation}")))
     })?;

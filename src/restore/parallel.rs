@@ -224,10 +224,9 @@ pub(super) fn build_indexes(
     cancel: &CancelToken,
 ) -> Result<()> {
     let setup = format!("{}\n{};", builds.preamble.join("\n"), index_memory(jobs));
-    fan_out(target, &builds.builds, jobs, cancel, |client, (line, sql)| {
+    fan_out(target, &builds.builds, jobs, &setup, cancel, |client, (line, sql)| {
         let context = || format!("executing {path} (statement at line {line})");
         cancel.check(&context())?;
-        client.batch_execute(&setup).map_err(db_err(context()))?;
         client.batch_execute(sql).map_err(db_err(context()))
     })
 }
@@ -244,12 +243,13 @@ fn index_memory(jobs: usize) -> String {
 }
 
 /// Runs `work` on every item, in order, over `jobs` connections to
-/// `target` (each with the session settings); the first error stops the
-/// others from taking more items and is returned.
+/// `target` (each with the session settings, then `setup`, once); the
+/// first error stops the others from taking more items and is returned.
 pub(super) fn fan_out<T: Sync>(
     target: &crate::config::Target,
     items: &[T],
     jobs: usize,
+    setup: &str,
     cancel: &CancelToken,
     work: impl Fn(&mut pg::Client, &T) -> Result<()> + Sync,
 ) -> Result<()> {
@@ -261,7 +261,9 @@ pub(super) fn fan_out<T: Sync>(
             s.spawn(|| {
                 let worker = || -> Result<()> {
                     let mut client = pg::connect_with(target, &name, super::DB_HINT, cancel)?;
-                    client.batch_execute(pg::SESSION_SETTINGS).map_err(db_err("setting up a parallel connection"))?;
+                    client
+                        .batch_execute(&format!("{};\n{setup}", pg::SESSION_SETTINGS))
+                        .map_err(db_err("setting up a parallel connection"))?;
                     loop {
                         if failed.lock().expect("not poisoned").is_some() {
                             return Ok(());

@@ -502,7 +502,7 @@ fn verify_and_restore_read_an_s3_archive_straight_from_the_store() {
     let schema = m.iter().find(|(p, _)| p == "database/schema.sql").unwrap().1.clone();
     let mut forged = format!("COPY (SELECT 1) TO PROGRAM 'touch {}';\n", marker.display()).into_bytes();
     forged.extend_from_slice(&schema);
-    crate::support::replace_sql_member(&mut m, "database/schema.sql", forged);
+    crate::support::rewrite_consistently(&mut m, "database/schema.sql", forged, None);
     m.retain(|(p, _)| p != "SHA256SUMS.minisig");
     crate::support::write_archive(&copy, &m);
     weed().put(&o.bucket, &format!("{PREFIX}/{name}"), &std::fs::read(&copy).unwrap());

@@ -368,7 +368,7 @@ fn plant_program_copy(m: &mut [(String, Vec<u8>)], marker: &Path) {
     let schema = m.iter().find(|(p, _)| p == "database/schema.sql").unwrap().1.clone();
     let mut forged = format!("COPY (SELECT 1) TO PROGRAM 'touch {}';\n", marker.display()).into_bytes();
     forged.extend_from_slice(&schema);
-    support::replace_sql_member(m, "database/schema.sql", forged);
+    support::rewrite_consistently(m, "database/schema.sql", forged, None);
 }
 
 /// A config for "another host": an empty store of its own, and the real
@@ -547,7 +547,7 @@ fn a_signed_archive_with_statements_that_reach_outside_is_refused_and_nothing_ru
             // After the first statement, so the refusal has to roll back.
             let at = text.find(";\n").map_or(0, |i| i + 2);
             let forged = format!("{}{evil}{}", &text[..at], &text[at..]);
-            support::replace_sql_member(m, member, forged.into_bytes());
+            support::rewrite_consistently(m, member, forged.into_bytes(), None);
             support::reseal_signed(m, &storage);
         });
         let pk = pub_key(&storage);
@@ -566,7 +566,7 @@ fn a_signed_archive_with_statements_that_reach_outside_is_refused_and_nothing_ru
     let (_d, archive) = copy_outside(|m| {
         let sql = m.iter().find(|(p, _)| p == "database/restore.sql").unwrap().1.clone();
         let forged = format!("\\! touch {}\n{}", marker.display(), String::from_utf8(sql).unwrap());
-        support::replace_sql_member(m, "database/restore.sql", forged.into_bytes());
+        support::rewrite_consistently(m, "database/restore.sql", forged.into_bytes(), None);
         support::reseal_signed(m, &storage);
     });
     let o = run(&["--config", s.seeded.config.to_str().unwrap(), "verify", archive.to_str().unwrap()]);

@@ -48,22 +48,27 @@ pub fn sha256(data: &[u8]) -> String {
     format!("{:x}", sha2::Sha256::digest(data))
 }
 
-/// Replaces one member's bytes and makes the manifest and SHA256SUMS agree,
-/// so that only deeper checks (row counts, the database) can object.
+/// Replaces one member's bytes (a table's CSV, with its `rows` when given,
+/// or a `database/*.sql` member) and makes the manifest and SHA256SUMS
+/// agree, so that only deeper checks (row counts, the database, the
+/// signature, which is left as it was) can object.
 pub fn rewrite_consistently(members: &mut [(String, Vec<u8>)], member: &str, data: Vec<u8>, rows: Option<u64>) {
     let sha = sha256(&data);
     let len = data.len() as u64;
     members.iter_mut().find(|(p, _)| p == member).expect("member exists").1 = data;
     let (_, manifest) = members.iter_mut().find(|(p, _)| p == "manifest.json").unwrap();
     let mut m: Value = serde_json::from_slice(manifest).unwrap();
-    for t in m["tables"].as_array_mut().unwrap() {
-        if t["file"] == member {
-            t["sha256"] = sha.clone().into();
-            t["bytes"] = len.into();
-            if let Some(r) = rows {
-                t["rows"] = r.into();
-            }
+    let tables = m["tables"].as_array_mut().unwrap().iter_mut().filter(|t| t["file"] == member);
+    for t in tables {
+        t["sha256"] = sha.clone().into();
+        t["bytes"] = len.into();
+        if let Some(r) = rows {
+            t["rows"] = r.into();
         }
+    }
+    for f in m["members"].as_array_mut().unwrap().iter_mut().filter(|f| f["path"] == member) {
+        f["sha256"] = sha.clone().into();
+        f["bytes"] = len.into();
     }
     *manifest = serde_json::to_vec_pretty(&m).unwrap();
     reseal(members);
@@ -100,23 +105,6 @@ pub fn sign_sums(sums: &[u8], storage: &Path) -> Vec<u8> {
     let sk = minisign::SecretKeyBox::from_string(&text).and_then(minisign::SecretKey::from_unencrypted_box).unwrap();
     let sig = minisign::sign(None, &sk, std::io::Cursor::new(sums), Some("re-signed by a test"), None).unwrap();
     sig.to_string().into_bytes()
-}
-
-/// Replaces a `database/*.sql` member and its manifest entry (size,
-/// SHA-256), then [`reseal`]s: the signature is left as it was.
-pub fn replace_sql_member(members: &mut [(String, Vec<u8>)], member: &str, data: Vec<u8>) {
-    let (sha, len) = (sha256(&data), data.len() as u64);
-    members.iter_mut().find(|(p, _)| p == member).expect("member exists").1 = data;
-    let (_, manifest) = members.iter_mut().find(|(p, _)| p == "manifest.json").unwrap();
-    let mut m: Value = serde_json::from_slice(manifest).unwrap();
-    for f in m["members"].as_array_mut().unwrap() {
-        if f["path"] == member {
-            f["sha256"] = sha.clone().into();
-            f["bytes"] = len.into();
-        }
-    }
-    *manifest = serde_json::to_vec_pretty(&m).unwrap();
-    reseal(members);
 }
 
 /// The public key of the store `archive` lies in, for `--trusted-key`: a

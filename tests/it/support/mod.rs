@@ -44,8 +44,7 @@ mod saas;
 pub mod smtp;
 
 pub use archive::{
-    extract, its_store_key, members, replace_sql_member, reseal, reseal_signed, rewrite_consistently, sha256,
-    sign_sums, write_archive,
+    extract, its_store_key, members, reseal, reseal_signed, rewrite_consistently, sha256, sign_sums, write_archive,
 };
 pub use cluster::{pg_bin, Cluster, Frozen};
 pub use compare::{all_fingerprints, fk_report, query_fingerprint, schema_dump, sequence_values, table_fingerprint};
